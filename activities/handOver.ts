@@ -1,0 +1,101 @@
+/**
+ * Hands a bundle's packed files to the tool, one `fileReady` event per file,
+ * paced by a token bucket at the bundle's send rate. Events go to the session
+ * in small batches; the heartbeat records how far the session has been told,
+ * so a retried attempt resumes there (the session drops any repeat).
+ */
+import { stat } from 'node:fs/promises';
+import { Context } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
+import { INDEX_URI } from '../common/manageIndex.js';
+import type { EventBody } from '../common/session.js';
+import { sendRateQuery } from '../workflows/bundleBackupWorkflow.js';
+import { bundleEventsSignal } from '../workflows/sessionWorkflow.js';
+import { readManageIndex } from './packBundle.js';
+import { TokenBucket } from './tokenBucket.js';
+
+export interface HandOverInput {
+  sessionWorkflowId: string;
+  /** The bundle's child workflow, which holds its send rate. */
+  bundleWorkflowId: string;
+  bundleName: string;
+  /** The folder the bundle was packed into. */
+  packDir: string;
+  /** First file to hand over, unless a heartbeat of an earlier attempt says more. */
+  from: number;
+}
+
+export interface HandOverResult {
+  /** The next file to hand over; equals the total when done. */
+  next: number;
+  /** The rate went to 0: the workflow waits (durably) for a new one. */
+  paused: boolean;
+}
+
+const RATE_POLL_MS = 500;
+
+export async function handOverFiles(client: Client, input: HandOverInput): Promise<HandOverResult> {
+  const ctx = Context.current();
+  const index = await readManageIndex(`${input.packDir}/${INDEX_URI}`);
+  const list = [
+    ...index.files.map((f) => ({ uri: f.uri, size: f.size })),
+    // The index goes last: the bundle is complete once the tool holds it (api.md §9).
+    { uri: INDEX_URI, size: -1 },
+  ];
+  const resumeAt = (ctx.info.heartbeatDetails as { next?: number } | undefined)?.next;
+  let next = Math.max(input.from, resumeAt ?? 0);
+
+  const self = client.workflow.getHandle(input.bundleWorkflowId);
+  const session = client.workflow.getHandle(input.sessionWorkflowId);
+  const bucket = new TokenBucket(await self.query(sendRateQuery));
+  // The rate may change while files go out; read it twice a second and re-pace (a pending wait included).
+  const paused = new AbortController();
+  const poll = setInterval(() => {
+    self.query(sendRateQuery).then(
+      (rate) => {
+        bucket.setRate(rate);
+        if (rate === 0) paused.abort(new Error('paused'));
+      },
+      () => undefined, // a missed read keeps the last rate
+    );
+  }, RATE_POLL_MS);
+  const stop = AbortSignal.any([ctx.cancellationSignal, paused.signal]);
+
+  let batch: EventBody[] = [];
+  const flush = async () => {
+    if (batch.length === 0) return;
+    await session.signal(bundleEventsSignal, batch);
+    batch = [];
+    ctx.heartbeat({ next });
+  };
+
+  try {
+    while (next < list.length) {
+      if (bucket.rate === 0) break;
+      try {
+        await bucket.take(stop);
+      } catch (err) {
+        if (paused.signal.aborted && !ctx.cancellationSignal.aborted) break;
+        throw err;
+      }
+      const item = list[next]!;
+      const path = `${input.packDir}/${item.uri}`;
+      batch.push({
+        type: 'fileReady',
+        bundleName: input.bundleName,
+        fileIndex: next,
+        uri: item.uri,
+        size: item.size >= 0 ? item.size : (await stat(path)).size,
+        path,
+      });
+      next += 1;
+      // About a tenth of a second's worth of files per signal keeps history small and delivery smooth.
+      if (batch.length >= Math.max(1, Math.floor(bucket.rate / 10))) await flush();
+      else ctx.heartbeat({ next: next - batch.length });
+    }
+  } finally {
+    clearInterval(poll);
+  }
+  await flush();
+  return { next, paused: next < list.length };
+}

@@ -1,0 +1,178 @@
+/**
+ * Walks a bundle's data/ folder in a fixed order and applies the profile's
+ * includes/excludes (api.md §7, §9). Pure Node, no Temporal.
+ *
+ * Pattern semantics (picomatch, `dot: true`, paths relative to data/, '/'-separated):
+ * - A pattern's leading "./" or "/" and trailing "/" are dropped: "./files/" means "files".
+ * - A pattern `p` matches a path when `p` or `p/**` does, so naming a folder
+ *   means everything below it. This holds for excludes (as api.md §7 says) and,
+ *   for symmetry, for includes too.
+ * - includes missing → everything; includes [] → nothing (not even skipped reports).
+ * - A path is wanted when some include matches it (or an ancestor) and no
+ *   exclude matches it. Excluded folders are not descended into.
+ * - A folder is yielded as a 'dir' entry when it is wanted itself (its contents
+ *   then follow), or, lazily, just before the first wanted thing below it, so an
+ *   include like "**\/*.db" keeps the folders leading to each .db file but not
+ *   unrelated empty folders. A folder whose listing cannot be read is reported
+ *   as skipped (with the errno) and not yielded as an entry.
+ * - Symlinks and special files are never followed or yielded; they are reported
+ *   as skipped only when they are wanted by the patterns (otherwise it is noise).
+ * - A missing data/ folder is an empty bundle; other errors on data/ itself throw.
+ *
+ * Order: a folder's children sorted by UTF-8 byte order of their names,
+ * depth-first, a folder before its contents. Memory: one folder's list of
+ * names per depth level, plus the chain of not-yet-yielded ancestors.
+ */
+import { promises as fsp, type Stats } from 'node:fs';
+import path from 'node:path';
+import picomatch from 'picomatch';
+
+export type WalkItem =
+  | {
+      type: 'entry';
+      /** POSIX path relative to dataDir. */
+      path: string;
+      kind: 'file' | 'dir';
+      size: number;
+      /** Permission bits only (mode & 0o7777). */
+      mode: number;
+      mtimeMs: number;
+      absPath: string;
+    }
+  | { type: 'skipped'; path: string; reason: string };
+
+export type WalkEntry = Extract<WalkItem, { type: 'entry' }>;
+
+export interface WalkProfile {
+  includes?: string[];
+  excludes: string[];
+}
+
+/** Why a non-regular, non-folder item is skipped; also used by the packer on re-open. */
+export function specialKind(st: Stats): string {
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isFIFO()) return 'fifo';
+  if (st.isSocket()) return 'socket';
+  if (st.isBlockDevice() || st.isCharacterDevice()) return 'device';
+  return 'special';
+}
+
+function errnoOf(err: unknown): string {
+  return (err as NodeJS.ErrnoException | undefined)?.code ?? String(err);
+}
+
+function normalizePattern(p: string): string {
+  return p.replace(/^(\.\/|\/)+/, '').replace(/\/+$/, '');
+}
+
+/** Matches `p` or anything below `p`, for every pattern. */
+function folderAwareMatcher(patterns: string[]): (p: string) => boolean {
+  const all = patterns.map(normalizePattern).flatMap((p) => (p === '' ? ['**'] : [p, `${p}/**`]));
+  if (all.length === 0) return () => false;
+  return picomatch(all, { dot: true });
+}
+
+/**
+ * Whether a folder could hold something an include matches, from the literal
+ * base of each pattern ("files/**" → "files"). Only prunes; a false "true" is
+ * harmless, it just means descending for nothing.
+ */
+function containmentTest(includes: string[]): (dir: string) => boolean {
+  const bases = includes.map((p) => {
+    const s = picomatch.scan(normalizePattern(p));
+    // Negations and escapes make the literal base unreliable: never prune on them.
+    return s.negated || s.base.includes('\\') ? '' : s.base;
+  });
+  return (dir) => bases.some((b) => b === '' || b === dir || b.startsWith(`${dir}/`) || dir.startsWith(`${b}/`));
+}
+
+function byteOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+interface PendingDir {
+  entry: WalkEntry;
+  yielded: boolean;
+}
+
+export async function* walkBundle(dataDir: string, profile: WalkProfile): AsyncGenerator<WalkItem> {
+  if (profile.includes !== undefined && profile.includes.length === 0) return;
+  const included = profile.includes === undefined ? () => true : folderAwareMatcher(profile.includes);
+  const mayContain = profile.includes === undefined ? () => true : containmentTest(profile.includes);
+  const excluded = folderAwareMatcher(profile.excludes);
+
+  const rootStat = await fsp.lstat(dataDir).catch((err: unknown) => {
+    if (errnoOf(err) === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (rootStat === undefined) return;
+  if (!rootStat.isDirectory()) throw new Error(`${dataDir} is not a folder (${specialKind(rootStat)})`);
+
+  // Ancestors of the current position, outermost first; those not yet yielded
+  // are yielded just before the first wanted item below them.
+  const chain: PendingDir[] = [];
+  function* flushChain(): Generator<WalkItem> {
+    for (const p of chain) {
+      if (!p.yielded) {
+        p.yielded = true;
+        yield p.entry;
+      }
+    }
+  }
+
+  async function* walkDir(rel: string, abs: string): AsyncGenerator<WalkItem> {
+    let names: string[];
+    try {
+      names = [];
+      for await (const d of await fsp.opendir(abs)) names.push(d.name);
+    } catch (err) {
+      if (rel === '') throw err;
+      // Only report a folder that was wanted or could hold wanted things (it is on the chain).
+      yield { type: 'skipped', path: rel, reason: errnoOf(err) };
+      return;
+    }
+    if (rel !== '' && included(rel)) yield* flushChain();
+    names.sort(byteOrder);
+
+    for (const name of names) {
+      const childRel = rel === '' ? name : `${rel}/${name}`;
+      if (excluded(childRel)) continue;
+      const childAbs = path.join(abs, name);
+      let st: Stats;
+      try {
+        st = await fsp.lstat(childAbs);
+      } catch (err) {
+        if (errnoOf(err) === 'ENOENT') continue; // vanished since the listing: nothing to back up
+        if (included(childRel)) yield { type: 'skipped', path: childRel, reason: errnoOf(err) };
+        continue;
+      }
+      const entry: WalkEntry = {
+        type: 'entry',
+        path: childRel,
+        kind: st.isDirectory() ? 'dir' : 'file',
+        size: st.isDirectory() ? 0 : st.size,
+        mode: st.mode & 0o7777,
+        mtimeMs: st.mtimeMs,
+        absPath: childAbs,
+      };
+      if (st.isDirectory()) {
+        if (!included(childRel) && !mayContain(childRel)) continue;
+        chain.push({ entry, yielded: false });
+        try {
+          yield* walkDir(childRel, childAbs);
+        } finally {
+          chain.pop();
+        }
+      } else if (!included(childRel)) {
+        continue;
+      } else if (st.isFile()) {
+        yield* flushChain();
+        yield entry;
+      } else {
+        yield { type: 'skipped', path: childRel, reason: specialKind(st) };
+      }
+    }
+  }
+
+  yield* walkDir('', dataDir);
+}

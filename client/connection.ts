@@ -1,0 +1,51 @@
+/**
+ * The tool's connection to Temporal: one lazily made Client per process, from
+ * Temporal's standard environment configuration unless `configure` says otherwise.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { readSettings } from '../common/env.js';
+import { temporalTarget } from '../common/temporalConfig.js';
+
+export interface ToolOptions {
+  /** host:port of the Temporal frontend (default: TEMPORAL_ADDRESS, else 127.0.0.1:7233). */
+  address?: string;
+  namespace?: string;
+  /** The device's task queue (default: OHBACKUP_TASK_QUEUE, else "ohbackup"). */
+  taskQueue?: string;
+  /** Use this Client instead of making one. */
+  client?: Client;
+}
+
+let options: ToolOptions = {};
+let cached: Promise<Client> | undefined;
+
+/** Points the module's functions and new sessions at a Temporal service and device. */
+export function configure(next: ToolOptions): void {
+  options = { ...next };
+  cached = undefined;
+}
+
+export function taskQueue(): string {
+  return options.taskQueue ?? readSettings().taskQueue;
+}
+
+export function getClient(): Promise<Client> {
+  if (options.client) return Promise.resolve(options.client);
+  cached ??= (async () => {
+    const target = temporalTarget({ address: options.address, namespace: options.namespace });
+    const { address, tls, apiKey, metadata } = target.connectionOptions;
+    const connection = await Connection.connect({ address, tls, apiKey: typeof apiKey === 'string' ? apiKey : undefined, metadata });
+    return new Client({ connection, namespace: target.namespace });
+  })();
+  cached.catch(() => {
+    cached = undefined;
+  });
+  return cached;
+}
+
+/** Closes the module's connection so a tool process can exit. */
+export async function closeConnection(): Promise<void> {
+  const c = cached;
+  cached = undefined;
+  if (c) await (await c).connection.close();
+}

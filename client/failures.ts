@@ -1,0 +1,27 @@
+/** Maps what the Temporal client throws to the reference's BusinessError codes. */
+import { ServiceError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { BusinessError } from '../common/businessError.js';
+import { ErrorCode, FAILURE_TYPE } from '../common/errors.js';
+
+const GRPC_PERMISSION_DENIED = 7;
+const GRPC_UNAUTHENTICATED = 16;
+
+export function toBusinessError<T = void>(err: unknown, data?: T): BusinessError<T> {
+  if (err instanceof BusinessError) return err as BusinessError<T>;
+  let e: unknown = err;
+  while (e && typeof e === 'object') {
+    if (e instanceof ApplicationFailure && e.type === FAILURE_TYPE && typeof e.details?.[0] === 'number') {
+      return new BusinessError(e.details[0] as number, e.message, data);
+    }
+    if (e instanceof ServiceError) {
+      const code = (e.cause as { code?: number } | undefined)?.code;
+      if (code === GRPC_PERMISSION_DENIED || code === GRPC_UNAUTHENTICATED) return new BusinessError(ErrorCode.PERMISSION_DENIED, e.message, data);
+      return new BusinessError(ErrorCode.IPC_ERROR, `IPC error: the Temporal service did not answer: ${e.message}`, data);
+    }
+    if (e instanceof WorkflowUpdateFailedError && !e.cause) break;
+    e = (e as { cause?: unknown }).cause;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new BusinessError(ErrorCode.UNKNOWN, `Unknown error: ${message}`, data);
+}

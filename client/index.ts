@@ -1,0 +1,2 @@
+/** `import { backup } from 'ohbackup'` */
+export * as backup from './backup.js';

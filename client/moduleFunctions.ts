@@ -1,0 +1,63 @@
+/** The module functions of `backup` (api.md §4). */
+import { BusinessError } from '../common/businessError.js';
+import { BACKUP_VERSION } from '../common/capabilities.js';
+import { DEFAULTS } from '../common/session.js';
+import { openCapabilities } from './capabilities.js';
+import { getClient, taskQueue } from './connection.js';
+import { toBusinessError } from './failures.js';
+import { registry } from './registry.js';
+import type { AsyncCallback, FileData, IncrementalBackupTime } from './types.js';
+import { BundleNameArg, SendRateArg, TimeoutArg, parseArg } from './validate.js';
+import { z } from 'zod';
+
+/** `{"backupVersion":"16.0"}`: the API level ohbackup implements. */
+export function getBackupVersion(): string {
+  return JSON.stringify({ backupVersion: BACKUP_VERSION });
+}
+
+const DataListArg = z
+  .array(z.object({ bundleName: BundleNameArg, lastIncrementalTime: z.number().finite().nonnegative() }))
+  .max(10_000);
+
+/** An fd of the capability file describing the device's bundles (api.md §8). */
+export function getLocalCapabilities(callback: AsyncCallback<FileData>): void;
+export function getLocalCapabilities(dataList?: IncrementalBackupTime[]): Promise<FileData>;
+export function getLocalCapabilities(arg?: AsyncCallback<FileData> | IncrementalBackupTime[]): Promise<FileData> | void {
+  const only = typeof arg === 'function' || arg === undefined ? undefined : parseArg(DataListArg, arg, 'dataList');
+  const result = getClient()
+    .then((client) => openCapabilities(client, taskQueue(), only))
+    .catch((err) => {
+      throw toBusinessError(err);
+    });
+  if (typeof arg === 'function') {
+    result.then(
+      (data) => arg(undefined, data),
+      (err: BusinessError) => arg(err, { fd: -1 }),
+    );
+    return;
+  }
+  return result;
+}
+
+/**
+ * Re-arms a running bundle's deadline to `timeout` ms from now. true only
+ * between that bundle's onBundleBegin and onBundleEnd in a session of this process.
+ */
+export function updateTimer(bundleName: string, timeout: number): boolean {
+  parseArg(BundleNameArg, bundleName, 'bundleName');
+  parseArg(TimeoutArg, timeout, 'timeout');
+  const session = registry.running(bundleName);
+  if (!session) return false;
+  session.signalBundle(bundleName, 'updateTimer', timeout);
+  return true;
+}
+
+/** Files per second handed to the tool for a running bundle: > 800 is 800; 0 pauses. */
+export function updateSendRate(bundleName: string, sendRate: number): boolean {
+  parseArg(BundleNameArg, bundleName, 'bundleName');
+  const rate = Math.min(parseArg(SendRateArg, sendRate, 'sendRate'), DEFAULTS.maxSendRate);
+  const session = registry.running(bundleName);
+  if (!session) return false;
+  session.signalBundle(bundleName, 'updateSendRate', rate);
+  return true;
+}

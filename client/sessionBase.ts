@@ -1,0 +1,142 @@
+/**
+ * What the three session classes share: the session workflow behind them, the
+ * event pump that feeds the callbacks, and release/cancel/getLocalCapabilities.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { BusinessError } from '../common/businessError.js';
+import { ErrorCode } from '../common/errors.js';
+import { bundleWorkflowId, type SessionKind, type SessionResult } from '../common/session.js';
+import { updateSendRateSignal, updateTimerSignal } from '../workflows/bundleBackupWorkflow.js';
+import { appendBundlesUpdate, cancelBundleUpdate, eventsQuery, releaseUpdate, sessionWorkflow, type AppendRequest } from '../workflows/sessionWorkflow.js';
+import { getClient, taskQueue } from './connection.js';
+import { EventPump } from './eventPump.js';
+import { toBusinessError } from './failures.js';
+import { openCapabilities } from './capabilities.js';
+import { registry, type OpenSession } from './registry.js';
+import type { FileData, GeneralCallbacks } from './types.js';
+import { BundleNameArg, CallbacksArg, parseArg } from './validate.js';
+
+export interface SessionOptions {
+  /** The session's ID (its workflow ID); default `ohbackup-<kind>-<uuid>`. */
+  sessionId?: string;
+  /** The device's task queue; default from `configure` / OHBACKUP_TASK_QUEUE. */
+  taskQueue?: string;
+  /** Bundles run at once (default 3). */
+  maxConcurrentBundles?: number;
+  /** Bind to this running session instead of starting one (re-attach after a tool restart). */
+  attachTo?: string;
+}
+
+export abstract class SessionBase implements OpenSession {
+  protected abstract readonly kind: SessionKind;
+  readonly sessionId: string;
+  readonly taskQueue: string;
+  protected released = false;
+  private bound?: { pump: EventPump };
+  private readonly ready: Promise<{ client: Client; handle: WorkflowHandle<typeof sessionWorkflow>; pump: EventPump }>;
+
+  constructor(
+    protected readonly callbacks: GeneralCallbacks,
+    kind: SessionKind,
+    private readonly options: SessionOptions,
+  ) {
+    parseArg(CallbacksArg, callbacks, 'callbacks');
+    this.taskQueue = options.taskQueue ?? taskQueue();
+    this.sessionId = options.attachTo ?? options.sessionId ?? `ohbackup-${kind}-${randomUUID()}`;
+    this.ready = this.bind(kind);
+    // Failures surface on the next call; keep an unobserved one from crashing the tool.
+    this.ready.then((r) => (this.bound = r)).catch(() => undefined);
+    registry.add(this);
+  }
+
+  private async bind(kind: SessionKind) {
+    const client = await getClient();
+    let startAfter = 0;
+    let handle: WorkflowHandle<typeof sessionWorkflow>;
+    if (!this.options.attachTo) {
+      const o = this.options;
+      handle = await client.workflow.start(sessionWorkflow, {
+        workflowId: this.sessionId,
+        taskQueue: this.taskQueue,
+        args: [{ sessionId: this.sessionId, kind, maxConcurrentBundles: o.maxConcurrentBundles }],
+        staticSummary: `ohbackup ${kind} session`,
+      });
+    } else {
+      handle = client.workflow.getHandle<typeof sessionWorkflow>(this.sessionId);
+      // Resume after what an earlier tool acknowledged.
+      startAfter = (await handle.query(eventsQuery, 0, 0)).acked;
+    }
+    const pump = new EventPump(handle, this.callbacks, startAfter);
+    pump.start();
+    return { client, handle, pump };
+  }
+
+  /** Runs `fn` on the bound session, turning any failure into a BusinessError. */
+  protected async call<T>(fn: (s: Awaited<SessionBase['ready']>) => Promise<T>): Promise<T> {
+    if (this.released) throw new BusinessError(ErrorCode.NOT_PERMITTED, 'Operation not permitted: the session was released');
+    try {
+      return await fn(await this.ready);
+    } catch (err) {
+      throw toBusinessError(err);
+    }
+  }
+
+  protected async append(req: AppendRequest): Promise<void> {
+    await this.call(async ({ handle, pump }) => {
+      for (const b of req.bundles) if (!pump.bundles.has(b.bundleName)) pump.bundles.set(b.bundleName, 'appended');
+      await handle.executeUpdate(appendBundlesUpdate, { args: [req] });
+    });
+  }
+
+  getLocalCapabilities(): Promise<FileData> {
+    return this.call(({ client }) => openCapabilities(client, this.taskQueue));
+  }
+
+  /** Ends the session: the workflow stops what still runs, cleans up and completes. Later calls → 13900001. */
+  async release(): Promise<void> {
+    await this.call(async ({ handle, pump }) => {
+      this.released = true;
+      try {
+        await handle.executeUpdate(releaseUpdate);
+        const result: SessionResult = await handle.result();
+        await pump.stop();
+        await pump.deliverAll(result.trailingEvents);
+      } finally {
+        registry.remove(this);
+      }
+    });
+  }
+
+  /** 0: cancel sent; 13500011: appended but not started; 13500012: not in this session or already ended. */
+  cancel(bundleName: string): number {
+    parseArg(BundleNameArg, bundleName, 'bundleName');
+    const view = this.bundleView(bundleName);
+    if (view === 'appended') return ErrorCode.CANCEL_NOT_STARTED;
+    if (view !== 'running' || this.released) return ErrorCode.CANCEL_NO_TASK;
+    void this.ready.then(({ handle }) => handle.executeUpdate(cancelBundleUpdate, { args: [bundleName] })).catch((err) => warn('cancel', err));
+    return 0;
+  }
+
+  /** The workflow's own answer to cancel (the synchronous `cancel` answers from the tool's view). */
+  cancelAsync(bundleName: string): Promise<number> {
+    parseArg(BundleNameArg, bundleName, 'bundleName');
+    return this.call(({ handle }) => handle.executeUpdate(cancelBundleUpdate, { args: [bundleName] }));
+  }
+
+  bundleView(bundleName: string) {
+    return this.bound?.pump.bundles.get(bundleName);
+  }
+
+  signalBundle(bundleName: string, what: 'updateTimer' | 'updateSendRate', value: number): void {
+    void this.ready
+      .then(({ client }) =>
+        client.workflow.getHandle(bundleWorkflowId(this.sessionId, bundleName)).signal(what === 'updateTimer' ? updateTimerSignal : updateSendRateSignal, value),
+      )
+      .catch((err) => warn(what, err));
+  }
+}
+
+function warn(what: string, err: unknown): void {
+  process.emitWarning(`ohbackup: ${what} could not be delivered: ${toBusinessError(err).message}`);
+}

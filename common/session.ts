@@ -1,0 +1,82 @@
+/**
+ * What travels between the tool, the session workflow, the bundle children and
+ * the activities: session inputs, the numbered event stream, and outcomes.
+ * Pure types and constants, safe for workflow code.
+ */
+import type { ErrorInfo } from './errors.js';
+
+export type SessionKind = 'backup' | 'restore' | 'incremental';
+
+/** One appended bundle, as the session keeps it. */
+export interface BundleRequest {
+  bundleName: string;
+  /** The `infos[i]` string the tool passed with it, if any. */
+  info?: string;
+  /** Higher first; equal priority keeps append order (api.md §2). */
+  priority: number;
+  /** Order of appending, across appendBundles calls. */
+  order: number;
+}
+
+/** Event bodies as produced by children and activities; the session numbers them. */
+export type EventBody =
+  | { type: 'bundleBegin'; bundleName: string; error?: ErrorInfo }
+  | {
+      type: 'fileReady';
+      bundleName: string;
+      /** Position of this file in the bundle's hand-over order; used to drop repeats after a retry. */
+      fileIndex: number;
+      uri: string;
+      size: number;
+      /** Where the worker left the file; the tool opens it and passes the fd. */
+      path: string;
+      manifestPath?: string;
+      error?: ErrorInfo;
+    }
+  | { type: 'process'; bundleName: string; process: string }
+  | { type: 'resultReport'; bundleName: string; result: string }
+  | { type: 'bundleEnd'; bundleName: string; error?: ErrorInfo; cancelled?: boolean }
+  | { type: 'allBundlesEnd'; error?: ErrorInfo }
+  | { type: 'sizeReport'; report: string };
+
+export type SessionEvent = EventBody & { seq: number };
+
+export type BundleState = 'pending' | 'running' | 'done' | 'failed' | 'cancelled' | 'notStarted';
+
+export interface BundleOutcome {
+  bundleName: string;
+  state: BundleState;
+  error?: ErrorInfo;
+  files: number;
+  bytes: number;
+}
+
+export interface SessionResult {
+  sessionId: string;
+  kind: SessionKind;
+  bundles: BundleOutcome[];
+  /** Events the tool had not acknowledged when the session completed, so a releasing tool can drain them. */
+  trailingEvents: SessionEvent[];
+}
+
+export interface EventsPage {
+  events: SessionEvent[];
+  acked: number;
+  lastSeq: number;
+  released: boolean;
+}
+
+export const DEFAULTS = {
+  /** Bundles run at once per session (the reference's limit). */
+  maxConcurrentBundles: 3,
+  /** A bundle's deadline unless updateTimer says otherwise. */
+  bundleTimeoutMs: 15 * 60 * 1000,
+  maxTimeoutMs: 14_400_000,
+  sendRate: 60,
+  maxSendRate: 800,
+} as const;
+
+/** The child workflow of a bundle: derived from the session ID so tools and the UI can find it. */
+export function bundleWorkflowId(sessionId: string, bundleName: string): string {
+  return `${sessionId}/${bundleName}`;
+}

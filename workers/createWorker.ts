@@ -1,0 +1,44 @@
+/** Builds the ohbackup worker of one device: its workflows and activities on one task queue. */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities, type DeviceConfig } from '../activities/index.js';
+
+export interface OhbackupWorkerOptions extends DeviceConfig {
+  connection: NativeConnection;
+  namespace: string;
+  taskQueue: string;
+  /** A pre-built workflow bundle (tests build one and share it); else workflows are bundled at start. */
+  workflowBundle?: WorkerOptions['workflowBundle'];
+  identity?: string;
+}
+
+/** The workflows' entry: the TypeScript source under vitest, the compiled file when built. */
+export function workflowsPath(): string {
+  const ts = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+  return existsSync(ts) ? ts : fileURLToPath(new URL('../workflows/index.js', import.meta.url));
+}
+
+export async function createOhbackupWorker(opts: OhbackupWorkerOptions): Promise<Worker> {
+  return Worker.create({
+    connection: opts.connection,
+    namespace: opts.namespace,
+    taskQueue: opts.taskQueue,
+    ...(opts.identity ? { identity: opts.identity } : {}),
+    activities: createActivities({ dataRoot: opts.dataRoot, stateDir: opts.stateDir }),
+    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: workflowsPath(), bundlerOptions: bundlerOptions() }),
+    // Cancellation (cancel, deadline, release) reaches a running activity at its next heartbeat: keep that prompt.
+    maxHeartbeatThrottleInterval: '1 second',
+    defaultHeartbeatThrottleInterval: '1 second',
+  });
+}
+
+/** Lets webpack resolve the `.js` specifiers of our ESM sources to their `.ts` files. */
+export function bundlerOptions(): WorkerOptions['bundlerOptions'] {
+  return {
+    webpackConfigHook: (config) => {
+      config.resolve = { ...config.resolve, extensionAlias: { '.js': ['.ts', '.js'] } };
+      return config;
+    },
+  };
+}

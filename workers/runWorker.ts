@@ -1,0 +1,46 @@
+/** Runs one device's worker until SIGINT/SIGTERM (or `signal`) stops it. */
+import { mkdir } from 'node:fs/promises';
+import { NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
+import type { Settings } from '../common/env.js';
+import { temporalTarget } from '../common/temporalConfig.js';
+import { createOhbackupWorker } from './createWorker.js';
+
+export interface RunWorkerOptions {
+  settings: Settings;
+  dataRoot: string;
+  address?: string;
+  namespace?: string;
+  identity?: string;
+  /** Stops the worker when aborted (besides SIGINT/SIGTERM). */
+  signal?: AbortSignal;
+  onReady?: () => void;
+}
+
+let runtimeInstalled = false;
+
+export async function runWorker(opts: RunWorkerOptions): Promise<void> {
+  if (!runtimeInstalled) {
+    // Core's own logs only when something is wrong; the worker's lines say the rest.
+    Runtime.install({ telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }), forward: {} } } });
+    runtimeInstalled = true;
+  }
+  const target = temporalTarget({ address: opts.address, namespace: opts.namespace });
+  await mkdir(opts.settings.stateDir, { recursive: true, mode: 0o700 });
+  const connection = await NativeConnection.connect(target.connectionOptions);
+  try {
+    const worker = await createOhbackupWorker({
+      connection,
+      namespace: target.namespace,
+      taskQueue: opts.settings.taskQueue,
+      dataRoot: opts.dataRoot,
+      stateDir: opts.settings.stateDir,
+      identity: opts.identity,
+    });
+    const stop = () => worker.shutdown();
+    opts.signal?.addEventListener('abort', stop, { once: true });
+    opts.onReady?.();
+    await worker.run();
+  } finally {
+    await connection.close();
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * One durable workflow per session (backup, restore or incremental). It keeps
+ * the queue of appended bundles, runs one child workflow per bundle (at most
+ * `maxConcurrentBundles` at once, by priority then append order), numbers the
+ * events children and activities report, and serves them to the tool, which
+ * acknowledges what it has delivered. `release` completes it.
+ */
+import {
+  ApplicationFailure,
+  ParentClosePolicy,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineSignal,
+  defineUpdate,
+  getExternalWorkflowHandle,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  startChild,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { createActivities } from '../activities/index.js';
+import { ErrorCode, FAILURE_TYPE, errorInfo } from '../common/errors.js';
+import {
+  DEFAULTS,
+  bundleWorkflowId,
+  type BundleOutcome,
+  type BundleRequest,
+  type EventBody,
+  type EventsPage,
+  type SessionEvent,
+  type SessionKind,
+  type SessionResult,
+} from '../common/session.js';
+import { bundleBackupWorkflow } from './bundleBackupWorkflow.js';
+
+export interface SessionInput {
+  sessionId: string;
+  kind: SessionKind;
+  maxConcurrentBundles?: number;
+  /** Set only by continue-as-new. */
+  carried?: CarriedState;
+}
+
+export interface AppendRequest {
+  bundles: Array<{ bundleName: string; info?: string; priority?: number }>;
+}
+
+interface BundleSlot extends BundleOutcome {
+  request: BundleRequest;
+  /** Next file index the session accepts for this bundle (repeats after a retry are dropped). */
+  nextFileIndex: number;
+}
+
+interface CarriedState {
+  appendCalls: number;
+  nextOrder: number;
+  slots: BundleSlot[];
+  events: SessionEvent[];
+  lastSeq: number;
+  acked: number;
+  allEndSentFor: number;
+  released: boolean;
+}
+
+export const appendBundlesUpdate = defineUpdate<void, [AppendRequest]>('appendBundles');
+export const releaseUpdate = defineUpdate<void, []>('release');
+export const cancelBundleUpdate = defineUpdate<number, [string]>('cancelBundle');
+export const ackSignal = defineSignal<[number]>('ack');
+/** Children and activities report bundle events through this signal. */
+export const bundleEventsSignal = defineSignal<[EventBody[]]>('bundleEvents');
+export const eventsQuery = defineQuery<EventsPage, [number, number?]>('events');
+export const outcomesQuery = defineQuery<BundleOutcome[]>('outcomes');
+
+const acts = proxyActivities<ReturnType<typeof createActivities>>({
+  startToCloseTimeout: '5 minutes',
+  retry: { maximumAttempts: 5 },
+});
+
+function fail(code: number, detail: string): ApplicationFailure {
+  return ApplicationFailure.create({ type: FAILURE_TYPE, message: errorInfo(code, detail).message, details: [code], nonRetryable: true });
+}
+
+export async function sessionWorkflow(input: SessionInput): Promise<SessionResult> {
+  const maxConcurrent = input.maxConcurrentBundles ?? DEFAULTS.maxConcurrentBundles;
+  const s: CarriedState = input.carried ?? {
+    appendCalls: 0,
+    nextOrder: 0,
+    slots: [],
+    events: [],
+    lastSeq: 0,
+    acked: 0,
+    allEndSentFor: 0,
+    released: false,
+  };
+  const slotOf = (name: string) => s.slots.find((b) => b.bundleName === name);
+
+  const emit = (body: EventBody) => {
+    s.lastSeq += 1;
+    s.events.push({ ...body, seq: s.lastSeq } as SessionEvent);
+  };
+
+  setHandler(
+    appendBundlesUpdate,
+    (req) => {
+      for (const b of req.bundles) {
+        if (slotOf(b.bundleName)) continue; // appended already in this session: once is enough
+        s.slots.push({
+          bundleName: b.bundleName,
+          state: 'pending',
+          files: 0,
+          bytes: 0,
+          nextFileIndex: 0,
+          request: { bundleName: b.bundleName, info: b.info, priority: b.priority ?? 0, order: s.nextOrder++ },
+        });
+      }
+      s.appendCalls += 1;
+    },
+    {
+      validator: (_req) => {
+        if (s.released) throw fail(ErrorCode.NOT_PERMITTED, 'the session was released');
+        if (input.kind !== 'incremental' && s.appendCalls > 0) {
+          throw fail(ErrorCode.NOT_PERMITTED, 'appendBundles may be called once per session');
+        }
+      },
+    },
+  );
+
+  setHandler(
+    releaseUpdate,
+    () => {
+      s.released = true;
+    },
+    {
+      validator: () => {
+        if (s.released) throw fail(ErrorCode.NOT_PERMITTED, 'the session was released already');
+      },
+    },
+  );
+
+  setHandler(cancelBundleUpdate, async (bundleName) => {
+    const slot = slotOf(bundleName);
+    if (!slot) return ErrorCode.CANCEL_NO_TASK;
+    if (slot.state === 'pending') return ErrorCode.CANCEL_NOT_STARTED;
+    if (slot.state !== 'running') return ErrorCode.CANCEL_NO_TASK;
+    await getExternalWorkflowHandle(bundleWorkflowId(input.sessionId, bundleName)).cancel();
+    return 0;
+  });
+
+  setHandler(ackSignal, (seq) => {
+    if (seq <= s.acked) return;
+    s.acked = Math.min(seq, s.lastSeq);
+    const keepFrom = s.events.findIndex((e) => e.seq > s.acked);
+    s.events = keepFrom < 0 ? [] : s.events.slice(keepFrom);
+  });
+
+  setHandler(bundleEventsSignal, (bodies) => {
+    for (const body of bodies) accept(body);
+  });
+
+  setHandler(eventsQuery, (after, max = 1000) => {
+    const events = s.events.filter((e) => e.seq > after).slice(0, max);
+    return { events, acked: s.acked, lastSeq: s.lastSeq, released: s.released };
+  });
+  setHandler(outcomesQuery, () => s.slots.map(outcome));
+
+  /** Applies one reported event to the bundle's state, dropping repeats and anything after its end. */
+  function accept(body: EventBody): void {
+    if (body.type === 'allBundlesEnd' || body.type === 'sizeReport') return emit(body);
+    const slot = slotOf(body.bundleName);
+    if (!slot) return;
+    const ended = slot.state === 'done' || slot.state === 'failed' || slot.state === 'cancelled';
+    switch (body.type) {
+      case 'bundleBegin':
+        if (slot.state !== 'pending' && slot.state !== 'running') return;
+        if (body.error) slot.error = body.error;
+        break;
+      case 'fileReady':
+        if (ended || body.fileIndex < slot.nextFileIndex) return;
+        slot.nextFileIndex = body.fileIndex + 1;
+        slot.files += 1;
+        slot.bytes += body.size;
+        break;
+      case 'process':
+      case 'resultReport':
+        if (ended) return;
+        break;
+      case 'bundleEnd':
+        if (ended) return;
+        slot.state = body.cancelled ? 'cancelled' : body.error ? 'failed' : 'done';
+        if (body.error) slot.error = body.error;
+        break;
+    }
+    emit(body);
+  }
+
+  const running = () => s.slots.filter((b) => b.state === 'running').length;
+  const nextPending = () =>
+    s.slots
+      .filter((b) => b.state === 'pending')
+      .sort((a, b) => b.request.priority - a.request.priority || a.request.order - b.request.order)[0];
+  const allEnded = () => s.slots.length > 0 && s.slots.every((b) => b.state !== 'pending' && b.state !== 'running');
+
+  async function startBundle(slot: BundleSlot): Promise<void> {
+    slot.state = 'running';
+    await startChild(bundleBackupWorkflow, {
+      workflowId: bundleWorkflowId(input.sessionId, slot.bundleName),
+      args: [{ sessionId: input.sessionId, sessionWorkflowId: workflowInfo().workflowId, kind: input.kind, request: slot.request }],
+      // The session may continue-as-new while children run; it stops them itself on release.
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+      staticSummary: `${input.kind} of ${slot.bundleName}`,
+    });
+  }
+
+  const showDetails = () =>
+    setCurrentDetails(
+      s.slots.map((b) => `${b.bundleName}: ${b.state}, ${b.files} files${b.error ? ` (${b.error.code})` : ''}`).join('\n'),
+    );
+
+  for (;;) {
+    showDetails();
+    await condition(
+      () =>
+        s.released ||
+        (running() < maxConcurrent && nextPending() !== undefined) ||
+        (allEnded() && s.allEndSentFor < s.slots.length) ||
+        workflowInfo().continueAsNewSuggested,
+    );
+    if (s.released) break;
+    while (running() < maxConcurrent) {
+      const slot = nextPending();
+      if (!slot) break;
+      await startBundle(slot);
+    }
+    if (allEnded() && s.allEndSentFor < s.slots.length) {
+      s.allEndSentFor = s.slots.length;
+      emit({ type: 'allBundlesEnd' });
+    }
+    if (workflowInfo().continueAsNewSuggested) {
+      await condition(allHandlersFinished);
+      return continueAsNew<typeof sessionWorkflow>({ ...input, carried: s });
+    }
+  }
+
+  // release: stop what runs, report what never started, clean the session's temp data.
+  for (const slot of s.slots) {
+    if (slot.state === 'running') {
+      await getExternalWorkflowHandle(bundleWorkflowId(input.sessionId, slot.bundleName)).cancel().catch(() => undefined);
+    }
+  }
+  await condition(() => running() === 0, '2 minutes');
+  for (const slot of s.slots) {
+    if (slot.state === 'pending') slot.state = 'notStarted';
+  }
+  await acts.cleanSessionTemp({ sessionId: input.sessionId, bundleNames: s.slots.map((b) => b.bundleName) });
+  showDetails();
+  await condition(allHandlersFinished);
+  return {
+    sessionId: input.sessionId,
+    kind: input.kind,
+    bundles: s.slots.map(outcome),
+    trailingEvents: s.events.filter((e) => e.seq > s.acked),
+  };
+}
+
+function outcome(b: BundleSlot): BundleOutcome {
+  return { bundleName: b.bundleName, state: b.state, error: b.error, files: b.files, bytes: b.bytes };
+}
