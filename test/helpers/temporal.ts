@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { inject } from 'vitest';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
 import { createOhbackupWorker } from '../../workers/createWorker.js';
 import { backup } from '../../client/index.js';
 
@@ -25,7 +25,7 @@ export async function testClient(): Promise<Client> {
 /** Runs `fn` while an in-process ohbackup worker serves `taskQueue` for the device at `dataRoot`. */
 export async function withWorker<T>(opts: { taskQueue: string; dataRoot: string; stateDir: string }, fn: () => Promise<T>): Promise<T> {
   if (!runtimeInstalled) {
-    Runtime.install({ telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }), forward: {} } } });
+    Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }), forward: {} } } });
     runtimeInstalled = true;
   }
   const connection = await NativeConnection.connect({ address: temporalAddress() });
