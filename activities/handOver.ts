@@ -12,6 +12,7 @@ import type { EventBody } from '../common/session.js';
 import { sendRateQuery } from '../workflows/bundleBackupWorkflow.js';
 import { bundleEventsSignal } from '../workflows/sessionWorkflow.js';
 import { readManageIndex } from './packBundle.js';
+import { ProgressReporter } from './progressReporter.js';
 import { TokenBucket } from './tokenBucket.js';
 
 export interface HandOverInput {
@@ -61,6 +62,8 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
   }, RATE_POLL_MS);
   const stop = AbortSignal.any([ctx.cancellationSignal, paused.signal]);
 
+  const progress = new ProgressReporter(client, input.sessionWorkflowId, input.bundleName);
+  progress.start(`handing over: ${next}/${list.length} files`);
   let batch: EventBody[] = [];
   const flush = async () => {
     if (batch.length === 0) return;
@@ -89,12 +92,14 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
         path,
       });
       next += 1;
+      progress.update(`handing over: ${next}/${list.length} files`);
       // About a tenth of a second's worth of files per signal keeps history small and delivery smooth.
       if (batch.length >= Math.max(1, Math.floor(bucket.rate / 10))) await flush();
       else ctx.heartbeat({ next: next - batch.length });
     }
   } finally {
     clearInterval(poll);
+    progress.stop();
   }
   await flush();
   return { next, paused: next < list.length };

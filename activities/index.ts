@@ -6,13 +6,15 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { bundlePaths } from '../common/device.js';
+import { BundleNameSchema, bundlePaths, type HookName } from '../common/device.js';
 import { ErrorCode, FAILURE_TYPE, codeForSystemError, errorInfo, type ErrorInfo } from '../common/errors.js';
 import { bundleWorkflowId, type SessionKind } from '../common/session.js';
 import { loadBundle } from './bundleProfile.js';
 import { buildCapabilities } from './capabilities.js';
 import { handOverFiles, type HandOverResult } from './handOver.js';
 import { packBundle } from './packBundle.js';
+import { ProgressReporter } from './progressReporter.js';
+import { runHook } from './runHook.js';
 
 export interface DeviceConfig {
   /** The device's data root: one folder per bundle (api.md §7). */
@@ -20,6 +22,8 @@ export interface DeviceConfig {
   /** The worker's state folder; capability files for tools are left in its transfer/ area. */
   stateDir: string;
 }
+
+export type HookResult = { ran: false; output: '' } | { ran: true; output: string; durationMs: number; truncated: boolean };
 
 /** A failure the workflow maps to a reference code; not retried. */
 function codedFailure(code: number, detail: string): ApplicationFailure {
@@ -30,32 +34,89 @@ export function createActivities(device: DeviceConfig) {
   const packDir = (sessionId: string, bundleName: string) => `${bundlePaths(device.dataRoot, bundleName).backupTemp}/${sessionId}`;
 
   return {
-    async prepareBundle(input: { bundleName: string; kind: SessionKind }): Promise<{ ok: true } | { ok: false; error: ErrorInfo }> {
+    async prepareBundle(input: { bundleName: string; kind: SessionKind }): Promise<{ ok: true; hooks: HookName[] } | { ok: false; error: ErrorInfo }> {
       const loaded = await loadBundle(device.dataRoot, input.bundleName);
       if (!loaded.ok) return loaded;
       if (!loaded.config.allowToBackupRestore) {
         return { ok: false, error: errorInfo(ErrorCode.BUNDLE_NOT_SUPPORTED, `${input.bundleName}: its profile does not allow backup and restore`) };
       }
-      return { ok: true };
+      return { ok: true, hooks: Object.keys(loaded.bundle.extension ?? {}) as HookName[] };
     },
 
-    async packBundleData(input: { sessionId: string; bundleName: string }) {
+    async packBundleData(input: { sessionId: string; sessionWorkflowId: string; bundleName: string }) {
       const ctx = Context.current();
       const loaded = await loadBundle(device.dataRoot, input.bundleName);
       if (!loaded.ok) throw codedFailure(loaded.error.code, loaded.error.message);
+      const progress = new ProgressReporter(ctx.client, input.sessionWorkflowId, input.bundleName);
+      progress.start('packing: 0 files, 0 bytes');
       try {
         const summary = await packBundle({
           bundleName: input.bundleName,
           dataDir: bundlePaths(device.dataRoot, input.bundleName).data,
           outDir: packDir(input.sessionId, input.bundleName),
           profile: loaded.config,
-          onProgress: (p) => ctx.heartbeat(p),
+          onProgress: (p) => {
+            ctx.heartbeat(p);
+            progress.update(`packing: ${p.files} files, ${p.bytes} bytes`);
+          },
           signal: ctx.cancellationSignal,
         });
         return { files: summary.files, dirs: summary.dirs, bytes: summary.bytes, skipped: summary.skipped, handOver: summary.handOver + 1 };
       } catch (err) {
         throw asFailure(err, ErrorCode.TAR_FAILED);
+      } finally {
+        progress.stop();
       }
+    },
+
+    /**
+     * Runs one of the bundle's hooks, if it declares it. A hook that fails or
+     * outlives `timeoutMs` fails the activity with its reference code.
+     */
+    async runBundleHook(input: { sessionWorkflowId?: string; bundleName: string; hook: HookName; input?: string; timeoutMs: number }): Promise<HookResult> {
+      const ctx = Context.current();
+      const loaded = await loadBundle(device.dataRoot, input.bundleName);
+      const command = loaded.ok ? loaded.bundle.extension?.[input.hook] : undefined;
+      if (!command) return { ran: false, output: '' };
+      const progress = input.sessionWorkflowId ? new ProgressReporter(ctx.client, input.sessionWorkflowId, input.bundleName) : undefined;
+      progress?.start(`hook ${input.hook} running`);
+      try {
+        const run = await runHook({
+          hook: input.hook,
+          command,
+          bundleName: input.bundleName,
+          bundleRoot: bundlePaths(device.dataRoot, input.bundleName).root,
+          input: input.input,
+          timeoutMs: input.timeoutMs,
+          signal: ctx.cancellationSignal,
+          onTick: () => ctx.heartbeat(),
+        });
+        if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+        if (run.timedOut) throw codedFailure(ErrorCode.TIMED_OUT, `hook ${input.hook} of ${input.bundleName} ran past ${input.timeoutMs} ms`);
+        if (run.exitCode !== 0) {
+          const why = run.signal ? `was killed by ${run.signal}` : `exited with ${run.exitCode}`;
+          throw codedFailure(ErrorCode.TASK_FAILED, `hook ${input.hook} of ${input.bundleName} ${why}: ${run.stderr.slice(-500).trim()}`);
+        }
+        return { ran: true, output: run.stdout.trim(), durationMs: run.durationMs, truncated: run.truncated };
+      } catch (err) {
+        if (err instanceof ApplicationFailure || ctx.cancellationSignal.aborted) throw err;
+        throw codedFailure(ErrorCode.EXTENSION_START_FAILED, `hook ${input.hook} of ${input.bundleName} could not start: ${(err as Error).message}`);
+      } finally {
+        progress?.stop();
+      }
+    },
+
+    /** cleanBundleTempDir: empties the bundle's backup/backup and backup/restore folders. */
+    async cleanBundleTempDir(input: { bundleName: string }): Promise<boolean> {
+      if (!BundleNameSchema.safeParse(input.bundleName).success) return false;
+      const paths = bundlePaths(device.dataRoot, input.bundleName);
+      const loaded = await loadBundle(device.dataRoot, input.bundleName);
+      if (!loaded.ok) return false;
+      for (const dir of [paths.backupTemp, paths.restoreTemp]) {
+        await rm(dir, { recursive: true, force: true });
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+      }
+      return true;
     },
 
     async handOverFiles(input: { sessionId: string; sessionWorkflowId: string; bundleName: string; from: number }): Promise<HandOverResult> {

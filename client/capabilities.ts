@@ -4,7 +4,7 @@ import { unlink } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { Client } from '@temporalio/client';
-import { capabilitiesWorkflow } from '../workflows/capabilitiesWorkflow.js';
+import { capabilitiesWorkflow } from '../workflows/deviceRequestWorkflows.js';
 import type { FileData, IncrementalBackupTime } from './types.js';
 
 const openFd = promisify(open);

@@ -5,6 +5,7 @@ import { DEFAULTS } from '../common/session.js';
 import { openCapabilities } from './capabilities.js';
 import { getClient, taskQueue } from './connection.js';
 import { toBusinessError } from './failures.js';
+import { askBundleHook } from './deviceRequests.js';
 import { registry } from './registry.js';
 import type { AsyncCallback, FileData, IncrementalBackupTime } from './types.js';
 import { BundleNameArg, SendRateArg, TimeoutArg, parseArg } from './validate.js';
@@ -60,4 +61,18 @@ export function updateSendRate(bundleName: string, sendRate: number): boolean {
   if (!session) return false;
   session.signalBundle(bundleName, 'updateSendRate', rate);
   return true;
+}
+
+/**
+ * What the bundle's extension reports about itself (hook getBackupInfo); '' if
+ * it has none. A Promise, not the reference's synchronous string: the answer
+ * comes from the device's worker (see README, "Deviations").
+ */
+export function getBackupInfo(bundleToBackup: string): Promise<string> {
+  parseArg(BundleNameArg, bundleToBackup, 'bundleToBackup');
+  return getClient()
+    .then((client) => askBundleHook(client, taskQueue(), bundleToBackup, 'getBackupInfo'))
+    .catch((err) => {
+      throw toBusinessError(err);
+    });
 }

@@ -15,7 +15,8 @@ import { toBusinessError } from './failures.js';
 import { openCapabilities } from './capabilities.js';
 import { registry, type OpenSession } from './registry.js';
 import type { FileData, GeneralCallbacks } from './types.js';
-import { BundleNameArg, CallbacksArg, parseArg } from './validate.js';
+import { cleanBundleTemp, askBundleHook } from './deviceRequests.js';
+import { BundleNameArg, CallbacksArg, ExtInfoArg, parseArg } from './validate.js';
 
 export interface SessionOptions {
   /** The session's ID (its workflow ID); default `ohbackup-<kind>-<uuid>`. */
@@ -34,6 +35,7 @@ export abstract class SessionBase implements OpenSession {
   readonly taskQueue: string;
   protected released = false;
   private bound?: { pump: EventPump };
+  private signals: Promise<void> = Promise.resolve();
   private readonly ready: Promise<{ client: Client; handle: WorkflowHandle<typeof sessionWorkflow>; pump: EventPump }>;
 
   constructor(
@@ -118,6 +120,20 @@ export abstract class SessionBase implements OpenSession {
     return 0;
   }
 
+  /** Empties the bundle's backup/backup and backup/restore temp folders; true on success. */
+  cleanBundleTempDir(bundleName: string): Promise<boolean> {
+    parseArg(BundleNameArg, bundleName, 'bundleName');
+    return this.call(({ client }) => cleanBundleTemp(client, this.taskQueue, bundleName));
+  }
+
+  /** Asks the bundle's compatibility hook (getBackupCompatibilityInfo, or getRestoreCompatibilityInfo on restore); '' without one. */
+  getCompatibilityInfo(bundleName: string, extInfo: string): Promise<string> {
+    parseArg(BundleNameArg, bundleName, 'bundleName');
+    parseArg(ExtInfoArg, extInfo, 'extInfo');
+    const hook = this.kind === 'restore' ? 'getRestoreCompatibilityInfo' : 'getBackupCompatibilityInfo';
+    return this.call(({ client }) => askBundleHook(client, this.taskQueue, bundleName, hook, extInfo));
+  }
+
   /** The workflow's own answer to cancel (the synchronous `cancel` answers from the tool's view). */
   cancelAsync(bundleName: string): Promise<number> {
     parseArg(BundleNameArg, bundleName, 'bundleName');
@@ -129,7 +145,9 @@ export abstract class SessionBase implements OpenSession {
   }
 
   signalBundle(bundleName: string, what: 'updateTimer' | 'updateSendRate', value: number): void {
-    void this.ready
+    // One after another: two quick calls must reach the bundle in the order they were made.
+    this.signals = this.signals
+      .then(() => this.ready)
       .then(({ client }) =>
         client.workflow.getHandle(bundleWorkflowId(this.sessionId, bundleName)).signal(what === 'updateTimer' ? updateTimerSignal : updateSendRateSignal, value),
       )

@@ -43,3 +43,5 @@ export const CallbacksArg = z.object(
   },
   { error: 'callbacks must be a GeneralCallbacks object' },
 );
+
+export const ExtInfoArg = z.string().max(1024 * 1024, 'extInfo is at most 1 MiB');

@@ -80,3 +80,8 @@ export const DEFAULTS = {
 export function bundleWorkflowId(sessionId: string, bundleName: string): string {
   return `${sessionId}/${bundleName}`;
 }
+
+/** The `onProcess` payload of api.md §8. */
+export function processJson(resultInfo: string, nowMs: number): string {
+  return JSON.stringify({ processResult: { timeInfo: String(Math.floor(nowMs / 1000)), resultInfo } });
+}

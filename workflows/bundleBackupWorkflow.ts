@@ -19,7 +19,7 @@ import {
 } from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.js';
 import { ErrorCode, FAILURE_TYPE, errorInfo, type ErrorInfo } from '../common/errors.js';
-import { DEFAULTS, type BundleRequest, type EventBody, type SessionKind } from '../common/session.js';
+import { DEFAULTS, processJson, type BundleRequest, type EventBody, type SessionKind } from '../common/session.js';
 
 export interface BundleWorkflowInput {
   sessionId: string;
@@ -35,7 +35,7 @@ export const updateSendRateSignal = defineSignal<[number]>('updateSendRate');
 /** The hand-over activity reads the current rate through this query. */
 export const sendRateQuery = defineQuery<number>('sendRate');
 
-const { prepareBundle, packBundleData, handOverFiles } = proxyActivities<ReturnType<typeof createActivities>>({
+const { prepareBundle, packBundleData, handOverFiles, runBundleHook } = proxyActivities<ReturnType<typeof createActivities>>({
   startToCloseTimeout: '4 hours',
   // Short, so a killed worker's activity is retried elsewhere within seconds.
   heartbeatTimeout: '5 seconds',
@@ -79,11 +79,22 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
     // The begin event must reach the session before any file event the activities send.
     await report({ type: 'bundleBegin', bundleName });
     begun = true;
+    // The bundle's own backup hook runs first (like the reference's onBackup/onBackupEx), under the deadline.
+    const hook = prepared.hooks.includes('onBackupEx') ? 'onBackupEx' : prepared.hooks.includes('onBackup') ? 'onBackup' : undefined;
+    let hookOutput = '';
+    if (hook) {
+      setCurrentDetails(`running hook ${hook}`);
+      const r = await runBundleHook({ sessionWorkflowId: input.sessionWorkflowId, bundleName, hook, input: input.request.info, timeoutMs: Math.max(1, deadline - Date.now()) });
+      hookOutput = r.output;
+    }
     setCurrentDetails('packing');
-    const packed = await packBundleData({ sessionId: input.sessionId, bundleName });
+    const packed = await packBundleData({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName });
     let next = 0;
     while (next < packed.handOver) {
-      await condition(() => sendRate > 0);
+      // Paused (rate 0): a durable wait with no activity running; progress still reported every 5 s.
+      while (!(await condition(() => sendRate > 0, '5 seconds'))) {
+        await report({ type: 'process', bundleName, process: processJson(`paused at ${next}/${packed.handOver} files`, Date.now()) });
+      }
       setCurrentDetails(`handing over from file ${next} of ${packed.handOver}`);
       const r = await handOverFiles({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName, from: next });
       next = r.next;
@@ -91,7 +102,7 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
     await report({
       type: 'resultReport',
       bundleName,
-      result: JSON.stringify({
+      result: hookOutput || JSON.stringify({
         bundleName,
         files: packed.files,
         dirs: packed.dirs,

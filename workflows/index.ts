@@ -1,4 +1,4 @@
 /** Every workflow the worker registers. */
 export { sessionWorkflow } from './sessionWorkflow.js';
 export { bundleBackupWorkflow } from './bundleBackupWorkflow.js';
-export { capabilitiesWorkflow } from './capabilitiesWorkflow.js';
+export { capabilitiesWorkflow, bundleHookWorkflow, cleanBundleTempWorkflow } from './deviceRequestWorkflows.js';

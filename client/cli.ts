@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+/** The `ohbackup` command line: each command lives in client/commands/. */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { BusinessError } from '../common/businessError.js';
+import { registerBackup } from './commands/backup.js';
+import { registerDev } from './commands/dev.js';
+import { registerSampleDevice } from './commands/sampleDevice.js';
+import { registerWorker } from './commands/worker.js';
+import { EXIT } from './commands/shared.js';
+
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command('ohbackup')
+  .description('OpenHarmony app backup (@ohos.file.backup) as durable Temporal workflows.')
+  .version(version)
+  // Throw instead of exiting, so every usage error leaves with code 2 (below); set before the
+  // commands are added, which inherit it.
+  .exitOverride()
+  .showHelpAfterError('(add --help for usage)')
+  .showSuggestionAfterError()
+  .addHelpText(
+    'after',
+    `
+Getting started:
+  $ ohbackup sample-device ./device            # a device to back up
+  $ ohbackup dev --data-root ./device          # local Temporal server + worker (keep it running)
+  $ ohbackup backup --out ./set                # in another shell: back up every backup-able bundle
+
+Settings (environment): OHBACKUP_DATA_ROOT, OHBACKUP_STATE_DIR (default .ohbackup), OHBACKUP_TASK_QUEUE
+(default ohbackup), OHBACKUP_UI_URL; Temporal's own TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, ...`,
+  );
+
+registerDev(program);
+registerWorker(program);
+registerSampleDevice(program);
+registerBackup(program);
+
+let code: number;
+try {
+  await program.parseAsync();
+  code = typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // --help and --version "exit" with 0; anything else commander reports is wrong usage.
+    code = err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  } else {
+    console.error(`ohbackup: ${err instanceof BusinessError ? `${err.code} ` : ''}${(err as Error)?.message ?? err}`);
+    code = EXIT.failed;
+  }
+}
+// Exit explicitly: a lingering handle (a gRPC channel, a timer) must not keep a finished command alive.
+process.exit(code);

@@ -1,0 +1,88 @@
+/**
+ * Checks a backup set against the device it came from: every handed-over
+ * file's SHA-256 against the bundle's index (manage.json), every tar entry
+ * against the index, and every file the device's profile selects against the
+ * set (bytes, mode). Used by the tests and by scripts/demo.js.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { lstat } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { loadBundle } from '../activities/bundleProfile.js';
+import { readManageIndex } from '../activities/packBundle.js';
+import { walkBundle } from '../activities/walkBundle.js';
+import { bundlePaths } from '../common/device.js';
+
+export async function sha256File(file: string): Promise<string> {
+  const h = createHash('sha256');
+  await pipeline(createReadStream(file), h);
+  return h.digest('hex');
+}
+
+interface TarEntrySeen {
+  name: string;
+  sha256: string;
+}
+
+/** The entries of a tar file in order, each hashed as it streams past. */
+async function tarEntries(tarPath: string): Promise<TarEntrySeen[]> {
+  const extract = tar.extract();
+  const input = createReadStream(tarPath);
+  input.on('error', (err) => extract.destroy(err));
+  input.pipe(extract as unknown as NodeJS.WritableStream);
+  const out: TarEntrySeen[] = [];
+  for await (const entry of extract) {
+    const hash = createHash('sha256');
+    for await (const chunk of entry as AsyncIterable<Buffer>) hash.update(chunk);
+    out.push({ name: entry.header.name, sha256: hash.digest('hex') });
+  }
+  return out;
+}
+
+/** Returns a list of mismatches (empty when the bundle's set matches the device byte for byte). */
+export async function compareBundleSet(setDir: string, dataRoot: string, bundleName: string): Promise<string[]> {
+  const problems: string[] = [];
+  const dir = path.join(setDir, bundleName);
+  const index = await readManageIndex(path.join(dir, 'manage.json'));
+  const seen = new Map<string, { kind: string; sha256: string; size: number; mode: number }>();
+  for (const f of index.files) {
+    const file = path.join(dir, f.uri);
+    const st = await lstat(file).catch(() => undefined);
+    if (!st) {
+      problems.push(`${f.uri}: listed in the index but not handed over`);
+      continue;
+    }
+    if ((st.mode & 0o777) !== 0o600) problems.push(`${f.uri}: mode ${(st.mode & 0o777).toString(8)}, not 600`);
+    if ((await sha256File(file)) !== f.sha256) problems.push(`${f.uri}: SHA-256 differs from the index`);
+    if (f.kind === 'file') {
+      const e = f.entries[0]!;
+      seen.set(e.path, { kind: 'file', sha256: f.sha256, size: f.size, mode: e.mode });
+      continue;
+    }
+    const entries = await tarEntries(file);
+    for (const [i, e] of f.entries.entries()) {
+      const t = entries[i];
+      if (!t || t.name !== e.path) problems.push(`${f.uri}: entry ${i} is ${t?.name}, the index says ${e.path}`);
+      else if (e.kind === 'file' && t.sha256 !== e.sha256) problems.push(`${e.path}: SHA-256 in the tar differs from the index`);
+      seen.set(e.path, { kind: e.kind, sha256: e.sha256, size: e.size, mode: e.mode });
+    }
+  }
+  const loaded = await loadBundle(dataRoot, bundleName);
+  if (!loaded.ok) return [...problems, `${bundleName}: ${loaded.error.message}`];
+  let sourceCount = 0;
+  for await (const item of walkBundle(bundlePaths(dataRoot, bundleName).data, loaded.config)) {
+    if (item.type !== 'entry') continue;
+    sourceCount += 1;
+    const got = seen.get(item.path);
+    if (!got) problems.push(`${item.path}: on the device but not in the set`);
+    else if (got.kind !== item.kind) problems.push(`${item.path}: kind ${got.kind}, device has ${item.kind}`);
+    else if (item.kind === 'file') {
+      if (got.sha256 !== (await sha256File(item.absPath))) problems.push(`${item.path}: bytes differ from the device`);
+      if (got.mode !== item.mode) problems.push(`${item.path}: mode differs`);
+    }
+  }
+  if (sourceCount !== seen.size) problems.push(`${bundleName}: the set has ${seen.size} entries, the device ${sourceCount}`);
+  return problems;
+}

@@ -1,0 +1,193 @@
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { backup } from '../../client/index.js';
+import { BackupSetWriter } from '../../client/backupSet.js';
+import { bundleWorkflowId, type SessionResult } from '../../common/session.js';
+import { sendRateQuery } from '../../workflows/bundleBackupWorkflow.js';
+import { bigFiles, writeBundle } from '../helpers/device.js';
+import { Recorder, type Recorded } from '../helpers/recorder.js';
+import { configureTool, testClient, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
+import { compareBundleSet } from '../helpers/verifySet.js';
+
+async function freshDevice(prefix: string) {
+  const root = await mkdtemp(path.join(os.tmpdir(), `ohbackup-${prefix}-`));
+  return { dataRoot: path.join(root, 'device'), stateDir: path.join(root, 'state'), root };
+}
+const ended = (name: string) => (c: Recorded[]) => c.some((x) => x.cb === 'onBundleEnd' && x.bundleName === name);
+const allEnded = (c: Recorded[]) => c.some((x) => x.cb === 'onAllBundlesEnd');
+const endCode = (rec: Recorder, name: string) => rec.of(name).find((c) => c.cb === 'onBundleEnd')?.code;
+
+describe('updateTimer', () => {
+  it('a bundle whose hook outlasts a 1 s deadline ends with 13500003 while its sibling succeeds; re-arming lets another finish', async () => {
+    const d = await freshDevice('timer');
+    await writeBundle(d.dataRoot, { name: 'com.t.slow', hooks: { onBackup: 'sleep 30' } });
+    await writeBundle(d.dataRoot, { name: 'com.t.rearmed', hooks: { onBackup: 'sleep 2' } });
+    await writeBundle(d.dataRoot, { name: 'com.t.quick' });
+    const taskQueue = uniqueTaskQueue('timer');
+    configureTool(taskQueue);
+    const rec = new Recorder();
+    const answers: Record<string, boolean[]> = {};
+    const cb: typeof rec.callbacks = {
+      ...rec.callbacks,
+      onBundleBegin: (err, name) => {
+        rec.callbacks.onBundleBegin(err, name);
+        if (name === 'com.t.quick') return;
+        answers[name] = [backup.updateTimer(name, 1000)];
+        // Re-armed before the 1 s runs out: the 2 s hook finishes.
+        if (name === 'com.t.rearmed') answers[name].push(backup.updateTimer(name, 60_000));
+      },
+    };
+    expect(backup.updateTimer('com.t.slow', 1000)).toBe(false); // not begun yet
+    await withWorker({ taskQueue, dataRoot: d.dataRoot, stateDir: d.stateDir }, async () => {
+      const session = new backup.SessionBackup(cb);
+      await session.appendBundles(['com.t.slow', 'com.t.rearmed', 'com.t.quick']);
+      await rec.until(allEnded);
+      expect(backup.updateTimer('com.t.slow', 1000)).toBe(false); // ended
+      await session.release();
+    });
+    expect(answers).toEqual({ 'com.t.slow': [true], 'com.t.rearmed': [true, true] });
+    expect(endCode(rec, 'com.t.slow')).toBe(13500003);
+    expect(rec.of('com.t.slow').some((c) => c.cb === 'onFileReady')).toBe(false);
+    expect(endCode(rec, 'com.t.rearmed')).toBeUndefined();
+    expect(endCode(rec, 'com.t.quick')).toBeUndefined();
+  });
+});
+
+describe('updateSendRate', () => {
+  it('0 holds hand-over durably (no activity running) until a new rate; then every file arrives; > 800 is clamped', async () => {
+    const d = await freshDevice('rate');
+    // The hook holds the bundle until the test has set the rate to 0.
+    const root = await writeBundle(d.dataRoot, { name: 'com.r.paused', files: bigFiles(4), hooks: { onBackup: 'while [ ! -f go ]; do sleep 0.05; done' } });
+    const taskQueue = uniqueTaskQueue('rate');
+    configureTool(taskQueue);
+    const set = new BackupSetWriter(path.join(d.root, 'set'));
+    await set.init();
+    const rec = new Recorder(set);
+    const client = await testClient();
+    const cb: typeof rec.callbacks = {
+      ...rec.callbacks,
+      onBundleBegin: (err, name) => {
+        rec.callbacks.onBundleBegin(err, name);
+        expect(backup.updateSendRate(name, 0)).toBe(true);
+        void writeFile(path.join(root, 'go'), '');
+      },
+    };
+    await withWorker({ taskQueue, dataRoot: d.dataRoot, stateDir: d.stateDir }, async () => {
+      const session = new backup.SessionBackup(cb);
+      await session.appendBundles(['com.r.paused']);
+      // The workflow reports the pause (every 5 s) once packing is done and nothing is being handed over.
+      await rec.until((c) => c.some((x) => x.cb === 'onProcess' && x.payload!.includes('paused at 0/')));
+      expect(rec.of('com.r.paused').filter((c) => c.cb === 'onFileReady')).toHaveLength(0);
+      const child = client.workflow.getHandle(bundleWorkflowId(session.sessionId, 'com.r.paused'));
+      expect((await child.describe()).raw.pendingActivities ?? []).toHaveLength(0);
+      expect(await child.query(sendRateQuery)).toBe(0);
+
+      expect(() => backup.updateSendRate('com.r.paused', -1)).toThrow(expect.objectContaining({ code: 401 }));
+      expect(backup.updateSendRate('com.r.paused', 5000)).toBe(true);
+      await rec.until(ended('com.r.paused'));
+      expect(await child.query(sendRateQuery)).toBe(800);
+      await set.flush();
+      await session.release();
+    });
+    await client.connection.close();
+    expect(endCode(rec, 'com.r.paused')).toBeUndefined();
+    expect(await compareBundleSet(set.dir, d.dataRoot, 'com.r.paused')).toEqual([]);
+  });
+});
+
+describe('cancel', () => {
+  it('answers 0 / 13500011 / 13500012 by state, and the cancelled bundle hands over nothing after its end', async () => {
+    const d = await freshDevice('cancel');
+    await writeBundle(d.dataRoot, { name: 'com.c.first', files: bigFiles(5) });
+    await writeBundle(d.dataRoot, { name: 'com.c.second' });
+    const taskQueue = uniqueTaskQueue('cancel');
+    configureTool(taskQueue);
+    const rec = new Recorder();
+    const codes: number[] = [];
+    let session!: InstanceType<typeof backup.SessionBackup>;
+    const cb: typeof rec.callbacks = {
+      ...rec.callbacks,
+      onBundleBegin: (err, name) => {
+        rec.callbacks.onBundleBegin(err, name);
+        if (name === 'com.c.first') backup.updateSendRate(name, 1);
+      },
+      onFileReady: (err, file) => {
+        rec.callbacks.onFileReady(err, file);
+        if (file.bundleName === 'com.c.first' && codes.length === 0) {
+          codes.push(session.cancel('com.c.second')); // queued behind first: not started
+          codes.push(session.cancel('com.c.first'));
+          codes.push(session.cancel('com.c.nothere'));
+        }
+      },
+    };
+    await withWorker({ taskQueue, dataRoot: d.dataRoot, stateDir: d.stateDir }, async () => {
+      session = new backup.SessionBackup(cb, { maxConcurrentBundles: 1 });
+      await session.appendBundles(['com.c.first', 'com.c.second']);
+      await rec.until(allEnded);
+      codes.push(session.cancel('com.c.first')); // ended
+      await session.release();
+    });
+    expect(codes).toEqual([13500011, 0, 13500012, 13500012]);
+    const first = rec.of('com.c.first').map((c) => c.cb);
+    expect(first.at(-1)).toBe('onBundleEnd');
+    expect(first.filter((c) => c === 'onFileReady').length).toBeLessThan(6);
+    expect(endCode(rec, 'com.c.first')).toBe(13500010);
+    expect(endCode(rec, 'com.c.second')).toBeUndefined();
+    // Its temp data is gone.
+    expect(await readdir(path.join(d.dataRoot, 'com.c.first', 'backup', 'backup'))).toEqual([]);
+  });
+});
+
+describe('release', () => {
+  it('stops running bundles, reports them, completes the workflow with every outcome, and cleans temp data', async () => {
+    const d = await freshDevice('release');
+    await writeBundle(d.dataRoot, { name: 'com.l.running', hooks: { onBackup: 'sleep 30' } });
+    await writeBundle(d.dataRoot, { name: 'com.l.waiting' });
+    const taskQueue = uniqueTaskQueue('release');
+    configureTool(taskQueue);
+    const rec = new Recorder();
+    const client = await testClient();
+    let result: SessionResult | undefined;
+    await withWorker({ taskQueue, dataRoot: d.dataRoot, stateDir: d.stateDir }, async () => {
+      const session = new backup.SessionBackup(rec.callbacks, { maxConcurrentBundles: 1 });
+      await session.appendBundles(['com.l.running', 'com.l.waiting']);
+      await rec.until((c) => c.some((x) => x.cb === 'onBundleBegin'));
+      await session.release();
+      result = await client.workflow.getHandle(session.sessionId).result();
+    });
+    await client.connection.close();
+    // The running bundle's end reached the tool before release resolved.
+    expect(endCode(rec, 'com.l.running')).toBe(13500010);
+    expect(result!.bundles.map((b) => [b.bundleName, b.state])).toEqual([
+      ['com.l.running', 'cancelled'],
+      ['com.l.waiting', 'notStarted'],
+    ]);
+  });
+});
+
+describe('the rest of the session surface', () => {
+  it('cleanBundleTempDir, getCompatibilityInfo and getBackupInfo answer from the device and its hooks', async () => {
+    const d = await freshDevice('surface');
+    const root = await writeBundle(d.dataRoot, {
+      name: 'com.s.hooked',
+      hooks: { getBackupInfo: 'echo "{\\"size\\":42}"', getBackupCompatibilityInfo: 'printf "compat:"; cat' },
+    });
+    await writeBundle(d.dataRoot, { name: 'com.s.plain' });
+    await writeFile(path.join(root, 'backup', 'backup', 'leftover'), 'x');
+    const taskQueue = uniqueTaskQueue('surface');
+    configureTool(taskQueue);
+    await withWorker({ taskQueue, dataRoot: d.dataRoot, stateDir: d.stateDir }, async () => {
+      const session = new backup.SessionBackup(new Recorder().callbacks);
+      expect(await session.cleanBundleTempDir('com.s.hooked')).toBe(true);
+      expect(await readdir(path.join(root, 'backup', 'backup'))).toEqual([]);
+      expect(await session.cleanBundleTempDir('com.s.absent')).toBe(false);
+      expect(await session.getCompatibilityInfo('com.s.hooked', 'v2')).toBe('compat:v2');
+      expect(await session.getCompatibilityInfo('com.s.plain', 'v2')).toBe('');
+      expect(await backup.getBackupInfo('com.s.hooked')).toBe('{"size":42}');
+      expect(await backup.getBackupInfo('com.s.plain')).toBe('');
+      await session.release();
+    });
+  });
+});
