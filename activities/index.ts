@@ -48,19 +48,29 @@ export function createActivities(device: DeviceConfig) {
       const loaded = await loadBundle(device.dataRoot, input.bundleName);
       if (!loaded.ok) throw codedFailure(loaded.error.code, loaded.error.message);
       const progress = new ProgressReporter(ctx.client, input.sessionWorkflowId, input.bundleName);
-      progress.start('packing: 0 files, 0 bytes');
+      // A retry (say, after the worker was killed) keeps the slices and big files
+      // an earlier attempt completed; the first attempt starts clean.
+      const resume = ctx.info.attempt > 1;
+      progress.start(resume ? 'packing: resuming' : 'packing: 0 files, 0 bytes');
       try {
         const summary = await packBundle({
           bundleName: input.bundleName,
           dataDir: bundlePaths(device.dataRoot, input.bundleName).data,
           outDir: packDir(input.sessionId, input.bundleName),
           profile: loaded.config,
+          resume,
+          // The heartbeat carries the durable point: { files, bytes, phase, durable }.
           onProgress: (p) => {
             ctx.heartbeat(p);
-            progress.update(`packing: ${p.files} files, ${p.bytes} bytes`);
+            progress.update(
+              p.phase === 'verify'
+                ? `packing: resuming, ${p.durable} packed files checked`
+                : `packing: ${p.files} files, ${p.bytes} bytes${p.phase === 'scan' ? ' (resuming)' : ''}`,
+            );
           },
           signal: ctx.cancellationSignal,
         });
+        if (summary.resumed) ctx.log.info('packBundleData resumed', { attempt: ctx.info.attempt, ...summary.resumed });
         return { files: summary.files, dirs: summary.dirs, bytes: summary.bytes, skipped: summary.skipped, handOver: summary.handOver + 1 };
       } catch (err) {
         throw asFailure(err, ErrorCode.TAR_FAILED);

@@ -3,18 +3,32 @@
  * `file.<n>`, everything else (small files and every folder, so empty folders
  * survive) in tar slices `part.<n>.tar`, then the index `manage.json`.
  * Pure Node, no Temporal; data is streamed, never held whole in memory.
+ *
+ * Resuming (`resume: true`, for a retried attempt after a crash or SIGKILL):
+ * every completed output (a closed, fsynced slice or big file) gets a sidecar
+ * `<uri>.done.json`, written atomically, holding its index record. A resumed
+ * run keeps the outputs up to the last completed slice (and the big files that
+ * came before its last entry), re-walks the tree skipping what they cover, and
+ * re-uses big files completed after that point when the walk meets them again
+ * in the same place. Anything else in the folder is deleted; anything
+ * inconsistent means a clean start. The index it writes is the one an
+ * uninterrupted run would write (apart from `createdAt`) when the data did not
+ * change in between, and consistent with the outputs when it did.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
-import { constants as fsc, createWriteStream, promises as fsp } from 'node:fs';
+import { constants as fsc, createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
+import { z } from 'zod';
 import { PACK_LIMITS } from '../common/device.js';
 import {
   INDEX_URI,
   INDEX_VERSION,
+  HandedFileSchema,
   ManageIndexSchema,
+  SkippedSchema,
   type HandedFile,
   type IndexEntry,
   type ManageIndex,
@@ -24,10 +38,23 @@ import { specialKind, walkBundle, type WalkEntry, type WalkProfile } from './wal
 
 export type PackLimits = { -readonly [K in keyof typeof PACK_LIMITS]: number };
 
+/**
+ * - verify: a resumed run re-checks the outputs an earlier attempt completed;
+ * - scan: it walks past the entries those outputs already hold;
+ * - pack: packing new entries.
+ */
+export type PackPhase = 'verify' | 'scan' | 'pack';
+
 export interface PackProgress {
+  /** Files and bytes packed so far (kept outputs of an earlier attempt included). */
   files: number;
   bytes: number;
-  phase: 'pack';
+  phase: PackPhase;
+  /**
+   * Completed outputs (slices and big files) a retried attempt would keep.
+   * During 'verify', the number of earlier outputs re-checked so far.
+   */
+  durable: number;
 }
 
 export interface PackOptions {
@@ -39,6 +66,11 @@ export interface PackOptions {
   signal?: AbortSignal;
   /** Overrides of PACK_LIMITS (tests use small ones). */
   limits?: Partial<PackLimits>;
+  /**
+   * Keep what an earlier, interrupted run into the same outDir completed and
+   * pack only the rest. Default false: empty outDir and start over.
+   */
+  resume?: boolean;
 }
 
 export interface PackSummary {
@@ -49,6 +81,8 @@ export interface PackSummary {
   handOver: number;
   skipped: number;
   indexPath: string;
+  /** Only with `resume`: what was kept from an earlier attempt, or why it was not. */
+  resumed?: { kept: number; reused: number } | { restartedBecause: string };
 }
 
 const FILE_MODE = 0o600;
@@ -84,23 +118,37 @@ function tarEntryBytes(name: string, size: number): number {
   return BLOCK + pax + pad512(size);
 }
 
-/** Throttles progress reports to one per PROGRESS_EVERY_MS, plus a final one. */
+/**
+ * Throttles progress reports to one per PROGRESS_EVERY_MS, plus one whenever
+ * an output becomes durable and a final one. The first data packed is
+ * reported at once; mere walking (tick) reports from PROGRESS_EVERY_MS on.
+ */
 class Progress {
   files = 0;
   bytes = 0;
+  durable = 0;
+  phase: PackPhase = 'pack';
   #last = 0;
+  readonly #start = Date.now();
   constructor(private readonly report?: (p: PackProgress) => void) {}
   add(files: number, bytes: number): void {
     this.files += files;
     this.bytes += bytes;
-    const now = Date.now();
-    if (this.report && now - this.#last >= PROGRESS_EVERY_MS) {
-      this.#last = now;
-      this.report({ files: this.files, bytes: this.bytes, phase: 'pack' });
-    }
+    if (Date.now() - this.#last >= PROGRESS_EVERY_MS) this.emit();
   }
-  final(): void {
-    this.report?.({ files: this.files, bytes: this.bytes, phase: 'pack' });
+  /** Keeps reports (heartbeats) going while nothing is added: walking, verifying. */
+  tick(): void {
+    if (Date.now() - Math.max(this.#last, this.#start) >= PROGRESS_EVERY_MS) this.emit();
+  }
+  /** An output became durable: reported at once, so the next heartbeat carries it. */
+  completed(): void {
+    this.durable++;
+    this.emit();
+  }
+  emit(): void {
+    if (!this.report) return;
+    this.#last = Date.now();
+    this.report({ files: this.files, bytes: this.bytes, phase: this.phase, durable: this.durable });
   }
 }
 
@@ -124,7 +172,10 @@ class Slice {
   readonly #written: Promise<void>;
   readonly #hash = createHash('sha256');
 
-  constructor(readonly filePath: string, uri: string) {
+  /**
+   * @param pos the slice's place in the index's list of files
+   */
+  constructor(readonly filePath: string, uri: string, readonly pos: number) {
     this.handed = { uri, kind: 'tar', size: 0, sha256: '', entries: [] };
     const pack = this.pack;
     const hash = this.#hash;
@@ -232,13 +283,180 @@ async function fsyncPath(p: string): Promise<void> {
   }
 }
 
-/** A retried activity starts clean: outDir exists, is 0700 and is empty. */
-async function prepareOutDir(outDir: string): Promise<void> {
+/** outDir exists and is 0700. */
+async function ensureOutDir(outDir: string): Promise<void> {
   await fsp.mkdir(outDir, { recursive: true, mode: DIR_MODE });
   await fsp.chmod(outDir, DIR_MODE);
+}
+
+/** A clean start: outDir is emptied. */
+async function emptyOutDir(outDir: string): Promise<void> {
   for (const name of await fsp.readdir(outDir)) {
     await fsp.rm(path.join(outDir, name), { recursive: true, force: true });
   }
+}
+
+// ---- Resuming ---------------------------------------------------------------
+
+const DONE_SUFFIX = '.done.json';
+const DONE_VERSION = 1;
+const OUTPUT_NAME = /^(?:part\.(0|[1-9]\d*)\.tar|file\.(0|[1-9]\d*))$/;
+
+/**
+ * The sidecar `<uri>.done.json` of a completed output. Metadata only.
+ * - handed: the output's record in the index, exactly as the index will hold it;
+ * - pos: its place in the index's list of files (slices are listed when they
+ *   are opened, big files when they are complete, as in an uninterrupted run);
+ * - skipped: for a slice, the skipped items that come after the previous
+ *   slice's last entry and up to this slice's last entry, in walk order
+ *   (so the sidecars of slices 0..k together hold every skipped item up to
+ *   slice k's last entry); empty for a big file;
+ * - config: a digest of what decides the output (bundle, data folder,
+ *   profile, limits); a sidecar made under another one is not used.
+ * The walk position an output covers is its last entry's path.
+ */
+const DoneSchema = z.object({
+  version: z.literal(DONE_VERSION),
+  config: z.string(),
+  pos: z.number().int().nonnegative(),
+  skipped: z.array(SkippedSchema),
+  handed: HandedFileSchema,
+});
+type Done = z.infer<typeof DoneSchema>;
+
+function configDigest(opts: PackOptions, limits: PackLimits): string {
+  const key = JSON.stringify({
+    bundleName: opts.bundleName,
+    dataDir: path.resolve(opts.dataDir),
+    includes: opts.profile.includes ?? null,
+    excludes: opts.profile.excludes,
+    limits: [limits.bigFileBytes, limits.sliceBytes, limits.sliceEntries],
+  });
+  return createHash('sha256').update(key).digest('hex');
+}
+
+/** Key ordering paths the way walkBundle yields them: per component, by UTF-8 bytes, a folder before its contents. */
+function walkKey(p: string): Buffer {
+  return Buffer.from(p.replaceAll('/', '\0'));
+}
+
+function lastPath(handed: HandedFile): string {
+  return handed.entries.at(-1)!.path;
+}
+
+async function writeDone(outDir: string, done: Omit<Done, 'version'>): Promise<void> {
+  await writeAtomically(path.join(outDir, done.handed.uri + DONE_SUFFIX), JSON.stringify({ version: DONE_VERSION, ...done }));
+}
+
+/** What a resumed run starts from. */
+interface ResumeState {
+  /** Index records of the kept outputs, in index order. */
+  files: HandedFile[];
+  skipped: Skipped[];
+  /** Walk position they cover: entries and skipped items up to here are done. */
+  after?: string;
+  parts: number;
+  bigs: number;
+  /** Big files completed beyond `after`, numbered on from `bigs`, to re-use when the walk meets them again. */
+  pending: Done[];
+}
+
+type Verdict<T> = { ok: true; value: T } | { ok: false; why: string };
+
+/**
+ * Reads and checks the sidecars in outDir and deletes every other file there.
+ * Returns why not when something does not add up; the caller then starts clean.
+ */
+async function loadResumeState(outDir: string, config: string, progress: Progress, signal?: AbortSignal): Promise<Verdict<ResumeState>> {
+  const names = await fsp.readdir(outDir);
+  const partsByN = new Map<number, Done>();
+  const bigsByN = new Map<number, Done>();
+  const nameSet = new Set(names);
+  for (const name of names) {
+    if (!name.endsWith(DONE_SUFFIX)) continue;
+    const uri = name.slice(0, -DONE_SUFFIX.length);
+    const m = OUTPUT_NAME.exec(uri);
+    if (!m) continue; // a stray file: deleted below
+    let done: Done;
+    try {
+      done = DoneSchema.parse(JSON.parse(await fsp.readFile(path.join(outDir, name), 'utf8')));
+    } catch (err) {
+      return { ok: false, why: `${name} is unreadable: ${(err as Error).message}` };
+    }
+    const h = done.handed;
+    if (done.config !== config) return { ok: false, why: `${name} was made with another profile or limits` };
+    if (h.uri !== uri) return { ok: false, why: `${name} describes ${h.uri}` };
+    if (!nameSet.has(uri)) return { ok: false, why: `${uri} is missing` };
+    if (m[1] !== undefined) {
+      if (h.kind !== 'tar' || h.entries.length === 0) return { ok: false, why: `${name} is not a slice's` };
+      partsByN.set(Number(m[1]), done);
+    } else {
+      if (h.kind !== 'file' || h.entries.length !== 1 || h.entries[0]!.kind !== 'file' || done.skipped.length > 0) {
+        return { ok: false, why: `${name} is not a big file's` };
+      }
+      bigsByN.set(Number(m[2]), done);
+    }
+  }
+  // Outputs complete in order: the sidecars must be numbered without gaps.
+  const inOrder = (byN: Map<number, Done>): Done[] | undefined => {
+    const list = Array.from({ length: byN.size }, (_, i) => byN.get(i));
+    return list.every((d) => d !== undefined) ? (list as Done[]) : undefined;
+  };
+  const parts = inOrder(partsByN);
+  const bigs = inOrder(bigsByN);
+  if (!parts || !bigs) return { ok: false, why: 'completed outputs are not numbered 0, 1, 2…' };
+
+  const lastPart = parts.at(-1);
+  const after = lastPart && lastPath(lastPart.handed);
+  const afterKey = after === undefined ? undefined : walkKey(after);
+  const covered = (p: string) => afterKey !== undefined && Buffer.compare(walkKey(p), afterKey) <= 0;
+  const keptBigs = bigs.filter((b) => covered(lastPath(b.handed)));
+  const pending = bigs.slice(keptBigs.length);
+  if (pending.some((b) => covered(lastPath(b.handed)))) return { ok: false, why: 'big files out of walk order' };
+  const kept = [...parts, ...keptBigs].sort((a, b) => a.pos - b.pos);
+  if (kept.some((d, i) => d.pos !== i)) return { ok: false, why: 'outputs out of index order' };
+  if (pending.some((d, i) => d.pos < (i === 0 ? kept.length : pending[i - 1]!.pos + 1))) return { ok: false, why: 'big files out of index order' };
+  const skipped = parts.flatMap((p) => p.skipped);
+  if (!skipped.every((s) => covered(s.path))) return { ok: false, why: 'skipped items beyond the last slice' };
+  for (let i = 1; i < skipped.length; i++) {
+    if (Buffer.compare(walkKey(skipped[i - 1]!.path), walkKey(skipped[i]!.path)) >= 0) return { ok: false, why: 'skipped items out of order' };
+  }
+
+  // Everything else is an output an attempt did not finish, a temporary file or a stale index.
+  const keep = new Set([...kept, ...pending].flatMap((d) => [d.handed.uri, d.handed.uri + DONE_SUFFIX]));
+  for (const name of names) {
+    if (!keep.has(name)) await fsp.rm(path.join(outDir, name), { recursive: true, force: true });
+  }
+  await fsyncPath(outDir);
+
+  // Re-check every kept output against its record: length and SHA-256.
+  progress.phase = 'verify';
+  for (const d of [...kept, ...pending]) {
+    const p = path.join(outDir, d.handed.uri);
+    const st = await fsp.lstat(p);
+    if (!st.isFile() || st.size !== d.handed.size) return { ok: false, why: `${d.handed.uri} has ${st.size} bytes, not ${d.handed.size}` };
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(p) as AsyncIterable<Buffer>) {
+      signal?.throwIfAborted();
+      hash.update(chunk);
+      progress.tick();
+    }
+    if (hash.digest('hex') !== d.handed.sha256) return { ok: false, why: `${d.handed.uri} does not match its SHA-256` };
+    progress.durable++;
+    progress.tick();
+  }
+
+  return {
+    ok: true,
+    value: {
+      files: kept.map((d) => d.handed),
+      skipped,
+      after,
+      parts: parts.length,
+      bigs: keptBigs.length,
+      pending,
+    },
+  };
 }
 
 /**
@@ -269,25 +487,69 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
   const limits: PackLimits = { ...PACK_LIMITS, ...opts.limits };
   const { outDir, signal } = opts;
   signal?.throwIfAborted();
-  await prepareOutDir(outDir);
-
-  const files: HandedFile[] = [];
-  const skipped: Skipped[] = [];
-  const totals = { files: 0, dirs: 0, bytes: 0 };
+  const config = configDigest(opts, limits);
   const progress = new Progress(opts.onProgress);
-  let parts = 0;
-  let bigs = 0;
+  await ensureOutDir(outDir);
+
+  let resumed: ResumeState | undefined;
+  let restartedBecause: string | undefined;
+  if (opts.resume) {
+    const verdict = await loadResumeState(outDir, config, progress, signal);
+    if (verdict.ok) resumed = verdict.value;
+    else restartedBecause = verdict.why;
+  }
+  if (!resumed) await emptyOutDir(outDir);
+
+  const files: HandedFile[] = resumed?.files ?? [];
+  const skipped: Skipped[] = resumed?.skipped ?? [];
+  const totals = { files: 0, dirs: 0, bytes: 0 };
+  for (const e of files.flatMap((f) => f.entries)) {
+    if (e.kind === 'dir') totals.dirs++;
+    else {
+      totals.files++;
+      totals.bytes += e.size;
+    }
+  }
+  progress.files = totals.files;
+  progress.bytes = totals.bytes;
+  progress.durable = files.length;
+  const kept = files.length;
+  let parts = resumed?.parts ?? 0;
+  let bigs = resumed?.bigs ?? 0;
+  const pending = resumed?.pending ?? [];
+  // Walk items up to here are in the kept outputs (or their skipped lists).
+  const afterKey = resumed?.after === undefined ? undefined : walkKey(resumed.after);
+  progress.phase = afterKey ? 'scan' : 'pack';
+  /** skipped[0, skippedMark) are recorded in slice sidecars already. */
+  let skippedMark = skipped.length;
   let slice: Slice | undefined;
+  let reused = 0;
+
+  /** Big files of an earlier attempt that the walk does not meet again in the same place are dropped. */
+  const dropPending = async () => {
+    for (const d of pending.splice(0)) {
+      await fsp.rm(path.join(outDir, d.handed.uri + DONE_SUFFIX), { force: true });
+      await fsp.rm(path.join(outDir, d.handed.uri), { force: true });
+    }
+  };
+
+  const closeSlice = async (s: Slice) => {
+    await s.close();
+    slice = undefined;
+    const last = walkKey(lastPath(s.handed));
+    let end = skippedMark;
+    while (end < skipped.length && Buffer.compare(walkKey(skipped[end]!.path), last) <= 0) end++;
+    await writeDone(outDir, { config, pos: s.pos, skipped: skipped.slice(skippedMark, end), handed: s.handed });
+    skippedMark = end;
+    progress.completed();
+  };
 
   /** The slice to put an entry of `entryBytes` in, closing the full one first. */
   const sliceFor = async (entryBytes: number): Promise<Slice> => {
-    if (slice && !slice.fits(entryBytes, limits)) {
-      await slice.close();
-      slice = undefined;
-    }
+    if (slice && !slice.fits(entryBytes, limits)) await closeSlice(slice);
     if (!slice) {
       const uri = `part.${parts++}.tar`;
-      slice = new Slice(path.join(outDir, uri), uri);
+      slice = new Slice(path.join(outDir, uri), uri, files.length);
       files.push(slice.handed); // hand-over order = creation order; size/sha256 filled on close
     }
     return slice;
@@ -296,6 +558,26 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
   try {
     for await (const item of walkBundle(opts.dataDir, opts.profile)) {
       signal?.throwIfAborted();
+      progress.tick();
+      const key = walkKey(item.path);
+      if (afterKey && Buffer.compare(key, afterKey) <= 0) continue; // packed by an earlier attempt
+      progress.phase = 'pack';
+      const next = pending[0];
+      if (next && Buffer.compare(key, walkKey(lastPath(next.handed))) >= 0) {
+        if (item.type === 'entry' && item.kind === 'file' && item.path === lastPath(next.handed)) {
+          // A big file an earlier attempt completed after the last slice it kept.
+          pending.shift();
+          reused++;
+          files.push(next.handed);
+          bigs++;
+          totals.files++;
+          totals.bytes += next.handed.size;
+          progress.add(1, next.handed.size);
+          progress.completed();
+          continue;
+        }
+        await dropPending(); // the tree changed: big files would be numbered differently now
+      }
       if (item.type === 'skipped') {
         skipped.push({ path: item.path, reason: item.reason });
         continue;
@@ -314,7 +596,12 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
       try {
         let size: number;
         if (src.size > limits.bigFileBytes) {
-          size = await packBigFile(src.fh, item.path, src, bigs++, outDir, files, progress, signal);
+          await dropPending(); // its number is taken by this one
+          const handed = await packBigFile(src.fh, item.path, src, bigs++, outDir, progress, signal);
+          await writeDone(outDir, { config, pos: files.length, skipped: [], handed });
+          files.push(handed);
+          progress.completed();
+          size = handed.size;
         } else {
           const s = await sliceFor(tarEntryBytes(item.path, src.size));
           await s.addFile(item.path, src.fh, src.size, src.mode, src.mtimeMs, progress);
@@ -326,8 +613,8 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
         await src.fh.close();
       }
     }
-    if (slice) await slice.close();
-    slice = undefined;
+    if (slice) await closeSlice(slice);
+    await dropPending();
   } catch (err) {
     // When writing a slice fails (say ENOSPC), tar-stream only tells the entry
     // that its stream was destroyed: report the system error instead.
@@ -345,8 +632,13 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
   };
   const indexPath = path.join(outDir, INDEX_URI);
   await writeAtomically(indexPath, JSON.stringify(index));
-  progress.final();
-  return { ...totals, handOver: files.length, skipped: skipped.length, indexPath };
+  progress.phase = 'pack';
+  progress.emit();
+  const summary: PackSummary = { ...totals, handOver: files.length, skipped: skipped.length, indexPath };
+  if (opts.resume) {
+    summary.resumed = resumed ? { kept, reused } : { restartedBecause: restartedBecause ?? 'unknown' };
+  }
+  return summary;
 }
 
 /**
@@ -360,10 +652,9 @@ async function packBigFile(
   st: { mode: number; mtimeMs: number },
   n: number,
   outDir: string,
-  files: HandedFile[],
   progress: Progress,
   signal: AbortSignal | undefined,
-): Promise<number> {
+): Promise<HandedFile> {
   const uri = `file.${n}`;
   const outPath = path.join(outDir, uri);
   const hash = createHash('sha256');
@@ -386,9 +677,8 @@ async function packBigFile(
   await fsyncPath(outPath);
   const sha256 = hash.digest('hex');
   const entry: IndexEntry = { path: rel, kind: 'file', size: size, mode: st.mode, mtimeMs: st.mtimeMs, sha256 };
-  files.push({ uri, kind: 'file', size: size, sha256, entries: [entry] });
   progress.add(1, 0);
-  return size;
+  return { uri, kind: 'file', size: size, sha256, entries: [entry] };
 }
 
 /** write tmp → fsync → rename → fsync the folder, so a reader sees the whole index or none. */

@@ -6,7 +6,7 @@
  * answered (no worker serving the session, or no Temporal service) is an
  * outage: `onBackupServiceDied` fires once for it.
  */
-import { open } from 'node:fs';
+import { open, renameSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import type { WorkflowHandle } from '@temporalio/client';
 import { BusinessError } from '../common/businessError.js';
@@ -16,6 +16,12 @@ import { ackSignal, eventsQuery } from '../workflows/sessionWorkflow.js';
 import type { GeneralCallbacks } from './types.js';
 
 const openFd = promisify(open);
+
+/** Replaces the cursor atomically: a kill mid-write must never leave it empty or short. */
+function saveCursor(file: string, seq: number): void {
+  writeFileSync(`${file}.tmp`, String(seq));
+  renameSync(`${file}.tmp`, file);
+}
 
 export type BundleView = 'appended' | 'running' | 'ended';
 
@@ -42,6 +48,8 @@ export class EventPump {
     private readonly handle: WorkflowHandle,
     private readonly callbacks: GeneralCallbacks,
     startAfter = 0,
+    /** Where the last delivered seq is recorded after each callback, so a re-attaching tool skips exactly what it delivered. */
+    private readonly cursorFile?: string,
   ) {
     this.delivered = startAfter;
     this.acked = startAfter;
@@ -117,6 +125,14 @@ export class EventPump {
 
   private async deliver(ev: SessionEvent): Promise<void> {
     this.delivered = ev.seq;
+    try {
+      await this.dispatch(ev);
+    } finally {
+      if (this.cursorFile) saveCursor(this.cursorFile, ev.seq);
+    }
+  }
+
+  private async dispatch(ev: SessionEvent): Promise<void> {
     const cb = this.callbacks;
     const err = (e?: { code: number; message: string }, data?: string) => (e ? new BusinessError<string | void>(e.code, e.message, data) : undefined);
     switch (ev.type) {

@@ -15,8 +15,10 @@ export class SessionBackup extends SessionBase {
   }
 
   /** Binds to a running backup session by its ID; events not yet acknowledged are delivered, once each. */
-  static attach(sessionId: string, callbacks: GeneralCallbacks): SessionBackup {
-    return new SessionBackup(callbacks, { attachTo: sessionId });
+  static attach(sessionId: string, callbacks: GeneralCallbacks, options: Omit<SessionOptions, 'attachTo' | 'sessionId'> = {}): SessionBackup {
+    const s = new SessionBackup(callbacks, { ...options, attachTo: sessionId });
+    // Whether it was appended to is the workflow's to say: it refuses a second appendBundles itself.
+    return s;
   }
 
   /** Adds the bundles to back up; once per session (a second call → 13900001). */

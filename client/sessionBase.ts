@@ -3,6 +3,7 @@
  * event pump that feeds the callbacks, and release/cancel/getLocalCapabilities.
  */
 import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { BusinessError } from '../common/businessError.js';
 import { ErrorCode } from '../common/errors.js';
@@ -27,6 +28,13 @@ export interface SessionOptions {
   maxConcurrentBundles?: number;
   /** Bind to this running session instead of starting one (re-attach after a tool restart). */
   attachTo?: string;
+  /**
+   * A file where the tool records the last event it delivered, after each
+   * callback. Re-attaching with the same file resumes exactly after it: no
+   * callback twice even when the tool was killed between a callback and its
+   * acknowledgement reaching the workflow.
+   */
+  cursorFile?: string;
 }
 
 export abstract class SessionBase implements OpenSession {
@@ -66,10 +74,10 @@ export abstract class SessionBase implements OpenSession {
       });
     } else {
       handle = client.workflow.getHandle<typeof sessionWorkflow>(this.sessionId);
-      // Resume after what an earlier tool acknowledged.
-      startAfter = (await handle.query(eventsQuery, 0, 0)).acked;
+      // Resume after what an earlier tool acknowledged, or delivered if it kept a cursor.
+      startAfter = Math.max((await handle.query(eventsQuery, 0, 0)).acked, await readCursor(this.options.cursorFile));
     }
-    const pump = new EventPump(handle, this.callbacks, startAfter);
+    const pump = new EventPump(handle, this.callbacks, startAfter, this.options.cursorFile);
     pump.start();
     return { client, handle, pump };
   }
@@ -153,6 +161,12 @@ export abstract class SessionBase implements OpenSession {
       )
       .catch((err) => warn(what, err));
   }
+}
+
+async function readCursor(file?: string): Promise<number> {
+  if (!file) return 0;
+  const text = await readFile(file, 'utf8').catch(() => '0');
+  return Number.parseInt(text, 10) || 0;
 }
 
 function warn(what: string, err: unknown): void {

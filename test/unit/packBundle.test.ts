@@ -83,9 +83,9 @@ describe('packBundle', () => {
     expect(index.bundleName).toBe('com.example.app');
     expect(index.version).toBe(1);
 
-    // Outputs: exactly the handed files plus manage.json, all 0600, in a 0700 folder.
+    // Outputs: exactly the handed files, each with its resume sidecar, plus manage.json, all 0600, in a 0700 folder.
     const names = (await fsp.readdir(out)).sort();
-    expect(names).toEqual([...index.files.map((f) => f.uri), 'manage.json'].sort());
+    expect(names).toEqual([...index.files.flatMap((f) => [f.uri, `${f.uri}.done.json`]), 'manage.json'].sort());
     expect((await fsp.stat(out)).mode & 0o777).toBe(0o700);
     for (const n of names) expect((await fsp.stat(path.join(out, n))).mode & 0o777).toBe(0o600);
 
