@@ -564,7 +564,7 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
       progress.phase = 'pack';
       const next = pending[0];
       if (next && Buffer.compare(key, walkKey(lastPath(next.handed))) >= 0) {
-        if (item.type === 'entry' && item.kind === 'file' && item.path === lastPath(next.handed)) {
+        if (item.type === 'entry' && item.kind === 'file' && item.path === lastPath(next.handed) && next.pos === files.length) {
           // A big file an earlier attempt completed after the last slice it kept.
           pending.shift();
           reused++;
@@ -596,7 +596,6 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
       try {
         let size: number;
         if (src.size > limits.bigFileBytes) {
-          await dropPending(); // its number is taken by this one
           const handed = await packBigFile(src.fh, item.path, src, bigs++, outDir, progress, signal);
           await writeDone(outDir, { config, pos: files.length, skipped: [], handed });
           files.push(handed);
