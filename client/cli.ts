@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { BusinessError } from '../common/businessError.js';
 import { registerBackup } from './commands/backup.js';
+import { registerControl } from './commands/control.js';
 import { registerDev } from './commands/dev.js';
 import { registerSampleDevice } from './commands/sampleDevice.js';
 import { registerWorker } from './commands/worker.js';
@@ -35,6 +36,7 @@ registerDev(program);
 registerWorker(program);
 registerSampleDevice(program);
 registerBackup(program);
+registerControl(program);
 
 let code: number;
 try {

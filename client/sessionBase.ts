@@ -88,6 +88,11 @@ export abstract class SessionBase implements OpenSession {
     try {
       return await fn(await this.ready);
     } catch (err) {
+      // The workflow completed under us (released by another tool, or terminated): the session is over.
+      if ((err as Error)?.name === 'WorkflowNotFoundError') {
+        this.released = true;
+        throw new BusinessError(ErrorCode.NOT_PERMITTED, 'Operation not permitted: the session has ended');
+      }
       throw toBusinessError(err);
     }
   }

@@ -23,12 +23,15 @@ export async function testClient(): Promise<Client> {
 }
 
 /** Runs `fn` while an in-process ohbackup worker serves `taskQueue` for the device at `dataRoot`. */
-export async function withWorker<T>(opts: { taskQueue: string; dataRoot: string; stateDir: string }, fn: () => Promise<T>): Promise<T> {
+export async function withWorker<T>(
+  opts: { taskQueue: string; dataRoot: string; stateDir: string; address?: string },
+  fn: () => Promise<T>,
+): Promise<T> {
   if (!runtimeInstalled) {
     Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }), forward: {} } } });
     runtimeInstalled = true;
   }
-  const connection = await NativeConnection.connect({ address: temporalAddress() });
+  const connection = await NativeConnection.connect({ address: opts.address ?? temporalAddress() });
   try {
     const worker = await createOhbackupWorker({
       connection,
@@ -45,6 +48,6 @@ export async function withWorker<T>(opts: { taskQueue: string; dataRoot: string;
 }
 
 /** Points the tool library at the test server and the test's task queue. */
-export function configureTool(taskQueue: string): void {
-  backup.configure({ address: temporalAddress(), taskQueue });
+export function configureTool(taskQueue: string, address = temporalAddress()): void {
+  backup.configure({ address, taskQueue });
 }

@@ -11,11 +11,11 @@ export interface WorkerProcess {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function startWorkerProcess(opts: { taskQueue: string; dataRoot: string; stateDir: string }): Promise<WorkerProcess> {
+export async function startWorkerProcess(opts: { taskQueue: string; dataRoot: string; stateDir: string; address?: string }): Promise<WorkerProcess> {
   const child = spawn(process.execPath, [MAIN], {
     env: {
       ...process.env,
-      TEMPORAL_ADDRESS: temporalAddress(),
+      TEMPORAL_ADDRESS: opts.address ?? temporalAddress(),
       OHBACKUP_TASK_QUEUE: opts.taskQueue,
       OHBACKUP_DATA_ROOT: opts.dataRoot,
       OHBACKUP_STATE_DIR: opts.stateDir,

@@ -378,6 +378,95 @@ describe('packBundle resume edge cases', () => {
   });
 });
 
+describe('packBundle resume when big files completed after the last slice meet a changed tree', () => {
+  // Entries a, b, c, d.big, e, f.big, g with two entries a slice: part.0 = [a, b] closes when c comes,
+  // part.1 = [c, …] is open while d.big and f.big are packed: both are kept by re-use, not outright.
+  const small = { sliceEntries: 2, sliceBytes: 64 * KiB, bigFileBytes: 32 * KiB };
+  async function setUp(name: string) {
+    const base = await fsp.mkdtemp(path.join(root, `${name}-`));
+    const data = path.join(base, 'data');
+    for (const n of ['a', 'b', 'c', 'e', 'g']) await write(data, n, randomBytes(100));
+    await write(data, 'd.big', randomBytes(40 * KiB));
+    await write(data, 'f.big', randomBytes(40 * KiB));
+    const out = path.join(base, 'out');
+    const o = (more: Partial<PackOptions> = {}): PackOptions => ({ bundleName: 'b', dataDir: data, outDir: out, profile: { excludes: [] }, limits: small, ...more });
+    // Killed once f.big (file.1) is complete: part.0 kept outright, file.0 and file.1 only by re-use.
+    await killAfter(o(), () => existsSync(path.join(out, 'file.1.done.json')));
+    expect((await fsp.readdir(out)).filter((n) => n.endsWith('.done.json')).sort()).toEqual(['file.0.done.json', 'file.1.done.json', 'part.0.tar.done.json']);
+    return { data, out, o };
+  }
+
+  it('re-uses a big file whose place in the index moved, and records the new place', async () => {
+    const { data, out, o } = await setUp('moved');
+    await fsp.rm(path.join(data, 'c')); // d.big now comes before part.1 (index place 2 → 1)
+    const before = await completedOutputs(out);
+    const summary = await packBundle(o({ resume: true }));
+    expect(summary.resumed).toEqual({ kept: 1, reused: 2 });
+    const index = await readManageIndex(summary.indexPath);
+    expect(index.files.map((f) => `${f.uri}:${f.entries.map((e) => e.path).join(',')}`)).toEqual([
+      'part.0.tar:a,b',
+      'file.0:d.big',
+      'part.1.tar:e,g',
+      'file.1:f.big',
+    ]);
+    await expectConsistent(out, index);
+    for (const uri of ['file.0', 'file.1']) expect((await completedOutputs(out)).get(uri)).toEqual(before.get(uri));
+    // The sidecars now say where the files are, so resuming the finished run keeps all of it.
+    const again = await packBundle(o({ resume: true }));
+    expect(again.resumed).toEqual({ kept: 4, reused: 0 });
+    expect(withoutCreatedAt(await readManageIndex(again.indexPath))).toEqual(withoutCreatedAt(index));
+  });
+
+  it('drops the big files it can no longer number the same way', async () => {
+    const { data, out, o } = await setUp('renumbered');
+    await write(data, 'e.big', randomBytes(40 * KiB)); // between d.big (file.0) and f.big (file.1)
+    const before = await completedOutputs(out);
+    const summary = await packBundle(o({ resume: true }));
+    expect(summary.resumed).toEqual({ kept: 1, reused: 1 });
+    const index = await readManageIndex(summary.indexPath);
+    expect(index.files.map((f) => `${f.uri}:${f.entries.map((e) => e.path).join(',')}`)).toEqual([
+      'part.0.tar:a,b',
+      'part.1.tar:c,e',
+      'file.0:d.big',
+      'file.1:e.big',
+      'file.2:f.big',
+      'part.2.tar:g',
+    ]);
+    await expectConsistent(out, index);
+    expect((await completedOutputs(out)).get('file.0')).toEqual(before.get('file.0'));
+    expect((await completedOutputs(out)).get('file.1')).not.toEqual(before.get('file.1'));
+  });
+
+  it('drops the big files beyond one that vanished', async () => {
+    const { data, out, o } = await setUp('vanished');
+    await fsp.rm(path.join(data, 'd.big'));
+    const summary = await packBundle(o({ resume: true }));
+    expect(summary.resumed).toEqual({ kept: 1, reused: 0 });
+    const index = await readManageIndex(summary.indexPath);
+    expect(index.files.map((f) => `${f.uri}:${f.entries.map((e) => e.path).join(',')}`)).toEqual([
+      'part.0.tar:a,b',
+      'part.1.tar:c,e',
+      'file.0:f.big',
+      'part.2.tar:g',
+    ]);
+    await expectConsistent(out, index);
+    expect((await fsp.readdir(out)).sort()).toEqual([...index.files.flatMap((f) => [f.uri, `${f.uri}.done.json`]), 'manage.json'].sort());
+  });
+
+  it('drops a big file the walk does not meet again before it ends', async () => {
+    const { data, out, o } = await setUp('gone-at-end');
+    await fsp.rm(path.join(data, 'f.big'));
+    await fsp.rm(path.join(data, 'g'));
+    const summary = await packBundle(o({ resume: true }));
+    expect(summary.resumed).toEqual({ kept: 1, reused: 1 });
+    const index = await readManageIndex(summary.indexPath);
+    expect(index.files.map((f) => f.uri)).toEqual(['part.0.tar', 'part.1.tar', 'file.0']);
+    await expectConsistent(out, index);
+    // No stale file.1 (or its sidecar) is left to mislead a later resume.
+    expect((await fsp.readdir(out)).sort()).toEqual([...index.files.flatMap((f) => [f.uri, `${f.uri}.done.json`]), 'manage.json'].sort());
+  });
+});
+
 /**
  * How many big files of a finished run come after its last slice's last
  * entry: a resume keeps those by re-use rather than outright.

@@ -1,0 +1,99 @@
+/**
+ * Steering a running session by its ID from any tool (the command line's
+ * status/cancel/timer/rate/release): the workflow's authoritative answers,
+ * not a tool's local view.
+ */
+import type { Client } from '@temporalio/client';
+import { BusinessError } from '../common/businessError.js';
+import { ErrorCode } from '../common/errors.js';
+import { DEFAULTS, bundleWorkflowId, type BundleOutcome, type SessionResult } from '../common/session.js';
+import { updateSendRateSignal, updateTimerSignal } from '../workflows/bundleBackupWorkflow.js';
+import { cancelBundleUpdate, outcomesQuery, releaseUpdate } from '../workflows/sessionWorkflow.js';
+import { getClient } from './connection.js';
+import { toBusinessError } from './failures.js';
+import { BundleNameArg, SendRateArg, TimeoutArg, parseArg } from './validate.js';
+
+export interface SessionStatus {
+  sessionId: string;
+  /** Temporal's view: RUNNING, COMPLETED, TERMINATED, … */
+  status: string;
+  startTime?: string;
+  closeTime?: string;
+  bundles: BundleOutcome[];
+}
+
+export class SessionControl {
+  private constructor(
+    private readonly client: Client,
+    readonly sessionId: string,
+  ) {}
+
+  static async of(sessionId: string): Promise<SessionControl> {
+    return new SessionControl(await getClient(), sessionId);
+  }
+
+  private get handle() {
+    return this.client.workflow.getHandle(this.sessionId);
+  }
+
+  async status(): Promise<SessionStatus> {
+    return this.guard(async () => {
+      const d = await this.handle.describe();
+      const bundles =
+        d.status.name === 'RUNNING' ? await this.handle.query(outcomesQuery) : d.status.name === 'COMPLETED' ? ((await this.handle.result()) as SessionResult).bundles : [];
+      return { sessionId: this.sessionId, status: d.status.name, startTime: d.startTime.toISOString(), closeTime: d.closeTime?.toISOString(), bundles };
+    });
+  }
+
+  /** 0, 13500011 or 13500012, as the workflow decides. */
+  cancel(bundleName: string): Promise<number> {
+    parseArg(BundleNameArg, bundleName, 'bundleName');
+    return this.guard(() => this.handle.executeUpdate(cancelBundleUpdate, { args: [bundleName] }));
+  }
+
+  /** true when the bundle is running and its deadline was re-armed. */
+  updateTimer(bundleName: string, timeoutMs: number): Promise<boolean> {
+    parseArg(BundleNameArg, bundleName, 'bundleName');
+    parseArg(TimeoutArg, timeoutMs, 'timeout');
+    return this.signalRunning(bundleName, () => this.bundle(bundleName).signal(updateTimerSignal, timeoutMs));
+  }
+
+  /** true when the bundle is running and its rate was set (above 800 is 800; 0 pauses). */
+  updateSendRate(bundleName: string, sendRate: number): Promise<boolean> {
+    parseArg(BundleNameArg, bundleName, 'bundleName');
+    const rate = Math.min(parseArg(SendRateArg, sendRate, 'sendRate'), DEFAULTS.maxSendRate);
+    return this.signalRunning(bundleName, () => this.bundle(bundleName).signal(updateSendRateSignal, rate));
+  }
+
+  /** Completes the session; resolves with every bundle's outcome. */
+  release(): Promise<SessionResult> {
+    return this.guard(async () => {
+      await this.handle.executeUpdate(releaseUpdate);
+      return (await this.handle.result()) as SessionResult;
+    });
+  }
+
+  private bundle(bundleName: string) {
+    return this.client.workflow.getHandle(bundleWorkflowId(this.sessionId, bundleName));
+  }
+
+  private async signalRunning(bundleName: string, send: () => Promise<void>): Promise<boolean> {
+    return this.guard(async () => {
+      const outcomes = await this.handle.query(outcomesQuery);
+      if (outcomes.find((b) => b.bundleName === bundleName)?.state !== 'running') return false;
+      await send();
+      return true;
+    });
+  }
+
+  private async guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if ((err as Error)?.name === 'WorkflowNotFoundError') {
+        throw new BusinessError(ErrorCode.INVALID_ARGUMENT, `Invalid argument: no session ${this.sessionId}`);
+      }
+      throw toBusinessError(err);
+    }
+  }
+}
