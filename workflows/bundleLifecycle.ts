@@ -1,0 +1,143 @@
+/**
+ * What every bundle child shares, backup or restore: it begins (or is
+ * rejected) exactly once, runs its work inside a deadline that updateTimer
+ * re-arms, stops on a cancellation request (cancel, release), cleans its
+ * half-made data, and ends exactly once. The work itself is the caller's.
+ */
+import {
+  ActivityCancellationType,
+  ApplicationFailure,
+  type ActivityOptions,
+  CancellationScope,
+  condition,
+  defineSignal,
+  getExternalWorkflowHandle,
+  isCancellation,
+  setHandler,
+} from '@temporalio/workflow';
+import { ErrorCode, FAILURE_TYPE, errorInfo, type ErrorInfo } from '../common/errors.js';
+import { DEFAULTS, type BundleRequest, type EventBody, type SessionKind } from '../common/session.js';
+
+export interface BundleWorkflowInput {
+  sessionId: string;
+  sessionWorkflowId: string;
+  kind: SessionKind;
+  request: BundleRequest;
+  /** Restore only: the tool already published the bundle's files before the child started. */
+  published?: boolean;
+}
+
+/** updateTimer: re-arms the bundle's deadline to `ms` from now. */
+export const updateTimerSignal = defineSignal<[number]>('updateTimer');
+
+/** Thrown by the work when the bundle cannot run at all: it ends with onBundleBegin(err) + onBundleEnd(err). */
+export class BundleRejected extends Error {
+  constructor(readonly info: ErrorInfo) {
+    super(info.message);
+  }
+}
+
+export interface BundleWork {
+  /** Reports events to the session (in order). */
+  report: (...events: EventBody[]) => Promise<void>;
+  /** Milliseconds left before the deadline (hooks get this as their own limit). */
+  remainingMs: () => number;
+  /** Call once the bundle has begun, before any file event. */
+  begin: () => Promise<void>;
+}
+
+class DeadlinePassed extends Error {}
+
+/**
+ * Runs `work` as the bundle's life. `work` returns the onResultReport string;
+ * `cleanUp` drops the bundle's half-made data after a failure.
+ */
+export async function runBundleLifecycle(
+  input: BundleWorkflowInput,
+  work: (ctx: BundleWork) => Promise<string>,
+  cleanUp: () => Promise<void>,
+): Promise<void> {
+  const { bundleName } = input.request;
+  const session = getExternalWorkflowHandle(input.sessionWorkflowId);
+  const report = (...events: EventBody[]) => session.signal('bundleEvents', events);
+
+  let deadline = Date.now() + DEFAULTS.bundleTimeoutMs;
+  setHandler(updateTimerSignal, (ms) => {
+    deadline = Date.now() + ms;
+  });
+
+  let begun = false;
+  const scope = new CancellationScope();
+  const workDone = scope.run(() =>
+    work({
+      report,
+      remainingMs: () => Math.max(1, deadline - Date.now()),
+      // The begin event must reach the session before any file event the activities send.
+      begin: async () => {
+        await report({ type: 'bundleBegin', bundleName });
+        begun = true;
+      },
+    }),
+  );
+
+  let end: ErrorInfo | undefined;
+  let cancelled = false;
+  let result = '';
+  try {
+    result = await Promise.race([workDone, watchDeadline()]);
+  } catch (err) {
+    if (err instanceof BundleRejected) end = err.info;
+    else if (err instanceof DeadlinePassed) end = errorInfo(ErrorCode.TIMED_OUT, `${bundleName} passed its deadline`);
+    else if (isCancellation(err)) {
+      cancelled = true;
+      end = errorInfo(ErrorCode.TASK_FAILED, `${bundleName} was cancelled`);
+    } else end = failureInfo(err);
+  }
+  if (!end) {
+    await report({ type: 'resultReport', bundleName, result }, { type: 'bundleEnd', bundleName });
+    return;
+  }
+  const failed = end;
+  await CancellationScope.nonCancellable(async () => {
+    // Stop the work and wait until its activities have really stopped, then drop the half-made data.
+    scope.cancel();
+    await workDone.catch(() => undefined);
+    await cleanUp().catch(() => undefined);
+    if (!begun) await report({ type: 'bundleBegin', bundleName, error: failed });
+    else {
+      const info = { resultInfo: { errorCode: failed.code, errorInfo: failed.message, type: 'ErrorInfo' } };
+      await report({ type: 'resultReport', bundleName, result: JSON.stringify(info) });
+    }
+    await report({ type: 'bundleEnd', bundleName, error: failed, cancelled });
+  });
+
+  async function watchDeadline(): Promise<never> {
+    for (;;) {
+      const armed = deadline;
+      const moved = await condition(() => deadline !== armed, Math.max(1, armed - Date.now()));
+      if (!moved) throw new DeadlinePassed();
+    }
+  }
+}
+
+/** The reference code an activity failure carries, or 13500004 once retries are spent. */
+function failureInfo(err: unknown): ErrorInfo {
+  let e: unknown = err;
+  while (e && typeof e === 'object') {
+    if (e instanceof ApplicationFailure && e.type === FAILURE_TYPE && typeof e.details?.[0] === 'number') {
+      return { code: e.details[0] as number, message: e.message };
+    }
+    e = (e as { cause?: unknown }).cause;
+  }
+  return errorInfo(ErrorCode.EXTENSION_DIED, err instanceof Error ? err.message : String(err));
+}
+
+/** Activity options every bundle child uses for its work. */
+export const bundleActivityOptions: ActivityOptions = {
+  startToCloseTimeout: '4 hours',
+  // Short, so a killed worker's activity is retried elsewhere within seconds.
+  heartbeatTimeout: '5 seconds',
+  // The bundle's end is reported only once its activities have really stopped.
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  retry: { initialInterval: '500 ms', maximumAttempts: 6, nonRetryableErrorTypes: [FAILURE_TYPE] },
+};
