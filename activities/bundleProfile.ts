@@ -1,7 +1,8 @@
 /** Reads a bundle's bundle.json and backup_config.json, answering 13500001 for what cannot be backed up. */
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { BackupConfigSchema, BundleJsonSchema, BundleNameSchema, bundlePaths, type BackupConfig, type BundleJson } from '../common/device.js';
 import { ErrorCode, errorInfo, type ErrorInfo } from '../common/errors.js';
+import type { BundleInstall } from '../common/session.js';
 
 export type LoadedBundle = { ok: true; bundle: BundleJson; config: BackupConfig } | { ok: false; error: ErrorInfo };
 
@@ -34,4 +35,27 @@ function parseJson(text: string): unknown {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Restore onto a device that lacks the bundle (the reference's needToInstall):
+ * creates its folder, bundle.json and profile from the capability file's
+ * description. A bundle that exists is left as it is.
+ */
+export async function installBundle(dataRoot: string, bundleName: string, info: BundleInstall): Promise<void> {
+  if (!BundleNameSchema.safeParse(bundleName).success) return;
+  const paths = bundlePaths(dataRoot, bundleName);
+  if (await stat(paths.bundleJson).then(() => true, () => false)) return;
+  for (const dir of [paths.data, paths.backupTemp, paths.restoreTemp]) await mkdir(dir, { recursive: true, mode: 0o700 });
+  const bundle = { name: bundleName, versionCode: info.versionCode, versionName: info.versionName, appIndex: info.appIndex };
+  const profile = {
+    allowToBackupRestore: info.allowToBackupRestore,
+    fullBackupOnly: info.fullBackupOnly,
+    restoreDeps: info.restoreDeps,
+    supportScene: info.supportScene,
+    extraInfo: info.extraInfo ?? {},
+  };
+  await writeFile(paths.backupConfig, JSON.stringify(profile, null, 2), { mode: 0o600 });
+  // bundle.json last: its presence is what makes the bundle exist.
+  await writeFile(paths.bundleJson, JSON.stringify(bundle, null, 2), { mode: 0o600 });
 }

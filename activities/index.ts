@@ -2,14 +2,16 @@
  * The activities of one device's worker. Everything that touches disks, hooks
  * or time lives here; workflows reach it only through `proxyActivities`.
  */
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { constants as fsc } from 'node:fs';
+import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { BundleNameSchema, bundlePaths, type HookName } from '../common/device.js';
 import { ErrorCode, FAILURE_TYPE, codeForSystemError, errorInfo, type ErrorInfo } from '../common/errors.js';
-import { bundleWorkflowId, type SessionKind } from '../common/session.js';
-import { loadBundle } from './bundleProfile.js';
+import { bundleWorkflowId, type BundleInstall, type SessionKind } from '../common/session.js';
+import { installBundle, loadBundle } from './bundleProfile.js';
+import { applyRestore, RestoreRejected } from './applyRestore.js';
 import { buildCapabilities } from './capabilities.js';
 import { handOverFiles, type HandOverResult } from './handOver.js';
 import { packBundle } from './packBundle.js';
@@ -32,9 +34,12 @@ function codedFailure(code: number, detail: string): ApplicationFailure {
 
 export function createActivities(device: DeviceConfig) {
   const packDir = (sessionId: string, bundleName: string) => `${bundlePaths(device.dataRoot, bundleName).backupTemp}/${sessionId}`;
+  /** Restore: the tool's files for one session, and the tree being built from them. */
+  const restoreDir = (sessionId: string, bundleName: string) => `${bundlePaths(device.dataRoot, bundleName).restoreTemp}/${sessionId}`;
 
   return {
-    async prepareBundle(input: { bundleName: string; kind: SessionKind }): Promise<{ ok: true; hooks: HookName[] } | { ok: false; error: ErrorInfo }> {
+    async prepareBundle(input: { bundleName: string; kind: SessionKind; install?: BundleInstall }): Promise<{ ok: true; hooks: HookName[] } | { ok: false; error: ErrorInfo }> {
+      if (input.kind === 'restore' && input.install) await installBundle(device.dataRoot, input.bundleName, input.install);
       const loaded = await loadBundle(device.dataRoot, input.bundleName);
       if (!loaded.ok) return loaded;
       if (!loaded.config.allowToBackupRestore) {
@@ -146,8 +151,66 @@ export function createActivities(device: DeviceConfig) {
 
     async cleanSessionTemp(input: { sessionId: string; bundleNames: string[] }): Promise<void> {
       for (const name of input.bundleNames) {
+        if (!BundleNameSchema.safeParse(name).success) continue;
         await rm(packDir(input.sessionId, name), { recursive: true, force: true });
+        await rm(restoreDir(input.sessionId, name), { recursive: true, force: true });
       }
+    },
+
+    /**
+     * Restore: creates the empty target for one file the tool will write, private
+     * (0600) and never over an existing file or through a link.
+     */
+    async createRestoreTarget(input: { sessionId: string; bundleName: string; uri: string }): Promise<{ ok: true; path: string } | { ok: false; error: ErrorInfo }> {
+      if (!/^[0-9A-Za-z_.]+$/.test(input.uri) || input.uri === '.' || input.uri === '..') {
+        return { ok: false, error: errorInfo(ErrorCode.INVALID_ARGUMENT, `uri "${input.uri}" is not a plain file name`) };
+      }
+      const dir = `${restoreDir(input.sessionId, input.bundleName)}/files`;
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const path = `${dir}/${input.uri}`;
+      try {
+        const fh = await open(path, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY | fsc.O_NOFOLLOW, 0o600);
+        await fh.close();
+        return { ok: true, path };
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code === 'EEXIST' ? ErrorCode.INVALID_ARGUMENT : codeForSystemError(err);
+        return { ok: false, error: errorInfo(code, `${input.uri}: ${(err as Error).message}`) };
+      }
+    },
+
+    /** Restore: verifies the tool's files against their index, unpacks them safely and applies them (api.md §9). */
+    async applyRestoreData(input: { sessionId: string; sessionWorkflowId: string; bundleName: string }) {
+      const ctx = Context.current();
+      const loaded = await loadBundle(device.dataRoot, input.bundleName);
+      if (!loaded.ok) throw codedFailure(loaded.error.code, loaded.error.message);
+      const paths = bundlePaths(device.dataRoot, input.bundleName);
+      const work = restoreDir(input.sessionId, input.bundleName);
+      const progress = new ProgressReporter(ctx.client, input.sessionWorkflowId, input.bundleName);
+      progress.start('verifying: 0 files, 0 bytes');
+      try {
+        return await applyRestore({
+          bundleName: input.bundleName,
+          restoreDir: `${work}/files`,
+          dataDir: paths.data,
+          // fullBackupOnly: the verified tree stays in the temp area, outside the session's folder so release keeps it.
+          stagingDir: loaded.config.fullBackupOnly ? `${paths.restoreTemp}/restored-${input.sessionId}` : `${work}/staging`,
+          mode: loaded.config.fullBackupOnly ? 'tempOnly' : 'apply',
+          signal: ctx.cancellationSignal,
+          onProgress: (p) => {
+            ctx.heartbeat(p);
+            progress.update(`restoring: ${p.files} files, ${p.bytes} bytes`);
+          },
+        });
+      } catch (err) {
+        if (err instanceof RestoreRejected) throw codedFailure(err.code, err.message);
+        throw asFailure(err, ErrorCode.UNTAR_FAILED);
+      } finally {
+        progress.stop();
+      }
+    },
+
+    async cleanRestoreSession(input: { sessionId: string; bundleName: string }): Promise<void> {
+      await rm(restoreDir(input.sessionId, input.bundleName), { recursive: true, force: true });
     },
 
     /** Writes the capability file where the tool can open it; the tool unlinks it once it holds an fd. */

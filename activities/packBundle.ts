@@ -415,7 +415,6 @@ async function loadResumeState(outDir: string, config: string, progress: Progres
   if (pending.some((b) => covered(lastPath(b.handed)))) return { ok: false, why: 'big files out of walk order' };
   const kept = [...parts, ...keptBigs].sort((a, b) => a.pos - b.pos);
   if (kept.some((d, i) => d.pos !== i)) return { ok: false, why: 'outputs out of index order' };
-  if (pending.some((d, i) => d.pos < (i === 0 ? kept.length : pending[i - 1]!.pos + 1))) return { ok: false, why: 'big files out of index order' };
   const skipped = parts.flatMap((p) => p.skipped);
   if (!skipped.every((s) => covered(s.path))) return { ok: false, why: 'skipped items beyond the last slice' };
   for (let i = 1; i < skipped.length; i++) {
@@ -433,13 +432,18 @@ async function loadResumeState(outDir: string, config: string, progress: Progres
   progress.phase = 'verify';
   for (const d of [...kept, ...pending]) {
     const p = path.join(outDir, d.handed.uri);
-    const st = await fsp.lstat(p);
-    if (!st.isFile() || st.size !== d.handed.size) return { ok: false, why: `${d.handed.uri} has ${st.size} bytes, not ${d.handed.size}` };
     const hash = createHash('sha256');
-    for await (const chunk of createReadStream(p) as AsyncIterable<Buffer>) {
+    try {
+      const st = await fsp.lstat(p);
+      if (!st.isFile() || st.size !== d.handed.size) return { ok: false, why: `${d.handed.uri} has ${st.size} bytes, not ${d.handed.size}` };
+      for await (const chunk of createReadStream(p) as AsyncIterable<Buffer>) {
+        signal?.throwIfAborted();
+        hash.update(chunk);
+        progress.tick();
+      }
+    } catch (err) {
       signal?.throwIfAborted();
-      hash.update(chunk);
-      progress.tick();
+      return { ok: false, why: `${d.handed.uri} cannot be read: ${(err as Error).message}` };
     }
     if (hash.digest('hex') !== d.handed.sha256) return { ok: false, why: `${d.handed.uri} does not match its SHA-256` };
     progress.durable++;
@@ -564,9 +568,12 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
       progress.phase = 'pack';
       const next = pending[0];
       if (next && Buffer.compare(key, walkKey(lastPath(next.handed))) >= 0) {
-        if (item.type === 'entry' && item.kind === 'file' && item.path === lastPath(next.handed) && next.pos === files.length) {
-          // A big file an earlier attempt completed after the last slice it kept.
+        if (item.type === 'entry' && item.kind === 'file' && item.path === lastPath(next.handed)) {
+          // A big file an earlier attempt completed after the last slice it kept (numbered `bigs`, as
+          // pending files are used in order). If the tree changed before it, its place in the index
+          // may have too: record the new one, so that a later resume finds the sidecars in order.
           pending.shift();
+          if (next.pos !== files.length) await writeDone(outDir, { ...next, pos: files.length });
           reused++;
           files.push(next.handed);
           bigs++;
@@ -596,6 +603,7 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
       try {
         let size: number;
         if (src.size > limits.bigFileBytes) {
+          await dropPending(); // its number is taken by this one
           const handed = await packBigFile(src.fh, item.path, src, bigs++, outDir, progress, signal);
           await writeDone(outDir, { config, pos: files.length, skipped: [], handed });
           files.push(handed);

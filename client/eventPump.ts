@@ -140,15 +140,17 @@ export class EventPump {
         this.bundles.set(ev.bundleName, ev.error ? 'ended' : 'running');
         return this.safely(() => cb.onBundleBegin(err(ev.error, ev.bundleName), ev.bundleName));
       case 'fileReady': {
+        const file = { bundleName: ev.bundleName, uri: ev.uri, fd: -1 };
+        if (ev.error) return this.safely(() => cb.onFileReady(new BusinessError(ev.error!.code, ev.error!.message), file));
         let fd: number;
         try {
           // A raw fd, not a FileHandle: the tool owns it and closes it (a FileHandle would be closed on GC).
-          fd = await openFd(ev.path, 'r');
+          fd = await openFd(ev.path, ev.writable ? 'r+' : 'r');
         } catch (e) {
           const info = errorInfo(ErrorCode.IO_ERROR, `cannot open ${ev.uri}: ${(e as Error).message}`);
-          return this.safely(() => cb.onFileReady(new BusinessError(info.code, info.message), { bundleName: ev.bundleName, uri: ev.uri, fd: -1 }));
+          return this.safely(() => cb.onFileReady(new BusinessError(info.code, info.message), file));
         }
-        return this.safely(() => cb.onFileReady(undefined, { bundleName: ev.bundleName, uri: ev.uri, fd }));
+        return this.safely(() => cb.onFileReady(undefined, { ...file, fd }));
       }
       case 'process':
         return this.safely(() => cb.onProcess?.(ev.bundleName, ev.process));

@@ -16,6 +16,26 @@ export interface BundleRequest {
   priority: number;
   /** Order of appending, across appendBundles calls. */
   order: number;
+  /** Restore: the device bundle that receives this bundle's data (app_mapping_relation); default the same name. */
+  targetBundle?: string;
+  /** Restore: bundles (of this session) that must end before this one starts. */
+  restoreDeps?: string[];
+  /** Known before it starts that it cannot run (e.g. absent from the capability file). */
+  rejected?: ErrorInfo;
+  /** Restore: how to create the bundle on a device that lacks it (from the capability file). */
+  install?: BundleInstall;
+}
+
+/** What a capability file says of a bundle: enough to create it on a device that lacks it. */
+export interface BundleInstall {
+  versionCode: number;
+  versionName: string;
+  appIndex: number;
+  allowToBackupRestore: boolean;
+  fullBackupOnly: boolean;
+  restoreDeps: string;
+  supportScene: string;
+  extraInfo: unknown;
 }
 
 /** Event bodies as produced by children and activities; the session numbers them. */
@@ -28,8 +48,10 @@ export type EventBody =
       fileIndex: number;
       uri: string;
       size: number;
-      /** Where the worker left the file; the tool opens it and passes the fd. */
+      /** Where the worker left the file (backup) or made the target (restore); the tool opens it and passes the fd. */
       path: string;
+      /** Restore targets are opened for writing. */
+      writable?: boolean;
       manifestPath?: string;
       error?: ErrorInfo;
     }

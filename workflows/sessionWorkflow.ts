@@ -35,6 +35,7 @@ import {
   type SessionResult,
 } from '../common/session.js';
 import { bundleBackupWorkflow } from './bundleBackupWorkflow.js';
+import { bundleRestoreWorkflow, publishSignal } from './bundleRestoreWorkflow.js';
 
 export interface SessionInput {
   sessionId: string;
@@ -45,13 +46,27 @@ export interface SessionInput {
 }
 
 export interface AppendRequest {
-  bundles: Array<{ bundleName: string; info?: string; priority?: number }>;
+  bundles: Array<Omit<BundleRequest, 'order' | 'priority'> & { priority?: number }>;
+}
+
+/** A file the tool names for restore (api.md FileMeta). */
+export interface FileMetaInput {
+  bundleName: string;
+  uri: string;
 }
 
 interface BundleSlot extends BundleOutcome {
   request: BundleRequest;
   /** Next file index the session accepts for this bundle (repeats after a retry are dropped). */
   nextFileIndex: number;
+  /** onBundleBegin (without error) was emitted: file events may follow. */
+  begun: boolean;
+  /** Its child workflow exists (signals can reach it). */
+  childStarted: boolean;
+  /** Restore: the tool published the bundle's files. */
+  published: boolean;
+  /** Restore: targets made before the bundle began; emitted right after its onBundleBegin. */
+  deferred: EventBody[];
 }
 
 interface CarriedState {
@@ -68,6 +83,10 @@ interface CarriedState {
 export const appendBundlesUpdate = defineUpdate<void, [AppendRequest]>('appendBundles');
 export const releaseUpdate = defineUpdate<void, []>('release');
 export const cancelBundleUpdate = defineUpdate<number, [string]>('cancelBundle');
+/** Restore: make a writable target for one file of a bundle; the answer comes as onFileReady. */
+export const getFileHandleUpdate = defineUpdate<void, [FileMetaInput]>('getFileHandle');
+/** Restore: the bundle's files are all written (uri ''); the bundle then unpacks and applies them. */
+export const publishFileUpdate = defineUpdate<void, [FileMetaInput]>('publishFile');
 export const ackSignal = defineSignal<[number]>('ack');
 /** Children and activities report bundle events through this signal. */
 export const bundleEventsSignal = defineSignal<[EventBody[]]>('bundleEvents');
@@ -76,8 +95,10 @@ export const outcomesQuery = defineQuery<BundleOutcome[]>('outcomes');
 
 const acts = proxyActivities<ReturnType<typeof createActivities>>({
   startToCloseTimeout: '5 minutes',
-  retry: { maximumAttempts: 5 },
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: [FAILURE_TYPE] },
 });
+
+const URI_RULE = /^[0-9A-Za-z_.]+$/;
 
 function fail(code: number, detail: string): ApplicationFailure {
   return ApplicationFailure.create({ type: FAILURE_TYPE, message: errorInfo(code, detail).message, details: [code], nonRetryable: true });
@@ -113,7 +134,11 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
           files: 0,
           bytes: 0,
           nextFileIndex: 0,
-          request: { bundleName: b.bundleName, info: b.info, priority: b.priority ?? 0, order: s.nextOrder++ },
+          begun: false,
+          childStarted: false,
+          published: false,
+          deferred: [],
+          request: { ...b, priority: b.priority ?? 0, order: s.nextOrder++ },
         });
       }
       s.appendCalls += 1;
@@ -149,6 +174,52 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     return 0;
   });
 
+  const restoreSlot = (meta: FileMetaInput, what: string): BundleSlot => {
+    if (s.released) throw fail(ErrorCode.NOT_PERMITTED, 'the session was released');
+    if (input.kind !== 'restore') throw fail(ErrorCode.NOT_PERMITTED, `${what} belongs to restore sessions`);
+    const slot = slotOf(meta.bundleName);
+    if (!slot) throw fail(ErrorCode.INVALID_ARGUMENT, `${meta.bundleName} is not in this session`);
+    if (slot.state !== 'pending' && slot.state !== 'running') throw fail(ErrorCode.NOT_PERMITTED, `${meta.bundleName} has ended`);
+    return slot;
+  };
+
+  setHandler(
+    getFileHandleUpdate,
+    async (meta) => {
+      const slot = restoreSlot(meta, 'getFileHandle');
+      const made = await acts.createRestoreTarget({ sessionId: input.sessionId, bundleName: slot.request.targetBundle ?? slot.bundleName, uri: meta.uri });
+      const ev: EventBody = made.ok
+        ? { type: 'fileReady', bundleName: slot.bundleName, fileIndex: 0, uri: meta.uri, size: 0, path: made.path, writable: true }
+        : { type: 'fileReady', bundleName: slot.bundleName, fileIndex: 0, uri: meta.uri, size: 0, path: '', error: made.error };
+      if (slot.begun) accept(withNextIndex(slot, ev));
+      else slot.deferred.push(ev);
+    },
+    {
+      validator: (meta) => {
+        restoreSlot(meta, 'getFileHandle');
+        if (!URI_RULE.test(meta.uri)) throw fail(ErrorCode.INVALID_ARGUMENT, `uri "${meta.uri}" may hold only 0-9, a-z, A-Z, "_" and "."`);
+        if (meta.uri === '.' || meta.uri === '..') throw fail(ErrorCode.INVALID_ARGUMENT, `uri "${meta.uri}" is not a file name`);
+      },
+    },
+  );
+
+  setHandler(
+    publishFileUpdate,
+    async (meta) => {
+      const slot = restoreSlot(meta, 'publishFile');
+      // A single file's publish needs nothing: the bundle applies its files once the whole bundle is published.
+      if (meta.uri !== '' || slot.published) return;
+      slot.published = true;
+      if (slot.childStarted) await getExternalWorkflowHandle(bundleWorkflowId(input.sessionId, slot.bundleName)).signal(publishSignal);
+    },
+    {
+      validator: (meta) => {
+        restoreSlot(meta, 'publishFile');
+        if (meta.uri !== '' && !URI_RULE.test(meta.uri)) throw fail(ErrorCode.INVALID_ARGUMENT, `uri "${meta.uri}" may hold only 0-9, a-z, A-Z, "_" and "."`);
+      },
+    },
+  );
+
   setHandler(ackSignal, (seq) => {
     if (seq <= s.acked) return;
     s.acked = Math.min(seq, s.lastSeq);
@@ -175,8 +246,13 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     switch (body.type) {
       case 'bundleBegin':
         if (slot.state !== 'pending' && slot.state !== 'running') return;
+        if (slot.begun) return;
         if (body.error) slot.error = body.error;
-        break;
+        else slot.begun = true;
+        emit(body);
+        // Restore targets the tool asked for before the bundle began follow its onBundleBegin.
+        for (const ev of slot.deferred.splice(0)) accept(withNextIndex(slot, ev));
+        return;
       case 'fileReady':
         if (ended || body.fileIndex < slot.nextFileIndex) return;
         slot.nextFileIndex = body.fileIndex + 1;
@@ -196,22 +272,44 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     emit(body);
   }
 
+  /** A session-assigned file index, for events the session makes itself (restore targets). */
+  function withNextIndex(slot: BundleSlot, ev: EventBody): EventBody {
+    return ev.type === 'fileReady' ? { ...ev, fileIndex: slot.nextFileIndex } : ev;
+  }
+
   const running = () => s.slots.filter((b) => b.state === 'running').length;
+  const isEnded = (name: string) => {
+    const st = slotOf(name)?.state;
+    return st === undefined || (st !== 'pending' && st !== 'running');
+  };
+  // Restore: a bundle waits for the bundles of this session it depends on (restoreDeps).
+  const ready = (b: BundleSlot) => (b.request.restoreDeps ?? []).every((dep) => dep === b.bundleName || isEnded(dep));
   const nextPending = () =>
     s.slots
-      .filter((b) => b.state === 'pending')
+      .filter((b) => b.state === 'pending' && ready(b))
       .sort((a, b) => b.request.priority - a.request.priority || a.request.order - b.request.order)[0];
   const allEnded = () => s.slots.length > 0 && s.slots.every((b) => b.state !== 'pending' && b.state !== 'running');
 
   async function startBundle(slot: BundleSlot): Promise<void> {
     slot.state = 'running';
-    await startChild(bundleBackupWorkflow, {
+    if (slot.request.rejected) {
+      // Known not to run (e.g. absent from the capability file): it begins and ends with the reason.
+      accept({ type: 'bundleBegin', bundleName: slot.bundleName, error: slot.request.rejected });
+      accept({ type: 'bundleEnd', bundleName: slot.bundleName, error: slot.request.rejected });
+      return;
+    }
+    const published = slot.published;
+    const target = slot.request.targetBundle && slot.request.targetBundle !== slot.bundleName ? ` into ${slot.request.targetBundle}` : '';
+    await startChild(input.kind === 'restore' ? bundleRestoreWorkflow : bundleBackupWorkflow, {
       workflowId: bundleWorkflowId(input.sessionId, slot.bundleName),
-      args: [{ sessionId: input.sessionId, sessionWorkflowId: workflowInfo().workflowId, kind: input.kind, request: slot.request }],
+      args: [{ sessionId: input.sessionId, sessionWorkflowId: workflowInfo().workflowId, kind: input.kind, request: slot.request, published }],
       // The session may continue-as-new while children run; it stops them itself on release.
       parentClosePolicy: ParentClosePolicy.ABANDON,
-      staticSummary: `${input.kind} of ${slot.bundleName}`,
+      staticSummary: `${input.kind} of ${slot.bundleName}${target}`,
     });
+    slot.childStarted = true;
+    // Published while the child was being started: tell it now.
+    if (slot.published && !published) await getExternalWorkflowHandle(bundleWorkflowId(input.sessionId, slot.bundleName)).signal(publishSignal);
   }
 
   const showDetails = () =>
@@ -254,7 +352,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   for (const slot of s.slots) {
     if (slot.state === 'pending') slot.state = 'notStarted';
   }
-  await acts.cleanSessionTemp({ sessionId: input.sessionId, bundleNames: s.slots.map((b) => b.bundleName) });
+  await acts.cleanSessionTemp({ sessionId: input.sessionId, bundleNames: s.slots.map((b) => b.request.targetBundle ?? b.bundleName) });
   showDetails();
   await condition(allHandlersFinished);
   return {

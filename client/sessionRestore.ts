@@ -1,0 +1,142 @@
+/** backup.SessionRestore: a restore session (api.md §5). */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { BusinessError } from '../common/businessError.js';
+import { CapabilitiesSchema, type Capabilities } from '../common/capabilities.js';
+import { ErrorCode } from '../common/errors.js';
+import type { BundleRequest } from '../common/session.js';
+import { getFileHandleUpdate, publishFileUpdate } from '../workflows/sessionWorkflow.js';
+import { toBusinessError } from './failures.js';
+import { appMappings } from './infos.js';
+import { SessionBase, type SessionOptions } from './sessionBase.js';
+import type { AsyncCallback, FileMeta, GeneralCallbacks } from './types.js';
+import { BundleListArg, BundleNameArg, InfosArg, parseArg } from './validate.js';
+
+const FdArg = z.number().int().nonnegative();
+const FileMetaArg = z.object({ bundleName: BundleNameArg, uri: z.string().max(255) });
+const URI_RULE = /^[0-9A-Za-z_.]+$/;
+
+export class SessionRestore extends SessionBase {
+  protected readonly kind = 'restore' as const;
+  private appended = false;
+
+  constructor(callbacks: GeneralCallbacks, options: SessionOptions = {}) {
+    super(callbacks, 'restore', options);
+  }
+
+  /** Binds to a running restore session by its ID (see SessionBackup.attach). */
+  static attach(sessionId: string, callbacks: GeneralCallbacks, options: Omit<SessionOptions, 'attachTo' | 'sessionId'> = {}): SessionRestore {
+    return new SessionRestore(callbacks, { ...options, attachTo: sessionId });
+  }
+
+  /**
+   * Adds the bundles to restore, described by the backup's capability file
+   * (`remoteCapabilitiesFd`, read here; the tool keeps and closes it). Once per
+   * session. An invalid capability file → 13900020; a bundle it does not list →
+   * that bundle's onBundleBegin gets 13500001.
+   */
+  appendBundles(remoteCapabilitiesFd: number, bundlesToRestore: string[], callback: AsyncCallback<void>): void;
+  appendBundles(remoteCapabilitiesFd: number, bundlesToRestore: string[], infos?: string[]): Promise<void>;
+  appendBundles(remoteCapabilitiesFd: number, bundlesToRestore: string[], third?: AsyncCallback<void> | string[]): Promise<void> | void {
+    const fd = parseArg(FdArg, remoteCapabilitiesFd, 'remoteCapabilitiesFd');
+    const bundles = parseArg(BundleListArg, bundlesToRestore, 'bundlesToRestore');
+    const infos = typeof third === 'function' ? undefined : parseArg(InfosArg, third, 'infos');
+    if (infos && infos.length > bundles.length) {
+      throw new BusinessError(ErrorCode.PARAMETER_ERROR, 'Parameter error: infos has more entries than bundlesToRestore');
+    }
+    const done = this.appendOnce(fd, bundles, infos);
+    if (typeof third === 'function') {
+      done.then(
+        () => third(undefined, undefined),
+        (err) => third(toBusinessError(err), undefined),
+      );
+      return;
+    }
+    return done;
+  }
+
+  private async appendOnce(fd: number, bundles: string[], infos?: string[]): Promise<void> {
+    if (this.appended) throw new BusinessError(ErrorCode.NOT_PERMITTED, 'Operation not permitted: appendBundles may be called once per restore session');
+    const caps = readCapabilities(fd);
+    this.appended = true;
+    const mapping = appMappings(infos ?? []);
+    const requests: Array<Omit<BundleRequest, 'order' | 'priority'>> = bundles.map((bundleName, i) => {
+      const info = caps.bundleInfos.find((b) => b.name === bundleName);
+      if (!info) {
+        return { bundleName, info: infos?.[i], rejected: { code: ErrorCode.BUNDLE_NOT_SUPPORTED, message: `${bundleName} is not in the capability file` } };
+      }
+      return {
+        bundleName,
+        info: infos?.[i],
+        targetBundle: mapping.get(bundleName),
+        restoreDeps: info.restoreDeps.split(',').map((d) => d.trim()).filter(Boolean),
+        install: {
+          versionCode: info.versionCode,
+          versionName: info.versionName,
+          appIndex: info.appIndex,
+          allowToBackupRestore: info.allToBackup,
+          fullBackupOnly: info.fullBackupOnly,
+          restoreDeps: info.restoreDeps,
+          supportScene: info.supportScene,
+          extraInfo: info.extraInfo,
+        },
+      };
+    });
+    await this.append({ bundles: requests });
+  }
+
+  /** Asks for a writable target for one file of a bundle; it arrives as onFileReady with a writable fd. */
+  getFileHandle(fileMeta: FileMeta, callback: AsyncCallback<void>): void;
+  getFileHandle(fileMeta: FileMeta): Promise<void>;
+  getFileHandle(fileMeta: FileMeta, callback?: AsyncCallback<void>): Promise<void> | void {
+    const meta = parseArg(FileMetaArg, fileMeta, 'fileMeta');
+    const done = checkUri(meta.uri, false).then(() => this.call(({ handle }) => handle.executeUpdate(getFileHandleUpdate, { args: [meta] })));
+    return settle(done, callback);
+  }
+
+  /** Tells the service the bundle's files are written (uri ''): it then verifies, unpacks and applies them. */
+  publishFile(fileMeta: FileMeta, callback: AsyncCallback<void>): void;
+  publishFile(fileMeta: FileMeta): Promise<void>;
+  publishFile(fileMeta: FileMeta, callback?: AsyncCallback<void>): Promise<void> | void {
+    const meta = parseArg(FileMetaArg, fileMeta, 'fileMeta');
+    const done = checkUri(meta.uri, true).then(() => this.call(({ handle }) => handle.executeUpdate(publishFileUpdate, { args: [meta] })));
+    return settle(done, callback);
+  }
+}
+
+/** The FileMeta uri rule: a plain name of [0-9a-zA-Z_.], never a path (13900020). */
+async function checkUri(uri: string, emptyAllowed: boolean): Promise<void> {
+  if (uri === '' && emptyAllowed) return;
+  if (!URI_RULE.test(uri) || uri === '.' || uri === '..') {
+    throw new BusinessError(ErrorCode.INVALID_ARGUMENT, `Invalid argument: uri "${uri}" may hold only 0-9, a-z, A-Z, "_" and ".", and is never a path`);
+  }
+}
+
+function readCapabilities(fd: number): Capabilities {
+  let text: string;
+  try {
+    text = readFileSync(fd, 'utf8');
+  } catch (err) {
+    throw new BusinessError(ErrorCode.INVALID_ARGUMENT, `Invalid argument: cannot read the capability file from fd ${fd}: ${(err as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new BusinessError(ErrorCode.INVALID_ARGUMENT, 'Invalid argument: the capability file is not JSON');
+  }
+  const parsed = CapabilitiesSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new BusinessError(ErrorCode.INVALID_ARGUMENT, `Invalid argument: the capability file is not valid: ${issue?.path.join('.')}: ${issue?.message}`);
+  }
+  return parsed.data;
+}
+
+function settle(done: Promise<void>, callback?: AsyncCallback<void>): Promise<void> | void {
+  if (!callback) return done;
+  done.then(
+    () => callback(undefined, undefined),
+    (err) => callback(toBusinessError(err), undefined),
+  );
+}

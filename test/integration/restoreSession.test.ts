@@ -1,0 +1,151 @@
+import { closeSync, openSync, readSync, statSync, writeSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { backup } from '../../client/index.js';
+import { runBackup } from '../../client/commands/backup.js';
+import { restoreFromSet } from '../../client/restoreSet.js';
+import { writeSampleDevice, type SampleDeviceSummary } from '../../activities/sampleDevice.js';
+import { loadBundle } from '../../activities/bundleProfile.js';
+import { writeBundle } from '../helpers/device.js';
+import { compareTrees } from '../helpers/compareTrees.js';
+import { Recorder } from '../helpers/recorder.js';
+import { configureTool, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
+import { sha256File } from '../helpers/verifySet.js';
+
+let root: string;
+let device: SampleDeviceSummary;
+let setDir: string;
+const backupable = () => device.bundles.filter((b) => b.backupable).map((b) => b.name);
+
+/** A backup set of `dataRoot`, made through the same code as `ohbackup backup`. */
+async function backUp(dataRoot: string, out: string, bundles?: string[]): Promise<void> {
+  const taskQueue = uniqueTaskQueue('set');
+  configureTool(taskQueue);
+  await withWorker({ taskQueue, dataRoot, stateDir: path.join(root, 'state') }, async () => {
+    const r = await runBackup({ out, bundles });
+    expect(r.exitCode, JSON.stringify(r.bundles)).toBe(0);
+  });
+}
+
+/** Restores `bundles` of `from` onto the device at `dataRoot`, with a worker for it. */
+async function restoreOnto(dataRoot: string, from: string, bundles: string[], extra: Partial<Parameters<typeof restoreFromSet>[0]> = {}) {
+  const taskQueue = uniqueTaskQueue('restore');
+  configureTool(taskQueue);
+  return withWorker({ taskQueue, dataRoot, stateDir: path.join(root, 'state') }, () => restoreFromSet({ from, bundles, ...extra }));
+}
+
+beforeAll(async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'ohbackup-restore-'));
+  device = await writeSampleDevice(path.join(root, 'device'), { scale: 0.1, seed: 5 });
+  setDir = path.join(root, 'set');
+  await backUp(device.dir, setDir);
+});
+
+describe('SessionRestore', () => {
+  it('round trip: restored into an empty data root, every bundle is identical to the source (bytes, modes, mtimes, empty folders); excluded files are absent', async () => {
+    const target = path.join(root, 'empty-device');
+    await mkdir(target);
+    const rec = new Recorder();
+    const result = await restoreOnto(target, setDir, backupable(), { observe: rec.callbacks });
+    expect(result.bundles.map((b) => [b.bundleName, b.state])).toEqual(backupable().map((b) => [b, 'done']));
+    for (const name of backupable()) {
+      const profile = await loadBundle(device.dir, name);
+      if (!profile.ok) throw new Error(profile.error.message);
+      expect(await compareTrees(path.join(device.dir, name, 'data'), path.join(target, name, 'data'), profile.config)).toEqual([]);
+      // Order: begin < files < result < end, once each.
+      const mine = rec.of(name).map((c) => c.cb);
+      expect(mine[0]).toBe('onBundleBegin');
+      expect(mine.slice(-2)).toEqual(['onResultReport', 'onBundleEnd']);
+    }
+    // The mixed bundle's excluded cache and *.tmp files did not travel.
+    const mixed = await readdir(path.join(target, 'com.example.mixed', 'data'), { recursive: true });
+    expect(mixed.filter((p) => p.startsWith('cache') || p.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('a tampered backup file fails its bundle with a clear error and leaves its data untouched; the others restore', async () => {
+    const tampered = path.join(root, 'set-tampered');
+    await backUp(device.dir, tampered, ['com.example.notes', 'com.example.docs']);
+    const slice = path.join(tampered, 'com.example.notes', 'part.0.tar');
+    // One byte changed in the middle of the slice (file data or a header, either must be caught).
+    const fd = openSync(slice, 'r+');
+    const at = Math.floor(statSync(slice).size / 2);
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, at);
+    writeSync(fd, Buffer.from([b[0]! ^ 0xff]), 0, 1, at);
+    closeSync(fd);
+    // Restore onto a device that already holds different data for notes.
+    const target = path.join(root, 'busy-device');
+    await writeBundle(target, { name: 'com.example.notes', files: { 'keep.txt': 'precious' } });
+    const before = await sha256File(path.join(target, 'com.example.notes', 'data', 'keep.txt'));
+    const result = await restoreOnto(target, tampered, ['com.example.notes', 'com.example.docs']);
+    const notes = result.bundles.find((b) => b.bundleName === 'com.example.notes')!;
+    expect(notes.state).toBe('failed');
+    expect(notes.error?.code).toBe(13500008);
+    expect(notes.error?.message).toMatch(/SHA-256 does not match|not a valid tar/);
+    expect(await readdir(path.join(target, 'com.example.notes', 'data'))).toEqual(['keep.txt']);
+    expect(await sha256File(path.join(target, 'com.example.notes', 'data', 'keep.txt'))).toBe(before);
+    expect(result.bundles.find((b) => b.bundleName === 'com.example.docs')?.state).toBe('done');
+  });
+
+  it('restoreDeps: a bundle starts only after the bundles it depends on ended', async () => {
+    const dev = path.join(root, 'deps-device');
+    await writeBundle(dev, { name: 'com.d.app', config: { restoreDeps: 'com.d.base,com.d.lib' } });
+    await writeBundle(dev, { name: 'com.d.lib', config: { restoreDeps: 'com.d.base' } });
+    await writeBundle(dev, { name: 'com.d.base' });
+    const set = path.join(root, 'set-deps');
+    await backUp(dev, set);
+    const rec = new Recorder();
+    const target = path.join(root, 'deps-target');
+    await mkdir(target);
+    await restoreOnto(target, set, ['com.d.app', 'com.d.lib', 'com.d.base'], { observe: rec.callbacks });
+    const at = (cb: string, b: string) => rec.calls.findIndex((c) => c.cb === cb && c.bundleName === b);
+    expect(at('onBundleEnd', 'com.d.base')).toBeLessThan(at('onBundleBegin', 'com.d.lib'));
+    expect(at('onBundleEnd', 'com.d.lib')).toBeLessThan(at('onBundleBegin', 'com.d.app'));
+  });
+
+  it('app_mapping_relation restores one bundle\'s data into another bundle', async () => {
+    const target = path.join(root, 'mapped-device');
+    await mkdir(target);
+    const result = await restoreOnto(target, setDir, ['com.example.docs'], { map: { 'com.example.docs': 'com.example.docs2' } });
+    expect(result.bundles[0]!.state).toBe('done');
+    expect(await readdir(target)).toEqual(['com.example.docs2']);
+    const profile = await loadBundle(device.dir, 'com.example.docs');
+    if (!profile.ok) throw new Error('docs');
+    expect(await compareTrees(path.join(device.dir, 'com.example.docs', 'data'), path.join(target, 'com.example.docs2', 'data'), profile.config)).toEqual([]);
+    expect(JSON.parse(await readFile(path.join(target, 'com.example.docs2', 'bundle.json'), 'utf8')).name).toBe('com.example.docs2');
+  });
+
+  it('refuses bad input: invalid capability file (13900020), a bundle it lacks (13500001), a bad uri (13900020), a second appendBundles (13900001)', async () => {
+    const taskQueue = uniqueTaskQueue('restore-errors');
+    configureTool(taskQueue);
+    const target = path.join(root, 'err-device');
+    await mkdir(target);
+    const rec = new Recorder();
+    await withWorker({ taskQueue, dataRoot: target, stateDir: path.join(root, 'state') }, async () => {
+      const bad = path.join(root, 'bad-caps.json');
+      await writeFile(bad, '{"backupVersion": 16}');
+      const badFd = openSync(bad, 'r');
+      const session = new backup.SessionRestore(rec.callbacks);
+      await expect(session.appendBundles(badFd, ['com.example.docs'])).rejects.toMatchObject({ code: 13900020 });
+      closeSync(badFd);
+      const capsFd = openSync(path.join(setDir, 'capabilities.json'), 'r');
+      await session.appendBundles(capsFd, ['com.example.docs', 'com.example.nowhere']);
+      await expect(session.appendBundles(capsFd, ['com.example.docs'])).rejects.toMatchObject({ code: 13900001 });
+      closeSync(capsFd);
+      await expect(session.getFileHandle({ bundleName: 'com.example.docs', uri: '../etc' })).rejects.toMatchObject({ code: 13900020 });
+      await expect(session.getFileHandle({ bundleName: 'com.example.docs', uri: 'a/b' })).rejects.toMatchObject({ code: 13900020 });
+      await expect(session.getFileHandle({ bundleName: 'com.example.other', uri: 'x' })).rejects.toMatchObject({ code: 13900020 });
+      expect(() => session.getFileHandle({ bundleName: 7 } as never)).toThrow(expect.objectContaining({ code: 401 }));
+      await rec.until((c) => c.some((x) => x.cb === 'onBundleEnd' && x.bundleName === 'com.example.nowhere'));
+      expect(rec.of('com.example.nowhere').map((c) => [c.cb, c.code])).toEqual([
+        ['onBundleBegin', 13500001],
+        ['onBundleEnd', 13500001],
+      ]);
+      await session.release();
+    });
+    // Nothing of the refused calls reached the device.
+    expect(await readdir(target)).toEqual(['com.example.docs']);
+  });
+});

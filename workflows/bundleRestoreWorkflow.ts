@@ -1,0 +1,54 @@
+/**
+ * One child workflow per bundle of a restore session: check the target
+ * bundle, wait (under the deadline) for the tool to write the bundle's files
+ * and publish them, then verify, unpack and apply them, and run the bundle's
+ * restore hook.
+ */
+import { condition, defineSignal, proxyActivities, setCurrentDetails, setHandler } from '@temporalio/workflow';
+import type { createActivities } from '../activities/index.js';
+import { BundleRejected, bundleActivityOptions, runBundleLifecycle, type BundleWorkflowInput } from './bundleLifecycle.js';
+
+/** The tool has written every file of the bundle (publishFile with uri ''). */
+export const publishSignal = defineSignal('publish');
+
+const { prepareBundle, applyRestoreData, runBundleHook } = proxyActivities<ReturnType<typeof createActivities>>(bundleActivityOptions);
+const { cleanRestoreSession } = proxyActivities<ReturnType<typeof createActivities>>({
+  startToCloseTimeout: '1 minute',
+  retry: { maximumAttempts: 3 },
+});
+
+export async function bundleRestoreWorkflow(input: BundleWorkflowInput): Promise<void> {
+  const { bundleName } = input.request;
+  const target = input.request.targetBundle ?? bundleName;
+  let published = input.published ?? false;
+  setHandler(publishSignal, () => {
+    published = true;
+  });
+
+  await runBundleLifecycle(
+    input,
+    async ({ remainingMs, begin }) => {
+      const started = Date.now();
+      const prepared = await prepareBundle({ bundleName: target, kind: 'restore', install: input.request.install });
+      if (!prepared.ok) throw new BundleRejected(prepared.error);
+      await begin();
+      setCurrentDetails('waiting for the tool to write the files and publish them');
+      await condition(() => published);
+      setCurrentDetails('verifying and applying');
+      const applied = await applyRestoreData({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName: target });
+      // The bundle's own restore hook runs once its data is in place, under the deadline.
+      const hook = prepared.hooks.includes('onRestoreEx') ? 'onRestoreEx' : prepared.hooks.includes('onRestore') ? 'onRestore' : undefined;
+      let hookOutput = '';
+      if (hook) {
+        setCurrentDetails(`running hook ${hook}`);
+        hookOutput = (await runBundleHook({ sessionWorkflowId: input.sessionWorkflowId, bundleName: target, hook, input: input.request.info, timeoutMs: remainingMs() })).output;
+      }
+      setCurrentDetails(`done: ${applied.files} files, ${applied.bytes} bytes into ${applied.appliedTo}`);
+      return (
+        hookOutput ||
+        JSON.stringify({ bundleName, targetBundle: target, files: applied.files, dirs: applied.dirs, bytes: applied.bytes, appliedTo: applied.appliedTo, durationMs: Date.now() - started })
+      );
+    },
+    () => cleanRestoreSession({ sessionId: input.sessionId, bundleName: target }),
+  );
+}
