@@ -6,6 +6,7 @@ import { BusinessError } from '../common/businessError.js';
 import { registerBackup } from './commands/backup.js';
 import { registerControl } from './commands/control.js';
 import { registerDev } from './commands/dev.js';
+import { registerRestore } from './commands/restore.js';
 import { registerSampleDevice } from './commands/sampleDevice.js';
 import { registerWorker } from './commands/worker.js';
 import { EXIT } from './commands/shared.js';
@@ -24,9 +25,10 @@ const program = new Command('ohbackup')
     'after',
     `
 Getting started:
-  $ ohbackup sample-device ./device            # a device to back up
-  $ ohbackup dev --data-root ./device          # local Temporal server + worker (keep it running)
-  $ ohbackup backup --out ./set                # in another shell: back up every backup-able bundle
+  $ ohbackup sample-device ./device              # a device to back up
+  $ ohbackup dev --data-root ./device            # local Temporal server + worker (keep it running)
+  $ ohbackup backup --out ./set                  # in another shell: back up every backup-able bundle
+  $ ohbackup restore --from ./set --to ./device2 # restore the set onto an empty data root
 
 Settings (environment): OHBACKUP_DATA_ROOT, OHBACKUP_STATE_DIR (default .ohbackup), OHBACKUP_TASK_QUEUE
 (default ohbackup), OHBACKUP_UI_URL; Temporal's own TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, ...`,
@@ -36,6 +38,7 @@ registerDev(program);
 registerWorker(program);
 registerSampleDevice(program);
 registerBackup(program);
+registerRestore(program);
 registerControl(program);
 
 let code: number;

@@ -1,13 +1,18 @@
 // `npm run demo`: a sample device, a local Temporal server with its Web UI, one
 // worker, and one backup of every backup-able bundle, run by the same function
 // as `ohbackup backup`; then the set is checked against the device byte for byte.
-// Exit 0 only if every bundle is backed up and verified.
+// Then the set is restored into a fresh, empty data root, as `ohbackup restore
+// --to` does (a second in-process worker on a private task queue, same server),
+// and every restored bundle is compared with the device's.
+// Exit 0 only if every bundle is backed up, restored and both are verified.
 import net from 'node:net';
 import path from 'node:path';
 import { writeSampleDevice } from '../dist/activities/sampleDevice.js';
 import { formatBackupResult, progressReporter, runBackup } from '../dist/client/commands/backup.js';
+import { restoreProgressReporter, runRestore } from '../dist/client/commands/restore.js';
 import { formatBytes } from '../dist/client/commands/shared.js';
 import { backup } from '../dist/client/index.js';
+import { compareRestoredBundle } from '../dist/client/verifyRestore.js';
 import { compareBundleSet } from '../dist/client/verifySet.js';
 import { readSettings } from '../dist/common/env.js';
 import { startDevServer } from '../dist/workers/devServer.js';
@@ -78,6 +83,31 @@ try {
   const bytes = result.bundles.reduce((n, b) => n + b.bytes, 0);
   console.log(`\n${verified ? 'Verified' : 'NOT verified'}: ${files} files, ${formatBytes(bytes)} backed up in ${seconds(backupMs)}.`);
   console.log(`Session in the Temporal UI: ${result.uiUrl}`);
+
+  // The set, restored into an empty data root, must give back every bundle as the device has it.
+  let restored = false;
+  if (verified) {
+    const to = path.join(stateDir, 'restored');
+    console.log(`\nRestoring the set into an empty data root ${to}:`);
+    const restoreReporter = restoreProgressReporter();
+    const restoreStarted = Date.now();
+    const r = await runRestore({ from: result.out, to, onProgress: (e) => restoreReporter.onProgress(e) });
+    restoreReporter.stop();
+    const restoreMs = Date.now() - restoreStarted;
+    restored = r.exitCode === 0;
+    if (r.error) console.log(`Restore session failed: ${r.error.code} ${r.error.message}`);
+    for (const b of r.bundles) {
+      const problems = b.state === 'done' ? await compareRestoredBundle(device.dir, to, b.bundleName).catch((err) => [err.message]) : [`${b.state} ${b.error?.code ?? ''} ${b.error?.message ?? ''}`];
+      restored &&= problems.length === 0;
+      console.log(problems.length ? `  ${b.bundleName}: NOT restored (${problems.length} problems)\n    ${problems.slice(0, 10).join('\n    ')}` : `  ${b.bundleName}: restore verified`);
+    }
+    restored &&= r.bundles.length === backupable.length;
+    console.log(`${restored ? 'Verified' : 'NOT verified'}: ${r.bundles.length} bundles restored in ${seconds(restoreMs)} (worker start included).`);
+    console.log(`Restore session in the Temporal UI: ${r.uiUrl}`);
+  } else {
+    console.log('Restore skipped: the backup is not verified.');
+  }
+  verified &&= restored;
   // The database outlives the server, so the session can be browsed again later.
   console.log('The server stops with the demo; to browse this session again, run (UI on http://127.0.0.1:8233):');
   console.log(`  OHBACKUP_STATE_DIR=${stateDir} node dist/client/cli.js dev --data-root ${device.dir}`);
@@ -89,5 +119,5 @@ try {
   await backup.closeConnection();
   await server.stop();
 }
-console.log(`Wall time ${seconds(Date.now() - started)} (sample device, server start, worker start, backup, verification).`);
+console.log(`Wall time ${seconds(Date.now() - started)} (sample device, server start, worker start, backup, restore, verification).`);
 process.exit(verified ? 0 : 1);

@@ -1,6 +1,6 @@
 /** Runs one device's worker until SIGINT/SIGTERM (or `signal`) stops it. */
 import { mkdir } from 'node:fs/promises';
-import { NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
 import type { Settings } from '../common/env.js';
 import { temporalTarget } from '../common/temporalConfig.js';
 import { createOhbackupWorker } from './createWorker.js';
@@ -14,6 +14,13 @@ export interface RunWorkerOptions {
   /** Stops the worker when aborted (besides SIGINT/SIGTERM). */
   signal?: AbortSignal;
   onReady?: () => void;
+  /**
+   * The worker runs inside another command (`ohbackup restore --to`): that
+   * command owns SIGINT/SIGTERM and stops the worker through `signal` once it
+   * has released its session, and only warnings are logged. Applies when this
+   * is the process's first worker (the Temporal runtime is installed once).
+   */
+  embedded?: boolean;
 }
 
 let runtimeInstalled = false;
@@ -21,7 +28,10 @@ let runtimeInstalled = false;
 export async function runWorker(opts: RunWorkerOptions): Promise<void> {
   if (!runtimeInstalled) {
     // Core's own logs only when something is wrong; the worker's lines say the rest.
-    Runtime.install({ telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }), forward: {} } } });
+    Runtime.install({
+      telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }), forward: {} } },
+      ...(opts.embedded ? { logger: new DefaultLogger('WARN'), shutdownSignals: [] } : {}),
+    });
     runtimeInstalled = true;
   }
   const target = temporalTarget({ address: opts.address, namespace: opts.namespace });
@@ -36,6 +46,8 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
       stateDir: opts.settings.stateDir,
       identity: opts.identity,
     });
+    // Stopped while the worker was being built (its workflows bundled): never start polling.
+    if (opts.signal?.aborted) return;
     const stop = () => worker.shutdown();
     opts.signal?.addEventListener('abort', stop, { once: true });
     opts.onReady?.();

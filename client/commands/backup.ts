@@ -56,8 +56,8 @@ export interface BackupRunResult {
   exitCode: number;
 }
 
-/** A failure before any session ran (no service, no worker, nothing to back up, bad --out). */
-export class BackupSetupError extends Error {
+/** A failure before any session ran (no service, no worker, nothing to back up or restore, bad --out / --from). */
+export class SetupError extends Error {
   constructor(
     message: string,
     readonly exitCode: number,
@@ -65,6 +65,7 @@ export class BackupSetupError extends Error {
     super(message);
   }
 }
+export { SetupError as BackupSetupError };
 
 /** `${OHBACKUP_UI_URL ?? http://127.0.0.1:8233}/namespaces/<ns>/workflows/<sessionId>` */
 export function sessionUiUrl(namespace: string, sessionId: string): string {
@@ -80,7 +81,7 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   const existing = statSync(out, { throwIfNoEntry: false });
   if (existing && (!existing.isDirectory() || readdirSync(out).length > 0)) {
     // Mixing two sessions' files in one folder would make a set that verifies against neither.
-    throw new BackupSetupError(`--out ${out} must be a new or empty folder.`, EXIT.usage);
+    throw new SetupError(`--out ${out} must be a new or empty folder.`, EXIT.usage);
   }
 
   const client = await connect();
@@ -88,7 +89,7 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   await waitForWorker(client, taskQueue());
   const caps = await readCapabilities();
   const names = opts.bundles?.length ? [...new Set(opts.bundles)] : caps.bundleInfos.filter((b) => b.allToBackup).map((b) => b.name);
-  if (!names.length) throw new BackupSetupError('The device reports no backup-able bundles: nothing to back up.', EXIT.failed);
+  if (!names.length) throw new SetupError('The device reports no backup-able bundles: nothing to back up.', EXIT.failed);
   const estimate = new Map(caps.bundleInfos.map((b) => [b.name, b.spaceOccupied]));
 
   const set = new BackupSetWriter(out);
@@ -226,12 +227,13 @@ function abortion(signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
 }
 
-async function connect(): Promise<Client> {
+/** The tool's Temporal client, or a SetupError saying how to reach a service. */
+export async function connect(): Promise<Client> {
   try {
     return await getClient();
   } catch (err) {
     const address = temporalTarget().connectionOptions.address ?? DEFAULT_TEMPORAL_ADDRESS;
-    throw new BackupSetupError(isConnectFailure(err) ? unreachableMessage(address, (err as Error).message) : String((err as Error).message ?? err), EXIT.failed);
+    throw new SetupError(isConnectFailure(err) ? unreachableMessage(address, (err as Error).message) : String((err as Error).message ?? err), EXIT.failed);
   }
 }
 
@@ -240,7 +242,7 @@ async function connect(): Promise<Client> {
  * say so instead. Waits briefly, since a worker that has just started may not
  * have polled yet.
  */
-async function waitForWorker(client: Client, queue: string, waitMs = 10_000): Promise<void> {
+export async function waitForWorker(client: Client, queue: string, waitMs = 10_000): Promise<void> {
   const deadline = Date.now() + waitMs;
   for (;;) {
     const res = await client.workflowService.describeTaskQueue({
@@ -250,7 +252,7 @@ async function waitForWorker(client: Client, queue: string, waitMs = 10_000): Pr
     });
     if (res.pollers?.length) return;
     if (Date.now() > deadline) {
-      throw new BackupSetupError(
+      throw new SetupError(
         `No ohbackup worker serves task queue "${queue}" in namespace ${client.options.namespace}.\n` +
           'Start one for the device: `ohbackup worker --data-root DIR` (or `ohbackup dev --data-root DIR` for a local Temporal server with its worker),\n' +
           "or set OHBACKUP_TASK_QUEUE to the device's task queue.",
@@ -271,7 +273,7 @@ async function readCapabilities(): Promise<Capabilities> {
     closeSync(fd);
   }
   const parsed = CapabilitiesSchema.safeParse(JSON.parse(text));
-  if (!parsed.success) throw new BackupSetupError(`The device's capability file is not valid: ${parsed.error.issues[0]?.message}`, EXIT.failed);
+  if (!parsed.success) throw new SetupError(`The device's capability file is not valid: ${parsed.error.issues[0]?.message}`, EXIT.failed);
   return parsed.data;
 }
 
@@ -390,7 +392,7 @@ Examples:
         () => abort.abort(),
         () => process.exit(EXIT.interrupted),
       );
-      let setupError: BackupSetupError | undefined;
+      let setupError: SetupError | undefined;
       try {
         const result = await runBackup({ out: opts.out, bundles, rate: opts.rate, onProgress: (e) => reporter.onProgress(e), signal: abort.signal });
         reporter.stop();
@@ -403,7 +405,7 @@ Examples:
         process.exitCode = result.exitCode;
       } catch (err) {
         reporter.stop();
-        if (err instanceof BackupSetupError) setupError = err;
+        if (err instanceof SetupError) setupError = err;
         else {
           console.error(`Backup failed: ${toBusinessError(err).message}`);
           process.exitCode = EXIT.failed;

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { backup } from '../../client/index.js';
+import { compareRestoredBundle } from '../helpers/compareTrees.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
 import { Recorder } from '../helpers/recorder.js';
 import { configureTool, temporalAddress, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
@@ -45,6 +46,39 @@ describe('the ohbackup command line', () => {
       const partial = await ohbackup(['backup', '--out', path.join(root, 'set2'), 'com.example.docs', 'com.example.locked'], env);
       expect(partial.code, partial.stderr).toBe(3);
     });
+  });
+
+  it('restores a backup set onto a new data root (--to), identical to the source; refuses wrong usage', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'ohbackup-cli-restore-'));
+    const dataRoot = path.join(root, 'device');
+    const made = await ohbackup(['sample-device', dataRoot, '--scale', '0.05', '--json'], {});
+    expect(made.code, made.stderr).toBe(0);
+    const taskQueue = uniqueTaskQueue('cli-restore');
+    const env = { TEMPORAL_ADDRESS: temporalAddress(), OHBACKUP_TASK_QUEUE: taskQueue, OHBACKUP_STATE_DIR: path.join(root, 'state') };
+    const out = path.join(root, 'set');
+    await withWorker({ taskQueue, dataRoot, stateDir: path.join(root, 'state') }, async () => {
+      const run = await ohbackup(['backup', '--out', out, '--json'], env);
+      expect(run.code, run.stderr).toBe(0);
+    });
+
+    // No worker serves the device's queue now: --to brings its own for the new data root.
+    const target = path.join(root, 'new-device');
+    const restored = await ohbackup(['restore', '--from', out, '--to', target, '--json'], env);
+    expect(restored.code, restored.stderr).toBe(0);
+    const result = JSON.parse(restored.stdout) as { sessionId: string; uiUrl: string; bundles: Array<{ bundleName: string; state: string }> };
+    expect(result.uiUrl).toContain(result.sessionId);
+    expect(result.bundles.map((b) => b.state)).toEqual(['done', 'done', 'done', 'done']);
+    for (const b of result.bundles) expect(await compareRestoredBundle(dataRoot, target, b.bundleName)).toEqual([]);
+
+    const noFrom = await ohbackup(['restore', '--to', target], env);
+    expect(noFrom.code).toBe(2);
+    expect(noFrom.stderr).toMatch(/required option '--from <set>'/);
+    const badMap = await ohbackup(['restore', '--from', out, '--to', target, '--map', 'bad'], env);
+    expect(badMap.code).toBe(2);
+    expect(badMap.stderr).toMatch(/expected old=new/);
+    const notHeld = await ohbackup(['restore', '--from', out, '--to', target, 'com.example.absent'], env);
+    expect(notHeld.code).toBe(2);
+    expect(notHeld.stderr).toMatch(/does not hold bundle com\.example\.absent/);
   });
 
   it('steers a running session by ID: rate, timer, cancel, release', async () => {
