@@ -149,3 +149,42 @@ describe('SessionRestore', () => {
     expect(await readdir(target)).toEqual(['com.example.docs']);
   });
 });
+
+describe('a worker killed with SIGKILL mid-restore', () => {
+  it('is replaced and the restore completes, identical to the source', async () => {
+    const { startWorkerProcess } = await import('../helpers/workerProcess.js');
+    const target = path.join(root, 'kill-restore-device');
+    await mkdir(target);
+    const taskQueue = uniqueTaskQueue('restore-kill');
+    configureTool(taskQueue);
+    const stateDir = path.join(root, 'state');
+    let worker = await startWorkerProcess({ taskQueue, dataRoot: target, stateDir });
+    const rec = new Recorder();
+    let killed: Promise<void> | undefined;
+    const observe = {
+      ...rec.callbacks,
+      onFileReady: (err: never, file: never) => {
+        rec.callbacks.onFileReady(err, file);
+        // The first writable target handed over: kill the worker while the tool writes and publishes.
+        killed ??= (async () => {
+          await worker.kill('SIGKILL');
+          await rec.until((c) => c.some((x) => x.cb === 'onBackupServiceDied'));
+          worker = await startWorkerProcess({ taskQueue, dataRoot: target, stateDir });
+        })();
+      },
+    };
+    try {
+      const result = await restoreFromSet({ from: setDir, bundles: backupable(), observe });
+      await killed;
+      expect(result.bundles.map((b) => b.state)).toEqual(backupable().map(() => 'done'));
+    } finally {
+      await worker.kill('SIGTERM');
+    }
+    expect(rec.count('onBackupServiceDied')).toBe(1);
+    for (const name of backupable()) {
+      const profile = await loadBundle(device.dir, name);
+      if (!profile.ok) throw new Error(profile.error.message);
+      expect(await compareTrees(path.join(device.dir, name, 'data'), path.join(target, name, 'data'), profile.config)).toEqual([]);
+    }
+  });
+});
