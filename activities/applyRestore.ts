@@ -35,8 +35,32 @@
  *   through its own descriptor once its content is complete, and folders get
  *   theirs at the end, deepest first. The tree's root gets 0700.
  * - Nothing outside stagingDir changes until everything is verified. Then
- *   ('apply') dataDir is renamed to a sibling `<dataDir>.old-<16 hex>`, the
- *   staging folder renamed to dataDir, and the old tree removed.
+ *   ('apply', 'merge') dataDir is renamed to a sibling `<dataDir>.old-<16 hex>`,
+ *   the staging folder renamed to dataDir, and the old tree removed.
+ *
+ * Merging an increment ('merge'; the index must carry an `incremental` block,
+ * else 13900020 — and 'apply' refuses such an index, which alone is not a
+ * whole tree):
+ * - the staging tree starts as a copy of the current dataDir: folders are
+ *   recreated (their modes and mtimes re-applied at the end), regular files are
+ *   hard-linked (`link` never follows a symlink; what was linked is checked to
+ *   be a regular file; on EXDEV/EPERM/EMLINK they are copied through an
+ *   O_NOFOLLOW descriptor instead); symlinks and special files are not carried
+ *   over, as a restored tree never holds any; a folder found replaced (not
+ *   the same inode) after its contents were copied fails the merge, as its
+ *   contents may then have been read through a symlink;
+ * - the increment's deletions are applied (whatever is at a deleted path goes,
+ *   a folder with its contents); deleted paths obey the same path rules as
+ *   entries and may only name things in the staging tree, which holds nothing
+ *   but our own folders and regular files, so no link is ever traversed;
+ * - touched files (same bytes, new mode or mtime) are copied from their linked
+ *   inode into a fresh file, verified against the index's SHA-256 (a mismatch
+ *   means dataDir is not the increment's base: 13900020), and given the new
+ *   metadata;
+ * - the increment's entries are written as for 'apply'; whatever of the data
+ *   folder is in the way of one is first removed from the staging tree (a
+ *   linked file is unlinked, never opened for writing), so an inode shared
+ *   with dataDir is never written to and dataDir stays as it was until the swap.
  *
  * Crash recovery, done at the start of every call before anything else:
  * - dataDir missing but a `<dataDir>.old-*` sibling present means a run died
@@ -54,7 +78,7 @@ import path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import tar from 'tar-stream';
 import { ErrorCode } from '../common/errors.js';
-import { INDEX_URI, ManageIndexSchema, type HandedFile, type IndexEntry, type ManageIndex } from '../common/manageIndex.js';
+import { INDEX_URI, ManageIndexSchema, type Deleted, type HandedFile, type IndexEntry, type ManageIndex } from '../common/manageIndex.js';
 
 export interface ApplyRestoreOptions {
   bundleName: string;
@@ -64,8 +88,11 @@ export interface ApplyRestoreOptions {
   dataDir: string;
   /** A fresh folder for building the new tree (inside the bundle's backup/restore temp area; created/emptied here). */
   stagingDir: string;
-  /** 'apply': swap the verified tree into dataDir; 'tempOnly' (fullBackupOnly profiles): leave the verified tree in stagingDir. */
-  mode: 'apply' | 'tempOnly';
+  /**
+   * 'apply': swap the verified tree into dataDir; 'tempOnly' (fullBackupOnly profiles): leave the verified tree in stagingDir;
+   * 'merge': an increment — the current dataDir plus the increment's changes and deletions, swapped into dataDir.
+   */
+  mode: 'apply' | 'tempOnly' | 'merge';
   signal?: AbortSignal;
   onProgress?: (p: { files: number; bytes: number }) => void;
 }
@@ -75,6 +102,8 @@ export interface ApplyRestoreResult {
   dirs: number;
   bytes: number;
   appliedTo: string;
+  /** Only for 'merge': files carried over from dataDir (hard-linked, or copied), deletions applied, touched files re-stamped. */
+  merged?: { linked: number; copied: number; deleted: number; touched: number };
 }
 
 /** The restore files cannot be applied; `code` is the reference's error code (13900020 or 13500008). */
@@ -205,13 +234,16 @@ interface Plan {
   bytes: number;
   /** Folder entries, deepest first. */
   dirEntries: IndexEntry[];
+  /** An increment's deletions and touched files. */
+  deleted: Deleted[];
+  touched: IndexEntry[];
 }
 
 /** Checks everything that can be checked from the index alone. */
 function validateIndex(index: ManageIndex, stagingDir: string, restoreDir: string): Plan {
   const uris = new Set<string>();
   const kinds = new Map<string, IndexEntry['kind']>();
-  const plan: Plan = { files: 0, dirs: 0, bytes: 0, dirEntries: [] };
+  const plan: Plan = { files: 0, dirs: 0, bytes: 0, dirEntries: [], deleted: [], touched: [] };
   for (const h of index.files) {
     if (h.uri === '.' || h.uri === '..' || h.uri === INDEX_URI) throw invalid(`${INDEX_URI} lists the reserved uri "${h.uri}"`);
     if (uris.has(h.uri)) throw invalid(`${INDEX_URI} lists "${h.uri}" twice`);
@@ -239,6 +271,30 @@ function validateIndex(index: ManageIndex, stagingDir: string, restoreDir: strin
         plan.dirEntries.push(e);
       }
     }
+  }
+  const inc = index.incremental;
+  if (inc) {
+    const deleted = new Set<string>();
+    for (const d of inc.deleted) {
+      const why = unsafePathReason(d.path, stagingDir);
+      if (why) throw untar(`deleted path "${d.path}" refused: ${why}`);
+      if (deleted.has(d.path)) throw invalid(`${INDEX_URI} lists the deleted path "${d.path}" twice`);
+      deleted.add(d.path);
+    }
+    const underDeleted = (p: string) => {
+      for (let i = p.indexOf('/'); i !== -1; i = p.indexOf('/', i + 1)) if (deleted.has(p.slice(0, i))) return true;
+      return deleted.has(p);
+    };
+    for (const t of inc.touched ?? []) {
+      const why = unsafePathReason(t.path, stagingDir);
+      if (why) throw untar(`touched path "${t.path}" refused: ${why}`);
+      if (t.kind !== 'file' || !SHA256_HEX.test(t.sha256)) throw invalid(`touched entry "${t.path}" is not a file with a SHA-256`);
+      if (kinds.has(t.path)) throw untar(`index entry "${t.path}" is listed twice`);
+      if (underDeleted(t.path)) throw invalid(`touched entry "${t.path}" is deleted too`);
+      kinds.set(t.path, 'file');
+    }
+    plan.deleted = inc.deleted;
+    plan.touched = inc.touched ?? [];
   }
   // Nothing may live below a file.
   for (const p of kinds.keys()) {
@@ -402,17 +458,189 @@ async function applyMeta(fh: fsp.FileHandle, e: IndexEntry): Promise<void> {
   await fh.utimes(t, t);
 }
 
+/** Whether `p` or one of its ancestors is in `set`. */
+function atOrBelow(p: string, set: Set<string>): boolean {
+  if (set.has(p)) return true;
+  for (let i = p.indexOf('/'); i !== -1; i = p.indexOf('/', i + 1)) if (set.has(p.slice(0, i))) return true;
+  return false;
+}
+
 class Builder {
   /** Folders created so far, relative to the staging root ('' is the root). */
   readonly dirs = new Set<string>(['']);
   readonly moved: Moved[] = [];
+  /** 'merge' only: folders copied from dataDir, with the mode and mtime they get back at the end (unless the index has them). */
+  readonly seededDirs = new Map<string, { mode: number; mtimeMs: number }>();
+  readonly merged = { linked: 0, copied: 0, deleted: 0, touched: 0 };
 
   constructor(
     readonly stagingDir: string,
     readonly restoreDir: string,
     readonly progress: Progress,
     readonly signal: AbortSignal | undefined,
+    /** Whatever of the seeded data folder is in the way of an entry is removed (from the staging tree) first. */
+    readonly merge = false,
   ) {}
+
+  // ---- merge: seeding, deletions, touched files ----
+
+  /** Copies dataDir into the (empty) staging tree: folders recreated, regular files hard-linked. */
+  async seed(dataDir: string): Promise<void> {
+    const st = await lstatOrUndefined(dataDir);
+    if (!st?.isDirectory()) return; // no data yet (or not a real folder, which 'apply' would replace too)
+    await this.seedDir(dataDir, '');
+  }
+
+  async seedDir(srcDir: string, rel: string): Promise<void> {
+    for (const name of await fsp.readdir(srcDir)) {
+      this.checkAbort();
+      const childRel = rel === '' ? name : `${rel}/${name}`;
+      const src = path.join(srcDir, name);
+      const st = await lstatOrUndefined(src);
+      if (st?.isDirectory()) {
+        await fsp.mkdir(this.abs(childRel), { mode: DIR_MODE });
+        this.dirs.add(childRel);
+        this.seededDirs.set(childRel, { mode: st.mode & PERM_MASK, mtimeMs: st.mtimeMs });
+        await this.seedDir(src, childRel);
+        // readdir and link resolve `src` by name: had it been swapped for a symlink meanwhile, what was
+        // copied may come from elsewhere. Node has no openat(); refuse rather than guess.
+        const now = await lstatOrUndefined(src);
+        if (!now?.isDirectory() || now.ino !== st.ino || now.dev !== st.dev) {
+          throw Object.assign(new Error(`${src} was replaced while being merged`), { code: 'ECHANGED' });
+        }
+      } else if (st?.isFile()) {
+        await this.linkFromData(src, childRel);
+      }
+      // Gone meanwhile, a symlink or a special file: not carried over.
+      this.progress.add(0, 0);
+    }
+  }
+
+  async linkFromData(src: string, rel: string): Promise<void> {
+    const dest = this.abs(rel);
+    try {
+      await fsp.link(src, dest); // link(2) does not follow a symlink at src
+    } catch (err) {
+      const code = errnoOf(err);
+      if (code === 'ENOENT') return; // vanished since the listing
+      if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw err;
+      await this.copyFromData(src, dest);
+      return;
+    }
+    // src may have been replaced by a link or a FIFO between lstat and link.
+    if (!(await fsp.lstat(dest)).isFile()) await fsp.unlink(dest);
+    else this.merged.linked++;
+  }
+
+  /** The fallback when a hard link is impossible: a copy read through an O_NOFOLLOW descriptor, with mode and mtime. */
+  async copyFromData(src: string, dest: string): Promise<void> {
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(src, READ_FLAGS);
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ELOOP') return;
+      throw err;
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) return;
+      const out = await fsp.open(dest, CREATE_FLAGS, FILE_MODE);
+      try {
+        for await (const chunk of fh.createReadStream({ autoClose: false, start: 0 }) as AsyncIterable<Buffer>) {
+          this.checkAbort();
+          await writeAll(out, chunk);
+        }
+        await out.sync();
+        await out.chmod(st.mode & PERM_MASK);
+        await out.utimes(st.atimeMs / 1000, st.mtimeMs / 1000);
+      } finally {
+        await out.close();
+      }
+      this.merged.copied++;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Removes whatever is at `rel` in the staging tree (never more: it holds only our folders and regular files). */
+  async clear(rel: string): Promise<boolean> {
+    const p = this.abs(rel);
+    let st: Stats;
+    try {
+      st = await fsp.lstat(p);
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ENOTDIR') return false;
+      throw err;
+    }
+    if (!st.isDirectory()) {
+      await fsp.unlink(p); // only the staged name: a linked inode is not touched
+      return true;
+    }
+    await removeTree(p);
+    const gone = new Set([rel]);
+    for (const d of this.dirs) {
+      if (atOrBelow(d, gone)) {
+        this.dirs.delete(d);
+        this.seededDirs.delete(d);
+      }
+    }
+    return true;
+  }
+
+  async applyDeletions(deleted: Deleted[]): Promise<void> {
+    for (const d of deleted) {
+      this.checkAbort();
+      if (await this.clear(d.path)) this.merged.deleted++;
+      this.progress.add(0, 0);
+    }
+  }
+
+  /** Files with the base's bytes and new metadata: copied out of the shared inode, verified, re-stamped. */
+  async applyTouched(touched: IndexEntry[]): Promise<void> {
+    for (const t of touched) {
+      this.checkAbort();
+      const p = this.abs(t.path);
+      const notBase = () => invalid(`"${t.path}": the data folder does not hold the increment's base version (merge an increment onto its restored base)`);
+      let src: fsp.FileHandle;
+      try {
+        src = await fsp.open(p, READ_FLAGS);
+      } catch (err) {
+        const code = errnoOf(err);
+        if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') throw notBase();
+        throw err;
+      }
+      try {
+        const st = await src.stat();
+        if (!st.isFile() || st.size !== t.size) throw notBase();
+        await fsp.unlink(p); // the staged name; the inode is only read, through src
+        const out = await fsp.open(p, CREATE_FLAGS, FILE_MODE);
+        try {
+          const hash = createHash('sha256');
+          let n = 0;
+          for await (const chunk of src.createReadStream({ autoClose: false, start: 0 }) as AsyncIterable<Buffer>) {
+            this.checkAbort();
+            hash.update(chunk);
+            n += chunk.length;
+            await writeAll(out, chunk);
+          }
+          if (n !== t.size || hash.digest('hex') !== t.sha256) throw notBase();
+          await out.sync();
+          await applyMeta(out, t);
+        } finally {
+          await out.close();
+        }
+      } finally {
+        await src.close();
+      }
+      this.merged.touched++;
+      this.progress.add(0, 0);
+    }
+  }
+
+  /** 'merge': makes room for a file at `rel` (what the data folder has there is dropped from the staging tree). */
+  async makeRoomForFile(rel: string): Promise<void> {
+    if (this.merge) await this.clear(rel);
+  }
 
   abs(rel: string): string {
     return path.join(this.stagingDir, rel);
@@ -430,8 +658,11 @@ class Builder {
     try {
       await fsp.mkdir(this.abs(rel), { mode: DIR_MODE });
     } catch (err) {
-      if (errnoOf(err) === 'EEXIST') throw untar(`"${rel}" already exists in the restored tree`);
-      throw err;
+      if (errnoOf(err) !== 'EEXIST') throw err;
+      // Not one of our folders: in a merge, a file of the data folder where the increment has a folder.
+      if (!this.merge) throw untar(`"${rel}" already exists in the restored tree`);
+      await this.clear(rel);
+      await fsp.mkdir(this.abs(rel), { mode: DIR_MODE });
     }
     this.dirs.add(rel);
   }
@@ -498,6 +729,7 @@ class Builder {
 
   async writeEntry(h: HandedFile, e: IndexEntry, data: AsyncIterable<Buffer>): Promise<void> {
     await this.ensureParent(e.path);
+    await this.makeRoomForFile(e.path);
     let out: fsp.FileHandle;
     try {
       out = await fsp.open(this.abs(e.path), CREATE_FLAGS, FILE_MODE);
@@ -541,6 +773,7 @@ class Builder {
       if (!now || now.ino !== st.ino || now.dev !== st.dev) throw untar(`${h.uri}: replaced while being verified`);
       this.checkAbort();
       await this.ensureParent(e.path);
+      await this.makeRoomForFile(e.path);
       const dest = this.abs(e.path);
       if ((await lstatOrUndefined(dest)) !== undefined) throw untar(`${h.uri}: "${e.path}" already exists in the restored tree`);
       try {
@@ -593,7 +826,15 @@ class Builder {
 
   /** Folders' modes and mtimes, deepest first, then the root (0700); each folder fsynced. */
   async finish(plan: Plan): Promise<void> {
-    for (const d of plan.dirEntries) {
+    let dirs: Array<{ path: string; mode: number; mtimeMs: number }> = plan.dirEntries;
+    if (this.merge) {
+      // Folders carried over from dataDir get their own metadata back, unless the index has newer.
+      const inIndex = new Set(plan.dirEntries.map((d) => d.path));
+      const seeded = [...this.seededDirs].filter(([p]) => !inIndex.has(p)).map(([p, m]) => ({ path: p, ...m }));
+      const depth = (p: string) => p.split('/').length;
+      dirs = [...plan.dirEntries, ...seeded].sort((a, b) => depth(b.path) - depth(a.path));
+    }
+    for (const d of dirs) {
       this.checkAbort();
       const p = this.abs(d.path);
       await fsp.chmod(p, d.mode & PERM_MASK);
@@ -683,15 +924,23 @@ export async function applyRestore(opts: ApplyRestoreOptions): Promise<ApplyRest
 
   await recoverInterruptedSwap(dataDir);
   const index = await readIndex(restoreDir);
+  if (opts.mode === 'merge' && !index.incremental) throw invalid(`not an increment: ${INDEX_URI} has no "incremental" block (restore it with 'apply')`);
+  if (opts.mode === 'apply' && index.incremental) throw invalid(`${INDEX_URI} describes an increment, which only 'merge' can apply`);
   const plan = validateIndex(index, stagingDir, restoreDir);
   await reclaimBigFiles(index, restoreDir, stagingDir);
   await resetStaging(stagingDir);
 
   const progress = new Progress(opts.onProgress);
-  const builder = new Builder(stagingDir, restoreDir, progress, signal);
+  const merge = opts.mode === 'merge';
+  const builder = new Builder(stagingDir, restoreDir, progress, signal, merge);
   try {
     signal?.throwIfAborted();
     await precheckHanded(index, restoreDir);
+    if (merge) {
+      await builder.seed(dataDir);
+      await builder.applyDeletions(plan.deleted);
+      await builder.applyTouched(plan.touched);
+    }
     for (const h of index.files) {
       signal?.throwIfAborted();
       if (h.kind === 'tar') await builder.extractSlice(h);
@@ -700,17 +949,19 @@ export async function applyRestore(opts: ApplyRestoreOptions): Promise<ApplyRest
     }
     await builder.finish(plan);
     signal?.throwIfAborted();
-    if (opts.mode === 'apply') await swapIn(dataDir, stagingDir);
+    if (opts.mode !== 'tempOnly') await swapIn(dataDir, stagingDir);
   } catch (err) {
     await undoBuild(builder.moved, stagingDir).catch(() => {});
     if (signal?.aborted) throw signal.reason;
     throw err;
   }
   progress.emit();
-  return {
+  const result: ApplyRestoreResult = {
     files: plan.files,
     dirs: plan.dirs,
     bytes: plan.bytes,
-    appliedTo: opts.mode === 'apply' ? dataDir : stagingDir,
+    appliedTo: opts.mode === 'tempOnly' ? stagingDir : dataDir,
   };
+  if (merge) result.merged = { ...builder.merged };
+  return result;
 }

@@ -24,6 +24,8 @@ export interface HandOverInput {
   packDir: string;
   /** First file to hand over, unless a heartbeat of an earlier attempt says more. */
   from: number;
+  /** Incremental: the new manifest, named in every file event. */
+  manifestPath?: string;
 }
 
 export interface HandOverResult {
@@ -90,6 +92,7 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
         uri: item.uri,
         size: item.size >= 0 ? item.size : (await stat(path)).size,
         path,
+        ...(input.manifestPath ? { manifestPath: input.manifestPath } : {}),
       });
       next += 1;
       progress.update(`handing over: ${next}/${list.length} files`);

@@ -14,9 +14,12 @@ import { installBundle, loadBundle } from './bundleProfile.js';
 import { applyRestore, RestoreRejected } from './applyRestore.js';
 import { buildCapabilities } from './capabilities.js';
 import { handOverFiles, type HandOverResult } from './handOver.js';
-import { packBundle } from './packBundle.js';
+import { readManifest } from './manifest.js';
+import { packBundle, readManageIndex } from './packBundle.js';
 import { ProgressReporter } from './progressReporter.js';
 import { runHook } from './runHook.js';
+import { scanDataSize, type SizeScanItem } from './scanDataSize.js';
+import { bundleEventsSignal } from '../workflows/sessionWorkflow.js';
 
 export interface DeviceConfig {
   /** The device's data root: one folder per bundle (api.md §7). */
@@ -24,6 +27,9 @@ export interface DeviceConfig {
   /** The worker's state folder; capability files for tools are left in its transfer/ area. */
   stateDir: string;
 }
+
+/** The new full manifest of an incremental backup, beside the packed files (not itself in the index). */
+const MANIFEST_NAME = 'manifest.jsonl';
 
 export type HookResult = { ran: false; output: '' } | { ran: true; output: string; durationMs: number; truncated: boolean };
 
@@ -48,10 +54,20 @@ export function createActivities(device: DeviceConfig) {
       return { ok: true, hooks: Object.keys(loaded.bundle.extension ?? {}) as HookName[] };
     },
 
-    async packBundleData(input: { sessionId: string; sessionWorkflowId: string; bundleName: string }) {
+    async packBundleData(input: { sessionId: string; sessionWorkflowId: string; bundleName: string; kind?: SessionKind; baseManifestPath?: string; baseTime?: number }) {
       const ctx = Context.current();
       const loaded = await loadBundle(device.dataRoot, input.bundleName);
       if (!loaded.ok) throw codedFailure(loaded.error.code, loaded.error.message);
+      // Incremental: compare against the previous backup's manifest and write the new full one.
+      let base: Awaited<ReturnType<typeof readManifest>>['entries'] | undefined;
+      if (input.baseManifestPath) {
+        try {
+          base = (await readManifest(input.baseManifestPath)).entries;
+        } catch (err) {
+          throw codedFailure(ErrorCode.INVALID_ARGUMENT, `the previous manifest of ${input.bundleName} is not valid: ${(err as Error).message}`);
+        }
+      }
+      const manifestPath = input.kind === 'incremental' ? `${packDir(input.sessionId, input.bundleName)}/${MANIFEST_NAME}` : undefined;
       const progress = new ProgressReporter(ctx.client, input.sessionWorkflowId, input.bundleName);
       // A retry (say, after the worker was killed) keeps the slices and big files
       // an earlier attempt completed; the first attempt starts clean.
@@ -64,6 +80,9 @@ export function createActivities(device: DeviceConfig) {
           outDir: packDir(input.sessionId, input.bundleName),
           profile: loaded.config,
           resume,
+          base,
+          baseTime: input.baseTime,
+          manifestPath,
           // The heartbeat carries the durable point: { files, bytes, phase, durable }.
           onProgress: (p) => {
             ctx.heartbeat(p);
@@ -76,7 +95,16 @@ export function createActivities(device: DeviceConfig) {
           signal: ctx.cancellationSignal,
         });
         if (summary.resumed) ctx.log.info('packBundleData resumed', { attempt: ctx.info.attempt, ...summary.resumed });
-        return { files: summary.files, dirs: summary.dirs, bytes: summary.bytes, skipped: summary.skipped, handOver: summary.handOver + 1 };
+        return {
+          files: summary.files,
+          dirs: summary.dirs,
+          bytes: summary.bytes,
+          skipped: summary.skipped,
+          handOver: summary.handOver + 1,
+          changed: summary.changed,
+          unchanged: summary.unchanged,
+          deleted: summary.deleted,
+        };
       } catch (err) {
         throw asFailure(err, ErrorCode.TAR_FAILED);
       } finally {
@@ -88,7 +116,7 @@ export function createActivities(device: DeviceConfig) {
      * Runs one of the bundle's hooks, if it declares it. A hook that fails or
      * outlives `timeoutMs` fails the activity with its reference code.
      */
-    async runBundleHook(input: { sessionWorkflowId?: string; bundleName: string; hook: HookName; input?: string; timeoutMs: number }): Promise<HookResult> {
+    async runBundleHook(input: { sessionWorkflowId?: string; bundleName: string; hook: HookName; input?: string; parameters?: string; timeoutMs: number }): Promise<HookResult> {
       const ctx = Context.current();
       const loaded = await loadBundle(device.dataRoot, input.bundleName);
       const command = loaded.ok ? loaded.bundle.extension?.[input.hook] : undefined;
@@ -102,6 +130,7 @@ export function createActivities(device: DeviceConfig) {
           bundleName: input.bundleName,
           bundleRoot: bundlePaths(device.dataRoot, input.bundleName).root,
           input: input.input,
+          parameters: input.parameters,
           timeoutMs: input.timeoutMs,
           signal: ctx.cancellationSignal,
           onTick: () => ctx.heartbeat(),
@@ -121,6 +150,16 @@ export function createActivities(device: DeviceConfig) {
       }
     },
 
+    /** getBackupDataSize: scans the listed bundles, reporting to the session every 5 s and at the end. */
+    async scanBackupSize(input: { sessionWorkflowId: string; precise: boolean; dataList: SizeScanItem[] }): Promise<void> {
+      const ctx = Context.current();
+      const session = ctx.client.workflow.getHandle(input.sessionWorkflowId);
+      await scanDataSize(device.dataRoot, input.precise, input.dataList, (report) => session.signal(bundleEventsSignal, [{ type: 'sizeReport', report }]), {
+        signal: ctx.cancellationSignal,
+        onTick: () => ctx.heartbeat(),
+      });
+    },
+
     /** cleanBundleTempDir: empties the bundle's backup/backup and backup/restore folders. */
     async cleanBundleTempDir(input: { bundleName: string }): Promise<boolean> {
       if (!BundleNameSchema.safeParse(input.bundleName).success) return false;
@@ -134,9 +173,10 @@ export function createActivities(device: DeviceConfig) {
       return true;
     },
 
-    async handOverFiles(input: { sessionId: string; sessionWorkflowId: string; bundleName: string; from: number }): Promise<HandOverResult> {
+    async handOverFiles(input: { sessionId: string; sessionWorkflowId: string; bundleName: string; from: number; kind?: SessionKind }): Promise<HandOverResult> {
       const ctx = Context.current();
       return handOverFiles(ctx.client, {
+        manifestPath: input.kind === 'incremental' ? `${packDir(input.sessionId, input.bundleName)}/${MANIFEST_NAME}` : undefined,
         sessionWorkflowId: input.sessionWorkflowId,
         bundleWorkflowId: bundleWorkflowId(input.sessionId, input.bundleName),
         bundleName: input.bundleName,
@@ -158,8 +198,10 @@ export function createActivities(device: DeviceConfig) {
     },
 
     /**
-     * Restore: creates the empty target for one file the tool will write, private
-     * (0600) and never over an existing file or through a link.
+     * Restore: creates the empty target for one file the tool will write,
+     * private (0600) and never through a link. The session asks once per uri,
+     * so an existing file here is this activity's own earlier attempt: it is
+     * emptied and reused, which keeps a retry after a worker death harmless.
      */
     async createRestoreTarget(input: { sessionId: string; bundleName: string; uri: string }): Promise<{ ok: true; path: string } | { ok: false; error: ErrorInfo }> {
       if (!/^[0-9A-Za-z_.]+$/.test(input.uri) || input.uri === '.' || input.uri === '..') {
@@ -169,11 +211,11 @@ export function createActivities(device: DeviceConfig) {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       const path = `${dir}/${input.uri}`;
       try {
-        const fh = await open(path, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY | fsc.O_NOFOLLOW, 0o600);
+        const fh = await open(path, fsc.O_CREAT | fsc.O_TRUNC | fsc.O_WRONLY | fsc.O_NOFOLLOW, 0o600);
         await fh.close();
         return { ok: true, path };
       } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code === 'EEXIST' ? ErrorCode.INVALID_ARGUMENT : codeForSystemError(err);
+        const code = (err as NodeJS.ErrnoException).code === 'ELOOP' ? ErrorCode.INVALID_ARGUMENT : codeForSystemError(err);
         return { ok: false, error: errorInfo(code, `${input.uri}: ${(err as Error).message}`) };
       }
     },
@@ -188,13 +230,19 @@ export function createActivities(device: DeviceConfig) {
       const progress = new ProgressReporter(ctx.client, input.sessionWorkflowId, input.bundleName);
       progress.start('verifying: 0 files, 0 bytes');
       try {
+        // An increment (its index lists deletions) is merged into the current data; a full set replaces it.
+        const increment = await readManageIndex(`${work}/files/manage.json`).then(
+          (index) => index.incremental !== undefined,
+          () => false, // applyRestore reports the invalid index itself
+        );
+        const tempOnly = loaded.config.fullBackupOnly && !increment;
         return await applyRestore({
           bundleName: input.bundleName,
           restoreDir: `${work}/files`,
           dataDir: paths.data,
           // fullBackupOnly: the verified tree stays in the temp area, outside the session's folder so release keeps it.
-          stagingDir: loaded.config.fullBackupOnly ? `${paths.restoreTemp}/restored-${input.sessionId}` : `${work}/staging`,
-          mode: loaded.config.fullBackupOnly ? 'tempOnly' : 'apply',
+          stagingDir: tempOnly ? `${paths.restoreTemp}/restored-${input.sessionId}` : `${work}/staging`,
+          mode: increment ? 'merge' : tempOnly ? 'tempOnly' : 'apply',
           signal: ctx.cancellationSignal,
           onProgress: (p) => {
             ctx.heartbeat(p);

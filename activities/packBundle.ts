@@ -14,6 +14,27 @@
  * inconsistent means a clean start. The index it writes is the one an
  * uninterrupted run would write (apart from `createdAt`) when the data did not
  * change in between, and consistent with the outputs when it did.
+ *
+ * Incremental packing (`base`: the previous backup's manifest entries):
+ * - a file is packed when it is new (or was not a file in the base), or when
+ *   its size or mtime differs from the base's AND its SHA-256 does too (a
+ *   different size means different bytes: packed without hashing first);
+ * - a file whose size and mtime equal the base's is not even opened: its
+ *   manifest entry takes the base's SHA-256;
+ * - a file whose bytes hash to the base's SHA-256 is not packed either; when
+ *   its mode or mtime differ from the base's it is listed in the index's
+ *   `incremental.touched`, so that a merge restore applies the new metadata;
+ * - every folder is still packed (cheap, and keeps new empty folders);
+ * - base entries that no longer exist as the same kind are listed in
+ *   `incremental.deleted` (a folder stands for everything below it).
+ * `manifestPath` (with or without a base) receives the new full manifest: every
+ * current entry, packed or not. It describes what a restore of the chain
+ * holds, so it stays consistent with the outputs when a resumed run finds the
+ * tree changed: an entry an earlier attempt packed is recorded as packed, and
+ * a file it passed over as unchanged but that changed since is recorded with
+ * the base's entry (the restore keeps the base's version; the next increment
+ * packs it). Resuming works with a base too: sidecars carry a digest of the
+ * base, so they are only re-used against the same one.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
@@ -29,11 +50,14 @@ import {
   HandedFileSchema,
   ManageIndexSchema,
   SkippedSchema,
+  type Deleted,
   type HandedFile,
   type IndexEntry,
   type ManageIndex,
   type Skipped,
 } from '../common/manageIndex.js';
+import type { ManifestEntry } from '../common/manifest.js';
+import { ManifestWriter } from './manifest.js';
 import { specialKind, walkBundle, type WalkEntry, type WalkProfile } from './walkBundle.js';
 
 export type PackLimits = { -readonly [K in keyof typeof PACK_LIMITS]: number };
@@ -71,6 +95,17 @@ export interface PackOptions {
    * pack only the rest. Default false: empty outDir and start over.
    */
   resume?: boolean;
+  /**
+   * The previous backup's manifest entries (readManifest(...).entries): pack
+   * only what is new or changed since, and record what was deleted.
+   */
+  base?: Map<string, ManifestEntry>;
+  /** The base backup's time (its manifest header's `time`, seconds), recorded as `incremental.baseTime`. Default 0. */
+  baseTime?: number;
+  /** Where to write the new full manifest (atomically, 0600). Works for full backups too. */
+  manifestPath?: string;
+  /** This backup's time for the manifest header, seconds since the epoch. Default: now. */
+  time?: number;
 }
 
 export interface PackSummary {
@@ -83,6 +118,18 @@ export interface PackSummary {
   indexPath: string;
   /** Only with `resume`: what was kept from an earlier attempt, or why it was not. */
   resumed?: { kept: number; reused: number } | { restartedBecause: string };
+  /*
+   * The next three are there when the run is part of an incremental chain
+   * (`base` or `manifestPath` given), so that plain full runs keep their summary.
+   */
+  /** Files packed (handed over): equals `files`. */
+  changed?: number;
+  /** Files not packed because the base holds their bytes (0 without a base); touched files included. */
+  unchanged?: number;
+  /** Records in `incremental.deleted` (0 without a base). */
+  deleted?: number;
+  /** Where the new manifest was written, with `manifestPath`. */
+  manifestPath?: string;
 }
 
 const FILE_MODE = 0o600;
@@ -331,8 +378,16 @@ function configDigest(opts: PackOptions, limits: PackLimits): string {
     includes: opts.profile.includes ?? null,
     excludes: opts.profile.excludes,
     limits: [limits.bigFileBytes, limits.sliceBytes, limits.sliceEntries],
+    // Outputs of an incremental run depend on its base; full runs keep the digest they always had.
+    ...(opts.base ? { base: baseDigest(opts.base) } : {}),
   });
   return createHash('sha256').update(key).digest('hex');
+}
+
+function baseDigest(base: Map<string, ManifestEntry>): string {
+  const hash = createHash('sha256');
+  for (const e of base.values()) hash.update(JSON.stringify([e.path, e.kind, e.mode, e.size, e.mtimeMs, e.sha256])).update('\n');
+  return hash.digest('hex');
 }
 
 /** Key ordering paths the way walkBundle yields them: per component, by UTF-8 bytes, a folder before its contents. */
@@ -487,6 +542,68 @@ async function openSource(absPath: string): Promise<{ fh: fsp.FileHandle; size: 
   return { fh, size: st.size, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs };
 }
 
+/** SHA-256 of exactly `size` bytes of an open file, or undefined when it does not hold that many now. */
+async function hashOpenFile(fh: fsp.FileHandle, size: number, progress: Progress, signal?: AbortSignal): Promise<string | undefined> {
+  const hash = createHash('sha256');
+  let read = 0;
+  for await (const chunk of fh.createReadStream({ autoClose: false, start: 0 }) as AsyncIterable<Buffer>) {
+    signal?.throwIfAborted();
+    read += chunk.length;
+    if (read > size) return undefined;
+    hash.update(chunk);
+    progress.tick();
+  }
+  return read === size ? hash.digest('hex') : undefined;
+}
+
+/**
+ * The manifest and incremental bookkeeping of one run: every entry the
+ * restore of this backup will hold goes through `record`, in walk order.
+ */
+class Tracker {
+  readonly touched: IndexEntry[] = [];
+  unchanged = 0;
+  /** Kinds of the recorded entries (only with a base: for the deletions). */
+  readonly #present?: Map<string, IndexEntry['kind']>;
+
+  constructor(
+    readonly base: Map<string, ManifestEntry> | undefined,
+    readonly writer: ManifestWriter | undefined,
+  ) {
+    if (base) this.#present = new Map();
+  }
+
+  async record(e: IndexEntry): Promise<void> {
+    await this.writer?.add(e);
+    this.#present?.set(e.path, e.kind);
+  }
+
+  /** A file whose bytes are the base's: recorded with the base's hash and its current mode and mtime. */
+  async recordUnchanged(meta: { path: string; mode: number; mtimeMs: number }, b: ManifestEntry): Promise<void> {
+    const e: IndexEntry = { path: meta.path, kind: 'file', size: b.size, mode: meta.mode, mtimeMs: meta.mtimeMs, sha256: b.sha256 };
+    if (e.mode !== b.mode || e.mtimeMs !== b.mtimeMs) this.touched.push(e);
+    this.unchanged++;
+    await this.record(e);
+  }
+
+  /** Base entries not recorded as the same kind; below a deleted folder only the folder. */
+  deletions(): Deleted[] {
+    if (!this.base || !this.#present) return [];
+    const gone: Deleted[] = [];
+    const goneDirs = new Set<string>();
+    for (const [p, b] of this.base) {
+      if (this.#present.get(p) === b.kind) continue;
+      gone.push({ path: p, kind: b.kind });
+      if (b.kind === 'dir') goneDirs.add(p);
+    }
+    const underGoneDir = (p: string) => {
+      for (let i = p.indexOf('/'); i !== -1; i = p.indexOf('/', i + 1)) if (goneDirs.has(p.slice(0, i))) return true;
+      return false;
+    };
+    return gone.filter((d) => !underGoneDir(d.path));
+  }
+}
+
 export async function packBundle(opts: PackOptions): Promise<PackSummary> {
   const limits: PackLimits = { ...PACK_LIMITS, ...opts.limits };
   const { outDir, signal } = opts;
@@ -529,6 +646,41 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
   let slice: Slice | undefined;
   let reused = 0;
 
+  const base = opts.base;
+  const writer = opts.manifestPath
+    ? await ManifestWriter.open(opts.manifestPath, { bundleName: opts.bundleName, time: opts.time ?? Math.floor(Date.now() / 1000) })
+    : undefined;
+  const track = base || writer ? new Tracker(base, writer) : undefined;
+  /** Entries of the kept outputs in walk order, recorded as the walk passes their place. */
+  const keptEntries = track ? files.flatMap((f) => f.entries).sort((a, b) => Buffer.compare(walkKey(a.path), walkKey(b.path))) : [];
+  let nextKept = 0;
+  const recordKeptBefore = async (key?: Buffer) => {
+    while (nextKept < keptEntries.length && (key === undefined || Buffer.compare(walkKey(keptEntries[nextKept]!.path), key) < 0)) {
+      await track!.record(keptEntries[nextKept++]!);
+    }
+  };
+
+  /**
+   * An entry an earlier attempt walked past without packing it (resume only):
+   * recorded as what the restore will hold, which is the base's version.
+   */
+  const recordPassedOver = async (item: WalkEntry) => {
+    const b = base?.get(item.path);
+    if (!track || b?.kind !== item.kind) return; // new since the base: in no output, so not in the restore
+    if (b.kind === 'dir') return track.record(b);
+    if (b.size === item.size && b.mtimeMs === item.mtimeMs) return track.recordUnchanged(item, b);
+    const src = await openSource(item.absPath);
+    if ('skip' in src) return track.record(b);
+    try {
+      if (src.size === b.size && (await hashOpenFile(src.fh, src.size, progress, signal)) === b.sha256) {
+        return track.recordUnchanged({ path: item.path, mode: src.mode, mtimeMs: src.mtimeMs }, b);
+      }
+      return track.record(b); // changed after the earlier attempt passed it over
+    } finally {
+      await src.fh.close();
+    }
+  };
+
   /** Big files of an earlier attempt that the walk does not meet again in the same place are dropped. */
   const dropPending = async () => {
     for (const d of pending.splice(0)) {
@@ -564,7 +716,21 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
       signal?.throwIfAborted();
       progress.tick();
       const key = walkKey(item.path);
-      if (afterKey && Buffer.compare(key, afterKey) <= 0) continue; // packed by an earlier attempt
+      if (afterKey && Buffer.compare(key, afterKey) <= 0) {
+        // Packed by an earlier attempt, or passed over by it.
+        if (track) {
+          await recordKeptBefore(key);
+          const k = keptEntries[nextKept];
+          if (k && k.path === item.path) {
+            nextKept++;
+            await track.record(k);
+          } else if (item.type === 'entry') {
+            await recordPassedOver(item);
+          }
+        }
+        continue;
+      }
+      if (track) await recordKeptBefore();
       progress.phase = 'pack';
       const next = pending[0];
       if (next && Buffer.compare(key, walkKey(lastPath(next.handed))) >= 0) {
@@ -576,6 +742,7 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
           if (next.pos !== files.length) await writeDone(outDir, { ...next, pos: files.length });
           reused++;
           files.push(next.handed);
+          await track?.record(next.handed.entries[0]!);
           bigs++;
           totals.files++;
           totals.bytes += next.handed.size;
@@ -590,8 +757,15 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
         continue;
       }
       if (item.kind === 'dir') {
-        await (await sliceFor(tarEntryBytes(item.path, 0))).addDir(item);
+        const s = await sliceFor(tarEntryBytes(item.path, 0));
+        await s.addDir(item);
+        await track?.record(s.handed.entries.at(-1)!);
         totals.dirs++;
+        continue;
+      }
+      const b = base?.get(item.path);
+      if (track && b?.kind === 'file' && b.size === item.size && b.mtimeMs === item.mtimeMs) {
+        await track.recordUnchanged(item, b); // not opened, not read
         continue;
       }
       // Re-open and re-stat: the file may have changed since the walk listed it.
@@ -601,6 +775,11 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
         continue;
       }
       try {
+        // Size or mtime moved: packed unless the bytes are still the base's (a different size means they are not).
+        if (track && b?.kind === 'file' && b.size === src.size && (await hashOpenFile(src.fh, src.size, progress, signal)) === b.sha256) {
+          await track.recordUnchanged({ path: item.path, mode: src.mode, mtimeMs: src.mtimeMs }, b);
+          continue;
+        }
         let size: number;
         if (src.size > limits.bigFileBytes) {
           await dropPending(); // its number is taken by this one
@@ -609,10 +788,12 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
           files.push(handed);
           progress.completed();
           size = handed.size;
+          await track?.record(handed.entries[0]!);
         } else {
           const s = await sliceFor(tarEntryBytes(item.path, src.size));
           await s.addFile(item.path, src.fh, src.size, src.mode, src.mtimeMs, progress);
           size = src.size;
+          await track?.record(s.handed.entries.at(-1)!);
         }
         totals.files++;
         totals.bytes += size;
@@ -622,7 +803,9 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
     }
     if (slice) await closeSlice(slice);
     await dropPending();
+    if (track) await recordKeptBefore(); // kept entries the walk no longer reaches
   } catch (err) {
+    await writer?.abort();
     // When writing a slice fails (say ENOSPC), tar-stream only tells the entry
     // that its stream was destroyed: report the system error instead.
     const writeErr = await slice?.abort(err);
@@ -637,11 +820,28 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
     skipped,
     totals,
   };
+  const deleted = track?.deletions() ?? [];
+  if (base) index.incremental = { baseTime: opts.baseTime ?? 0, deleted, touched: track!.touched };
+  if (writer) {
+    try {
+      await writer.close();
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+  }
   const indexPath = path.join(outDir, INDEX_URI);
   await writeAtomically(indexPath, JSON.stringify(index));
   progress.phase = 'pack';
   progress.emit();
-  const summary: PackSummary = { ...totals, handOver: files.length, skipped: skipped.length, indexPath };
+  const summary: PackSummary = {
+    ...totals,
+    handOver: files.length,
+    skipped: skipped.length,
+    indexPath,
+  };
+  if (track) Object.assign(summary, { changed: totals.files, unchanged: track.unchanged, deleted: deleted.length });
+  if (writer) summary.manifestPath = writer.target;
   if (opts.resume) {
     summary.resumed = resumed ? { kept, reused } : { restartedBecause: restartedBecause ?? 'unknown' };
   }

@@ -25,6 +25,8 @@ export interface HookOptions {
   bundleName: string;
   bundleRoot: string;
   input?: string;
+  /** BackupParams.parameters, given to the hook as OHBACKUP_PARAMETERS. */
+  parameters?: string;
   timeoutMs: number;
   signal?: AbortSignal;
   /** Called every second while the hook runs (the activity heartbeats from it). */
@@ -47,6 +49,7 @@ export async function runHook(opts: HookOptions): Promise<HookRun> {
       OHBACKUP_BUNDLE: opts.bundleName,
       OHBACKUP_HOOK: opts.hook,
       OHBACKUP_BUNDLE_ROOT: opts.bundleRoot,
+      ...(opts.parameters ? { OHBACKUP_PARAMETERS: opts.parameters } : {}),
     },
   });
   let truncated = false;

@@ -150,7 +150,9 @@ export class EventPump {
           const info = errorInfo(ErrorCode.IO_ERROR, `cannot open ${ev.uri}: ${(e as Error).message}`);
           return this.safely(() => cb.onFileReady(new BusinessError(info.code, info.message), file));
         }
-        return this.safely(() => cb.onFileReady(undefined, { ...file, fd }));
+        // Incremental: every file comes with an fd of the bundle's new full manifest (the tool closes both).
+        const manifestFd = ev.manifestPath ? await openFd(ev.manifestPath, 'r').catch(() => -1) : undefined;
+        return this.safely(() => cb.onFileReady(undefined, { ...file, fd, ...(manifestFd !== undefined ? { manifestFd } : {}) }));
       }
       case 'process':
         return this.safely(() => cb.onProcess?.(ev.bundleName, ev.process));

@@ -8,17 +8,13 @@ import { toBusinessError } from './failures.js';
 import { askBundleHook } from './deviceRequests.js';
 import { registry } from './registry.js';
 import type { AsyncCallback, FileData, IncrementalBackupTime } from './types.js';
-import { BundleNameArg, SendRateArg, TimeoutArg, parseArg } from './validate.js';
-import { z } from 'zod';
+import { BundleNameArg, DataListArg, SendRateArg, TimeoutArg, parseArg } from './validate.js';
 
 /** `{"backupVersion":"16.0"}`: the API level ohbackup implements. */
 export function getBackupVersion(): string {
   return JSON.stringify({ backupVersion: BACKUP_VERSION });
 }
 
-const DataListArg = z
-  .array(z.object({ bundleName: BundleNameArg, lastIncrementalTime: z.number().finite().nonnegative() }))
-  .max(10_000);
 
 /** An fd of the capability file describing the device's bundles (api.md §8). */
 export function getLocalCapabilities(callback: AsyncCallback<FileData>): void;

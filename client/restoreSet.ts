@@ -73,8 +73,11 @@ export async function restoreFromSet(opts: RestoreSetOptions): Promise<RestoreSe
   };
   const fail = (bundleName: string, err: BusinessError<unknown>) => {
     const o = outcomes.get(bundleName)!;
+    const running = o.state === 'running';
     o.state = 'failed';
     o.error ??= { code: err.code, message: err.message };
+    // A bundle that can no longer get all its files would wait for its publish until its deadline: end it now.
+    if (running) session.cancel(bundleName);
   };
 
   const callbacks: GeneralCallbacks = {

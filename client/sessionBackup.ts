@@ -3,12 +3,17 @@ import { BusinessError } from '../common/businessError.js';
 import { ErrorCode } from '../common/errors.js';
 import { toBusinessError } from './failures.js';
 import { SessionBase, type SessionOptions } from './sessionBase.js';
-import type { AsyncCallback, GeneralCallbacks } from './types.js';
+import type { AsyncCallback, GeneralCallbacks, IncrementalBackupTime } from './types.js';
 import { BundleListArg, InfosArg, parseArg } from './validate.js';
 
 export class SessionBackup extends SessionBase {
   protected readonly kind = 'backup' as const;
   private appended = false;
+
+  /** Size scan before backing up (api.md §5): onBackupSizeReport every 5 s until every listed bundle is reported. */
+  getBackupDataSize(isPreciseScan: boolean, dataList: IncrementalBackupTime[]): Promise<void> {
+    return this.startSizeScan(isPreciseScan, dataList);
+  }
 
   constructor(callbacks: GeneralCallbacks, options: SessionOptions = {}) {
     super(callbacks, 'backup', options);

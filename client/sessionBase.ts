@@ -9,15 +9,16 @@ import { BusinessError } from '../common/businessError.js';
 import { ErrorCode } from '../common/errors.js';
 import { bundleWorkflowId, type SessionKind, type SessionResult } from '../common/session.js';
 import { updateSendRateSignal, updateTimerSignal } from '../workflows/bundleBackupWorkflow.js';
-import { appendBundlesUpdate, cancelBundleUpdate, eventsQuery, releaseUpdate, sessionWorkflow, type AppendRequest } from '../workflows/sessionWorkflow.js';
+import { appendBundlesUpdate, cancelBundleUpdate, eventsQuery, getBackupDataSizeUpdate, releaseUpdate, sessionWorkflow, type AppendRequest } from '../workflows/sessionWorkflow.js';
+import { z } from 'zod';
 import { getClient, taskQueue } from './connection.js';
 import { EventPump } from './eventPump.js';
 import { toBusinessError } from './failures.js';
 import { openCapabilities } from './capabilities.js';
 import { registry, type OpenSession } from './registry.js';
-import type { FileData, GeneralCallbacks } from './types.js';
+import type { FileData, GeneralCallbacks, IncrementalBackupTime } from './types.js';
 import { cleanBundleTemp, askBundleHook } from './deviceRequests.js';
-import { BundleNameArg, CallbacksArg, ExtInfoArg, parseArg } from './validate.js';
+import { BundleNameArg, CallbacksArg, DataListArg, ExtInfoArg, parseArg } from './validate.js';
 
 export interface SessionOptions {
   /** The session's ID (its workflow ID); default `ohbackup-<kind>-<uuid>`. */
@@ -131,6 +132,16 @@ export abstract class SessionBase implements OpenSession {
     if (view !== 'running' || this.released) return ErrorCode.CANCEL_NO_TASK;
     void this.ready.then(({ handle }) => handle.executeUpdate(cancelBundleUpdate, { args: [bundleName] })).catch((err) => warn('cancel', err));
     return 0;
+  }
+
+  /**
+   * Starts a size scan of `dataList`; reports arrive through onBackupSizeReport
+   * every 5 s (at once when done sooner) until every listed bundle was reported.
+   */
+  protected startSizeScan(isPreciseScan: boolean, dataList: IncrementalBackupTime[]): Promise<void> {
+    parseArg(z.boolean(), isPreciseScan, 'isPreciseScan');
+    const list = parseArg(DataListArg, dataList, 'dataList');
+    return this.call(({ handle }) => handle.executeUpdate(getBackupDataSizeUpdate, { args: [{ precise: isPreciseScan, dataList: list }] }));
   }
 
   /** Empties the bundle's backup/backup and backup/restore temp folders; true on success. */

@@ -45,3 +45,8 @@ export const CallbacksArg = z.object(
 );
 
 export const ExtInfoArg = z.string().max(1024 * 1024, 'extInfo is at most 1 MiB');
+
+/** IncrementalBackupTime[]: which bundles, and since when (epoch seconds; 0 = everything). */
+export const DataListArg = z
+  .array(z.object({ bundleName: BundleNameSchema, lastIncrementalTime: z.number().finite().nonnegative() }))
+  .max(10_000);

@@ -34,6 +34,30 @@ export type HandedFile = z.infer<typeof HandedFileSchema>;
 export const SkippedSchema = z.object({ path: z.string(), reason: z.string() });
 export type Skipped = z.infer<typeof SkippedSchema>;
 
+export const DeletedSchema = z.object({ path: z.string(), kind: z.enum(['file', 'dir']) });
+export type Deleted = z.infer<typeof DeletedSchema>;
+
+/**
+ * Present only in an increment (an incremental backup's index). Everything
+ * else in the index then describes the new and changed files plus every
+ * current folder; the rest of the tree is the base backup's.
+ */
+export const IncrementalSchema = z.object({
+  /** The base backup's time (its manifest's header time), seconds since the epoch. */
+  baseTime: z.number(),
+  /**
+   * Files and folders of the base that are gone (or changed kind). A folder
+   * stands for everything below it, which is not listed again.
+   */
+  deleted: z.array(DeletedSchema),
+  /**
+   * Files whose content is the base's (same SHA-256) but whose mode or mtime
+   * changed: not handed over, their metadata is applied on restore.
+   */
+  touched: z.array(IndexEntrySchema).optional(),
+});
+export type Incremental = z.infer<typeof IncrementalSchema>;
+
 export const ManageIndexSchema = z.object({
   version: z.literal(INDEX_VERSION),
   bundleName: z.string(),
@@ -41,5 +65,7 @@ export const ManageIndexSchema = z.object({
   files: z.array(HandedFileSchema),
   skipped: z.array(SkippedSchema),
   totals: z.object({ files: z.number(), dirs: z.number(), bytes: z.number() }),
+  /** Only in an increment; optional, so version-1 readers of full backups are unaffected. */
+  incremental: IncrementalSchema.optional(),
 });
 export type ManageIndex = z.infer<typeof ManageIndexSchema>;

@@ -24,6 +24,12 @@ export interface BundleRequest {
   rejected?: ErrorInfo;
   /** Restore: how to create the bundle on a device that lacks it (from the capability file). */
   install?: BundleInstall;
+  /** Incremental: the previous backup's time (epoch seconds; 0 = full). */
+  lastIncrementalTime?: number;
+  /** Incremental: where the tool left a copy of the previous backup's manifest (absent = full). */
+  baseManifestPath?: string;
+  /** BackupParams.parameters: a JSON string handed to the bundle's hooks. */
+  parameters?: string;
 }
 
 /** What a capability file says of a bundle: enough to create it on a device that lacks it. */
@@ -52,6 +58,7 @@ export type EventBody =
       path: string;
       /** Restore targets are opened for writing. */
       writable?: boolean;
+      /** Incremental: the bundle's new full manifest; the tool gets an fd of it with every file. */
       manifestPath?: string;
       error?: ErrorInfo;
     }

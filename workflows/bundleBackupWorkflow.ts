@@ -12,7 +12,7 @@ import {
 } from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.js';
 import { DEFAULTS, processJson } from '../common/session.js';
-import { BundleRejected, bundleActivityOptions, runBundleLifecycle, type BundleWorkflowInput } from './bundleLifecycle.js';
+import { BundleRejected, bundleActivityOptions, cleanupActivityOptions, runBundleLifecycle, type BundleWorkflowInput } from './bundleLifecycle.js';
 
 export { updateTimerSignal, type BundleWorkflowInput } from './bundleLifecycle.js';
 
@@ -22,10 +22,7 @@ export const updateSendRateSignal = defineSignal<[number]>('updateSendRate');
 export const sendRateQuery = defineQuery<number>('sendRate');
 
 const { prepareBundle, packBundleData, handOverFiles, runBundleHook } = proxyActivities<ReturnType<typeof createActivities>>(bundleActivityOptions);
-const { cleanBundleSession } = proxyActivities<ReturnType<typeof createActivities>>({
-  startToCloseTimeout: '1 minute',
-  retry: { maximumAttempts: 3 },
-});
+const { cleanBundleSession } = proxyActivities<ReturnType<typeof createActivities>>(cleanupActivityOptions);
 
 export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<void> {
   const { bundleName } = input.request;
@@ -47,11 +44,25 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
       let hookOutput = '';
       if (hook) {
         setCurrentDetails(`running hook ${hook}`);
-        const r = await runBundleHook({ sessionWorkflowId: input.sessionWorkflowId, bundleName, hook, input: input.request.info, timeoutMs: remainingMs() });
+        const r = await runBundleHook({
+          sessionWorkflowId: input.sessionWorkflowId,
+          bundleName,
+          hook,
+          input: input.request.info,
+          parameters: input.request.parameters,
+          timeoutMs: remainingMs(),
+        });
         hookOutput = r.output;
       }
       setCurrentDetails('packing');
-      const packed = await packBundleData({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName });
+      const packed = await packBundleData({
+        sessionId: input.sessionId,
+        sessionWorkflowId: input.sessionWorkflowId,
+        bundleName,
+        kind: input.kind,
+        baseManifestPath: input.request.baseManifestPath,
+        baseTime: input.request.lastIncrementalTime,
+      });
       let next = 0;
       while (next < packed.handOver) {
         // Paused (rate 0): a durable wait with no activity running; progress still reported every 5 s.
@@ -59,7 +70,7 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
           await report({ type: 'process', bundleName, process: processJson(`paused at ${next}/${packed.handOver} files`, Date.now()) });
         }
         setCurrentDetails(`handing over from file ${next} of ${packed.handOver}`);
-        const r = await handOverFiles({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName, from: next });
+        const r = await handOverFiles({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName, from: next, kind: input.kind });
         next = r.next;
       }
       setCurrentDetails(`done: ${packed.files} files, ${packed.bytes} bytes`);
@@ -72,6 +83,7 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
           bytes: packed.bytes,
           handedOver: packed.handOver,
           skipped: packed.skipped,
+          ...(input.kind === 'incremental' ? { changed: packed.changed, unchanged: packed.unchanged, deleted: packed.deleted } : {}),
           durationMs: Date.now() - started,
         })
       );

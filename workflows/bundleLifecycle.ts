@@ -141,3 +141,9 @@ export const bundleActivityOptions: ActivityOptions = {
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { initialInterval: '500 ms', maximumAttempts: 6, nonRetryableErrorTypes: [FAILURE_TYPE] },
 };
+
+/** Removing a bundle's temp data: quick, and retried soon if its worker dies. */
+export const cleanupActivityOptions: ActivityOptions = {
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '200 ms', maximumAttempts: 10 },
+};

@@ -6,16 +6,13 @@
  */
 import { condition, defineSignal, proxyActivities, setCurrentDetails, setHandler } from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.js';
-import { BundleRejected, bundleActivityOptions, runBundleLifecycle, type BundleWorkflowInput } from './bundleLifecycle.js';
+import { BundleRejected, bundleActivityOptions, cleanupActivityOptions, runBundleLifecycle, type BundleWorkflowInput } from './bundleLifecycle.js';
 
 /** The tool has written every file of the bundle (publishFile with uri ''). */
 export const publishSignal = defineSignal('publish');
 
 const { prepareBundle, applyRestoreData, runBundleHook } = proxyActivities<ReturnType<typeof createActivities>>(bundleActivityOptions);
-const { cleanRestoreSession } = proxyActivities<ReturnType<typeof createActivities>>({
-  startToCloseTimeout: '1 minute',
-  retry: { maximumAttempts: 3 },
-});
+const { cleanRestoreSession } = proxyActivities<ReturnType<typeof createActivities>>(cleanupActivityOptions);
 
 export async function bundleRestoreWorkflow(input: BundleWorkflowInput): Promise<void> {
   const { bundleName } = input.request;

@@ -67,6 +67,8 @@ interface BundleSlot extends BundleOutcome {
   published: boolean;
   /** Restore: targets made before the bundle began; emitted right after its onBundleBegin. */
   deferred: EventBody[];
+  /** Restore: the uris the tool asked targets for (each once). */
+  requested: string[];
 }
 
 interface CarriedState {
@@ -83,6 +85,8 @@ interface CarriedState {
 export const appendBundlesUpdate = defineUpdate<void, [AppendRequest]>('appendBundles');
 export const releaseUpdate = defineUpdate<void, []>('release');
 export const cancelBundleUpdate = defineUpdate<number, [string]>('cancelBundle');
+/** getBackupDataSize: start a size scan whose reports arrive as onBackupSizeReport. */
+export const getBackupDataSizeUpdate = defineUpdate<void, [{ precise: boolean; dataList: Array<{ bundleName: string; lastIncrementalTime: number }> }]>('getBackupDataSize');
 /** Restore: make a writable target for one file of a bundle; the answer comes as onFileReady. */
 export const getFileHandleUpdate = defineUpdate<void, [FileMetaInput]>('getFileHandle');
 /** Restore: the bundle's files are all written (uri ''); the bundle then unpacks and applies them. */
@@ -93,9 +97,16 @@ export const bundleEventsSignal = defineSignal<[EventBody[]]>('bundleEvents');
 export const eventsQuery = defineQuery<EventsPage, [number, number?]>('events');
 export const outcomesQuery = defineQuery<BundleOutcome[]>('outcomes');
 
+// Quick, small activities: a short limit, so one lost with a killed worker is retried on a live one within seconds.
 const acts = proxyActivities<ReturnType<typeof createActivities>>({
-  startToCloseTimeout: '5 minutes',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: [FAILURE_TYPE] },
+  startToCloseTimeout: '15 seconds',
+  retry: { initialInterval: '200 ms', nonRetryableErrorTypes: [FAILURE_TYPE] },
+});
+
+const scanActs = proxyActivities<ReturnType<typeof createActivities>>({
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumAttempts: 3 },
 });
 
 const URI_RULE = /^[0-9A-Za-z_.]+$/;
@@ -138,6 +149,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
           childStarted: false,
           published: false,
           deferred: [],
+          requested: [],
           request: { ...b, priority: b.priority ?? 0, order: s.nextOrder++ },
         });
       }
@@ -187,6 +199,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     getFileHandleUpdate,
     async (meta) => {
       const slot = restoreSlot(meta, 'getFileHandle');
+      slot.requested.push(meta.uri);
       const made = await acts.createRestoreTarget({ sessionId: input.sessionId, bundleName: slot.request.targetBundle ?? slot.bundleName, uri: meta.uri });
       const ev: EventBody = made.ok
         ? { type: 'fileReady', bundleName: slot.bundleName, fileIndex: 0, uri: meta.uri, size: 0, path: made.path, writable: true }
@@ -199,6 +212,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
         restoreSlot(meta, 'getFileHandle');
         if (!URI_RULE.test(meta.uri)) throw fail(ErrorCode.INVALID_ARGUMENT, `uri "${meta.uri}" may hold only 0-9, a-z, A-Z, "_" and "."`);
         if (meta.uri === '.' || meta.uri === '..') throw fail(ErrorCode.INVALID_ARGUMENT, `uri "${meta.uri}" is not a file name`);
+        if (slotOf(meta.bundleName)!.requested.includes(meta.uri)) throw fail(ErrorCode.INVALID_ARGUMENT, `a target for ${meta.uri} was asked for already`);
       },
     },
   );
@@ -216,6 +230,25 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
       validator: (meta) => {
         restoreSlot(meta, 'publishFile');
         if (meta.uri !== '' && !URI_RULE.test(meta.uri)) throw fail(ErrorCode.INVALID_ARGUMENT, `uri "${meta.uri}" may hold only 0-9, a-z, A-Z, "_" and "."`);
+      },
+    },
+  );
+
+  let scans = 0;
+  setHandler(
+    getBackupDataSizeUpdate,
+    (req) => {
+      // The scan runs on while the session goes on; its reports come through bundleEvents.
+      scans += 1;
+      void scanActs
+        .scanBackupSize({ sessionWorkflowId: workflowInfo().workflowId, precise: req.precise, dataList: req.dataList })
+        .catch(() => undefined)
+        .finally(() => (scans -= 1));
+    },
+    {
+      validator: (_req) => {
+        if (s.released) throw fail(ErrorCode.NOT_PERMITTED, 'the session was released');
+        if (input.kind === 'restore') throw fail(ErrorCode.NOT_PERMITTED, 'getBackupDataSize belongs to backup sessions');
       },
     },
   );
@@ -337,7 +370,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
       emit({ type: 'allBundlesEnd' });
     }
     if (workflowInfo().continueAsNewSuggested) {
-      await condition(allHandlersFinished);
+      await condition(() => allHandlersFinished() && scans === 0);
       return continueAsNew<typeof sessionWorkflow>({ ...input, carried: s });
     }
   }

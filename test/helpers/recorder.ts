@@ -1,3 +1,4 @@
+import { closeSync } from 'node:fs';
 /** GeneralCallbacks that record every call in order and keep each file in a backup set; waits are event-driven. */
 import type { BusinessError } from '../../common/businessError.js';
 import type { BackupSetWriter } from '../../client/backupSet.js';
@@ -16,12 +17,19 @@ export class Recorder {
   readonly calls: Recorded[] = [];
   private waiters: Array<{ pred: () => boolean; resolve: () => void }> = [];
 
-  constructor(private readonly set?: BackupSetWriter) {}
+  /** `observer`: only record (another driver owns the fds, e.g. restoreFromSet's `observe`). */
+  constructor(
+    private readonly set?: BackupSetWriter,
+    private readonly opts: { observer?: boolean } = {},
+  ) {}
 
   readonly callbacks: GeneralCallbacks = {
     onFileReady: (err: BusinessError | undefined, file: File) => {
       this.push({ cb: 'onFileReady', bundleName: file.bundleName, uri: file.uri, code: err?.code });
-      if (!err && this.set) this.set.keep(file.bundleName, file.uri, file.fd);
+      if (err || this.opts.observer) return;
+      // Keep the file in the set, or just close the fd: the tool owns every fd it is handed.
+      if (this.set) this.set.keep(file.bundleName, file.uri, file.fd);
+      else closeSync(file.fd);
     },
     onBundleBegin: (err, bundleName) => this.push({ cb: 'onBundleBegin', bundleName, code: err?.code, message: err?.message }),
     onBundleEnd: (err, bundleName) => this.push({ cb: 'onBundleEnd', bundleName, code: err?.code, message: err?.message }),

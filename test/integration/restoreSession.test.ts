@@ -47,9 +47,9 @@ describe('SessionRestore', () => {
   it('round trip: restored into an empty data root, every bundle is identical to the source (bytes, modes, mtimes, empty folders); excluded files are absent', async () => {
     const target = path.join(root, 'empty-device');
     await mkdir(target);
-    const rec = new Recorder();
+    const rec = new Recorder(undefined, { observer: true });
     const result = await restoreOnto(target, setDir, backupable(), { observe: rec.callbacks });
-    expect(result.bundles.map((b) => [b.bundleName, b.state])).toEqual(backupable().map((b) => [b, 'done']));
+    expect(result.bundles.map((b) => [b.bundleName, b.state, b.error?.message])).toEqual(backupable().map((b) => [b, "done", undefined]));
     for (const name of backupable()) {
       const profile = await loadBundle(device.dir, name);
       if (!profile.ok) throw new Error(profile.error.message);
@@ -96,7 +96,7 @@ describe('SessionRestore', () => {
     await writeBundle(dev, { name: 'com.d.base' });
     const set = path.join(root, 'set-deps');
     await backUp(dev, set);
-    const rec = new Recorder();
+    const rec = new Recorder(undefined, { observer: true });
     const target = path.join(root, 'deps-target');
     await mkdir(target);
     await restoreOnto(target, set, ['com.d.app', 'com.d.lib', 'com.d.base'], { observe: rec.callbacks });
@@ -159,7 +159,7 @@ describe('a worker killed with SIGKILL mid-restore', () => {
     configureTool(taskQueue);
     const stateDir = path.join(root, 'state');
     let worker = await startWorkerProcess({ taskQueue, dataRoot: target, stateDir });
-    const rec = new Recorder();
+    const rec = new Recorder(undefined, { observer: true });
     let killed: Promise<void> | undefined;
     const observe = {
       ...rec.callbacks,

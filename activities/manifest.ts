@@ -1,0 +1,244 @@
+/**
+ * Reads and writes the incremental manifest (format: common/manifest.ts).
+ * Both stream: the writer keeps one buffer of lines, the reader one line at a
+ * time (plus the map it returns).
+ *
+ * Writing is atomic: lines go to `<path>.tmp` (0600), the entry count is
+ * patched into the header, the file is fsynced, renamed over `<path>` and the
+ * folder fsynced, so a reader sees a whole manifest or the previous one.
+ */
+import { constants as fsc, promises as fsp, read as fsRead } from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { Readable } from 'node:stream';
+import {
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  ManifestEntrySchema,
+  ManifestHeaderSchema,
+  ManifestInvalid,
+  describeIssues,
+  type ManifestEntry,
+  type ManifestHeader,
+  type ManifestHeaderInit,
+} from '../common/manifest.js';
+
+export { ManifestInvalid } from '../common/manifest.js';
+export type { ManifestEntry, ManifestHeader, ManifestHeaderInit } from '../common/manifest.js';
+
+const FILE_MODE = 0o600;
+const FLUSH_BYTES = 64 * 1024;
+const READ_CHUNK = 64 * 1024;
+/** Room for the entry count in the header: Number.MAX_SAFE_INTEGER has 16 digits. */
+const COUNT_WIDTH = 16;
+
+export interface ReadManifestResult {
+  header: ManifestHeader;
+  /** Every entry by path, in file (walk) order. */
+  entries: Map<string, ManifestEntry>;
+}
+
+/**
+ * Streams a manifest to `target.tmp` and publishes it atomically on close().
+ * Entries are validated and must have distinct paths (a programming error otherwise).
+ */
+export class ManifestWriter {
+  #buf: string[] = [];
+  #bufBytes = 0;
+  #pos: number;
+  #count = 0;
+  #closed = false;
+  readonly #paths = new Set<string>();
+
+  private constructor(
+    readonly target: string,
+    private readonly tmp: string,
+    private readonly fh: fsp.FileHandle,
+    private readonly header: ManifestHeaderInit,
+    /** Byte offset of the count field in the header line. */
+    private readonly countAt: number,
+    headerBytes: number,
+  ) {
+    this.#pos = headerBytes;
+  }
+
+  static async open(target: string, header: ManifestHeaderInit): Promise<ManifestWriter> {
+    const init = { bundleName: header.bundleName, time: header.time };
+    const check = ManifestHeaderSchema.safeParse({ format: MANIFEST_FORMAT, version: MANIFEST_VERSION, ...init, entries: 0 });
+    if (!check.success) throw new TypeError(`bad manifest header: ${describeIssues(check.error)}`);
+    const tmp = `${target}.tmp`;
+    const fh = await fsp.open(tmp, fsc.O_CREAT | fsc.O_TRUNC | fsc.O_WRONLY | fsc.O_NOFOLLOW, FILE_MODE);
+    try {
+      await fh.chmod(FILE_MODE); // an old tmp file keeps its mode through O_CREAT
+      const prefix =
+        `{"format":${JSON.stringify(MANIFEST_FORMAT)},"version":${MANIFEST_VERSION},` +
+        `"bundleName":${JSON.stringify(init.bundleName)},"time":${init.time},"entries":`;
+      const line = `${prefix}${'0'.padEnd(COUNT_WIDTH)}}\n`;
+      const bytes = Buffer.from(line);
+      await writeAllAt(fh, bytes, 0);
+      return new ManifestWriter(target, tmp, fh, init, Buffer.byteLength(prefix), bytes.length);
+    } catch (err) {
+      await fh.close().catch(() => {});
+      await fsp.rm(tmp, { force: true }).catch(() => {});
+      throw err;
+    }
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  async add(entry: ManifestEntry): Promise<void> {
+    if (this.#closed) throw new Error('manifest writer is closed');
+    // Only the known keys, in the documented order.
+    const e = { path: entry.path, kind: entry.kind, mode: entry.mode, size: entry.size, mtimeMs: entry.mtimeMs, sha256: entry.sha256 };
+    const parsed = ManifestEntrySchema.safeParse(e);
+    if (!parsed.success) throw new TypeError(`bad manifest entry "${entry.path}": ${describeIssues(parsed.error)}`);
+    if (this.#paths.has(e.path)) throw new TypeError(`manifest entry "${e.path}" added twice`);
+    this.#paths.add(e.path);
+    const line = `${JSON.stringify(e)}\n`;
+    this.#buf.push(line);
+    this.#bufBytes += line.length; // UTF-16 units: only a flush threshold
+    this.#count++;
+    if (this.#bufBytes >= FLUSH_BYTES) await this.#flush();
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#buf.length === 0) return;
+    const bytes = Buffer.from(this.#buf.join(''));
+    this.#buf = [];
+    this.#bufBytes = 0;
+    await writeAllAt(this.fh, bytes, this.#pos);
+    this.#pos += bytes.length;
+  }
+
+  /** Writes the count, fsyncs, renames over the target and fsyncs its folder. */
+  async close(): Promise<ManifestHeader> {
+    if (this.#closed) throw new Error('manifest writer is closed');
+    this.#closed = true;
+    try {
+      await this.#flush();
+      await writeAllAt(this.fh, Buffer.from(String(this.#count).padEnd(COUNT_WIDTH)), this.countAt);
+      await this.fh.sync();
+    } catch (err) {
+      await this.fh.close().catch(() => {});
+      await fsp.rm(this.tmp, { force: true }).catch(() => {});
+      throw err;
+    }
+    await this.fh.close();
+    await fsp.rename(this.tmp, this.target);
+    await fsyncDir(path.dirname(this.target));
+    return { format: MANIFEST_FORMAT, version: MANIFEST_VERSION, ...this.header, entries: this.#count };
+  }
+
+  /** Gives up: the temporary file is removed, the target left as it was. */
+  async abort(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.fh.close().catch(() => {});
+    await fsp.rm(this.tmp, { force: true }).catch(() => {});
+  }
+}
+
+/** Writes a whole manifest atomically (tmp + fsync + rename, 0600). Returns the header written. */
+export async function writeManifest(
+  target: string,
+  header: ManifestHeaderInit,
+  entries: AsyncIterable<ManifestEntry> | Iterable<ManifestEntry>,
+): Promise<ManifestHeader> {
+  const w = await ManifestWriter.open(target, header);
+  try {
+    for await (const e of entries) await w.add(e);
+  } catch (err) {
+    await w.abort();
+    throw err;
+  }
+  return w.close();
+}
+
+/**
+ * Reads a manifest line by line from a path, or from an open fd (read from
+ * position 0 with positioned reads, so the fd's offset is not used or moved,
+ * and left open). Throws ManifestInvalid (13900020) for a missing or bad
+ * header, a bad line, a duplicate path or a count that does not match the
+ * header; I/O errors are thrown as they are.
+ */
+export async function readManifest(source: string | number): Promise<ReadManifestResult> {
+  let fh: fsp.FileHandle | undefined;
+  let readAt: (buf: Buffer, pos: number) => Promise<number>;
+  if (typeof source === 'number') {
+    if (!Number.isInteger(source) || source < 0) throw new TypeError(`not a file descriptor: ${source}`);
+    readAt = (buf, pos) =>
+      new Promise((resolve, reject) => fsRead(source, buf, 0, buf.length, pos, (err, n) => (err ? reject(err) : resolve(n))));
+  } else {
+    const opened = await fsp.open(source, 'r');
+    fh = opened;
+    readAt = async (buf, pos) => (await opened.read(buf, 0, buf.length, pos)).bytesRead;
+  }
+  async function* chunks(): AsyncGenerator<Buffer> {
+    let pos = 0;
+    for (;;) {
+      const buf = Buffer.allocUnsafe(READ_CHUNK);
+      const n = await readAt(buf, pos);
+      if (n === 0) return;
+      pos += n;
+      yield buf.subarray(0, n);
+    }
+  }
+  const input = Readable.from(chunks(), { objectMode: false });
+  const rl = readline.createInterface({ input, crlfDelay: Infinity });
+  try {
+    let header: ManifestHeader | undefined;
+    const entries = new Map<string, ManifestEntry>();
+    let lineNo = 0;
+    for await (const line of rl) {
+      lineNo++;
+      let json: unknown;
+      try {
+        json = JSON.parse(line);
+      } catch (err) {
+        throw new ManifestInvalid(`not JSON (${(err as Error).message})`, lineNo);
+      }
+      if (header === undefined) {
+        const fmt = (json as { format?: unknown } | null)?.format;
+        if (fmt !== MANIFEST_FORMAT) throw new ManifestInvalid(`the header's format is not "${MANIFEST_FORMAT}"`, lineNo);
+        const version = (json as { version?: unknown }).version;
+        if (version !== MANIFEST_VERSION) throw new ManifestInvalid(`unsupported version ${JSON.stringify(version)}`, lineNo);
+        const h = ManifestHeaderSchema.safeParse(json);
+        if (!h.success) throw new ManifestInvalid(`bad header: ${describeIssues(h.error)}`, lineNo);
+        header = h.data;
+        continue;
+      }
+      const e = ManifestEntrySchema.safeParse(json);
+      if (!e.success) throw new ManifestInvalid(`bad entry: ${describeIssues(e.error)}`, lineNo);
+      if (entries.has(e.data.path)) throw new ManifestInvalid(`duplicate path ${JSON.stringify(e.data.path)}`, lineNo);
+      entries.set(e.data.path, e.data);
+    }
+    if (header === undefined) throw new ManifestInvalid('empty: no header line');
+    if (entries.size !== header.entries) {
+      throw new ManifestInvalid(`the header announces ${header.entries} entries, ${entries.size} follow (truncated?)`);
+    }
+    return { header, entries };
+  } finally {
+    rl.close();
+    input.destroy();
+    await fh?.close();
+  }
+}
+
+async function writeAllAt(fh: fsp.FileHandle, bytes: Buffer, at: number): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) {
+    const { bytesWritten } = await fh.write(bytes, off, bytes.length - off, at + off);
+    off += bytesWritten;
+  }
+}
+
+async function fsyncDir(p: string): Promise<void> {
+  const fh = await fsp.open(p, fsc.O_RDONLY | fsc.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * getBackupDataSize: walks the listed bundles and reports their sizes to the
+ * session as `onBackupSizeReport` JSON (api.md §8) every 5 seconds, and at
+ * once when done sooner. A precise scan applies the bundle's profile and
+ * counts the bytes changed since `lastIncrementalTime`; the fast one sums the
+ * data folder as it is.
+ */
+import { bundlePaths } from '../common/device.js';
+import { loadBundle } from './bundleProfile.js';
+import { walkBundle } from './walkBundle.js';
+
+export interface SizeScanItem {
+  bundleName: string;
+  lastIncrementalTime: number;
+}
+
+export interface ScannedSize {
+  name: string;
+  dataSize: number;
+  incDataSize: number;
+}
+
+export const SIZE_REPORT_EVERY_MS = 5_000;
+
+export function sizeReportJson(scaned: ScannedSize[], scanning: string): string {
+  return JSON.stringify({ scaned, scanning });
+}
+
+export async function scanDataSize(
+  dataRoot: string,
+  precise: boolean,
+  items: SizeScanItem[],
+  report: (json: string) => Promise<void>,
+  opts: { signal?: AbortSignal; onTick?: () => void } = {},
+): Promise<void> {
+  let unreported: ScannedSize[] = [];
+  let scanning = '';
+  let lastReport = Date.now();
+  const flush = async () => {
+    await report(sizeReportJson(unreported, scanning));
+    unreported = [];
+    lastReport = Date.now();
+  };
+  for (const item of items) {
+    scanning = item.bundleName;
+    const loaded = await loadBundle(dataRoot, item.bundleName);
+    if (!loaded.ok) {
+      unreported.push({ name: item.bundleName, dataSize: -1, incDataSize: -1 });
+      continue;
+    }
+    const profile = precise ? loaded.config : { excludes: [] };
+    const since = precise && item.lastIncrementalTime > 0 ? item.lastIncrementalTime * 1000 : undefined;
+    let dataSize = 0;
+    let incDataSize = 0;
+    let n = 0;
+    for await (const e of walkBundle(bundlePaths(dataRoot, item.bundleName).data, profile)) {
+      if (opts.signal?.aborted) throw opts.signal.reason;
+      if (e.type !== 'entry' || e.kind !== 'file') continue;
+      dataSize += e.size;
+      if (since !== undefined && e.mtimeMs > since) incDataSize += e.size;
+      if (++n % 1000 === 0) {
+        opts.onTick?.();
+        if (Date.now() - lastReport >= SIZE_REPORT_EVERY_MS) await flush();
+      }
+    }
+    unreported.push({ name: item.bundleName, dataSize, incDataSize: since !== undefined ? incDataSize : -1 });
+    if (Date.now() - lastReport >= SIZE_REPORT_EVERY_MS) await flush();
+  }
+  scanning = '';
+  await flush();
+}
