@@ -6,6 +6,7 @@
  */
 import { condition, defineSignal, proxyActivities, setCurrentDetails, setHandler } from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.js';
+import { processJson } from '../common/session.js';
 import { BundleRejected, bundleActivityOptions, cleanupActivityOptions, runBundleLifecycle, type BundleWorkflowInput } from './bundleLifecycle.js';
 
 /** The tool has written every file of the bundle (publishFile with uri ''). */
@@ -24,13 +25,15 @@ export async function bundleRestoreWorkflow(input: BundleWorkflowInput): Promise
 
   await runBundleLifecycle(
     input,
-    async ({ remainingMs, begin }) => {
+    async ({ remainingMs, begin, report }) => {
       const started = Date.now();
       const prepared = await prepareBundle({ bundleName: target, kind: 'restore', install: input.request.install });
       if (!prepared.ok) throw new BundleRejected(prepared.error);
       await begin();
       setCurrentDetails('waiting for the tool to write the files and publish them');
-      await condition(() => published);
+      while (!(await condition(() => published, '5 seconds'))) {
+        await report({ type: 'process', bundleName, process: processJson('waiting for the tool to write the files and publish them', Date.now()) });
+      }
       setCurrentDetails('verifying and applying');
       const applied = await applyRestoreData({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName: target });
       // The bundle's own restore hook runs once its data is in place, under the deadline.

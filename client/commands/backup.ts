@@ -1,30 +1,35 @@
 /**
- * `ohbackup backup`: a full backup session into a backup set folder.
+ * `ohbackup backup`: a backup session into a backup set folder; with
+ * `--incremental` / `--base SET` an IncrementalBackupSession whose bundles'
+ * manifests are kept in the set as the base of the next increment.
  * `runBackup` is the whole run without any printing, so scripts/demo.js goes
  * through exactly the code the command does; `progressReporter` and
  * `formatBackupResult` are the command's output, shared the same way.
  */
-import { closeSync, fstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Client } from '@temporalio/client';
 import type { Command } from 'commander';
+import { readManifest } from '../../activities/manifest.js';
 import { BusinessError } from '../../common/businessError.js';
 import { CapabilitiesSchema, type Capabilities } from '../../common/capabilities.js';
 import { ErrorCode, type ErrorInfo } from '../../common/errors.js';
+import { INDEX_URI } from '../../common/manageIndex.js';
 import type { BundleOutcome } from '../../common/session.js';
 import { DEFAULT_TEMPORAL_ADDRESS } from '../../common/env.js';
 import { temporalTarget } from '../../common/temporalConfig.js';
 import * as backup from '../backup.js';
-import { BackupSetWriter, SET_CAPABILITIES, SET_SUMMARY, type BackupSetSummary } from '../backupSet.js';
+import { BackupSetWriter, SET_CAPABILITIES, SET_MANIFEST, SET_SUMMARY, readSetInfo, type BackupSetSummary, type SetInfo } from '../backupSet.js';
 import { getClient, taskQueue } from '../connection.js';
 import { toBusinessError } from '../failures.js';
-import type { GeneralCallbacks } from '../types.js';
+import type { GeneralCallbacks, IncrementalBackupData } from '../types.js';
 import { BundleNameArg, parseArg } from '../validate.js';
 import { EXIT, formatBytes, formatTable, isConnectFailure, onStopSignals, parseIntOption, unreachableMessage, usageError } from './shared.js';
 
 export type BackupProgressEvent =
-  | { type: 'start'; sessionId: string; bundles: string[] }
+  /** `kind` 'incremental' for an IncrementalBackupSession; `base`: the base set, when there is one. */
+  | { type: 'start'; sessionId: string; bundles: string[]; kind?: 'backup' | 'incremental'; base?: string }
   /** `estimatedBytes`: the bundle's data size from the capability file, when it lists the bundle. */
   | { type: 'begin'; bundleName: string; estimatedBytes?: number }
   | { type: 'file'; bundleName: string; files: number; bytes: number }
@@ -38,6 +43,16 @@ export interface RunBackupOptions {
   bundles?: string[];
   /** Files per second handed over, set on each bundle as it begins (updateSendRate). */
   rate?: number;
+  /**
+   * An IncrementalBackupSession: each bundle's new full manifest is kept in the
+   * set (`<bundle>/manifest.jsonl`). Without `base`, every bundle is backed up in full.
+   */
+  incremental?: boolean;
+  /**
+   * The base set (implies `incremental`): each bundle it holds completely, with
+   * its manifest, is backed up as an increment since the base's time; the others in full.
+   */
+  base?: string;
   onProgress?: (event: BackupProgressEvent) => void;
   /** Aborting releases the session: running bundles are stopped, and the run returns as interrupted. */
   signal?: AbortSignal;
@@ -48,6 +63,9 @@ export interface BackupRunResult {
   namespace: string;
   uiUrl: string;
   out: string;
+  kind: 'backup' | 'incremental';
+  /** The base set (absolute), for an increment. */
+  base?: string;
   bundles: BundleOutcome[];
   /** Set when the session itself failed (not just some bundles). */
   error?: ErrorInfo;
@@ -83,6 +101,9 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
     // Mixing two sessions' files in one folder would make a set that verifies against neither.
     throw new SetupError(`--out ${out} must be a new or empty folder.`, EXIT.usage);
   }
+  const base = opts.base !== undefined ? readBase(opts.base) : undefined;
+  const incremental = Boolean(opts.incremental || base);
+  const kind = incremental ? ('incremental' as const) : ('backup' as const);
 
   const client = await connect();
   const namespace = client.options.namespace;
@@ -95,7 +116,9 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   const set = new BackupSetWriter(out);
   await set.init();
   await set.writeJson(SET_CAPABILITIES, caps);
-  const createdAt = new Date().toISOString();
+  const startedAt = Date.now();
+  const createdAt = new Date(startedAt).toISOString();
+  const time = Math.floor(startedAt / 1000);
 
   const outcomes = new Map<string, BundleOutcome>(names.map((n) => [n, { bundleName: n, state: 'pending', files: 0, bytes: 0 }]));
   const outcome = (name: string) => {
@@ -130,21 +153,26 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
         o.error ??= info(e);
         emit({ type: 'notice', message: `${file.bundleName}: ${file.uri} was not handed over: ${e.message}` });
       };
+      // Incremental: every file brings an fd of the bundle's new full manifest; the one with the index (always last) is kept, the others closed.
+      const manifestFd = file.manifestFd;
+      const keepManifest = incremental && !err && file.uri === INDEX_URI;
+      if (manifestFd !== undefined && manifestFd >= 0 && !keepManifest) closeQuietly(manifestFd);
       if (err) return lost(err);
       let size: number;
       try {
         size = fstatSync(file.fd).size;
       } catch (e) {
-        try {
-          closeSync(file.fd);
-        } catch {
-          // Already unusable; nothing more to release.
-        }
+        closeQuietly(file.fd);
+        if (keepManifest && manifestFd !== undefined && manifestFd >= 0) closeQuietly(manifestFd);
         return lost(new BusinessError(ErrorCode.IO_ERROR, `I/O error: ${(e as Error).message}`));
       }
       o.bytes += size;
       o.files += 1;
       set.keep(file.bundleName, file.uri, file.fd);
+      if (keepManifest) {
+        if (manifestFd !== undefined && manifestFd >= 0) set.keep(file.bundleName, SET_MANIFEST, manifestFd);
+        else emit({ type: 'notice', message: `${file.bundleName}: no manifest came with its files; an increment based on this set backs it up in full` });
+      }
       emit({ type: 'file', bundleName: file.bundleName, files: o.files, bytes: o.bytes });
     },
     onBundleEnd(err, name) {
@@ -163,13 +191,14 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
     },
   };
 
-  const session = new backup.SessionBackup(callbacks);
+  const session = incremental ? new backup.IncrementalBackupSession(callbacks) : new backup.SessionBackup(callbacks);
   const { sessionId } = session;
-  emit({ type: 'start', sessionId, bundles: names });
+  emit({ type: 'start', sessionId, bundles: names, kind, ...(base ? { base: base.dir } : {}) });
   let error: ErrorInfo | undefined;
   let interrupted = false;
   try {
-    await session.appendBundles(names);
+    if (session instanceof backup.IncrementalBackupSession) await appendIncrement(session, names, base, emit);
+    else await session.appendBundles(names);
     // Besides the normal end, stop waiting if the session workflow closes under us (e.g. terminated in the UI) or we are interrupted.
     const closed = client.workflow
       .getHandle(sessionId)
@@ -213,12 +242,82 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
     }
   }
   const bundles = [...outcomes.values()];
-  const summary: BackupSetSummary = { version: 1, sessionId, kind: 'backup', createdAt, bundles };
+  const summary: BackupSetSummary = { version: 1, sessionId, kind, createdAt, time, ...(base ? { base: base.dir } : {}), bundles };
   await set.writeJson(SET_SUMMARY, summary);
 
   const done = bundles.filter((b) => b.state === 'done').length;
   const exitCode = interrupted ? EXIT.interrupted : error || done === 0 ? EXIT.failed : done < bundles.length ? EXIT.partial : EXIT.ok;
-  return { sessionId, namespace, uiUrl: sessionUiUrl(namespace, sessionId), out, bundles, error, interrupted, exitCode };
+  return { sessionId, namespace, uiUrl: sessionUiUrl(namespace, sessionId), out, kind, ...(base ? { base: base.dir } : {}), bundles, error, interrupted, exitCode };
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Already unusable; nothing more to release.
+  }
+}
+
+/** `--base SET`: a readable backup set with a time, or a usage error. */
+function readBase(dir: string): SetInfo & { time: number } {
+  if (dir.trim() === '') throw new SetupError('--base needs the folder of an earlier backup set.', EXIT.usage);
+  let info: SetInfo;
+  try {
+    info = readSetInfo(dir);
+  } catch (err) {
+    throw new SetupError(`--base ${(err as Error).message}.`, EXIT.usage);
+  }
+  if (info.time === undefined) throw new SetupError(`--base ${info.dir}: its ${SET_SUMMARY} has neither a time nor a createdAt: it cannot be a base.`, EXIT.usage);
+  return { ...info, time: info.time };
+}
+
+/**
+ * Appends every bundle to the incremental session in one call: as an
+ * increment of the base when the base holds it completely with a valid
+ * manifest (an fd on `<base>/<bundle>/manifest.jsonl`, closed once the append
+ * has read it), else in full (time 0, fd -1).
+ */
+async function appendIncrement(
+  session: backup.IncrementalBackupSession,
+  names: string[],
+  base: (SetInfo & { time: number }) | undefined,
+  emit: (e: BackupProgressEvent) => void,
+): Promise<void> {
+  const data: IncrementalBackupData[] = [];
+  const fds: number[] = [];
+  try {
+    for (const bundleName of names) {
+      const manifest = base ? await baseManifest(base, bundleName, emit) : undefined;
+      if (manifest === undefined) {
+        data.push({ bundleName, lastIncrementalTime: 0, manifestFd: -1 });
+        continue;
+      }
+      const fd = openSync(manifest, 'r');
+      fds.push(fd);
+      data.push({ bundleName, lastIncrementalTime: base!.time, manifestFd: fd });
+    }
+    await session.appendBundles(data);
+  } finally {
+    for (const fd of fds) closeQuietly(fd);
+  }
+}
+
+/** The base's manifest of `bundleName` when it can serve as the base of an increment; else undefined (and a notice why). */
+async function baseManifest(base: SetInfo, bundleName: string, emit: (e: BackupProgressEvent) => void): Promise<string | undefined> {
+  const full = (why: string) => {
+    emit({ type: 'notice', message: `${bundleName}: ${why}: backed up in full` });
+    return undefined;
+  };
+  if (!base.done.includes(bundleName)) return full('the base set does not hold it completely');
+  const file = path.join(base.dir, bundleName, SET_MANIFEST);
+  if (!statSync(file, { throwIfNoEntry: false })?.isFile()) return full(`the base set has no ${SET_MANIFEST} for it`);
+  try {
+    const { header } = await readManifest(file);
+    if (header.bundleName !== bundleName) return full(`the base set's ${SET_MANIFEST} for it is the manifest of ${header.bundleName}`);
+  } catch (err) {
+    return full(`the base set's ${SET_MANIFEST} for it is not valid (${(err as Error).message})`);
+  }
+  return file;
 }
 
 function abortion(signal?: AbortSignal): Promise<void> {
@@ -293,11 +392,16 @@ function endLine(o: BundleOutcome): string {
     : `${o.state.padEnd(7)} ${o.bundleName}  ${o.error ? `${o.error.code} ${o.error.message}` : ''}`;
 }
 
+function startSuffix(e: Extract<BackupProgressEvent, { type: 'start' }>): string {
+  if (e.base) return ` (incremental, base ${e.base})`;
+  return e.kind === 'incremental' ? ' (incremental session, in full)' : '';
+}
+
 function lineReporter(stream: NodeJS.WritableStream): ProgressReporter {
   const say = (line: string) => stream.write(`${line}\n`);
   return {
     onProgress(e) {
-      if (e.type === 'start') say(`Session ${e.sessionId}: backing up ${e.bundles.join(', ')}`);
+      if (e.type === 'start') say(`Session ${e.sessionId}: backing up ${e.bundles.join(', ')}${startSuffix(e)}`);
       else if (e.type === 'begin') say(`begin   ${e.bundleName}`);
       else if (e.type === 'end') say(endLine(e.outcome));
       else if (e.type === 'notice') say(e.message);
@@ -324,7 +428,10 @@ function barReporter(stream: NodeJS.WriteStream): ProgressReporter {
   const label = (name: string) => name.padEnd(width);
   return {
     onProgress(e) {
-      if (e.type === 'start') width = Math.max(...e.bundles.map((b) => b.length));
+      if (e.type === 'start') {
+        width = Math.max(...e.bundles.map((b) => b.length));
+        if (e.kind === 'incremental') multibar.log(`Session ${e.sessionId}${startSuffix(e)}\n`);
+      }
       else if (e.type === 'begin') {
         const total = Math.max(1, e.estimatedBytes ?? 1);
         bars.set(e.bundleName, { bar: multibar.create(total, 0, { bundle: label(e.bundleName), files: 0, size: formatBytes(0), status: '' }), total });
@@ -348,7 +455,9 @@ export function formatBackupResult(r: BackupRunResult): string {
   const lines = [formatTable(['bundle', 'state', 'files', 'bytes', 'error'], rows, [2, 3]), ''];
   if (r.error) lines.push(`Session failed: ${r.error.code} ${r.error.message}`);
   if (r.interrupted) lines.push('Interrupted: the set is incomplete.');
-  lines.push(`Backup set   ${r.out}`, `Session      ${r.sessionId}`, `Temporal UI  ${r.uiUrl}`);
+  lines.push(`Backup set   ${r.out}${r.kind === 'incremental' ? ' (incremental)' : ''}`);
+  if (r.base) lines.push(`Base set     ${r.base}`);
+  lines.push(`Session      ${r.sessionId}`, `Temporal UI  ${r.uiUrl}`);
   return lines.join('\n');
 }
 
@@ -358,12 +467,17 @@ export function registerBackup(program: Command): void {
     .summary('back up bundles of the device into a backup set folder')
     .description(
       'Back up bundles of the device into a backup set folder: every handed-over file, capabilities.json and backup_set.json. ' +
-        'Runs one backup session (a Temporal workflow) served by the device worker (`ohbackup worker` or `ohbackup dev`).',
+        'Runs one backup session (a Temporal workflow) served by the device worker (`ohbackup worker` or `ohbackup dev`). ' +
+        'With --incremental, an incremental session that also keeps each bundle\'s manifest (<bundle>/manifest.jsonl) in the set; ' +
+        'with --base SET, only files new or changed since SET are handed over, and deletions are recorded ' +
+        '(`ohbackup restore --from` the increment restores SET and the increment after it).',
     )
     .argument('[bundle...]', 'bundles to back up (default: every bundle the device reports as backup-able)')
     .requiredOption('--out <dir>', 'the backup set folder to write (new or empty)')
     .option('--rate <n>', 'files per second handed over per bundle (default 60; above 800 means 800)', parseIntOption(1))
-    .option('--json', 'print the result as one JSON object (sessionId, uiUrl, out, bundles)')
+    .option('--incremental', 'an incremental session: keeps each bundle\'s manifest in the set, so the set can be the base of an increment (in full without --base)')
+    .option('--base <set>', 'back up only what changed since this set (an earlier --incremental set; implies --incremental); bundles it lacks go in full')
+    .option('--json', 'print the result as one JSON object (sessionId, uiUrl, out, kind, base, bundles)')
     .addHelpText(
       'after',
       `
@@ -376,9 +490,13 @@ task queue: OHBACKUP_TASK_QUEUE (default "ohbackup"); UI link base: OHBACKUP_UI_
 Examples:
   $ ohbackup backup --out ./set
   $ ohbackup backup --out ./set-notes com.example.notes com.example.docs
-  $ TEMPORAL_ADDRESS=127.0.0.1:7233 ohbackup backup --out ./set --rate 200 --json`,
+  $ TEMPORAL_ADDRESS=127.0.0.1:7233 ohbackup backup --out ./set --rate 200 --json
+  $ ohbackup backup --incremental --out ./full                      # a full backup that keeps manifests
+  $ ohbackup backup --base ./full --out ./inc1                      # only what changed since ./full
+  $ ohbackup backup --base ./inc1 --out ./inc2                      # ... and since ./inc1
+  $ ohbackup restore --from ./inc2 --to ./new-device                # restores ./full, ./inc1, then ./inc2`,
     )
-    .action(async (bundles: string[], opts: { out: string; rate?: number; json?: boolean }, cmd: Command) => {
+    .action(async (bundles: string[], opts: { out: string; rate?: number; incremental?: boolean; base?: string; json?: boolean }, cmd: Command) => {
       for (const name of bundles) {
         try {
           parseArg(BundleNameArg, name, 'bundle');
@@ -394,11 +512,19 @@ Examples:
       );
       let setupError: SetupError | undefined;
       try {
-        const result = await runBackup({ out: opts.out, bundles, rate: opts.rate, onProgress: (e) => reporter.onProgress(e), signal: abort.signal });
+        const result = await runBackup({
+          out: opts.out,
+          bundles,
+          rate: opts.rate,
+          incremental: opts.incremental,
+          base: opts.base,
+          onProgress: (e) => reporter.onProgress(e),
+          signal: abort.signal,
+        });
         reporter.stop();
         if (opts.json) {
-          const { sessionId, uiUrl, out, bundles: outcomes, error } = result;
-          console.log(JSON.stringify({ sessionId, uiUrl, out, bundles: outcomes, ...(error ? { error } : {}) }, null, 2));
+          const { sessionId, uiUrl, out, kind, base, bundles: outcomes, error } = result;
+          console.log(JSON.stringify({ sessionId, uiUrl, out, kind, ...(base ? { base } : {}), bundles: outcomes, ...(error ? { error } : {}) }, null, 2));
         } else {
           console.log(`\n${formatBackupResult(result)}`);
         }

@@ -1,6 +1,10 @@
 /**
  * `ohbackup restore`: restores bundles of a backup set (as `ohbackup backup`
- * writes it) onto a device through one restore session. `runRestore` is the
+ * writes it) onto a device through one restore session. A set that is an
+ * increment (its backup_set.json names a `base`) is restored as a chain: the
+ * root set first, then each increment after it, oldest first, one session per
+ * set, onto the same device (the worker merges an increment by itself).
+ * `runRestore` is the
  * whole run without any printing, so scripts/demo.js goes through exactly the
  * code the command does; `restoreProgressReporter` and `formatRestoreResult`
  * are the command's output.
@@ -10,7 +14,7 @@
  * a worker this run starts in-process on a private task queue and stops after.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
@@ -19,10 +23,11 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { BusinessError } from '../../common/businessError.js';
 import { readSettings } from '../../common/env.js';
 import { ErrorCode, type ErrorInfo } from '../../common/errors.js';
+import { INDEX_URI, ManageIndexSchema } from '../../common/manageIndex.js';
 import type { BundleOutcome } from '../../common/session.js';
 import { runWorker } from '../../workers/runWorker.js';
 import * as backup from '../backup.js';
-import { SET_CAPABILITIES, SET_SUMMARY } from '../backupSet.js';
+import { SET_CAPABILITIES, readSetInfo, type SetInfo } from '../backupSet.js';
 import { taskQueue as configuredTaskQueue } from '../connection.js';
 import { toBusinessError } from '../failures.js';
 import { restoreFromSet, type RestoreProgress } from '../restoreSet.js';
@@ -32,7 +37,11 @@ import { SetupError, connect, sessionUiUrl, waitForWorker } from './backup.js';
 import { EXIT, formatBytes, formatTable, onStopSignals, usageError } from './shared.js';
 
 export type RestoreProgressEvent =
-  | { type: 'start'; sessionId: string; bundles: string[]; taskQueue: string; to?: string }
+  /**
+   * A session starts. `from`: the set it restores; `step` / `steps`: its place
+   * in the chain of sets restored (1 of 1 for a set that is no increment).
+   */
+  | { type: 'start'; sessionId: string; bundles: string[]; taskQueue: string; to?: string; from?: string; step?: number; steps?: number }
   /** `total`: the files of the bundle to write (its tar slices, big files and index). */
   | { type: 'begin'; bundleName: string; total: number }
   | { type: 'file'; bundleName: string; files: number; total: number }
@@ -58,7 +67,20 @@ export interface RunRestoreOptions {
   signal?: AbortSignal;
 }
 
+/** One restore session of the run: one set of the chain. */
+export interface RestoredSet {
+  /** The set folder (absolute). */
+  from: string;
+  sessionId: string;
+  uiUrl: string;
+  /** The outcome of each bundle restored from this set. */
+  bundles: BundleOutcome[];
+  /** Set when this session itself failed. */
+  error?: ErrorInfo;
+}
+
 export interface RestoreRunResult {
+  /** The last session run (the only one, unless `from` is an increment). */
   sessionId: string;
   namespace: string;
   uiUrl: string;
@@ -67,8 +89,14 @@ export interface RestoreRunResult {
   to?: string;
   taskQueue: string;
   map: Record<string, string>;
-  /** One per restored bundle, named by its name in the set. */
+  /**
+   * One per restored bundle, named by its name in the set: its final outcome
+   * over the chain (done only if every set of its chain was restored; files
+   * and bytes summed over them).
+   */
   bundles: BundleOutcome[];
+  /** The sets restored, oldest first, each by its own session. */
+  sets: RestoredSet[];
   /** Set when the session itself failed (not just some bundles). */
   error?: ErrorInfo;
   interrupted: boolean;
@@ -81,17 +109,75 @@ const never = new Promise<never>(() => undefined);
 
 /** The bundles a backup set holds completely: state `done` in its backup_set.json. */
 export function readSetBundles(from: string): string[] {
-  let summary: { bundles?: unknown };
   try {
-    summary = JSON.parse(readFileSync(path.join(from, SET_SUMMARY), 'utf8')) as { bundles?: unknown };
+    return readSetInfo(from).done;
   } catch (err) {
-    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? `it has no ${SET_SUMMARY}` : `its ${SET_SUMMARY} cannot be read: ${(err as Error).message}`;
-    throw new SetupError(`--from ${from} is not a backup set (${why}).`, EXIT.usage);
+    throw new SetupError(`--from ${(err as Error).message}.`, EXIT.usage);
   }
-  if (!Array.isArray(summary.bundles)) throw new SetupError(`--from ${from}: ${SET_SUMMARY} lists no bundles.`, EXIT.usage);
-  return (summary.bundles as Array<{ bundleName?: unknown; state?: unknown }>)
-    .filter((b) => b && typeof b.bundleName === 'string' && b.state === 'done')
-    .map((b) => b.bundleName as string);
+}
+
+/**
+ * The chain of sets ending at `from`, root first: `from`, its base, the
+ * base's base, … until a set names none. A base that is not a readable set,
+ * or a loop, is wrong usage.
+ */
+export function readSetChain(from: string): SetInfo[] {
+  const chain: SetInfo[] = [];
+  const seen = new Set<string>();
+  let dir = path.resolve(from);
+  let namedBy: string | undefined;
+  for (;;) {
+    let set: SetInfo;
+    try {
+      set = readSetInfo(dir);
+    } catch (err) {
+      throw new SetupError(
+        namedBy ? `the backup set ${namedBy} is an increment of ${dir}, which is missing or broken: ${(err as Error).message}.` : `--from ${(err as Error).message}.`,
+        EXIT.usage,
+      );
+    }
+    const real = realpathSync(set.dir);
+    if (seen.has(real)) {
+      const dirs = [...chain].reverse().map((c) => c.dir);
+      throw new SetupError(`the base sets of ${dirs[0]} form a loop: ${[...dirs, set.dir].join(' → ')}.`, EXIT.usage);
+    }
+    seen.add(real);
+    chain.unshift(set);
+    if (!set.base) return chain;
+    namedBy = set.dir;
+    dir = set.base;
+  }
+}
+
+/** Whether the set's index of the bundle is an increment (has an `incremental` block); an unreadable index is wrong usage. */
+function isIncrement(set: SetInfo, bundleName: string): boolean {
+  const file = path.join(set.dir, bundleName, INDEX_URI);
+  let parsed: ReturnType<typeof ManageIndexSchema.safeParse>;
+  try {
+    parsed = ManageIndexSchema.safeParse(JSON.parse(readFileSync(file, 'utf8')));
+  } catch (err) {
+    throw new SetupError(`the backup set ${set.dir} has no readable index of ${bundleName} (${file}: ${(err as Error).message}).`, EXIT.usage);
+  }
+  if (!parsed.success) throw new SetupError(`the backup set ${set.dir} has no valid index of ${bundleName} (${file}: ${parsed.error.issues[0]?.message}).`, EXIT.usage);
+  return parsed.data.incremental !== undefined;
+}
+
+/**
+ * The positions in `chain` of the sets `bundleName` is restored from, oldest
+ * first: back from the newest set through its increments to the set that
+ * holds it in full. A link the chain lacks is wrong usage.
+ */
+function bundleLinks(chain: SetInfo[], bundleName: string): number[] {
+  const links: number[] = [];
+  for (let k = chain.length - 1; k >= 0; k--) {
+    const set = chain[k]!;
+    if (!set.done.includes(bundleName)) {
+      throw new SetupError(`${bundleName}: ${chain[k + 1]!.dir} holds an increment of it, but its base ${set.dir} does not hold it completely: the chain is broken.`, EXIT.usage);
+    }
+    links.unshift(k);
+    if (!isIncrement(set, bundleName)) return links;
+  }
+  throw new SetupError(`${bundleName}: ${chain[0]!.dir} holds an increment of it but names no base set: the chain is broken.`, EXIT.usage);
 }
 
 function checkName(name: string, what: string): void {
@@ -103,7 +189,8 @@ export async function runRestore(opts: RunRestoreOptions): Promise<RestoreRunRes
   const from = path.resolve(opts.from);
 
   // Everything that is wrong usage is found before anything starts.
-  const held = readSetBundles(from);
+  const chain = readSetChain(from);
+  const held = chain[chain.length - 1]!.done;
   if (!statSync(path.join(from, SET_CAPABILITIES), { throwIfNoEntry: false })?.isFile()) {
     throw new SetupError(`--from ${from} is not a backup set (it has no ${SET_CAPABILITIES}).`, EXIT.usage);
   }
@@ -126,6 +213,15 @@ export async function runRestore(opts: RunRestoreOptions): Promise<RestoreRunRes
     if (st && !st.isDirectory()) throw new SetupError(`--to ${to} is not a folder.`, EXIT.usage);
   }
   if (!names.length) throw new SetupError(`The backup set ${from} holds no completely backed-up bundle: nothing to restore.`, EXIT.failed);
+  // Each bundle's sets, root first; and the sets any bundle needs, each of which must be whole.
+  const links = new Map(names.map((n) => [n, bundleLinks(chain, n)]));
+  const steps = [...new Set([...links.values()].flat())].sort((a, b) => a - b);
+  for (const k of steps) {
+    const dir = chain[k]!.dir;
+    if (!statSync(path.join(dir, SET_CAPABILITIES), { throwIfNoEntry: false })?.isFile()) {
+      throw new SetupError(`the backup set ${dir} (a base of ${from}) is not whole: it has no ${SET_CAPABILITIES}.`, EXIT.usage);
+    }
+  }
 
   const client = await connect();
   const namespace = client.options.namespace;
@@ -147,12 +243,92 @@ export async function runRestore(opts: RunRestoreOptions): Promise<RestoreRunRes
       });
     }
     if (opts.signal?.aborted) throw new SetupError('Interrupted before the restore session started: nothing was restored.', EXIT.interrupted);
-    const run = await restoreSession({ client, from, names, map, queue, to, emit, signal: opts.signal, workerStopped: worker?.stopped });
-    return { ...run, namespace, uiUrl: sessionUiUrl(namespace, run.sessionId), from, to, taskQueue: queue, map };
+    const run = await restoreChain({ client, chain, steps, links, map, queue, to, emit, signal: opts.signal, workerStopped: worker?.stopped });
+    const last = run.sets[run.sets.length - 1];
+    if (!last) throw new SetupError('Interrupted before the restore session started: nothing was restored.', EXIT.interrupted);
+    return { ...run, sessionId: last.sessionId, namespace, uiUrl: last.uiUrl, from, to, taskQueue: queue, map };
   } finally {
     stopWorker.abort();
     await worker?.catch(() => undefined);
   }
+}
+
+/**
+ * One session per set of the chain that some bundle needs, oldest first;
+ * a bundle leaves the chain at its first link that is not done.
+ */
+async function restoreChain(a: {
+  client: Client;
+  chain: SetInfo[];
+  steps: number[];
+  links: Map<string, number[]>;
+  map: Record<string, string>;
+  queue: string;
+  to?: string;
+  emit: (e: RestoreProgressEvent) => void;
+  signal?: AbortSignal;
+  workerStopped?: Promise<BusinessError>;
+}): Promise<{ bundles: BundleOutcome[]; sets: RestoredSet[]; error?: ErrorInfo; interrupted: boolean; exitCode: number }> {
+  const namespace = a.client.options.namespace;
+  const finals = new Map<string, BundleOutcome>([...a.links.keys()].map((n) => [n, { bundleName: n, state: 'pending', files: 0, bytes: 0 }]));
+  const ran = new Set<string>();
+  const sets: RestoredSet[] = [];
+  const isChain = a.steps.length > 1;
+  let error: ErrorInfo | undefined;
+  let interrupted = false;
+  for (const [i, k] of a.steps.entries()) {
+    const names = [...a.links].filter(([n, ks]) => ks.includes(k) && finals.get(n)!.state === 'pending').map(([n]) => n);
+    if (!names.length) continue;
+    if (a.signal?.aborted) {
+      interrupted = true;
+      break;
+    }
+    const from = a.chain[k]!.dir;
+    const map = Object.fromEntries(Object.entries(a.map).filter(([source]) => names.includes(source)));
+    const run = await restoreSession({
+      client: a.client,
+      from,
+      names,
+      map,
+      queue: a.queue,
+      to: a.to,
+      emit: a.emit,
+      signal: a.signal,
+      workerStopped: a.workerStopped,
+      step: i + 1,
+      steps: a.steps.length,
+    });
+    sets.push({ from, sessionId: run.sessionId, uiUrl: sessionUiUrl(namespace, run.sessionId), bundles: run.bundles, ...(run.error ? { error: run.error } : {}) });
+    error ??= run.error;
+    for (const o of run.bundles) {
+      const f = finals.get(o.bundleName);
+      if (!f) continue;
+      ran.add(o.bundleName);
+      f.files += o.files;
+      f.bytes += o.bytes;
+      if (o.state !== 'done') {
+        f.state = o.state;
+        if (o.error) f.error = isChain ? { ...o.error, message: `${o.error.message} (restoring ${from})` } : o.error;
+      } else if (k === a.links.get(o.bundleName)!.at(-1)) f.state = 'done';
+    }
+    if (run.interrupted) {
+      interrupted = true;
+      break;
+    }
+  }
+  for (const f of finals.values()) {
+    if (f.state !== 'pending') continue;
+    if (!ran.has(f.bundleName)) f.state = 'notStarted';
+    else {
+      // Restored up to some increment only: the data is an older state than the one asked for.
+      f.state = 'failed';
+      f.error ??= { code: ErrorCode.TASK_FAILED, message: interrupted ? 'Interrupted before its later increments were restored' : 'Its later increments were not restored' };
+    }
+  }
+  const bundles = [...finals.values()];
+  const done = bundles.filter((b) => b.state === 'done').length;
+  const exitCode = interrupted ? EXIT.interrupted : error || done === 0 ? EXIT.failed : done < bundles.length ? EXIT.partial : EXIT.ok;
+  return { bundles, sets, error, interrupted, exitCode };
 }
 
 type Worker = Promise<void> & { ready: Promise<void>; stopped: Promise<BusinessError> };
@@ -197,6 +373,8 @@ async function restoreSession(a: {
   emit: (e: RestoreProgressEvent) => void;
   signal?: AbortSignal;
   workerStopped?: Promise<BusinessError>;
+  step?: number;
+  steps?: number;
 }): Promise<SessionRun> {
   const { emit } = a;
   const sessionId = `ohbackup-restore-${randomUUID()}`;
@@ -240,7 +418,7 @@ async function restoreSession(a: {
     )
     .then((err) => (allEnded ? never : err));
 
-  emit({ type: 'start', sessionId, bundles: a.names, taskQueue: a.queue, to: a.to });
+  emit({ type: 'start', sessionId, bundles: a.names, taskQueue: a.queue, to: a.to, from: a.from, step: a.step, steps: a.steps });
   const run = restoreFromSet({
     from: a.from,
     bundles: a.names,
@@ -333,7 +511,8 @@ function endLine(o: BundleOutcome): string {
 }
 
 function startLine(e: Extract<RestoreProgressEvent, { type: 'start' }>): string {
-  return `Session ${e.sessionId}: restoring ${e.bundles.join(', ')} onto ${e.to ?? `the device of task queue ${e.taskQueue}`}`;
+  const set = e.steps && e.steps > 1 && e.from ? ` from ${e.from} (set ${e.step} of ${e.steps})` : '';
+  return `Session ${e.sessionId}: restoring ${e.bundles.join(', ')}${set} onto ${e.to ?? `the device of task queue ${e.taskQueue}`}`;
 }
 
 function lineReporter(stream: NodeJS.WritableStream): RestoreProgressReporter {
@@ -396,6 +575,13 @@ export function formatRestoreResult(r: RestoreRunResult): string {
   const lines = [formatTable(['bundle', 'state', 'files', 'bytes', 'error'], rows, [2, 3]), ''];
   if (r.error) lines.push(`Session failed: ${r.error.code} ${r.error.message}`);
   if (r.interrupted) lines.push('Interrupted: the session was released; bundles not done were not restored.');
+  if (r.sets.length > 1) {
+    lines.push(`Backup set   ${r.from}, an increment: restored as a chain of ${r.sets.length} sets, oldest first`, `Restored to  ${r.to ?? `the device of task queue ${r.taskQueue}`}`);
+    for (const [i, s] of r.sets.entries()) {
+      lines.push(`  ${i + 1}. ${s.from}${s.error ? `  (session failed: ${s.error.code} ${s.error.message})` : ''}`, `     Session      ${s.sessionId}`, `     Temporal UI  ${s.uiUrl}`);
+    }
+    return lines.join('\n');
+  }
   lines.push(
     `Backup set   ${r.from}`,
     `Restored to  ${r.to ?? `the device of task queue ${r.taskQueue}`}`,
@@ -423,19 +609,22 @@ export function registerRestore(program: Command): void {
     .summary('restore bundles of a backup set onto a device')
     .description(
       'Restore bundles of a backup set (`ohbackup backup --out SET`) onto a device through one restore session (a Temporal workflow). ' +
+        'A set that is an increment (`ohbackup backup --base`) is restored with its bases: the root set first, then each increment, oldest first, one session per set. ' +
         'With --to, onto that data root on this machine, served by a worker this command runs for the session; ' +
         'else onto the device whose worker serves the configured task queue (`ohbackup worker` or `ohbackup dev`).',
     )
     .argument('[bundle...]', 'bundles to restore (default: every bundle the set holds completely)')
-    .requiredOption('--from <set>', 'the backup set folder to restore from')
+    .requiredOption('--from <set>', 'the backup set folder to restore from (an increment: with its chain of base sets)')
     .option('--to <data-root>', 'restore onto this device data root (created, 0700, if missing) with an in-process worker')
     .option('--map <old=new>', "restore a bundle's data into another bundle (app_mapping_relation); repeatable", parseMapping)
-    .option('--json', 'print the result as one JSON object (sessionId, uiUrl, bundles)')
+    .option('--json', 'print the result as one JSON object (sessionId, uiUrl, bundles, sets)')
     .addHelpText(
       'after',
       `
 Exit codes: 0 every bundle done; 3 some failed, some done; 1 all failed or the session failed;
-            2 wrong usage (a bundle the set does not hold, a bad --map); 130 interrupted (Ctrl-C releases the session).
+            2 wrong usage (a bundle the set does not hold, a bad --map, a missing base set or a loop of bases);
+            130 interrupted (Ctrl-C releases the session).
+A bundle restored from a chain is done only if every set of its chain was restored; its chain stops at the first failure.
 
 Connection: TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*;
 task queue without --to: OHBACKUP_TASK_QUEUE (default "ohbackup"); UI link base: OHBACKUP_UI_URL (default http://127.0.0.1:8233).
@@ -444,7 +633,8 @@ Examples:
   $ ohbackup restore --from ./set                                   # onto the device \`ohbackup dev\` / \`worker\` serves
   $ ohbackup restore --from ./set --to ./new-device                 # onto an empty data root on this machine
   $ ohbackup restore --from ./set com.example.notes --map com.example.notes=com.example.notes2
-  $ ohbackup restore --from ./set --to ./new-device --json com.example.docs`,
+  $ ohbackup restore --from ./set --to ./new-device --json com.example.docs
+  $ ohbackup restore --from ./inc2 --to ./new-device                # ./inc2 = backup --base ./inc1: restores ./full, ./inc1, ./inc2`,
     )
     .action(async (bundles: string[], opts: { from: string; to?: string; map?: Record<string, string>; json?: boolean }, cmd: Command) => {
       for (const name of bundles) {
@@ -461,8 +651,8 @@ Examples:
         const result = await runRestore({ from: opts.from, to: opts.to, map: opts.map, bundles, onProgress: (e) => reporter.onProgress(e), signal: abort.signal });
         reporter.stop();
         if (opts.json) {
-          const { sessionId, uiUrl, bundles: outcomes, error } = result;
-          console.log(JSON.stringify({ sessionId, uiUrl, bundles: outcomes, ...(error ? { error } : {}) }, null, 2));
+          const { sessionId, uiUrl, bundles: outcomes, sets, error } = result;
+          console.log(JSON.stringify({ sessionId, uiUrl, bundles: outcomes, sets, ...(error ? { error } : {}) }, null, 2));
         } else {
           console.log(`\n${formatRestoreResult(result)}`);
         }

@@ -188,3 +188,64 @@ describe('a worker killed with SIGKILL mid-restore', () => {
     }
   });
 });
+
+describe('restore refuses crafted archives', () => {
+  it('entries reaching outside, links and device files fail the bundle (13500008) and nothing is written outside its data folder', async () => {
+    const tar = (await import('tar-stream')).default;
+    const { createHash } = await import('node:crypto');
+    const { createWriteStream } = await import('node:fs');
+    const { pipeline } = await import('node:stream/promises');
+    const { listTree } = await import('../helpers/listTree.js');
+    const cases: Array<{ name: string; entries: Array<{ name: string; type?: 'file' | 'directory' | 'symlink' | 'link' | 'character-device' | 'fifo'; body?: string; linkname?: string }> }> = [
+      { name: 'dotdot', entries: [{ name: '../../evil.txt', body: 'x' }] },
+      { name: 'absolute', entries: [{ name: '/tmp/ohbackup-evil.txt', body: 'x' }] },
+      { name: 'normalised', entries: [{ name: 'a/./../../evil.txt', body: 'x' }] },
+      { name: 'symlink', entries: [{ name: 'ln', type: 'symlink', linkname: '/tmp' }, { name: 'ln/evil.txt', body: 'x' }] },
+      { name: 'hardlink', entries: [{ name: 'hl', type: 'link', linkname: '/etc/passwd' }] },
+      { name: 'device', entries: [{ name: 'dev', type: 'character-device' }] },
+      { name: 'fifo', entries: [{ name: 'pipe', type: 'fifo' }] },
+    ];
+    const set = path.join(root, 'set-crafted');
+    const target = path.join(root, 'crafted-device');
+    await mkdir(target);
+    const caps = JSON.parse(await readFile(path.join(setDir, 'capabilities.json'), 'utf8'));
+    caps.bundleInfos = [];
+    for (const c of cases) {
+      const bundleName = `com.evil.${c.name}`;
+      const dir = path.join(set, bundleName);
+      await mkdir(dir, { recursive: true });
+      const pack = tar.pack();
+      const done = pipeline(pack, createWriteStream(path.join(dir, 'part.0.tar')));
+      for (const e of c.entries) pack.entry({ name: e.name, type: e.type ?? 'file', linkname: e.linkname, mode: 0o644 }, e.body ?? '');
+      pack.finalize();
+      await done;
+      const bytes = await readFile(path.join(dir, 'part.0.tar'));
+      const sha = createHash('sha256').update(bytes).digest('hex');
+      const entries = c.entries.map((e) => ({
+        path: e.name,
+        kind: 'file' as const,
+        size: (e.body ?? '').length,
+        mode: 0o644,
+        mtimeMs: 0,
+        sha256: createHash('sha256').update(e.body ?? '').digest('hex'),
+      }));
+      const index = { version: 1, bundleName, createdAt: new Date().toISOString(), files: [{ uri: 'part.0.tar', kind: 'tar', size: bytes.length, sha256: sha, entries }], skipped: [], totals: { files: entries.length, dirs: 0, bytes: 1 } };
+      await writeFile(path.join(dir, 'manage.json'), JSON.stringify(index));
+      caps.bundleInfos.push({ ...(await JSON.parse(await readFile(path.join(setDir, 'capabilities.json'), 'utf8'))).bundleInfos[0], name: bundleName });
+    }
+    await writeFile(path.join(set, 'capabilities.json'), JSON.stringify(caps));
+    const before = await listTree(root);
+    const names = cases.map((c) => `com.evil.${c.name}`);
+    const result = await restoreOnto(target, set, names);
+    for (const b of result.bundles) {
+      expect([b.bundleName, b.state, b.error?.code]).toEqual([b.bundleName, 'failed', 13500008]);
+    }
+    // The target device holds exactly the bundles' skeletons (made for the restore): no entry landed anywhere in them...
+    const skeleton = names.flatMap((n) => ['', '/backup', '/backup/backup', '/backup/restore', '/backup_config.json', '/bundle.json', '/data'].map((p) => path.join(target, n) + p));
+    expect(await listTree(target)).toEqual(skeleton.sort());
+    // ...and nothing appeared anywhere else in this test's whole temp tree (the worker's state folder aside).
+    const after = (await listTree(root)).filter((p) => !p.startsWith(`${target}/`) && !p.startsWith(path.join(root, 'state')));
+    expect(after.filter((p) => !before.includes(p))).toEqual([]);
+    await expect(readFile('/tmp/ohbackup-evil.txt')).rejects.toThrow();
+  });
+});
