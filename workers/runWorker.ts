@@ -27,10 +27,11 @@ let runtimeInstalled = false;
 
 export async function runWorker(opts: RunWorkerOptions): Promise<void> {
   if (!runtimeInstalled) {
-    // Core's own logs only when something is wrong; the worker's lines say the rest.
+    // Warnings and errors by default (OHBACKUP_LOG_LEVEL=INFO or DEBUG for more); Core's own logs only on errors.
     Runtime.install({
+      logger: new DefaultLogger(logLevel()),
       telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }), forward: {} } },
-      ...(opts.embedded ? { logger: new DefaultLogger('WARN'), shutdownSignals: [] } : {}),
+      ...(opts.embedded ? { shutdownSignals: [] } : {}),
     });
     runtimeInstalled = true;
   }
@@ -55,4 +56,9 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
   } finally {
     await connection.close();
   }
+}
+
+function logLevel(): 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR' {
+  const want = (process.env.OHBACKUP_LOG_LEVEL ?? 'WARN').toUpperCase();
+  return (['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'] as const).find((l) => l === want) ?? 'WARN';
 }
