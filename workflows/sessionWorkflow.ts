@@ -323,8 +323,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
       .sort((a, b) => b.request.priority - a.request.priority || a.request.order - b.request.order)[0];
   const allEnded = () => s.slots.length > 0 && s.slots.every((b) => b.state !== 'pending' && b.state !== 'running');
 
+  /** Starts the child of a slot already marked running. */
   async function startBundle(slot: BundleSlot): Promise<void> {
-    slot.state = 'running';
     if (slot.request.rejected) {
       // Known not to run (e.g. absent from the capability file): it begins and ends with the reason.
       accept({ type: 'bundleBegin', bundleName: slot.bundleName, error: slot.request.rejected });
@@ -360,11 +360,15 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
         workflowInfo().continueAsNewSuggested,
     );
     if (s.released) break;
+    // Pick every bundle that may start now, then start them together (one workflow task, not one each).
+    const starting: BundleSlot[] = [];
     while (running() < maxConcurrent) {
       const slot = nextPending();
       if (!slot) break;
-      await startBundle(slot);
+      slot.state = 'running';
+      starting.push(slot);
     }
+    await Promise.all(starting.map(startBundle));
     if (allEnded() && s.allEndSentFor < s.slots.length) {
       s.allEndSentFor = s.slots.length;
       emit({ type: 'allBundlesEnd' });
