@@ -67,9 +67,13 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
   const progress = new ProgressReporter(client, input.sessionWorkflowId, input.bundleName);
   progress.start(`handing over: ${next}/${list.length} files`);
   let batch: EventBody[] = [];
+  const handedFiles = ctx.metricMeter.createCounter('ohbackup_files_handed_over', 'files', 'files handed over to tools');
+  const handedBytes = ctx.metricMeter.createCounter('ohbackup_bytes_handed_over', 'bytes', 'bytes handed over to tools');
   const flush = async () => {
     if (batch.length === 0) return;
     await session.signal(bundleEventsSignal, batch);
+    handedFiles.add(batch.length);
+    handedBytes.add(batch.reduce((n, e) => n + (e.type === 'fileReady' ? e.size : 0), 0));
     batch = [];
     ctx.heartbeat({ next });
   };

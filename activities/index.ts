@@ -250,7 +250,10 @@ export function createActivities(device: DeviceConfig) {
           },
         });
       } catch (err) {
-        if (err instanceof RestoreRejected) throw codedFailure(err.code, err.message);
+        if (err instanceof RestoreRejected) {
+          ctx.metricMeter.createCounter('ohbackup_restore_verification_failures', 'bundles', 'restores refused by verification').add(1);
+          throw codedFailure(err.code, err.message);
+        }
         throw asFailure(err, ErrorCode.UNTAR_FAILED);
       } finally {
         progress.stop();

@@ -21,6 +21,8 @@ export interface RunWorkerOptions {
    * is the process's first worker (the Temporal runtime is installed once).
    */
   embedded?: boolean;
+  /** host:port to serve Prometheus metrics on (default: OHBACKUP_METRICS_ADDRESS; none when unset). */
+  metricsAddress?: string;
 }
 
 let runtimeInstalled = false;
@@ -28,9 +30,14 @@ let runtimeInstalled = false;
 export async function runWorker(opts: RunWorkerOptions): Promise<void> {
   if (!runtimeInstalled) {
     // Warnings and errors by default (OHBACKUP_LOG_LEVEL=INFO or DEBUG for more); Core's own logs only on errors.
+    // Prometheus metrics (Temporal's runtime metrics and ohbackup's own) when OHBACKUP_METRICS_ADDRESS is set.
+    const metricsAddress = opts.metricsAddress ?? process.env.OHBACKUP_METRICS_ADDRESS;
     Runtime.install({
       logger: new DefaultLogger(logLevel()),
-      telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }), forward: {} } },
+      telemetryOptions: {
+        logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }), forward: {} },
+        ...(metricsAddress ? { metrics: { prometheus: { bindAddress: metricsAddress, countersTotalSuffix: true } } } : {}),
+      },
       ...(opts.embedded ? { shutdownSignals: [] } : {}),
     });
     runtimeInstalled = true;

@@ -13,6 +13,7 @@ import {
   defineSignal,
   getExternalWorkflowHandle,
   isCancellation,
+  metricMeter,
   setHandler,
 } from '@temporalio/workflow';
 import { ErrorCode, FAILURE_TYPE, errorInfo, type ErrorInfo } from '../common/errors.js';
@@ -93,8 +94,11 @@ export async function runBundleLifecycle(
       end = errorInfo(ErrorCode.TASK_FAILED, `${bundleName} was cancelled`);
     } else end = failureInfo(err);
   }
+  const ended = (outcome: string) =>
+    metricMeter.createCounter('ohbackup_bundles', 'bundles', 'bundles ended, by kind and outcome').add(1, { kind: input.kind, outcome });
   if (!end) {
     await report({ type: 'resultReport', bundleName, result }, { type: 'bundleEnd', bundleName });
+    ended('done');
     return;
   }
   const failed = end;
@@ -109,6 +113,7 @@ export async function runBundleLifecycle(
       await report({ type: 'resultReport', bundleName, result: JSON.stringify(info) });
     }
     await report({ type: 'bundleEnd', bundleName, error: failed, cancelled });
+    ended(cancelled ? 'cancelled' : 'failed');
   });
 
   async function watchDeadline(): Promise<never> {

@@ -11,7 +11,13 @@ export interface WorkerProcess {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function startWorkerProcess(opts: { taskQueue: string; dataRoot: string; stateDir: string; address?: string }): Promise<WorkerProcess> {
+export async function startWorkerProcess(opts: {
+  taskQueue: string;
+  dataRoot: string;
+  stateDir: string;
+  address?: string;
+  env?: Record<string, string>;
+}): Promise<WorkerProcess> {
   const child = spawn(process.execPath, [MAIN], {
     env: {
       ...process.env,
@@ -19,6 +25,7 @@ export async function startWorkerProcess(opts: { taskQueue: string; dataRoot: st
       OHBACKUP_TASK_QUEUE: opts.taskQueue,
       OHBACKUP_DATA_ROOT: opts.dataRoot,
       OHBACKUP_STATE_DIR: opts.stateDir,
+      ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
