@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { BusinessError } from '../common/businessError.js';
+import { OhbackupKind, OhbackupState } from '../common/searchAttributes.js';
 import { ErrorCode } from '../common/errors.js';
 import { bundleWorkflowId, type SessionKind, type SessionResult } from '../common/session.js';
 import { updateSendRateSignal, updateTimerSignal } from '../workflows/bundleBackupWorkflow.js';
@@ -70,8 +71,10 @@ export abstract class SessionBase implements OpenSession {
       handle = await client.workflow.start(sessionWorkflow, {
         workflowId: this.sessionId,
         taskQueue: this.taskQueue,
-        args: [{ sessionId: this.sessionId, kind, maxConcurrentBundles: o.maxConcurrentBundles }],
+        args: [{ sessionId: this.sessionId, kind, maxConcurrentBundles: o.maxConcurrentBundles, searchAttributes: searchAttributesOn() }],
         staticSummary: `ohbackup ${kind} session`,
+        staticDetails: `A ${kind} session started by ${process.title} (pid ${process.pid}). Bundles run as child workflows ${this.sessionId}/<bundle>.`,
+        ...(searchAttributesOn() ? { typedSearchAttributes: [{ key: OhbackupKind, value: kind }, { key: OhbackupState, value: 'running' }] } : {}),
       });
     } else {
       handle = client.workflow.getHandle<typeof sessionWorkflow>(this.sessionId);
@@ -177,6 +180,11 @@ export abstract class SessionBase implements OpenSession {
       )
       .catch((err) => warn(what, err));
   }
+}
+
+/** The ohbackup search attributes are set unless OHBACKUP_SEARCH_ATTRIBUTES=off (a namespace without them registered). */
+function searchAttributesOn(): boolean {
+  return process.env.OHBACKUP_SEARCH_ATTRIBUTES !== 'off';
 }
 
 async function readCursor(file?: string): Promise<number> {

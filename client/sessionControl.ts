@@ -10,6 +10,7 @@ import { DEFAULTS, bundleWorkflowId, type BundleOutcome, type SessionResult } fr
 import { updateSendRateSignal, updateTimerSignal } from '../workflows/bundleBackupWorkflow.js';
 import { cancelBundleUpdate, outcomesQuery, releaseUpdate } from '../workflows/sessionWorkflow.js';
 import { getClient } from './connection.js';
+import { OhbackupBundles, OhbackupKind } from '../common/searchAttributes.js';
 import { toBusinessError } from './failures.js';
 import { BundleNameArg, SendRateArg, TimeoutArg, parseArg } from './validate.js';
 
@@ -96,4 +97,38 @@ export class SessionControl {
       throw toBusinessError(err);
     }
   }
+}
+
+export interface SessionListing {
+  sessionId: string;
+  kind?: string;
+  status: string;
+  startTime: string;
+  bundles: string[];
+}
+
+/** Sessions from Temporal visibility, newest first, found by the ohbackup search attributes. */
+export async function listSessions(filter: { running?: boolean; bundle?: string; kind?: string; limit?: number } = {}): Promise<SessionListing[]> {
+  const quote = (v: string) => `'${v.replace(/['\\]/g, '')}'`;
+  const clauses = [`WorkflowType = 'sessionWorkflow'`];
+  if (filter.running) clauses.push(`ExecutionStatus = 'Running'`);
+  if (filter.bundle) clauses.push(`OhbackupBundles = ${quote(parseArg(BundleNameArg, filter.bundle, 'bundle'))}`);
+  if (filter.kind) clauses.push(`OhbackupKind = ${quote(filter.kind)}`);
+  const client = await getClient();
+  const out: SessionListing[] = [];
+  try {
+    for await (const w of client.workflow.list({ query: clauses.join(' AND ') })) {
+      out.push({
+        sessionId: w.workflowId,
+        kind: w.typedSearchAttributes.get(OhbackupKind),
+        status: w.status.name,
+        startTime: w.startTime.toISOString(),
+        bundles: w.typedSearchAttributes.get(OhbackupBundles) ?? [],
+      });
+      if (out.length >= (filter.limit ?? 20)) break;
+    }
+  } catch (err) {
+    throw toBusinessError(err);
+  }
+  return out;
 }

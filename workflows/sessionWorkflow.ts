@@ -19,6 +19,7 @@ import {
   setCurrentDetails,
   setHandler,
   startChild,
+  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.js';
@@ -41,6 +42,8 @@ export interface SessionInput {
   sessionId: string;
   kind: SessionKind;
   maxConcurrentBundles?: number;
+  /** Keep the ohbackup search attributes up to date (they must be registered on the namespace). */
+  searchAttributes?: boolean;
   /** Set only by continue-as-new. */
   carried?: CarriedState;
 }
@@ -154,6 +157,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
         });
       }
       s.appendCalls += 1;
+      markSearch();
     },
     {
       validator: (_req) => {
@@ -345,6 +349,12 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     if (slot.published && !published) await getExternalWorkflowHandle(bundleWorkflowId(input.sessionId, slot.bundleName)).signal(publishSignal);
   }
 
+  // Search attributes let people find sessions by kind, bundle and state in the UI and with `ohbackup sessions`.
+  const markSearch = (state?: string) => {
+    if (!input.searchAttributes) return;
+    upsertSearchAttributes({ OhbackupBundles: s.slots.map((b) => b.bundleName), ...(state ? { OhbackupState: [state] } : {}) });
+  };
+
   const showDetails = () =>
     setCurrentDetails(
       s.slots.map((b) => `${b.bundleName}: ${b.state}, ${b.files} files${b.error ? ` (${b.error.code})` : ''}`).join('\n'),
@@ -390,6 +400,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     if (slot.state === 'pending') slot.state = 'notStarted';
   }
   await acts.cleanSessionTemp({ sessionId: input.sessionId, bundleNames: s.slots.map((b) => b.request.targetBundle ?? b.bundleName) });
+  markSearch('released');
   showDetails();
   await condition(allHandlersFinished);
   return {

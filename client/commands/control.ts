@@ -1,7 +1,7 @@
 /** `ohbackup status|cancel|timer|rate|release <session-id> …`: steer any session by its ID. */
 import type { Command } from 'commander';
 import { backup } from '../index.js';
-import { SessionControl } from '../sessionControl.js';
+import { SessionControl, listSessions } from '../sessionControl.js';
 import { EXIT, formatBytes, formatTable, parseIntOption } from './shared.js';
 import { sessionUiUrl } from './backup.js';
 import { temporalTarget } from '../../common/temporalConfig.js';
@@ -27,6 +27,29 @@ async function act<T>(json: boolean | undefined, fn: () => Promise<T>, print: (r
 }
 
 export function registerControl(program: Command): void {
+  program
+    .command('sessions')
+    .description('list ohbackup sessions (newest first), from Temporal visibility')
+    .option('--running', 'only sessions still running')
+    .option('--bundle <name>', 'only sessions that include this bundle')
+    .option('--kind <kind>', 'only sessions of this kind: backup, restore or incremental')
+    .option('--limit <n>', 'at most this many', parseIntOption(1, 10_000), 20)
+    .option('--json', 'print one JSON array')
+    .addHelpText('after', '\nExamples:\n  $ ohbackup sessions --running\n  $ ohbackup sessions --bundle com.example.notes --json')
+    .action(async (o: { running?: boolean; bundle?: string; kind?: string; limit: number; json?: boolean }) => {
+      await act(
+        o.json,
+        async () => listSessions({ running: o.running, bundle: o.bundle, kind: o.kind, limit: o.limit }),
+        (rows) =>
+          rows.length === 0
+            ? 'no sessions'
+            : formatTable(
+                ['session', 'kind', 'status', 'started', 'bundles'],
+                rows.map((r) => [r.sessionId, r.kind ?? '', r.status, r.startTime, r.bundles.join(',')]),
+              ),
+      );
+    });
+
   program
     .command('status')
     .description("show a session's state and every bundle's outcome so far")
