@@ -132,6 +132,13 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   };
   const slotOf = (name: string) => s.slots.find((b) => b.bundleName === name);
 
+  // Search attributes let people find sessions by kind, bundle and state in the UI and with `ohbackup sessions`.
+  // A function declaration: handlers that run in the very first activation may call it.
+  function markSearch(state?: string): void {
+    if (!input.searchAttributes) return;
+    upsertSearchAttributes({ OhbackupBundles: s.slots.map((b) => b.bundleName), ...(state ? { OhbackupState: [state] } : {}) });
+  }
+
   const emit = (body: EventBody) => {
     s.lastSeq += 1;
     s.events.push({ ...body, seq: s.lastSeq } as SessionEvent);
@@ -349,11 +356,6 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     if (slot.published && !published) await getExternalWorkflowHandle(bundleWorkflowId(input.sessionId, slot.bundleName)).signal(publishSignal);
   }
 
-  // Search attributes let people find sessions by kind, bundle and state in the UI and with `ohbackup sessions`.
-  const markSearch = (state?: string) => {
-    if (!input.searchAttributes) return;
-    upsertSearchAttributes({ OhbackupBundles: s.slots.map((b) => b.bundleName), ...(state ? { OhbackupState: [state] } : {}) });
-  };
 
   const showDetails = () =>
     setCurrentDetails(

@@ -28,7 +28,7 @@ export async function withWorker<T>(
   fn: () => Promise<T>,
 ): Promise<T> {
   if (!runtimeInstalled) {
-    Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }), forward: {} } } });
+    Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }), forward: {} } } });
     runtimeInstalled = true;
   }
   const connection = await NativeConnection.connect({ address: opts.address ?? temporalAddress() });

@@ -25,7 +25,7 @@ async function backUp(dataRoot: string, out: string, bundles?: string[]): Promis
   configureTool(taskQueue);
   await withWorker({ taskQueue, dataRoot, stateDir: path.join(root, 'state') }, async () => {
     const r = await runBackup({ out, bundles });
-    expect(r.exitCode, JSON.stringify(r.bundles)).toBe(0);
+    expect(r.exitCode, JSON.stringify([r.error, r.bundles])).toBe(0);
   });
 }
 
@@ -247,5 +247,40 @@ describe('restore refuses crafted archives', () => {
     const after = (await listTree(root)).filter((p) => !p.startsWith(`${target}/`) && !p.startsWith(path.join(root, 'state')));
     expect(after.filter((p) => !before.includes(p))).toEqual([]);
     await expect(readFile('/tmp/ohbackup-evil.txt')).rejects.toThrow();
+  });
+});
+
+describe('the session surface on restore sessions', () => {
+  it('updateTimer, cancel, getCompatibilityInfo (getRestoreCompatibilityInfo) and cleanBundleTempDir work as on backup sessions', async () => {
+    const target = path.join(root, 'surface-device');
+    await writeBundle(target, { name: 'com.example.docs', hooks: { getRestoreCompatibilityInfo: 'printf "restore:"; cat' } });
+    await writeBundle(target, { name: 'com.example.notes' });
+    const taskQueue = uniqueTaskQueue('restore-surface');
+    configureTool(taskQueue);
+    const rec = new Recorder();
+    const answers: Array<number | boolean> = [];
+    let session!: InstanceType<typeof backup.SessionRestore>;
+    const cb: typeof rec.callbacks = {
+      ...rec.callbacks,
+      onBundleBegin: (err, name) => {
+        rec.callbacks.onBundleBegin(err, name);
+        // Neither bundle ever gets its files: one runs out of time, the other is cancelled.
+        if (name === 'com.example.docs') answers.push(backup.updateTimer(name, 500));
+        if (name === 'com.example.notes') answers.push(session.cancel(name));
+      },
+    };
+    await withWorker({ taskQueue, dataRoot: target, stateDir: path.join(root, 'state') }, async () => {
+      session = new backup.SessionRestore(cb);
+      const capsFd = openSync(path.join(setDir, 'capabilities.json'), 'r');
+      await session.appendBundles(capsFd, ['com.example.docs', 'com.example.notes']);
+      closeSync(capsFd);
+      expect(await session.getCompatibilityInfo('com.example.docs', 'v9')).toBe('restore:v9');
+      await rec.until((c) => c.some((x) => x.cb === 'onAllBundlesEnd'));
+      expect(await session.cleanBundleTempDir('com.example.docs')).toBe(true);
+      await session.release();
+    });
+    expect(answers.sort()).toEqual([0, true]);
+    expect(rec.of('com.example.docs').find((c) => c.cb === 'onBundleEnd')?.code).toBe(13500003);
+    expect(rec.of('com.example.notes').find((c) => c.cb === 'onBundleEnd')?.code).toBe(13500010);
   });
 });
