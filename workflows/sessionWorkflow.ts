@@ -136,7 +136,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   // A function declaration: handlers that run in the very first activation may call it.
   function markSearch(state?: string): void {
     if (!input.searchAttributes) return;
-    upsertSearchAttributes({ OhbackupBundles: s.slots.map((b) => b.bundleName), ...(state ? { OhbackupState: [state] } : {}) });
+    upsertSearchAttributes({ OhbackupBundles: searchableBundles(s.slots.map((b) => b.bundleName)), ...(state ? { OhbackupState: [state] } : {}) });
   }
 
   const emit = (body: EventBody) => {
@@ -415,4 +415,20 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
 
 function outcome(b: BundleSlot): BundleOutcome {
   return { bundleName: b.bundleName, state: b.state, error: b.error, files: b.files, bytes: b.bytes };
+}
+
+/**
+ * The bundle names a session lists in OhbackupBundles: as many as fit in the
+ * server's size limit for one search attribute value (2 KB by default), so a
+ * session of hundreds of bundles stays findable by its first ones.
+ */
+function searchableBundles(names: string[]): string[] {
+  const out: string[] = [];
+  let size = 0;
+  for (const n of names) {
+    size += n.length + 4;
+    if (size > 1800) break;
+    out.push(n);
+  }
+  return out;
 }

@@ -58,3 +58,28 @@ describe('what people see in the Temporal UI', () => {
     await client.connection.close();
   });
 });
+
+describe('a session of many bundles', () => {
+  it('stays searchable by its first bundles when their names exceed one search attribute value', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'ohbackup-many-'));
+    const dataRoot = path.join(root, 'device');
+    const names = Array.from({ length: 120 }, (_, i) => `com.many.bundle${String(i).padStart(3, '0')}`);
+    for (const name of names) await writeBundle(dataRoot, { name, files: {} });
+    const taskQueue = uniqueTaskQueue('many');
+    configureTool(taskQueue);
+    const rec = new Recorder();
+    const client = await testClient();
+    await withWorker({ taskQueue, dataRoot, stateDir: path.join(root, 'state') }, async () => {
+      const session = new backup.SessionBackup(rec.callbacks, { maxConcurrentBundles: 10 });
+      await session.appendBundles(names);
+      const d = await client.workflow.getHandle(session.sessionId).describe();
+      const listed = d.typedSearchAttributes.get(OhbackupBundles) ?? [];
+      expect(listed.length).toBeGreaterThan(10);
+      expect(listed).toEqual(names.slice(0, listed.length));
+      await rec.until((c) => c.some((x) => x.cb === 'onAllBundlesEnd'));
+      expect(rec.count('onBundleEnd')).toBe(120);
+      await session.release();
+    });
+    await client.connection.close();
+  });
+});
