@@ -2,6 +2,7 @@
 import { closeSync } from 'node:fs';
 import { runBackup } from '../dist/client/commands/backup.js';
 import { backup } from '../dist/client/index.js';
+import { getClient } from '../dist/client/connection.js';
 import { restoreFromSet } from '../dist/client/restoreSet.js';
 
 /** Rejects after `ms` with a message naming `what`. */
@@ -71,6 +72,17 @@ export async function restore({ from, bundles, taskQueue, timeoutMs }) {
   return { ms, sessionId: r.sessionId, bytes: r.bundles.reduce((n, b) => n + b.bytes, 0) };
 }
 
+/** The last workflow-task failure in a workflow's history (why an update "failed" without saying why), if any. */
+async function workflowTaskFailure(workflowId) {
+  try {
+    const history = await (await getClient()).workflow.getHandle(workflowId).fetchHistory();
+    const failed = history.events.filter((e) => e.workflowTaskFailedEventAttributes).pop();
+    return failed?.workflowTaskFailedEventAttributes?.failure?.message;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * One session of `bundles` driven directly through backup.SessionBackup:
  * `onBegin(name)` runs in onBundleBegin, every onFileReady is timestamped and
@@ -112,6 +124,10 @@ async function session({ bundles, onBegin, timeoutMs, what }) {
     await s.appendBundles(bundles);
     const endedAt = await withTimeout(ended, timeoutMs, what);
     return { ms: endedAt - started, times, errors, serviceDied };
+  } catch (err) {
+    const hint = await workflowTaskFailure(s.sessionId);
+    if (hint && err instanceof Error) err.message += ` (session workflow ${s.sessionId}: workflow task failed: ${hint})`;
+    throw err;
   } finally {
     await s.release().catch(() => undefined);
   }

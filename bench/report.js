@@ -40,6 +40,11 @@ export function info({ measure, value, show, note = '' }) {
   return { measure, value, display: show(value), anchor: '—', anchorValue: null, ratio: null, target: note, result: '' };
 }
 
+/** A figure whose step failed: the error instead of a value. */
+export function failedRow({ measure, error, target }) {
+  return { measure, value: null, display: 'failed (below)', anchor: '—', anchorValue: null, ratio: null, target, result: 'FAIL', error };
+}
+
 export function skipped({ measure, why, target = '' }) {
   return { measure, value: null, display: why, anchor: '—', anchorValue: null, ratio: null, target, result: 'skipped' };
 }

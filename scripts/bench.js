@@ -22,7 +22,7 @@ import { changeOnePercent, datasetShape, writeDataset, writeEmptyBundles, writeR
 import { incrementalRun, incrementalSession } from '../bench/increment.js';
 import { fullBackup, handOverRate, manyBundles, restore } from '../bench/ohbackup.js';
 import { killAllSync, onPath, output, procStatus, startWorkerProcess, timed, track, watchRss } from '../bench/procs.js';
-import { formatRows, info, median, mib, perSec, row, secs, skipped } from '../bench/report.js';
+import { failedRow, formatRows, info, median, mib, perSec, row, secs, skipped } from '../bench/report.js';
 import { runBackup } from '../dist/client/commands/backup.js';
 
 // ---------------------------------------------------------------- options
@@ -100,6 +100,14 @@ const workers = {};
 const results = { rounds: [], handOver: [], manyBundles: undefined, workerRss: {}, verified: {} };
 const notes = [];
 let failed;
+/** Steps after the rounds (increment, hand-over rates, many bundles) fail alone: recorded, shown as FAIL, the rest still runs. */
+const stepErrors = [];
+const stepFailed = (what, err) => {
+  const message = String(err?.message ?? err).split('\n')[0];
+  stepErrors.push({ step: what, message });
+  log(`${what} FAILED: ${err?.message ?? err}`);
+  return message;
+};
 
 try {
   log(`ohbackup bench: ${quick ? 'quick' : 'full'} data set, ${rounds} rounds, seed ${seed}; work folder ${work}`);
@@ -170,13 +178,18 @@ try {
   // ------------------------------------------------------------ incremental base (untimed)
   const haveIncrement = Boolean(incrementalSession());
   let incBase;
+  let incrementError;
   if (haveIncrement) {
     const out = path.join(work, 'inc-base-set');
-    const b = await incrementalRun({ bundles: names, out, manifestDir: path.join(work, 'manifests-base'), rate: SEND_RATE, timeoutMs: STEP_TIMEOUT_MS });
-    incBase = b.manifests;
-    results.incrementBase = { ms: b.ms, files: b.files, bytes: b.bytes };
+    try {
+      const b = await incrementalRun({ bundles: names, out, manifestDir: path.join(work, 'manifests-base'), rate: SEND_RATE, timeoutMs: STEP_TIMEOUT_MS });
+      incBase = b.manifests;
+      results.incrementBase = { ms: b.ms, files: b.files, bytes: b.bytes };
+      log(`Incremental base (IncrementalBackupSession, lastIncrementalTime 0; untimed for the targets) ${secs(b.ms)}: ${b.files} files, ${mib(b.bytes)}`);
+    } catch (err) {
+      incrementError = stepFailed('incremental base', err);
+    }
     rmSync(out, { recursive: true, force: true });
-    log(`Incremental base (IncrementalBackupSession, lastIncrementalTime 0; untimed for the targets) ${secs(b.ms)}: ${b.files} files, ${mib(b.bytes)}`);
   }
 
   // ------------------------------------------------------------ rounds
@@ -252,14 +265,18 @@ try {
     }
 
     // The increment: 1% of the files changed since the last manifest (the base, then each round's increment); bench/increment.js.
-    if (haveIncrement) {
+    if (haveIncrement && !incrementError) {
       const changed = changeOnePercent(dataset, seed + 1000 + r);
       const out = path.join(work, `inc-set-${r}`);
-      const inc = await incrementalRun({ bundles: names, base: incBase, out, manifestDir: path.join(work, `manifests-${r}`), rate: SEND_RATE, timeoutMs: STEP_TIMEOUT_MS });
-      incBase = inc.manifests;
-      Object.assign(res, { incrementMs: inc.ms, incrementFiles: inc.files, incrementBytes: inc.bytes, changedFiles: changed.files, changedBytes: changed.bytes });
+      try {
+        const inc = await incrementalRun({ bundles: names, base: incBase, out, manifestDir: path.join(work, `manifests-${r}`), rate: SEND_RATE, timeoutMs: STEP_TIMEOUT_MS });
+        incBase = inc.manifests;
+        Object.assign(res, { incrementMs: inc.ms, incrementFiles: inc.files, incrementBytes: inc.bytes, changedFiles: changed.files, changedBytes: changed.bytes });
+        log(`round ${r + 1}/${rounds}  increment        ${secs(inc.ms)} (${changed.files} files changed; ${inc.files} files, ${mib(inc.bytes)} handed over)`);
+      } catch (err) {
+        incrementError = stepFailed(`round ${r + 1} increment`, err);
+      }
       rmSync(out, { recursive: true, force: true });
-      log(`round ${r + 1}/${rounds}  increment        ${secs(inc.ms)} (${changed.files} files changed; ${inc.files} files, ${mib(inc.bytes)} handed over)`);
     }
 
     results.rounds.push(res);
@@ -269,14 +286,24 @@ try {
 
   // ------------------------------------------------------------ hand-over rate
   for (const rate of RATES) {
-    const h = await handOverRate({ bundle: rateBundles[rate].name, rate, timeoutMs: STEP_TIMEOUT_MS });
+    let h;
+    try {
+      h = await handOverRate({ bundle: rateBundles[rate].name, rate, timeoutMs: STEP_TIMEOUT_MS });
+    } catch (err) {
+      results.handOver.push({ rate, files: rateCounts[rate] + 1, error: stepFailed(`hand-over at ${rate}/s`, err) });
+      continue;
+    }
     results.handOver.push(h);
     log(`hand-over at ${rate}/s: ${perSec(h.achieved)} over ${h.files} files in ${h.spanS.toFixed(2)} s (least-squares ${perSec(h.slope)})`);
   }
 
   // ------------------------------------------------------------ orchestration overhead
-  results.manyBundles = await manyBundles({ bundles: empties, timeoutMs: STEP_TIMEOUT_MS });
-  log(`${EMPTY_BUNDLES} empty bundles in one session: ${secs(results.manyBundles.ms)}${results.manyBundles.serviceDied ? ` (onBackupServiceDied × ${results.manyBundles.serviceDied} meanwhile)` : ''}`);
+  try {
+    results.manyBundles = await manyBundles({ bundles: empties, timeoutMs: STEP_TIMEOUT_MS });
+    log(`${EMPTY_BUNDLES} empty bundles in one session: ${secs(results.manyBundles.ms)}${results.manyBundles.serviceDied ? ` (onBackupServiceDied × ${results.manyBundles.serviceDied} meanwhile)` : ''}`);
+  } catch (err) {
+    results.manyBundles = { error: stepFailed(`${EMPTY_BUNDLES} empty bundles`, err) };
+  }
 
   results.workerRss.peakSinceLastFullBackupStart = procStatus(workers.backup.pid, 'VmHWM');
   results.workerRss.restoreWorkerLifetimePeak = procStatus(workers.restore.pid, 'VmHWM');
@@ -306,14 +333,20 @@ try {
     restic
       ? row({ measure: restoreLabel, value: m.ohbackupRestore, show: secs, anchorName: 'restic restore', anchor: m.resticRestore, max: 0.5, target: '≤ 0.5 × restic restore' })
       : skipped({ measure: `${restoreLabel} vs restic`, why: noRestic, target: '≤ 0.5 × restic restore' }),
-    haveIncrement
+    incrementError
+      ? failedRow({ measure: 'increment after changing 1% of the files', error: incrementError, target: '≤ 10% of full' })
+      : haveIncrement
       ? row({ measure: 'increment after changing 1% of the files', value: m.increment, show: secs, anchorName: 'full backup', anchor: m.ohbackupBackup, max: 0.1, target: '≤ 10% of full' })
       : row({ measure: 'increment after changing 1% of the files', na: 'n/a (incremental backup not built yet)', anchorName: 'full backup', target: '≤ 10% of full' }),
     row({ measure: `worker peak RSS during the full backup (idle before: ${mib(median(results.rounds.map((x) => x.workerRss?.atStart)))})`, value: m.workerPeakRss, show: mib, max: 300 * 1024 * 1024, target: '≤ 300 MiB' }),
     ...results.handOver.map((h) =>
-      row({ measure: `hand-over rate, set ${h.rate}/s (${h.files} files)`, value: h.achieved, show: perSec, anchorName: 'set', anchor: h.rate, showAnchor: (v) => `${v}/s`, within: 0.03, target: 'within ±3% of set' }),
+      h.error
+        ? failedRow({ measure: `hand-over rate, set ${h.rate}/s (${h.files} files)`, error: h.error, target: 'within ±3% of set' })
+        : row({ measure: `hand-over rate, set ${h.rate}/s (${h.files} files)`, value: h.achieved, show: perSec, anchorName: 'set', anchor: h.rate, showAnchor: (v) => `${v}/s`, within: 0.03, target: 'within ±3% of set' }),
     ),
-    row({ measure: `${EMPTY_BUNDLES} empty bundles, one session${results.manyBundles.serviceDied ? ` (onBackupServiceDied ×${results.manyBundles.serviceDied})` : ''}`, value: results.manyBundles.ms, show: secs, max: 30_000, target: '≤ 30 s' }),
+    results.manyBundles.error
+      ? failedRow({ measure: `${EMPTY_BUNDLES} empty bundles, one session`, error: results.manyBundles.error, target: '≤ 30 s' })
+      : row({ measure: `${EMPTY_BUNDLES} empty bundles, one session${results.manyBundles.serviceDied ? ` (onBackupServiceDied ×${results.manyBundles.serviceDied})` : ''}`, value: results.manyBundles.ms, show: secs, max: 30_000, target: '≤ 30 s' }),
     info({ measure: 'tar -cf (anchor)', value: m.tarCreate, show: secs }),
     info({ measure: 'tar -xf (anchor)', value: m.tarExtract, show: secs }),
     restic ? info({ measure: 'restic backup (anchor)', value: m.resticBackup, show: secs }) : skipped({ measure: 'restic backup (anchor)', why: noRestic }),
@@ -332,7 +365,7 @@ try {
   );
   notes.push(
     haveIncrement
-      ? `Increment: IncrementalBackupSession against the previous manifest (a base run with lastIncrementalTime 0 first, untimed, ${secs(results.incrementBase.ms)}; then each round's increment is the next base) after rewriting 1% of each bundle's small files; timed like the full backup (session start → handed files copied into a set, session released).`
+      ? `Increment: IncrementalBackupSession against the previous manifest (a base run with lastIncrementalTime 0 first, untimed, ${results.incrementBase ? secs(results.incrementBase.ms) : 'failed'}; then each round's increment is the next base) after rewriting 1% of each bundle's small files; timed like the full backup (session start → handed files copied into a set, session released).`
       : 'Increment: backup.IncrementalBackupSession is not in dist/client/backup.js yet; the measurement hook is bench/increment.js.',
   );
   notes.push(`Load average (1/5/15 min) at start ${loadAtStart.map((x) => x.toFixed(2)).join(' ')}, at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} on ${os.cpus().length} CPUs: other work on the machine shows up in the figures.`);
@@ -359,6 +392,7 @@ try {
     handOver: results.handOver,
     manyBundles: results.manyBundles,
     incrementBase: results.incrementBase ?? null,
+    stepErrors,
     workerRss: results.workerRss,
     verified: results.verified,
     cpuProfileDir: cpuProf ? profDir : null,
@@ -369,6 +403,10 @@ try {
   console.log(`\nJSON      ${jsonPath}`);
   if (cpuProf) console.log(`Profile   ${profDir} (written when the backup worker stops)`);
   if (keep) console.log(`Work      ${work} (kept)`);
+  if (stepErrors.length) {
+    console.log(`\n${stepErrors.length} step(s) failed (FAIL rows; full messages above and in the JSON):`);
+    for (const e of stepErrors) console.log(`  ${e.step}: ${e.message}`);
+  }
 } catch (err) {
   failed = err;
   console.error(`\nBench failed: ${err?.stack ?? err}`);
@@ -382,4 +420,4 @@ try {
   removeWork();
 }
 console.log(`Wall time ${secs(performance.now() - benchStarted)}`);
-process.exit(failed ? 1 : 0);
+process.exit(failed || stepErrors.length ? 1 : 0);
