@@ -29,10 +29,8 @@ export interface HandOverInput {
 }
 
 export interface HandOverResult {
-  /** The next file to hand over; equals the total when done. */
+  /** The next file to hand over; below the total when the rate went to 0 (the workflow then waits durably). */
   next: number;
-  /** The rate went to 0: the workflow waits (durably) for a new one. */
-  paused: boolean;
 }
 
 const RATE_POLL_MS = 500;
@@ -109,5 +107,5 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
     progress.stop();
   }
   await flush();
-  return { next, paused: next < list.length };
+  return { next };
 }
