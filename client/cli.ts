@@ -8,6 +8,7 @@ import { registerControl } from './commands/control.js';
 import { registerDev } from './commands/dev.js';
 import { registerRestore } from './commands/restore.js';
 import { registerSampleDevice } from './commands/sampleDevice.js';
+import { registerSchedule } from './commands/schedule.js';
 import { registerWorker } from './commands/worker.js';
 import { EXIT } from './commands/shared.js';
 
@@ -40,6 +41,7 @@ registerSampleDevice(program);
 registerBackup(program);
 registerRestore(program);
 registerControl(program);
+registerSchedule(program);
 
 let code: number;
 try {
