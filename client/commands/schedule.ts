@@ -125,6 +125,7 @@ ${CONNECTION_HELP}`,
 
   schedule
     .command('create')
+    .summary('create a schedule of backups into a destination folder (--cron or --every)')
     .description(
       'Create a schedule of backups into a destination folder. Each run writes a new set <dest>/<UTC start time>-<run> (folders 0700). ' +
         'With --incremental, each run is an increment of the newest complete incremental set in <dest> (the first run, finding none, is a full ' +
@@ -189,6 +190,7 @@ ${CONNECTION_HELP} An existing ID fails with exit 1.`,
 
   schedule
     .command('list')
+    .summary('list the schedules: times, state, next run, last run and its result')
     .description('List the ohbackup schedules of the namespace: times, state, next run, and the last run with its result. New schedules can take a moment to appear (Temporal lists them eventually consistently).')
     .option('--json', 'print one JSON array (scheduleId, when, paused, note, request, nextRun, lastRun)')
     .addHelpText('after', `\nExamples:\n  $ ohbackup schedule list\n  $ ohbackup schedule list --json\n${CONNECTION_HELP}`)
@@ -213,6 +215,7 @@ ${CONNECTION_HELP} An existing ID fails with exit 1.`,
 
   schedule
     .command('describe')
+    .summary('show a schedule: next run times, recent runs and their results')
     .description('Show one schedule: its times, what each run backs up, the next run times, and the recent runs with their results (set, files, bytes, outcome).')
     .argument('<id>', 'the schedule ID')
     .option('--json', 'print one JSON object (when, paused, request, nextRuns, recentRuns with each summary, running, uiUrl, ...)')
@@ -222,13 +225,14 @@ ${CONNECTION_HELP} An existing ID fails with exit 1.`,
       await run(cmd, o.json, () => describeSchedule(id), formatView);
     });
 
-  for (const [name, fn, verb] of [
-    ['pause', pauseSchedule, 'Pause a schedule: no run starts until `schedule unpause` (a run in progress goes on; `schedule trigger` still starts one).'],
-    ['unpause', unpauseSchedule, 'Resume a paused schedule: runs start again at their times (missed ones are not made up).'],
+  for (const [name, fn, summary, description] of [
+    ['pause', pauseSchedule, 'pause a schedule (no run starts until unpause)', 'Pause a schedule: no run starts until `schedule unpause` (a run in progress goes on; `schedule trigger` still starts one).'],
+    ['unpause', unpauseSchedule, 'resume a paused schedule', 'Resume a paused schedule: runs start again at their times (missed ones are not made up).'],
   ] as const) {
     schedule
       .command(name)
-      .description(verb)
+      .summary(summary)
+      .description(description)
       .argument('<id>', 'the schedule ID')
       .option('--note <text>', `why, kept with the schedule and shown by describe (default: "${name}d with ohbackup schedule ${name}")`)
       .option('--json', 'print the schedule as one JSON object (as `schedule describe --json`)')
@@ -241,6 +245,7 @@ ${CONNECTION_HELP} An existing ID fails with exit 1.`,
 
   schedule
     .command('trigger')
+    .summary('start a run now (skipped while one is in progress); --wait for its result')
     .description(
       'Start a run of the schedule now, also when it is paused. Skipped, like a due run, while a run is in progress (exit 1). ' +
         'Prints the run\'s workflow ID; with --wait, waits for the run to end and prints its backup set and every bundle\'s outcome.',
@@ -277,6 +282,7 @@ ${CONNECTION_HELP} With --wait: 0 every bundle done, 3 some failed, 1 none done 
 
   schedule
     .command('delete')
+    .summary('delete a schedule (its backup sets are kept)')
     .description('Delete a schedule. A run in progress goes on; the backup sets in its destination are kept.')
     .argument('<id>', 'the schedule ID')
     .option('--json', 'print one JSON object ({"scheduleId", "deleted": true})')
