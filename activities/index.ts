@@ -19,6 +19,7 @@ import { packBundle, readManageIndex } from './packBundle.js';
 import { ProgressReporter } from './progressReporter.js';
 import { runHook } from './runHook.js';
 import { scanDataSize, type SizeScanItem } from './scanDataSize.js';
+import { runScheduledBackup } from './scheduledBackup.js';
 import { bundleEventsSignal } from '../workflows/sessionWorkflow.js';
 
 export interface DeviceConfig {
@@ -273,6 +274,9 @@ export function createActivities(device: DeviceConfig) {
       await writeFile(path, JSON.stringify(caps, null, 2), { mode: 0o600 });
       return path;
     },
+
+    /** One run of an `ohbackup schedule`: plays the tool's part of a backup session into a new set (scheduledBackup.ts). */
+    runScheduledBackup,
   };
 }
 

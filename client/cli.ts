@@ -8,6 +8,7 @@ import { registerControl } from './commands/control.js';
 import { registerDev } from './commands/dev.js';
 import { registerRestore } from './commands/restore.js';
 import { registerSampleDevice } from './commands/sampleDevice.js';
+import { registerSchedule } from './commands/schedule.js';
 import { registerWorker } from './commands/worker.js';
 import { EXIT } from './commands/shared.js';
 
@@ -29,6 +30,17 @@ Getting started:
   $ ohbackup dev --data-root ./device            # local Temporal server + worker (keep it running)
   $ ohbackup backup --out ./set                  # in another shell: back up every backup-able bundle
   $ ohbackup restore --from ./set --to ./device2 # restore the set onto an empty data root
+  $ ohbackup schedule create nightly --dest ./sets --incremental --cron "0 2 * * *"
+
+Every command has its own help: ohbackup <command> --help (ohbackup schedule <subcommand> --help).
+
+Exit codes:
+  0    success (backup, restore: every bundle done)
+  1    failure: the operation failed, or all bundles did; the Temporal service is unreachable; no worker serves the device;
+       no such session or schedule
+  2    wrong usage: unknown command or option, a missing or bad argument (the message says which)
+  3    partial: some bundles done, some failed (backup, restore, schedule trigger --wait)
+  130  interrupted by Ctrl-C (backup and restore release their session first)
 
 Settings (environment): OHBACKUP_DATA_ROOT, OHBACKUP_STATE_DIR (default .ohbackup), OHBACKUP_TASK_QUEUE
 (default ohbackup), OHBACKUP_UI_URL; Temporal's own TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, ...`,
@@ -40,6 +52,7 @@ registerSampleDevice(program);
 registerBackup(program);
 registerRestore(program);
 registerControl(program);
+registerSchedule(program);
 
 let code: number;
 try {

@@ -37,6 +37,8 @@ export interface SessionOptions {
    * acknowledgement reaching the workflow.
    */
   cursorFile?: string;
+  /** The Temporal client to use instead of the tool library's connection (e.g. an activity's own, in a scheduled run). */
+  client?: Client;
 }
 
 export abstract class SessionBase implements OpenSession {
@@ -63,7 +65,7 @@ export abstract class SessionBase implements OpenSession {
   }
 
   private async bind(kind: SessionKind) {
-    const client = await getClient();
+    const client = this.options.client ?? (await getClient());
     let startAfter = 0;
     let handle: WorkflowHandle<typeof sessionWorkflow>;
     if (!this.options.attachTo) {

@@ -20,6 +20,7 @@ import type { BundleOutcome } from '../../common/session.js';
 import { DEFAULT_TEMPORAL_ADDRESS } from '../../common/env.js';
 import { temporalTarget } from '../../common/temporalConfig.js';
 import * as backup from '../backup.js';
+import { openCapabilities } from '../capabilities.js';
 import { BackupSetWriter, SET_CAPABILITIES, SET_MANIFEST, SET_SUMMARY, readSetInfo, type BackupSetSummary, type SetInfo } from '../backupSet.js';
 import { getClient, taskQueue } from '../connection.js';
 import { toBusinessError } from '../failures.js';
@@ -56,6 +57,10 @@ export interface RunBackupOptions {
   onProgress?: (event: BackupProgressEvent) => void;
   /** Aborting releases the session: running bundles are stopped, and the run returns as interrupted. */
   signal?: AbortSignal;
+  /** The Temporal client to use (a scheduled run uses its activity's); default the tool library's connection. */
+  client?: Client;
+  /** The device's task queue; default the tool library's (`configure`, OHBACKUP_TASK_QUEUE). */
+  taskQueue?: string;
 }
 
 export interface BackupRunResult {
@@ -105,10 +110,11 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   const incremental = Boolean(opts.incremental || base);
   const kind = incremental ? ('incremental' as const) : ('backup' as const);
 
-  const client = await connect();
+  const client = opts.client ?? (await connect());
+  const queue = opts.taskQueue ?? taskQueue();
   const namespace = client.options.namespace;
-  await waitForWorker(client, taskQueue());
-  const caps = await readCapabilities();
+  await waitForWorker(client, queue);
+  const caps = await readCapabilities(client, queue);
   const names = opts.bundles?.length ? [...new Set(opts.bundles)] : caps.bundleInfos.filter((b) => b.allToBackup).map((b) => b.name);
   if (!names.length) throw new SetupError('The device reports no backup-able bundles: nothing to back up.', EXIT.failed);
   const estimate = new Map(caps.bundleInfos.map((b) => [b.name, b.spaceOccupied]));
@@ -191,7 +197,8 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
     },
   };
 
-  const session = incremental ? new backup.IncrementalBackupSession(callbacks) : new backup.SessionBackup(callbacks);
+  const sessionOptions = { taskQueue: queue, ...(opts.client ? { client: opts.client } : {}) };
+  const session = incremental ? new backup.IncrementalBackupSession(callbacks, sessionOptions) : new backup.SessionBackup(callbacks, sessionOptions);
   const { sessionId } = session;
   emit({ type: 'start', sessionId, bundles: names, kind, ...(base ? { base: base.dir } : {}) });
   let error: ErrorInfo | undefined;
@@ -362,9 +369,11 @@ export async function waitForWorker(client: Client, queue: string, waitMs = 10_0
   }
 }
 
-/** backup.getLocalCapabilities(): the fd of the device's capability file; we read it and close it. */
-async function readCapabilities(): Promise<Capabilities> {
-  const { fd } = await backup.getLocalCapabilities();
+/** getLocalCapabilities: the fd of the device's capability file; we read it and close it. */
+async function readCapabilities(client: Client, queue: string): Promise<Capabilities> {
+  const { fd } = await openCapabilities(client, queue).catch((err: unknown) => {
+    throw toBusinessError(err);
+  });
   let text: string;
   try {
     text = readFileSync(fd, 'utf8');

@@ -1,11 +1,28 @@
 /** `ohbackup status|cancel|timer|rate|release <session-id> …`: steer any session by its ID. */
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { backup } from '../index.js';
 import { SessionControl, listSessions } from '../sessionControl.js';
 import { EXIT, formatBytes, formatTable, parseIntOption } from './shared.js';
 import { sessionUiUrl } from './backup.js';
 import { temporalTarget } from '../../common/temporalConfig.js';
 import type { BundleOutcome } from '../../common/session.js';
+import { BundleNameArg } from '../validate.js';
+
+const HELP_FOOTER = `
+Connection: TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*.
+Exit codes: 0 done; 1 failed (no such session, the bundle is not running, the service is unreachable); 2 wrong usage.`;
+
+/** A bundle name argument: wrong usage (exit 2) when it cannot be one. */
+function parseBundle(value: string): string {
+  if (!BundleNameArg.safeParse(value).success) throw new InvalidArgumentError('expected a bundle name like com.example.notes.');
+  return value;
+}
+
+const KINDS = ['backup', 'restore', 'incremental'];
+function parseKind(value: string): string {
+  if (!KINDS.includes(value)) throw new InvalidArgumentError(`expected one of ${KINDS.join(', ')}.`);
+  return value;
+}
 
 function outcomesTable(bundles: BundleOutcome[]): string {
   return formatTable(
@@ -29,13 +46,17 @@ async function act<T>(json: boolean | undefined, fn: () => Promise<T>, print: (r
 export function registerControl(program: Command): void {
   program
     .command('sessions')
-    .description('list ohbackup sessions (newest first), from Temporal visibility')
-    .option('--running', 'only sessions still running')
-    .option('--bundle <name>', 'only sessions that include this bundle')
-    .option('--kind <kind>', 'only sessions of this kind: backup, restore or incremental')
-    .option('--limit <n>', 'at most this many', parseIntOption(1, 10_000), 20)
-    .option('--json', 'print one JSON array')
-    .addHelpText('after', '\nExamples:\n  $ ohbackup sessions --running\n  $ ohbackup sessions --bundle com.example.notes --json')
+    .summary('list ohbackup sessions (newest first), from Temporal visibility')
+    .description(
+      'List ohbackup sessions, newest first, from Temporal visibility (found by the search attributes OhbackupKind and OhbackupBundles, ' +
+        'which `ohbackup dev` registers). A session that has just started can take a moment to appear.',
+    )
+    .option('--running', 'only sessions still running (default: every status)')
+    .option('--bundle <name>', 'only sessions that include this bundle (default: any)', parseBundle)
+    .option('--kind <kind>', 'only sessions of this kind: backup, restore or incremental (default: every kind)', parseKind)
+    .option('--limit <n>', 'at most this many, 1 to 10000', parseIntOption(1, 10_000), 20)
+    .option('--json', 'print one JSON array (sessionId, kind, status, startTime, bundles)')
+    .addHelpText('after', `\nExamples:\n  $ ohbackup sessions --running\n  $ ohbackup sessions --bundle com.example.notes --kind incremental --json\n${HELP_FOOTER}`)
     .action(async (o: { running?: boolean; bundle?: string; kind?: string; limit: number; json?: boolean }) => {
       await act(
         o.json,
@@ -52,10 +73,11 @@ export function registerControl(program: Command): void {
 
   program
     .command('status')
-    .description("show a session's state and every bundle's outcome so far")
-    .argument('<session-id>', 'the session (its workflow ID, printed when it started)')
-    .option('--json', 'print one JSON object')
-    .addHelpText('after', '\nExample:\n  $ ohbackup status ohbackup-backup-1b2c…')
+    .summary("show a session's state and every bundle's outcome so far")
+    .description("Show a session's Temporal status (RUNNING, COMPLETED, ...) and every bundle's state, files, bytes and error so far, with the session's UI link.")
+    .argument('<session-id>', 'the session (its workflow ID, printed when it started; see `ohbackup sessions`)')
+    .option('--json', 'print one JSON object (sessionId, status, startTime, closeTime, bundles)')
+    .addHelpText('after', `\nExamples:\n  $ ohbackup status ohbackup-backup-1b2c…\n  $ ohbackup status ohbackup-backup-1b2c… --json\n${HELP_FOOTER}`)
     .action(async (id: string, o: { json?: boolean }) => {
       await act(o.json, async () => (await SessionControl.of(id)).status(), (s) =>
         [`${s.sessionId}: ${s.status}`, outcomesTable(s.bundles), `Temporal UI: ${sessionUiUrl(temporalTarget().namespace, s.sessionId)}`].join('\n'),
@@ -65,9 +87,10 @@ export function registerControl(program: Command): void {
   program
     .command('cancel')
     .description('cancel one bundle of a session: prints 0 (cancelled), 13500011 (not started yet) or 13500012 (not in the session, or ended)')
-    .argument('<session-id>', 'the session')
-    .argument('<bundle>', 'the bundle to cancel')
-    .option('--json', 'print one JSON object')
+    .argument('<session-id>', 'the session (its workflow ID; see `ohbackup sessions --running`)')
+    .argument('<bundle>', 'the bundle to cancel', parseBundle)
+    .option('--json', 'print one JSON object ({"code": ...})')
+    .addHelpText('after', `\nExamples:\n  $ ohbackup cancel ohbackup-backup-1b2c… com.example.notes\n  $ ohbackup cancel ohbackup-backup-1b2c… com.example.notes --json\n${HELP_FOOTER} (exit 1 also for 13500011 and 13500012)`)
     .action(async (id: string, bundle: string, o: { json?: boolean }) => {
       const code = await act(o.json, async () => ({ code: await (await SessionControl.of(id)).cancel(bundle) }), (r) => String(r.code));
       if (code.code !== 0) process.exitCode = EXIT.failed;
@@ -76,10 +99,11 @@ export function registerControl(program: Command): void {
   program
     .command('timer')
     .description("re-arm a running bundle's deadline to <ms> from now (0 to 14400000)")
-    .argument('<session-id>', 'the session')
-    .argument('<bundle>', 'the running bundle')
-    .argument('<ms>', 'the new deadline, ms from now', parseIntOption(0, 14_400_000))
-    .option('--json', 'print one JSON object')
+    .argument('<session-id>', 'the session (its workflow ID; see `ohbackup sessions --running`)')
+    .argument('<bundle>', 'the running bundle', parseBundle)
+    .argument('<ms>', 'the new deadline, ms from now (0 to 14400000; a bundle starts with 900000, 15 minutes)', parseIntOption(0, 14_400_000))
+    .option('--json', 'print one JSON object ({"ok": true|false})')
+    .addHelpText('after', `\nExamples:\n  $ ohbackup timer ohbackup-backup-1b2c… com.example.notes 3600000   # one more hour\n  $ ohbackup timer ohbackup-backup-1b2c… com.example.notes 0         # expire it now (13500003)\n${HELP_FOOTER}`)
     .action(async (id: string, bundle: string, ms: number, o: { json?: boolean }) => {
       const r = await act(o.json, async () => ({ ok: await (await SessionControl.of(id)).updateTimer(bundle, ms) }), (x) => (x.ok ? 'true' : 'false: that bundle is not running'));
       if (!r.ok) process.exitCode = EXIT.failed;
@@ -88,10 +112,11 @@ export function registerControl(program: Command): void {
   program
     .command('rate')
     .description('set the files per second handed over for a running bundle (0 pauses; above 800 means 800)')
-    .argument('<session-id>', 'the session')
-    .argument('<bundle>', 'the running bundle')
-    .argument('<per-second>', 'the new send rate', parseIntOption(0))
-    .option('--json', 'print one JSON object')
+    .argument('<session-id>', 'the session (its workflow ID; see `ohbackup sessions --running`)')
+    .argument('<bundle>', 'the running bundle', parseBundle)
+    .argument('<per-second>', 'the new send rate in files per second (a bundle starts with 60; 0 pauses; above 800 means 800)', parseIntOption(0))
+    .option('--json', 'print one JSON object ({"ok": true|false})')
+    .addHelpText('after', `\nExamples:\n  $ ohbackup rate ohbackup-backup-1b2c… com.example.notes 0     # pause the hand-over\n  $ ohbackup rate ohbackup-backup-1b2c… com.example.notes 800   # full speed\n${HELP_FOOTER}`)
     .action(async (id: string, bundle: string, rate: number, o: { json?: boolean }) => {
       const r = await act(o.json, async () => ({ ok: await (await SessionControl.of(id)).updateSendRate(bundle, rate) }), (x) => (x.ok ? 'true' : 'false: that bundle is not running'));
       if (!r.ok) process.exitCode = EXIT.failed;
@@ -100,8 +125,9 @@ export function registerControl(program: Command): void {
   program
     .command('release')
     .description('end a session: stop what still runs, clean its temp data, complete its workflow; prints every outcome')
-    .argument('<session-id>', 'the session')
-    .option('--json', 'print one JSON object')
+    .argument('<session-id>', 'the session (its workflow ID; see `ohbackup sessions --running`)')
+    .option('--json', 'print one JSON object (sessionId, kind, bundles, trailingEvents)')
+    .addHelpText('after', `\nExamples:\n  $ ohbackup release ohbackup-backup-1b2c…\n  $ ohbackup release ohbackup-backup-1b2c… --json\n${HELP_FOOTER}`)
     .action(async (id: string, o: { json?: boolean }) => {
       await act(o.json, async () => (await SessionControl.of(id)).release(), (r) => outcomesTable(r.bundles));
     });

@@ -1,0 +1,114 @@
+/**
+ * The tool's part of a scheduled backup, run by the device's worker: the same
+ * `runBackup` as `ohbackup backup` (session, set writer, release), on the
+ * activity's own Temporal client, into a new set in the destination. With
+ * `incremental`, the newest complete incremental set there is the base, so
+ * the runs form a chain that `ohbackup restore --from` the newest follows.
+ */
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { ScheduledBackupRequest, ScheduledBackupSummary } from '../common/scheduledBackup.js';
+import type { BundleOutcome } from '../common/session.js';
+import { SET_SUMMARY, readSetInfo, type BackupSetSummary } from '../client/backupSet.js';
+import { SetupError, runBackup, sessionUiUrl } from '../client/commands/backup.js';
+import { releaseUpdate } from '../workflows/sessionWorkflow.js';
+
+/** What an attempt records in its heartbeat, for a retry to clean up after it. */
+interface AttemptDetails {
+  sessionId?: string;
+}
+
+export async function runScheduledBackup(input: ScheduledBackupRequest & { setName: string }): Promise<ScheduledBackupSummary> {
+  const ctx = Context.current();
+  const dest = path.resolve(input.dest);
+  const out = path.join(dest, input.setName);
+  try {
+    await mkdir(dest, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable(`the destination ${dest} cannot be created: ${(err as Error).message}`, 'OhbackupScheduledBackupSetup');
+  }
+
+  if (ctx.info.attempt > 1) {
+    // An earlier attempt of this run (its worker died, say) may have finished the set; else its session is released and its set made again.
+    const finished = await completeSet(out);
+    if (finished) return finished;
+    const earlier = ctx.info.heartbeatDetails as AttemptDetails | undefined;
+    if (earlier?.sessionId) await ctx.client.workflow.getHandle(earlier.sessionId).executeUpdate(releaseUpdate).catch(() => undefined);
+    await rm(out, { recursive: true, force: true });
+  }
+
+  const base = input.incremental ? await newestBase(dest, input.setName) : undefined;
+  const details: AttemptDetails = {};
+  const beat = setInterval(() => ctx.heartbeat(details), 1000);
+  try {
+    const result = await runBackup({
+      out,
+      bundles: input.bundles,
+      rate: input.rate,
+      incremental: input.incremental,
+      base,
+      client: ctx.client,
+      taskQueue: ctx.info.taskQueue,
+      signal: ctx.cancellationSignal,
+      onProgress: (e) => {
+        if (e.type === 'start') {
+          details.sessionId = e.sessionId;
+          ctx.heartbeat(details);
+        } else if (e.type === 'notice') ctx.log.info(e.message);
+      },
+    });
+    if (result.interrupted && ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+    return summarize({ set: out, sessionId: result.sessionId, uiUrl: result.uiUrl, kind: result.kind, base: result.base, bundles: result.bundles, error: result.error });
+  } catch (err) {
+    // Nothing to retry when the device has nothing to back up (or the like).
+    if (err instanceof SetupError) throw ApplicationFailure.nonRetryable(err.message, 'OhbackupScheduledBackupSetup');
+    throw err;
+  } finally {
+    clearInterval(beat);
+  }
+}
+
+function summarize({ base, error, ...s }: Omit<ScheduledBackupSummary, 'files' | 'bytes' | 'outcome'>): ScheduledBackupSummary {
+  const done = s.bundles.filter((b) => b.state === 'done').length;
+  const outcome = error || done === 0 ? 'failed' : done < s.bundles.length ? 'partial' : 'done';
+  const files = s.bundles.reduce((n, b) => n + b.files, 0);
+  const bytes = s.bundles.reduce((n, b) => n + b.bytes, 0);
+  return { ...s, ...(base ? { base } : {}), files, bytes, outcome, ...(error ? { error } : {}) };
+}
+
+/** The summary of `out` when an earlier attempt wrote it with every bundle done; else undefined. */
+async function completeSet(out: string): Promise<ScheduledBackupSummary | undefined> {
+  let summary: BackupSetSummary;
+  try {
+    summary = JSON.parse(await readFile(path.join(out, SET_SUMMARY), 'utf8')) as BackupSetSummary;
+  } catch {
+    return undefined;
+  }
+  const bundles: BundleOutcome[] = Array.isArray(summary.bundles) ? summary.bundles : [];
+  if (!bundles.length || bundles.some((b) => b.state !== 'done')) return undefined;
+  const namespace = Context.current().info.namespace;
+  return summarize({ set: out, sessionId: summary.sessionId, uiUrl: sessionUiUrl(namespace, summary.sessionId), kind: summary.kind, base: summary.base, bundles });
+}
+
+/**
+ * The newest set in `dest` an increment can chain to: an incremental set
+ * whose summary is written (so it is complete) and that holds at least one
+ * bundle; newest by its time, then by folder name.
+ */
+async function newestBase(dest: string, exclude: string): Promise<string | undefined> {
+  let best: { dir: string; time: number; name: string } | undefined;
+  for (const entry of await readdir(dest, { withFileTypes: true })) {
+    if (!entry.isDirectory() || entry.name === exclude) continue;
+    let info: ReturnType<typeof readSetInfo>;
+    try {
+      info = readSetInfo(path.join(dest, entry.name));
+    } catch {
+      continue; // not a set, or one still being written
+    }
+    if (info.kind !== 'incremental' || info.time === undefined || info.done.length === 0) continue;
+    if (!best || info.time > best.time || (info.time === best.time && entry.name > best.name)) best = { dir: info.dir, time: info.time, name: entry.name };
+  }
+  return best?.dir;
+}

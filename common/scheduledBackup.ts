@@ -1,0 +1,66 @@
+/**
+ * A scheduled backup: what a Temporal Schedule's action hands to
+ * `scheduledBackupWorkflow`, and what each run returns. Pure types and
+ * constants, safe for workflow code.
+ */
+import type { ErrorInfo } from './errors.js';
+import type { BundleOutcome } from './session.js';
+
+/** The workflow type a schedule's action starts; `ohbackup schedule list` shows only schedules of it. */
+export const SCHEDULED_BACKUP_WORKFLOW = 'scheduledBackupWorkflow';
+
+/** The ApplicationFailure type of a run in which no bundle was backed up; its details hold the run's summary. */
+export const SCHEDULED_BACKUP_FAILED = 'OhbackupScheduledBackupFailed';
+
+/** The schedule's memo key: the request and how its times were given, for `schedule list`. */
+export const SCHEDULE_MEMO_KEY = 'ohbackup';
+
+export interface ScheduledBackupRequest {
+  /** The destination folder (absolute, as the device's worker sees it): every run writes a new backup set in it. */
+  dest: string;
+  /** Bundles to back up; none = every bundle the device reports as backup-able at run time. */
+  bundles?: string[];
+  /**
+   * Each run is an increment of the newest complete incremental set in `dest`
+   * (the first run, with none there, is a full backup that keeps manifests).
+   * Without it, every run is a full backup.
+   */
+  incremental: boolean;
+  /** Files per second handed over per bundle (updateSendRate); default the session's. */
+  rate?: number;
+}
+
+export interface ScheduledBackupSummary {
+  /** The backup set folder this run wrote. */
+  set: string;
+  sessionId: string;
+  uiUrl: string;
+  kind: 'backup' | 'incremental';
+  /** The base set, for an increment. */
+  base?: string;
+  bundles: BundleOutcome[];
+  /** Files and bytes handed over, every bundle together. */
+  files: number;
+  bytes: number;
+  /** done: every bundle done; partial: some; failed: none, or the session failed. */
+  outcome: 'done' | 'partial' | 'failed';
+  /** The session's own failure, when it failed as a whole. */
+  error?: ErrorInfo;
+}
+
+/** What the schedule's memo holds under SCHEDULE_MEMO_KEY. */
+export interface ScheduleMemo {
+  request: ScheduledBackupRequest;
+  /** The times as given: `cron 0 2 * * *` or `every 24h`. */
+  when: string;
+}
+
+/**
+ * The set folder of one run: sortable by start time (UTC) and unique per run,
+ * e.g. `20250102T020000Z-1a2b3c4d`.
+ */
+export function scheduledSetName(start: Date, runId: string): string {
+  const stamp = start.toISOString().replace(/\.\d+Z$/, 'Z').replace(/[-:]/g, '');
+  // The run ID's last digits: its first ones are a timestamp (UUIDv7), the same for runs close together.
+  return `${stamp}-${runId.replace(/-/g, '').slice(-8)}`;
+}

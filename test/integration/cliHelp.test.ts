@@ -1,0 +1,88 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const CLI = fileURLToPath(new URL('../../dist/client/cli.js', import.meta.url));
+
+function ohbackup(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  // No Temporal service is reachable here: help and usage errors must not need one.
+  const env = { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:1' };
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+  });
+}
+
+/** Every command, the options its help must explain, and the least it needs to get past its required options. */
+const COMMANDS: Array<{ command: string[]; options: string[]; minimal?: string[] }> = [
+  { command: ['dev'], options: ['--port', '--ui-port', '--data-root', '--headless'] },
+  { command: ['worker'], options: ['--data-root', '--task-queue'] },
+  { command: ['sample-device'], options: ['--scale', '--seed', '--json'], minimal: ['/tmp/nowhere'] },
+  { command: ['backup'], options: ['--out', '--rate', '--incremental', '--base', '--json'], minimal: ['--out', '/tmp/nowhere'] },
+  { command: ['restore'], options: ['--from', '--to', '--map', '--json'], minimal: ['--from', '/tmp/nowhere'] },
+  { command: ['sessions'], options: ['--running', '--bundle', '--kind', '--limit', '--json'] },
+  { command: ['status'], options: ['--json'], minimal: ['some-session'] },
+  { command: ['cancel'], options: ['--json'], minimal: ['some-session', 'com.example.notes'] },
+  { command: ['timer'], options: ['--json'], minimal: ['some-session', 'com.example.notes', '1000'] },
+  { command: ['rate'], options: ['--json'], minimal: ['some-session', 'com.example.notes', '10'] },
+  { command: ['release'], options: ['--json'], minimal: ['some-session'] },
+  {
+    command: ['schedule', 'create'],
+    options: ['--dest', '--bundles', '--cron', '--every', '--timezone', '--incremental', '--rate', '--task-queue', '--paused', '--note', '--json'],
+    minimal: ['nightly', '--dest', '/tmp/nowhere', '--every', '24h'],
+  },
+  { command: ['schedule', 'list'], options: ['--json'] },
+  { command: ['schedule', 'describe'], options: ['--json'], minimal: ['nightly'] },
+  { command: ['schedule', 'pause'], options: ['--note', '--json'], minimal: ['nightly'] },
+  { command: ['schedule', 'unpause'], options: ['--note', '--json'], minimal: ['nightly'] },
+  { command: ['schedule', 'trigger'], options: ['--wait', '--json'], minimal: ['nightly'] },
+  { command: ['schedule', 'delete'], options: ['--json'], minimal: ['nightly'] },
+];
+
+describe('the command line help', () => {
+  it('the top-level help lists every command, the exit codes and how to get more help', async () => {
+    const r = await ohbackup(['--help']);
+    expect(r.code, r.stderr).toBe(0);
+    for (const name of new Set(COMMANDS.map((c) => c.command[0]!))) expect(r.stdout).toMatch(new RegExp(`^  ${name}\\b`, 'm'));
+    expect(r.stdout).toMatch(/Exit codes:/);
+    for (const code of ['0', '1', '2', '3', '130']) expect(r.stdout).toMatch(new RegExp(`^  ${code} +\\S`, 'm'));
+    expect(r.stdout).toMatch(/ohbackup <command> --help/);
+    const schedule = await ohbackup(['schedule', '--help']);
+    expect(schedule.code, schedule.stderr).toBe(0);
+    for (const sub of COMMANDS.filter((c) => c.command[0] === 'schedule')) expect(schedule.stdout).toMatch(new RegExp(`^  ${sub.command[1]}\\b`, 'm'));
+  });
+
+  it.each(COMMANDS.map((c) => [c.command.join(' '), c] as const))('`%s --help` explains every option and gives examples', async (_name, c) => {
+    const r = await ohbackup([...c.command, '--help']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^Usage: ohbackup ${c.command.join(' ')}`));
+    // A description paragraph after the usage line.
+    expect(r.stdout.split('\n')[2]!.trim().length).toBeGreaterThan(10);
+    for (const option of c.options) {
+      // The option, then its explanation on the same line.
+      expect(r.stdout, option).toMatch(new RegExp(`^ +${option}( <[^>]+>)? +\\S`, 'm'));
+    }
+    expect(r.stdout).toMatch(/^Examples:\n {2}\$ ohbackup /m);
+  });
+
+  it.each(COMMANDS.map((c) => [c.command.join(' '), c] as const))('`%s` with an unknown option is wrong usage: exit 2 and a message', async (_name, c) => {
+    const r = await ohbackup([...c.command, ...(c.minimal ?? []), '--no-such-option']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/unknown option '--no-such-option'/);
+    expect(r.stderr).toMatch(/add --help for usage/);
+  });
+
+  it('an unknown command and a bad argument are wrong usage too', async () => {
+    const unknown = await ohbackup(['frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown command 'frobnicate'/);
+    const badBundle = await ohbackup(['cancel', 'some-session', 'not a bundle']);
+    expect(badBundle.code).toBe(2);
+    expect(badBundle.stderr).toMatch(/invalid for argument 'bundle'/);
+    const badKind = await ohbackup(['sessions', '--kind', 'weekly']);
+    expect(badKind.code).toBe(2);
+    expect(badKind.stderr).toMatch(/expected one of backup, restore, incremental/);
+    const badId = await ohbackup(['schedule', 'describe', '../x']);
+    expect(badId.code).toBe(2);
+    expect(badId.stderr).toMatch(/is not a schedule ID/);
+  });
+});
