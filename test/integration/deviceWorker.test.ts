@@ -7,11 +7,13 @@
  * holds decoys of the same bundles, so anything misrouted would show in the
  * data as well as in the histories.
  */
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, closeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { backup } from '../../client/index.js';
 import { BackupSetWriter, SET_CAPABILITIES } from '../../client/backupSet.js';
@@ -24,6 +26,16 @@ import { Recorder } from '../helpers/recorder.js';
 import { configureTool, temporalAddress, testClient, uniqueTaskQueue } from '../helpers/temporal.js';
 import { compareBundleSet } from '../helpers/verifySet.js';
 import { startWorkerProcess } from '../helpers/workerProcess.js';
+
+const CLI = fileURLToPath(new URL('../../dist/client/cli.js', import.meta.url));
+
+function ohbackup(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
 
 const SHARED = ['com.example.d1', 'com.example.d2'];
 const ONLY_ON_DEVICE = 'com.example.only1';
@@ -115,6 +127,23 @@ describe('a worker per device', () => {
       const restoreActs = await activityRuns(client, restored.sessionId);
       expect(restoreActs.filter((r) => r.activity === 'createRestoreTarget').length).toBeGreaterThan(0);
       for (const r of restoreActs) expect(r).toMatchObject({ taskQueue: devQueue, identity: deviceId });
+
+      // The command line: `backup --device` and `restore --device`; with no worker for a device, a clear failure.
+      const env = { TEMPORAL_ADDRESS: temporalAddress(), OHBACKUP_TASK_QUEUE: taskQueue, OHBACKUP_STATE_DIR: path.join(root, 'cli-state') };
+      const out = path.join(root, 'cli-set');
+      const cliBackup = await ohbackup(['backup', '--device', device, '--out', out, '--json', ONLY_ON_DEVICE], env);
+      expect(cliBackup.code, cliBackup.stderr).toBe(0);
+      const cliResult = JSON.parse(cliBackup.stdout) as { sessionId: string; bundles: Array<{ state: string }> };
+      expect(cliResult.bundles.map((b) => b.state)).toEqual(['done']);
+      expect(await compareBundleSet(out, deviceRoot, ONLY_ON_DEVICE)).toEqual([]);
+      expect((await workflowTaskWorkers(client, bundleWorkflowId(cliResult.sessionId, ONLY_ON_DEVICE))).identities).toEqual(new Set([deviceId]));
+      const cliRestore = await ohbackup(['restore', '--device', device, '--from', out, '--json'], env);
+      expect(cliRestore.code, cliRestore.stderr).toBe(0);
+      const nobody = await ohbackup(['backup', '--device', 'no-such-device', '--out', path.join(root, 'none')], env);
+      expect(nobody.code).toBe(1);
+      expect(nobody.stderr).toContain('No ohbackup worker serves device "no-such-device"');
+      const both = await ohbackup(['restore', '--device', device, '--to', path.join(root, 'x'), '--from', out], env);
+      expect(both.code).toBe(2);
     } finally {
       configureTool(taskQueue);
       await Promise.all([plain.kill('SIGTERM'), onDevice.kill('SIGTERM')]);
