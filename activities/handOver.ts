@@ -34,6 +34,8 @@ export interface HandOverResult {
 }
 
 const RATE_POLL_MS = 500;
+/** Batches signalled but not yet confirmed before pacing waits for them (bounds what a retry repeats). */
+const MAX_BATCHES_IN_FLIGHT = 4;
 
 export async function handOverFiles(client: Client, input: HandOverInput): Promise<HandOverResult> {
   const ctx = Context.current();
@@ -67,18 +69,32 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
   let batch: EventBody[] = [];
   const handedFiles = ctx.metricMeter.createCounter('ohbackup_files_handed_over', 'files', 'files handed over to tools');
   const handedBytes = ctx.metricMeter.createCounter('ohbackup_bytes_handed_over', 'bytes', 'bytes handed over to tools');
-  const flush = async () => {
+  // Batches are signalled in order but without stopping the pacing: a signal slower than the
+  // bucket's burst would otherwise cost tokens for good. Only what the session holds is heartbeated.
+  let confirmed = next;
+  let sending: Promise<void> = Promise.resolve();
+  let inFlight = 0;
+  const flush = () => {
     if (batch.length === 0) return;
-    await session.signal(bundleEventsSignal, batch);
-    handedFiles.add(batch.length);
-    handedBytes.add(batch.reduce((n, e) => n + (e.type === 'fileReady' ? e.size : 0), 0));
+    const events = batch;
+    const upTo = next;
     batch = [];
-    ctx.heartbeat({ next });
+    inFlight++;
+    sending = sending.then(async () => {
+      await session.signal(bundleEventsSignal, events);
+      inFlight--;
+      confirmed = upTo;
+      handedFiles.add(events.length);
+      handedBytes.add(events.reduce((n, e) => n + (e.type === 'fileReady' ? e.size : 0), 0));
+      ctx.heartbeat({ next: confirmed });
+    });
+    sending.catch(() => undefined); // observed by the awaits below
   };
 
   try {
     while (next < list.length) {
       if (bucket.rate === 0) break;
+      if (inFlight >= MAX_BATCHES_IN_FLIGHT) await sending;
       try {
         await bucket.take(stop);
       } catch (err) {
@@ -99,13 +115,14 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
       next += 1;
       progress.update(`handing over: ${next}/${list.length} files`);
       // About a tenth of a second's worth of files per signal keeps history small and delivery smooth.
-      if (batch.length >= Math.max(1, Math.floor(bucket.rate / 10))) await flush();
-      else ctx.heartbeat({ next: next - batch.length });
+      if (batch.length >= Math.max(1, Math.floor(bucket.rate / 10))) flush();
+      else ctx.heartbeat({ next: confirmed });
     }
+    flush();
+    await sending;
   } finally {
     clearInterval(poll);
     progress.stop();
   }
-  await flush();
   return { next };
 }

@@ -38,7 +38,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
-import { constants as fsc, createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { closeSync, constants as fsc, createReadStream, createWriteStream, fstatSync, openSync, promises as fsp, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
@@ -136,6 +136,8 @@ const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
 const PROGRESS_EVERY_MS = 250;
 const BLOCK = 512;
+/** A slice is written about this much at a time. */
+const WRITE_BATCH_BYTES = 1 << 20;
 
 /** Thrown when a file's length changed between stat and read, so a tar header would lie. */
 export class FileChangedError extends Error {
@@ -226,16 +228,32 @@ class Slice {
     this.handed = { uri, kind: 'tar', size: 0, sha256: '', entries: [] };
     const pack = this.pack;
     const hash = this.#hash;
-    this.#written = pipeline(
-      // tar-stream's streams are streamx, not Node streams: read it as an async iterable.
-      async function* () {
+    // tar-stream's streams are streamx, not Node streams: read it as an async iterable. Its
+    // chunks are small (512-byte headers, file data): gathered and written synchronously about a
+    // MiB at a time, which costs far less than a thread-pool round trip per chunk. The loop takes
+    // the next chunk only after writing, so the pack is still held back by the disk.
+    this.#written = (async () => {
+      const fd = openSync(filePath, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, FILE_MODE);
+      try {
+        let held: Buffer[] = [];
+        let heldBytes = 0;
+        const flush = () => {
+          const buf = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
+          for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
+          held = [];
+          heldBytes = 0;
+        };
         for await (const chunk of pack as AsyncIterable<Buffer>) {
           hash.update(chunk);
-          yield chunk;
+          held.push(chunk);
+          heldBytes += chunk.length;
+          if (heldBytes >= WRITE_BATCH_BYTES || held.length >= 512) flush();
         }
-      },
-      createWriteStream(filePath, { flags: 'wx', mode: FILE_MODE }),
-    );
+        flush();
+      } finally {
+        closeSync(fd);
+      }
+    })();
     // Failures are observed through #written and entry callbacks; without these
     // no-op handlers a destroyed streamx stream's 'error' event would crash the process.
     this.#written.catch(() => {});
@@ -291,6 +309,16 @@ class Slice {
     this.#record({ path: rel, kind: 'file', size, mode, mtimeMs, sha256: hash.digest('hex') });
   }
 
+  /** Adds a small file already read whole (its header states exactly the bytes read). */
+  async addBuffer(rel: string, data: Buffer, sha256: string, mode: number, mtimeMs: number, progress: Progress): Promise<void> {
+    // The callback fires once the pack took the data, which waits for the slice file to drain: backpressure.
+    await new Promise<void>((resolve, reject) => {
+      this.pack.entry({ name: rel, type: 'file', size: data.length, mode, mtime: new Date(mtimeMs) }, data, (err) => (err ? reject(err) : resolve()));
+    });
+    progress.add(1, data.length);
+    this.#record({ path: rel, kind: 'file', size: data.length, mode, mtimeMs, sha256 });
+  }
+
   #record(entry: IndexEntry): void {
     this.handed.entries.push(entry);
     this.bytes += tarEntryBytes(entry.path, entry.size);
@@ -301,7 +329,7 @@ class Slice {
     await this.#written;
     this.handed.size = (await fsp.stat(this.filePath)).size;
     this.handed.sha256 = this.#hash.digest('hex');
-    await fsyncPath(this.filePath);
+    // No fsync: a resumed attempt re-hashes every output it keeps, so a torn one is repacked, not trusted.
   }
 
   /**
@@ -400,7 +428,8 @@ function lastPath(handed: HandedFile): string {
 }
 
 async function writeDone(outDir: string, done: Omit<Done, 'version'>): Promise<void> {
-  await writeAtomically(path.join(outDir, done.handed.uri + DONE_SUFFIX), JSON.stringify({ version: DONE_VERSION, ...done }));
+  // Atomic but not synced: a sidecar lost to a machine crash only means repacking that output.
+  await writeAtomically(path.join(outDir, done.handed.uri + DONE_SUFFIX), JSON.stringify({ version: DONE_VERSION, ...done }), false);
 }
 
 /** What a resumed run starts from. */
@@ -481,7 +510,6 @@ async function loadResumeState(outDir: string, config: string, progress: Progres
   for (const name of names) {
     if (!keep.has(name)) await fsp.rm(path.join(outDir, name), { recursive: true, force: true });
   }
-  await fsyncPath(outDir);
 
   // Re-check every kept output against its record: length and SHA-256.
   progress.phase = 'verify';
@@ -540,6 +568,55 @@ async function openSource(absPath: string): Promise<{ fh: fsp.FileHandle; size: 
     return { skip: specialKind(st) };
   }
   return { fh, size: st.size, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs };
+}
+
+/**
+ * Reads a small file whole, without following a symlink that replaced it or
+ * blocking on a FIFO. Synchronous on purpose: a page-cache read of a few KiB
+ * costs less than the thread-pool round trips of a stream, and the Pacer
+ * yields the event loop often enough. Memory is bounded by `maxBytes` (the
+ * big-file limit): a file found larger, or growing past it, is 'big' and
+ * streamed instead. The bytes returned are the bytes recorded: a file that
+ * changed meanwhile is stored as read, never with a header that lies.
+ */
+function readSmallFile(absPath: string, maxBytes: number): { data: Buffer; mode: number; mtimeMs: number } | { skip: string } | 'big' {
+  let fd: number;
+  try {
+    fd = openSync(absPath, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    return { skip: code === 'ENOENT' ? 'vanished' : code === 'ELOOP' ? 'symlink' : code };
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) return { skip: specialKind(st) };
+    if (st.size > maxBytes) return 'big';
+    let buf = Buffer.allocUnsafe(st.size + 1); // one byte more tells at once whether it grew
+    let n = 0;
+    for (;;) {
+      const r = readSync(fd, buf, n, buf.length - n, n);
+      if (r === 0) break;
+      n += r;
+      if (n < buf.length) continue;
+      if (n > maxBytes) return 'big';
+      const grown = Buffer.allocUnsafe(Math.min(maxBytes + 1, buf.length * 2));
+      buf.copy(grown, 0, 0, n);
+      buf = grown;
+    }
+    return { data: buf.subarray(0, n), mode: st.mode & 0o7777, mtimeMs: st.mtimeMs };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Lets the event loop run (heartbeats, other bundles) at least every few milliseconds of synchronous reading. */
+class Pacer {
+  #since = performance.now();
+  async maybeYield(): Promise<void> {
+    if (performance.now() - this.#since < 8) return;
+    await new Promise((resolve) => setImmediate(resolve));
+    this.#since = performance.now();
+  }
 }
 
 /** SHA-256 of exactly `size` bytes of an open file, or undefined when it does not hold that many now. */
@@ -610,6 +687,7 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
   signal?.throwIfAborted();
   const config = configDigest(opts, limits);
   const progress = new Progress(opts.onProgress);
+  const pacer = new Pacer();
   await ensureOutDir(outDir);
 
   let resumed: ResumeState | undefined;
@@ -732,6 +810,7 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
       }
       if (track) await recordKeptBefore();
       progress.phase = 'pack';
+      await pacer.maybeYield();
       const next = pending[0];
       if (next && Buffer.compare(key, walkKey(lastPath(next.handed))) >= 0) {
         if (item.type === 'entry' && item.kind === 'file' && item.path === lastPath(next.handed)) {
@@ -766,6 +845,26 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
       const b = base?.get(item.path);
       if (track && b?.kind === 'file' && b.size === item.size && b.mtimeMs === item.mtimeMs) {
         await track.recordUnchanged(item, b); // not opened, not read
+        continue;
+      }
+      // A small file, read whole by one synchronous read: far cheaper than a stream per file.
+      const small = item.size <= limits.bigFileBytes ? readSmallFile(item.absPath, limits.bigFileBytes) : 'big';
+      if (small !== 'big') {
+        if ('skip' in small) {
+          skipped.push({ path: item.path, reason: small.skip });
+          continue;
+        }
+        const sha256 = createHash('sha256').update(small.data).digest('hex');
+        // Size or mtime moved: packed unless the bytes are still the base's.
+        if (track && b?.kind === 'file' && b.size === small.data.length && b.sha256 === sha256) {
+          await track.recordUnchanged({ path: item.path, mode: small.mode, mtimeMs: small.mtimeMs }, b);
+          continue;
+        }
+        const s = await sliceFor(tarEntryBytes(item.path, small.data.length));
+        await s.addBuffer(item.path, small.data, sha256, small.mode, small.mtimeMs, progress);
+        await track?.record(s.handed.entries.at(-1)!);
+        totals.files++;
+        totals.bytes += small.data.length;
         continue;
       }
       // Re-open and re-stat: the file may have changed since the walk listed it.
@@ -867,13 +966,14 @@ async function packBigFile(
   const hash = createHash('sha256');
   let size = 0;
   try {
+    // MiB-sized chunks: a big file costs a few dozen thread-pool round trips, not thousands.
     await pipeline(
-      fh.createReadStream({ autoClose: false, start: 0 }),
+      fh.createReadStream({ autoClose: false, start: 0, highWaterMark: WRITE_BATCH_BYTES }),
       hashing(hash, (n) => {
         size += n;
         progress.add(0, n);
       }),
-      createWriteStream(outPath, { flags: 'wx', mode: FILE_MODE }),
+      createWriteStream(outPath, { flags: 'wx', mode: FILE_MODE, highWaterMark: WRITE_BATCH_BYTES }),
       { signal },
     );
   } catch (err) {
@@ -881,7 +981,6 @@ async function packBigFile(
     signal?.throwIfAborted();
     throw err;
   }
-  await fsyncPath(outPath);
   const sha256 = hash.digest('hex');
   const entry: IndexEntry = { path: rel, kind: 'file', size: size, mode: st.mode, mtimeMs: st.mtimeMs, sha256 };
   progress.add(1, 0);
@@ -889,15 +988,15 @@ async function packBigFile(
 }
 
 /** write tmp → fsync → rename → fsync the folder, so a reader sees the whole index or none. */
-async function writeAtomically(target: string, text: string): Promise<void> {
+async function writeAtomically(target: string, text: string, sync = true): Promise<void> {
   const tmp = `${target}.tmp`;
   const fh = await fsp.open(tmp, 'w', FILE_MODE);
   try {
     await fh.writeFile(text, 'utf8');
-    await fh.sync();
+    if (sync) await fh.sync();
   } finally {
     await fh.close();
   }
   await fsp.rename(tmp, target);
-  await fsyncPath(path.dirname(target));
+  if (sync) await fsyncPath(path.dirname(target));
 }

@@ -23,7 +23,7 @@
  * depth-first, a folder before its contents. Memory: one folder's list of
  * names per depth level, plus the chain of not-yet-yielded ancestors.
  */
-import { promises as fsp, type Stats } from 'node:fs';
+import { lstatSync, promises as fsp, type Stats } from 'node:fs';
 import path from 'node:path';
 import picomatch from 'picomatch';
 
@@ -140,7 +140,8 @@ export async function* walkBundle(dataDir: string, profile: WalkProfile): AsyncG
       const childAbs = path.join(abs, name);
       let st: Stats;
       try {
-        st = await fsp.lstat(childAbs);
+        // Synchronous: a metadata lookup costs less than its thread-pool round trip.
+        st = lstatSync(childAbs);
       } catch (err) {
         if (errnoOf(err) === 'ENOENT') continue; // vanished since the listing: nothing to back up
         if (included(childRel)) yield { type: 'skipped', path: childRel, reason: errnoOf(err) };

@@ -4,8 +4,8 @@
  * session summary. Private to its owner (folders 0700, files 0600). A file
  * becomes visible under its name only once completely copied.
  */
-import { close, createReadStream, createWriteStream, readFileSync } from 'node:fs';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { close, createReadStream, createWriteStream, existsSync, fstat, readFileSync } from 'node:fs';
+import { chmod, copyFile, link, lstat, mkdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -17,6 +17,7 @@ export const SET_CAPABILITIES = 'capabilities.json';
 export const SET_MANIFEST = 'manifest.jsonl';
 
 const closeFd = promisify(close);
+const fstatFd = promisify(fstat);
 
 export interface BackupSetSummary {
   version: 1;
@@ -32,6 +33,38 @@ export interface BackupSetSummary {
   /** An increment's base set (absolute path): restore it (and its bases) first. */
   base?: string;
   bundles: BundleOutcome[];
+}
+
+/**
+ * Links the fd's file at `to` when that is the same file and this process
+ * owns it: the worker never changes a file once handed over, so the set can
+ * share it and no byte is copied. False when it cannot (another filesystem,
+ * another owner, not Linux): then the caller copies.
+ */
+async function linkFd(fd: number, to: string): Promise<boolean> {
+  try {
+    const st = await fstatFd(fd);
+    if (!st.isFile() || st.uid !== process.getuid?.()) return false;
+    const from = await readlink(`/proc/self/fd/${fd}`);
+    await link(from, to);
+    const made = await lstat(to);
+    if (made.ino === st.ino && made.dev === st.dev) return true;
+    await rm(to, { force: true }); // the name pointed elsewhere by now
+    return false;
+  } catch {
+    return false;
+  }
+}
+
+/** Copies the fd's bytes to `to` (0600): in the kernel through /proc/self/fd where it can, else a stream. */
+async function copyFd(fd: number, to: string): Promise<void> {
+  const viaProc = `/proc/self/fd/${fd}`;
+  if (existsSync(viaProc)) {
+    await copyFile(viaProc, to);
+    await chmod(to, 0o600);
+    return;
+  }
+  await pipeline(createReadStream('', { fd, autoClose: false, start: 0 }), createWriteStream(to, { mode: 0o600 }));
 }
 
 export class BackupSetWriter {
@@ -57,7 +90,8 @@ export class BackupSetWriter {
     const target = path.join(dir, name);
     const partial = `${target}.partial`;
     try {
-      await pipeline(createReadStream('', { fd, autoClose: false, start: 0 }), createWriteStream(partial, { mode: 0o600 }));
+      await rm(partial, { force: true });
+      if (!(await linkFd(fd, partial))) await copyFd(fd, partial);
     } finally {
       await closeFd(fd);
     }

@@ -21,7 +21,14 @@ export function workflowsPath(): string {
   return existsSync(ts) ? ts : fileURLToPath(new URL('../workflows/index.js', import.meta.url));
 }
 
+/** The workflow bundle `npm run build` makes (scripts/bundleWorkflows.js), when running the compiled code. */
+export function prebuiltWorkflowBundle(): string | undefined {
+  const js = fileURLToPath(new URL('../workflow-bundle.js', import.meta.url));
+  return workflowsPath().endsWith('.js') && existsSync(js) ? js : undefined;
+}
+
 export async function createOhbackupWorker(opts: OhbackupWorkerOptions): Promise<Worker> {
+  const prebuilt = opts.workflowBundle ? undefined : prebuiltWorkflowBundle();
   return Worker.create({
     connection: opts.connection,
     namespace: opts.namespace,
@@ -29,7 +36,11 @@ export async function createOhbackupWorker(opts: OhbackupWorkerOptions): Promise
     ...(opts.identity ? { identity: opts.identity } : {}),
     ...(opts.maxConcurrentActivities ? { maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities } : {}),
     activities: createActivities({ dataRoot: opts.dataRoot, stateDir: opts.stateDir }),
-    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: workflowsPath(), bundlerOptions: bundlerOptions() }),
+    ...(opts.workflowBundle
+      ? { workflowBundle: opts.workflowBundle }
+      : prebuilt
+        ? { workflowBundle: { codePath: prebuilt } }
+        : { workflowsPath: workflowsPath(), bundlerOptions: bundlerOptions() }),
     // Cancellation (cancel, deadline, release) reaches a running activity at its next heartbeat: keep that prompt.
     maxHeartbeatThrottleInterval: '1 second',
     defaultHeartbeatThrottleInterval: '1 second',

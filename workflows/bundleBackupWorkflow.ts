@@ -7,12 +7,20 @@ import {
   defineQuery,
   defineSignal,
   proxyActivities,
+  proxyLocalActivities,
   setCurrentDetails,
   setHandler,
 } from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.js';
 import { DEFAULTS, processJson } from '../common/session.js';
-import { BundleRejected, bundleActivityOptions, cleanupActivityOptions, runBundleLifecycle, type BundleWorkflowInput } from './bundleLifecycle.js';
+import {
+  BundleRejected,
+  bundleActivityOptions,
+  cleanupActivityOptions,
+  prepareActivityOptions,
+  runBundleLifecycle,
+  type BundleWorkflowInput,
+} from './bundleLifecycle.js';
 
 export { updateTimerSignal, type BundleWorkflowInput } from './bundleLifecycle.js';
 
@@ -21,8 +29,9 @@ export const updateSendRateSignal = defineSignal<[number]>('updateSendRate');
 /** The hand-over activity reads the current rate through this query. */
 export const sendRateQuery = defineQuery<number>('sendRate');
 
-const { prepareBundle, packBundleData, handOverFiles, runBundleHook } = proxyActivities<ReturnType<typeof createActivities>>(bundleActivityOptions);
-const { cleanBundleSession } = proxyActivities<ReturnType<typeof createActivities>>(cleanupActivityOptions);
+const { packBundleData, handOverFiles, runBundleHook } = proxyActivities<ReturnType<typeof createActivities>>(bundleActivityOptions);
+const { prepareBundle } = proxyLocalActivities<ReturnType<typeof createActivities>>(prepareActivityOptions);
+const { cleanBundleSession } = proxyLocalActivities<ReturnType<typeof createActivities>>(cleanupActivityOptions);
 
 export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<void> {
   const { bundleName } = input.request;
@@ -38,7 +47,7 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
       const started = Date.now();
       const prepared = await prepareBundle({ bundleName, kind: input.kind });
       if (!prepared.ok) throw new BundleRejected(prepared.error);
-      await begin();
+      begin();
       // The bundle's own backup hook runs first (like the reference's onBackup/onBackupEx), under the deadline.
       const hook = prepared.hooks.includes('onBackupEx') ? 'onBackupEx' : prepared.hooks.includes('onBackup') ? 'onBackup' : undefined;
       let hookOutput = '';

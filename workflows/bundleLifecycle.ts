@@ -8,6 +8,7 @@ import {
   ActivityCancellationType,
   ApplicationFailure,
   type ActivityOptions,
+  type LocalActivityOptions,
   CancellationScope,
   condition,
   defineSignal,
@@ -43,8 +44,11 @@ export interface BundleWork {
   report: (...events: EventBody[]) => Promise<void>;
   /** Milliseconds left before the deadline (hooks get this as their own limit). */
   remainingMs: () => number;
-  /** Call once the bundle has begun, before any file event. */
-  begin: () => Promise<void>;
+  /**
+   * Call once the bundle has begun, before any file event. It does not wait for
+   * the session: the session holds a bundle's events until its begin arrives.
+   */
+  begin: () => void;
 }
 
 class DeadlinePassed extends Error {}
@@ -68,15 +72,18 @@ export async function runBundleLifecycle(
   });
 
   let begun = false;
+  let beginSent: Promise<void> = Promise.resolve();
   const scope = new CancellationScope();
   const workDone = scope.run(() =>
     work({
       report,
       remainingMs: () => Math.max(1, deadline - Date.now()),
-      // The begin event must reach the session before any file event the activities send.
-      begin: async () => {
-        await report({ type: 'bundleBegin', bundleName });
+      // Not awaited (a round trip saved per bundle): the session holds the bundle's
+      // other events until this one arrives, so callbacks still come in order.
+      begin: () => {
         begun = true;
+        beginSent = report({ type: 'bundleBegin', bundleName });
+        beginSent.catch(() => undefined); // awaited before the bundle's end is reported
       },
     }),
   );
@@ -97,6 +104,7 @@ export async function runBundleLifecycle(
   const ended = (outcome: string) =>
     metricMeter.createCounter('ohbackup_bundles', 'bundles', 'bundles ended, by kind and outcome').add(1, { kind: input.kind, outcome });
   if (!end) {
+    await beginSent;
     await report({ type: 'resultReport', bundleName, result }, { type: 'bundleEnd', bundleName });
     ended('done');
     return;
@@ -107,6 +115,7 @@ export async function runBundleLifecycle(
     scope.cancel();
     await workDone.catch(() => undefined);
     await cleanUp().catch(() => undefined);
+    await beginSent.catch(() => undefined);
     if (!begun) await report({ type: 'bundleBegin', bundleName, error: failed });
     else {
       const info = { resultInfo: { errorCode: failed.code, errorInfo: failed.message, type: 'ErrorInfo' } };
@@ -147,8 +156,18 @@ export const bundleActivityOptions: ActivityOptions = {
   retry: { initialInterval: '500 ms', maximumAttempts: 6, nonRetryableErrorTypes: [FAILURE_TYPE] },
 };
 
-/** Removing a bundle's temp data: quick, and retried soon if its worker dies. */
-export const cleanupActivityOptions: ActivityOptions = {
+/** Removing a bundle's temp data: quick, and retried soon if its worker dies. Run as a local activity. */
+export const cleanupActivityOptions: LocalActivityOptions = {
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '200 ms', maximumAttempts: 10 },
+};
+
+/**
+ * Checking a bundle before it begins (prepareBundle): reads a few small files,
+ * so it runs as a local activity, in the workflow task, with no round trip of
+ * its own through the server.
+ */
+export const prepareActivityOptions: LocalActivityOptions = {
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '200 ms', maximumAttempts: 6, nonRetryableErrorTypes: [FAILURE_TYPE] },
 };

@@ -4,16 +4,24 @@
  * and publish them, then verify, unpack and apply them, and run the bundle's
  * restore hook.
  */
-import { condition, defineSignal, proxyActivities, setCurrentDetails, setHandler } from '@temporalio/workflow';
+import { condition, defineSignal, proxyActivities, proxyLocalActivities, setCurrentDetails, setHandler } from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.js';
 import { processJson } from '../common/session.js';
-import { BundleRejected, bundleActivityOptions, cleanupActivityOptions, runBundleLifecycle, type BundleWorkflowInput } from './bundleLifecycle.js';
+import {
+  BundleRejected,
+  bundleActivityOptions,
+  cleanupActivityOptions,
+  prepareActivityOptions,
+  runBundleLifecycle,
+  type BundleWorkflowInput,
+} from './bundleLifecycle.js';
 
 /** The tool has written every file of the bundle (publishFile with uri ''). */
 export const publishSignal = defineSignal('publish');
 
-const { prepareBundle, applyRestoreData, runBundleHook } = proxyActivities<ReturnType<typeof createActivities>>(bundleActivityOptions);
-const { cleanRestoreSession } = proxyActivities<ReturnType<typeof createActivities>>(cleanupActivityOptions);
+const { applyRestoreData, runBundleHook } = proxyActivities<ReturnType<typeof createActivities>>(bundleActivityOptions);
+const { prepareBundle } = proxyLocalActivities<ReturnType<typeof createActivities>>(prepareActivityOptions);
+const { cleanRestoreSession } = proxyLocalActivities<ReturnType<typeof createActivities>>(cleanupActivityOptions);
 
 export async function bundleRestoreWorkflow(input: BundleWorkflowInput): Promise<void> {
   const { bundleName } = input.request;
@@ -29,7 +37,7 @@ export async function bundleRestoreWorkflow(input: BundleWorkflowInput): Promise
       const started = Date.now();
       const prepared = await prepareBundle({ bundleName: target, kind: 'restore', install: input.request.install });
       if (!prepared.ok) throw new BundleRejected(prepared.error);
-      await begin();
+      begin();
       setCurrentDetails('waiting for the tool to write the files and publish them');
       while (!(await condition(() => published, '5 seconds'))) {
         await report({ type: 'process', bundleName, process: processJson('waiting for the tool to write the files and publish them', Date.now()) });
