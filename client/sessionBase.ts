@@ -97,8 +97,9 @@ export abstract class SessionBase implements OpenSession {
         ],
         staticSummary: `ohbackup ${kind} session${this.device ? ` on device ${this.device}` : ''}`,
         staticDetails:
-          `A ${kind} session started by ${process.title} (pid ${process.pid}). Bundles run as child workflows ${this.sessionId}/<bundle>` +
-          (this.device ? ` on task queue ${this.deviceQueue} (device ${this.device}).` : '.'),
+          // Markdown in the UI: the pattern in code quotes, or `<bundle>` would vanish as an HTML tag.
+          `A ${kind} session started by ${process.title} (pid ${process.pid}). Bundles run as child workflows \`${this.sessionId}/<bundle>\`` +
+          (this.device ? ` on task queue \`${this.deviceQueue}\` (device ${this.device}).` : '.'),
         ...(searchAttributesOn() ? { typedSearchAttributes: [{ key: OhbackupKind, value: kind }, { key: OhbackupState, value: 'running' }] } : {}),
       });
     } else {
