@@ -4,7 +4,9 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { readSettings } from '../common/env.js';
+import { DeviceIdSchema, workerTaskQueue } from '../common/deviceQueue.js';
 import { temporalTarget } from '../common/temporalConfig.js';
+import { parseArg } from './validate.js';
 
 export interface ToolOptions {
   /** host:port of the Temporal frontend (default: TEMPORAL_ADDRESS, else 127.0.0.1:7233). */
@@ -12,6 +14,12 @@ export interface ToolOptions {
   namespace?: string;
   /** The device's task queue (default: OHBACKUP_TASK_QUEUE, else "ohbackup"). */
   taskQueue?: string;
+  /**
+   * A device among several, each with its own worker (`ohbackup worker
+   * --device ID`): sessions run on `taskQueue`, their bundle work and the
+   * module's device requests on that device's own queue.
+   */
+  device?: string;
   /** Use this Client instead of making one. */
   client?: Client;
 }
@@ -21,12 +29,23 @@ let cached: Promise<Client> | undefined;
 
 /** Points the module's functions and new sessions at a Temporal service and device. */
 export function configure(next: ToolOptions): void {
+  if (next.device !== undefined) parseArg(DeviceIdSchema, next.device, 'device');
   options = { ...next };
   cached = undefined;
 }
 
 export function taskQueue(): string {
   return options.taskQueue ?? readSettings().taskQueue;
+}
+
+/** The device `configure` named, if any. */
+export function device(): string | undefined {
+  return options.device;
+}
+
+/** Where device work goes: the named device's own queue, else the task queue. */
+export function deviceQueue(): string {
+  return workerTaskQueue(taskQueue(), options.device);
 }
 
 export function getClient(): Promise<Client> {

@@ -3,7 +3,7 @@ import { BusinessError } from '../common/businessError.js';
 import { BACKUP_VERSION } from '../common/capabilities.js';
 import { DEFAULTS } from '../common/session.js';
 import { openCapabilities } from './capabilities.js';
-import { getClient, taskQueue } from './connection.js';
+import { deviceQueue, getClient } from './connection.js';
 import { toBusinessError } from './failures.js';
 import { askBundleHook } from './deviceRequests.js';
 import { registry } from './registry.js';
@@ -22,7 +22,7 @@ export function getLocalCapabilities(dataList?: IncrementalBackupTime[]): Promis
 export function getLocalCapabilities(arg?: AsyncCallback<FileData> | IncrementalBackupTime[]): Promise<FileData> | void {
   const only = typeof arg === 'function' || arg === undefined ? undefined : parseArg(DataListArg, arg, 'dataList');
   const result = getClient()
-    .then((client) => openCapabilities(client, taskQueue(), only))
+    .then((client) => openCapabilities(client, deviceQueue(), only))
     .catch((err) => {
       throw toBusinessError(err);
     });
@@ -67,7 +67,7 @@ export function updateSendRate(bundleName: string, sendRate: number): boolean {
 export function getBackupInfo(bundleToBackup: string): Promise<string> {
   parseArg(BundleNameArg, bundleToBackup, 'bundleToBackup');
   return getClient()
-    .then((client) => askBundleHook(client, taskQueue(), bundleToBackup, 'getBackupInfo'))
+    .then((client) => askBundleHook(client, deviceQueue(), bundleToBackup, 'getBackupInfo'))
     .catch((err) => {
       throw toBusinessError(err);
     });

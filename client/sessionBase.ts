@@ -12,7 +12,8 @@ import { bundleWorkflowId, type SessionKind, type SessionResult } from '../commo
 import { updateSendRateSignal, updateTimerSignal } from '../workflows/bundleBackupWorkflow.js';
 import { appendBundlesUpdate, cancelBundleUpdate, eventsQuery, getBackupDataSizeUpdate, releaseUpdate, sessionWorkflow, type AppendRequest } from '../workflows/sessionWorkflow.js';
 import { z } from 'zod';
-import { getClient, taskQueue } from './connection.js';
+import { DeviceIdSchema, workerTaskQueue } from '../common/deviceQueue.js';
+import { device as configuredDevice, getClient, taskQueue } from './connection.js';
 import { EventPump } from './eventPump.js';
 import { toBusinessError } from './failures.js';
 import { openCapabilities } from './capabilities.js';
@@ -26,6 +27,13 @@ export interface SessionOptions {
   sessionId?: string;
   /** The device's task queue; default from `configure` / OHBACKUP_TASK_QUEUE. */
   taskQueue?: string;
+  /**
+   * The device (of several, each served by `ohbackup worker --device ID`)
+   * whose bundles this session backs up or restores: the session workflow runs
+   * on `taskQueue`, its bundle children and device activities on the device's
+   * own queue. Default: the device `configure` names; null: none.
+   */
+  device?: string | null;
   /** Bundles run at once (default 3). */
   maxConcurrentBundles?: number;
   /** Bind to this running session instead of starting one (re-attach after a tool restart). */
@@ -45,6 +53,10 @@ export abstract class SessionBase implements OpenSession {
   protected abstract readonly kind: SessionKind;
   readonly sessionId: string;
   readonly taskQueue: string;
+  /** The device this session names, if any. */
+  readonly device?: string;
+  /** Where its device work runs: the device's own queue, else `taskQueue`. */
+  readonly deviceQueue: string;
   protected released = false;
   private bound?: { pump: EventPump };
   private signals: Promise<void> = Promise.resolve();
@@ -57,6 +69,9 @@ export abstract class SessionBase implements OpenSession {
   ) {
     parseArg(CallbacksArg, callbacks, 'callbacks');
     this.taskQueue = options.taskQueue ?? taskQueue();
+    const named = options.device === undefined ? configuredDevice() : options.device;
+    if (named !== null && named !== undefined) this.device = parseArg(DeviceIdSchema, named, 'options.device');
+    this.deviceQueue = workerTaskQueue(this.taskQueue, this.device);
     this.sessionId = options.attachTo ?? options.sessionId ?? `ohbackup-${kind}-${randomUUID()}`;
     this.ready = this.bind(kind);
     // Failures surface on the next call; keep an unobserved one from crashing the tool.
@@ -73,9 +88,20 @@ export abstract class SessionBase implements OpenSession {
       handle = await client.workflow.start(sessionWorkflow, {
         workflowId: this.sessionId,
         taskQueue: this.taskQueue,
-        args: [{ sessionId: this.sessionId, kind, maxConcurrentBundles: o.maxConcurrentBundles, searchAttributes: searchAttributesOn() }],
-        staticSummary: `ohbackup ${kind} session`,
-        staticDetails: `A ${kind} session started by ${process.title} (pid ${process.pid}). Bundles run as child workflows ${this.sessionId}/<bundle>.`,
+        args: [
+          {
+            sessionId: this.sessionId,
+            kind,
+            maxConcurrentBundles: o.maxConcurrentBundles,
+            searchAttributes: searchAttributesOn(),
+            ...(this.device ? { deviceTaskQueue: this.deviceQueue } : {}),
+          },
+        ],
+        staticSummary: `ohbackup ${kind} session${this.device ? ` on device ${this.device}` : ''}`,
+        staticDetails:
+          // Markdown in the UI: the pattern in code quotes, or `<bundle>` would vanish as an HTML tag.
+          `A ${kind} session started by ${process.title} (pid ${process.pid}). Bundles run as child workflows \`${this.sessionId}/<bundle>\`` +
+          (this.device ? ` on task queue \`${this.deviceQueue}\` (device ${this.device}).` : '.'),
         ...(searchAttributesOn() ? { typedSearchAttributes: [{ key: OhbackupKind, value: kind }, { key: OhbackupState, value: 'running' }] } : {}),
       });
     } else {
@@ -111,7 +137,7 @@ export abstract class SessionBase implements OpenSession {
   }
 
   getLocalCapabilities(): Promise<FileData> {
-    return this.call(({ client }) => openCapabilities(client, this.taskQueue));
+    return this.call(({ client }) => openCapabilities(client, this.deviceQueue));
   }
 
   /** Ends the session: the workflow stops what still runs, cleans up and completes. Later calls → 13900001. */
@@ -152,7 +178,7 @@ export abstract class SessionBase implements OpenSession {
   /** Empties the bundle's backup/backup and backup/restore temp folders; true on success. */
   cleanBundleTempDir(bundleName: string): Promise<boolean> {
     parseArg(BundleNameArg, bundleName, 'bundleName');
-    return this.call(({ client }) => cleanBundleTemp(client, this.taskQueue, bundleName));
+    return this.call(({ client }) => cleanBundleTemp(client, this.deviceQueue, bundleName));
   }
 
   /** Asks the bundle's compatibility hook (getBackupCompatibilityInfo, or getRestoreCompatibilityInfo on restore); '' without one. */
@@ -160,7 +186,7 @@ export abstract class SessionBase implements OpenSession {
     parseArg(BundleNameArg, bundleName, 'bundleName');
     parseArg(ExtInfoArg, extInfo, 'extInfo');
     const hook = this.kind === 'restore' ? 'getRestoreCompatibilityInfo' : 'getBackupCompatibilityInfo';
-    return this.call(({ client }) => askBundleHook(client, this.taskQueue, bundleName, hook, extInfo));
+    return this.call(({ client }) => askBundleHook(client, this.deviceQueue, bundleName, hook, extInfo));
   }
 
   /** The workflow's own answer to cancel (the synchronous `cancel` answers from the tool's view). */

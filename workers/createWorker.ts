@@ -11,6 +11,8 @@ export interface OhbackupWorkerOptions extends DeviceConfig {
   /** A pre-built workflow bundle (tests build one and share it); else workflows are bundled at start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
   identity?: string;
+  /** Activities run at once (default: the SDK's). */
+  maxConcurrentActivities?: number;
 }
 
 /** The workflows' entry: the TypeScript source under vitest, the compiled file when built. */
@@ -32,6 +34,7 @@ export async function createOhbackupWorker(opts: OhbackupWorkerOptions): Promise
     namespace: opts.namespace,
     taskQueue: opts.taskQueue,
     ...(opts.identity ? { identity: opts.identity } : {}),
+    ...(opts.maxConcurrentActivities ? { maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities } : {}),
     activities: createActivities({ dataRoot: opts.dataRoot, stateDir: opts.stateDir }),
     ...(opts.workflowBundle
       ? { workflowBundle: opts.workflowBundle }

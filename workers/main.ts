@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-/** Thin entry point: a worker for the device at OHBACKUP_DATA_ROOT (the same as `ohbackup worker`). */
+/** Thin entry point: a worker for the device at OHBACKUP_DATA_ROOT (the same as `ohbackup worker`; OHBACKUP_DEVICE as `--device`). */
+import { DeviceIdSchema } from '../common/deviceQueue.js';
 import { readSettings } from '../common/env.js';
 import { runWorker } from './runWorker.js';
 
@@ -8,4 +9,13 @@ if (!settings.dataRoot) {
   console.error('OHBACKUP_DATA_ROOT is not set: name the device data root this worker serves.');
   process.exit(2);
 }
-await runWorker({ settings, dataRoot: settings.dataRoot, onReady: () => console.log(`ohbackup worker ready on task queue ${settings.taskQueue}`) });
+if (settings.device !== undefined && !DeviceIdSchema.safeParse(settings.device).success) {
+  console.error(`OHBACKUP_DEVICE="${settings.device}" is not a device ID: 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit.`);
+  process.exit(2);
+}
+await runWorker({
+  settings,
+  dataRoot: settings.dataRoot,
+  device: settings.device,
+  onReady: (taskQueue) => console.log(`ohbackup worker ready on task queue ${taskQueue}`),
+});

@@ -2,18 +2,25 @@
 import { mkdir } from 'node:fs/promises';
 import { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
 import type { Settings } from '../common/env.js';
+import { workerTaskQueue } from '../common/deviceQueue.js';
 import { temporalTarget } from '../common/temporalConfig.js';
 import { createOhbackupWorker } from './createWorker.js';
 
 export interface RunWorkerOptions {
   settings: Settings;
   dataRoot: string;
+  /**
+   * Serve this device only: poll its own task queue (deviceTaskQueue) instead
+   * of `settings.taskQueue`, for the bundle work of sessions that name it.
+   */
+  device?: string;
   address?: string;
   namespace?: string;
   identity?: string;
   /** Stops the worker when aborted (besides SIGINT/SIGTERM). */
   signal?: AbortSignal;
-  onReady?: () => void;
+  /** Called once the worker polls; with the task queue it polls. */
+  onReady?: (taskQueue: string) => void;
   /**
    * The worker runs inside another command (`ohbackup restore --to`): that
    * command owns SIGINT/SIGTERM and stops the worker through `signal` once it
@@ -42,6 +49,8 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
     });
     runtimeInstalled = true;
   }
+  const taskQueue = workerTaskQueue(opts.settings.taskQueue, opts.device);
+  const maxActivities = maxConcurrentActivities();
   const target = temporalTarget({ address: opts.address, namespace: opts.namespace });
   await mkdir(opts.settings.stateDir, { recursive: true, mode: 0o700 });
   const connection = await NativeConnection.connect(target.connectionOptions);
@@ -49,20 +58,30 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
     const worker = await createOhbackupWorker({
       connection,
       namespace: target.namespace,
-      taskQueue: opts.settings.taskQueue,
+      taskQueue,
       dataRoot: opts.dataRoot,
       stateDir: opts.settings.stateDir,
       identity: opts.identity,
+      maxConcurrentActivities: maxActivities,
     });
     // Stopped while the worker was being built (its workflows bundled): never start polling.
     if (opts.signal?.aborted) return;
     const stop = () => worker.shutdown();
     opts.signal?.addEventListener('abort', stop, { once: true });
-    opts.onReady?.();
+    opts.onReady?.(taskQueue);
     await worker.run();
   } finally {
     await connection.close();
   }
+}
+
+/** OHBACKUP_MAX_ACTIVITIES: activities this worker runs at once (default: the SDK's); spare devices a heavy load. */
+function maxConcurrentActivities(): number | undefined {
+  const value = process.env.OHBACKUP_MAX_ACTIVITIES;
+  if (value === undefined || value === '') return undefined;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new TypeError(`OHBACKUP_MAX_ACTIVITIES must be a whole number, at least 1 (got "${value}")`);
+  return n;
 }
 
 function logLevel(): 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR' {

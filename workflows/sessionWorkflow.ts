@@ -6,6 +6,7 @@
  * acknowledges what it has delivered. `release` completes it.
  */
 import {
+  type ActivityOptions,
   ApplicationFailure,
   ParentClosePolicy,
   allHandlersFinished,
@@ -44,6 +45,13 @@ export interface SessionInput {
   maxConcurrentBundles?: number;
   /** Keep the ohbackup search attributes up to date (they must be registered on the namespace). */
   searchAttributes?: boolean;
+  /**
+   * A session that names a device: that device's own task queue. Its bundle
+   * children and every activity that touches the device's files run there;
+   * the session workflow stays on its own queue. Absent: everything runs on
+   * the session's queue.
+   */
+  deviceTaskQueue?: string;
   /** Set only by continue-as-new. */
   carried?: CarriedState;
 }
@@ -103,16 +111,16 @@ export const eventsQuery = defineQuery<EventsPage, [number, number?]>('events');
 export const outcomesQuery = defineQuery<BundleOutcome[]>('outcomes');
 
 // Quick, small activities: a short limit, so one lost with a killed worker is retried on a live one within seconds.
-const acts = proxyActivities<ReturnType<typeof createActivities>>({
+const quickActivityOptions: ActivityOptions = {
   startToCloseTimeout: '15 seconds',
   retry: { initialInterval: '200 ms', nonRetryableErrorTypes: [FAILURE_TYPE] },
-});
+};
 
-const scanActs = proxyActivities<ReturnType<typeof createActivities>>({
+const scanActivityOptions: ActivityOptions = {
   startToCloseTimeout: '1 hour',
   heartbeatTimeout: '30 seconds',
   retry: { initialInterval: '1 second', maximumAttempts: 3 },
-});
+};
 
 const URI_RULE = /^[0-9A-Za-z_.]+$/;
 
@@ -122,6 +130,9 @@ function fail(code: number, detail: string): ApplicationFailure {
 
 export async function sessionWorkflow(input: SessionInput): Promise<SessionResult> {
   const maxConcurrent = input.maxConcurrentBundles ?? DEFAULTS.maxConcurrentBundles;
+  // Every activity here touches the device's files: on a named device's own queue when there is one (undefined: the session's queue).
+  const acts = proxyActivities<ReturnType<typeof createActivities>>({ ...quickActivityOptions, taskQueue: input.deviceTaskQueue });
+  const scanActs = proxyActivities<ReturnType<typeof createActivities>>({ ...scanActivityOptions, taskQueue: input.deviceTaskQueue });
   const s: CarriedState = input.carried ?? {
     appendCalls: 0,
     nextOrder: 0,
@@ -356,6 +367,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
       args: [{ sessionId: input.sessionId, sessionWorkflowId: workflowInfo().workflowId, kind: input.kind, request: slot.request, published }],
       // The session may continue-as-new while children run; it stops them itself on release.
       parentClosePolicy: ParentClosePolicy.ABANDON,
+      taskQueue: input.deviceTaskQueue,
       staticSummary: `${input.kind} of ${slot.bundleName}${target}`,
     });
     slot.childStarted = true;

@@ -22,11 +22,11 @@ import { temporalTarget } from '../../common/temporalConfig.js';
 import * as backup from '../backup.js';
 import { openCapabilities } from '../capabilities.js';
 import { BackupSetWriter, SET_CAPABILITIES, SET_MANIFEST, SET_SUMMARY, readSetInfo, type BackupSetSummary, type SetInfo } from '../backupSet.js';
-import { getClient, taskQueue } from '../connection.js';
+import { device, deviceQueue, getClient, taskQueue } from '../connection.js';
 import { toBusinessError } from '../failures.js';
 import type { GeneralCallbacks, IncrementalBackupData } from '../types.js';
 import { BundleNameArg, parseArg } from '../validate.js';
-import { EXIT, formatBytes, formatTable, isConnectFailure, onStopSignals, parseIntOption, unreachableMessage, usageError } from './shared.js';
+import { EXIT, formatBytes, formatTable, isConnectFailure, onStopSignals, parseDeviceId, parseIntOption, unreachableMessage, usageError } from './shared.js';
 
 export type BackupProgressEvent =
   /** `kind` 'incremental' for an IncrementalBackupSession; `base`: the base set, when there is one. */
@@ -113,8 +113,8 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   const client = opts.client ?? (await connect());
   const queue = opts.taskQueue ?? taskQueue();
   const namespace = client.options.namespace;
-  await waitForWorker(client, queue);
-  const caps = await readCapabilities(client, queue);
+  await waitForWorkers(client, queue);
+  const caps = await readCapabilities(client, opts.taskQueue ? queue : deviceQueue());
   const names = opts.bundles?.length ? [...new Set(opts.bundles)] : caps.bundleInfos.filter((b) => b.allToBackup).map((b) => b.name);
   if (!names.length) throw new SetupError('The device reports no backup-able bundles: nothing to back up.', EXIT.failed);
   const estimate = new Map(caps.bundleInfos.map((b) => [b.name, b.spaceOccupied]));
@@ -348,7 +348,7 @@ export async function connect(): Promise<Client> {
  * say so instead. Waits briefly, since a worker that has just started may not
  * have polled yet.
  */
-export async function waitForWorker(client: Client, queue: string, waitMs = 10_000): Promise<void> {
+export async function waitForWorker(client: Client, queue: string, waitMs = 10_000, device?: string): Promise<void> {
   const deadline = Date.now() + waitMs;
   for (;;) {
     const res = await client.workflowService.describeTaskQueue({
@@ -357,6 +357,13 @@ export async function waitForWorker(client: Client, queue: string, waitMs = 10_0
       taskQueueType: 1 /* WORKFLOW */,
     });
     if (res.pollers?.length) return;
+    if (Date.now() > deadline && device) {
+      throw new SetupError(
+        `No ohbackup worker serves device "${device}" (task queue "${queue}") in namespace ${client.options.namespace}.\n` +
+          `Start one on the device: \`ohbackup worker --device ${device} --data-root DIR\`.`,
+        EXIT.failed,
+      );
+    }
     if (Date.now() > deadline) {
       throw new SetupError(
         `No ohbackup worker serves task queue "${queue}" in namespace ${client.options.namespace}.\n` +
@@ -367,6 +374,13 @@ export async function waitForWorker(client: Client, queue: string, waitMs = 10_0
     }
     await new Promise((r) => setTimeout(r, 500));
   }
+}
+
+/** The sessions' task queue and, when a device is named, the device's own queue: each needs a worker. */
+export async function waitForWorkers(client: Client, queue = taskQueue()): Promise<void> {
+  await waitForWorker(client, queue);
+  const named = device();
+  if (named) await waitForWorker(client, deviceQueue(), undefined, named);
 }
 
 /** getLocalCapabilities: the fd of the device's capability file; we read it and close it. */
@@ -486,6 +500,7 @@ export function registerBackup(program: Command): void {
     .option('--rate <n>', 'files per second handed over per bundle (default 60; above 800 means 800)', parseIntOption(1))
     .option('--incremental', 'an incremental session: keeps each bundle\'s manifest in the set, so the set can be the base of an increment (in full without --base)')
     .option('--base <set>', 'back up only what changed since this set (an earlier --incremental set; implies --incremental); bundles it lacks go in full')
+    .option('--device <id>', 'back up the device of this ID, served by `ohbackup worker --device ID` (its bundle work runs on its own task queue)', parseDeviceId)
     .option('--json', 'print the result as one JSON object (sessionId, uiUrl, out, kind, base, bundles)')
     .addHelpText(
       'after',
@@ -494,18 +509,19 @@ Exit codes: 0 every bundle done; 3 some failed, some done; 1 all failed or the s
             2 wrong usage; 130 interrupted (Ctrl-C releases the session).
 
 Connection: TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*;
-task queue: OHBACKUP_TASK_QUEUE (default "ohbackup"); UI link base: OHBACKUP_UI_URL (default http://127.0.0.1:8233).
+task queue: OHBACKUP_TASK_QUEUE (default "ohbackup"), and with --device ID the device's own (ohbackup-device-ID); UI link base: OHBACKUP_UI_URL (default http://127.0.0.1:8233).
 
 Examples:
   $ ohbackup backup --out ./set
   $ ohbackup backup --out ./set-notes com.example.notes com.example.docs
   $ TEMPORAL_ADDRESS=127.0.0.1:7233 ohbackup backup --out ./set --rate 200 --json
+  $ ohbackup backup --device phone-1 --out ./set-phone-1           # the device whose worker runs \`ohbackup worker --device phone-1\`
   $ ohbackup backup --incremental --out ./full                      # a full backup that keeps manifests
   $ ohbackup backup --base ./full --out ./inc1                      # only what changed since ./full
   $ ohbackup backup --base ./inc1 --out ./inc2                      # ... and since ./inc1
   $ ohbackup restore --from ./inc2 --to ./new-device                # restores ./full, ./inc1, then ./inc2`,
     )
-    .action(async (bundles: string[], opts: { out: string; rate?: number; incremental?: boolean; base?: string; json?: boolean }, cmd: Command) => {
+    .action(async (bundles: string[], opts: { out: string; rate?: number; incremental?: boolean; base?: string; device?: string; json?: boolean }, cmd: Command) => {
       for (const name of bundles) {
         try {
           parseArg(BundleNameArg, name, 'bundle');
@@ -513,6 +529,7 @@ Examples:
           usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
         }
       }
+      if (opts.device) backup.configure({ device: opts.device });
       const reporter = progressReporter();
       const abort = new AbortController();
       const removeHandlers = onStopSignals(

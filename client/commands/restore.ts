@@ -21,6 +21,7 @@ import cliProgress from 'cli-progress';
 import type { Client } from '@temporalio/client';
 import { InvalidArgumentError, type Command } from 'commander';
 import { BusinessError } from '../../common/businessError.js';
+import { deviceTaskQueue } from '../../common/deviceQueue.js';
 import { readSettings } from '../../common/env.js';
 import { ErrorCode, type ErrorInfo } from '../../common/errors.js';
 import { INDEX_URI, ManageIndexSchema } from '../../common/manageIndex.js';
@@ -28,20 +29,20 @@ import type { BundleOutcome } from '../../common/session.js';
 import { runWorker } from '../../workers/runWorker.js';
 import * as backup from '../backup.js';
 import { SET_CAPABILITIES, readSetInfo, type SetInfo } from '../backupSet.js';
-import { taskQueue as configuredTaskQueue } from '../connection.js';
+import { taskQueue as configuredTaskQueue, device } from '../connection.js';
 import { toBusinessError } from '../failures.js';
 import { restoreFromSet, type RestoreProgress } from '../restoreSet.js';
 import { SessionControl } from '../sessionControl.js';
 import { BundleNameArg } from '../validate.js';
-import { SetupError, connect, sessionUiUrl, waitForWorker } from './backup.js';
-import { EXIT, formatBytes, formatTable, onStopSignals, usageError } from './shared.js';
+import { SetupError, connect, sessionUiUrl, waitForWorkers } from './backup.js';
+import { EXIT, formatBytes, formatTable, onStopSignals, parseDeviceId, usageError } from './shared.js';
 
 export type RestoreProgressEvent =
   /**
    * A session starts. `from`: the set it restores; `step` / `steps`: its place
    * in the chain of sets restored (1 of 1 for a set that is no increment).
    */
-  | { type: 'start'; sessionId: string; bundles: string[]; taskQueue: string; to?: string; from?: string; step?: number; steps?: number }
+  | { type: 'start'; sessionId: string; bundles: string[]; taskQueue: string; device?: string; to?: string; from?: string; step?: number; steps?: number }
   /** `total`: the files of the bundle to write (its tar slices, big files and index). */
   | { type: 'begin'; bundleName: string; total: number }
   | { type: 'file'; bundleName: string; files: number; total: number }
@@ -88,6 +89,8 @@ export interface RestoreRunResult {
   /** The data root restored onto, when `to` was given. */
   to?: string;
   taskQueue: string;
+  /** The device restored onto (`--device`), when one was named. */
+  device?: string;
   map: Record<string, string>;
   /**
    * One per restored bundle, named by its name in the set: its final outcome
@@ -237,7 +240,7 @@ export async function runRestore(opts: RunRestoreOptions): Promise<RestoreRunRes
       await Promise.race([worker.ready, abortion(opts.signal)]);
     } else {
       queue = configuredTaskQueue();
-      await waitForWorker(client, queue).catch((err: unknown) => {
+      await waitForWorkers(client).catch((err: unknown) => {
         if (err instanceof SetupError) err.message += '\nOr restore onto a data root on this machine: `ohbackup restore --from SET --to DIR`.';
         throw err;
       });
@@ -246,7 +249,7 @@ export async function runRestore(opts: RunRestoreOptions): Promise<RestoreRunRes
     const run = await restoreChain({ client, chain, steps, links, map, queue, to, emit, signal: opts.signal, workerStopped: worker?.stopped });
     const last = run.sets[run.sets.length - 1];
     if (!last) throw new SetupError('Interrupted before the restore session started: nothing was restored.', EXIT.interrupted);
-    return { ...run, sessionId: last.sessionId, namespace, uiUrl: last.uiUrl, from, to, taskQueue: queue, map };
+    return { ...run, sessionId: last.sessionId, namespace, uiUrl: last.uiUrl, from, to, taskQueue: queue, ...(!to && device() ? { device: device() } : {}), map };
   } finally {
     stopWorker.abort();
     await worker?.catch(() => undefined);
@@ -418,12 +421,13 @@ async function restoreSession(a: {
     )
     .then((err) => (allEnded ? never : err));
 
-  emit({ type: 'start', sessionId, bundles: a.names, taskQueue: a.queue, to: a.to, from: a.from, step: a.step, steps: a.steps });
+  emit({ type: 'start', sessionId, bundles: a.names, taskQueue: a.queue, ...(!a.to && device() ? { device: device() } : {}), to: a.to, from: a.from, step: a.step, steps: a.steps });
   const run = restoreFromSet({
     from: a.from,
     bundles: a.names,
     map: Object.keys(a.map).length ? a.map : undefined,
-    session: { sessionId, taskQueue: a.queue },
+    // With --to, the run's own worker serves the data root: no device's queue is involved.
+    session: { sessionId, taskQueue: a.queue, ...(a.to ? { device: null } : {}) },
     onProgress,
     observe: {
       onBundleBegin: () => arm(),
@@ -512,7 +516,7 @@ function endLine(o: BundleOutcome): string {
 
 function startLine(e: Extract<RestoreProgressEvent, { type: 'start' }>): string {
   const set = e.steps && e.steps > 1 && e.from ? ` from ${e.from} (set ${e.step} of ${e.steps})` : '';
-  return `Session ${e.sessionId}: restoring ${e.bundles.join(', ')}${set} onto ${e.to ?? `the device of task queue ${e.taskQueue}`}`;
+  return `Session ${e.sessionId}: restoring ${e.bundles.join(', ')}${set} onto ${restoredOnto(e)}`;
 }
 
 function lineReporter(stream: NodeJS.WritableStream): RestoreProgressReporter {
@@ -576,7 +580,7 @@ export function formatRestoreResult(r: RestoreRunResult): string {
   if (r.error) lines.push(`Session failed: ${r.error.code} ${r.error.message}`);
   if (r.interrupted) lines.push('Interrupted: the session was released; bundles not done were not restored.');
   if (r.sets.length > 1) {
-    lines.push(`Backup set   ${r.from}, an increment: restored as a chain of ${r.sets.length} sets, oldest first`, `Restored to  ${r.to ?? `the device of task queue ${r.taskQueue}`}`);
+    lines.push(`Backup set   ${r.from}, an increment: restored as a chain of ${r.sets.length} sets, oldest first`, `Restored to  ${restoredOnto(r)}`);
     for (const [i, s] of r.sets.entries()) {
       lines.push(`  ${i + 1}. ${s.from}${s.error ? `  (session failed: ${s.error.code} ${s.error.message})` : ''}`, `     Session      ${s.sessionId}`, `     Temporal UI  ${s.uiUrl}`);
     }
@@ -584,7 +588,7 @@ export function formatRestoreResult(r: RestoreRunResult): string {
   }
   lines.push(
     `Backup set   ${r.from}`,
-    `Restored to  ${r.to ?? `the device of task queue ${r.taskQueue}`}`,
+    `Restored to  ${restoredOnto(r)}`,
     `Session      ${r.sessionId}`,
     `Temporal UI  ${r.uiUrl}`,
   );
@@ -617,6 +621,7 @@ export function registerRestore(program: Command): void {
     .requiredOption('--from <set>', 'the backup set folder to restore from (an increment: with its chain of base sets)')
     .option('--to <data-root>', 'restore onto this device data root (created, 0700, if missing) with an in-process worker')
     .option('--map <old=new>', "restore a bundle's data into another bundle (app_mapping_relation); repeatable", parseMapping)
+    .option('--device <id>', 'restore onto the device of this ID, served by `ohbackup worker --device ID` (not with --to)', parseDeviceId)
     .option('--json', 'print the result as one JSON object (sessionId, uiUrl, bundles, sets)')
     .addHelpText(
       'after',
@@ -627,19 +632,22 @@ Exit codes: 0 every bundle done; 3 some failed, some done; 1 all failed or the s
 A bundle restored from a chain is done only if every set of its chain was restored; its chain stops at the first failure.
 
 Connection: TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*;
-task queue without --to: OHBACKUP_TASK_QUEUE (default "ohbackup"); UI link base: OHBACKUP_UI_URL (default http://127.0.0.1:8233).
+task queue without --to: OHBACKUP_TASK_QUEUE (default "ohbackup"), and with --device ID the device's own (ohbackup-device-ID); UI link base: OHBACKUP_UI_URL (default http://127.0.0.1:8233).
 
 Examples:
   $ ohbackup restore --from ./set                                   # onto the device \`ohbackup dev\` / \`worker\` serves
   $ ohbackup restore --from ./set --to ./new-device                 # onto an empty data root on this machine
+  $ ohbackup restore --from ./set --device phone-2                  # onto the device whose worker runs \`ohbackup worker --device phone-2\`
   $ ohbackup restore --from ./set com.example.notes --map com.example.notes=com.example.notes2
   $ ohbackup restore --from ./set --to ./new-device --json com.example.docs
   $ ohbackup restore --from ./inc2 --to ./new-device                # ./inc2 = backup --base ./inc1: restores ./full, ./inc1, ./inc2`,
     )
-    .action(async (bundles: string[], opts: { from: string; to?: string; map?: Record<string, string>; json?: boolean }, cmd: Command) => {
+    .action(async (bundles: string[], opts: { from: string; to?: string; map?: Record<string, string>; device?: string; json?: boolean }, cmd: Command) => {
       for (const name of bundles) {
         if (!BundleNameArg.safeParse(name).success) usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
       }
+      if (opts.device && opts.to !== undefined) usageError(cmd, '--device and --to exclude each other: --to restores onto a data root on this machine through its own worker.');
+      if (opts.device) backup.configure({ device: opts.device });
       const reporter = restoreProgressReporter();
       const abort = new AbortController();
       const removeHandlers = onStopSignals(
@@ -674,4 +682,8 @@ Examples:
         process.exitCode = setupError.exitCode;
       }
     });
+}
+
+function restoredOnto(r: { to?: string; device?: string; taskQueue: string }): string {
+  return r.to ?? (r.device ? `device ${r.device} (task queue ${r.taskQueue}, its worker on ${deviceTaskQueue(r.device)})` : `the device of task queue ${r.taskQueue}`);
 }

@@ -2,6 +2,7 @@
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
+import { DeviceIdSchema } from '../../common/deviceQueue.js';
 import { readSettings } from '../../common/env.js';
 
 export const EXIT = {
@@ -28,6 +29,13 @@ export function parseIntOption(min: number, max = Number.MAX_SAFE_INTEGER) {
 }
 
 export const parsePort = parseIntOption(0, 65535);
+
+/** `--device ID`: a device ID (common/deviceQueue.ts). */
+export function parseDeviceId(value: string): string {
+  const r = DeviceIdSchema.safeParse(value);
+  if (!r.success) throw new InvalidArgumentError(`"${value}" is not a device ID: ${r.error.issues[0]?.message}.`);
+  return value;
+}
 
 export function parsePositiveNumber(value: string): number {
   const n = Number(value);

@@ -1,9 +1,10 @@
 /** `ohbackup worker`: serves one device's sessions on a Temporal service, until Ctrl-C. */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { DeviceIdSchema } from '../../common/deviceQueue.js';
 import { DEFAULT_TEMPORAL_ADDRESS, readSettings } from '../../common/env.js';
 import { temporalTarget } from '../../common/temporalConfig.js';
 import { runWorker } from '../../workers/runWorker.js';
-import { EXIT, isConnectFailure, onStopSignals, requireDataRoot, unreachableMessage } from './shared.js';
+import { EXIT, isConnectFailure, onStopSignals, parseDeviceId, requireDataRoot, unreachableMessage, usageError } from './shared.js';
 
 export function registerWorker(program: Command): void {
   program
@@ -15,18 +16,38 @@ export function registerWorker(program: Command): void {
     )
     .option('--data-root <dir>', 'the device data root (default: $OHBACKUP_DATA_ROOT)')
     .option('--task-queue <name>', 'the device task queue (default: $OHBACKUP_TASK_QUEUE, else "ohbackup")')
+    .addOption(
+      new Option('--device <id>', 'serve this device only: poll its own task queue ohbackup-device-<id> for the sessions that name it (default: $OHBACKUP_DEVICE)')
+        .argParser(parseDeviceId)
+        .conflicts('taskQueue'),
+    )
     .addHelpText(
       'after',
       `
 Examples:
   $ ohbackup worker --data-root ./device
   $ TEMPORAL_ADDRESS=temporal.example:7233 ohbackup worker --data-root /srv/device --task-queue phone-1
+  $ ohbackup worker --data-root /srv/device --device phone-1        # then: ohbackup backup --device phone-1 --out ./set
+
+Several workers may serve one task queue (same data root, shared filesystem): they share the work,
+and when one dies its work is retried on the others within seconds.
+
+With --device ID the worker polls only the device's own task queue (ohbackup-device-ID): it runs the
+bundle children and the device activities of sessions that name the device (\`ohbackup backup --device ID\`).
+The session workflows themselves run on the ordinary task queue (OHBACKUP_TASK_QUEUE), so some worker
+without --device must serve it too (e.g. the one on the machine that runs the tools).
+
+Settings: OHBACKUP_MAX_ACTIVITIES caps the activities this worker runs at once; OHBACKUP_METRICS_ADDRESS
+serves Prometheus metrics; OHBACKUP_LOG_LEVEL.
 
 For a local Temporal server with a worker in one command, use \`ohbackup dev\`.`,
     )
-    .action(async (opts: { dataRoot?: string; taskQueue?: string }, cmd: Command) => {
+    .action(async (opts: { dataRoot?: string; taskQueue?: string; device?: string }, cmd: Command) => {
       const dataRoot = requireDataRoot(cmd, opts.dataRoot);
       const settings = { ...readSettings(), ...(opts.taskQueue ? { taskQueue: opts.taskQueue } : {}) };
+      // --task-queue names the ordinary queue explicitly: then OHBACKUP_DEVICE does not apply.
+      const device = opts.device ?? (opts.taskQueue ? undefined : settings.device);
+      if (device !== undefined && !DeviceIdSchema.safeParse(device).success) usageError(cmd, `OHBACKUP_DEVICE="${device}" is not a device ID.`);
       const { connectionOptions, namespace } = temporalTarget();
       const address = connectionOptions.address ?? DEFAULT_TEMPORAL_ADDRESS;
 
@@ -43,10 +64,13 @@ For a local Temporal server with a worker in one command, use \`ohbackup dev\`.`
         await runWorker({
           settings,
           dataRoot,
+          device,
           signal: stop.signal,
-          onReady: () => {
+          onReady: (taskQueue) => {
             ready = true;
-            console.log(`ohbackup worker for ${dataRoot}\non ${address} (namespace ${namespace}), task queue ${settings.taskQueue}; Ctrl-C stops it.`);
+            console.log(
+              `ohbackup worker for ${dataRoot}${device ? ` (device ${device})` : ''}\non ${address} (namespace ${namespace}), task queue ${taskQueue}; Ctrl-C stops it.`,
+            );
           },
         });
         console.error('Worker stopped.');
