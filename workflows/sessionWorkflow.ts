@@ -286,6 +286,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
 
   setHandler(bundleEventsSignal, (bodies) => {
     for (const body of bodies) accept(body);
+    showDetails(); // costs no history: the UI's current details follow the files as they go
   });
 
   setHandler(eventsQuery, (after, max = 1000) => {
@@ -376,10 +377,12 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   }
 
 
-  const showDetails = () =>
+  // The UI renders current details as Markdown: one list item per bundle.
+  function showDetails(): void {
     setCurrentDetails(
-      s.slots.map((b) => `${b.bundleName}: ${b.state}, ${b.files} files${b.error ? ` (${b.error.code})` : ''}`).join('\n'),
+      s.slots.map((b) => `- \`${b.bundleName}\`: ${b.state}, ${b.files} files, ${b.bytes} bytes${b.error ? ` (error ${b.error.code})` : ''}`).join('\n'),
     );
+  }
 
   for (;;) {
     showDetails();

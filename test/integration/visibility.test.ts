@@ -36,7 +36,7 @@ describe('what people see in the Temporal UI', () => {
       expect(await running.staticSummary()).toBe('ohbackup backup session');
       // The UI's "current details": every bundle's state and files.
       const meta = await client.workflow.getHandle(sessionId).query<{ currentDetails?: string }>('__temporal_workflow_metadata');
-      expect(meta.currentDetails).toMatch(/com\.v\.one: done, 2 files/);
+      expect(meta.currentDetails).toMatch(/`com\.v\.one`: done, 2 files/);
       await session.release();
     });
     const done = await client.workflow.getHandle(sessionId).describe();
