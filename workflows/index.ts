@@ -3,3 +3,4 @@ export { sessionWorkflow } from './sessionWorkflow.js';
 export { bundleBackupWorkflow } from './bundleBackupWorkflow.js';
 export { bundleRestoreWorkflow } from './bundleRestoreWorkflow.js';
 export { capabilitiesWorkflow, bundleHookWorkflow, cleanBundleTempWorkflow } from './deviceRequestWorkflows.js';
+export { bundleClaimWorkflow } from './bundleClaimWorkflow.js';
