@@ -22,7 +22,8 @@
 // (or `--json-out FILE`). Exit 1 when a set does not verify, a callback came
 // twice, or a session failed. Starts its own headless dev server on a temporary
 // database unless `--address` names a running one.
-import { closeSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -97,6 +98,17 @@ process.on('exit', () => {
   if (!keep) rmSync(work, { recursive: true, force: true });
 });
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat; NaN where unreadable. */
+const CLOCK_TICKS = Number(execSync('getconf CLK_TCK', { encoding: 'utf8' }).trim()) || 100;
+function cpuSeconds(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
 
 const quantile = (sorted, q) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] : NaN);
 
@@ -225,6 +237,8 @@ try {
     );
     log(`${workerCount} worker process(es) up (pids ${workers.map((w) => w.pid).join(', ')}) in ${secs(performance.now() - t)}`);
     const rss = workers.map((w) => watchRss(w.pid));
+    const cpuAtStart = workers.map((w) => cpuSeconds(w.pid));
+    const toolCpuAtStart = process.cpuUsage();
     const latencies = [];
     const started = performance.now();
     const settled = await Promise.allSettled(
@@ -232,6 +246,8 @@ try {
     );
     const wallMs = performance.now() - started;
     const peaks = rss.map((r) => r.stop());
+    const workerCpu = workers.map((w, i) => cpuSeconds(w.pid) - cpuAtStart[i]);
+    const toolCpu = process.cpuUsage(toolCpuAtStart);
     await Promise.all(workers.map((w) => w.stop()));
     const sessions = settled.filter((r) => r.status === 'fulfilled').map((r) => r.value);
     const failed = settled.filter((r) => r.status === 'rejected').map((r) => String(r.reason?.message ?? r.reason));
@@ -256,6 +272,10 @@ try {
       },
       workerPeakRssBytes: peaks.map((p) => p.peak),
       workerPeakRssByVmHWM: peaks.every((p) => p.hwm !== undefined),
+      /** CPU seconds used during the run: each worker process, and this tool process (all sessions' callbacks, pumps, set writing). */
+      workerCpuSeconds: workerCpu,
+      toolCpuSeconds: (toolCpu.user + toolCpu.system) / 1e6,
+      loadAverage1m: os.loadavg()[0],
       setFilesVerified: v.setFiles,
       deviceFilesVerified: v.deviceFiles,
       verificationProblems: v.problems,
