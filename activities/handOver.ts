@@ -111,6 +111,7 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
         size: item.size >= 0 ? item.size : (await stat(path)).size,
         path,
         ...(input.manifestPath ? { manifestPath: input.manifestPath } : {}),
+        readyAt: Date.now(),
       });
       next += 1;
       progress.update(`handing over: ${next}/${list.length} files`);

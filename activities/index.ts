@@ -12,6 +12,7 @@ import { ErrorCode, FAILURE_TYPE, codeForSystemError, errorInfo, type ErrorInfo 
 import { bundleWorkflowId, type BundleInstall, type SessionKind } from '../common/session.js';
 import { installBundle, loadBundle } from './bundleProfile.js';
 import { applyRestore, RestoreRejected } from './applyRestore.js';
+import { createBundleClaimActivities } from './bundleClaims.js';
 import { buildCapabilities } from './capabilities.js';
 import { handOverFiles, type HandOverResult } from './handOver.js';
 import { readManifest } from './manifest.js';
@@ -45,6 +46,8 @@ export function createActivities(device: DeviceConfig) {
   const restoreDir = (sessionId: string, bundleName: string) => `${bundlePaths(device.dataRoot, bundleName).restoreTemp}/${sessionId}`;
 
   return {
+    ...createBundleClaimActivities(),
+
     async prepareBundle(input: { bundleName: string; kind: SessionKind; install?: BundleInstall }): Promise<{ ok: true; hooks: HookName[] } | { ok: false; error: ErrorInfo }> {
       if (input.kind === 'restore' && input.install) await installBundle(device.dataRoot, input.bundleName, input.install);
       const loaded = await loadBundle(device.dataRoot, input.bundleName);

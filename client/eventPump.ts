@@ -140,7 +140,7 @@ export class EventPump {
         this.bundles.set(ev.bundleName, ev.error ? 'ended' : 'running');
         return this.safely(() => cb.onBundleBegin(err(ev.error, ev.bundleName), ev.bundleName));
       case 'fileReady': {
-        const file = { bundleName: ev.bundleName, uri: ev.uri, fd: -1 };
+        const file = { bundleName: ev.bundleName, uri: ev.uri, fd: -1, ...(ev.readyAt !== undefined ? { readyAt: ev.readyAt } : {}) };
         if (ev.error) return this.safely(() => cb.onFileReady(new BusinessError(ev.error!.code, ev.error!.message), file));
         let fd: number;
         try {

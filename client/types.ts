@@ -24,7 +24,11 @@ export interface BackupPriority {
   priority?: number;
 }
 export type IncrementalBackupData = IncrementalBackupTime & FileManifestData & BackupParams & BackupPriority;
-export type File = FileMeta & FileData & Partial<FileManifestData>;
+/** ohbackup's addition to a backup's File: when the worker handed it over (epoch ms, the worker's clock), for latency figures. */
+export interface FileReadyTime {
+  readyAt?: number;
+}
+export type File = FileMeta & FileData & Partial<FileManifestData> & FileReadyTime;
 
 export type AsyncCallback<T> = (err: BusinessError | undefined, data: T) => void;
 export type OnBackupSizeReport = (reportInfo: string) => void;

@@ -60,6 +60,8 @@ export type EventBody =
       writable?: boolean;
       /** Incremental: the bundle's new full manifest; the tool gets an fd of it with every file. */
       manifestPath?: string;
+      /** Backup: when the worker handed the file over (epoch ms, the worker's clock); the tool sees it as `file.readyAt`. */
+      readyAt?: number;
       error?: ErrorInfo;
     }
   | { type: 'process'; bundleName: string; process: string }

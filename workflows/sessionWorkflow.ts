@@ -38,6 +38,7 @@ import {
 } from '../common/session.js';
 import { bundleBackupWorkflow } from './bundleBackupWorkflow.js';
 import { bundleRestoreWorkflow, publishSignal } from './bundleRestoreWorkflow.js';
+import { claimSessionBundles, releaseSessionBundles } from './sessionClaims.js';
 
 export interface SessionInput {
   sessionId: string;
@@ -159,12 +160,17 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
 
   setHandler(
     appendBundlesUpdate,
-    (req) => {
+    async (req) => {
+      s.appendCalls += 1; // at once: a second call arriving while this one claims is refused by the validator
+      // 13500013: a bundle another running session holds on this device begins and ends with that error; the rest run.
+      const device = (b: AppendRequest['bundles'][number]) => b.targetBundle ?? b.bundleName;
+      const held = await claimSessionBundles(req.bundles.filter((b) => !b.rejected && !slotOf(b.bundleName)).map(device), s.appendCalls, input.deviceTaskQueue);
       for (const b of req.bundles) {
         if (slotOf(b.bundleName)) continue; // appended already in this session: once is enough
+        const conflict = b.rejected ? undefined : held.get(device(b));
         s.slots.push({
           bundleName: b.bundleName,
-          state: 'pending',
+          state: s.released ? 'notStarted' : 'pending',
           files: 0,
           bytes: 0,
           nextFileIndex: 0,
@@ -173,10 +179,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
           published: false,
           deferred: [],
           requested: [],
-          request: { ...b, priority: b.priority ?? 0, order: s.nextOrder++ },
+          request: { ...b, ...(conflict ? { rejected: conflict } : {}), priority: b.priority ?? 0, order: s.nextOrder++ },
         });
       }
-      s.appendCalls += 1;
       markSearch();
     },
     {
@@ -427,6 +432,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   markSearch('released');
   showDetails();
   await condition(allHandlersFinished);
+  // Its bundles are free for other sessions on the device (13500013).
+  if (s.slots.some((b) => !b.request.rejected)) await releaseSessionBundles(input.deviceTaskQueue);
   return {
     sessionId: input.sessionId,
     kind: input.kind,
