@@ -11,6 +11,16 @@ export interface Settings {
   /** Dev-server database, transfer area, bench results. */
   stateDir: string;
   taskQueue: string;
+  /** The tool side: fds a session's pump may have handed over and not seen closed (OHBACKUP_MAX_OPEN_FDS). */
+  maxOpenFds: number;
+  /** The tool side: how long delivery waits at that cap for the tool to close one (OHBACKUP_FD_WAIT_MS). */
+  fdWaitMs: number;
+}
+
+/** A whole number ≥ min from the environment, or the default when unset or not one. */
+function intSetting(value: string | undefined, min: number, fallback: number): number {
+  const n = value === undefined || value.trim() === '' ? Number.NaN : Number(value);
+  return Number.isSafeInteger(n) && n >= min ? n : fallback;
 }
 
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -18,6 +28,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     dataRoot: env.OHBACKUP_DATA_ROOT ? path.resolve(env.OHBACKUP_DATA_ROOT) : undefined,
     stateDir: path.resolve(env.OHBACKUP_STATE_DIR ?? '.ohbackup'),
     taskQueue: env.OHBACKUP_TASK_QUEUE ?? 'ohbackup',
+    maxOpenFds: intSetting(env.OHBACKUP_MAX_OPEN_FDS, 1, 256),
+    fdWaitMs: intSetting(env.OHBACKUP_FD_WAIT_MS, 0, 30_000),
   };
 }
 
