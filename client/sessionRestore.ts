@@ -51,6 +51,7 @@ export class SessionRestore extends SessionBase {
   }
 
   private async appendOnce(fd: number, bundles: string[], infos?: string[]): Promise<void> {
+    if (this.released) throw new BusinessError(ErrorCode.NOT_PERMITTED, 'Operation not permitted: the session was released');
     if (this.appended) throw new BusinessError(ErrorCode.NOT_PERMITTED, 'Operation not permitted: appendBundles may be called once per restore session');
     const caps = readCapabilityFile(fd);
     this.appended = true;

@@ -15,210 +15,51 @@ import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeManifest } from '../../activities/manifest.js';
 import { checkBaseManifest } from '../../client/baseManifest.js';
 import { readCapabilityFile } from '../../client/capabilities.js';
 import { backup } from '../../client/index.js';
 import type { GeneralCallbacks } from '../../client/types.js';
 import { BusinessError } from '../../common/businessError.js';
-import type { Capabilities } from '../../common/capabilities.js';
-import type { ManifestEntry } from '../../common/manifest.js';
+import {
+  SEED,
+  anyBundleList,
+  anyInfo,
+  anyInfos,
+  anyName,
+  anyNumber,
+  anything,
+  bytes,
+  callbacksArb,
+  capabilityContent,
+  expect401Unless,
+  isObject,
+  jsonObjectString,
+  manifestCase,
+  manifestContent,
+  nastyString,
+  okBundleList,
+  okBundleName,
+  okCallbacks,
+  okDataList,
+  okInfos,
+  okJson,
+  okOptions,
+  okSafeInt,
+  okSendRate,
+  okSessionId,
+  okTime,
+  okTimeout,
+  okUri,
+  optionsArb,
+  rejection,
+  thrown,
+  validName,
+} from '../helpers/hostileInput.js';
 
-const SEED = 8_2024;
 /** Pure checks: cheap, so many runs. */
 const RUNS = { seed: SEED, numRuns: 150 };
 /** Checks that write and read real files. */
 const FILE_RUNS = { seed: SEED, numRuns: 60 };
-
-// ---------------------------------------------------------------- the rules (oracles), from api.md
-
-const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
-const okBundleName = (x: unknown) => typeof x === 'string' && x.length >= 1 && x.length <= 255 && /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(x) && !x.includes('..');
-const okTimeout = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 14_400_000;
-const okSendRate = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= 0;
-const okSafeInt = (x: unknown, min = -Infinity, max = Infinity) => typeof x === 'number' && Number.isSafeInteger(x) && x >= min && x <= max;
-const okTime = (x: unknown) => typeof x === 'number' && Number.isFinite(x) && x >= 0;
-const okInfo = (x: unknown) => {
-  if (typeof x !== 'string') return false;
-  try {
-    return isObject(JSON.parse(x));
-  } catch {
-    return false;
-  }
-};
-const okJson = (x: unknown) => {
-  if (typeof x !== 'string') return false;
-  try {
-    JSON.parse(x);
-    return true;
-  } catch {
-    return false;
-  }
-};
-const bytes = (strings: unknown[]) => strings.reduce<number>((n, s) => n + (typeof s === 'string' ? Buffer.byteLength(s) : 0), 0);
-const okInfos = (infos: unknown, count: number) => infos === undefined || (Array.isArray(infos) && infos.length <= count && infos.every(okInfo));
-const okBundleList = (x: unknown) => Array.isArray(x) && x.length >= 1 && x.length <= 10_000 && x.every(okBundleName);
-const okDataList = (x: unknown) =>
-  Array.isArray(x) && x.length <= 10_000 && x.every((e) => isObject(e) && okBundleName(e.bundleName) && okTime(e.lastIncrementalTime));
-const okSessionId = (x: unknown) => typeof x === 'string' && x.length >= 1 && x.length <= 200 && /^[A-Za-z0-9_][A-Za-z0-9_.:-]*$/.test(x) && !x.includes('..');
-const REQUIRED_CALLBACKS = ['onFileReady', 'onBundleBegin', 'onBundleEnd', 'onAllBundlesEnd', 'onBackupServiceDied'] as const;
-const OPTIONAL_CALLBACKS = ['onResultReport', 'onProcess', 'onBackupSizeReport'] as const;
-const okCallbacks = (x: unknown) =>
-  isObject(x) &&
-  REQUIRED_CALLBACKS.every((k) => typeof x[k] === 'function') &&
-  OPTIONAL_CALLBACKS.every((k) => x[k] === undefined || typeof x[k] === 'function');
-const okOptions = (x: unknown) => {
-  if (x === undefined) return true;
-  if (!isObject(x)) return false;
-  const opt = (k: string, ok: (v: unknown) => boolean) => x[k] === undefined || ok(x[k]);
-  return (
-    opt('sessionId', okSessionId) &&
-    opt('attachTo', okSessionId) &&
-    opt('taskQueue', (v) => typeof v === 'string' && v.length >= 1 && v.length <= 1000) &&
-    opt('maxConcurrentBundles', (v) => okSafeInt(v, 1, 1000)) &&
-    opt('cursorFile', (v) => typeof v === 'string' && v.length >= 1 && v.length <= 4096) &&
-    opt('maxOpenFds', (v) => okSafeInt(v, 1, 1_000_000)) &&
-    opt('fdWaitMs', (v) => okSafeInt(v, 0, 14_400_000))
-  );
-};
-const URI_RULE = /^[0-9A-Za-z_.]+$/;
-const okUri = (u: string, emptyAllowed: boolean) => (u === '' && emptyAllowed) || (u.length <= 255 && URI_RULE.test(u) && u !== '.' && u !== '..');
-
-// ---------------------------------------------------------------- hostile values
-
-const anything = fc.anything({
-  withBigInt: true,
-  withBoxedValues: true,
-  withDate: true,
-  withMap: true,
-  withSet: true,
-  withNullPrototype: true,
-  withTypedArray: true,
-  withSparseArray: true,
-  maxDepth: 2,
-});
-const validName = fc.stringMatching(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}$/).filter((s) => !s.includes('..'));
-const nastyString = fc.oneof(
-  fc.constantFrom(
-    '',
-    ' ',
-    '.',
-    '..',
-    '../etc',
-    '../../..',
-    '/etc/passwd',
-    'a/b',
-    'a\\b',
-    'a\0b',
-    'a\nb',
-    'com.example..x',
-    '-a',
-    'ü',
-    '☃.app',
-    '𝄞',
-    'com.example.notes ',
-    ' com.example.notes',
-    'x'.repeat(256),
-    'x'.repeat(100_000),
-    'ａｂｃ',
-    '\u202e',
-  ),
-  fc.string({ unit: 'binary', maxLength: 40 }),
-  fc.string({ unit: 'grapheme', maxLength: 12 }),
-);
-const anyName: fc.Arbitrary<unknown> = fc.oneof({ arbitrary: validName, weight: 3 }, { arbitrary: nastyString, weight: 3 }, { arbitrary: anything, weight: 1 });
-const weirdNumber = fc.oneof(
-  fc.constantFrom(Number.NaN, Infinity, -Infinity, -0, 0, -1, 0.5, 1.5, 1e20, 2 ** 53 + 2, Number.MIN_VALUE, Number.MAX_VALUE, 14_400_000, 14_400_001, 800, 801),
-  fc.double(),
-  fc.integer(),
-  fc.integer({ min: 0, max: 20_000_000 }),
-);
-const anyNumber: fc.Arbitrary<unknown> = fc.oneof({ arbitrary: weirdNumber, weight: 4 }, { arbitrary: anything, weight: 1 }, { arbitrary: fc.constantFrom('5', '0', true, null, 5n), weight: 1 });
-const jsonObjectString = fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 4 }).map((o) => JSON.stringify(o));
-const anyInfo: fc.Arbitrary<unknown> = fc.oneof(
-  jsonObjectString,
-  fc.constantFrom('', '{', '{"a":', 'null', '[]', '"x"', '1', 'true', '{"infos":[', '{}x', '\u0000', '{"a":1}'),
-  fc.string({ unit: 'binary', maxLength: 30 }),
-  anything,
-);
-const anyInfos: fc.Arbitrary<unknown> = fc.oneof(fc.constant(undefined), fc.array(anyInfo, { maxLength: 4 }), anything);
-const hugeLists = fc.constantFrom(
-  Array.from({ length: 10_001 }, (_, i) => `com.b${i}`),
-  Array.from({ length: 10_000 }, (_, i) => `com.${'x'.repeat(120)}${i}`),
-  Array.from({ length: 10_000 }, (_, i) => `com.b${i}`),
-);
-const anyBundleList: fc.Arbitrary<unknown> = fc.oneof(
-  { arbitrary: fc.array(anyName, { maxLength: 5 }), weight: 4 },
-  { arbitrary: fc.array(validName, { minLength: 1, maxLength: 5 }), weight: 3 },
-  { arbitrary: hugeLists, weight: 1 },
-  { arbitrary: anything, weight: 1 },
-);
-const fnOrNot = fc.oneof(fc.constant(() => undefined), anything);
-const callbacksArb: fc.Arbitrary<unknown> = fc.oneof(
-  anything,
-  // Every field present, some of the wrong type.
-  fc.record(Object.fromEntries([...REQUIRED_CALLBACKS, ...OPTIONAL_CALLBACKS].map((k) => [k, fnOrNot]))),
-  // Fields missing.
-  fc.record(Object.fromEntries([...REQUIRED_CALLBACKS, ...OPTIONAL_CALLBACKS].map((k) => [k, fc.constant(() => undefined)])), { requiredKeys: [] }),
-  // All there, plus extra fields.
-  fc
-    .dictionary(fc.string({ maxLength: 10 }), anything, { maxKeys: 3 })
-    .map((extra) => ({ ...extra, ...Object.fromEntries(REQUIRED_CALLBACKS.map((k) => [k, () => undefined])) })),
-);
-const optionsArb: fc.Arbitrary<unknown> = fc.oneof(
-  fc.constant(undefined),
-  anything,
-  fc.record(
-    {
-      sessionId: fc.oneof(validName, anyName),
-      attachTo: fc.oneof(validName, anyName),
-      taskQueue: fc.oneof(validName, nastyString, anything),
-      maxConcurrentBundles: anyNumber,
-      cursorFile: fc.oneof(fc.constant('/tmp/cursor'), nastyString, anything),
-      maxOpenFds: anyNumber,
-      fdWaitMs: anyNumber,
-      unknownExtra: anything,
-    },
-    { requiredKeys: [] },
-  ),
-);
-
-// ---------------------------------------------------------------- helpers
-
-/** What `fn` threw; fails the property if it threw something that is not a BusinessError. */
-function thrown(fn: () => unknown): BusinessError | undefined {
-  try {
-    const r = fn();
-    // What passes the checks goes on to the (unreachable) service: keep its outcome from being unhandled.
-    if (r instanceof Promise) r.catch(() => undefined);
-  } catch (e) {
-    expect(e).toBeInstanceOf(BusinessError);
-    return e as BusinessError;
-  }
-  return undefined;
-}
-
-/** `fn` is refused with 401 and a message that names `arg`, or accepted, exactly as `valid` says. */
-function expect401Unless(valid: boolean, fn: () => unknown, arg: string): void {
-  const err = thrown(fn);
-  if (valid) {
-    expect(err, `refused valid input: ${err?.message}`).toBeUndefined();
-    return;
-  }
-  expect(err, `accepted invalid ${arg}`).toBeDefined();
-  expect(err!.code).toBe(401);
-  expect(err!.message.startsWith(`Parameter error: ${arg}`), err!.message).toBe(true);
-  expect(err!.message.length).toBeLessThan(400);
-}
-
-async function rejection(p: Promise<unknown>): Promise<BusinessError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(BusinessError);
-  return err as BusinessError;
-}
 
 const callbacks = (): GeneralCallbacks => ({
   onFileReady: () => undefined,
@@ -490,63 +331,6 @@ describe('session methods', () => {
 
 // ---------------------------------------------------------------- capability files (real fds)
 
-const bundleInfo = fc.record({
-  name: validName,
-  appIndex: fc.nat(5),
-  versionCode: fc.nat(),
-  versionName: fc.string({ maxLength: 8 }),
-  spaceOccupied: fc.nat(),
-  allToBackup: fc.boolean(),
-  fullBackupOnly: fc.boolean(),
-  extensionName: fc.string({ maxLength: 8 }),
-  restoreDeps: fc.constantFrom('', 'com.a', 'com.a,com.b'),
-  supportScene: fc.string({ maxLength: 8 }),
-  extraInfo: fc.jsonValue({ maxDepth: 1 }),
-  needToInstall: fc.boolean(),
-});
-const capabilities: fc.Arbitrary<Capabilities> = fc.record({
-  backupVersion: fc.constant('16.0'),
-  systemFullName: fc.string({ maxLength: 10 }),
-  deviceType: fc.constantFrom('default', 'phone', 'tablet'),
-  bundleInfos: fc.array(bundleInfo, { minLength: 1, maxLength: 3 }),
-});
-/** Fields whose absence or wrong type makes a capability file invalid (extraInfo and increSpaceOccupied are optional). */
-const TOP_FIELDS = ['backupVersion', 'systemFullName', 'deviceType', 'bundleInfos'] as const;
-const INFO_FIELDS = ['name', 'appIndex', 'versionCode', 'versionName', 'spaceOccupied', 'allToBackup', 'fullBackupOnly', 'extensionName', 'restoreDeps', 'supportScene', 'needToInstall'] as const;
-/** A value of another JSON type than `v`'s (and for whole numbers ≥ 0: a negative or a fraction). */
-const wrongFor = (v: unknown, pick: number): unknown => {
-  const others: unknown[] = typeof v === 'string' ? [1, true, null, [], {}] : typeof v === 'number' ? ['1', true, null, -1, -0.5] : typeof v === 'boolean' ? ['true', 1, null, {}] : ['x', 1, null, true];
-  return others[pick % others.length];
-};
-/** A capability document made invalid in one way, and how. */
-const brokenCapabilities = fc
-  .tuple(capabilities, fc.nat(), fc.nat(), fc.constantFrom('dropTop', 'wrongTop', 'dropInfo', 'wrongInfo', 'notObject', 'infosNotArray'))
-  .map(([caps, i, j, how]) => {
-    const doc: Record<string, unknown> = structuredClone(caps) as never;
-    const info = (doc.bundleInfos as Array<Record<string, unknown>>)[i % caps.bundleInfos.length]!;
-    const top = TOP_FIELDS[i % TOP_FIELDS.length]!;
-    const field = INFO_FIELDS[j % INFO_FIELDS.length]!;
-    switch (how) {
-      case 'dropTop':
-        delete doc[top];
-        return JSON.stringify(doc);
-      case 'wrongTop':
-        doc[top] = wrongFor(doc[top], j);
-        return JSON.stringify(doc);
-      case 'dropInfo':
-        delete info[field];
-        return JSON.stringify(doc);
-      case 'wrongInfo':
-        info[field] = wrongFor(info[field], i);
-        return JSON.stringify(doc);
-      case 'notObject':
-        return JSON.stringify([doc]);
-      default:
-        doc.bundleInfos = { ...(doc.bundleInfos as object) };
-        return JSON.stringify(doc);
-    }
-  });
-
 let fileNo = 0;
 /** A real file holding `content`, open for reading. */
 function fdOf(content: string | Uint8Array): number {
@@ -557,18 +341,8 @@ function fdOf(content: string | Uint8Array): number {
 
 describe('capability files, as fds of real files', () => {
   it('garbage, truncated JSON and valid JSON of the wrong shape → 13900020 naming the problem; valid ones are read from the start, the offset left as it was', () => {
-    const content = fc.oneof(
-      fc.uint8Array({ maxLength: 200 }).map((b) => ({ text: b as Uint8Array | string, valid: false })),
-      fc.string({ unit: 'binary', maxLength: 80 }).map((text) => ({ text: text as Uint8Array | string, valid: false })),
-      fc.tuple(capabilities, fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true })).map(([c, f]) => {
-        const json = JSON.stringify(c);
-        return { text: json.slice(0, Math.floor(json.length * f)) as Uint8Array | string, valid: false };
-      }),
-      brokenCapabilities.map((text) => ({ text: text as Uint8Array | string, valid: false })),
-      capabilities.map((c) => ({ text: JSON.stringify(c, null, 1) as Uint8Array | string, valid: true })),
-    );
     fc.assert(
-      fc.property(content, fc.boolean(), ({ text, valid }, readFirst) => {
+      fc.property(capabilityContent, fc.boolean(), ({ text, valid }, readFirst) => {
         const fd = fdOf(text);
         try {
           // A tool that looked at the file first leaves the offset at its end.
@@ -592,7 +366,7 @@ describe('capability files, as fds of real files', () => {
     );
   });
 
-  it('fds that are no capability file at all → 13900020: closed, a folder, write-only, over the size limit', () => {
+  it('fds that are no capability file at all → 13900020: closed, a folder, write-only, over the size limit, /dev/zero', () => {
     const closed = fdOf('{}');
     closeSync(closed);
     const dir = openSync(root, 'r');
@@ -601,81 +375,28 @@ describe('capability files, as fds of real files', () => {
     // Sparse: 64 MiB + 1 of nothing, never read.
     const huge = openSync(path.join(root, 'huge'), 'w+');
     ftruncateSync(huge, 64 * 1024 * 1024 + 1);
+    // Regression: /dev/zero was read "to its end" into memory until the process died.
+    const zero = openSync('/dev/zero', 'r');
     try {
-      for (const fd of [closed, dir, writeOnly, huge]) {
+      for (const fd of [closed, dir, writeOnly, huge, zero]) {
         const err = thrown(() => readCapabilityFile(fd));
         expect(err?.code, `fd ${fd}`).toBe(13900020);
         expect(err!.message).toMatch(/^Invalid argument: the capability file \(fd \d+\) (cannot be read: E[A-Z]+|is not a regular file|is 67108865 bytes; at most 67108864)$/);
       }
     } finally {
-      for (const fd of [dir, writeOnly, huge]) closeSync(fd);
+      for (const fd of [dir, writeOnly, huge, zero]) closeSync(fd);
     }
   });
 });
 
 // ---------------------------------------------------------------- base manifests (real fds)
 
-const SHA = 'ab'.repeat(32);
-const manifestEntries = fc.uniqueArray(
-  fc.record({
-    path: fc.stringMatching(/^[a-z]{1,6}(\/[a-z]{1,6}){0,2}$/),
-    kind: fc.constantFrom('file', 'dir'),
-    mode: fc.constantFrom(0o600, 0o644, 0o755),
-    size: fc.nat(10_000),
-    mtimeMs: fc.nat(),
-  }),
-  { minLength: 1, maxLength: 5, selector: (e) => e.path },
-).map((list) => list.map((e): ManifestEntry => ({ ...e, kind: e.kind as 'file' | 'dir', size: e.kind === 'dir' ? 0 : e.size, sha256: e.kind === 'dir' ? '' : SHA })));
-
-async function manifestText(bundleName: string, entries: ManifestEntry[]): Promise<string> {
-  const file = path.join(root, `m${fileNo++}.jsonl`);
-  await writeManifest(file, { bundleName, time: 1_700_000_000 }, entries);
-  const fd = openSync(file, 'r');
-  const buf = Buffer.alloc(1 << 20);
-  const n = readSync(fd, buf, 0, buf.length, 0);
-  closeSync(fd);
-  return buf.subarray(0, n).toString('utf8');
-}
-
-/** One way to make a line of a valid manifest wrong. */
-const MANIFEST_BREAKS: Array<[string, (lines: string[]) => void]> = [
-  ['entry path with ..', (l) => (l[1] = JSON.stringify({ ...JSON.parse(l[1]!), path: 'a/../b' }))],
-  ['absolute entry path', (l) => (l[1] = JSON.stringify({ ...JSON.parse(l[1]!), path: '/etc/passwd' }))],
-  ['negative size', (l) => (l[1] = JSON.stringify({ ...JSON.parse(l[1]!), size: -1 }))],
-  ['unknown kind', (l) => (l[1] = JSON.stringify({ ...JSON.parse(l[1]!), kind: 'link' }))],
-  ['mode out of range', (l) => (l[1] = JSON.stringify({ ...JSON.parse(l[1]!), mode: 0o10000 }))],
-  ['duplicate path', (l) => l.splice(2, 0, l[1]!)],
-  ['header counts more', (l) => (l[0] = JSON.stringify({ ...JSON.parse(l[0]!), entries: 99 }))],
-  ['other version', (l) => (l[0] = JSON.stringify({ ...JSON.parse(l[0]!), version: 2 }))],
-  ['other format', (l) => (l[0] = JSON.stringify({ ...JSON.parse(l[0]!), format: 'tar' }))],
-  ['header not an object', (l) => (l[0] = '[]')],
-  ['line not JSON', (l) => (l[1] = `${l[1]}}`)],
-];
-
 describe('base manifests of an incremental backup, as fds of real files', () => {
   it('garbage, truncated, wrong-schema and other-bundle manifests → 13900020 naming the bundle; valid ones pass; nothing is written', async () => {
     const bundleName = 'com.example.notes';
-    const kind = fc.oneof(
-      fc.uint8Array({ maxLength: 200 }).map((b) => ({ how: 'garbage' as const, b })),
-      fc.tuple(manifestEntries, fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true })).map(([e, f]) => ({ how: 'truncated' as const, e, f })),
-      fc.tuple(manifestEntries, fc.nat(MANIFEST_BREAKS.length - 1)).map(([e, i]) => ({ how: 'broken' as const, e, i })),
-      manifestEntries.map((e) => ({ how: 'otherBundle' as const, e })),
-      manifestEntries.map((e) => ({ how: 'valid' as const, e })),
-    );
     await fc.assert(
-      fc.asyncProperty(kind, async (k) => {
-        let content: string | Uint8Array;
-        if (k.how === 'garbage') content = k.b;
-        else if (k.how === 'otherBundle') content = await manifestText('com.example.other', k.e);
-        else {
-          const text = await manifestText(bundleName, k.e);
-          if (k.how === 'truncated') content = text.slice(0, Math.floor((text.length - 1) * k.f)); // never just the last newline
-          else if (k.how === 'broken') {
-            const lines = text.trimEnd().split('\n');
-            MANIFEST_BREAKS[k.i]![1](lines);
-            content = `${lines.join('\n')}\n`;
-          } else content = text;
-        }
+      fc.asyncProperty(manifestCase, async (k) => {
+        const content = await manifestContent(k, bundleName, root);
         const fd = fdOf(content);
         try {
           const err = await checkBaseManifest(fd, bundleName).then(
@@ -697,21 +418,21 @@ describe('base manifests of an incremental backup, as fds of real files', () => 
     );
   });
 
-  it('fds that hold no manifest → 13900020: closed, a folder, write-only (never read until EOF from a pipe or terminal)', async () => {
+  it('fds that hold no manifest → 13900020: closed, a folder, write-only, a device (never read until EOF from a pipe, terminal or /dev/zero)', async () => {
     const closed = fdOf('x');
     closeSync(closed);
     const dir = openSync(root, 'r');
     writeFileSync(path.join(root, 'wo2'), 'x');
     const writeOnly = openSync(path.join(root, 'wo2'), 'a');
+    const zero = openSync('/dev/zero', 'r');
     try {
-      for (const fd of [closed, dir, writeOnly]) {
+      for (const fd of [closed, dir, writeOnly, zero]) {
         const err = await rejection(checkBaseManifest(fd, 'com.example.notes'));
         expect(err.code, `fd ${fd}`).toBe(13900020);
         expect(err.message).toMatch(/^Invalid argument: the manifest of com\.example\.notes \(manifestFd \d+\) is not valid: /);
       }
     } finally {
-      closeSync(dir);
-      closeSync(writeOnly);
+      for (const fd of [dir, writeOnly, zero]) closeSync(fd);
     }
   });
 });
