@@ -202,12 +202,16 @@ export class EventPump {
         return this.safely(() => cb.onProcess?.(ev.bundleName, ev.process));
       case 'resultReport': {
         const stopped = this.deliveryStopped.get(ev.bundleName);
-        const result = stopped ? JSON.stringify({ resultInfo: { errorCode: stopped.code, errorInfo: stopped.message, type: 'ErrorInfo' } }) : ev.result;
+        const result = stopped && !failedOnItsOwn(ev.result) ? JSON.stringify({ resultInfo: { errorCode: stopped.code, errorInfo: stopped.message, type: 'ErrorInfo' } }) : ev.result;
         return this.safely(() => cb.onResultReport?.(ev.bundleName, result));
       }
-      case 'bundleEnd':
+      case 'bundleEnd': {
         this.bundles.set(ev.bundleName, 'ended');
-        return this.safely(() => cb.onBundleEnd(err(this.deliveryStopped.get(ev.bundleName) ?? ev.error, ev.bundleName), ev.bundleName));
+        // A bundle whose delivery stopped ends with why, unless it failed on its own (a cancel may be the session stopping it for that).
+        const stopped = this.deliveryStopped.get(ev.bundleName);
+        const end = stopped && (!ev.error || ev.cancelled) ? stopped : ev.error;
+        return this.safely(() => cb.onBundleEnd(err(end, ev.bundleName), ev.bundleName));
+      }
       case 'allBundlesEnd':
         return this.safely(() => cb.onAllBundlesEnd(ev.error ? new BusinessError(ev.error.code, ev.error.message) : undefined));
       case 'sizeReport':
@@ -227,10 +231,15 @@ export class EventPump {
     return this.fds.roomFor(needed, maxOpenFds, fdWaitMs);
   }
 
-  /** The tool cannot be given this file: it is told so, and the bundle's delivery ends here. */
+  /**
+   * The tool cannot be given this file: it is told so, and (while the session
+   * runs) the bundle's delivery ends here. The trailing events of a released
+   * session belong to bundles that have ended already: only the file is refused.
+   */
   private stopDelivery(ev: SessionEvent & { type: 'fileReady' }, info: ErrorInfo): void {
-    this.deliveryStopped.set(ev.bundleName, info);
     this.safely(() => this.callbacks.onFileReady(new BusinessError(info.code, info.message), { bundleName: ev.bundleName, uri: ev.uri, fd: -1 }));
+    if (this.stopped) return;
+    this.deliveryStopped.set(ev.bundleName, info);
     const got = this.got.get(ev.bundleName) ?? { files: 0, bytes: 0 };
     this.safely(() => this.options.onDeliveryStopped?.(ev.bundleName, info, got));
   }
@@ -242,5 +251,15 @@ export class EventPump {
     } catch (e) {
       process.emitWarning(`ohbackup: a GeneralCallbacks handler threw: ${(e as Error)?.stack ?? e}`);
     }
+  }
+}
+
+/** An onResultReport payload that reports the bundle's own failure (a cancel aside: that may be the session stopping it). */
+function failedOnItsOwn(result: string): boolean {
+  try {
+    const info = (JSON.parse(result) as { resultInfo?: { type?: unknown; errorCode?: unknown } } | null)?.resultInfo;
+    return info?.type === 'ErrorInfo' && info.errorCode !== ErrorCode.TASK_FAILED;
+  } catch {
+    return false;
   }
 }

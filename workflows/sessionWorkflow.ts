@@ -288,7 +288,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     if (slot.state === 'running') {
       // Nothing more of it will reach the tool: stop its work; its end then carries `error`.
       if (slot.childStarted) void getExternalWorkflowHandle(bundleWorkflowId(input.sessionId, bundleName)).cancel().catch(() => undefined);
-    } else if (slot.state !== 'pending') {
+    } else if (slot.state === 'done' || slot.state === 'cancelled') {
+      // Ended already (a bundle's own failure stays its outcome).
       slot.state = 'failed';
       slot.error = error;
     }
@@ -327,15 +328,13 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
         slot.bytes += body.size;
         break;
       case 'process':
-        if (ended) return;
-        break;
       case 'resultReport':
         if (ended) return;
-        if (slot.deliveryError) body = { ...body, result: JSON.stringify({ resultInfo: { errorCode: slot.deliveryError.code, errorInfo: slot.deliveryError.message, type: 'ErrorInfo' } }) };
         break;
       case 'bundleEnd':
         if (ended) return;
-        if (slot.deliveryError) body = { ...body, error: slot.deliveryError, cancelled: false };
+        // The tool did not get all of it: it ends with why, unless it failed on its own (its cancel was the session's doing).
+        if (slot.deliveryError && (!body.error || body.cancelled)) body = { ...body, error: slot.deliveryError, cancelled: false };
         slot.state = body.cancelled ? 'cancelled' : body.error ? 'failed' : 'done';
         if (body.error) slot.error = body.error;
         break;

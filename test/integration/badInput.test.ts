@@ -311,6 +311,22 @@ describe('refused calls leave nothing behind', () => {
     await expectNoWorkflow(`${session.sessionId}/${DOCS}`);
     expect(await outcomes(session.sessionId)).toEqual([]);
 
+    // Regression, minimal: a valid base manifest before an invalid one; the valid one's copy used to stay behind.
+    {
+      const good = openSync(validManifest, 'r');
+      const bad = fdOf('not a manifest');
+      const err = await rejection(
+        session.appendBundles([
+          { bundleName: DOCS, lastIncrementalTime: 1_700_000_000, manifestFd: good },
+          { bundleName: NOTES, lastIncrementalTime: 1_700_000_000, manifestFd: bad },
+        ]),
+      );
+      closeSync(good);
+      closeSync(bad);
+      expect(err.code).toBe(13900020);
+      expect(await listTree(toolState)).toEqual([]);
+    }
+
     // A valid increment and a full backup in one call: both run.
     const good = openSync(validManifest, 'r');
     await session.appendBundles([

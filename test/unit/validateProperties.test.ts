@@ -253,6 +253,12 @@ describe('session methods', () => {
     );
   });
 
+  it('regression: an overlong uri is an invalid uri (13900020, cut short in the message), not a parameter error (401)', async () => {
+    const err = await rejection(restoreSession.getFileHandle({ bundleName: 'com.example.notes', uri: 'a'.repeat(256) }));
+    expect(err.code).toBe(13900020);
+    expect(err.message).toBe(`Invalid argument: uri "${'a'.repeat(80)}…" is 256 characters long; at most 255`);
+  });
+
   it('getFileHandle / publishFile: 401 unless {bundleName, uri: string}; then 13900020 for a uri that is a path, has other characters or is over 255 long', async () => {
     const uri = fc.oneof(
       fc.stringMatching(/^[0-9A-Za-z_.]{1,40}$/),
@@ -364,6 +370,17 @@ describe('capability files, as fds of real files', () => {
       }),
       FILE_RUNS,
     );
+  });
+
+  it('regression: a capability fd the tool has already read to its end is read from the start (it was taken as empty: "not JSON")', () => {
+    const doc = { backupVersion: '16.0', systemFullName: 'x', deviceType: 'default', bundleInfos: [] };
+    const fd = fdOf(JSON.stringify(doc));
+    try {
+      readSync(fd, Buffer.alloc(1024));
+      expect(readCapabilityFile(fd)).toEqual(doc);
+    } finally {
+      closeSync(fd);
+    }
   });
 
   it('fds that are no capability file at all → 13900020: closed, a folder, write-only, over the size limit, /dev/zero', () => {
