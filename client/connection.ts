@@ -3,8 +3,11 @@
  * Temporal's standard environment configuration unless `configure` says otherwise.
  */
 import { Client, Connection } from '@temporalio/client';
+import { BusinessError } from '../common/businessError.js';
 import { readSettings } from '../common/env.js';
 import { DeviceIdSchema, workerTaskQueue } from '../common/deviceQueue.js';
+import { ErrorCode } from '../common/errors.js';
+import { toBusinessError } from './failures.js';
 import { temporalTarget } from '../common/temporalConfig.js';
 import { parseArg } from './validate.js';
 
@@ -53,8 +56,15 @@ export function getClient(): Promise<Client> {
   cached ??= (async () => {
     const target = temporalTarget({ address: options.address, namespace: options.namespace });
     const { address, tls, apiKey, metadata } = target.connectionOptions;
-    const connection = await Connection.connect({ address, tls, apiKey: typeof apiKey === 'string' ? apiKey : undefined, metadata });
-    return new Client({ connection, namespace: target.namespace });
+    try {
+      const connection = await Connection.connect({ address, tls, apiKey: typeof apiKey === 'string' ? apiKey : undefined, metadata });
+      return new Client({ connection, namespace: target.namespace });
+    } catch (err) {
+      // Refused credentials stay 201; anything else means the service could not be reached (api.md §6: 13600001).
+      const e = toBusinessError(err);
+      if (e.code === ErrorCode.PERMISSION_DENIED) throw e;
+      throw new BusinessError(ErrorCode.IPC_ERROR, `IPC error: cannot reach the Temporal service at ${address}: ${(err as Error)?.message ?? err}`);
+    }
   })();
   cached.catch(() => {
     cached = undefined;

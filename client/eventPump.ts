@@ -5,14 +5,21 @@
  * drop it and a re-attaching tool resumes after it. A query that cannot be
  * answered (no worker serving the session, or no Temporal service) is an
  * outage: `onBackupServiceDied` fires once for it.
+ *
+ * The fds it hands over are capped per session (`maxOpenFds`): at the cap it
+ * stops pulling events (and acknowledging them) until the tool closes one. If
+ * none is closed within `fdWaitMs`, that file gets onFileReady(13900011) and
+ * the bundle's delivery ends there: its later files are not delivered and it
+ * ends with that error (the session is told, so its outcome says so too).
  */
 import { open, renameSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import type { WorkflowHandle } from '@temporalio/client';
 import { BusinessError } from '../common/businessError.js';
-import { ErrorCode, errorInfo } from '../common/errors.js';
+import { ErrorCode, codeForSystemError, errorInfo, type ErrorInfo } from '../common/errors.js';
 import type { SessionEvent } from '../common/session.js';
 import { ackSignal, eventsQuery } from '../workflows/sessionWorkflow.js';
+import { OpenFds } from './openFds.js';
 import type { GeneralCallbacks } from './types.js';
 
 const openFd = promisify(open);
@@ -31,6 +38,17 @@ const ACK_EVERY_MS = 300;
 /** Failures shorter than this (e.g. the workflow's first task still running) are not an outage. */
 const OUTAGE_AFTER_MS = 2_000;
 
+export interface PumpOptions {
+  /** Where the last delivered seq is recorded after each callback, so a re-attaching tool skips exactly what it delivered. */
+  cursorFile?: string;
+  /** Fds handed to the tool and not closed yet, at most. */
+  maxOpenFds: number;
+  /** How long delivery waits at the cap for the tool to close an fd. */
+  fdWaitMs: number;
+  /** A bundle's delivery stopped on the tool's side: what the tool did get of it. */
+  onDeliveryStopped?: (bundleName: string, error: ErrorInfo, got: { files: number; bytes: number }) => void;
+}
+
 export class EventPump {
   /** Last event seq delivered to the callbacks. */
   delivered: number;
@@ -43,16 +61,22 @@ export class EventPump {
   private loop?: Promise<void>;
   private failingSince?: number;
   private inOutage = false;
+  private readonly fds = new OpenFds();
+  /** Bundles whose delivery ended on the tool's side, and why. */
+  private readonly deliveryStopped = new Map<string, ErrorInfo>();
+  /** Files (and bytes) of each bundle the tool was given. */
+  private readonly got = new Map<string, { files: number; bytes: number }>();
+  private readonly cursorFile?: string;
 
   constructor(
     private readonly handle: WorkflowHandle,
     private readonly callbacks: GeneralCallbacks,
-    startAfter = 0,
-    /** Where the last delivered seq is recorded after each callback, so a re-attaching tool skips exactly what it delivered. */
-    private readonly cursorFile?: string,
+    startAfter: number,
+    private readonly options: PumpOptions,
   ) {
     this.delivered = startAfter;
     this.acked = startAfter;
+    this.cursorFile = options.cursorFile;
   }
 
   start(): void {
@@ -101,12 +125,12 @@ export class EventPump {
     await this.ack(true);
   }
 
-  private async ack(now: boolean): Promise<void> {
-    if (this.delivered <= this.acked) return;
+  private async ack(now: boolean, upTo = this.delivered): Promise<void> {
+    if (upTo <= this.acked) return;
     if (!now && Date.now() - this.lastAckAt < ACK_EVERY_MS) return;
     try {
-      await this.handle.signal(ackSignal, this.delivered);
-      this.acked = this.delivered;
+      await this.handle.signal(ackSignal, upTo);
+      this.acked = upTo;
       this.lastAckAt = Date.now();
     } catch {
       // The next round acknowledges again; the workflow keeps the events until then.
@@ -141,31 +165,83 @@ export class EventPump {
         return this.safely(() => cb.onBundleBegin(err(ev.error, ev.bundleName), ev.bundleName));
       case 'fileReady': {
         const file = { bundleName: ev.bundleName, uri: ev.uri, fd: -1, ...(ev.readyAt !== undefined ? { readyAt: ev.readyAt } : {}) };
+        // Its delivery has ended and the tool was told why: the rest of the bundle is not handed over.
+        if (this.deliveryStopped.has(ev.bundleName)) return;
         if (ev.error) return this.safely(() => cb.onFileReady(new BusinessError(ev.error!.code, ev.error!.message), file));
+        // Incremental: every file comes with an fd of the bundle's new full manifest (the tool closes both).
+        const needed = ev.manifestPath ? 2 : 1;
+        if (!(await this.roomFor(needed, ev.seq))) {
+          const { maxOpenFds, fdWaitMs } = this.options;
+          return this.stopDelivery(
+            ev,
+            errorInfo(
+              ErrorCode.OUT_OF_MEMORY,
+              `too many open files: the tool has not closed ${this.fds.outstanding()} of the fds this session handed over (cap ${maxOpenFds}) and closed none within ${fdWaitMs} ms; ${ev.uri} and the rest of ${ev.bundleName} are not delivered`,
+            ),
+          );
+        }
         let fd: number;
+        let manifestFd: number | undefined;
         try {
           // A raw fd, not a FileHandle: the tool owns it and closes it (a FileHandle would be closed on GC).
           fd = await openFd(ev.path, ev.writable ? 'r+' : 'r');
+          this.fds.track(fd);
         } catch (e) {
-          const info = errorInfo(ErrorCode.IO_ERROR, `cannot open ${ev.uri}: ${(e as Error).message}`);
-          return this.safely(() => cb.onFileReady(new BusinessError(info.code, info.message), file));
+          const code = codeForSystemError(e);
+          return this.stopDelivery(ev, errorInfo(code === ErrorCode.UNKNOWN ? ErrorCode.IO_ERROR : code, `cannot open ${ev.uri}: ${(e as Error).message}`));
         }
-        // Incremental: every file comes with an fd of the bundle's new full manifest (the tool closes both).
-        const manifestFd = ev.manifestPath ? await openFd(ev.manifestPath, 'r').catch(() => -1) : undefined;
+        if (ev.manifestPath) {
+          manifestFd = await openFd(ev.manifestPath, 'r').catch(() => -1);
+          if (manifestFd >= 0) this.fds.track(manifestFd);
+        }
+        const got = this.got.get(ev.bundleName) ?? { files: 0, bytes: 0 };
+        this.got.set(ev.bundleName, { files: got.files + 1, bytes: got.bytes + Math.max(0, ev.size) });
         return this.safely(() => cb.onFileReady(undefined, { ...file, fd, ...(manifestFd !== undefined ? { manifestFd } : {}) }));
       }
       case 'process':
         return this.safely(() => cb.onProcess?.(ev.bundleName, ev.process));
-      case 'resultReport':
-        return this.safely(() => cb.onResultReport?.(ev.bundleName, ev.result));
-      case 'bundleEnd':
+      case 'resultReport': {
+        const stopped = this.deliveryStopped.get(ev.bundleName);
+        const result = stopped && !failedOnItsOwn(ev.result) ? JSON.stringify({ resultInfo: { errorCode: stopped.code, errorInfo: stopped.message, type: 'ErrorInfo' } }) : ev.result;
+        return this.safely(() => cb.onResultReport?.(ev.bundleName, result));
+      }
+      case 'bundleEnd': {
         this.bundles.set(ev.bundleName, 'ended');
-        return this.safely(() => cb.onBundleEnd(err(ev.error, ev.bundleName), ev.bundleName));
+        // A bundle whose delivery stopped ends with why, unless it failed on its own (a cancel may be the session stopping it for that).
+        const stopped = this.deliveryStopped.get(ev.bundleName);
+        const end = stopped && (!ev.error || ev.cancelled) ? stopped : ev.error;
+        return this.safely(() => cb.onBundleEnd(err(end, ev.bundleName), ev.bundleName));
+      }
       case 'allBundlesEnd':
         return this.safely(() => cb.onAllBundlesEnd(ev.error ? new BusinessError(ev.error.code, ev.error.message) : undefined));
       case 'sizeReport':
         return this.safely(() => cb.onBackupSizeReport?.(ev.report));
     }
+  }
+
+  /**
+   * Waits, at the cap, for the tool to close fds: no events are pulled or
+   * acknowledged meanwhile (those delivered before `seq` are acknowledged
+   * first). False if none was closed in time.
+   */
+  private async roomFor(needed: number, seq: number): Promise<boolean> {
+    const { maxOpenFds, fdWaitMs } = this.options;
+    if (this.fds.outstanding() + needed <= Math.max(maxOpenFds, needed)) return true;
+    await this.ack(true, seq - 1);
+    return this.fds.roomFor(needed, maxOpenFds, fdWaitMs);
+  }
+
+  /**
+   * The tool cannot be given this file: it is told so, and (while the session
+   * runs) the bundle's delivery ends here. The trailing events of a released
+   * session belong to bundles that have ended already: only the file is refused.
+   */
+  private stopDelivery(ev: SessionEvent & { type: 'fileReady' }, info: ErrorInfo): void {
+    this.safely(() => this.callbacks.onFileReady(new BusinessError(info.code, info.message), { bundleName: ev.bundleName, uri: ev.uri, fd: -1 }));
+    if (this.stopped) return;
+    this.deliveryStopped.set(ev.bundleName, info);
+    const got = this.got.get(ev.bundleName) ?? { files: 0, bytes: 0 };
+    this.safely(() => this.options.onDeliveryStopped?.(ev.bundleName, info, got));
   }
 
   /** A tool's callback that throws must not stop the stream. */
@@ -175,5 +251,15 @@ export class EventPump {
     } catch (e) {
       process.emitWarning(`ohbackup: a GeneralCallbacks handler threw: ${(e as Error)?.stack ?? e}`);
     }
+  }
+}
+
+/** An onResultReport payload that reports the bundle's own failure (a cancel aside: that may be the session stopping it). */
+function failedOnItsOwn(result: string): boolean {
+  try {
+    const info = (JSON.parse(result) as { resultInfo?: { type?: unknown; errorCode?: unknown } } | null)?.resultInfo;
+    return info?.type === 'ErrorInfo' && info.errorCode !== ErrorCode.TASK_FAILED;
+  } catch {
+    return false;
   }
 }

@@ -1,17 +1,34 @@
 /** backup.IncrementalBackupSession: incremental backups (api.md §5). */
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { mkdir, rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
-import { readManifest } from '../activities/manifest.js';
 import { BusinessError } from '../common/businessError.js';
 import { readSettings } from '../common/env.js';
-import { ErrorCode } from '../common/errors.js';
+import { ErrorCode, codeForSystemError, describeCode } from '../common/errors.js';
 import type { BundleRequest } from '../common/session.js';
-import { SessionBase, type SessionOptions } from './sessionBase.js';
+import { checkBaseManifest, copyBaseManifest } from './baseManifest.js';
+import { SessionBase, attachOptions, type SessionOptions } from './sessionBase.js';
 import type { GeneralCallbacks, IncrementalBackupData, IncrementalBackupTime } from './types.js';
-import { BundleNameArg, InfosArg, parseArg } from './validate.js';
+import { BundleNameArg, InfosArg, checkAppendSize, parseArg } from './validate.js';
+
+/**
+ * BackupParams.parameters: a JSON string of options, given to the bundle's
+ * hooks as the environment variable OHBACKUP_PARAMETERS, so at most what one
+ * environment string may hold (Linux: 128 KiB, name included).
+ */
+export const MAX_PARAMETERS_BYTES = 120 * 1024;
+const ParametersArg = z
+  .string()
+  .refine((s) => Buffer.byteLength(s) <= MAX_PARAMETERS_BYTES, `parameters are at most ${MAX_PARAMETERS_BYTES} bytes (UTF-8)`)
+  .refine((s) => {
+    try {
+      JSON.parse(s);
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'parameters must be a JSON string');
 
 const IncrementalDataArg = z
   .array(
@@ -19,7 +36,7 @@ const IncrementalDataArg = z
       bundleName: BundleNameArg,
       lastIncrementalTime: z.number().finite().nonnegative(),
       manifestFd: z.number().int(),
-      parameters: z.string().max(1024 * 1024).optional(),
+      parameters: ParametersArg.optional(),
       priority: z.number().int().finite().optional(),
     }),
   )
@@ -39,7 +56,7 @@ export class IncrementalBackupSession extends SessionBase {
   }
 
   static attach(sessionId: string, callbacks: GeneralCallbacks, options: Omit<SessionOptions, 'attachTo' | 'sessionId'> = {}): IncrementalBackupSession {
-    return new IncrementalBackupSession(callbacks, { ...options, attachTo: sessionId });
+    return new IncrementalBackupSession(callbacks, attachOptions(sessionId, options));
   }
 
   /**
@@ -54,42 +71,56 @@ export class IncrementalBackupSession extends SessionBase {
     if (parsedInfos && parsedInfos.length > bundles.length) {
       throw new BusinessError(ErrorCode.PARAMETER_ERROR, 'Parameter error: infos has more entries than bundlesToBackup');
     }
+    checkAppendSize([...bundles.flatMap((b) => [b.bundleName, b.parameters]), ...(parsedInfos ?? [])], 'bundlesToBackup and infos');
     return this.appendIncrement(bundles, parsedInfos);
+  }
+
+  /** Ends the session (see SessionBase.release), then drops the copies of the base manifests it kept. */
+  override async release(): Promise<void> {
+    await super.release();
+    await rm(this.transferDir(), { recursive: true, force: true });
+  }
+
+  /** Where the tool leaves the base manifests for the device's worker. */
+  private transferDir(): string {
+    return path.join(readSettings().stateDir, 'transfer', this.sessionId);
   }
 
   private async appendIncrement(bundles: IncrementalBackupData[], infos?: string[]): Promise<void> {
     if (this.released) throw new BusinessError(ErrorCode.NOT_PERMITTED, 'Operation not permitted: the session was released');
-    const requests: Array<Omit<BundleRequest, 'order' | 'priority'> & { priority?: number }> = [];
-    for (const [i, b] of bundles.entries()) {
-      const full = b.lastIncrementalTime === 0 || b.manifestFd < 0;
-      requests.push({
-        bundleName: b.bundleName,
-        info: infos?.[i],
-        priority: b.priority,
-        parameters: b.parameters,
-        lastIncrementalTime: b.lastIncrementalTime,
-        baseManifestPath: full ? undefined : await this.keepManifest(b.bundleName, b.manifestFd),
-      });
-    }
-    await this.append({ bundles: requests });
-  }
-
-  /**
-   * Copies the previous manifest from the tool's fd to a private file the
-   * device's worker reads (tool and worker share the device's filesystem),
-   * checking it on the way: an invalid manifest → 13900020.
-   */
-  private async keepManifest(bundleName: string, fd: number): Promise<string> {
-    const dir = path.join(readSettings().stateDir, 'transfer', this.sessionId);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const file = path.join(dir, `${bundleName}.base-manifest.jsonl`);
+    const incremental = (b: IncrementalBackupData) => b.lastIncrementalTime !== 0 && b.manifestFd >= 0;
+    // Every base manifest is checked before anything is written: a call refused for one leaves no file behind.
+    for (const b of bundles) if (incremental(b)) await checkBaseManifest(b.manifestFd, b.bundleName);
+    const dir = this.transferDir();
+    const kept: string[] = [];
     try {
-      await pipeline(createReadStream('', { fd, autoClose: false, start: 0 }), createWriteStream(file, { mode: 0o600 }));
-      const { header } = await readManifest(file);
-      if (header.bundleName !== bundleName) throw new Error(`it is the manifest of ${header.bundleName}`);
+      const requests: Array<Omit<BundleRequest, 'order' | 'priority'> & { priority?: number }> = [];
+      for (const [i, b] of bundles.entries()) {
+        let baseManifestPath: string | undefined;
+        if (incremental(b)) {
+          await mkdir(dir, { recursive: true, mode: 0o700 });
+          // Its own name per call: a bundle appended again must not overwrite the base its first run reads.
+          baseManifestPath = path.join(dir, `${b.bundleName}.${randomUUID().slice(0, 8)}.base-manifest.jsonl`);
+          kept.push(baseManifestPath);
+          await copyBaseManifest(b.manifestFd, baseManifestPath);
+        }
+        requests.push({ bundleName: b.bundleName, info: infos?.[i], priority: b.priority, parameters: b.parameters, lastIncrementalTime: b.lastIncrementalTime, baseManifestPath });
+      }
+      await this.append({ bundles: requests });
     } catch (err) {
-      throw new BusinessError(ErrorCode.INVALID_ARGUMENT, `Invalid argument: the manifest of ${bundleName} (fd ${fd}) is not valid: ${(err as Error).message}`);
+      const e = err instanceof BusinessError ? err : keepFailure(err);
+      // Refused (or never sent): nothing will read the copies. An IPC error leaves it open whether the session took them.
+      if (e.code !== ErrorCode.IPC_ERROR) {
+        await Promise.all(kept.map((f) => rm(f, { force: true })));
+        if (kept.length) await rmdir(dir).catch(() => undefined);
+      }
+      throw e;
     }
-    return file;
   }
+}
+
+/** Copying a base manifest failed (disk full, …): its reference code. */
+function keepFailure(err: unknown): BusinessError {
+  const code = codeForSystemError(err);
+  return new BusinessError(code === ErrorCode.UNKNOWN ? ErrorCode.IO_ERROR : code, `${describeCode(code === ErrorCode.UNKNOWN ? ErrorCode.IO_ERROR : code)}: cannot keep the base manifests: ${(err as Error)?.message ?? err}`);
 }

@@ -1,5 +1,4 @@
 /** The module functions of `backup` (api.md §4). */
-import { BusinessError } from '../common/businessError.js';
 import { BACKUP_VERSION } from '../common/capabilities.js';
 import { DEFAULTS } from '../common/session.js';
 import { openCapabilities } from './capabilities.js';
@@ -7,6 +6,7 @@ import { deviceQueue, getClient } from './connection.js';
 import { toBusinessError } from './failures.js';
 import { askBundleHook } from './deviceRequests.js';
 import { registry } from './registry.js';
+import { settle } from './settle.js';
 import type { AsyncCallback, FileData, IncrementalBackupTime } from './types.js';
 import { BundleNameArg, DataListArg, SendRateArg, TimeoutArg, parseArg } from './validate.js';
 
@@ -26,14 +26,7 @@ export function getLocalCapabilities(arg?: AsyncCallback<FileData> | Incremental
     .catch((err) => {
       throw toBusinessError(err);
     });
-  if (typeof arg === 'function') {
-    result.then(
-      (data) => arg(undefined, data),
-      (err: BusinessError) => arg(err, { fd: -1 }),
-    );
-    return;
-  }
-  return result;
+  return settle(result, typeof arg === 'function' ? arg : undefined, { fd: -1 });
 }
 
 /**

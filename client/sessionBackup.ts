@@ -1,10 +1,10 @@
 /** backup.SessionBackup: a full backup session (api.md §5). */
 import { BusinessError } from '../common/businessError.js';
 import { ErrorCode } from '../common/errors.js';
-import { toBusinessError } from './failures.js';
-import { SessionBase, type SessionOptions } from './sessionBase.js';
+import { SessionBase, attachOptions, type SessionOptions } from './sessionBase.js';
+import { settle } from './settle.js';
 import type { AsyncCallback, GeneralCallbacks, IncrementalBackupTime } from './types.js';
-import { BundleListArg, InfosArg, parseArg } from './validate.js';
+import { BundleListArg, InfosArg, checkAppendSize, parseArg } from './validate.js';
 
 export class SessionBackup extends SessionBase {
   protected readonly kind = 'backup' as const;
@@ -21,7 +21,7 @@ export class SessionBackup extends SessionBase {
 
   /** Binds to a running backup session by its ID; events not yet acknowledged are delivered, once each. */
   static attach(sessionId: string, callbacks: GeneralCallbacks, options: Omit<SessionOptions, 'attachTo' | 'sessionId'> = {}): SessionBackup {
-    const s = new SessionBackup(callbacks, { ...options, attachTo: sessionId });
+    const s = new SessionBackup(callbacks, attachOptions(sessionId, options));
     // Whether it was appended to is the workflow's to say: it refuses a second appendBundles itself.
     return s;
   }
@@ -35,15 +35,8 @@ export class SessionBackup extends SessionBase {
     if (infos && infos.length > bundles.length) {
       throw new BusinessError(ErrorCode.PARAMETER_ERROR, 'Parameter error: infos has more entries than bundlesToBackup');
     }
-    const done = this.appendOnce(bundles, infos);
-    if (typeof second === 'function') {
-      done.then(
-        () => second(undefined, undefined),
-        (err) => second(toBusinessError(err), undefined),
-      );
-      return;
-    }
-    return done;
+    checkAppendSize([...bundles, ...(infos ?? [])], 'bundlesToBackup and infos');
+    return settle(this.appendOnce(bundles, infos), typeof second === 'function' ? second : undefined);
   }
 
   private async appendOnce(bundles: string[], infos?: string[]): Promise<void> {

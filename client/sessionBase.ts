@@ -10,7 +10,16 @@ import { OhbackupKind, OhbackupState } from '../common/searchAttributes.js';
 import { ErrorCode } from '../common/errors.js';
 import { bundleWorkflowId, type SessionKind, type SessionResult } from '../common/session.js';
 import { updateSendRateSignal, updateTimerSignal } from '../workflows/bundleBackupWorkflow.js';
-import { appendBundlesUpdate, cancelBundleUpdate, eventsQuery, getBackupDataSizeUpdate, releaseUpdate, sessionWorkflow, type AppendRequest } from '../workflows/sessionWorkflow.js';
+import {
+  appendBundlesUpdate,
+  cancelBundleUpdate,
+  deliveryStoppedSignal,
+  eventsQuery,
+  getBackupDataSizeUpdate,
+  releaseUpdate,
+  sessionWorkflow,
+  type AppendRequest,
+} from '../workflows/sessionWorkflow.js';
 import { z } from 'zod';
 import { DeviceIdSchema, workerTaskQueue } from '../common/deviceQueue.js';
 import { device as configuredDevice, getClient, taskQueue } from './connection.js';
@@ -20,7 +29,8 @@ import { openCapabilities } from './capabilities.js';
 import { registry, type OpenSession } from './registry.js';
 import type { FileData, GeneralCallbacks, IncrementalBackupTime } from './types.js';
 import { cleanBundleTemp, askBundleHook } from './deviceRequests.js';
-import { BundleNameArg, CallbacksArg, DataListArg, ExtInfoArg, parseArg } from './validate.js';
+import { readSettings } from '../common/env.js';
+import { BundleNameArg, CallbacksArg, DataListArg, ExtInfoArg, SessionIdArg, SessionOptionsArg, parseArg } from './validate.js';
 
 export interface SessionOptions {
   /** The session's ID (its workflow ID); default `ohbackup-<kind>-<uuid>`. */
@@ -47,6 +57,18 @@ export interface SessionOptions {
   cursorFile?: string;
   /** The Temporal client to use instead of the tool library's connection (e.g. an activity's own, in a scheduled run). */
   client?: Client;
+  /**
+   * Fds handed to `onFileReady` that the tool may hold open at once (default
+   * OHBACKUP_MAX_OPEN_FDS, else 256). At the cap delivery waits for the tool
+   * to close one; see `fdWaitMs`.
+   */
+  maxOpenFds?: number;
+  /**
+   * How long delivery waits at the fd cap (default OHBACKUP_FD_WAIT_MS, else
+   * 30 000 ms). If the tool closes none in that time, the next file gets
+   * onFileReady(13900011) and its bundle's delivery ends with 13900011.
+   */
+  fdWaitMs?: number;
 }
 
 export abstract class SessionBase implements OpenSession {
@@ -62,12 +84,16 @@ export abstract class SessionBase implements OpenSession {
   private signals: Promise<void> = Promise.resolve();
   private readonly ready: Promise<{ client: Client; handle: WorkflowHandle<typeof sessionWorkflow>; pump: EventPump }>;
 
+  private readonly options: SessionOptions;
+
   constructor(
     protected readonly callbacks: GeneralCallbacks,
     kind: SessionKind,
-    private readonly options: SessionOptions,
+    options: SessionOptions | undefined,
   ) {
     parseArg(CallbacksArg, callbacks, 'callbacks');
+    // Checked before anything starts: a rejected constructor leaves no workflow behind.
+    this.options = options = parseArg(SessionOptionsArg, options === undefined ? {} : options, 'options');
     this.taskQueue = options.taskQueue ?? taskQueue();
     const named = options.device === undefined ? configuredDevice() : options.device;
     if (named !== null && named !== undefined) this.device = parseArg(DeviceIdSchema, named, 'options.device');
@@ -109,7 +135,16 @@ export abstract class SessionBase implements OpenSession {
       // Resume after what an earlier tool acknowledged, or delivered if it kept a cursor.
       startAfter = Math.max((await handle.query(eventsQuery, 0, 0)).acked, await readCursor(this.options.cursorFile));
     }
-    const pump = new EventPump(handle, this.callbacks, startAfter, this.options.cursorFile);
+    const settings = readSettings();
+    const pump = new EventPump(handle, this.callbacks, startAfter, {
+      cursorFile: this.options.cursorFile,
+      maxOpenFds: this.options.maxOpenFds ?? settings.maxOpenFds,
+      fdWaitMs: this.options.fdWaitMs ?? settings.fdWaitMs,
+      // The session's outcome must not count files the tool never got.
+      onDeliveryStopped: (bundleName, error, got) => {
+        void handle.signal(deliveryStoppedSignal, { bundleName, error, ...got }).catch((err) => warn('the end of a delivery', err));
+      },
+    });
     pump.start();
     return { client, handle, pump };
   }
@@ -131,8 +166,10 @@ export abstract class SessionBase implements OpenSession {
 
   protected async append(req: AppendRequest): Promise<void> {
     await this.call(async ({ handle, pump }) => {
-      for (const b of req.bundles) if (!pump.bundles.has(b.bundleName)) pump.bundles.set(b.bundleName, 'appended');
       await handle.executeUpdate(appendBundlesUpdate, { args: [req] });
+      // Only once the session took them (a refused call must not leave them 'appended' in the tool's view);
+      // a bundle that already began has its own entry.
+      for (const b of req.bundles) if (!pump.bundles.has(b.bundleName)) pump.bundles.set(b.bundleName, 'appended');
     });
   }
 
@@ -208,6 +245,12 @@ export abstract class SessionBase implements OpenSession {
       )
       .catch((err) => warn(what, err));
   }
+}
+
+/** The options of `attach(sessionId, callbacks, options)`: checked, with the session to attach to. */
+export function attachOptions(sessionId: string, options: Omit<SessionOptions, 'attachTo' | 'sessionId'> | undefined): SessionOptions {
+  const attachTo = parseArg(SessionIdArg, sessionId, 'sessionId');
+  return { ...parseArg(SessionOptionsArg, options === undefined ? {} : options, 'options'), attachTo };
 }
 
 /** The ohbackup search attributes are set unless OHBACKUP_SEARCH_ATTRIBUTES=off (a namespace without them registered). */

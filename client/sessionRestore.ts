@@ -1,20 +1,22 @@
 /** backup.SessionRestore: a restore session (api.md §5). */
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { BusinessError } from '../common/businessError.js';
-import { CapabilitiesSchema, type Capabilities } from '../common/capabilities.js';
 import { ErrorCode } from '../common/errors.js';
 import type { BundleRequest } from '../common/session.js';
 import { getFileHandleUpdate, publishFileUpdate } from '../workflows/sessionWorkflow.js';
-import { toBusinessError } from './failures.js';
+import { readCapabilityFile } from './capabilities.js';
 import { appMappings } from './infos.js';
-import { SessionBase, type SessionOptions } from './sessionBase.js';
+import { settle } from './settle.js';
+import { SessionBase, attachOptions, type SessionOptions } from './sessionBase.js';
 import type { AsyncCallback, FileMeta, GeneralCallbacks } from './types.js';
-import { BundleListArg, BundleNameArg, InfosArg, parseArg } from './validate.js';
+import { BundleListArg, BundleNameArg, InfosArg, checkAppendSize, parseArg } from './validate.js';
 
 const FdArg = z.number().int().nonnegative();
-const FileMetaArg = z.object({ bundleName: BundleNameArg, uri: z.string().max(255) });
+/** Types are 401; what the uri says is checked by checkUri (13900020). */
+const FileMetaArg = z.object({ bundleName: BundleNameArg, uri: z.string() });
 const URI_RULE = /^[0-9A-Za-z_.]+$/;
+/** A file name, as the filesystem allows one. */
+const MAX_URI_LENGTH = 255;
 
 export class SessionRestore extends SessionBase {
   protected readonly kind = 'restore' as const;
@@ -26,7 +28,7 @@ export class SessionRestore extends SessionBase {
 
   /** Binds to a running restore session by its ID (see SessionBackup.attach). */
   static attach(sessionId: string, callbacks: GeneralCallbacks, options: Omit<SessionOptions, 'attachTo' | 'sessionId'> = {}): SessionRestore {
-    return new SessionRestore(callbacks, { ...options, attachTo: sessionId });
+    return new SessionRestore(callbacks, attachOptions(sessionId, options));
   }
 
   /**
@@ -44,20 +46,14 @@ export class SessionRestore extends SessionBase {
     if (infos && infos.length > bundles.length) {
       throw new BusinessError(ErrorCode.PARAMETER_ERROR, 'Parameter error: infos has more entries than bundlesToRestore');
     }
-    const done = this.appendOnce(fd, bundles, infos);
-    if (typeof third === 'function') {
-      done.then(
-        () => third(undefined, undefined),
-        (err) => third(toBusinessError(err), undefined),
-      );
-      return;
-    }
-    return done;
+    checkAppendSize([...bundles, ...(infos ?? [])], 'bundlesToRestore and infos');
+    return settle(this.appendOnce(fd, bundles, infos), typeof third === 'function' ? third : undefined);
   }
 
   private async appendOnce(fd: number, bundles: string[], infos?: string[]): Promise<void> {
+    if (this.released) throw new BusinessError(ErrorCode.NOT_PERMITTED, 'Operation not permitted: the session was released');
     if (this.appended) throw new BusinessError(ErrorCode.NOT_PERMITTED, 'Operation not permitted: appendBundles may be called once per restore session');
-    const caps = readCapabilities(fd);
+    const caps = readCapabilityFile(fd);
     this.appended = true;
     const mapping = appMappings(infos ?? []);
     const requests: Array<Omit<BundleRequest, 'order' | 'priority'>> = bundles.map((bundleName, i) => {
@@ -104,39 +100,15 @@ export class SessionRestore extends SessionBase {
   }
 }
 
-/** The FileMeta uri rule: a plain name of [0-9a-zA-Z_.], never a path (13900020). */
+/** The FileMeta uri rule: a plain name of [0-9a-zA-Z_.], at most 255 long, never a path (13900020). */
 async function checkUri(uri: string, emptyAllowed: boolean): Promise<void> {
   if (uri === '' && emptyAllowed) return;
+  // Quoted as JSON (control characters visible) and cut short: the message stays readable whatever the uri.
+  const shown = JSON.stringify(uri.length > 80 ? `${uri.slice(0, 80)}…` : uri);
+  if (uri.length > MAX_URI_LENGTH) {
+    throw new BusinessError(ErrorCode.INVALID_ARGUMENT, `Invalid argument: uri ${shown} is ${uri.length} characters long; at most ${MAX_URI_LENGTH}`);
+  }
   if (!URI_RULE.test(uri) || uri === '.' || uri === '..') {
-    throw new BusinessError(ErrorCode.INVALID_ARGUMENT, `Invalid argument: uri "${uri}" may hold only 0-9, a-z, A-Z, "_" and ".", and is never a path`);
+    throw new BusinessError(ErrorCode.INVALID_ARGUMENT, `Invalid argument: uri ${shown} may hold only 0-9, a-z, A-Z, "_" and ".", and is never a path`);
   }
-}
-
-function readCapabilities(fd: number): Capabilities {
-  let text: string;
-  try {
-    text = readFileSync(fd, 'utf8');
-  } catch (err) {
-    throw new BusinessError(ErrorCode.INVALID_ARGUMENT, `Invalid argument: cannot read the capability file from fd ${fd}: ${(err as Error).message}`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new BusinessError(ErrorCode.INVALID_ARGUMENT, 'Invalid argument: the capability file is not JSON');
-  }
-  const parsed = CapabilitiesSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new BusinessError(ErrorCode.INVALID_ARGUMENT, `Invalid argument: the capability file is not valid: ${issue?.path.join('.')}: ${issue?.message}`);
-  }
-  return parsed.data;
-}
-
-function settle(done: Promise<void>, callback?: AsyncCallback<void>): Promise<void> | void {
-  if (!callback) return done;
-  done.then(
-    () => callback(undefined, undefined),
-    (err) => callback(toBusinessError(err), undefined),
-  );
 }

@@ -27,8 +27,26 @@ export const InfoArg = z.string().refine((s) => {
 }, 'each info must be a JSON object string');
 export const InfosArg = z.array(InfoArg).optional();
 
+/**
+ * What one appendBundles call may carry in all (names, infos, parameters): it
+ * travels as one Temporal update and then lives in the session's state, so a
+ * bigger one is refused here (401) rather than by the service after the
+ * session exists.
+ */
+export const MAX_APPEND_BYTES = 1024 * 1024;
+
+/** Throws 401 when the strings of one appendBundles call exceed MAX_APPEND_BYTES. */
+export function checkAppendSize(strings: Array<string | undefined>, what: string): void {
+  let bytes = 0;
+  for (const s of strings) if (s) bytes += Buffer.byteLength(s);
+  if (bytes > MAX_APPEND_BYTES) {
+    throw new BusinessError(ErrorCode.PARAMETER_ERROR, `Parameter error: ${what}: ${bytes} bytes of bundle names, infos and parameters in one call; at most ${MAX_APPEND_BYTES}`);
+  }
+}
+
 export const TimeoutArg = z.number().int('must be a whole number of ms').min(0).max(14_400_000);
-export const SendRateArg = z.number().int('must be a whole number').min(0);
+/** Any whole number ≥ 0 (z.int() would refuse whole numbers past 2^53, which are merely > 800 and clamped). */
+export const SendRateArg = z.number().min(0).refine(Number.isInteger, 'must be a whole number');
 
 export const CallbacksArg = z.object(
   {
@@ -42,6 +60,30 @@ export const CallbacksArg = z.object(
     onBackupSizeReport: z.function().optional(),
   },
   { error: 'callbacks must be a GeneralCallbacks object' },
+);
+
+/**
+ * A session ID becomes a workflow ID and a folder name (the worker's
+ * backup/backup/<session>/, the tool's transfer/<session>/): never a path.
+ */
+export const SessionIdArg = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.:-]*$/, 'a session ID is letters, digits, "_", ".", ":" and "-", and not a path')
+  .refine((s) => !s.includes('..'), 'a session ID may not contain ".."');
+
+export const SessionOptionsArg = z.object(
+  {
+    sessionId: SessionIdArg.optional(),
+    taskQueue: z.string().min(1).max(1000).optional(),
+    maxConcurrentBundles: z.number().int().min(1).max(1000).optional(),
+    attachTo: SessionIdArg.optional(),
+    cursorFile: z.string().min(1).max(4096).optional(),
+    maxOpenFds: z.number().int().min(1).max(1_000_000).optional(),
+    fdWaitMs: z.number().int().min(0).max(14_400_000).optional(),
+  },
+  { error: 'options must be a SessionOptions object' },
 );
 
 export const ExtInfoArg = z.string().max(1024 * 1024, 'extInfo is at most 1 MiB');

@@ -13,6 +13,16 @@ export interface Settings {
   taskQueue: string;
   /** Worker side: the device this worker serves (OHBACKUP_DEVICE, as `ohbackup worker --device`); see common/deviceQueue.ts. */
   device?: string;
+  /** The tool side: fds a session's pump may have handed over and not seen closed (OHBACKUP_MAX_OPEN_FDS). */
+  maxOpenFds: number;
+  /** The tool side: how long delivery waits at that cap for the tool to close one (OHBACKUP_FD_WAIT_MS). */
+  fdWaitMs: number;
+}
+
+/** A whole number ≥ min from the environment, or the default when unset or not one. */
+function intSetting(value: string | undefined, min: number, fallback: number): number {
+  const n = value === undefined || value.trim() === '' ? Number.NaN : Number(value);
+  return Number.isSafeInteger(n) && n >= min ? n : fallback;
 }
 
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -21,6 +31,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     stateDir: path.resolve(env.OHBACKUP_STATE_DIR ?? '.ohbackup'),
     taskQueue: env.OHBACKUP_TASK_QUEUE ?? 'ohbackup',
     device: env.OHBACKUP_DEVICE || undefined,
+    maxOpenFds: intSetting(env.OHBACKUP_MAX_OPEN_FDS, 1, 256),
+    fdWaitMs: intSetting(env.OHBACKUP_FD_WAIT_MS, 0, 30_000),
   };
 }
 

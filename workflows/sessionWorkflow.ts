@@ -24,7 +24,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.js';
-import { ErrorCode, FAILURE_TYPE, errorInfo } from '../common/errors.js';
+import { ErrorCode, FAILURE_TYPE, errorInfo, type ErrorInfo } from '../common/errors.js';
 import {
   DEFAULTS,
   bundleWorkflowId,
@@ -83,6 +83,8 @@ interface BundleSlot extends BundleOutcome {
   requested: string[];
   /** Events that arrived before the bundle's onBundleBegin (its child does not wait for it): accepted right after it. */
   early?: EventBody[];
+  /** The tool could not be given one of its files (e.g. its fd cap): the bundle ends with this. */
+  deliveryError?: ErrorInfo;
 }
 
 interface CarriedState {
@@ -106,6 +108,12 @@ export const getFileHandleUpdate = defineUpdate<void, [FileMetaInput]>('getFileH
 /** Restore: the bundle's files are all written (uri ''); the bundle then unpacks and applies them. */
 export const publishFileUpdate = defineUpdate<void, [FileMetaInput]>('publishFile');
 export const ackSignal = defineSignal<[number]>('ack');
+/**
+ * The tool could not be given a file of this bundle (too many fds open, or the
+ * file could not be opened) and stopped its delivery there: the bundle ends
+ * with `error`, and its outcome counts only what the tool got.
+ */
+export const deliveryStoppedSignal = defineSignal<[{ bundleName: string; error: ErrorInfo; files: number; bytes: number }]>('deliveryStopped');
 /** Children and activities report bundle events through this signal. */
 export const bundleEventsSignal = defineSignal<[EventBody[]]>('bundleEvents');
 export const eventsQuery = defineQuery<EventsPage, [number, number?]>('events');
@@ -289,6 +297,22 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     s.events = keepFrom < 0 ? [] : s.events.slice(keepFrom);
   });
 
+  setHandler(deliveryStoppedSignal, ({ bundleName, error, files, bytes }) => {
+    const slot = slotOf(bundleName);
+    if (!slot || slot.deliveryError) return;
+    slot.deliveryError = error;
+    slot.files = files;
+    slot.bytes = bytes;
+    if (slot.state === 'running') {
+      // Nothing more of it will reach the tool: stop its work; its end then carries `error`.
+      if (slot.childStarted) void getExternalWorkflowHandle(bundleWorkflowId(input.sessionId, bundleName)).cancel().catch(() => undefined);
+    } else if (slot.state === 'done' || slot.state === 'cancelled') {
+      // Ended already (a bundle's own failure stays its outcome).
+      slot.state = 'failed';
+      slot.error = error;
+    }
+  });
+
   setHandler(bundleEventsSignal, (bodies) => {
     for (const body of bodies) accept(body);
     showDetails(); // costs no history: the UI's current details follow the files as they go
@@ -322,7 +346,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
         for (const ev of slot.deferred.splice(0)) accept(withNextIndex(slot, ev));
         return;
       case 'fileReady':
-        if (ended || body.fileIndex < slot.nextFileIndex) return;
+        if (ended || slot.deliveryError || body.fileIndex < slot.nextFileIndex) return;
         slot.nextFileIndex = body.fileIndex + 1;
         slot.files += 1;
         slot.bytes += body.size;
@@ -333,6 +357,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
         break;
       case 'bundleEnd':
         if (ended) return;
+        // The tool did not get all of it: it ends with why, unless it failed on its own (its cancel was the session's doing).
+        if (slot.deliveryError && (!body.error || body.cancelled)) body = { ...body, error: slot.deliveryError, cancelled: false };
         slot.state = body.cancelled ? 'cancelled' : body.error ? 'failed' : 'done';
         if (body.error) slot.error = body.error;
         break;
