@@ -7,7 +7,7 @@ import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { BundleNameSchema, bundlePaths, type HookName } from '../common/device.js';
+import { BundleNameSchema, SessionIdSchema, bundlePaths, type HookName } from '../common/device.js';
 import { ErrorCode, FAILURE_TYPE, codeForSystemError, errorInfo, type ErrorInfo } from '../common/errors.js';
 import { bundleWorkflowId, type BundleInstall, type SessionKind } from '../common/session.js';
 import { installBundle, loadBundle } from './bundleProfile.js';
@@ -41,9 +41,16 @@ function codedFailure(code: number, detail: string): ApplicationFailure {
 }
 
 export function createActivities(device: DeviceConfig) {
-  const packDir = (sessionId: string, bundleName: string) => `${bundlePaths(device.dataRoot, bundleName).backupTemp}/${sessionId}`;
+  // Folder names from a session ID and a bundle name: checked here too, so a session workflow
+  // started by hand (not through the tool library) cannot point an rm or a write outside them.
+  const safe = (sessionId: string, bundleName: string) => {
+    if (!SessionIdSchema.safeParse(sessionId).success || !BundleNameSchema.safeParse(bundleName).success) {
+      throw codedFailure(ErrorCode.INVALID_ARGUMENT, `refused: session "${sessionId.slice(0, 80)}" / bundle "${bundleName.slice(0, 80)}" is not a safe folder name`);
+    }
+  };
+  const packDir = (sessionId: string, bundleName: string) => (safe(sessionId, bundleName), `${bundlePaths(device.dataRoot, bundleName).backupTemp}/${sessionId}`);
   /** Restore: the tool's files for one session, and the tree being built from them. */
-  const restoreDir = (sessionId: string, bundleName: string) => `${bundlePaths(device.dataRoot, bundleName).restoreTemp}/${sessionId}`;
+  const restoreDir = (sessionId: string, bundleName: string) => (safe(sessionId, bundleName), `${bundlePaths(device.dataRoot, bundleName).restoreTemp}/${sessionId}`);
 
   return {
     ...createBundleClaimActivities(),

@@ -1,7 +1,7 @@
 /** Argument checks for every public call: a failure is a 401 BusinessError with a message naming the argument. */
 import { z } from 'zod';
 import { BusinessError } from '../common/businessError.js';
-import { BundleNameSchema } from '../common/device.js';
+import { BundleNameSchema, SessionIdSchema } from '../common/device.js';
 import { ErrorCode } from '../common/errors.js';
 
 /** Parses or throws 401, synchronously, as the reference does for parameter errors. */
@@ -62,16 +62,7 @@ export const CallbacksArg = z.object(
   { error: 'callbacks must be a GeneralCallbacks object' },
 );
 
-/**
- * A session ID becomes a workflow ID and a folder name (the worker's
- * backup/backup/<session>/, the tool's transfer/<session>/): never a path.
- */
-export const SessionIdArg = z
-  .string()
-  .min(1)
-  .max(200)
-  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.:-]*$/, 'a session ID is letters, digits, "_", ".", ":" and "-", and not a path')
-  .refine((s) => !s.includes('..'), 'a session ID may not contain ".."');
+export const SessionIdArg = SessionIdSchema;
 
 export const SessionOptionsArg = z.object(
   {

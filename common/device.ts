@@ -56,6 +56,18 @@ export interface BundlePaths {
 }
 
 /** Joins with '/', which is all this project targets (Linux); kept pure so workflows may use it. */
+/**
+ * A session ID becomes a workflow ID and a folder name (backup/backup/<session>/,
+ * the tool's transfer/<session>/): never a path. Checked by the tool library and
+ * again by the worker, which must not trust a session workflow started by hand.
+ */
+export const SessionIdSchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.:-]*$/, 'a session ID is letters, digits, "_", ".", ":" and "-", and not a path')
+  .refine((s) => !s.includes('..'), 'a session ID may not contain ".."');
+
 export function bundlePaths(dataRoot: string, bundleName: string): BundlePaths {
   const root = `${dataRoot.replace(/\/+$/, '')}/${bundleName}`;
   return {
