@@ -32,7 +32,9 @@ function saveCursor(file: string, seq: number): void {
 
 export type BundleView = 'appended' | 'running' | 'ended';
 
+/** Idle polling starts this often and slows down to IDLE_POLL_MAX_MS while nothing happens: each query is work for a worker. */
 const IDLE_POLL_MS = 100;
+const IDLE_POLL_MAX_MS = 400;
 const QUERY_DEADLINE_MS = 5_000;
 const ACK_EVERY_MS = 300;
 /** Failures shorter than this (e.g. the workflow's first task still running) are not an outage. */
@@ -96,6 +98,7 @@ export class EventPump {
   }
 
   private async run(): Promise<void> {
+    let idle = IDLE_POLL_MS;
     while (!this.stopped) {
       const asked = Date.now();
       let events: SessionEvent[];
@@ -120,7 +123,11 @@ export class EventPump {
         if (ev.seq > this.delivered) await this.deliver(ev);
       }
       await this.ack(events.length === 0);
-      if (events.length === 0) await this.pause(IDLE_POLL_MS);
+      if (events.length > 0) idle = IDLE_POLL_MS;
+      else {
+        await this.pause(idle);
+        idle = Math.min(IDLE_POLL_MAX_MS, Math.round(idle * 1.5));
+      }
     }
     await this.ack(true);
   }
