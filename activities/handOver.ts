@@ -24,6 +24,8 @@ export interface HandOverInput {
   packDir: string;
   /** First file to hand over, unless a heartbeat of an earlier attempt says more. */
   from: number;
+  /** The bundle's send rate when the workflow scheduled this (saves a first query); read again every RATE_POLL_MS. */
+  sendRate?: number;
   /** Incremental: the new manifest, named in every file event. */
   manifestPath?: string;
 }
@@ -50,7 +52,7 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
 
   const self = client.workflow.getHandle(input.bundleWorkflowId);
   const session = client.workflow.getHandle(input.sessionWorkflowId);
-  const bucket = new TokenBucket(await self.query(sendRateQuery));
+  const bucket = new TokenBucket(input.sendRate ?? (await self.query(sendRateQuery)));
   // The rate may change while files go out; read it twice a second and re-pace (a pending wait included).
   const paused = new AbortController();
   const poll = setInterval(() => {

@@ -112,14 +112,14 @@ export class ManifestWriter {
     this.#pos += bytes.length;
   }
 
-  /** Writes the count, fsyncs, renames over the target and fsyncs its folder. */
+  /** Writes the count and renames over the target (atomic for readers). */
   async close(): Promise<ManifestHeader> {
     if (this.#closed) throw new Error('manifest writer is closed');
     this.#closed = true;
     try {
       await this.#flush();
       await writeAllAt(this.fh, Buffer.from(String(this.#count).padEnd(COUNT_WIDTH)), this.countAt);
-      await this.fh.sync();
+      // Not fsynced: the worker's copy is transient (the tool keeps its own), and a retried pack rewrites it.
     } catch (err) {
       await this.fh.close().catch(() => {});
       await fsp.rm(this.tmp, { force: true }).catch(() => {});
@@ -127,7 +127,6 @@ export class ManifestWriter {
     }
     await this.fh.close();
     await fsp.rename(this.tmp, this.target);
-    await fsyncDir(path.dirname(this.target));
     return { format: MANIFEST_FORMAT, version: MANIFEST_VERSION, ...this.header, entries: this.#count };
   }
 
@@ -234,11 +233,3 @@ async function writeAllAt(fh: fsp.FileHandle, bytes: Buffer, at: number): Promis
   }
 }
 
-async function fsyncDir(p: string): Promise<void> {
-  const fh = await fsp.open(p, fsc.O_RDONLY | fsc.O_DIRECTORY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}

@@ -930,7 +930,8 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
     }
   }
   const indexPath = path.join(outDir, INDEX_URI);
-  await writeAtomically(indexPath, JSON.stringify(index));
+  // Atomic, not synced: the index lives in the transient transfer area and a retried pack rewrites it.
+  await writeAtomically(indexPath, JSON.stringify(index), false);
   progress.phase = 'pack';
   progress.emit();
   const summary: PackSummary = {

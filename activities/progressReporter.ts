@@ -1,6 +1,6 @@
 /**
- * Sends a running bundle's `onProcess` event (api.md §8) to its session at the
- * start and then every 5 seconds while an activity works, with the latest
+ * Sends a running bundle's `onProcess` event (api.md §8) to its session a
+ * second after an activity starts and then every 5 seconds while it works, with the latest
  * progress the activity gave it.
  */
 import type { Client } from '@temporalio/client';
@@ -8,6 +8,8 @@ import { processJson } from '../common/session.js';
 import { bundleEventsSignal } from '../workflows/sessionWorkflow.js';
 
 export const PROCESS_EVERY_MS = 5_000;
+/** The first report comes after this long: short work needs none, and each report is a signal to the session. */
+export const PROCESS_FIRST_MS = 1_000;
 
 export class ProgressReporter {
   private latest = '';
@@ -21,8 +23,10 @@ export class ProgressReporter {
 
   start(initial: string): void {
     this.latest = initial;
-    void this.send();
-    this.timer = setInterval(() => void this.send(), PROCESS_EVERY_MS);
+    this.timer = setTimeout(() => {
+      void this.send();
+      this.timer = setInterval(() => void this.send(), PROCESS_EVERY_MS);
+    }, PROCESS_FIRST_MS);
   }
 
   update(progress: string): void {
@@ -30,6 +34,7 @@ export class ProgressReporter {
   }
 
   stop(): void {
+    clearTimeout(this.timer);
     clearInterval(this.timer);
   }
 

@@ -71,15 +71,16 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
         kind: input.kind,
         baseManifestPath: input.request.baseManifestPath,
         baseTime: input.request.lastIncrementalTime,
+        sendRate,
       });
-      let next = 0;
+      let next = packed.next;
       while (next < packed.handOver) {
         // Paused (rate 0): a durable wait with no activity running; progress still reported every 5 s.
         while (!(await condition(() => sendRate > 0, '5 seconds'))) {
           await report({ type: 'process', bundleName, process: processJson(`paused at ${next}/${packed.handOver} files`, Date.now()) });
         }
         setCurrentDetails(`handing over from file ${next} of ${packed.handOver}`);
-        const r = await handOverFiles({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName, from: next, kind: input.kind });
+        const r = await handOverFiles({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName, from: next, kind: input.kind, sendRate });
         next = r.next;
       }
       setCurrentDetails(`done: ${packed.files} files, ${packed.bytes} bytes`);

@@ -100,7 +100,9 @@ describe('updateSendRate', () => {
 describe('cancel', () => {
   it('answers 0 / 13500011 / 13500012 by state, and the cancelled bundle hands over nothing after its end', async () => {
     const d = await freshDevice('cancel');
-    await writeBundle(d.dataRoot, { name: 'com.c.first', files: bigFiles(5) });
+    // Its hook waits for a gate the tool opens once it has set the rate: files flow at 1/s from the first.
+    const gate = path.join(d.dataRoot, 'gate');
+    await writeBundle(d.dataRoot, { name: 'com.c.first', files: bigFiles(5), hooks: { onBackup: `while [ ! -e '${gate}' ]; do sleep 0.05; done` } });
     await writeBundle(d.dataRoot, { name: 'com.c.second' });
     const taskQueue = uniqueTaskQueue('cancel');
     configureTool(taskQueue);
@@ -111,7 +113,10 @@ describe('cancel', () => {
       ...rec.callbacks,
       onBundleBegin: (err, name) => {
         rec.callbacks.onBundleBegin(err, name);
-        if (name === 'com.c.first') backup.updateSendRate(name, 1);
+        if (name === 'com.c.first') {
+          backup.updateSendRate(name, 1);
+          void openGateOnceRateIs(1, name);
+        }
       },
       onFileReady: (err, file) => {
         rec.callbacks.onFileReady(err, file);
@@ -121,6 +126,12 @@ describe('cancel', () => {
           codes.push(session.cancel('com.c.nothere'));
         }
       },
+    };
+    const client = await testClient();
+    const openGateOnceRateIs = async (rate: number, name: string) => {
+      const child = client.workflow.getHandle(bundleWorkflowId(session.sessionId, name));
+      while ((await child.query(sendRateQuery)) !== rate) await new Promise((r) => setTimeout(r, 50));
+      await writeFile(gate, '');
     };
     await withWorker({ taskQueue, dataRoot: d.dataRoot, stateDir: d.stateDir }, async () => {
       session = new backup.SessionBackup(cb, { maxConcurrentBundles: 1 });
