@@ -138,8 +138,10 @@ export function createActivities(device: DeviceConfig) {
         if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
         if (run.timedOut) throw codedFailure(ErrorCode.TIMED_OUT, `hook ${input.hook} of ${input.bundleName} ran past ${input.timeoutMs} ms`);
         if (run.exitCode !== 0) {
+          // The reference's code for an extension that failed or crashed (onBundleEnd: 13500004 "Application extension death").
           const why = run.signal ? `was killed by ${run.signal}` : `exited with ${run.exitCode}`;
-          throw codedFailure(ErrorCode.TASK_FAILED, `hook ${input.hook} of ${input.bundleName} ${why}: ${run.stderr.slice(-500).trim()}`);
+          const said = run.stderr.slice(-500).trim();
+          throw codedFailure(ErrorCode.EXTENSION_DIED, `hook ${input.hook} of ${input.bundleName} ${why}${said ? `: ${said}` : ' (nothing on stderr)'}`);
         }
         return { ran: true, output: run.stdout.trim(), durationMs: run.durationMs, truncated: run.truncated };
       } catch (err) {
