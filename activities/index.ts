@@ -156,9 +156,13 @@ export function createActivities(device: DeviceConfig) {
     async scanBackupSize(input: { sessionWorkflowId: string; precise: boolean; dataList: SizeScanItem[] }): Promise<void> {
       const ctx = Context.current();
       const session = ctx.client.workflow.getHandle(input.sessionWorkflowId);
+      // A retry resumes after the bundles an earlier attempt reported (as far as its last heartbeat says).
+      let reported = (ctx.info.heartbeatDetails as { reported?: number } | undefined)?.reported ?? 0;
       await scanDataSize(device.dataRoot, input.precise, input.dataList, (report) => session.signal(bundleEventsSignal, [{ type: 'sizeReport', report }]), {
         signal: ctx.cancellationSignal,
-        onTick: () => ctx.heartbeat(),
+        onTick: () => ctx.heartbeat({ reported }),
+        from: reported,
+        onReported: (n) => ctx.heartbeat({ reported: (reported = n) }),
       });
     },
 

@@ -11,6 +11,8 @@ export interface Settings {
   /** Dev-server database, transfer area, bench results. */
   stateDir: string;
   taskQueue: string;
+  /** A workflow bundle built ahead of time (bundleWorkflowCode): the worker starts without bundling its workflows. */
+  workflowBundle?: string;
 }
 
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -18,6 +20,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     dataRoot: env.OHBACKUP_DATA_ROOT ? path.resolve(env.OHBACKUP_DATA_ROOT) : undefined,
     stateDir: path.resolve(env.OHBACKUP_STATE_DIR ?? '.ohbackup'),
     taskQueue: env.OHBACKUP_TASK_QUEUE ?? 'ohbackup',
+    workflowBundle: env.OHBACKUP_WORKFLOW_BUNDLE ? path.resolve(env.OHBACKUP_WORKFLOW_BUNDLE) : undefined,
   };
 }
 

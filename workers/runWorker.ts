@@ -53,6 +53,7 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
       dataRoot: opts.dataRoot,
       stateDir: opts.settings.stateDir,
       identity: opts.identity,
+      ...(opts.settings.workflowBundle ? { workflowBundle: { codePath: opts.settings.workflowBundle } } : {}),
     });
     // Stopped while the worker was being built (its workflows bundled): never start polling.
     if (opts.signal?.aborted) return;
