@@ -43,6 +43,19 @@ async function gone(alive: () => number[]): Promise<number[]> {
 const jsonBytes = (s: string) => Buffer.byteLength(JSON.stringify(s));
 
 describe('runHook', () => {
+  it('gets its input on stdin, its parameters and a fixed environment, and runs in its bundle folder', async () => {
+    const { result, bundleName, bundleRoot } = await run('printf "in:"; cat; echo; echo "$OHBACKUP_BUNDLE $OHBACKUP_HOOK $OHBACKUP_PARAMETERS"; pwd; env | cut -d= -f1 | sort | tr "\\n" " "', {
+      input: '{"x":1}',
+      parameters: 'p=1',
+    });
+    expect(result).toMatchObject({ exitCode: 0, truncated: false, timedOut: false });
+    expect(result.stdout.split('\n').slice(0, 3)).toEqual(['in:{"x":1}', `${bundleName} onBackup p=1`, bundleRoot]);
+    // Only what the worker gives, plus what a shell sets for itself.
+    const given = ['LANG', 'OHBACKUP_BUNDLE', 'OHBACKUP_BUNDLE_ROOT', 'OHBACKUP_HOOK', 'OHBACKUP_PARAMETERS', 'PATH'];
+    const keys = result.stdout.split('\n')[3]!.trim().split(' ');
+    expect(keys.filter((k) => !['PWD', 'OLDPWD', 'SHLVL', '_'].includes(k))).toEqual(given);
+  });
+
   it('a hook that hangs is killed at its time limit, with everything it started', async () => {
     const { result, bundleName, bundleRoot } = await run('echo $$ > started; sleep 600 & sleep 600', { timeoutMs: 3000 });
     expect(result).toMatchObject({ timedOut: true, exitCode: null, signal: 'SIGKILL' });
