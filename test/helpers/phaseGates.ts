@@ -6,10 +6,12 @@
  * - stop-on-create: a watch on a folder that SIGSTOPs the worker the moment a
  *   file appears there, so what the phase has done so far can be checked
  *   before it is killed;
- * - the activities a workflow is running, from describe().
+ * - the activities a workflow is running, from describe();
+ * - a process at the lowest priority, so the test reacts long before it is done.
  */
 import { execFileSync } from 'node:child_process';
-import { constants as fsc, existsSync, openSync, closeSync, watch } from 'node:fs';
+import { constants as fsc, existsSync, openSync, closeSync, readdirSync, watch } from 'node:fs';
+import os from 'node:os';
 import { readFile, rename, writeFile, open, type FileHandle } from 'node:fs/promises';
 import type { Client } from '@temporalio/client';
 
@@ -72,4 +74,15 @@ export function stopWhenCreated(dir: string, match: (name: string) => boolean, p
 export async function pendingActivities(client: Client, workflowId: string): Promise<string[]> {
   const d = await client.workflow.getHandle(workflowId).describe();
   return (d.raw.pendingActivities ?? []).map((a) => a.activityType?.name ?? '?');
+}
+
+/** Gives every thread of `pid` the lowest priority (nice is per thread on Linux). */
+export function lowestPriority(pid: number): void {
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      os.setPriority(Number(tid), 19);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
 }

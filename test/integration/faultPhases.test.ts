@@ -19,7 +19,7 @@ import { BackupSetWriter } from '../../client/backupSet.js';
 import { bundleWorkflowId } from '../../common/session.js';
 import { updateSendRateSignal } from '../../workflows/bundleBackupWorkflow.js';
 import { bigFiles, writeBundle, type TestBundle } from '../helpers/device.js';
-import { fifoGate, pendingActivities, stopWhenCreated } from '../helpers/phaseGates.js';
+import { fifoGate, lowestPriority, pendingActivities, stopWhenCreated } from '../helpers/phaseGates.js';
 import { groupMembers } from '../helpers/processes.js';
 import { Recorder } from '../helpers/recorder.js';
 import { configureTool, testClient, uniqueTaskQueue } from '../helpers/temporal.js';
@@ -161,7 +161,7 @@ describe('a worker killed inside each phase', () => {
     await mkdir(packDir, { recursive: true });
     // Lowest priority: the worker packs slowly next to the test, which stops it the moment it completes an output.
     const pid = device.worker.child.pid!;
-    os.setPriority(pid, 19);
+    lowestPriority(pid);
     const gate = stopWhenCreated(packDir, (n) => n.endsWith('.done.json'), pid);
     const { set, rec } = await recorder();
     const session = new backup.SessionBackup(rec.callbacks, { sessionId });

@@ -17,7 +17,7 @@ import { restoreFromSet } from '../../client/restoreSet.js';
 import { bundleWorkflowId } from '../../common/session.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
 import { compareTrees } from '../helpers/compareTrees.js';
-import { pendingActivities, stopWhenCreated } from '../helpers/phaseGates.js';
+import { lowestPriority, pendingActivities, stopWhenCreated } from '../helpers/phaseGates.js';
 import { groupMembers } from '../helpers/processes.js';
 import { Recorder } from '../helpers/recorder.js';
 import { configureTool, testClient, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
@@ -92,7 +92,7 @@ describe('a worker killed inside a restore', () => {
     await mkdir(work, { recursive: true });
     // Lowest priority: the worker unpacks slowly next to the test, which stops it the moment the staging tree appears.
     const pid = device.worker.child.pid!;
-    os.setPriority(pid, 19);
+    lowestPriority(pid);
     const gate = stopWhenCreated(work, (n) => n === 'staging', pid);
     const rec = new Recorder(undefined, { observer: true });
     try {
