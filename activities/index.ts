@@ -175,8 +175,10 @@ export function createActivities(device: DeviceConfig) {
         if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
         if (run.timedOut) throw codedFailure(ErrorCode.TIMED_OUT, `hook ${input.hook} of ${input.bundleName} ran past ${input.timeoutMs} ms`);
         if (run.exitCode !== 0) {
+          // The reference's code for an extension that failed or crashed (onBundleEnd: 13500004 "Application extension death").
           const why = run.signal ? `was killed by ${run.signal}` : `exited with ${run.exitCode}`;
-          throw codedFailure(ErrorCode.TASK_FAILED, `hook ${input.hook} of ${input.bundleName} ${why}: ${run.stderr.slice(-500).trim()}`);
+          const said = run.stderr.slice(-500).trim();
+          throw codedFailure(ErrorCode.EXTENSION_DIED, `hook ${input.hook} of ${input.bundleName} ${why}${said ? `: ${said}` : ' (nothing on stderr)'}`);
         }
         return { ran: true, output: run.stdout.trim(), durationMs: run.durationMs, truncated: run.truncated };
       } catch (err) {
@@ -191,9 +193,13 @@ export function createActivities(device: DeviceConfig) {
     async scanBackupSize(input: { sessionWorkflowId: string; precise: boolean; dataList: SizeScanItem[] }): Promise<void> {
       const ctx = Context.current();
       const session = ctx.client.workflow.getHandle(input.sessionWorkflowId);
+      // A retry resumes after the bundles an earlier attempt reported (as far as its last heartbeat says).
+      let reported = (ctx.info.heartbeatDetails as { reported?: number } | undefined)?.reported ?? 0;
       await scanDataSize(device.dataRoot, input.precise, input.dataList, (report) => session.signal(bundleEventsSignal, [{ type: 'sizeReport', report }]), {
         signal: ctx.cancellationSignal,
-        onTick: () => ctx.heartbeat(),
+        onTick: () => ctx.heartbeat({ reported }),
+        from: reported,
+        onReported: (n) => ctx.heartbeat({ reported: (reported = n) }),
       });
     },
 

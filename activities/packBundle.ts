@@ -35,6 +35,17 @@
  * the base's entry (the restore keeps the base's version; the next increment
  * packs it). Resuming works with a base too: sidecars carry a digest of the
  * base, so they are only re-used against the same one.
+ *
+ * Files changing under the packer: a file is packed as it is when opened (a
+ * change between the walk and the open is simply the newer state; one gone by
+ * then is skipped as 'vanished'). A file that changes while it is read is
+ * still packed and listed in `skipped` with a reason starting "changed while
+ * read" (or "deleted while read"): in a tar slice, whose header already holds
+ * the length, as tar does — cut at that length when it grew, zero-padded to it
+ * when it shrank; a big file holds at most the length it had when opened. In
+ * every case the index records the size and SHA-256 of the bytes actually
+ * stored, so the set verifies and restores, and the next backup takes the
+ * file again (its recorded mtime is the one from before the change).
  */
 import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
@@ -138,14 +149,32 @@ const PROGRESS_EVERY_MS = 250;
 const BLOCK = 512;
 /** A slice is written about this much at a time. */
 const WRITE_BATCH_BYTES = 1 << 20;
+const ZEROS = Buffer.alloc(64 * 1024);
+/** Files up to this size are read whole by one synchronous read; larger ones are streamed. */
+const WHOLE_READ_BYTES = 256 * 1024;
 
-/** Thrown when a file's length changed between stat and read, so a tar header would lie. */
-export class FileChangedError extends Error {
-  readonly code = 'ECHANGED';
-  constructor(readonly path: string, expected: number, got: string) {
-    super(`${path} changed while being packed: expected ${expected} bytes, read ${got}`);
-    this.name = 'FileChangedError';
-  }
+/** What a file looked like when it was opened for packing. */
+interface OpenedStat {
+  size: number;
+  mode: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+/**
+ * Why the bytes packed for a file may not be one moment's state of it: it
+ * changed while it was read. Such a file is still packed (the output and its
+ * index record describe exactly the bytes stored) and listed in the index's
+ * `skipped` with this reason, so the tool is told; the next backup takes it
+ * again. undefined: it did not change.
+ */
+async function changedWhileRead(fh: fsp.FileHandle, opened: OpenedStat, sizeReason?: string): Promise<string | undefined> {
+  if (sizeReason) return `changed while read: ${sizeReason}`;
+  const now = await fh.stat();
+  if (now.nlink === 0) return 'deleted while read (the bytes read stored)';
+  if (now.size !== opened.size) return `changed while read: ${opened.size} bytes when opened, ${now.size} now`;
+  if (now.mtimeMs !== opened.mtimeMs || now.ctimeMs !== opened.ctimeMs) return 'changed while read: rewritten';
+  return undefined;
 }
 
 export async function readManageIndex(indexPath: string): Promise<ManageIndex> {
@@ -279,12 +308,15 @@ class Slice {
   }
 
   /**
-   * Streams exactly `size` bytes of `fh` into a file entry, with backpressure.
-   * The header already promised `size` bytes, so a file that got shorter or
-   * longer meanwhile cannot be recorded truthfully: throw ECHANGED and let the
-   * (retried) activity start over rather than write a corrupt entry.
+   * Streams exactly `st.size` bytes of `fh` into a file entry, with
+   * backpressure. The header already promised that many bytes, so a file that
+   * changes length meanwhile is stored as tar does: cut at that length when it
+   * grew, zero-padded to it when it shrank. The index entry describes the
+   * bytes stored (their SHA-256), so the slice stays valid and verifiable.
+   * Returns why the stored bytes may not be one moment's state of the file.
    */
-  async addFile(rel: string, fh: fsp.FileHandle, size: number, mode: number, mtimeMs: number, progress: Progress) {
+  async addFile(rel: string, fh: fsp.FileHandle, st: OpenedStat, progress: Progress): Promise<string | undefined> {
+    const { size, mode, mtimeMs } = st;
     const hash = createHash('sha256');
     let sink!: ReturnType<tar.Pack['entry']>;
     const done = new Promise<void>((resolve, reject) => {
@@ -294,19 +326,34 @@ class Slice {
     });
     done.catch(() => {});
     sink.on('error', () => {}); // reported through `done`
-    let read = 0;
-    for await (const chunk of fh.createReadStream({ autoClose: false, start: 0 }) as AsyncIterable<Buffer>) {
-      read += chunk.length;
-      if (read > size) throw new FileChangedError(rel, size, `more than ${size}`);
+    const put = async (chunk: Buffer) => {
       hash.update(chunk);
       progress.add(0, chunk.length);
       if (!sink.write(chunk)) await Promise.race([once(sink, 'drain'), done]);
+    };
+    let read = 0;
+    let sizeReason: string | undefined;
+    // One byte past the promised length, to notice a file that grew.
+    for await (const chunk of fh.createReadStream({ autoClose: false, start: 0, end: size }) as AsyncIterable<Buffer>) {
+      const room = size - read;
+      if (chunk.length > room) {
+        if (room > 0) await put(chunk.subarray(0, room));
+        read = size;
+        sizeReason = `grew past ${size} bytes, the first ${size} stored`;
+        break;
+      }
+      await put(chunk);
+      read += chunk.length;
     }
-    if (read !== size) throw new FileChangedError(rel, size, String(read));
+    if (read < size) {
+      sizeReason = `shrank to ${read} bytes, zero-padded to ${size}`;
+      for (let left = size - read; left > 0; left -= ZEROS.length) await put(left >= ZEROS.length ? ZEROS : ZEROS.subarray(0, left));
+    }
     sink.end(undefined);
     await done;
     progress.add(1, 0);
     this.#record({ path: rel, kind: 'file', size, mode, mtimeMs, sha256: hash.digest('hex') });
+    return changedWhileRead(fh, st, sizeReason);
   }
 
   /** Adds a small file already read whole (its header states exactly the bytes read). */
@@ -551,7 +598,7 @@ async function loadResumeState(outDir: string, config: string, progress: Progres
  * without blocking on a FIFO that did; then checks it is still a regular file.
  * Returns the reason to skip it instead when it vanished or cannot be read.
  */
-async function openSource(absPath: string): Promise<{ fh: fsp.FileHandle; size: number; mode: number; mtimeMs: number } | { skip: string }> {
+async function openSource(absPath: string): Promise<({ fh: fsp.FileHandle } & OpenedStat) | { skip: string }> {
   let fh: fsp.FileHandle;
   try {
     fh = await fsp.open(absPath, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
@@ -567,19 +614,19 @@ async function openSource(absPath: string): Promise<{ fh: fsp.FileHandle; size: 
     await fh.close();
     return { skip: specialKind(st) };
   }
-  return { fh, size: st.size, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs };
+  return { fh, size: st.size, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
 }
 
 /**
  * Reads a small file whole, without following a symlink that replaced it or
  * blocking on a FIFO. Synchronous on purpose: a page-cache read of a few KiB
  * costs less than the thread-pool round trips of a stream, and the Pacer
- * yields the event loop often enough. Memory is bounded by `maxBytes` (the
- * big-file limit): a file found larger, or growing past it, is 'big' and
- * streamed instead. The bytes returned are the bytes recorded: a file that
+ * yields the event loop often enough. Memory is bounded by `maxBytes`
+ * (WHOLE_READ_BYTES at most): a file found larger, or growing past it, is
+ * 'big' and streamed instead. The bytes returned are the bytes recorded: a file that
  * changed meanwhile is stored as read, never with a header that lies.
  */
-function readSmallFile(absPath: string, maxBytes: number): { data: Buffer; mode: number; mtimeMs: number } | { skip: string } | 'big' {
+function readSmallFile(absPath: string, maxBytes: number): { data: Buffer; mode: number; mtimeMs: number; changed?: string } | { skip: string } | 'big' {
   let fd: number;
   try {
     fd = openSync(absPath, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
@@ -603,7 +650,16 @@ function readSmallFile(absPath: string, maxBytes: number): { data: Buffer; mode:
       buf.copy(grown, 0, 0, n);
       buf = grown;
     }
-    return { data: buf.subarray(0, n), mode: st.mode & 0o7777, mtimeMs: st.mtimeMs };
+    const now = fstatSync(fd);
+    const changed =
+      n !== st.size
+        ? `changed while read: ${st.size} bytes when opened, ${n} read and stored`
+        : now.nlink === 0
+          ? 'deleted while read (the bytes read stored)'
+          : now.size !== st.size || now.mtimeMs !== st.mtimeMs || now.ctimeMs !== st.ctimeMs
+            ? 'changed while read: rewritten'
+            : undefined;
+    return { data: buf.subarray(0, n), mode: st.mode & 0o7777, mtimeMs: st.mtimeMs, changed };
   } finally {
     closeSync(fd);
   }
@@ -848,7 +904,8 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
         continue;
       }
       // A small file, read whole by one synchronous read: far cheaper than a stream per file.
-      const small = item.size <= limits.bigFileBytes ? readSmallFile(item.absPath, limits.bigFileBytes) : 'big';
+      const wholeRead = Math.min(limits.bigFileBytes, WHOLE_READ_BYTES);
+      const small = item.size <= wholeRead ? readSmallFile(item.absPath, wholeRead) : 'big';
       if (small !== 'big') {
         if ('skip' in small) {
           skipped.push({ path: item.path, reason: small.skip });
@@ -862,6 +919,7 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
         }
         const s = await sliceFor(tarEntryBytes(item.path, small.data.length));
         await s.addBuffer(item.path, small.data, sha256, small.mode, small.mtimeMs, progress);
+        if (small.changed) skipped.push({ path: item.path, reason: small.changed });
         await track?.record(s.handed.entries.at(-1)!);
         totals.files++;
         totals.bytes += small.data.length;
@@ -880,9 +938,11 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
           continue;
         }
         let size: number;
+        let changed: string | undefined;
         if (src.size > limits.bigFileBytes) {
           await dropPending(); // its number is taken by this one
-          const handed = await packBigFile(src.fh, item.path, src, bigs++, outDir, progress, signal);
+          let handed: HandedFile;
+          ({ handed, changed } = await packBigFile(src.fh, item.path, src, bigs++, outDir, progress, signal));
           await writeDone(outDir, { config, pos: files.length, skipped: [], handed });
           files.push(handed);
           progress.completed();
@@ -890,10 +950,11 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
           await track?.record(handed.entries[0]!);
         } else {
           const s = await sliceFor(tarEntryBytes(item.path, src.size));
-          await s.addFile(item.path, src.fh, src.size, src.mode, src.mtimeMs, progress);
+          changed = await s.addFile(item.path, src.fh, src, progress);
           size = src.size;
           await track?.record(s.handed.entries.at(-1)!);
         }
+        if (changed) skipped.push({ path: item.path, reason: changed });
         totals.files++;
         totals.bytes += size;
       } finally {
@@ -949,19 +1010,20 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
 }
 
 /**
- * Copies a big file alone into `file.<n>`. A file that changes while being
- * read is recorded as read (size and SHA-256 of the bytes actually copied),
- * which is consistent because nothing else describes its length.
+ * Copies a big file alone into `file.<n>`: at most the `st.size` bytes it had
+ * when opened, so a file that keeps growing cannot hold the pack up. Its
+ * record describes the bytes copied (all of them when it shrank meanwhile);
+ * `changed` says why they may not be one moment's state of the file.
  */
 async function packBigFile(
   fh: fsp.FileHandle,
   rel: string,
-  st: { mode: number; mtimeMs: number },
+  st: OpenedStat,
   n: number,
   outDir: string,
   progress: Progress,
   signal: AbortSignal | undefined,
-): Promise<HandedFile> {
+): Promise<{ handed: HandedFile; changed?: string }> {
   const uri = `file.${n}`;
   const outPath = path.join(outDir, uri);
   const hash = createHash('sha256');
@@ -969,7 +1031,7 @@ async function packBigFile(
   try {
     // MiB-sized chunks: a big file costs a few dozen thread-pool round trips, not thousands.
     await pipeline(
-      fh.createReadStream({ autoClose: false, start: 0, highWaterMark: WRITE_BATCH_BYTES }),
+      fh.createReadStream({ autoClose: false, start: 0, end: st.size - 1, highWaterMark: WRITE_BATCH_BYTES }),
       hashing(hash, (n) => {
         size += n;
         progress.add(0, n);
@@ -985,7 +1047,8 @@ async function packBigFile(
   const sha256 = hash.digest('hex');
   const entry: IndexEntry = { path: rel, kind: 'file', size: size, mode: st.mode, mtimeMs: st.mtimeMs, sha256 };
   progress.add(1, 0);
-  return { uri, kind: 'file', size: size, sha256, entries: [entry] };
+  const changed = await changedWhileRead(fh, st, size < st.size ? `shrank to ${size} bytes, those stored` : undefined);
+  return { handed: { uri, kind: 'file', size: size, sha256, entries: [entry] }, changed };
 }
 
 /** write tmp → fsync → rename → fsync the folder, so a reader sees the whole index or none. */

@@ -31,17 +31,28 @@ export async function scanDataSize(
   precise: boolean,
   items: SizeScanItem[],
   report: (json: string) => Promise<void>,
-  opts: { signal?: AbortSignal; onTick?: () => void } = {},
+  opts: {
+    signal?: AbortSignal;
+    onTick?: () => void;
+    /** Items an earlier attempt already reported (a retry after a worker death resumes after them). */
+    from?: number;
+    /** After each report: how many items have been reported in all. */
+    onReported?: (count: number) => void;
+  } = {},
 ): Promise<void> {
   let unreported: ScannedSize[] = [];
   let scanning = '';
   let lastReport = Date.now();
+  let done = opts.from ?? 0;
   const flush = async () => {
     await report(sizeReportJson(unreported, scanning));
+    done += unreported.length;
     unreported = [];
     lastReport = Date.now();
+    opts.onReported?.(done);
   };
-  for (const item of items) {
+  for (const item of items.slice(done)) {
+    opts.onTick?.();
     scanning = item.bundleName;
     const loaded = await loadBundle(dataRoot, item.bundleName);
     if (!loaded.ok) {

@@ -17,6 +17,7 @@
  *   as skipped (with the errno) and not yielded as an entry.
  * - Symlinks and special files are never followed or yielded; they are reported
  *   as skipped only when they are wanted by the patterns (otherwise it is noise).
+ *   So is a wanted name that vanished between the listing and its lstat ('vanished').
  * - A missing data/ folder is an empty bundle; other errors on data/ itself throw.
  *
  * Order: a folder's children sorted by UTF-8 byte order of their names,
@@ -143,8 +144,8 @@ export async function* walkBundle(dataDir: string, profile: WalkProfile): AsyncG
         // Synchronous: a metadata lookup costs less than its thread-pool round trip.
         st = lstatSync(childAbs);
       } catch (err) {
-        if (errnoOf(err) === 'ENOENT') continue; // vanished since the listing: nothing to back up
-        if (included(childRel)) yield { type: 'skipped', path: childRel, reason: errnoOf(err) };
+        // Vanished since the listing: nothing to back up, but said, like any file gone before it was read.
+        if (included(childRel)) yield { type: 'skipped', path: childRel, reason: errnoOf(err) === 'ENOENT' ? 'vanished' : errnoOf(err) };
         continue;
       }
       const entry: WalkEntry = {

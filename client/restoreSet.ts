@@ -10,7 +10,8 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { readManageIndex } from '../activities/packBundle.js';
-import type { BusinessError } from '../common/businessError.js';
+import { BusinessError } from '../common/businessError.js';
+import { codeForSystemError, describeCode } from '../common/errors.js';
 import type { BundleOutcome } from '../common/session.js';
 import { SET_CAPABILITIES } from './backupSet.js';
 import { SessionRestore } from './sessionRestore.js';
@@ -104,7 +105,7 @@ export async function restoreFromSet(opts: RestoreSetOptions): Promise<RestoreSe
           o.files = n;
           opts.onProgress?.({ type: 'file', bundleName: file.bundleName, files: n, total: files.get(file.bundleName)?.length });
           if (n === files.get(file.bundleName)?.length) await session.publishFile({ bundleName: file.bundleName, uri: '' });
-        })().catch((e: BusinessError) => fail(file.bundleName, e)),
+        })().catch((e: unknown) => fail(file.bundleName, asBusinessError(e))),
       );
     },
     onResultReport(bundleName, result) {
@@ -145,6 +146,13 @@ export async function restoreFromSet(opts: RestoreSetOptions): Promise<RestoreSe
   await session.release();
   if (failure) throw failure;
   return { sessionId: session.sessionId, bundles: [...outcomes.values()] };
+}
+
+/** The tool's own I/O failing (say, ENOSPC writing a file into its target) gets the reference's code. */
+function asBusinessError(err: unknown): BusinessError<unknown> {
+  if (err instanceof BusinessError) return err;
+  const code = codeForSystemError(err);
+  return new BusinessError(code, `${describeCode(code)}: ${err instanceof Error ? err.message : String(err)}`);
 }
 
 /** The broadcast info carrying app_mapping_relation, first of `count` infos (the rest empty objects). */

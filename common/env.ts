@@ -17,6 +17,8 @@ export interface Settings {
   maxOpenFds: number;
   /** The tool side: how long delivery waits at that cap for the tool to close one (OHBACKUP_FD_WAIT_MS). */
   fdWaitMs: number;
+  /** A workflow bundle built ahead of time (bundleWorkflowCode): the worker starts without bundling its workflows. */
+  workflowBundle?: string;
 }
 
 /** A whole number ≥ min from the environment, or the default when unset or not one. */
@@ -33,6 +35,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     device: env.OHBACKUP_DEVICE || undefined,
     maxOpenFds: intSetting(env.OHBACKUP_MAX_OPEN_FDS, 1, 256),
     fdWaitMs: intSetting(env.OHBACKUP_FD_WAIT_MS, 0, 30_000),
+    workflowBundle: env.OHBACKUP_WORKFLOW_BUNDLE ? path.resolve(env.OHBACKUP_WORKFLOW_BUNDLE) : undefined,
   };
 }
 

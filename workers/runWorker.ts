@@ -63,6 +63,7 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
       stateDir: opts.settings.stateDir,
       identity: opts.identity,
       maxConcurrentActivities: maxActivities,
+      ...(opts.settings.workflowBundle ? { workflowBundle: { codePath: opts.settings.workflowBundle } } : {}),
     });
     // Stopped while the worker was being built (its workflows bundled): never start polling.
     if (opts.signal?.aborted) return;

@@ -1,6 +1,7 @@
 /** A real worker process (`node dist/workers/main.js`), to be killed with SIGKILL and started again. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { inject } from 'vitest';
 import { temporalAddress } from './temporal.js';
 
 const MAIN = fileURLToPath(new URL('../../dist/workers/main.js', import.meta.url));
@@ -17,6 +18,8 @@ export async function startWorkerProcess(opts: {
   stateDir: string;
   address?: string;
   env?: Record<string, string>;
+  /** Use the workflow bundle the test setup built, sparing the process its own bundling (seconds under load). */
+  prebuiltWorkflows?: boolean;
 }): Promise<WorkerProcess> {
   const child = spawn(process.execPath, [MAIN], {
     env: {
@@ -25,6 +28,7 @@ export async function startWorkerProcess(opts: {
       OHBACKUP_TASK_QUEUE: opts.taskQueue,
       OHBACKUP_DATA_ROOT: opts.dataRoot,
       OHBACKUP_STATE_DIR: opts.stateDir,
+      ...(opts.prebuiltWorkflows ? { OHBACKUP_WORKFLOW_BUNDLE: inject('workflowBundlePath') } : {}),
       ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
