@@ -1,7 +1,9 @@
 /** Argument checks for every public call: a failure is a 401 BusinessError with a message naming the argument. */
 import { z } from 'zod';
 import { BusinessError } from '../common/businessError.js';
+import { Client } from '@temporalio/client';
 import { BundleNameSchema, SessionIdSchema } from '../common/device.js';
+import { DeviceIdSchema } from '../common/deviceQueue.js';
 import { ErrorCode } from '../common/errors.js';
 
 /** Parses or throws 401, synchronously, as the reference does for parameter errors. */
@@ -73,6 +75,9 @@ export const SessionOptionsArg = z.object(
     cursorFile: z.string().min(1).max(4096).optional(),
     maxOpenFds: z.number().int().min(1).max(1_000_000).optional(),
     fdWaitMs: z.number().int().min(0).max(14_400_000).optional(),
+    device: z.union([DeviceIdSchema, z.null()]).optional(),
+    // A Temporal Client of the caller's (a scheduled run passes its activity's own).
+    client: z.custom<Client>((c) => c instanceof Client, 'options.client must be a Temporal Client').optional(),
   },
   { error: 'options must be a SessionOptions object' },
 );

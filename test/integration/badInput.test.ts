@@ -6,6 +6,7 @@
  * created (the device's data root and both state folders are compared before
  * and after), and the session still takes the call it is owed.
  */
+import { bundleClaimWorkflowId } from '../../common/deviceKey.js';
 import { closeSync, constants as fsc, openSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -59,7 +60,8 @@ let stopWorker: () => void;
 let workerDone: Promise<unknown>;
 /** Every workflow this file meant to start on its task queue, by ID or ID prefix; anything else is a leak. */
 const expectedIds = new Set<string>();
-const expectedPrefixes = new Set<string>();
+// The device's bundle-claim workflow (13500013) runs once an accepted appendBundles claims bundles.
+const expectedPrefixes = new Set<string>([bundleClaimWorkflowId('')]);
 
 const NOTES = 'com.example.notes';
 const DOCS = 'com.example.docs';

@@ -82,7 +82,8 @@ beforeAll(async () => {
 beforeEach(() => configureTool(device.taskQueue));
 
 afterAll(async () => {
-  await device.worker?.kill('SIGTERM');
+  // SIGKILL: a worker a failed test left stopped (SIGSTOP) would never act on SIGTERM.
+  await device.worker?.kill('SIGKILL');
   await client?.connection.close();
   await rm(root, { recursive: true, force: true });
 });
@@ -204,7 +205,10 @@ describe('a worker killed inside each phase', () => {
     await client.workflow.getHandle(bundleWorkflowId(sessionId, H)).signal(updateSendRateSignal, 1);
     await writer.close();
     await atFirstFile;
-    expect(await pendingActivities(client, bundleWorkflowId(sessionId, H))).toEqual(['handOverFiles']);
+    // The first hand-over runs inside the pack activity (it goes straight on); later ones, after a pause, on their own.
+    const pending = await pendingActivities(client, bundleWorkflowId(sessionId, H));
+    expect(pending).toHaveLength(1);
+    expect(['packBundleData', 'handOverFiles']).toContain(pending[0]);
     await device.replaceWorker();
     await client.workflow.getHandle(bundleWorkflowId(sessionId, H)).signal(updateSendRateSignal, 100); // the rest quickly
     await finish(session, rec, set);

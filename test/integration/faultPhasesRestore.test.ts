@@ -74,7 +74,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await device.worker?.kill('SIGTERM');
+  await device.worker?.kill('SIGKILL'); // a worker a failed test left stopped never acts on SIGTERM
   await client?.connection.close();
   await rm(root, { recursive: true, force: true });
 });
