@@ -37,6 +37,7 @@ import { killAllSync, startWorkerProcess, track, watchRss } from '../bench/procs
 import { mib, secs } from '../bench/report.js';
 import { copyBundle, writeTemplate } from '../bench/sampleCopies.js';
 import { formatTable } from '../dist/client/commands/shared.js';
+import { optionReader } from '../bench/args.js';
 
 // ---------------------------------------------------------------- options
 const argv = process.argv.slice(2);
@@ -52,20 +53,7 @@ if (argv.includes('--help') || argv.includes('-h')) {
   --json-out FILE   write the JSON there instead of the load folder`);
   process.exit(0);
 }
-const value = (name) => {
-  const i = argv.indexOf(name);
-  return i < 0 ? undefined : argv[i + 1];
-};
-const number = (name, fallback, { min = 1, integer = true } = {}) => {
-  const raw = value(name);
-  if (raw === undefined) return fallback;
-  const v = Number(raw);
-  if (!Number.isFinite(v) || v < min || (integer && !Number.isSafeInteger(v))) {
-    console.error(`${name} expects ${integer ? 'a whole number' : 'a number'} ≥ ${min}`);
-    process.exit(2);
-  }
-  return v;
-};
+const { value, number } = optionReader(argv);
 const SESSIONS = number('--sessions', 10);
 const BUNDLES = number('--bundles', 5);
 const SCALE = number('--scale', 0.05, { min: 0.001, integer: false });

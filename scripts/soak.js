@@ -44,6 +44,7 @@ import { killAllSync, startWorkerProcess, track } from '../bench/procs.js';
 import { secs } from '../bench/report.js';
 import { copyBundle, writeTemplate } from '../bench/sampleCopies.js';
 import { checkIncrement, compareSnapshots, filesIn, mutateBundle, prng, snapshotBundle, snapshotDir } from '../bench/soakCheck.js';
+import { optionReader } from '../bench/args.js';
 
 // ---------------------------------------------------------------- options
 const argv = process.argv.slice(2);
@@ -51,20 +52,7 @@ if (argv.includes('--help') || argv.includes('-h')) {
   console.log(`Usage: npm run soak -- --minutes N [--lanes 2] [--workers 2] [--scale 0.03] [--seed S] [--no-kills] [--no-server-restarts] [--keep] [--json-out FILE]`);
   process.exit(0);
 }
-const value = (name) => {
-  const i = argv.indexOf(name);
-  return i < 0 ? undefined : argv[i + 1];
-};
-const number = (name, fallback, { min = 1, integer = true } = {}) => {
-  const raw = value(name);
-  if (raw === undefined) return fallback;
-  const v = Number(raw);
-  if (!Number.isFinite(v) || v < min || (integer && !Number.isSafeInteger(v))) {
-    console.error(`${name} expects ${integer ? 'a whole number' : 'a number'} ≥ ${min}`);
-    process.exit(2);
-  }
-  return v;
-};
+const { value, number } = optionReader(argv);
 const MINUTES = number('--minutes', 10, { min: 0.1, integer: false });
 const LANES = number('--lanes', 2);
 const WORKERS = number('--workers', 2);
