@@ -87,6 +87,8 @@ describe('hooks that misbehave', () => {
     // Once the hook runs (it wrote its process group to the FIFO), give the bundle 1 s more.
     const pgid = Number(await readFile(path.join(dataRoot, HANG, 'ready'), 'utf8'));
     expect(groupMembers(pgid).length).toBeGreaterThanOrEqual(3); // sh, its background sleep, the watchdog (and the other sleep)
+    // updateTimer answers from the tool's own view: the bundle must have begun there (onBundleBegin delivered).
+    await rec.until((c) => c.some((x) => x.cb === 'onBundleBegin' && x.bundleName === HANG));
     expect(backup.updateTimer(HANG, 1000)).toBe(true);
     await rec.until((c) => c.some((x) => x.cb === 'onAllBundlesEnd'));
     await set.flush();
