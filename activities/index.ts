@@ -65,11 +65,6 @@ export function createActivities(device: DeviceConfig) {
       return { ok: true, hooks: Object.keys(loaded.bundle.extension ?? {}) as HookName[] };
     },
 
-    /**
-     * Packs the bundle, then, when `sendRate` is above 0, goes straight on to hand its
-     * files over (one activity instead of two: a workflow task and a dispatch saved per
-     * bundle). `next` says how far the hand-over got; the workflow hands over the rest.
-     */
     async packBundleData(input: {
       sessionId: string;
       sessionWorkflowId: string;
@@ -77,7 +72,6 @@ export function createActivities(device: DeviceConfig) {
       kind?: SessionKind;
       baseManifestPath?: string;
       baseTime?: number;
-      sendRate?: number;
     }) {
       const ctx = Context.current();
       const loaded = await loadBundle(device.dataRoot, input.bundleName);
@@ -119,20 +113,7 @@ export function createActivities(device: DeviceConfig) {
           signal: ctx.cancellationSignal,
         });
         if (summary.resumed) ctx.log.info('packBundleData resumed', { attempt: ctx.info.attempt, ...summary.resumed });
-        progress.stop();
-        const handed = input.sendRate
-          ? await handOverFiles(ctx.client, {
-              manifestPath,
-              sessionWorkflowId: input.sessionWorkflowId,
-              bundleWorkflowId: bundleWorkflowId(input.sessionId, input.bundleName),
-              bundleName: input.bundleName,
-              packDir: packDir(input.sessionId, input.bundleName),
-              from: 0,
-              // Not input.sendRate: the tool may have changed it (say in onBundleBegin) while this packed.
-            })
-          : { next: 0 };
         return {
-          next: handed.next,
           files: summary.files,
           dirs: summary.dirs,
           bytes: summary.bytes,

@@ -71,9 +71,10 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
         kind: input.kind,
         baseManifestPath: input.request.baseManifestPath,
         baseTime: input.request.lastIncrementalTime,
-        sendRate,
       });
-      let next = packed.next;
+      // A hand-over activity of its own, not straight on from packing: a workflow task later, a rate the
+      // tool set on seeing onBundleBegin has (as a rule) reached this workflow and paces the first file.
+      let next = 0;
       while (next < packed.handOver) {
         // Paused (rate 0): a durable wait with no activity running; progress still reported every 5 s.
         while (!(await condition(() => sendRate > 0, '5 seconds'))) {

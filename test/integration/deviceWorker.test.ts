@@ -108,8 +108,7 @@ describe('a worker per device', () => {
         expect(tasks.identities).toEqual(new Set([deviceId]));
         // (Local activities, such as a bundle's check before it begins, run in those workflow tasks.)
         const runs = await activityRuns(client, child);
-        // (Packing goes straight on into the hand-over, in the same activity.)
-        expect(runs.map((r) => r.activity)).toEqual(expect.arrayContaining(['packBundleData']));
+        expect(runs.map((r) => r.activity)).toEqual(expect.arrayContaining(['packBundleData', 'handOverFiles']));
         for (const r of runs) expect(r).toMatchObject({ taskQueue: devQueue, identity: deviceId });
       }
 
