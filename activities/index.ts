@@ -197,7 +197,7 @@ export function createActivities(device: DeviceConfig) {
       return true;
     },
 
-    async handOverFiles(input: { sessionId: string; sessionWorkflowId: string; bundleName: string; from: number; kind?: SessionKind; sendRate?: number }): Promise<HandOverResult> {
+    async handOverFiles(input: { sessionId: string; sessionWorkflowId: string; bundleName: string; from: number; kind?: SessionKind }): Promise<HandOverResult> {
       const ctx = Context.current();
       return handOverFiles(ctx.client, {
         manifestPath: input.kind === 'incremental' ? `${packDir(input.sessionId, input.bundleName)}/${MANIFEST_NAME}` : undefined,
@@ -206,7 +206,6 @@ export function createActivities(device: DeviceConfig) {
         bundleName: input.bundleName,
         packDir: packDir(input.sessionId, input.bundleName),
         from: input.from,
-        sendRate: input.sendRate,
       });
     },
 

@@ -47,7 +47,7 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
       const started = Date.now();
       const prepared = await prepareBundle({ bundleName, kind: input.kind });
       if (!prepared.ok) throw new BundleRejected(prepared.error);
-      begin();
+      await begin();
       // The bundle's own backup hook runs first (like the reference's onBackup/onBackupEx), under the deadline.
       const hook = prepared.hooks.includes('onBackupEx') ? 'onBackupEx' : prepared.hooks.includes('onBackup') ? 'onBackup' : undefined;
       let hookOutput = '';
@@ -81,7 +81,7 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
           await report({ type: 'process', bundleName, process: processJson(`paused at ${next}/${packed.handOver} files`, Date.now()) });
         }
         setCurrentDetails(`handing over from file ${next} of ${packed.handOver}`);
-        const r = await handOverFiles({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName, from: next, kind: input.kind, sendRate });
+        const r = await handOverFiles({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName, from: next, kind: input.kind });
         next = r.next;
       }
       setCurrentDetails(`done: ${packed.files} files, ${packed.bytes} bytes`);

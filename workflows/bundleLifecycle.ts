@@ -45,10 +45,12 @@ export interface BundleWork {
   /** Milliseconds left before the deadline (hooks get this as their own limit). */
   remainingMs: () => number;
   /**
-   * Call once the bundle has begun, before any file event. It does not wait for
-   * the session: the session holds a bundle's events until its begin arrives.
+   * Call once the bundle has begun, before any file event. It waits until the
+   * session holds the begin: the tool sees the bundle begin a round trip
+   * sooner, so a send rate it sets in onBundleBegin is in place before the
+   * hand-over starts (the session would also hold early events back).
    */
-  begin: () => void;
+  begin: () => Promise<void>;
 }
 
 class DeadlinePassed extends Error {}
@@ -78,12 +80,10 @@ export async function runBundleLifecycle(
     work({
       report,
       remainingMs: () => Math.max(1, deadline - Date.now()),
-      // Not awaited (a round trip saved per bundle): the session holds the bundle's
-      // other events until this one arrives, so callbacks still come in order.
-      begin: () => {
+      begin: async () => {
         begun = true;
         beginSent = report({ type: 'bundleBegin', bundleName });
-        beginSent.catch(() => undefined); // awaited before the bundle's end is reported
+        await beginSent;
       },
     }),
   );
