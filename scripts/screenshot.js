@@ -106,8 +106,9 @@ try {
   await tab('user-metadata');
   // The UI renders each of them as Markdown in a frame of its own (…/render?content=<text>): the current details' frame lists the bundles.
   await page.getByText('Current Details').first().waitFor();
-  const details = page.frameLocator(`iframe[src*="${encodeURIComponent(`${shown[0]}: running`)}"]`);
-  for (const name of shown) await details.getByText(`${name}: running`, { exact: false }).first().waitFor();
+  // Each bundle is a list item: "- `name`: running, N files, B bytes".
+  const details = page.frameLocator(`iframe[src*="${encodeURIComponent(`\`${shown[0]}\`: running`)}"]`);
+  for (const name of shown) await details.getByText(name, { exact: true }).first().waitFor();
   for (const name of shown) await page.getByText(`backup of ${name}`, { exact: true }).first().waitFor();
   await page.screenshot({ path: path.join(shots, 'session-details.png'), fullPage: true });
 
