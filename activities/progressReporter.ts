@@ -34,8 +34,7 @@ export class ProgressReporter {
   }
 
   stop(): void {
-    clearTimeout(this.timer);
-    clearInterval(this.timer);
+    clearTimeout(this.timer); // clears the interval too (Node's timers share one clear)
   }
 
   private async send(): Promise<void> {

@@ -46,9 +46,9 @@ export interface BundleWork {
   remainingMs: () => number;
   /**
    * Call once the bundle has begun, before any file event. It waits until the
-   * session holds the begin: the tool sees the bundle begin a round trip
-   * sooner, so a send rate it sets in onBundleBegin is in place before the
-   * hand-over starts (the session would also hold early events back).
+   * session holds the begin, so no event of the bundle can overtake it, and a
+   * send rate the tool sets in onBundleBegin has a round trip more to arrive
+   * before the hand-over starts.
    */
   begin: () => Promise<void>;
 }
@@ -74,16 +74,14 @@ export async function runBundleLifecycle(
   });
 
   let begun = false;
-  let beginSent: Promise<void> = Promise.resolve();
   const scope = new CancellationScope();
   const workDone = scope.run(() =>
     work({
       report,
       remainingMs: () => Math.max(1, deadline - Date.now()),
       begin: async () => {
+        await report({ type: 'bundleBegin', bundleName });
         begun = true;
-        beginSent = report({ type: 'bundleBegin', bundleName });
-        await beginSent;
       },
     }),
   );
@@ -104,7 +102,6 @@ export async function runBundleLifecycle(
   const ended = (outcome: string) =>
     metricMeter.createCounter('ohbackup_bundles', 'bundles', 'bundles ended, by kind and outcome').add(1, { kind: input.kind, outcome });
   if (!end) {
-    await beginSent;
     await report({ type: 'resultReport', bundleName, result }, { type: 'bundleEnd', bundleName });
     ended('done');
     return;
@@ -115,7 +112,6 @@ export async function runBundleLifecycle(
     scope.cancel();
     await workDone.catch(() => undefined);
     await cleanUp().catch(() => undefined);
-    await beginSent.catch(() => undefined);
     if (!begun) await report({ type: 'bundleBegin', bundleName, error: failed });
     else {
       const info = { resultInfo: { errorCode: failed.code, errorInfo: failed.message, type: 'ErrorInfo' } };

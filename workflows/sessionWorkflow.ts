@@ -81,8 +81,6 @@ interface BundleSlot extends BundleOutcome {
   deferred: EventBody[];
   /** Restore: the uris the tool asked targets for (each once). */
   requested: string[];
-  /** Events that arrived before the bundle's onBundleBegin (its child does not wait for it): accepted right after it. */
-  early?: EventBody[];
   /** The tool could not be given one of its files (e.g. its fd cap): the bundle ends with this. */
   deliveryError?: ErrorInfo;
 }
@@ -330,10 +328,6 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     const slot = slotOf(body.bundleName);
     if (!slot) return;
     const ended = slot.state === 'done' || slot.state === 'failed' || slot.state === 'cancelled';
-    if (body.type !== 'bundleBegin' && !slot.begun && !slot.error && !ended) {
-      (slot.early ??= []).push(body);
-      return;
-    }
     switch (body.type) {
       case 'bundleBegin':
         if (slot.state !== 'pending' && slot.state !== 'running') return;
@@ -341,7 +335,6 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
         if (body.error) slot.error = body.error;
         else slot.begun = true;
         emit(body);
-        for (const ev of (slot.early ?? []).splice(0)) accept(ev);
         // Restore targets the tool asked for before the bundle began follow its onBundleBegin.
         for (const ev of slot.deferred.splice(0)) accept(withNextIndex(slot, ev));
         return;
