@@ -66,6 +66,8 @@ export class EventPump {
   private readonly fds = new OpenFds();
   /** Bundles whose delivery ended on the tool's side, and why. */
   private readonly deliveryStopped = new Map<string, ErrorInfo>();
+  /** Bundles the tool cancelled: files already queued for them are not handed over (their data is being removed). */
+  private readonly cancelled = new Set<string>();
   /** Files (and bytes) of each bundle the tool was given. */
   private readonly got = new Map<string, { files: number; bytes: number }>();
   private readonly cursorFile?: string;
@@ -173,7 +175,7 @@ export class EventPump {
       case 'fileReady': {
         const file = { bundleName: ev.bundleName, uri: ev.uri, fd: -1, ...(ev.readyAt !== undefined ? { readyAt: ev.readyAt } : {}) };
         // Its delivery has ended and the tool was told why: the rest of the bundle is not handed over.
-        if (this.deliveryStopped.has(ev.bundleName)) return;
+        if (this.deliveryStopped.has(ev.bundleName) || this.cancelled.has(ev.bundleName)) return;
         if (ev.error) return this.safely(() => cb.onFileReady(new BusinessError(ev.error!.code, ev.error!.message), file));
         // Incremental: every file comes with an fd of the bundle's new full manifest (the tool closes both).
         const needed = ev.manifestPath ? 2 : 1;
@@ -236,6 +238,11 @@ export class EventPump {
     if (this.fds.outstanding() + needed <= Math.max(maxOpenFds, needed)) return true;
     await this.ack(true, seq - 1);
     return this.fds.roomFor(needed, maxOpenFds, fdWaitMs);
+  }
+
+  /** The tool cancelled the bundle: nothing more of it is handed over, even what was ready before the cancel reached the worker. */
+  cancelledByTool(bundleName: string): void {
+    this.cancelled.add(bundleName);
   }
 
   /**

@@ -198,6 +198,7 @@ export abstract class SessionBase implements OpenSession {
     const view = this.bundleView(bundleName);
     if (view === 'appended') return ErrorCode.CANCEL_NOT_STARTED;
     if (view !== 'running' || this.released) return ErrorCode.CANCEL_NO_TASK;
+    this.bound?.pump.cancelledByTool(bundleName);
     void this.ready.then(({ handle }) => handle.executeUpdate(cancelBundleUpdate, { args: [bundleName] })).catch((err) => warn('cancel', err));
     return 0;
   }
