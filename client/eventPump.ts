@@ -49,6 +49,8 @@ export interface PumpOptions {
   fdWaitMs: number;
   /** A bundle's delivery stopped on the tool's side: what the tool did get of it. */
   onDeliveryStopped?: (bundleName: string, error: ErrorInfo, got: { files: number; bytes: number }) => void;
+  /** The tool's onBundleBegin for a bundle that runs has returned. */
+  onBundleBegun?: (bundleName: string) => void;
 }
 
 export class EventPump {
@@ -171,7 +173,9 @@ export class EventPump {
     switch (ev.type) {
       case 'bundleBegin':
         this.bundles.set(ev.bundleName, ev.error ? 'ended' : 'running');
-        return this.safely(() => cb.onBundleBegin(err(ev.error, ev.bundleName), ev.bundleName));
+        this.safely(() => cb.onBundleBegin(err(ev.error, ev.bundleName), ev.bundleName));
+        if (!ev.error) this.safely(() => this.options.onBundleBegun?.(ev.bundleName));
+        return;
       case 'fileReady': {
         const file = { bundleName: ev.bundleName, uri: ev.uri, fd: -1, ...(ev.readyAt !== undefined ? { readyAt: ev.readyAt } : {}) };
         // Its delivery has ended and the tool was told why: the rest of the bundle is not handed over.

@@ -9,7 +9,7 @@ import { BusinessError } from '../common/businessError.js';
 import { OhbackupKind, OhbackupState } from '../common/searchAttributes.js';
 import { ErrorCode } from '../common/errors.js';
 import { bundleWorkflowId, type SessionKind, type SessionResult } from '../common/session.js';
-import { updateSendRateSignal, updateTimerSignal } from '../workflows/bundleBackupWorkflow.js';
+import { toolBegunSignal, updateSendRateSignal, updateTimerSignal } from '../workflows/bundleBackupWorkflow.js';
 import {
   appendBundlesUpdate,
   cancelBundleUpdate,
@@ -144,6 +144,8 @@ export abstract class SessionBase implements OpenSession {
       onDeliveryStopped: (bundleName, error, got) => {
         void handle.signal(deliveryStoppedSignal, { bundleName, error, ...got }).catch((err) => warn('the end of a delivery', err));
       },
+      // Backup hand-over waits (briefly) for this; it follows any rate set in onBundleBegin on the same ordered channel.
+      onBundleBegun: kind === 'restore' ? undefined : (bundleName) => this.signalBundle(bundleName, 'toolBegun'),
     });
     pump.start();
     return { client, handle, pump };
@@ -237,14 +239,17 @@ export abstract class SessionBase implements OpenSession {
     return this.bound?.pump.bundles.get(bundleName);
   }
 
-  signalBundle(bundleName: string, what: 'updateTimer' | 'updateSendRate', value: number): void {
+  signalBundle(bundleName: string, what: 'updateTimer' | 'updateSendRate' | 'toolBegun', value?: number): void {
     // One after another: two quick calls must reach the bundle in the order they were made.
     this.signals = this.signals
       .then(() => this.ready)
-      .then(({ client }) =>
-        client.workflow.getHandle(bundleWorkflowId(this.sessionId, bundleName)).signal(what === 'updateTimer' ? updateTimerSignal : updateSendRateSignal, value),
-      )
-      .catch((err) => warn(what, err));
+      .then(({ client }) => {
+        const child = client.workflow.getHandle(bundleWorkflowId(this.sessionId, bundleName));
+        if (what === 'toolBegun') return child.signal(toolBegunSignal);
+        return child.signal(what === 'updateTimer' ? updateTimerSignal : updateSendRateSignal, value!);
+      })
+      // A bundle with nothing to hand over may have ended before toolBegun reaches it: nothing lost.
+      .catch((err) => (what === 'toolBegun' ? undefined : warn(what, err)));
   }
 }
 

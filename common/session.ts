@@ -105,6 +105,8 @@ export const DEFAULTS = {
   maxTimeoutMs: 14_400_000,
   sendRate: 60,
   maxSendRate: 800,
+  /** How long a bundle with files waits for the tool to have seen its onBundleBegin before handing over (a rate set there then paces the first file). */
+  toolBegunWaitMs: 2000,
 } as const;
 
 /** The child workflow of a bundle: derived from the session ID so tools and the UI can find it. */

@@ -26,6 +26,11 @@ export { updateTimerSignal, type BundleWorkflowInput } from './bundleLifecycle.j
 
 /** updateSendRate: files per second handed to the tool; 0 pauses. */
 export const updateSendRateSignal = defineSignal<[number]>('updateSendRate');
+/**
+ * The tool has run onBundleBegin (sent after any rate it set there, on the same
+ * ordered channel): the hand-over waits for it, briefly, so that rate paces the first file.
+ */
+export const toolBegunSignal = defineSignal('toolBegun');
 /** The hand-over activity reads the current rate through this query. */
 export const sendRateQuery = defineQuery<number>('sendRate');
 
@@ -40,6 +45,10 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
     sendRate = Math.min(Math.max(0, rate), DEFAULTS.maxSendRate);
   });
   setHandler(sendRateQuery, () => sendRate);
+  let toolBegun = false;
+  setHandler(toolBegunSignal, () => {
+    toolBegun = true;
+  });
 
   await runBundleLifecycle(
     input,
@@ -72,8 +81,12 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
         baseManifestPath: input.request.baseManifestPath,
         baseTime: input.request.lastIncrementalTime,
       });
-      // A hand-over activity of its own, not straight on from packing: a workflow task later, a rate the
-      // tool set on seeing onBundleBegin has (as a rule) reached this workflow and paces the first file.
+      // A rate the tool sets in onBundleBegin reaches this workflow before toolBegun does: wait for that
+      // (bounded: a tool that is away must not stall the bundle), then the rate paces the first file.
+      if (packed.handOver > 0 && !toolBegun) {
+        setCurrentDetails('waiting for the tool to see the bundle begin');
+        await condition(() => toolBegun, DEFAULTS.toolBegunWaitMs);
+      }
       let next = 0;
       while (next < packed.handOver) {
         // Paused (rate 0): a durable wait with no activity running; progress still reported every 5 s.

@@ -95,6 +95,42 @@ describe('updateSendRate', () => {
     expect(endCode(rec, 'com.r.paused')).toBeUndefined();
     expect(await compareBundleSet(set.dir, d.dataRoot, 'com.r.paused')).toEqual([]);
   });
+
+  it('a rate set in onBundleBegin reaches the bundle before its first file is handed over, even from a slow tool and a bundle that packs at once', async () => {
+    const d = await freshDevice('rate-begin');
+    // Small files, no hook: packing takes milliseconds, so without the wait for the tool the default 60/s would win.
+    await writeBundle(d.dataRoot, { name: 'com.r.quick', files: { 'a.txt': 'a', 'b.txt': 'b', 'c.txt': 'c' } });
+    const taskQueue = uniqueTaskQueue('rate-begin');
+    configureTool(taskQueue);
+    const rec = new Recorder();
+    const client = await testClient();
+    const cb: typeof rec.callbacks = {
+      ...rec.callbacks,
+      onBundleBegin: (err, name) => {
+        rec.callbacks.onBundleBegin(err, name);
+        // A tool that takes its time in onBundleBegin (half a second, blocking) before it sets the rate.
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
+        backup.updateSendRate(name, 7);
+      },
+    };
+    let history: Awaited<ReturnType<ReturnType<typeof client.workflow.getHandle>['fetchHistory']>> | undefined;
+    await withWorker({ taskQueue, dataRoot: d.dataRoot, stateDir: d.stateDir }, async () => {
+      const session = new backup.SessionBackup(cb);
+      await session.appendBundles(['com.r.quick']);
+      await rec.until(ended('com.r.quick'));
+      history = await client.workflow.getHandle(bundleWorkflowId(session.sessionId, 'com.r.quick')).fetchHistory();
+      await session.release();
+    });
+    await client.connection.close();
+    expect(endCode(rec, 'com.r.quick')).toBeUndefined();
+    expect(rec.of('com.r.quick').filter((c) => c.cb === 'onFileReady').length).toBeGreaterThan(0);
+    const events = history!.events ?? [];
+    const signalled = (name: string) => events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === name);
+    const handOver = events.findIndex((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'handOverFiles');
+    expect(signalled('updateSendRate')).toBeGreaterThan(0);
+    expect(signalled('toolBegun')).toBeGreaterThan(signalled('updateSendRate'));
+    expect(handOver).toBeGreaterThan(signalled('toolBegun'));
+  });
 });
 
 describe('cancel', () => {
