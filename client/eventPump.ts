@@ -33,7 +33,7 @@ function saveCursor(file: string, seq: number): void {
 export type BundleView = 'appended' | 'running' | 'ended';
 
 /** Idle polling starts this often and slows down to IDLE_POLL_MAX_MS while nothing happens: each query is work for a worker. */
-const IDLE_POLL_MS = 100;
+const IDLE_POLL_MS = 25;
 const IDLE_POLL_MAX_MS = 400;
 const QUERY_DEADLINE_MS = 5_000;
 const ACK_EVERY_MS = 300;

@@ -60,6 +60,10 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   // SQLite in WAL mode with normal sync: a commit no longer waits for an fsync of its own, which was the
   // server's main cost per workflow task; what is committed survives the server being killed (not a power cut).
   args.push('--sqlite-pragma', 'journal_mode=WAL', '--sqlite-pragma', 'synchronous=NORMAL');
+  // The single history shard of the dev server reads its transfer and timer queues at most 20 times a
+  // second by default: every workflow task, child start and signal then waits up to 50 ms in the queue, and
+  // a bundle is a chain of a dozen of them. Reading on demand cut 100 empty bundles from 17.0 s to 11.7 s.
+  args.push('--dynamic-config-value', 'history.transferProcessorMaxPollRPS=1000', '--dynamic-config-value', 'history.timerProcessorMaxPollRPS=1000');
   const child = spawn(cli, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = opts.log ?? (() => undefined);
   let tail = '';

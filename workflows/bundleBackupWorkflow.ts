@@ -56,7 +56,7 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
       const started = Date.now();
       const prepared = await prepareBundle({ bundleName, kind: input.kind });
       if (!prepared.ok) throw new BundleRejected(prepared.error);
-      await begin();
+      begin();
       // The bundle's own backup hook runs first (like the reference's onBackup/onBackupEx), under the deadline.
       const hook = prepared.hooks.includes('onBackupEx') ? 'onBackupEx' : prepared.hooks.includes('onBackup') ? 'onBackup' : undefined;
       let hookOutput = '';

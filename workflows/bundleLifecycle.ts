@@ -45,12 +45,12 @@ export interface BundleWork {
   /** Milliseconds left before the deadline (hooks get this as their own limit). */
   remainingMs: () => number;
   /**
-   * Call once the bundle has begun, before any file event. It waits until the
-   * session holds the begin, so no event of the bundle can overtake it, and a
-   * send rate the tool sets in onBundleBegin has a round trip more to arrive
-   * before the hand-over starts.
+   * Call once the bundle has begun, before any file event. The begin is sent
+   * without waiting for it to land, so the work goes on in the same workflow
+   * task: the session holds back a bundle's events that overtake its begin,
+   * and the bundle's end is reported only after its begin has landed.
    */
-  begin: () => Promise<void>;
+  begin: () => void;
 }
 
 class DeadlinePassed extends Error {}
@@ -74,14 +74,16 @@ export async function runBundleLifecycle(
   });
 
   let begun = false;
+  let beginLanded: Promise<void> = Promise.resolve();
   const scope = new CancellationScope();
   const workDone = scope.run(() =>
     work({
       report,
       remainingMs: () => Math.max(1, deadline - Date.now()),
-      begin: async () => {
-        await report({ type: 'bundleBegin', bundleName });
+      begin: () => {
         begun = true;
+        // Outside the work's scope: cancelling the work must not cancel the begin the tool is owed.
+        beginLanded = CancellationScope.nonCancellable(() => report({ type: 'bundleBegin', bundleName }));
       },
     }),
   );
@@ -102,6 +104,7 @@ export async function runBundleLifecycle(
   const ended = (outcome: string) =>
     metricMeter.createCounter('ohbackup_bundles', 'bundles', 'bundles ended, by kind and outcome').add(1, { kind: input.kind, outcome });
   if (!end) {
+    await beginLanded;
     await report({ type: 'resultReport', bundleName, result }, { type: 'bundleEnd', bundleName });
     ended('done');
     return;
@@ -112,6 +115,7 @@ export async function runBundleLifecycle(
     scope.cancel();
     await workDone.catch(() => undefined);
     await cleanUp().catch(() => undefined);
+    await beginLanded.catch(() => undefined);
     if (!begun) await report({ type: 'bundleBegin', bundleName, error: failed });
     else {
       const info = { resultInfo: { errorCode: failed.code, errorInfo: failed.message, type: 'ErrorInfo' } };

@@ -37,7 +37,7 @@ export async function bundleRestoreWorkflow(input: BundleWorkflowInput): Promise
       const started = Date.now();
       const prepared = await prepareBundle({ bundleName: target, kind: 'restore', install: input.request.install });
       if (!prepared.ok) throw new BundleRejected(prepared.error);
-      await begin();
+      begin();
       setCurrentDetails('waiting for the tool to write the files and publish them');
       while (!(await condition(() => published, '5 seconds'))) {
         await report({ type: 'process', bundleName, process: processJson('waiting for the tool to write the files and publish them', Date.now()) });

@@ -79,6 +79,8 @@ interface BundleSlot extends BundleOutcome {
   published: boolean;
   /** Restore: targets made before the bundle began; emitted right after its onBundleBegin. */
   deferred: EventBody[];
+  /** The child's events that overtook its begin (it does not wait for the begin to land): accepted right after it. */
+  early?: EventBody[];
   /** Restore: the uris the tool asked targets for (each once). */
   requested: string[];
   /** The tool could not be given one of its files (e.g. its fd cap): the bundle ends with this. */
@@ -328,6 +330,10 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     const slot = slotOf(body.bundleName);
     if (!slot) return;
     const ended = slot.state === 'done' || slot.state === 'failed' || slot.state === 'cancelled';
+    if (body.type !== 'bundleBegin' && slot.state === 'running' && !slot.begun && !slot.error) {
+      (slot.early ??= []).push(body);
+      return;
+    }
     switch (body.type) {
       case 'bundleBegin':
         if (slot.state !== 'pending' && slot.state !== 'running') return;
@@ -335,8 +341,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
         if (body.error) slot.error = body.error;
         else slot.begun = true;
         emit(body);
-        // Restore targets the tool asked for before the bundle began follow its onBundleBegin.
+        // Restore targets the tool asked for before the bundle began follow its onBundleBegin, then what overtook it.
         for (const ev of slot.deferred.splice(0)) accept(withNextIndex(slot, ev));
+        for (const ev of slot.early?.splice(0) ?? []) accept(ev);
         return;
       case 'fileReady':
         if (ended || slot.deliveryError || body.fileIndex < slot.nextFileIndex) return;
