@@ -90,6 +90,8 @@ async function workflowTaskFailure(workflowId) {
  */
 async function session({ bundles, onBegin, timeoutMs, what }) {
   const times = [];
+  /** When the worker let each file go (file.readyAt, the worker's clock, ms). */
+  const readyAts = [];
   const errors = [];
   // A notice, not a failure: the tool's event queries went unanswered for a while and the session went on.
   let serviceDied = 0;
@@ -107,6 +109,7 @@ async function session({ bundles, onBegin, timeoutMs, what }) {
         return;
       }
       times.push(performance.now());
+      if (typeof file.readyAt === 'number') readyAts.push(file.readyAt);
       closeSync(file.fd);
     },
     onBundleEnd(err, name) {
@@ -123,7 +126,7 @@ async function session({ bundles, onBegin, timeoutMs, what }) {
   try {
     await s.appendBundles(bundles);
     const endedAt = await withTimeout(ended, timeoutMs, what);
-    return { ms: endedAt - started, times, errors, serviceDied };
+    return { ms: endedAt - started, times, readyAts, errors, serviceDied };
   } catch (err) {
     const hint = await workflowTaskFailure(s.sessionId);
     if (hint && err instanceof Error) err.message += ` (session workflow ${s.sessionId}: workflow task failed: ${hint})`;
@@ -153,7 +156,24 @@ export async function handOverRate({ bundle, rate, timeoutMs }) {
   const n = t.length;
   const spanS = (t[n - 1] - t[0]) / 1000;
   const achieved = n > 1 && spanS > 0 ? (n - 1) / spanS : NaN;
-  // Least squares of index on time (files per second).
+  // The hand-over itself: when the worker let each file go. What the tool saw adds the event transport's jitter.
+  const released = r.readyAts.length === n ? r.readyAts.slice().sort((a, b) => a - b) : undefined;
+  return {
+    rate,
+    files: n,
+    spanS,
+    achieved,
+    slope: released ? leastSquaresRate(released) : leastSquaresRate(t),
+    slopeSource: released ? 'file.readyAt (worker)' : 'onFileReady (tool)',
+    received: { achieved, slope: leastSquaresRate(t) },
+    serviceDied: r.serviceDied,
+  };
+}
+
+/** Least-squares slope of file number on time (files per second; times in ms). */
+function leastSquaresRate(t) {
+  const n = t.length;
+  if (n < 2) return NaN;
   const mt = t.reduce((a, x) => a + x, 0) / n;
   const mi = (n - 1) / 2;
   let sxy = 0;
@@ -162,7 +182,7 @@ export async function handOverRate({ bundle, rate, timeoutMs }) {
     sxy += (x - mt) * (i - mi);
     sxx += (x - mt) ** 2;
   });
-  return { rate, files: n, spanS, achieved, slope: sxx > 0 ? (sxy / sxx) * 1000 : NaN, serviceDied: r.serviceDied };
+  return sxx > 0 ? (sxy / sxx) * 1000 : NaN;
 }
 
 /** One session of many (empty) bundles: session start → onAllBundlesEnd. */
