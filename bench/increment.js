@@ -77,5 +77,5 @@ export async function incrementalRun({ bundles, base, out, manifestDir, rate, ti
   if (errors.length) throw new Error(`the incremental backup had errors:\n  ${errors.slice(0, 5).join('\n  ')}`);
   const missing = bundles.filter((b) => !manifests[b]);
   if (missing.length) throw new Error(`the incremental backup handed over no manifest for ${missing.join(', ')}`);
-  return { ms, files, bytes, manifests };
+  return { ms, files, bytes, manifests, sessionId: session.sessionId };
 }

@@ -46,7 +46,8 @@ export async function startWorkerProcess({ label, address, dataRoot, stateDir, t
   const child = track(
     spawn(process.execPath, [...nodeArgs, path.join(projectRoot, 'dist/workers/main.js')], {
       cwd: projectRoot,
-      env: { ...process.env, TEMPORAL_ADDRESS: address, OHBACKUP_DATA_ROOT: dataRoot, OHBACKUP_TASK_QUEUE: taskQueue, OHBACKUP_STATE_DIR: stateDir },
+      // Two malloc arenas, as bin/ohbackup starts every worker.
+      env: { MALLOC_ARENA_MAX: '2', ...process.env, TEMPORAL_ADDRESS: address, OHBACKUP_DATA_ROOT: dataRoot, OHBACKUP_TASK_QUEUE: taskQueue, OHBACKUP_STATE_DIR: stateDir },
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   );

@@ -23,6 +23,7 @@ export async function startWorkerProcess(opts: {
 }): Promise<WorkerProcess> {
   const child = spawn(process.execPath, [MAIN], {
     env: {
+      MALLOC_ARENA_MAX: '2', // as bin/ohbackup starts workers
       ...process.env,
       TEMPORAL_ADDRESS: opts.address ?? temporalAddress(),
       OHBACKUP_TASK_QUEUE: opts.taskQueue,
