@@ -24,7 +24,7 @@
  * depth-first, a folder before its contents. Memory: one folder's list of
  * names per depth level, plus the chain of not-yet-yielded ancestors.
  */
-import { lstatSync, promises as fsp, type Stats } from 'node:fs';
+import { lstatSync, promises as fsp, readdirSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import picomatch from 'picomatch';
 
@@ -121,60 +121,65 @@ export async function* walkBundle(dataDir: string, profile: WalkProfile): AsyncG
     }
   }
 
-  async function* walkDir(rel: string, abs: string): AsyncGenerator<WalkItem> {
-    let names: string[];
-    try {
-      names = [];
-      for await (const d of await fsp.opendir(abs)) names.push(d.name);
-    } catch (err) {
-      if (rel === '') throw err;
-      // Only report a folder that was wanted or could hold wanted things (it is on the chain).
-      yield { type: 'skipped', path: rel, reason: errnoOf(err) };
-      return;
+  // Depth first with an explicit stack and synchronous listings: one generator step per item (nested
+  // async generators and a directory iterator cost several promises per item, each seen by async hooks).
+  interface Frame {
+    rel: string;
+    abs: string;
+    names: string[];
+    next: number;
+  }
+  const listing = (abs: string) => readdirSync(abs).sort(byteOrder);
+  const stack: Frame[] = [{ rel: '', abs: dataDir, names: listing(dataDir), next: 0 }];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    if (top.next >= top.names.length) {
+      stack.pop();
+      if (top.rel !== '') chain.pop();
+      continue;
     }
-    if (rel !== '' && included(rel)) yield* flushChain();
-    names.sort(byteOrder);
-
-    for (const name of names) {
-      const childRel = rel === '' ? name : `${rel}/${name}`;
-      if (excluded(childRel)) continue;
-      const childAbs = path.join(abs, name);
-      let st: Stats;
+    const name = top.names[top.next++]!;
+    const childRel = top.rel === '' ? name : `${top.rel}/${name}`;
+    if (excluded(childRel)) continue;
+    const childAbs = path.join(top.abs, name);
+    let st: Stats;
+    try {
+      // Synchronous: a metadata lookup costs less than its thread-pool round trip.
+      st = lstatSync(childAbs);
+    } catch (err) {
+      // Vanished since the listing: nothing to back up, but said, like any file gone before it was read.
+      if (included(childRel)) yield { type: 'skipped', path: childRel, reason: errnoOf(err) === 'ENOENT' ? 'vanished' : errnoOf(err) };
+      continue;
+    }
+    const entry: WalkEntry = {
+      type: 'entry',
+      path: childRel,
+      kind: st.isDirectory() ? 'dir' : 'file',
+      size: st.isDirectory() ? 0 : st.size,
+      mode: st.mode & 0o7777,
+      mtimeMs: st.mtimeMs,
+      absPath: childAbs,
+    };
+    if (st.isDirectory()) {
+      if (!included(childRel) && !mayContain(childRel)) continue;
+      let names: string[];
       try {
-        // Synchronous: a metadata lookup costs less than its thread-pool round trip.
-        st = lstatSync(childAbs);
+        names = listing(childAbs);
       } catch (err) {
-        // Vanished since the listing: nothing to back up, but said, like any file gone before it was read.
-        if (included(childRel)) yield { type: 'skipped', path: childRel, reason: errnoOf(err) === 'ENOENT' ? 'vanished' : errnoOf(err) };
+        // Only report a folder that was wanted or could hold wanted things (as this one).
+        yield { type: 'skipped', path: childRel, reason: errnoOf(err) };
         continue;
       }
-      const entry: WalkEntry = {
-        type: 'entry',
-        path: childRel,
-        kind: st.isDirectory() ? 'dir' : 'file',
-        size: st.isDirectory() ? 0 : st.size,
-        mode: st.mode & 0o7777,
-        mtimeMs: st.mtimeMs,
-        absPath: childAbs,
-      };
-      if (st.isDirectory()) {
-        if (!included(childRel) && !mayContain(childRel)) continue;
-        chain.push({ entry, yielded: false });
-        try {
-          yield* walkDir(childRel, childAbs);
-        } finally {
-          chain.pop();
-        }
-      } else if (!included(childRel)) {
-        continue;
-      } else if (st.isFile()) {
-        yield* flushChain();
-        yield entry;
-      } else {
-        yield { type: 'skipped', path: childRel, reason: specialKind(st) };
-      }
+      chain.push({ entry, yielded: false });
+      if (included(childRel)) yield* flushChain();
+      stack.push({ rel: childRel, abs: childAbs, names, next: 0 });
+    } else if (!included(childRel)) {
+      continue;
+    } else if (st.isFile()) {
+      yield* flushChain();
+      yield entry;
+    } else {
+      yield { type: 'skipped', path: childRel, reason: specialKind(st) };
     }
   }
-
-  yield* walkDir('', dataDir);
 }
