@@ -361,7 +361,7 @@ try {
     'ohbackup packs into the bundle temp area (SHA-256 on the way, no fsync: the area is transient) and the tool links each handed-over file into the set when it can (same filesystem, its own file), else copies it in the kernel; tar and restic write once and do not fsync.',
     `Restore: restoreFromSet (what \`ohbackup restore\` drives) onto an empty data root served by a second worker process started before the timer, so worker start-up is not counted (\`restore --to\` would count it).`,
     `Worker RSS: VmRSS of the backup worker process sampled every 100 ms during each full backup, with VmHWM reset (clear_refs) before it where allowed; the largest over rounds.`,
-    'Hand-over rate: one session per rate on a bundle of 2.1 MiB sparse files, updateSendRate in onBundleBegin, rate = the least-squares slope of file number over the time the worker let each file go (file.readyAt; manage.json included). What the tool saw (onFileReady times: the same plus the event transport's batching and polling jitter, which over a few seconds bends the slope by several per cent) is in the log and the JSON.',
+    'Hand-over rate: one session per rate on a bundle of 2.1 MiB sparse files, updateSendRate in onBundleBegin, rate = the least-squares slope of file number over the time the worker let each file go (file.readyAt; manage.json included). What the tool saw (onFileReady times: the same plus the batching and polling jitter of the event transport, which over a few seconds bends the slope by several per cent) is in the log and the JSON.',
   );
   notes.push(
     haveIncrement
