@@ -36,6 +36,7 @@ export type BundleView = 'appended' | 'running' | 'ended';
 const IDLE_POLL_MS = 25;
 const IDLE_POLL_MAX_MS = 400;
 const QUERY_DEADLINE_MS = 5_000;
+/** Acknowledgements are signals, each a workflow task and a history event for the session: at most this often (and at the end). */
 const ACK_EVERY_MS = 300;
 /** Failures shorter than this (e.g. the workflow's first task still running) are not an outage. */
 const OUTAGE_AFTER_MS = 2_000;
@@ -126,7 +127,7 @@ export class EventPump {
         if (this.stopped) break;
         if (ev.seq > this.delivered) await this.deliver(ev);
       }
-      await this.ack(events.length === 0);
+      await this.ack(false);
       if (events.length > 0) idle = IDLE_POLL_MS;
       else {
         await this.pause(idle);
