@@ -17,6 +17,7 @@ import { buildCapabilities } from './capabilities.js';
 import { handOverFiles, type HandOverResult } from './handOver.js';
 import { readManifest } from './manifest.js';
 import { packBundle, readManageIndex } from './packBundle.js';
+import { oneAttemptAtATime } from './oneAttemptAtATime.js';
 import { ProgressReporter } from './progressReporter.js';
 import { runHook } from './runHook.js';
 import { scanDataSize, type SizeScanItem } from './scanDataSize.js';
@@ -73,61 +74,63 @@ export function createActivities(device: DeviceConfig) {
       baseManifestPath?: string;
       baseTime?: number;
     }) {
-      const ctx = Context.current();
-      const loaded = await loadBundle(device.dataRoot, input.bundleName);
-      if (!loaded.ok) throw codedFailure(loaded.error.code, loaded.error.message);
-      // Incremental: compare against the previous backup's manifest and write the new full one.
-      let base: Awaited<ReturnType<typeof readManifest>>['entries'] | undefined;
-      if (input.baseManifestPath) {
-        try {
-          base = (await readManifest(input.baseManifestPath)).entries;
-        } catch (err) {
-          throw codedFailure(ErrorCode.INVALID_ARGUMENT, `the previous manifest of ${input.bundleName} is not valid: ${(err as Error).message}`);
+      return oneAttemptAtATime(`pack:${input.sessionId}/${input.bundleName}`, async () => {
+        const ctx = Context.current();
+        const loaded = await loadBundle(device.dataRoot, input.bundleName);
+        if (!loaded.ok) throw codedFailure(loaded.error.code, loaded.error.message);
+        // Incremental: compare against the previous backup's manifest and write the new full one.
+        let base: Awaited<ReturnType<typeof readManifest>>['entries'] | undefined;
+        if (input.baseManifestPath) {
+          try {
+            base = (await readManifest(input.baseManifestPath)).entries;
+          } catch (err) {
+            throw codedFailure(ErrorCode.INVALID_ARGUMENT, `the previous manifest of ${input.bundleName} is not valid: ${(err as Error).message}`);
+          }
         }
-      }
-      const manifestPath = input.kind === 'incremental' ? `${packDir(input.sessionId, input.bundleName)}/${MANIFEST_NAME}` : undefined;
-      const progress = new ProgressReporter(ctx.client, input.sessionWorkflowId, input.bundleName);
-      // A retry (say, after the worker was killed) keeps the slices and big files
-      // an earlier attempt completed; the first attempt starts clean.
-      const resume = ctx.info.attempt > 1;
-      progress.start(resume ? 'packing: resuming' : 'packing: 0 files, 0 bytes');
-      try {
-        const summary = await packBundle({
-          bundleName: input.bundleName,
-          dataDir: bundlePaths(device.dataRoot, input.bundleName).data,
-          outDir: packDir(input.sessionId, input.bundleName),
-          profile: loaded.config,
-          resume,
-          base,
-          baseTime: input.baseTime,
-          manifestPath,
-          // The heartbeat carries the durable point: { files, bytes, phase, durable }.
-          onProgress: (p) => {
-            ctx.heartbeat(p);
-            progress.update(
-              p.phase === 'verify'
-                ? `packing: resuming, ${p.durable} packed files checked`
-                : `packing: ${p.files} files, ${p.bytes} bytes${p.phase === 'scan' ? ' (resuming)' : ''}`,
-            );
-          },
-          signal: ctx.cancellationSignal,
-        });
-        if (summary.resumed) ctx.log.info('packBundleData resumed', { attempt: ctx.info.attempt, ...summary.resumed });
-        return {
-          files: summary.files,
-          dirs: summary.dirs,
-          bytes: summary.bytes,
-          skipped: summary.skipped,
-          handOver: summary.handOver + 1,
-          changed: summary.changed,
-          unchanged: summary.unchanged,
-          deleted: summary.deleted,
-        };
-      } catch (err) {
-        throw asFailure(err, ErrorCode.TAR_FAILED);
-      } finally {
-        progress.stop();
-      }
+        const manifestPath = input.kind === 'incremental' ? `${packDir(input.sessionId, input.bundleName)}/${MANIFEST_NAME}` : undefined;
+        const progress = new ProgressReporter(ctx.client, input.sessionWorkflowId, input.bundleName);
+        // A retry (say, after the worker was killed) keeps the slices and big files
+        // an earlier attempt completed; the first attempt starts clean.
+        const resume = ctx.info.attempt > 1;
+        progress.start(resume ? 'packing: resuming' : 'packing: 0 files, 0 bytes');
+        try {
+          const summary = await packBundle({
+            bundleName: input.bundleName,
+            dataDir: bundlePaths(device.dataRoot, input.bundleName).data,
+            outDir: packDir(input.sessionId, input.bundleName),
+            profile: loaded.config,
+            resume,
+            base,
+            baseTime: input.baseTime,
+            manifestPath,
+            // The heartbeat carries the durable point: { files, bytes, phase, durable }.
+            onProgress: (p) => {
+              ctx.heartbeat(p);
+              progress.update(
+                p.phase === 'verify'
+                  ? `packing: resuming, ${p.durable} packed files checked`
+                  : `packing: ${p.files} files, ${p.bytes} bytes${p.phase === 'scan' ? ' (resuming)' : ''}`,
+              );
+            },
+            signal: ctx.cancellationSignal,
+          });
+          if (summary.resumed) ctx.log.info('packBundleData resumed', { attempt: ctx.info.attempt, ...summary.resumed });
+          return {
+            files: summary.files,
+            dirs: summary.dirs,
+            bytes: summary.bytes,
+            skipped: summary.skipped,
+            handOver: summary.handOver + 1,
+            changed: summary.changed,
+            unchanged: summary.unchanged,
+            deleted: summary.deleted,
+          };
+        } catch (err) {
+          throw asFailure(err, ErrorCode.TAR_FAILED);
+        } finally {
+          progress.stop();
+        }
+      });
     },
 
     /**
@@ -246,42 +249,44 @@ export function createActivities(device: DeviceConfig) {
 
     /** Restore: verifies the tool's files against their index, unpacks them safely and applies them (api.md §9). */
     async applyRestoreData(input: { sessionId: string; sessionWorkflowId: string; bundleName: string }) {
-      const ctx = Context.current();
-      const loaded = await loadBundle(device.dataRoot, input.bundleName);
-      if (!loaded.ok) throw codedFailure(loaded.error.code, loaded.error.message);
-      const paths = bundlePaths(device.dataRoot, input.bundleName);
-      const work = restoreDir(input.sessionId, input.bundleName);
-      const progress = new ProgressReporter(ctx.client, input.sessionWorkflowId, input.bundleName);
-      progress.start('verifying: 0 files, 0 bytes');
-      try {
-        // An increment (its index lists deletions) is merged into the current data; a full set replaces it.
-        const increment = await readManageIndex(`${work}/files/manage.json`).then(
-          (index) => index.incremental !== undefined,
-          () => false, // applyRestore reports the invalid index itself
-        );
-        const tempOnly = loaded.config.fullBackupOnly && !increment;
-        return await applyRestore({
-          bundleName: input.bundleName,
-          restoreDir: `${work}/files`,
-          dataDir: paths.data,
-          // fullBackupOnly: the verified tree stays in the temp area, outside the session's folder so release keeps it.
-          stagingDir: tempOnly ? `${paths.restoreTemp}/restored-${input.sessionId}` : `${work}/staging`,
-          mode: increment ? 'merge' : tempOnly ? 'tempOnly' : 'apply',
-          signal: ctx.cancellationSignal,
-          onProgress: (p) => {
-            ctx.heartbeat(p);
-            progress.update(`restoring: ${p.files} files, ${p.bytes} bytes`);
-          },
-        });
-      } catch (err) {
-        if (err instanceof RestoreRejected) {
-          ctx.metricMeter.createCounter('ohbackup_restore_verification_failures', 'bundles', 'restores refused by verification').add(1);
-          throw codedFailure(err.code, err.message);
+      return oneAttemptAtATime(`apply:${input.sessionId}/${input.bundleName}`, async () => {
+        const ctx = Context.current();
+        const loaded = await loadBundle(device.dataRoot, input.bundleName);
+        if (!loaded.ok) throw codedFailure(loaded.error.code, loaded.error.message);
+        const paths = bundlePaths(device.dataRoot, input.bundleName);
+        const work = restoreDir(input.sessionId, input.bundleName);
+        const progress = new ProgressReporter(ctx.client, input.sessionWorkflowId, input.bundleName);
+        progress.start('verifying: 0 files, 0 bytes');
+        try {
+          // An increment (its index lists deletions) is merged into the current data; a full set replaces it.
+          const increment = await readManageIndex(`${work}/files/manage.json`).then(
+            (index) => index.incremental !== undefined,
+            () => false, // applyRestore reports the invalid index itself
+          );
+          const tempOnly = loaded.config.fullBackupOnly && !increment;
+          return await applyRestore({
+            bundleName: input.bundleName,
+            restoreDir: `${work}/files`,
+            dataDir: paths.data,
+            // fullBackupOnly: the verified tree stays in the temp area, outside the session's folder so release keeps it.
+            stagingDir: tempOnly ? `${paths.restoreTemp}/restored-${input.sessionId}` : `${work}/staging`,
+            mode: increment ? 'merge' : tempOnly ? 'tempOnly' : 'apply',
+            signal: ctx.cancellationSignal,
+            onProgress: (p) => {
+              ctx.heartbeat(p);
+              progress.update(`restoring: ${p.files} files, ${p.bytes} bytes`);
+            },
+          });
+        } catch (err) {
+          if (err instanceof RestoreRejected) {
+            ctx.metricMeter.createCounter('ohbackup_restore_verification_failures', 'bundles', 'restores refused by verification').add(1);
+            throw codedFailure(err.code, err.message);
+          }
+          throw asFailure(err, ErrorCode.UNTAR_FAILED);
+        } finally {
+          progress.stop();
         }
-        throw asFailure(err, ErrorCode.UNTAR_FAILED);
-      } finally {
-        progress.stop();
-      }
+      });
     },
 
     async cleanRestoreSession(input: { sessionId: string; bundleName: string }): Promise<void> {
