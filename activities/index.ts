@@ -200,9 +200,11 @@ export function createActivities(device: DeviceConfig) {
       return true;
     },
 
-    async handOverFiles(input: { sessionId: string; sessionWorkflowId: string; bundleName: string; from: number; kind?: SessionKind }): Promise<HandOverResult> {
+    async handOverFiles(input: { sessionId: string; sessionWorkflowId: string; bundleName: string; from: number; kind?: SessionKind; sendRate?: number }): Promise<HandOverResult> {
       const ctx = Context.current();
       return handOverFiles(ctx.client, {
+        // A retry may start long after it was scheduled: it asks the bundle for its rate instead.
+        sendRate: ctx.info.attempt === 1 ? input.sendRate : undefined,
         manifestPath: input.kind === 'incremental' ? `${packDir(input.sessionId, input.bundleName)}/${MANIFEST_NAME}` : undefined,
         sessionWorkflowId: input.sessionWorkflowId,
         bundleWorkflowId: bundleWorkflowId(input.sessionId, input.bundleName),

@@ -69,6 +69,7 @@ import {
 } from '../common/manageIndex.js';
 import type { ManifestEntry } from '../common/manifest.js';
 import { ManifestWriter } from './manifest.js';
+import { Pacer } from './pacer.js';
 import { specialKind, walkBundle, type WalkEntry, type WalkProfile } from './walkBundle.js';
 
 export type PackLimits = { -readonly [K in keyof typeof PACK_LIMITS]: number };
@@ -665,16 +666,6 @@ function readSmallFile(absPath: string, maxBytes: number): { data: Buffer; mode:
   }
 }
 
-/** Lets the event loop run (heartbeats, other bundles) at least every few milliseconds of synchronous reading. */
-class Pacer {
-  #since = performance.now();
-  async maybeYield(): Promise<void> {
-    if (performance.now() - this.#since < 8) return;
-    await new Promise((resolve) => setImmediate(resolve));
-    this.#since = performance.now();
-  }
-}
-
 /** SHA-256 of exactly `size` bytes of an open file, or undefined when it does not hold that many now. */
 async function hashOpenFile(fh: fsp.FileHandle, size: number, progress: Progress, signal?: AbortSignal): Promise<string | undefined> {
   const hash = createHash('sha256');
@@ -866,7 +857,8 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
       }
       if (track) await recordKeptBefore();
       progress.phase = 'pack';
-      await pacer.maybeYield();
+      const turn = pacer.due();
+      if (turn) await turn;
       const next = pending[0];
       if (next && Buffer.compare(key, walkKey(lastPath(next.handed))) >= 0) {
         if (item.type === 'entry' && item.kind === 'file' && item.path === lastPath(next.handed)) {

@@ -27,6 +27,7 @@
 import { lstatSync, promises as fsp, readdirSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import picomatch from 'picomatch';
+import { Pacer } from './pacer.js';
 
 export type WalkItem =
   | {
@@ -131,7 +132,11 @@ export async function* walkBundle(dataDir: string, profile: WalkProfile): AsyncG
   }
   const listing = (abs: string) => readdirSync(abs).sort(byteOrder);
   const stack: Frame[] = [{ rel: '', abs: dataDir, names: listing(dataDir), next: 0 }];
+  // All of it is synchronous: a walk of a big tree must still let heartbeats and queries through.
+  const pacer = new Pacer();
   while (stack.length > 0) {
+    const turn = pacer.due();
+    if (turn) await turn;
     const top = stack[stack.length - 1]!;
     if (top.next >= top.names.length) {
       stack.pop();

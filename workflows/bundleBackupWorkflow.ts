@@ -94,7 +94,8 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
           await report({ type: 'process', bundleName, process: processJson(`paused at ${next}/${packed.handOver} files`, Date.now()) });
         }
         setCurrentDetails(`handing over from file ${next} of ${packed.handOver}`);
-        const r = await handOverFiles({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName, from: next, kind: input.kind });
+        // The rate as this workflow holds it now (after toolBegun it includes the tool's own): saves the activity a first query.
+        const r = await handOverFiles({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName, from: next, kind: input.kind, sendRate });
         next = r.next;
       }
       setCurrentDetails(`done: ${packed.files} files, ${packed.bytes} bytes`);
