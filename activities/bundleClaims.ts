@@ -7,7 +7,8 @@ import { Context } from '@temporalio/activity';
 import { WithStartWorkflowOperation } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import { bundleClaimWorkflowId } from '../common/deviceKey.js';
-import { bundleClaimWorkflow, claimBundlesUpdate, releaseBundleClaimsUpdate, type ClaimAnswer } from '../workflows/bundleClaimWorkflow.js';
+import type { bundleClaimWorkflow } from '../workflows/bundleClaimWorkflow.js';
+import { claimBundlesUpdate, releaseBundleClaimsUpdate, type ClaimAnswer } from '../common/messages.js';
 
 export function createBundleClaimActivities() {
   return {
@@ -18,7 +19,7 @@ export function createBundleClaimActivities() {
      */
     async claimBundles(input: { deviceKey: string; taskQueue: string; sessionWorkflowId: string; bundleNames: string[]; claimId: string }): Promise<ClaimAnswer> {
       const { client } = Context.current();
-      const start = new WithStartWorkflowOperation(bundleClaimWorkflow, {
+      const start = new WithStartWorkflowOperation<typeof bundleClaimWorkflow>('bundleClaimWorkflow', {
         workflowId: bundleClaimWorkflowId(input.deviceKey),
         taskQueue: input.taskQueue,
         args: [{ deviceKey: input.deviceKey }],

@@ -8,8 +8,9 @@ import { randomUUID } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { BundleNameSchema, SessionIdSchema, bundlePaths, type HookName } from '../common/device.js';
-import { ErrorCode, FAILURE_TYPE, codeForSystemError, errorInfo, type ErrorInfo } from '../common/errors.js';
+import { ErrorCode, codeForSystemError, errorInfo, type ErrorInfo } from '../common/errors.js';
 import { bundleWorkflowId, type BundleInstall, type SessionKind } from '../common/session.js';
+import { codedFailure, isPlainUri } from '../common/rules.js';
 import { installBundle, loadBundle } from './bundleProfile.js';
 import { applyRestore, RestoreRejected } from './applyRestore.js';
 import { createBundleClaimActivities } from './bundleClaims.js';
@@ -22,7 +23,7 @@ import { ProgressReporter } from './progressReporter.js';
 import { runHook } from './runHook.js';
 import { scanDataSize, type SizeScanItem } from './scanDataSize.js';
 import { runScheduledBackup } from './scheduledBackup.js';
-import { bundleEventsSignal } from '../workflows/sessionWorkflow.js';
+import { bundleEventsSignal } from '../common/messages.js';
 
 export interface DeviceConfig {
   /** The device's data root: one folder per bundle (api.md §7). */
@@ -35,11 +36,6 @@ export interface DeviceConfig {
 const MANIFEST_NAME = 'manifest.jsonl';
 
 export type HookResult = { ran: false; output: '' } | { ran: true; output: string; durationMs: number; truncated: boolean };
-
-/** A failure the workflow maps to a reference code; not retried. */
-function codedFailure(code: number, detail: string): ApplicationFailure {
-  return ApplicationFailure.create({ type: FAILURE_TYPE, message: errorInfo(code, detail).message, details: [code], nonRetryable: true });
-}
 
 export function createActivities(device: DeviceConfig) {
   // Folder names from a session ID and a bundle name: checked here too, so a session workflow
@@ -233,7 +229,7 @@ export function createActivities(device: DeviceConfig) {
      * emptied and reused, which keeps a retry after a worker death harmless.
      */
     async createRestoreTarget(input: { sessionId: string; bundleName: string; uri: string }): Promise<{ ok: true; path: string } | { ok: false; error: ErrorInfo }> {
-      if (!/^[0-9A-Za-z_.]+$/.test(input.uri) || input.uri === '.' || input.uri === '..') {
+      if (!isPlainUri(input.uri)) {
         return { ok: false, error: errorInfo(ErrorCode.INVALID_ARGUMENT, `uri "${input.uri}" is not a plain file name`) };
       }
       const dir = `${restoreDir(input.sessionId, input.bundleName)}/files`;

@@ -11,9 +11,10 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ScheduledBackupRequest, ScheduledBackupSummary } from '../common/scheduledBackup.js';
 import type { BundleOutcome } from '../common/session.js';
+import { runOutcome } from '../common/rules.js';
 import { SET_SUMMARY, readSetInfo, type BackupSetSummary } from '../client/backupSet.js';
 import { SetupError, runBackup, sessionUiUrl } from '../client/commands/backup.js';
-import { releaseUpdate } from '../workflows/sessionWorkflow.js';
+import { releaseUpdate } from '../common/messages.js';
 
 /** What an attempt records in its heartbeat, for a retry to clean up after it. */
 interface AttemptDetails {
@@ -71,8 +72,7 @@ export async function runScheduledBackup(input: ScheduledBackupRequest & { setNa
 }
 
 function summarize({ base, error, ...s }: Omit<ScheduledBackupSummary, 'files' | 'bytes' | 'outcome'>): ScheduledBackupSummary {
-  const done = s.bundles.filter((b) => b.state === 'done').length;
-  const outcome = error || done === 0 ? 'failed' : done < s.bundles.length ? 'partial' : 'done';
+  const outcome = runOutcome(s.bundles, { error }) as ScheduledBackupSummary['outcome'];
   const files = s.bundles.reduce((n, b) => n + b.files, 0);
   const bytes = s.bundles.reduce((n, b) => n + b.bytes, 0);
   return { ...s, ...(base ? { base } : {}), files, bytes, outcome, ...(error ? { error } : {}) };

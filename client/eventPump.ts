@@ -18,7 +18,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { BusinessError } from '../common/businessError.js';
 import { ErrorCode, codeForSystemError, errorInfo, type ErrorInfo } from '../common/errors.js';
 import type { SessionEvent } from '../common/session.js';
-import { ackSignal, eventsQuery } from '../workflows/sessionWorkflow.js';
+import { ackSignal, eventsQuery } from '../common/messages.js';
 import { OpenFds } from './openFds.js';
 import type { GeneralCallbacks } from './types.js';
 

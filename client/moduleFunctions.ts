@@ -1,6 +1,7 @@
 /** The module functions of `backup` (api.md §4). */
 import { BACKUP_VERSION } from '../common/capabilities.js';
 import { DEFAULTS } from '../common/session.js';
+import { clampSendRate } from '../common/rules.js';
 import { openCapabilities } from './capabilities.js';
 import { deviceQueue, getClient } from './connection.js';
 import { toBusinessError } from './failures.js';
@@ -45,7 +46,7 @@ export function updateTimer(bundleName: string, timeout: number): boolean {
 /** Files per second handed to the tool for a running bundle: > 800 is 800; 0 pauses. */
 export function updateSendRate(bundleName: string, sendRate: number): boolean {
   parseArg(BundleNameArg, bundleName, 'bundleName');
-  const rate = Math.min(parseArg(SendRateArg, sendRate, 'sendRate'), DEFAULTS.maxSendRate);
+  const rate = clampSendRate(parseArg(SendRateArg, sendRate, 'sendRate'));
   const session = registry.running(bundleName);
   if (!session) return false;
   session.signalBundle(bundleName, 'updateSendRate', rate);

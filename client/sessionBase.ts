@@ -9,17 +9,9 @@ import { BusinessError } from '../common/businessError.js';
 import { OhbackupKind, OhbackupState } from '../common/searchAttributes.js';
 import { ErrorCode } from '../common/errors.js';
 import { bundleWorkflowId, type SessionKind, type SessionResult } from '../common/session.js';
-import { toolBegunSignal, updateSendRateSignal, updateTimerSignal } from '../workflows/bundleBackupWorkflow.js';
-import {
-  appendBundlesUpdate,
-  cancelBundleUpdate,
-  deliveryStoppedSignal,
-  eventsQuery,
-  getBackupDataSizeUpdate,
-  releaseUpdate,
-  sessionWorkflow,
-  type AppendRequest,
-} from '../workflows/sessionWorkflow.js';
+import { toolBegunSignal, updateSendRateSignal, updateTimerSignal } from '../common/messages.js';
+import type { sessionWorkflow } from '../workflows/sessionWorkflow.js';
+import { appendBundlesUpdate, cancelBundleUpdate, deliveryStoppedSignal, eventsQuery, getBackupDataSizeUpdate, releaseUpdate, type AppendRequest } from '../common/messages.js';
 import { z } from 'zod';
 import { DeviceIdSchema, workerTaskQueue } from '../common/deviceQueue.js';
 import { device as configuredDevice, getClient, taskQueue } from './connection.js';
@@ -111,7 +103,7 @@ export abstract class SessionBase implements OpenSession {
     let handle: WorkflowHandle<typeof sessionWorkflow>;
     if (!this.options.attachTo) {
       const o = this.options;
-      handle = await client.workflow.start(sessionWorkflow, {
+      handle = await client.workflow.start<typeof sessionWorkflow>('sessionWorkflow', {
         workflowId: this.sessionId,
         taskQueue: this.taskQueue,
         args: [

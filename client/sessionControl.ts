@@ -7,8 +7,9 @@ import type { Client } from '@temporalio/client';
 import { BusinessError } from '../common/businessError.js';
 import { ErrorCode } from '../common/errors.js';
 import { DEFAULTS, bundleWorkflowId, type BundleOutcome, type SessionResult } from '../common/session.js';
-import { updateSendRateSignal, updateTimerSignal } from '../workflows/bundleBackupWorkflow.js';
-import { cancelBundleUpdate, outcomesQuery, releaseUpdate } from '../workflows/sessionWorkflow.js';
+import { clampSendRate } from '../common/rules.js';
+import { updateSendRateSignal, updateTimerSignal } from '../common/messages.js';
+import { cancelBundleUpdate, outcomesQuery, releaseUpdate } from '../common/messages.js';
 import { getClient } from './connection.js';
 import { OhbackupBundles, OhbackupKind } from '../common/searchAttributes.js';
 import { toBusinessError } from './failures.js';
@@ -62,7 +63,7 @@ export class SessionControl {
   /** true when the bundle is running and its rate was set (above 800 is 800; 0 pauses). */
   updateSendRate(bundleName: string, sendRate: number): Promise<boolean> {
     parseArg(BundleNameArg, bundleName, 'bundleName');
-    const rate = Math.min(parseArg(SendRateArg, sendRate, 'sendRate'), DEFAULTS.maxSendRate);
+    const rate = clampSendRate(parseArg(SendRateArg, sendRate, 'sendRate'));
     return this.signalRunning(bundleName, () => this.bundle(bundleName).signal(updateSendRateSignal, rate));
   }
 

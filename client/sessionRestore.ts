@@ -3,7 +3,8 @@ import { z } from 'zod';
 import { BusinessError } from '../common/businessError.js';
 import { ErrorCode } from '../common/errors.js';
 import type { BundleRequest } from '../common/session.js';
-import { getFileHandleUpdate, publishFileUpdate } from '../workflows/sessionWorkflow.js';
+import { getFileHandleUpdate, publishFileUpdate } from '../common/messages.js';
+import { isPlainUri } from '../common/rules.js';
 import { readCapabilityFile } from './capabilities.js';
 import { appMappings } from './infos.js';
 import { settle } from './settle.js';
@@ -14,7 +15,6 @@ import { BundleListArg, BundleNameArg, InfosArg, checkAppendSize, parseArg } fro
 const FdArg = z.number().int().nonnegative();
 /** Types are 401; what the uri says is checked by checkUri (13900020). */
 const FileMetaArg = z.object({ bundleName: BundleNameArg, uri: z.string() });
-const URI_RULE = /^[0-9A-Za-z_.]+$/;
 /** A file name, as the filesystem allows one. */
 const MAX_URI_LENGTH = 255;
 
@@ -108,7 +108,7 @@ async function checkUri(uri: string, emptyAllowed: boolean): Promise<void> {
   if (uri.length > MAX_URI_LENGTH) {
     throw new BusinessError(ErrorCode.INVALID_ARGUMENT, `Invalid argument: uri ${shown} is ${uri.length} characters long; at most ${MAX_URI_LENGTH}`);
   }
-  if (!URI_RULE.test(uri) || uri === '.' || uri === '..') {
+  if (!isPlainUri(uri)) {
     throw new BusinessError(ErrorCode.INVALID_ARGUMENT, `Invalid argument: uri ${shown} may hold only 0-9, a-z, A-Z, "_" and ".", and is never a path`);
   }
 }

@@ -1,5 +1,6 @@
 /** Argument checks for every public call: a failure is a 401 BusinessError with a message naming the argument. */
 import { z } from 'zod';
+import { MAX_TIMEOUT_MS } from '../common/rules.js';
 import { BusinessError } from '../common/businessError.js';
 import { Client } from '@temporalio/client';
 import { BundleNameSchema, SessionIdSchema } from '../common/device.js';
@@ -46,7 +47,7 @@ export function checkAppendSize(strings: Array<string | undefined>, what: string
   }
 }
 
-export const TimeoutArg = z.number().int('must be a whole number of ms').min(0).max(14_400_000);
+export const TimeoutArg = z.number().int('must be a whole number of ms').min(0).max(MAX_TIMEOUT_MS);
 /** Any whole number ≥ 0 (z.int() would refuse whole numbers past 2^53, which are merely > 800 and clamped). */
 export const SendRateArg = z.number().min(0).refine(Number.isInteger, 'must be a whole number');
 
@@ -74,7 +75,7 @@ export const SessionOptionsArg = z.object(
     attachTo: SessionIdArg.optional(),
     cursorFile: z.string().min(1).max(4096).optional(),
     maxOpenFds: z.number().int().min(1).max(1_000_000).optional(),
-    fdWaitMs: z.number().int().min(0).max(14_400_000).optional(),
+    fdWaitMs: z.number().int().min(0).max(MAX_TIMEOUT_MS).optional(),
     device: z.union([DeviceIdSchema, z.null()]).optional(),
     // A Temporal Client of the caller's (a scheduled run passes its activity's own).
     client: z.custom<Client>((c) => c instanceof Client, 'options.client must be a Temporal Client').optional(),

@@ -3,6 +3,7 @@
  * every entry it holds, each with path, size, mode, mtime and SHA-256.
  */
 import { z } from 'zod';
+import { URI_PATTERN } from './rules.js';
 
 export const INDEX_URI = 'manage.json';
 export const INDEX_VERSION = 1;
@@ -23,7 +24,7 @@ export type IndexEntry = z.infer<typeof IndexEntrySchema>;
 
 export const HandedFileSchema = z.object({
   /** The FileMeta uri the tool sees: only [0-9a-zA-Z_.]. */
-  uri: z.string().regex(/^[0-9A-Za-z_.]+$/),
+  uri: z.string().regex(URI_PATTERN),
   kind: z.enum(['tar', 'file']),
   size: z.number().int().nonnegative(),
   sha256: z.string(),

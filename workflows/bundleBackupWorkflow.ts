@@ -4,15 +4,15 @@
  */
 import {
   condition,
-  defineQuery,
-  defineSignal,
   proxyActivities,
   proxyLocalActivities,
   setCurrentDetails,
   setHandler,
 } from '@temporalio/workflow';
+import { sendRateQuery, toolBegunSignal, updateSendRateSignal } from '../common/messages.js';
 import type { createActivities } from '../activities/index.js';
 import { DEFAULTS, processJson } from '../common/session.js';
+import { clampSendRate, preferredHook } from '../common/rules.js';
 import {
   BundleRejected,
   bundleActivityOptions,
@@ -22,17 +22,8 @@ import {
   type BundleWorkflowInput,
 } from './bundleLifecycle.js';
 
-export { updateTimerSignal, type BundleWorkflowInput } from './bundleLifecycle.js';
+export type { BundleWorkflowInput } from './bundleLifecycle.js';
 
-/** updateSendRate: files per second handed to the tool; 0 pauses. */
-export const updateSendRateSignal = defineSignal<[number]>('updateSendRate');
-/**
- * The tool has run onBundleBegin (sent after any rate it set there, on the same
- * ordered channel): the hand-over waits for it, briefly, so that rate paces the first file.
- */
-export const toolBegunSignal = defineSignal('toolBegun');
-/** The hand-over activity reads the current rate through this query. */
-export const sendRateQuery = defineQuery<number>('sendRate');
 
 const { packBundleData, handOverFiles, runBundleHook } = proxyActivities<ReturnType<typeof createActivities>>(bundleActivityOptions);
 const { prepareBundle } = proxyLocalActivities<ReturnType<typeof createActivities>>(prepareActivityOptions);
@@ -42,7 +33,7 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
   const { bundleName } = input.request;
   let sendRate: number = DEFAULTS.sendRate;
   setHandler(updateSendRateSignal, (rate) => {
-    sendRate = Math.min(Math.max(0, rate), DEFAULTS.maxSendRate);
+    sendRate = clampSendRate(rate);
   });
   setHandler(sendRateQuery, () => sendRate);
   let toolBegun = false;
@@ -58,7 +49,7 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
       if (!prepared.ok) throw new BundleRejected(prepared.error);
       begin();
       // The bundle's own backup hook runs first (like the reference's onBackup/onBackupEx), under the deadline.
-      const hook = prepared.hooks.includes('onBackupEx') ? 'onBackupEx' : prepared.hooks.includes('onBackup') ? 'onBackup' : undefined;
+      const hook = preferredHook(prepared.hooks, 'backup');
       let hookOutput = '';
       if (hook) {
         setCurrentDetails(`running hook ${hook}`);

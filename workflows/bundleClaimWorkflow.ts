@@ -12,7 +12,8 @@
  * sweep while claims are held. With no claims left the workflow completes;
  * with a long history it continues as new.
  */
-import { allHandlersFinished, condition, continueAsNew, defineQuery, defineUpdate, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { allHandlersFinished, condition, continueAsNew, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { bundleClaimsQuery, claimBundlesUpdate, releaseBundleClaimsUpdate, type ClaimAnswer } from '../common/messages.js';
 import type { createActivities } from '../activities/index.js';
 
 export interface BundleClaimInput {
@@ -21,20 +22,6 @@ export interface BundleClaimInput {
   claims?: Record<string, string>;
 }
 
-export interface ClaimRequest {
-  sessionWorkflowId: string;
-  bundleNames: string[];
-}
-
-export interface ClaimAnswer {
-  /** The requested bundles another running session holds (the rest are now the requester's). */
-  held: Array<{ bundleName: string; sessionWorkflowId: string }>;
-}
-
-export const claimBundlesUpdate = defineUpdate<ClaimAnswer, [ClaimRequest]>('claimBundles');
-/** Releases every claim of a session; answers how many it held. */
-export const releaseBundleClaimsUpdate = defineUpdate<number, [string]>('releaseBundleClaims');
-export const bundleClaimsQuery = defineQuery<Record<string, string>>('claims');
 
 const acts = proxyActivities<ReturnType<typeof createActivities>>({
   startToCloseTimeout: '15 seconds',

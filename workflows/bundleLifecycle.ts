@@ -11,12 +11,12 @@ import {
   type LocalActivityOptions,
   CancellationScope,
   condition,
-  defineSignal,
   getExternalWorkflowHandle,
   isCancellation,
   metricMeter,
   setHandler,
 } from '@temporalio/workflow';
+import { updateTimerSignal } from '../common/messages.js';
 import { ErrorCode, FAILURE_TYPE, errorInfo, type ErrorInfo } from '../common/errors.js';
 import { DEFAULTS, type BundleRequest, type EventBody, type SessionKind } from '../common/session.js';
 
@@ -28,9 +28,6 @@ export interface BundleWorkflowInput {
   /** Restore only: the tool already published the bundle's files before the child started. */
   published?: boolean;
 }
-
-/** updateTimer: re-arms the bundle's deadline to `ms` from now. */
-export const updateTimerSignal = defineSignal<[number]>('updateTimer');
 
 /** Thrown by the work when the bundle cannot run at all: it ends with onBundleBegin(err) + onBundleEnd(err). */
 export class BundleRejected extends Error {

@@ -4,9 +4,11 @@
  * and publish them, then verify, unpack and apply them, and run the bundle's
  * restore hook.
  */
-import { condition, defineSignal, proxyActivities, proxyLocalActivities, setCurrentDetails, setHandler } from '@temporalio/workflow';
+import { condition, proxyActivities, proxyLocalActivities, setCurrentDetails, setHandler } from '@temporalio/workflow';
+import { publishSignal } from '../common/messages.js';
 import type { createActivities } from '../activities/index.js';
 import { processJson } from '../common/session.js';
+import { preferredHook } from '../common/rules.js';
 import {
   BundleRejected,
   bundleActivityOptions,
@@ -15,9 +17,6 @@ import {
   runBundleLifecycle,
   type BundleWorkflowInput,
 } from './bundleLifecycle.js';
-
-/** The tool has written every file of the bundle (publishFile with uri ''). */
-export const publishSignal = defineSignal('publish');
 
 const { applyRestoreData, runBundleHook } = proxyActivities<ReturnType<typeof createActivities>>(bundleActivityOptions);
 const { prepareBundle } = proxyLocalActivities<ReturnType<typeof createActivities>>(prepareActivityOptions);
@@ -45,7 +44,7 @@ export async function bundleRestoreWorkflow(input: BundleWorkflowInput): Promise
       setCurrentDetails('verifying and applying');
       const applied = await applyRestoreData({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName: target });
       // The bundle's own restore hook runs once its data is in place, under the deadline.
-      const hook = prepared.hooks.includes('onRestoreEx') ? 'onRestoreEx' : prepared.hooks.includes('onRestore') ? 'onRestore' : undefined;
+      const hook = preferredHook(prepared.hooks, 'restore');
       let hookOutput = '';
       if (hook) {
         setCurrentDetails(`running hook ${hook}`);

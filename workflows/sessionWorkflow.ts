@@ -7,14 +7,10 @@
  */
 import {
   type ActivityOptions,
-  ApplicationFailure,
   ParentClosePolicy,
   allHandlersFinished,
   condition,
   continueAsNew,
-  defineQuery,
-  defineSignal,
-  defineUpdate,
   getExternalWorkflowHandle,
   proxyActivities,
   setCurrentDetails,
@@ -23,8 +19,23 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import {
+  ackSignal,
+  appendBundlesUpdate,
+  bundleEventsSignal,
+  cancelBundleUpdate,
+  deliveryStoppedSignal,
+  eventsQuery,
+  getBackupDataSizeUpdate,
+  getFileHandleUpdate,
+  outcomesQuery,
+  publishFileUpdate,
+  releaseUpdate,
+  type AppendRequest,
+  type FileMetaInput,
+} from '../common/messages.js';
 import type { createActivities } from '../activities/index.js';
-import { ErrorCode, FAILURE_TYPE, errorInfo, type ErrorInfo } from '../common/errors.js';
+import { ErrorCode, FAILURE_TYPE, type ErrorInfo } from '../common/errors.js';
 import {
   DEFAULTS,
   bundleWorkflowId,
@@ -36,8 +47,10 @@ import {
   type SessionKind,
   type SessionResult,
 } from '../common/session.js';
+import { codedFailure, isPlainUri } from '../common/rules.js';
 import { bundleBackupWorkflow } from './bundleBackupWorkflow.js';
-import { bundleRestoreWorkflow, publishSignal } from './bundleRestoreWorkflow.js';
+import { bundleRestoreWorkflow } from './bundleRestoreWorkflow.js';
+import { publishSignal } from '../common/messages.js';
 import { claimSessionBundles, releaseSessionBundles } from './sessionClaims.js';
 
 export interface SessionInput {
@@ -55,16 +68,6 @@ export interface SessionInput {
   deviceTaskQueue?: string;
   /** Set only by continue-as-new. */
   carried?: CarriedState;
-}
-
-export interface AppendRequest {
-  bundles: Array<Omit<BundleRequest, 'order' | 'priority'> & { priority?: number }>;
-}
-
-/** A file the tool names for restore (api.md FileMeta). */
-export interface FileMetaInput {
-  bundleName: string;
-  uri: string;
 }
 
 interface BundleSlot extends BundleOutcome {
@@ -98,26 +101,6 @@ interface CarriedState {
   released: boolean;
 }
 
-export const appendBundlesUpdate = defineUpdate<void, [AppendRequest]>('appendBundles');
-export const releaseUpdate = defineUpdate<void, []>('release');
-export const cancelBundleUpdate = defineUpdate<number, [string]>('cancelBundle');
-/** getBackupDataSize: start a size scan whose reports arrive as onBackupSizeReport. */
-export const getBackupDataSizeUpdate = defineUpdate<void, [{ precise: boolean; dataList: Array<{ bundleName: string; lastIncrementalTime: number }> }]>('getBackupDataSize');
-/** Restore: make a writable target for one file of a bundle; the answer comes as onFileReady. */
-export const getFileHandleUpdate = defineUpdate<void, [FileMetaInput]>('getFileHandle');
-/** Restore: the bundle's files are all written (uri ''); the bundle then unpacks and applies them. */
-export const publishFileUpdate = defineUpdate<void, [FileMetaInput]>('publishFile');
-export const ackSignal = defineSignal<[number]>('ack');
-/**
- * The tool could not be given a file of this bundle (too many fds open, or the
- * file could not be opened) and stopped its delivery there: the bundle ends
- * with `error`, and its outcome counts only what the tool got.
- */
-export const deliveryStoppedSignal = defineSignal<[{ bundleName: string; error: ErrorInfo; files: number; bytes: number }]>('deliveryStopped');
-/** Children and activities report bundle events through this signal. */
-export const bundleEventsSignal = defineSignal<[EventBody[]]>('bundleEvents');
-export const eventsQuery = defineQuery<EventsPage, [number, number?]>('events');
-export const outcomesQuery = defineQuery<BundleOutcome[]>('outcomes');
 
 // Quick, small activities: a short limit, so one lost with a killed worker is retried on a live one within seconds.
 const quickActivityOptions: ActivityOptions = {
@@ -131,11 +114,7 @@ const scanActivityOptions: ActivityOptions = {
   retry: { initialInterval: '1 second', maximumAttempts: 3 },
 };
 
-const URI_RULE = /^[0-9A-Za-z_.]+$/;
-
-function fail(code: number, detail: string): ApplicationFailure {
-  return ApplicationFailure.create({ type: FAILURE_TYPE, message: errorInfo(code, detail).message, details: [code], nonRetryable: true });
-}
+const fail = codedFailure;
 
 export async function sessionWorkflow(input: SessionInput): Promise<SessionResult> {
   const maxConcurrent = input.maxConcurrentBundles ?? DEFAULTS.maxConcurrentBundles;
@@ -247,7 +226,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     {
       validator: (meta) => {
         restoreSlot(meta, 'getFileHandle');
-        if (!URI_RULE.test(meta.uri)) throw fail(ErrorCode.INVALID_ARGUMENT, `uri "${meta.uri}" may hold only 0-9, a-z, A-Z, "_" and "."`);
+        if (!isPlainUri(meta.uri)) throw fail(ErrorCode.INVALID_ARGUMENT, `uri "${meta.uri}" may hold only 0-9, a-z, A-Z, "_" and "."`);
         if (meta.uri === '.' || meta.uri === '..') throw fail(ErrorCode.INVALID_ARGUMENT, `uri "${meta.uri}" is not a file name`);
         if (slotOf(meta.bundleName)!.requested.includes(meta.uri)) throw fail(ErrorCode.INVALID_ARGUMENT, `a target for ${meta.uri} was asked for already`);
       },
@@ -266,7 +245,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     {
       validator: (meta) => {
         restoreSlot(meta, 'publishFile');
-        if (meta.uri !== '' && !URI_RULE.test(meta.uri)) throw fail(ErrorCode.INVALID_ARGUMENT, `uri "${meta.uri}" may hold only 0-9, a-z, A-Z, "_" and "."`);
+        if (meta.uri !== '' && !isPlainUri(meta.uri)) throw fail(ErrorCode.INVALID_ARGUMENT, `uri "${meta.uri}" may hold only 0-9, a-z, A-Z, "_" and "."`);
       },
     },
   );

@@ -8,7 +8,7 @@ import { CapabilitiesSchema } from '../../common/capabilities.js';
 import { writeSampleDevice, type SampleDeviceSummary } from '../../activities/sampleDevice.js';
 import { Recorder } from '../helpers/recorder.js';
 import { configureTool, testClient, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
-import { appendBundlesUpdate } from '../../workflows/sessionWorkflow.js';
+import { appendBundlesUpdate } from '../../common/messages.js';
 import { toBusinessError } from '../../client/failures.js';
 
 let device: SampleDeviceSummary;

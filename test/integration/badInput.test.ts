@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeManifest } from '../../activities/manifest.js';
 import { backup } from '../../client/index.js';
 import type { GeneralCallbacks } from '../../client/types.js';
-import { outcomesQuery } from '../../workflows/sessionWorkflow.js';
+import { outcomesQuery } from '../../common/messages.js';
 import { writeBundle } from '../helpers/device.js';
 import {
   SEED,

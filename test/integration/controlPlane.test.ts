@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { backup } from '../../client/index.js';
 import { BackupSetWriter } from '../../client/backupSet.js';
 import { bundleWorkflowId, type SessionResult } from '../../common/session.js';
-import { sendRateQuery } from '../../workflows/bundleBackupWorkflow.js';
+import { sendRateQuery } from '../../common/messages.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
 import { Recorder, type Recorded } from '../helpers/recorder.js';
 import { configureTool, testClient, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';

@@ -17,7 +17,7 @@ import type { Client } from '@temporalio/client';
 import { backup } from '../../client/index.js';
 import { BackupSetWriter } from '../../client/backupSet.js';
 import { bundleWorkflowId } from '../../common/session.js';
-import { updateSendRateSignal } from '../../workflows/bundleBackupWorkflow.js';
+import { updateSendRateSignal } from '../../common/messages.js';
 import { bigFiles, writeBundle, type TestBundle } from '../helpers/device.js';
 import { fifoGate, lowestPriority, pendingActivities, stopWhenCreated } from '../helpers/phaseGates.js';
 import { groupMembers } from '../helpers/processes.js';

@@ -1,0 +1,75 @@
+/**
+ * Every signal, query and update of ohbackup's workflows, with their payload
+ * types: the one module that workflows, activities and the tool library all
+ * import (as in Temporal's samples' `shared.ts`), so no side imports another's
+ * implementation to talk to it.
+ */
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { ErrorInfo } from './errors.js';
+import type { BundleOutcome, BundleRequest, EventBody, EventsPage } from './session.js';
+
+// ---- The session workflow (one per session) ----
+
+export interface AppendRequest {
+  bundles: Array<Omit<BundleRequest, 'order' | 'priority'> & { priority?: number }>;
+}
+
+/** A file the tool names for restore (api.md FileMeta). */
+export interface FileMetaInput {
+  bundleName: string;
+  uri: string;
+}
+
+export const appendBundlesUpdate = defineUpdate<void, [AppendRequest]>('appendBundles');
+export const releaseUpdate = defineUpdate<void, []>('release');
+export const cancelBundleUpdate = defineUpdate<number, [string]>('cancelBundle');
+/** getBackupDataSize: start a size scan whose reports arrive as onBackupSizeReport. */
+export const getBackupDataSizeUpdate = defineUpdate<void, [{ precise: boolean; dataList: Array<{ bundleName: string; lastIncrementalTime: number }> }]>('getBackupDataSize');
+/** Restore: make a writable target for one file of a bundle; the answer comes as onFileReady. */
+export const getFileHandleUpdate = defineUpdate<void, [FileMetaInput]>('getFileHandle');
+/** Restore: the bundle's files are all written (uri ''); the bundle then unpacks and applies them. */
+export const publishFileUpdate = defineUpdate<void, [FileMetaInput]>('publishFile');
+export const ackSignal = defineSignal<[number]>('ack');
+/**
+ * The tool could not be given a file of this bundle (too many fds open, or the
+ * file could not be opened) and stopped its delivery there: the bundle ends
+ * with `error`, and its outcome counts only what the tool got.
+ */
+export const deliveryStoppedSignal = defineSignal<[{ bundleName: string; error: ErrorInfo; files: number; bytes: number }]>('deliveryStopped');
+/** Children and activities report bundle events through this signal. */
+export const bundleEventsSignal = defineSignal<[EventBody[]]>('bundleEvents');
+export const eventsQuery = defineQuery<EventsPage, [number, number?]>('events');
+export const outcomesQuery = defineQuery<BundleOutcome[]>('outcomes');
+
+// ---- Bundle children (one per bundle) ----
+
+/** updateTimer: re-arms the bundle's deadline to `ms` from now. */
+export const updateTimerSignal = defineSignal<[number]>('updateTimer');
+/** updateSendRate: files per second handed to the tool; 0 pauses. */
+export const updateSendRateSignal = defineSignal<[number]>('updateSendRate');
+/**
+ * The tool has run onBundleBegin (sent after any rate it set there, on the same
+ * ordered channel): the hand-over waits for it, briefly, so that rate paces the first file.
+ */
+export const toolBegunSignal = defineSignal('toolBegun');
+/** The hand-over activity reads the current rate through this query. */
+export const sendRateQuery = defineQuery<number>('sendRate');
+/** Restore: the tool has written every file of the bundle (publishFile with uri ''). */
+export const publishSignal = defineSignal('publish');
+
+// ---- The per-device claims workflow ----
+
+export interface ClaimRequest {
+  sessionWorkflowId: string;
+  bundleNames: string[];
+}
+
+export interface ClaimAnswer {
+  /** The requested bundles another running session holds (the rest are now the requester's). */
+  held: Array<{ bundleName: string; sessionWorkflowId: string }>;
+}
+
+export const claimBundlesUpdate = defineUpdate<ClaimAnswer, [ClaimRequest]>('claimBundles');
+/** Releases every claim of a session; answers how many it held. */
+export const releaseBundleClaimsUpdate = defineUpdate<number, [string]>('releaseBundleClaims');
+export const bundleClaimsQuery = defineQuery<Record<string, string>>('claims');
