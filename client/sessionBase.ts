@@ -10,7 +10,7 @@ import { OhbackupKind, OhbackupState } from '../common/searchAttributes.js';
 import { ErrorCode } from '../common/errors.js';
 import { bundleWorkflowId, type SessionKind, type SessionResult } from '../common/session.js';
 import { toolBegunSignal, updateSendRateSignal, updateTimerSignal } from '../common/messages.js';
-import type { sessionWorkflow } from '../workflows/sessionWorkflow.js';
+import type { sessionWorkflow } from '../workflows/index.js';
 import { appendBundlesUpdate, cancelBundleUpdate, deliveryStoppedSignal, eventsQuery, getBackupDataSizeUpdate, releaseUpdate, type AppendRequest } from '../common/messages.js';
 import { z } from 'zod';
 import { DeviceIdSchema, workerTaskQueue } from '../common/deviceQueue.js';

@@ -7,3 +7,19 @@ export const OhbackupState = defineSearchAttributeKey('OhbackupState', SearchAtt
 
 /** As `temporal server start-dev --search-attribute` takes them. */
 export const SEARCH_ATTRIBUTE_FLAGS = ['OhbackupKind=Keyword', 'OhbackupBundles=KeywordList', 'OhbackupState=Keyword'];
+
+/**
+ * The bundle names a session lists in OhbackupBundles: as many as fit in the
+ * server's size limit for one search attribute value (2 KB by default), so a
+ * session of hundreds of bundles stays findable by its first ones.
+ */
+export function searchableBundles(names: readonly string[]): string[] {
+  const out: string[] = [];
+  let size = 0;
+  for (const name of names) {
+    size += name.length + 4;
+    if (size > 1800) break;
+    out.push(name);
+  }
+  return out;
+}

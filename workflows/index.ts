@@ -1,7 +1,7 @@
-/** Every workflow the worker registers. */
-export { sessionWorkflow } from './sessionWorkflow.js';
-export { bundleBackupWorkflow } from './bundleBackupWorkflow.js';
-export { bundleRestoreWorkflow } from './bundleRestoreWorkflow.js';
+/** Every workflow the worker registers (workflow types are these function names). */
+export { sessionWorkflow } from './session/workflow.js';
+export { bundleBackupWorkflow } from './bundle/backup.js';
+export { bundleRestoreWorkflow } from './bundle/restore.js';
 export { capabilitiesWorkflow, bundleHookWorkflow, cleanBundleTempWorkflow } from './deviceRequestWorkflows.js';
 export { scheduledBackupWorkflow } from './scheduledBackupWorkflow.js';
 export { bundleClaimWorkflow } from './bundleClaimWorkflow.js';

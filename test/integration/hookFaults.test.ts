@@ -13,6 +13,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backup } from '../../client/index.js';
 import { BackupSetWriter } from '../../client/backupSet.js';
+import { runBackup } from '../../client/commands/backup.js';
+import { restoreFromSet } from '../../client/restoreSet.js';
 import { writeBundle } from '../helpers/device.js';
 import { groupMembers, processesWithEnv } from '../helpers/processes.js';
 import { Recorder } from '../helpers/recorder.js';
@@ -26,6 +28,7 @@ const BINARY = 'com.hook.binary';
 const PLAIN = 'com.hook.plain';
 const CHATTY = 'com.hook.chatty';
 const CHATTIER = 'com.hook.chattier';
+const EXTEND_RESTORE = 'com.hook.extend.restore';
 const STDOUT_CAP = 1024 * 1024;
 const MiB = 1024 * 1024;
 
@@ -47,6 +50,9 @@ beforeAll(async () => {
   const chatty = (mb: number) => `yes 0123456789abcdef | head -c ${mb * 1_000_000}; head -c ${(mb / 5) * 1_000_000} /dev/zero | tr "\\0" e >&2`;
   await writeBundle(dataRoot, { name: CHATTY, files, hooks: { onBackup: chatty(100) } });
   await writeBundle(dataRoot, { name: CHATTIER, files, hooks: { onBackup: chatty(400) } });
+  // Tells the test through a FIFO that it runs, then outlives a short deadline the test extends meanwhile.
+  await writeBundle(dataRoot, { name: EXTEND_RESTORE, files, hooks: { onRestore: 'echo $$ > ready; sleep 8; echo restored-after-extension' } });
+  execFileSync('mkfifo', [path.join(dataRoot, EXTEND_RESTORE, 'ready')]);
   const taskQueue = uniqueTaskQueue('hooks');
   configureTool(taskQueue);
   worker = await startWorkerProcess({ taskQueue, dataRoot, stateDir: path.join(root, 'state'), prebuiltWorkflows: true });
@@ -136,5 +142,32 @@ describe('hooks that misbehave', () => {
     expect(peaks[2]! - peaks[1]!).toBeLessThan(32 * MiB);
     expect(peaks[1]! - peaks[0]!).toBeLessThan(128 * MiB);
   });
+});
 
+describe('updateTimer reaches a running hook', () => {
+  it('onRestore: a deadline extended while the hook runs past the old one lets the hook finish and the bundle succeed', async () => {
+    const setDir = path.join(root, 'set-extend-restore');
+    const backedUp = await runBackup({ out: setDir, bundles: [EXTEND_RESTORE] });
+    expect(backedUp.exitCode, JSON.stringify(backedUp.bundles)).toBe(0);
+    const rec = new Recorder(undefined, { observer: true });
+    const restoring = restoreFromSet({
+      from: setDir,
+      bundles: [EXTEND_RESTORE],
+      observe: {
+        ...rec.callbacks,
+        onBundleBegin: (err, name) => {
+          rec.callbacks.onBundleBegin(err, name);
+          // A short deadline: the hook starts under it (the files are small), and would be killed at it.
+          if (!err) expect(backup.updateTimer(name, 4000)).toBe(true);
+        },
+      },
+    });
+    // The hook runs (it wrote its pid to the FIFO): move the deadline well past its 8 s.
+    await readFile(path.join(dataRoot, EXTEND_RESTORE, 'ready'), 'utf8');
+    expect(backup.updateTimer(EXTEND_RESTORE, 60_000)).toBe(true);
+    const restored = await restoring;
+    expect(restored.bundles.map((b) => [b.bundleName, b.state, b.error?.message])).toEqual([[EXTEND_RESTORE, 'done', undefined]]);
+    expect(end(rec, EXTEND_RESTORE)?.code).toBeUndefined();
+    expect(result(rec, EXTEND_RESTORE)).toBe('restored-after-extension');
+  });
 });

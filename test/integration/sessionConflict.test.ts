@@ -12,7 +12,7 @@ import { backup } from '../../client/index.js';
 import { runBackup } from '../../client/commands/backup.js';
 import { restoreFromSet } from '../../client/restoreSet.js';
 import { bundleClaimWorkflowId, deviceKey } from '../../common/deviceKey.js';
-import { sessionWorkflow } from '../../workflows/sessionWorkflow.js';
+import { sessionWorkflow } from '../../workflows/index.js';
 import { appendBundlesUpdate, outcomesQuery } from '../../common/messages.js';
 import { bundleClaimsQuery } from '../../common/messages.js';
 import { writeBundle } from '../helpers/device.js';

@@ -3,6 +3,8 @@
  * rejected) exactly once, runs its work inside a deadline that updateTimer
  * re-arms, stops on a cancellation request (cancel, release), cleans its
  * half-made data, and ends exactly once. The work itself is the caller's.
+ * The deadline is the work's one time limit: passing it cancels the work's
+ * activities (a running hook's process group is killed with its activity).
  */
 import {
   ActivityCancellationType,
@@ -10,15 +12,15 @@ import {
   type ActivityOptions,
   type LocalActivityOptions,
   CancellationScope,
-  condition,
   getExternalWorkflowHandle,
   isCancellation,
   metricMeter,
   setHandler,
 } from '@temporalio/workflow';
-import { updateTimerSignal } from '../common/messages.js';
-import { ErrorCode, FAILURE_TYPE, errorInfo, type ErrorInfo } from '../common/errors.js';
-import { DEFAULTS, type BundleRequest, type EventBody, type SessionKind } from '../common/session.js';
+import { updateTimerSignal } from '../../common/messages.js';
+import { ErrorCode, FAILURE_TYPE, errorInfo, type ErrorInfo } from '../../common/errors.js';
+import { DEFAULTS, type BundleRequest, type EventBody, type SessionKind } from '../../common/session.js';
+import { UpdatableDeadline } from './deadline.js';
 
 export interface BundleWorkflowInput {
   sessionId: string;
@@ -39,8 +41,6 @@ export class BundleRejected extends Error {
 export interface BundleWork {
   /** Reports events to the session (in order). */
   report: (...events: EventBody[]) => Promise<void>;
-  /** Milliseconds left before the deadline (hooks get this as their own limit). */
-  remainingMs: () => number;
   /**
    * Call once the bundle has begun, before any file event. The begin is sent
    * without waiting for it to land, so the work goes on in the same workflow
@@ -65,10 +65,8 @@ export async function runBundleLifecycle(
   const session = getExternalWorkflowHandle(input.sessionWorkflowId);
   const report = (...events: EventBody[]) => session.signal('bundleEvents', events);
 
-  let deadline = Date.now() + DEFAULTS.bundleTimeoutMs;
-  setHandler(updateTimerSignal, (ms) => {
-    deadline = Date.now() + ms;
-  });
+  const deadline = new UpdatableDeadline(DEFAULTS.bundleTimeoutMs);
+  setHandler(updateTimerSignal, (ms) => deadline.moveTo(ms));
 
   let begun = false;
   let beginLanded: Promise<void> = Promise.resolve();
@@ -76,7 +74,6 @@ export async function runBundleLifecycle(
   const workDone = scope.run(() =>
     work({
       report,
-      remainingMs: () => Math.max(1, deadline - Date.now()),
       begin: () => {
         begun = true;
         // Outside the work's scope: cancelling the work must not cancel the begin the tool is owed.
@@ -89,7 +86,7 @@ export async function runBundleLifecycle(
   let cancelled = false;
   let result = '';
   try {
-    result = await Promise.race([workDone, watchDeadline()]);
+    result = await Promise.race([workDone, deadline.passed().then(() => Promise.reject(new DeadlinePassed()))]);
   } catch (err) {
     if (err instanceof BundleRejected) end = err.info;
     else if (err instanceof DeadlinePassed) end = errorInfo(ErrorCode.TIMED_OUT, `${bundleName} passed its deadline`);
@@ -121,14 +118,6 @@ export async function runBundleLifecycle(
     await report({ type: 'bundleEnd', bundleName, error: failed, cancelled });
     ended(cancelled ? 'cancelled' : 'failed');
   });
-
-  async function watchDeadline(): Promise<never> {
-    for (;;) {
-      const armed = deadline;
-      const moved = await condition(() => deadline !== armed, Math.max(1, armed - Date.now()));
-      if (!moved) throw new DeadlinePassed();
-    }
-  }
 }
 
 /** The reference code an activity failure carries, or 13500004 once retries are spent. */

@@ -4,9 +4,9 @@
  * from the session workflow only.
  */
 import { proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { createActivities } from '../activities/index.js';
-import { deviceKey } from '../common/deviceKey.js';
-import { ErrorCode, errorInfo, type ErrorInfo } from '../common/errors.js';
+import type { createActivities } from '../../activities/index.js';
+import { deviceKey } from '../../common/deviceKey.js';
+import { ErrorCode, errorInfo, type ErrorInfo } from '../../common/errors.js';
 
 const acts = proxyActivities<ReturnType<typeof createActivities>>({
   // The claim waits for the device's claim workflow, which may itself look a holder up.

@@ -9,10 +9,10 @@ import {
   setCurrentDetails,
   setHandler,
 } from '@temporalio/workflow';
-import { sendRateQuery, toolBegunSignal, updateSendRateSignal } from '../common/messages.js';
-import type { createActivities } from '../activities/index.js';
-import { DEFAULTS, processJson } from '../common/session.js';
-import { clampSendRate, preferredHook } from '../common/rules.js';
+import { sendRateQuery, toolBegunSignal, updateSendRateSignal } from '../../common/messages.js';
+import type { createActivities } from '../../activities/index.js';
+import { DEFAULTS, processJson } from '../../common/session.js';
+import { MAX_TIMEOUT_MS, clampSendRate, preferredHook } from '../../common/rules.js';
 import {
   BundleRejected,
   bundleActivityOptions,
@@ -20,9 +20,9 @@ import {
   prepareActivityOptions,
   runBundleLifecycle,
   type BundleWorkflowInput,
-} from './bundleLifecycle.js';
+} from './lifecycle.js';
 
-export type { BundleWorkflowInput } from './bundleLifecycle.js';
+export type { BundleWorkflowInput } from './lifecycle.js';
 
 
 const { packBundleData, handOverFiles, runBundleHook } = proxyActivities<ReturnType<typeof createActivities>>(bundleActivityOptions);
@@ -43,7 +43,7 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
 
   await runBundleLifecycle(
     input,
-    async ({ report, remainingMs, begin }) => {
+    async ({ report, begin }) => {
       const started = Date.now();
       const prepared = await prepareBundle({ bundleName, kind: input.kind });
       if (!prepared.ok) throw new BundleRejected(prepared.error);
@@ -59,7 +59,8 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
           hook,
           input: input.request.info,
           parameters: input.request.parameters,
-          timeoutMs: remainingMs(),
+          // Only a safety cap: the bundle's deadline (which updateTimer moves) is the real limit, and cancels the hook.
+          timeoutMs: MAX_TIMEOUT_MS,
         });
         hookOutput = r.output;
       }

@@ -5,10 +5,10 @@
  * restore hook.
  */
 import { condition, proxyActivities, proxyLocalActivities, setCurrentDetails, setHandler } from '@temporalio/workflow';
-import { publishSignal } from '../common/messages.js';
-import type { createActivities } from '../activities/index.js';
-import { processJson } from '../common/session.js';
-import { preferredHook } from '../common/rules.js';
+import { publishSignal } from '../../common/messages.js';
+import type { createActivities } from '../../activities/index.js';
+import { processJson } from '../../common/session.js';
+import { MAX_TIMEOUT_MS, preferredHook } from '../../common/rules.js';
 import {
   BundleRejected,
   bundleActivityOptions,
@@ -16,7 +16,7 @@ import {
   prepareActivityOptions,
   runBundleLifecycle,
   type BundleWorkflowInput,
-} from './bundleLifecycle.js';
+} from './lifecycle.js';
 
 const { applyRestoreData, runBundleHook } = proxyActivities<ReturnType<typeof createActivities>>(bundleActivityOptions);
 const { prepareBundle } = proxyLocalActivities<ReturnType<typeof createActivities>>(prepareActivityOptions);
@@ -32,7 +32,7 @@ export async function bundleRestoreWorkflow(input: BundleWorkflowInput): Promise
 
   await runBundleLifecycle(
     input,
-    async ({ remainingMs, begin, report }) => {
+    async ({ begin, report }) => {
       const started = Date.now();
       const prepared = await prepareBundle({ bundleName: target, kind: 'restore', install: input.request.install });
       if (!prepared.ok) throw new BundleRejected(prepared.error);
@@ -48,7 +48,8 @@ export async function bundleRestoreWorkflow(input: BundleWorkflowInput): Promise
       let hookOutput = '';
       if (hook) {
         setCurrentDetails(`running hook ${hook}`);
-        hookOutput = (await runBundleHook({ sessionWorkflowId: input.sessionWorkflowId, bundleName: target, hook, input: input.request.info, timeoutMs: remainingMs() })).output;
+        // Only a safety cap: the bundle's deadline (which updateTimer moves) is the real limit, and cancels the hook.
+        hookOutput = (await runBundleHook({ sessionWorkflowId: input.sessionWorkflowId, bundleName: target, hook, input: input.request.info, timeoutMs: MAX_TIMEOUT_MS })).output;
       }
       setCurrentDetails(`done: ${applied.files} files, ${applied.bytes} bytes into ${applied.appliedTo}`);
       return (

@@ -1,0 +1,355 @@
+/**
+ * What a session knows, and its rules: one slot per appended bundle, the order
+ * in which reported events are accepted (a bundle's begin before its files,
+ * nothing after its end, a file index once), which bundle starts next, the
+ * checks of the tool's requests, and the outcomes. No Temporal calls, so the
+ * rules are unit-tested without a server (test/unit/sessionState.test.ts);
+ * workflow.ts wires them to handlers and child workflows.
+ */
+import type { AppendRequest, FileMetaInput } from '../../common/messages.js';
+import { ErrorCode, type ErrorInfo } from '../../common/errors.js';
+import type { BundleOutcome, BundleRequest, EventBody, EventsPage, SessionKind } from '../../common/session.js';
+import { codedFailure, isPlainUri } from '../../common/rules.js';
+import { EventLog, type EventLogState } from './eventLog.js';
+
+export interface BundleSlot extends BundleOutcome {
+  request: BundleRequest;
+  /** Next file index the session accepts for this bundle (repeats after a retry are dropped). */
+  nextFileIndex: number;
+  /** onBundleBegin (without error) was emitted: file events may follow. */
+  begun: boolean;
+  /** Its child workflow exists (signals can reach it). */
+  childStarted: boolean;
+  /** Restore: the tool published the bundle's files. */
+  published: boolean;
+  /** Restore: targets made before the bundle began; emitted right after its onBundleBegin. */
+  deferred: EventBody[];
+  /** The child's events that overtook its begin (it does not wait for the begin to land): accepted right after it. */
+  early?: EventBody[];
+  /** Restore: the uris the tool asked targets for (each once). */
+  requested: string[];
+  /** The tool could not be given one of its files (e.g. its fd cap): the bundle ends with this. */
+  deliveryError?: ErrorInfo;
+}
+
+/** What continue-as-new carries: the session's whole state, as plain data. */
+export interface CarriedState extends EventLogState {
+  appendCalls: number;
+  nextOrder: number;
+  slots: BundleSlot[];
+  allEndSentFor: number;
+  released: boolean;
+}
+
+export type AppendedBundle = AppendRequest['bundles'][number];
+/** What createRestoreTarget answers. */
+export type RestoreTarget = { ok: true; path: string } | { ok: false; error: ErrorInfo };
+export interface DeliveryStop {
+  bundleName: string;
+  error: ErrorInfo;
+  files: number;
+  bytes: number;
+}
+
+/** The device bundle an appended bundle works on (a restore may map it to another). */
+export const deviceBundleOf = (b: AppendedBundle | BundleRequest): string => b.targetBundle ?? b.bundleName;
+
+const isActive = (slot: BundleSlot) => slot.state === 'pending' || slot.state === 'running';
+const hasEnded = (slot: BundleSlot) => slot.state === 'done' || slot.state === 'failed' || slot.state === 'cancelled';
+
+export class SessionState {
+  readonly log: EventLog;
+  readonly slots: BundleSlot[];
+  private appendCalls: number;
+  private nextOrder: number;
+  private allEndSentFor: number;
+  private releasedFlag: boolean;
+
+  constructor(
+    readonly kind: SessionKind,
+    carried?: CarriedState,
+  ) {
+    this.log = new EventLog(carried);
+    this.slots = carried?.slots ?? [];
+    this.appendCalls = carried?.appendCalls ?? 0;
+    this.nextOrder = carried?.nextOrder ?? 0;
+    this.allEndSentFor = carried?.allEndSentFor ?? 0;
+    this.releasedFlag = carried?.released ?? false;
+  }
+
+  get released(): boolean {
+    return this.releasedFlag;
+  }
+
+  slot(bundleName: string): BundleSlot | undefined {
+    return this.slots.find((b) => b.bundleName === bundleName);
+  }
+
+  // ---- appendBundles and release ----
+
+  checkAppend(): void {
+    if (this.releasedFlag) throw codedFailure(ErrorCode.NOT_PERMITTED, 'the session was released');
+    if (this.kind !== 'incremental' && this.appendCalls > 0) throw codedFailure(ErrorCode.NOT_PERMITTED, 'appendBundles may be called once per session');
+  }
+
+  /** Counts an appendBundles call at once (a second one arriving while this one claims is refused); answers its number. */
+  countAppend(): number {
+    return (this.appendCalls += 1);
+  }
+
+  /** The device bundles of `bundles` that need a claim: not rejected, not in this session already. */
+  toClaim(bundles: readonly AppendedBundle[]): string[] {
+    return bundles.filter((b) => !b.rejected && !this.slot(b.bundleName)).map(deviceBundleOf);
+  }
+
+  /** Adds a slot per new bundle (once per session); `held`: device bundle → the 13500013 another session's claim gives it. */
+  add(bundles: readonly AppendedBundle[], held: ReadonlyMap<string, ErrorInfo>): void {
+    for (const b of bundles) {
+      if (this.slot(b.bundleName)) continue;
+      const conflict = b.rejected ? undefined : held.get(deviceBundleOf(b));
+      this.slots.push({
+        bundleName: b.bundleName,
+        state: this.releasedFlag ? 'notStarted' : 'pending',
+        files: 0,
+        bytes: 0,
+        nextFileIndex: 0,
+        begun: false,
+        childStarted: false,
+        published: false,
+        deferred: [],
+        requested: [],
+        request: { ...b, ...(conflict ? { rejected: conflict } : {}), priority: b.priority ?? 0, order: this.nextOrder++ },
+      });
+    }
+  }
+
+  checkRelease(): void {
+    if (this.releasedFlag) throw codedFailure(ErrorCode.NOT_PERMITTED, 'the session was released already');
+  }
+
+  release(): void {
+    this.releasedFlag = true;
+  }
+
+  /** After release: what never started is reported so. */
+  markNotStarted(): void {
+    for (const slot of this.slots) if (slot.state === 'pending') slot.state = 'notStarted';
+  }
+
+  // ---- requests about one bundle ----
+
+  /** cancelBundle: the reference code refusing it, or undefined when the bundle runs and its child is to be cancelled. */
+  cancelRefusal(bundleName: string): number | undefined {
+    const slot = this.slot(bundleName);
+    if (!slot) return ErrorCode.CANCEL_NO_TASK;
+    if (slot.state === 'pending') return ErrorCode.CANCEL_NOT_STARTED;
+    if (slot.state !== 'running') return ErrorCode.CANCEL_NO_TASK;
+    return undefined;
+  }
+
+  checkSizeScan(): void {
+    if (this.releasedFlag) throw codedFailure(ErrorCode.NOT_PERMITTED, 'the session was released');
+    if (this.kind === 'restore') throw codedFailure(ErrorCode.NOT_PERMITTED, 'getBackupDataSize belongs to backup sessions');
+  }
+
+  /** The slot a restore request (getFileHandle, publishFile) is about; throws when the request is not allowed now. */
+  restoreSlot(meta: FileMetaInput, what: string): BundleSlot {
+    if (this.releasedFlag) throw codedFailure(ErrorCode.NOT_PERMITTED, 'the session was released');
+    if (this.kind !== 'restore') throw codedFailure(ErrorCode.NOT_PERMITTED, `${what} belongs to restore sessions`);
+    const slot = this.slot(meta.bundleName);
+    if (!slot) throw codedFailure(ErrorCode.INVALID_ARGUMENT, `${meta.bundleName} is not in this session`);
+    if (!isActive(slot)) throw codedFailure(ErrorCode.NOT_PERMITTED, `${meta.bundleName} has ended`);
+    return slot;
+  }
+
+  /** getFileHandle: a plain uri, each at most once per bundle. */
+  checkTargetRequest(meta: FileMetaInput): void {
+    const slot = this.restoreSlot(meta, 'getFileHandle');
+    if (!isPlainUri(meta.uri)) throw badUri(meta.uri);
+    if (slot.requested.includes(meta.uri)) throw codedFailure(ErrorCode.INVALID_ARGUMENT, `a target for ${meta.uri} was asked for already`);
+  }
+
+  /** publishFile: uri '' (the whole bundle) or a plain uri. */
+  checkPublish(meta: FileMetaInput): void {
+    this.restoreSlot(meta, 'publishFile');
+    if (meta.uri !== '' && !isPlainUri(meta.uri)) throw badUri(meta.uri);
+  }
+
+  /** getFileHandle accepted: the uri is now asked for; answers the bundle's slot. */
+  requestTarget(meta: FileMetaInput): BundleSlot {
+    const slot = this.restoreSlot(meta, 'getFileHandle');
+    slot.requested.push(meta.uri);
+    return slot;
+  }
+
+  /** A restore target was made (or not): its onFileReady now, or right after the bundle's begin. */
+  targetMade(slot: BundleSlot, uri: string, target: RestoreTarget): void {
+    const event: EventBody = target.ok
+      ? { type: 'fileReady', bundleName: slot.bundleName, fileIndex: 0, uri, size: 0, path: target.path, writable: true }
+      : { type: 'fileReady', bundleName: slot.bundleName, fileIndex: 0, uri, size: 0, path: '', error: target.error };
+    if (slot.begun) this.accept(withNextIndex(slot, event));
+    else slot.deferred.push(event);
+  }
+
+  /** publishFile: marks the bundle published; answers whether its running child must be told now. */
+  publish(meta: FileMetaInput): boolean {
+    const slot = this.restoreSlot(meta, 'publishFile');
+    // A single file's publish needs nothing: the bundle applies its files once the whole bundle is published.
+    if (meta.uri !== '' || slot.published) return false;
+    slot.published = true;
+    return slot.childStarted;
+  }
+
+  /** The tool stopped a bundle's delivery: it ends with `error`. Answers whether its running child must be cancelled. */
+  deliveryStopped({ bundleName, error, files, bytes }: DeliveryStop): boolean {
+    const slot = this.slot(bundleName);
+    if (!slot || slot.deliveryError) return false;
+    slot.deliveryError = error;
+    slot.files = files;
+    slot.bytes = bytes;
+    // Running: nothing more of it will reach the tool; its end then carries `error`.
+    if (slot.state === 'running') return slot.childStarted;
+    if (slot.state === 'done' || slot.state === 'cancelled') {
+      // Ended already (a bundle's own failure stays its outcome).
+      slot.state = 'failed';
+      slot.error = error;
+    }
+    return false;
+  }
+
+  // ---- the event stream ----
+
+  /** Applies one reported event to the bundle's state, dropping repeats and anything after its end. */
+  accept(body: EventBody): void {
+    if (body.type === 'allBundlesEnd' || body.type === 'sizeReport') return void this.log.append(body);
+    const slot = this.slot(body.bundleName);
+    if (!slot) return;
+    if (body.type !== 'bundleBegin' && slot.state === 'running' && !slot.begun && !slot.error) {
+      (slot.early ??= []).push(body);
+      return;
+    }
+    const ended = hasEnded(slot);
+    switch (body.type) {
+      case 'bundleBegin':
+        if (!isActive(slot) || slot.begun) return;
+        if (body.error) slot.error = body.error;
+        else slot.begun = true;
+        this.log.append(body);
+        // Restore targets the tool asked for before the bundle began follow its onBundleBegin, then what overtook it.
+        for (const event of slot.deferred.splice(0)) this.accept(withNextIndex(slot, event));
+        for (const event of slot.early?.splice(0) ?? []) this.accept(event);
+        return;
+      case 'fileReady':
+        if (ended || slot.deliveryError || body.fileIndex < slot.nextFileIndex) return;
+        slot.nextFileIndex = body.fileIndex + 1;
+        slot.files += 1;
+        slot.bytes += body.size;
+        break;
+      case 'process':
+      case 'resultReport':
+        if (ended) return;
+        break;
+      case 'bundleEnd':
+        if (ended) return;
+        // The tool did not get all of it: it ends with why, unless it failed on its own (its cancel was the session's doing).
+        if (slot.deliveryError && (!body.error || body.cancelled)) body = { ...body, error: slot.deliveryError, cancelled: false };
+        slot.state = body.cancelled ? 'cancelled' : body.error ? 'failed' : 'done';
+        if (body.error) slot.error = body.error;
+        break;
+    }
+    this.log.append(body);
+  }
+
+  eventsPage(after: number, max?: number): EventsPage {
+    return { ...this.log.page(after, max), released: this.releasedFlag };
+  }
+
+  // ---- scheduling ----
+
+  running(): BundleSlot[] {
+    return this.slots.filter((b) => b.state === 'running');
+  }
+
+  /** Restore: a bundle waits for the bundles of this session it depends on (restoreDeps); one not in the session counts as ended. */
+  ready(slot: BundleSlot): boolean {
+    return (slot.request.restoreDeps ?? []).every((dep) => {
+      const depSlot = this.slot(dep);
+      return dep === slot.bundleName || !depSlot || !isActive(depSlot);
+    });
+  }
+
+  /** The bundle to start next: ready, then highest priority, then first appended. */
+  nextPending(): BundleSlot | undefined {
+    return this.slots
+      .filter((b) => b.state === 'pending' && this.ready(b))
+      .sort((x, y) => y.request.priority - x.request.priority || x.request.order - y.request.order)[0];
+  }
+
+  canStart(maxConcurrent: number): boolean {
+    return this.running().length < maxConcurrent && this.nextPending() !== undefined;
+  }
+
+  /** Marks running, and answers, every bundle that may start now (started together: one workflow task, not one each). */
+  takeStartable(maxConcurrent: number): BundleSlot[] {
+    const starting: BundleSlot[] = [];
+    while (this.running().length < maxConcurrent) {
+      const slot = this.nextPending();
+      if (!slot) break;
+      slot.state = 'running';
+      starting.push(slot);
+    }
+    return starting;
+  }
+
+  /** A bundle known not to run (e.g. absent from the capability file): it begins and ends with the reason. */
+  endRejected(slot: BundleSlot, rejected: ErrorInfo): void {
+    this.accept({ type: 'bundleBegin', bundleName: slot.bundleName, error: rejected });
+    this.accept({ type: 'bundleEnd', bundleName: slot.bundleName, error: rejected });
+  }
+
+  allEnded(): boolean {
+    return this.slots.length > 0 && this.slots.every((b) => !isActive(b));
+  }
+
+  /** Every bundle appended so far has ended and onAllBundlesEnd was not sent for them (an incremental append may add more). */
+  allEndDue(): boolean {
+    return this.allEnded() && this.allEndSentFor < this.slots.length;
+  }
+
+  announceAllEnded(): void {
+    if (!this.allEndDue()) return;
+    this.allEndSentFor = this.slots.length;
+    this.log.append({ type: 'allBundlesEnd' });
+  }
+
+  // ---- what the session tells ----
+
+  outcomes(): BundleOutcome[] {
+    return this.slots.map(({ bundleName, state, error, files, bytes }) => ({ bundleName, state, error, files, bytes }));
+  }
+
+  /** The UI's current details (Markdown): one list item per bundle. */
+  details(): string {
+    return this.slots.map((b) => `- \`${b.bundleName}\`: ${b.state}, ${b.files} files, ${b.bytes} bytes${b.error ? ` (error ${b.error.code})` : ''}`).join('\n');
+  }
+
+  toCarried(): CarriedState {
+    return {
+      appendCalls: this.appendCalls,
+      nextOrder: this.nextOrder,
+      slots: this.slots,
+      ...this.log.toCarried(),
+      allEndSentFor: this.allEndSentFor,
+      released: this.releasedFlag,
+    };
+  }
+}
+
+/** A session-assigned file index, for events the session makes itself (restore targets). */
+function withNextIndex(slot: BundleSlot, event: EventBody): EventBody {
+  return event.type === 'fileReady' ? { ...event, fileIndex: slot.nextFileIndex } : event;
+}
+
+function badUri(uri: string) {
+  return codedFailure(ErrorCode.INVALID_ARGUMENT, `uri "${uri}" may hold only 0-9, a-z, A-Z, "_" and "."`);
+}

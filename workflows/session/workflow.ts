@@ -1,0 +1,192 @@
+/**
+ * One durable workflow per session (backup, restore or incremental). It keeps
+ * the queue of appended bundles, runs one child workflow per bundle (at most
+ * `maxConcurrentBundles` at once, by priority then append order), numbers the
+ * events children and activities report, and serves them to the tool, which
+ * acknowledges what it has delivered. `release` completes it. The rules live
+ * in SessionState (state.ts); this file wires them to Temporal.
+ */
+import {
+  type ActivityOptions,
+  ParentClosePolicy,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  getExternalWorkflowHandle,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  startChild,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import {
+  ackSignal,
+  appendBundlesUpdate,
+  bundleEventsSignal,
+  cancelBundleUpdate,
+  deliveryStoppedSignal,
+  eventsQuery,
+  getBackupDataSizeUpdate,
+  getFileHandleUpdate,
+  outcomesQuery,
+  publishFileUpdate,
+  publishSignal,
+  releaseUpdate,
+} from '../../common/messages.js';
+import type { createActivities } from '../../activities/index.js';
+import { FAILURE_TYPE } from '../../common/errors.js';
+import { DEFAULTS, bundleWorkflowId, type SessionKind, type SessionResult } from '../../common/session.js';
+import { searchableBundles } from '../../common/searchAttributes.js';
+import { bundleBackupWorkflow } from '../bundle/backup.js';
+import { bundleRestoreWorkflow } from '../bundle/restore.js';
+import { claimSessionBundles, releaseSessionBundles } from './claims.js';
+import { SessionState, deviceBundleOf, type BundleSlot, type CarriedState } from './state.js';
+
+export interface SessionInput {
+  sessionId: string;
+  kind: SessionKind;
+  maxConcurrentBundles?: number;
+  /** Keep the ohbackup search attributes up to date (they must be registered on the namespace). */
+  searchAttributes?: boolean;
+  /**
+   * A session that names a device: that device's own task queue. Its bundle
+   * children and every activity that touches the device's files run there;
+   * the session workflow stays on its own queue. Absent: everything runs on
+   * the session's queue.
+   */
+  deviceTaskQueue?: string;
+  /** Set only by continue-as-new. */
+  carried?: CarriedState;
+}
+
+// Quick, small activities: a short limit, so one lost with a killed worker is retried on a live one within seconds.
+const quickActivityOptions: ActivityOptions = {
+  startToCloseTimeout: '15 seconds',
+  retry: { initialInterval: '200 ms', nonRetryableErrorTypes: [FAILURE_TYPE] },
+};
+
+const scanActivityOptions: ActivityOptions = {
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumAttempts: 3 },
+};
+
+export async function sessionWorkflow(input: SessionInput): Promise<SessionResult> {
+  const maxConcurrent = input.maxConcurrentBundles ?? DEFAULTS.maxConcurrentBundles;
+  // Every activity here touches the device's files: on a named device's own queue when there is one (undefined: the session's queue).
+  const deviceActivities = proxyActivities<ReturnType<typeof createActivities>>({ ...quickActivityOptions, taskQueue: input.deviceTaskQueue });
+  const scanActivities = proxyActivities<ReturnType<typeof createActivities>>({ ...scanActivityOptions, taskQueue: input.deviceTaskQueue });
+  const session = new SessionState(input.kind, input.carried);
+  const child = (bundleName: string) => getExternalWorkflowHandle(bundleWorkflowId(input.sessionId, bundleName));
+  let sizeScansRunning = 0;
+
+  // Search attributes let people find sessions by kind, bundle and state in the UI and with `ohbackup sessions`.
+  // A function declaration: handlers that run in the very first activation may call it.
+  function markSearch(state?: string): void {
+    if (!input.searchAttributes) return;
+    upsertSearchAttributes({ OhbackupBundles: searchableBundles(session.slots.map((b) => b.bundleName)), ...(state ? { OhbackupState: [state] } : {}) });
+  }
+  // Costs no history: the UI's current details follow the bundles as they go.
+  const showDetails = () => setCurrentDetails(session.details());
+
+  setHandler(
+    appendBundlesUpdate,
+    async ({ bundles }) => {
+      const callNo = session.countAppend();
+      // 13500013: a bundle another running session holds on this device begins and ends with that error; the rest run.
+      session.add(bundles, await claimSessionBundles(session.toClaim(bundles), callNo, input.deviceTaskQueue));
+      markSearch();
+    },
+    { validator: (_request) => session.checkAppend() },
+  );
+  setHandler(releaseUpdate, () => session.release(), { validator: () => session.checkRelease() });
+  setHandler(cancelBundleUpdate, async (bundleName) => {
+    const refusal = session.cancelRefusal(bundleName);
+    if (refusal !== undefined) return refusal;
+    await child(bundleName).cancel();
+    return 0;
+  });
+  setHandler(
+    getFileHandleUpdate,
+    async (meta) => {
+      const slot = session.requestTarget(meta);
+      const target = await deviceActivities.createRestoreTarget({ sessionId: input.sessionId, bundleName: deviceBundleOf(slot.request), uri: meta.uri });
+      session.targetMade(slot, meta.uri, target);
+    },
+    { validator: (meta) => session.checkTargetRequest(meta) },
+  );
+  setHandler(
+    publishFileUpdate,
+    async (meta) => {
+      if (session.publish(meta)) await child(meta.bundleName).signal(publishSignal);
+    },
+    { validator: (meta) => session.checkPublish(meta) },
+  );
+  setHandler(
+    getBackupDataSizeUpdate,
+    (req) => {
+      // The scan runs on while the session goes on; its reports come through bundleEvents.
+      sizeScansRunning += 1;
+      void scanActivities
+        .scanBackupSize({ sessionWorkflowId: workflowInfo().workflowId, precise: req.precise, dataList: req.dataList })
+        .catch(() => undefined)
+        .finally(() => (sizeScansRunning -= 1));
+    },
+    { validator: (_request) => session.checkSizeScan() },
+  );
+  setHandler(ackSignal, (seq) => session.log.ack(seq));
+  setHandler(deliveryStoppedSignal, (stop) => {
+    if (session.deliveryStopped(stop)) void child(stop.bundleName).cancel().catch(() => undefined);
+  });
+  setHandler(bundleEventsSignal, (bodies) => {
+    for (const body of bodies) session.accept(body);
+    showDetails();
+  });
+  setHandler(eventsQuery, (after, max) => session.eventsPage(after, max));
+  setHandler(outcomesQuery, () => session.outcomes());
+
+  /** Starts the child of a slot already marked running. */
+  async function startBundle(slot: BundleSlot): Promise<void> {
+    if (slot.request.rejected) return session.endRejected(slot, slot.request.rejected);
+    const publishedAtStart = slot.published;
+    const target = slot.request.targetBundle && slot.request.targetBundle !== slot.bundleName ? ` into ${slot.request.targetBundle}` : '';
+    await startChild(input.kind === 'restore' ? bundleRestoreWorkflow : bundleBackupWorkflow, {
+      workflowId: bundleWorkflowId(input.sessionId, slot.bundleName),
+      args: [{ sessionId: input.sessionId, sessionWorkflowId: workflowInfo().workflowId, kind: input.kind, request: slot.request, published: publishedAtStart }],
+      // The session may continue-as-new while children run; it stops them itself on release.
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+      taskQueue: input.deviceTaskQueue,
+      staticSummary: `${input.kind} of ${slot.bundleName}${target}`,
+    });
+    slot.childStarted = true;
+    // Published while the child was being started: tell it now.
+    if (slot.published && !publishedAtStart) await child(slot.bundleName).signal(publishSignal);
+  }
+
+  for (;;) {
+    showDetails();
+    await condition(() => session.released || session.canStart(maxConcurrent) || session.allEndDue() || workflowInfo().continueAsNewSuggested);
+    if (session.released) break;
+    await Promise.all(session.takeStartable(maxConcurrent).map(startBundle));
+    session.announceAllEnded();
+    if (workflowInfo().continueAsNewSuggested) {
+      await condition(() => allHandlersFinished() && sizeScansRunning === 0);
+      return continueAsNew<typeof sessionWorkflow>({ ...input, carried: session.toCarried() });
+    }
+  }
+
+  // release: stop what runs, report what never started, clean the session's temp data.
+  for (const slot of session.slots) {
+    if (slot.state === 'running') await child(slot.bundleName).cancel().catch(() => undefined);
+  }
+  await condition(() => session.running().length === 0, '2 minutes');
+  session.markNotStarted();
+  await deviceActivities.cleanSessionTemp({ sessionId: input.sessionId, bundleNames: session.slots.map((b) => deviceBundleOf(b.request)) });
+  markSearch('released');
+  showDetails();
+  await condition(allHandlersFinished);
+  // Its bundles are free for other sessions on the device (13500013).
+  if (session.slots.some((b) => !b.request.rejected)) await releaseSessionBundles(input.deviceTaskQueue);
+  return { sessionId: input.sessionId, kind: input.kind, bundles: session.outcomes(), trailingEvents: session.log.unacked() };
+}
