@@ -3,7 +3,9 @@
  * the bundle's time limit (13500003) with its whole process group, one that
  * crashes ends its bundle with 13500004 and what it said on stderr, and ones
  * that print megabytes (text or binary) are capped without the worker's
- * memory growing; the other bundles of the session are unaffected.
+ * memory growing; the other bundles of the session are unaffected. A deadline
+ * that updateTimer extends while an onBackup/onRestore hook runs lets the hook
+ * run past the old one (the deadline is the hook's one limit).
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -18,7 +20,10 @@ import { restoreFromSet } from '../../client/restoreSet.js';
 import { writeBundle } from '../helpers/device.js';
 import { groupMembers, processesWithEnv } from '../helpers/processes.js';
 import { Recorder } from '../helpers/recorder.js';
-import { configureTool, uniqueTaskQueue } from '../helpers/temporal.js';
+import { configureTool, testClient, uniqueTaskQueue } from '../helpers/temporal.js';
+import { appendBundlesUpdate, eventsQuery, outcomesQuery, releaseUpdate, updateTimerSignal } from '../../common/messages.js';
+import { bundleWorkflowId } from '../../common/session.js';
+import type { bundleBackupWorkflow, sessionWorkflow } from '../../workflows/index.js';
 import { compareBundleSet } from '../helpers/verifySet.js';
 import { startWorkerProcess, type WorkerProcess } from '../helpers/workerProcess.js';
 
@@ -29,12 +34,14 @@ const PLAIN = 'com.hook.plain';
 const CHATTY = 'com.hook.chatty';
 const CHATTIER = 'com.hook.chattier';
 const EXTEND_RESTORE = 'com.hook.extend.restore';
+const EXTEND_BACKUP = 'com.hook.extend.backup';
 const STDOUT_CAP = 1024 * 1024;
 const MiB = 1024 * 1024;
 
 let root: string;
 let dataRoot: string;
 let worker: WorkerProcess;
+let taskQueue: string;
 
 beforeAll(async () => {
   root = await mkdtemp(path.join(os.tmpdir(), 'ohbackup-hooks-'));
@@ -53,7 +60,9 @@ beforeAll(async () => {
   // Tells the test through a FIFO that it runs, then outlives a short deadline the test extends meanwhile.
   await writeBundle(dataRoot, { name: EXTEND_RESTORE, files, hooks: { onRestore: 'echo $$ > ready; sleep 8; echo restored-after-extension' } });
   execFileSync('mkfifo', [path.join(dataRoot, EXTEND_RESTORE, 'ready')]);
-  const taskQueue = uniqueTaskQueue('hooks');
+  await writeBundle(dataRoot, { name: EXTEND_BACKUP, files, hooks: { onBackup: 'echo $$ > ready; sleep 8; echo backed-up-after-extension' } });
+  execFileSync('mkfifo', [path.join(dataRoot, EXTEND_BACKUP, 'ready')]);
+  taskQueue = uniqueTaskQueue('hooks');
   configureTool(taskQueue);
   worker = await startWorkerProcess({ taskQueue, dataRoot, stateDir: path.join(root, 'state'), prebuiltWorkflows: true });
 });
@@ -169,5 +178,40 @@ describe('updateTimer reaches a running hook', () => {
     expect(restored.bundles.map((b) => [b.bundleName, b.state, b.error?.message])).toEqual([[EXTEND_RESTORE, 'done', undefined]]);
     expect(end(rec, EXTEND_RESTORE)?.code).toBeUndefined();
     expect(result(rec, EXTEND_RESTORE)).toBe('restored-after-extension');
+  });
+
+  it('onBackup: a deadline extended while the hook runs past the old one lets the hook finish and the bundle succeed', async () => {
+    // The tool can move a backup bundle's deadline only once its hook runs (the hook starts with the begin), under
+    // 15 minutes of default. Here the test plays the session's part: a session that starts no child of its own
+    // (maxConcurrentBundles 0) keeps the bundle's events, and the test starts the child with a 4 s deadline.
+    const client = await testClient();
+    try {
+      const sessionId = `ohbackup-hook-extend-${path.basename(root)}`;
+      const session = await client.workflow.start<typeof sessionWorkflow>('sessionWorkflow', {
+        taskQueue,
+        workflowId: sessionId,
+        args: [{ sessionId, kind: 'backup', maxConcurrentBundles: 0 }],
+      });
+      await session.executeUpdate(appendBundlesUpdate, { args: [{ bundles: [{ bundleName: EXTEND_BACKUP }] }] });
+      const child = await client.workflow.signalWithStart<typeof bundleBackupWorkflow, [number]>('bundleBackupWorkflow', {
+        taskQueue,
+        workflowId: bundleWorkflowId(sessionId, EXTEND_BACKUP),
+        args: [{ sessionId, sessionWorkflowId: sessionId, kind: 'backup', request: { bundleName: EXTEND_BACKUP, priority: 0, order: 0 } }],
+        signal: updateTimerSignal,
+        signalArgs: [4000],
+      });
+      // The hook runs (it wrote its pid to the FIFO): move the deadline well past its 8 s.
+      await readFile(path.join(dataRoot, EXTEND_BACKUP, 'ready'), 'utf8');
+      await child.signal(updateTimerSignal, 60_000);
+      await child.result();
+      const [outcome] = await session.query(outcomesQuery);
+      expect([outcome?.bundleName, outcome?.state, outcome?.error?.message]).toEqual([EXTEND_BACKUP, 'done', undefined]);
+      const { events } = await session.query(eventsQuery, 0, 1000);
+      expect(events.find((e) => e.type === 'resultReport')).toMatchObject({ result: 'backed-up-after-extension' });
+      await session.executeUpdate(releaseUpdate);
+      await session.result();
+    } finally {
+      await client.connection.close();
+    }
   });
 });
