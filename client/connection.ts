@@ -4,11 +4,11 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { BusinessError } from '../common/businessError.js';
-import { readSettings } from '../common/env.js';
+import { readSettings } from '../config/env.js';
 import { DeviceIdSchema, workerTaskQueue } from '../common/deviceQueue.js';
 import { ErrorCode } from '../common/errors.js';
 import { toBusinessError } from './failures.js';
-import { temporalTarget } from '../common/temporalConfig.js';
+import { temporalTarget } from '../config/temporalConfig.js';
 import { parseArg } from './validate.js';
 
 export interface ToolOptions {

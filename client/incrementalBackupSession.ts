@@ -4,7 +4,7 @@ import { mkdir, rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { BusinessError } from '../common/businessError.js';
-import { readSettings } from '../common/env.js';
+import { readSettings } from '../config/env.js';
 import { ErrorCode, codeForSystemError, describeCode } from '../common/errors.js';
 import type { BundleRequest } from '../common/session.js';
 import { checkBaseManifest, copyBaseManifest } from './baseManifest.js';

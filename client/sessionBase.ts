@@ -21,7 +21,7 @@ import { openCapabilities } from './capabilities.js';
 import { registry, type OpenSession } from './registry.js';
 import type { FileData, GeneralCallbacks, IncrementalBackupTime } from './types.js';
 import { cleanBundleTemp, askBundleHook } from './deviceRequests.js';
-import { readSettings } from '../common/env.js';
+import { readSettings } from '../config/env.js';
 import { BundleNameArg, CallbacksArg, DataListArg, ExtInfoArg, SessionIdArg, SessionOptionsArg, parseArg } from './validate.js';
 
 export interface SessionOptions {

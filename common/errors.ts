@@ -26,8 +26,6 @@ export const ErrorCode = {
   UNKNOWN: 13900042,
 } as const;
 
-export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
-
 const messages: Record<number, string> = {
   201: 'Permission verification failed',
   202: 'Not a system application',

@@ -14,7 +14,7 @@ import { formatBytes } from '../dist/client/commands/shared.js';
 import { backup } from '../dist/client/index.js';
 import { compareRestoredBundle } from '../dist/client/verifyRestore.js';
 import { compareBundleSet } from '../dist/client/verifySet.js';
-import { readSettings } from '../dist/common/env.js';
+import { readSettings } from '../dist/config/env.js';
 import { startDevServer } from '../dist/workers/devServer.js';
 import { runWorker } from '../dist/workers/runWorker.js';
 

@@ -17,7 +17,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { writeSampleDevice } from '../dist/activities/sampleDevice.js';
 import { backup } from '../dist/client/index.js';
-import { readSettings } from '../dist/common/env.js';
+import { readSettings } from '../dist/config/env.js';
 import { startDevServer } from '../dist/workers/devServer.js';
 import { runWorker } from '../dist/workers/runWorker.js';
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** Thin entry point: a worker for the device at OHBACKUP_DATA_ROOT (the same as `ohbackup worker`; OHBACKUP_DEVICE as `--device`). */
 import { DeviceIdSchema } from '../common/deviceQueue.js';
-import { readSettings } from '../common/env.js';
+import { readSettings } from '../config/env.js';
 import { runWorker } from './runWorker.js';
 
 const settings = readSettings();

@@ -1,9 +1,9 @@
 /** Runs one device's worker until SIGINT/SIGTERM (or `signal`) stops it. */
 import { mkdir } from 'node:fs/promises';
 import { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
-import type { Settings } from '../common/env.js';
+import type { Settings } from '../config/env.js';
 import { workerTaskQueue } from '../common/deviceQueue.js';
-import { temporalTarget } from '../common/temporalConfig.js';
+import { temporalTarget } from '../config/temporalConfig.js';
 import { createOhbackupWorker } from './createWorker.js';
 
 export interface RunWorkerOptions {

@@ -23,7 +23,7 @@ export interface BundleClaimInput {
 }
 
 
-const acts = proxyActivities<ReturnType<typeof createActivities>>({
+const claimActivities = proxyActivities<ReturnType<typeof createActivities>>({
   startToCloseTimeout: '15 seconds',
   retry: { initialInterval: '200 ms' },
 });
@@ -49,7 +49,7 @@ export async function bundleClaimWorkflow(input: BundleClaimInput): Promise<void
   /** Drops the claims of those `holders` whose session workflow no longer runs. */
   async function dropEnded(holders: string[]): Promise<void> {
     if (holders.length === 0) return;
-    const running = new Set(await acts.runningSessions({ workflowIds: holders }));
+    const running = new Set(await claimActivities.runningSessions({ workflowIds: holders }));
     for (const [bundle, holder] of claims) {
       if (holders.includes(holder) && !running.has(holder)) claims.delete(bundle);
     }

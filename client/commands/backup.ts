@@ -17,8 +17,8 @@ import { CapabilitiesSchema, type Capabilities } from '../../common/capabilities
 import { ErrorCode, type ErrorInfo } from '../../common/errors.js';
 import { INDEX_URI } from '../../common/manageIndex.js';
 import type { BundleOutcome } from '../../common/session.js';
-import { DEFAULT_TEMPORAL_ADDRESS } from '../../common/env.js';
-import { temporalTarget } from '../../common/temporalConfig.js';
+import { DEFAULT_TEMPORAL_ADDRESS } from '../../config/env.js';
+import { temporalTarget } from '../../config/temporalConfig.js';
 import * as backup from '../backup.js';
 import { openCapabilities } from '../capabilities.js';
 import { BackupSetWriter, SET_CAPABILITIES, SET_MANIFEST, SET_SUMMARY, readSetInfo, type BackupSetSummary, type SetInfo } from '../backupSet.js';

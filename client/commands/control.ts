@@ -4,7 +4,7 @@ import { backup } from '../index.js';
 import { SessionControl, listSessions } from '../sessionControl.js';
 import { EXIT, formatBytes, formatTable, parseIntOption } from './shared.js';
 import { sessionUiUrl } from './backup.js';
-import { temporalTarget } from '../../common/temporalConfig.js';
+import { temporalTarget } from '../../config/temporalConfig.js';
 import type { BundleOutcome } from '../../common/session.js';
 import { BundleNameArg } from '../validate.js';
 

@@ -1,7 +1,7 @@
 /** `ohbackup dev`: a local Temporal dev server plus one worker for a device, until Ctrl-C. */
 import path from 'node:path';
 import type { Command } from 'commander';
-import { readSettings } from '../../common/env.js';
+import { readSettings } from '../../config/env.js';
 import { startDevServer, type DevServer } from '../../workers/devServer.js';
 import { runWorker } from '../../workers/runWorker.js';
 import { TemporalCliMissing } from '../../workers/temporalCli.js';

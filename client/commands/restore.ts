@@ -22,7 +22,7 @@ import type { Client } from '@temporalio/client';
 import { InvalidArgumentError, type Command } from 'commander';
 import { BusinessError } from '../../common/businessError.js';
 import { deviceTaskQueue } from '../../common/deviceQueue.js';
-import { readSettings } from '../../common/env.js';
+import { readSettings } from '../../config/env.js';
 import { ErrorCode, type ErrorInfo } from '../../common/errors.js';
 import { INDEX_URI, ManageIndexSchema } from '../../common/manageIndex.js';
 import type { BundleOutcome } from '../../common/session.js';

@@ -1,8 +1,8 @@
 /** `ohbackup schedule create|list|describe|pause|unpause|trigger|delete`: scheduled backups on Temporal Schedules. */
 import path from 'node:path';
 import type { Command } from 'commander';
-import { DEFAULT_TEMPORAL_ADDRESS } from '../../common/env.js';
-import { temporalTarget } from '../../common/temporalConfig.js';
+import { DEFAULT_TEMPORAL_ADDRESS } from '../../config/env.js';
+import { temporalTarget } from '../../config/temporalConfig.js';
 import type { ScheduledBackupSummary } from '../../common/scheduledBackup.js';
 import { closeConnection } from '../connection.js';
 import { toBusinessError } from '../failures.js';

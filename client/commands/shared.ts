@@ -3,7 +3,7 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { DeviceIdSchema } from '../../common/deviceQueue.js';
-import { readSettings } from '../../common/env.js';
+import { readSettings } from '../../config/env.js';
 
 export const EXIT = {
   ok: 0,

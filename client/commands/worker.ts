@@ -1,8 +1,8 @@
 /** `ohbackup worker`: serves one device's sessions on a Temporal service, until Ctrl-C. */
 import { Option, type Command } from 'commander';
 import { DeviceIdSchema } from '../../common/deviceQueue.js';
-import { DEFAULT_TEMPORAL_ADDRESS, readSettings } from '../../common/env.js';
-import { temporalTarget } from '../../common/temporalConfig.js';
+import { DEFAULT_TEMPORAL_ADDRESS, readSettings } from '../../config/env.js';
+import { temporalTarget } from '../../config/temporalConfig.js';
 import { runWorker } from '../../workers/runWorker.js';
 import { EXIT, isConnectFailure, onStopSignals, parseDeviceId, requireDataRoot, unreachableMessage, usageError } from './shared.js';
 

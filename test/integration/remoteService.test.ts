@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { temporalTarget } from '../../common/temporalConfig.js';
+import { temporalTarget } from '../../config/temporalConfig.js';
 import { makeCerts, opensslAvailable } from '../helpers/certs.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
 import { temporalAddress, uniqueTaskQueue } from '../helpers/temporal.js';

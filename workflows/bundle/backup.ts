@@ -12,21 +12,13 @@ import {
 import { sendRateQuery, toolBegunSignal, updateSendRateSignal } from '../../common/messages.js';
 import type { createActivities } from '../../activities/index.js';
 import { DEFAULTS, processJson } from '../../common/session.js';
-import { MAX_TIMEOUT_MS, clampSendRate, preferredHook } from '../../common/rules.js';
-import {
-  BundleRejected,
-  bundleActivityOptions,
-  cleanupActivityOptions,
-  prepareActivityOptions,
-  runBundleLifecycle,
-  type BundleWorkflowInput,
-} from './lifecycle.js';
+import { clampSendRate } from '../../common/rules.js';
+import { runPreferredHook } from './hook.js';
+import { bundleActivityOptions, cleanupActivityOptions, runBundleLifecycle, type BundleWorkflowInput } from './lifecycle.js';
 
 export type { BundleWorkflowInput } from './lifecycle.js';
 
-
-const { packBundleData, handOverFiles, runBundleHook } = proxyActivities<ReturnType<typeof createActivities>>(bundleActivityOptions);
-const { prepareBundle } = proxyLocalActivities<ReturnType<typeof createActivities>>(prepareActivityOptions);
+const { packBundleData, handOverFiles } = proxyActivities<ReturnType<typeof createActivities>>(bundleActivityOptions);
 const { cleanBundleSession } = proxyLocalActivities<ReturnType<typeof createActivities>>(cleanupActivityOptions);
 
 export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<void> {
@@ -43,27 +35,14 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
 
   await runBundleLifecycle(
     input,
-    async ({ report, begin }) => {
-      const started = Date.now();
-      const prepared = await prepareBundle({ bundleName, kind: input.kind });
-      if (!prepared.ok) throw new BundleRejected(prepared.error);
-      begin();
+    async ({ report, hooks, startedAt }) => {
       // The bundle's own backup hook runs first (like the reference's onBackup/onBackupEx), under the deadline.
-      const hook = preferredHook(prepared.hooks, 'backup');
-      let hookOutput = '';
-      if (hook) {
-        setCurrentDetails(`running hook ${hook}`);
-        const r = await runBundleHook({
-          sessionWorkflowId: input.sessionWorkflowId,
-          bundleName,
-          hook,
-          input: input.request.info,
-          parameters: input.request.parameters,
-          // Only a safety cap: the bundle's deadline (which updateTimer moves) is the real limit, and cancels the hook.
-          timeoutMs: MAX_TIMEOUT_MS,
-        });
-        hookOutput = r.output;
-      }
+      const hookOutput = await runPreferredHook(hooks, 'backup', {
+        sessionWorkflowId: input.sessionWorkflowId,
+        bundleName,
+        input: input.request.info,
+        parameters: input.request.parameters,
+      });
       setCurrentDetails('packing');
       const packed = await packBundleData({
         sessionId: input.sessionId,
@@ -87,8 +66,8 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
         }
         setCurrentDetails(`handing over from file ${next} of ${packed.handOver}`);
         // The rate as this workflow holds it now (after toolBegun it includes the tool's own): saves the activity a first query.
-        const r = await handOverFiles({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName, from: next, kind: input.kind, sendRate });
-        next = r.next;
+        const handedOver = await handOverFiles({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName, from: next, kind: input.kind, sendRate });
+        next = handedOver.next;
       }
       setCurrentDetails(`done: ${packed.files} files, ${packed.bytes} bytes`);
       return (
@@ -101,7 +80,7 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
           handedOver: packed.handOver,
           skipped: packed.skipped,
           ...(input.kind === 'incremental' ? { changed: packed.changed, unchanged: packed.unchanged, deleted: packed.deleted } : {}),
-          durationMs: Date.now() - started,
+          durationMs: Date.now() - startedAt,
         })
       );
     },

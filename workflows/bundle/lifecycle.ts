@@ -15,9 +15,12 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   metricMeter,
+  proxyLocalActivities,
   setHandler,
 } from '@temporalio/workflow';
-import { updateTimerSignal } from '../../common/messages.js';
+import type { createActivities } from '../../activities/index.js';
+import type { HookName } from '../../common/device.js';
+import { bundleEventsSignal, updateTimerSignal } from '../../common/messages.js';
 import { ErrorCode, FAILURE_TYPE, errorInfo, type ErrorInfo } from '../../common/errors.js';
 import { DEFAULTS, type BundleRequest, type EventBody, type SessionKind } from '../../common/session.js';
 import { UpdatableDeadline } from './deadline.js';
@@ -31,30 +34,30 @@ export interface BundleWorkflowInput {
   published?: boolean;
 }
 
-/** Thrown by the work when the bundle cannot run at all: it ends with onBundleBegin(err) + onBundleEnd(err). */
-export class BundleRejected extends Error {
+/** The bundle cannot run at all (prepareBundle said why): it ends with onBundleBegin(err) + onBundleEnd(err). */
+class BundleRejected extends Error {
   constructor(readonly info: ErrorInfo) {
     super(info.message);
   }
 }
 
+/** What the work is given once its bundle has begun. */
 export interface BundleWork {
   /** Reports events to the session (in order). */
   report: (...events: EventBody[]) => Promise<void>;
-  /**
-   * Call once the bundle has begun, before any file event. The begin is sent
-   * without waiting for it to land, so the work goes on in the same workflow
-   * task: the session holds back a bundle's events that overtake its begin,
-   * and the bundle's end is reported only after its begin has landed.
-   */
-  begin: () => void;
+  /** The hooks the device bundle declares. */
+  hooks: HookName[];
+  /** When the bundle's life started (epoch ms), for its result's durationMs. */
+  startedAt: number;
 }
 
 class DeadlinePassed extends Error {}
 
 /**
- * Runs `work` as the bundle's life. `work` returns the onResultReport string;
- * `cleanUp` drops the bundle's half-made data after a failure.
+ * Runs the bundle's life: prepareBundle checks the device bundle (restore:
+ * installs it first when the request says how), the bundle begins, then
+ * `work` runs and returns the onResultReport string. `cleanUp` drops the
+ * bundle's half-made data after a failure.
  */
 export async function runBundleLifecycle(
   input: BundleWorkflowInput,
@@ -63,7 +66,7 @@ export async function runBundleLifecycle(
 ): Promise<void> {
   const { bundleName } = input.request;
   const session = getExternalWorkflowHandle(input.sessionWorkflowId);
-  const report = (...events: EventBody[]) => session.signal('bundleEvents', events);
+  const report = (...events: EventBody[]) => session.signal(bundleEventsSignal, events);
 
   const deadline = new UpdatableDeadline(DEFAULTS.bundleTimeoutMs);
   setHandler(updateTimerSignal, (ms) => deadline.moveTo(ms));
@@ -71,39 +74,41 @@ export async function runBundleLifecycle(
   let begun = false;
   let beginLanded: Promise<void> = Promise.resolve();
   const scope = new CancellationScope();
-  const workDone = scope.run(() =>
-    work({
-      report,
-      begin: () => {
-        begun = true;
-        // Outside the work's scope: cancelling the work must not cancel the begin the tool is owed.
-        beginLanded = CancellationScope.nonCancellable(() => report({ type: 'bundleBegin', bundleName }));
-      },
-    }),
-  );
+  const workDone = scope.run(async () => {
+    const startedAt = Date.now();
+    const { targetBundle, install } = input.request;
+    const prepared = await prepareBundle({ bundleName: targetBundle ?? bundleName, kind: input.kind, install });
+    if (!prepared.ok) throw new BundleRejected(prepared.error);
+    begun = true;
+    // Sent without waiting for it to land, so the work goes on in the same workflow task: the session holds back
+    // a bundle's events that overtake its begin, and the bundle's end is reported only after its begin has landed.
+    // Outside the work's scope: cancelling the work must not cancel the begin the tool is owed.
+    beginLanded = CancellationScope.nonCancellable(() => report({ type: 'bundleBegin', bundleName }));
+    return work({ report, hooks: prepared.hooks, startedAt });
+  });
 
-  let end: ErrorInfo | undefined;
+  let failure: ErrorInfo | undefined;
   let cancelled = false;
   let result = '';
   try {
     result = await Promise.race([workDone, deadline.passed().then(() => Promise.reject(new DeadlinePassed()))]);
   } catch (err) {
-    if (err instanceof BundleRejected) end = err.info;
-    else if (err instanceof DeadlinePassed) end = errorInfo(ErrorCode.TIMED_OUT, `${bundleName} passed its deadline`);
+    if (err instanceof BundleRejected) failure = err.info;
+    else if (err instanceof DeadlinePassed) failure = errorInfo(ErrorCode.TIMED_OUT, `${bundleName} passed its deadline`);
     else if (isCancellation(err)) {
       cancelled = true;
-      end = errorInfo(ErrorCode.TASK_FAILED, `${bundleName} was cancelled`);
-    } else end = failureInfo(err);
+      failure = errorInfo(ErrorCode.TASK_FAILED, `${bundleName} was cancelled`);
+    } else failure = failureInfo(err);
   }
-  const ended = (outcome: string) =>
+  const countEnded = (outcome: string) =>
     metricMeter.createCounter('ohbackup_bundles', 'bundles', 'bundles ended, by kind and outcome').add(1, { kind: input.kind, outcome });
-  if (!end) {
+  if (!failure) {
     await beginLanded;
     await report({ type: 'resultReport', bundleName, result }, { type: 'bundleEnd', bundleName });
-    ended('done');
+    countEnded('done');
     return;
   }
-  const failed = end;
+  const failed = failure;
   await CancellationScope.nonCancellable(async () => {
     // Stop the work and wait until its activities have really stopped, then drop the half-made data.
     scope.cancel();
@@ -116,7 +121,7 @@ export async function runBundleLifecycle(
       await report({ type: 'resultReport', bundleName, result: JSON.stringify(info) });
     }
     await report({ type: 'bundleEnd', bundleName, error: failed, cancelled });
-    ended(cancelled ? 'cancelled' : 'failed');
+    countEnded(cancelled ? 'cancelled' : 'failed');
   });
 }
 
@@ -153,7 +158,8 @@ export const cleanupActivityOptions: LocalActivityOptions = {
  * so it runs as a local activity, in the workflow task, with no round trip of
  * its own through the server.
  */
-export const prepareActivityOptions: LocalActivityOptions = {
+const prepareActivityOptions: LocalActivityOptions = {
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '200 ms', maximumAttempts: 6, nonRetryableErrorTypes: [FAILURE_TYPE] },
 };
+const { prepareBundle } = proxyLocalActivities<ReturnType<typeof createActivities>>(prepareActivityOptions);

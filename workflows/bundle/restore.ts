@@ -8,18 +8,10 @@ import { condition, proxyActivities, proxyLocalActivities, setCurrentDetails, se
 import { publishSignal } from '../../common/messages.js';
 import type { createActivities } from '../../activities/index.js';
 import { processJson } from '../../common/session.js';
-import { MAX_TIMEOUT_MS, preferredHook } from '../../common/rules.js';
-import {
-  BundleRejected,
-  bundleActivityOptions,
-  cleanupActivityOptions,
-  prepareActivityOptions,
-  runBundleLifecycle,
-  type BundleWorkflowInput,
-} from './lifecycle.js';
+import { bundleActivityOptions, cleanupActivityOptions, runBundleLifecycle, type BundleWorkflowInput } from './lifecycle.js';
+import { runPreferredHook } from './hook.js';
 
-const { applyRestoreData, runBundleHook } = proxyActivities<ReturnType<typeof createActivities>>(bundleActivityOptions);
-const { prepareBundle } = proxyLocalActivities<ReturnType<typeof createActivities>>(prepareActivityOptions);
+const { applyRestoreData } = proxyActivities<ReturnType<typeof createActivities>>(bundleActivityOptions);
 const { cleanRestoreSession } = proxyLocalActivities<ReturnType<typeof createActivities>>(cleanupActivityOptions);
 
 export async function bundleRestoreWorkflow(input: BundleWorkflowInput): Promise<void> {
@@ -32,11 +24,7 @@ export async function bundleRestoreWorkflow(input: BundleWorkflowInput): Promise
 
   await runBundleLifecycle(
     input,
-    async ({ begin, report }) => {
-      const started = Date.now();
-      const prepared = await prepareBundle({ bundleName: target, kind: 'restore', install: input.request.install });
-      if (!prepared.ok) throw new BundleRejected(prepared.error);
-      begin();
+    async ({ report, hooks, startedAt }) => {
       setCurrentDetails('waiting for the tool to write the files and publish them');
       while (!(await condition(() => published, '5 seconds'))) {
         await report({ type: 'process', bundleName, process: processJson('waiting for the tool to write the files and publish them', Date.now()) });
@@ -44,17 +32,11 @@ export async function bundleRestoreWorkflow(input: BundleWorkflowInput): Promise
       setCurrentDetails('verifying and applying');
       const applied = await applyRestoreData({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName: target });
       // The bundle's own restore hook runs once its data is in place, under the deadline.
-      const hook = preferredHook(prepared.hooks, 'restore');
-      let hookOutput = '';
-      if (hook) {
-        setCurrentDetails(`running hook ${hook}`);
-        // Only a safety cap: the bundle's deadline (which updateTimer moves) is the real limit, and cancels the hook.
-        hookOutput = (await runBundleHook({ sessionWorkflowId: input.sessionWorkflowId, bundleName: target, hook, input: input.request.info, timeoutMs: MAX_TIMEOUT_MS })).output;
-      }
+      const hookOutput = await runPreferredHook(hooks, 'restore', { sessionWorkflowId: input.sessionWorkflowId, bundleName: target, input: input.request.info });
       setCurrentDetails(`done: ${applied.files} files, ${applied.bytes} bytes into ${applied.appliedTo}`);
       return (
         hookOutput ||
-        JSON.stringify({ bundleName, targetBundle: target, files: applied.files, dirs: applied.dirs, bytes: applied.bytes, appliedTo: applied.appliedTo, durationMs: Date.now() - started })
+        JSON.stringify({ bundleName, targetBundle: target, files: applied.files, dirs: applied.dirs, bytes: applied.bytes, appliedTo: applied.appliedTo, durationMs: Date.now() - startedAt })
       );
     },
     () => cleanRestoreSession({ sessionId: input.sessionId, bundleName: target }),

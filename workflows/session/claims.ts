@@ -8,7 +8,7 @@ import type { createActivities } from '../../activities/index.js';
 import { deviceKey } from '../../common/deviceKey.js';
 import { ErrorCode, errorInfo, type ErrorInfo } from '../../common/errors.js';
 
-const acts = proxyActivities<ReturnType<typeof createActivities>>({
+const claimActivities = proxyActivities<ReturnType<typeof createActivities>>({
   // The claim waits for the device's claim workflow, which may itself look a holder up.
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '200 ms', maximumInterval: '5 seconds' },
@@ -27,7 +27,7 @@ function sessionDevice(deviceQueue?: string): string {
 export async function claimSessionBundles(bundleNames: string[], callNo: number, deviceQueue?: string): Promise<Map<string, ErrorInfo>> {
   if (bundleNames.length === 0) return new Map();
   const info = workflowInfo();
-  const answer = await acts.claimBundles({
+  const answer = await claimActivities.claimBundles({
     deviceKey: sessionDevice(deviceQueue),
     taskQueue: info.taskQueue,
     sessionWorkflowId: info.workflowId,
@@ -42,5 +42,5 @@ export async function claimSessionBundles(bundleNames: string[], callNo: number,
 
 /** Frees every bundle this session claimed on its device. */
 export async function releaseSessionBundles(deviceQueue?: string): Promise<void> {
-  await acts.releaseBundleClaims({ deviceKey: sessionDevice(deviceQueue), sessionWorkflowId: workflowInfo().workflowId });
+  await claimActivities.releaseBundleClaims({ deviceKey: sessionDevice(deviceQueue), sessionWorkflowId: workflowInfo().workflowId });
 }
