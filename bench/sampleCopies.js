@@ -4,7 +4,7 @@
 // kept), so sessions can each have their own bundles.
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { writeSampleDevice } from '../dist/activities/sampleDevice.js';
+import { writeSampleDevice } from '../dist/engine/sampleDevice.js';
 
 /** Writes the sample device into `templateDir`; returns its backup-able bundles (name, files, bytes). */
 export async function writeTemplate(templateDir, { scale, seed }) {
