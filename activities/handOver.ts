@@ -9,11 +9,10 @@ import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { INDEX_URI } from '../common/manageIndex.js';
 import type { EventBody } from '../common/session.js';
-import { sendRateQuery } from '../common/messages.js';
-import { bundleEventsSignal } from '../common/messages.js';
-import { readManageIndex } from './packBundle.js';
+import { bundleEventsSignal, sendRateQuery } from '../common/messages.js';
+import { readManageIndex } from '../engine/formats/manageIndex.js';
+import { TokenBucket } from '../engine/tokenBucket.js';
 import { ProgressReporter } from './progressReporter.js';
-import { TokenBucket } from './tokenBucket.js';
 
 export interface HandOverInput {
   sessionWorkflowId: string;
@@ -53,18 +52,9 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
   const self = client.workflow.getHandle(input.bundleWorkflowId);
   const session = client.workflow.getHandle(input.sessionWorkflowId);
   const bucket = new TokenBucket(input.sendRate ?? (await self.query(sendRateQuery)));
-  // The rate may change while files go out; read it twice a second and re-pace (a pending wait included).
-  const paused = new AbortController();
-  const poll = setInterval(() => {
-    self.query(sendRateQuery).then(
-      (rate) => {
-        bucket.setRate(rate);
-        if (rate === 0) paused.abort(new Error('paused'));
-      },
-      () => undefined, // a missed read keeps the last rate
-    );
-  }, RATE_POLL_MS);
-  const stop = AbortSignal.any([ctx.cancellationSignal, paused.signal]);
+  const rate = new RateFollower(bucket, () => self.query(sendRateQuery));
+  const paused = rate.paused;
+  const stop = AbortSignal.any([ctx.cancellationSignal, paused]);
 
   const progress = new ProgressReporter(client, input.sessionWorkflowId, input.bundleName);
   progress.start(`handing over: ${next}/${list.length} files`);
@@ -100,7 +90,7 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
       try {
         await bucket.take(stop);
       } catch (err) {
-        if (paused.signal.aborted && !ctx.cancellationSignal.aborted) break;
+        if (paused.aborted && !ctx.cancellationSignal.aborted) break;
         throw err;
       }
       const item = list[next]!;
@@ -124,8 +114,37 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
     flush();
     await sending;
   } finally {
-    clearInterval(poll);
+    rate.stop();
     progress.stop();
   }
   return { next };
+}
+
+/**
+ * The rate may change while files go out: it is read twice a second and the
+ * bucket re-paced (a pending wait included). A rate of 0 aborts `paused`.
+ */
+class RateFollower {
+  readonly #paused = new AbortController();
+  readonly #poll: NodeJS.Timeout;
+
+  constructor(bucket: TokenBucket, readRate: () => Promise<number>) {
+    this.#poll = setInterval(() => {
+      readRate().then(
+        (rate) => {
+          bucket.setRate(rate);
+          if (rate === 0) this.#paused.abort(new Error('paused'));
+        },
+        () => undefined, // a missed read keeps the last rate
+      );
+    }, RATE_POLL_MS);
+  }
+
+  get paused(): AbortSignal {
+    return this.#paused.signal;
+  }
+
+  stop(): void {
+    clearInterval(this.#poll);
+  }
 }

@@ -1,10 +1,10 @@
 // Devices of many distinct bundles for the load run and the soak: the sample
-// device (activities/sampleDevice.ts) written once as a template, then each
+// device (engine/sampleDevice.ts) written once as a template, then each
 // backup-able sample bundle copied under new names (data, modes and mtimes
 // kept), so sessions can each have their own bundles.
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { writeSampleDevice } from '../dist/activities/sampleDevice.js';
+import { writeSampleDevice } from '../dist/engine/sampleDevice.js';
 
 /** Writes the sample device into `templateDir`; returns its backup-able bundles (name, files, bytes). */
 export async function writeTemplate(templateDir, { scale, seed }) {

@@ -3,10 +3,10 @@
 // against the device, and random edits between sessions.
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { loadBundle } from '../dist/activities/bundleProfile.js';
-import { readManifest } from '../dist/activities/manifest.js';
-import { readManageIndex } from '../dist/activities/packBundle.js';
-import { walkBundle } from '../dist/activities/walkBundle.js';
+import { loadBundle } from '../dist/engine/device.js';
+import { readManifest } from '../dist/engine/formats/manifest.js';
+import { readManageIndex } from '../dist/engine/formats/manageIndex.js';
+import { walkBundle } from '../dist/engine/walk.js';
 import { bundlePaths } from '../dist/common/device.js';
 import { sha256File } from '../dist/client/verifySet.js';
 

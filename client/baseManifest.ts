@@ -7,7 +7,7 @@
  */
 import { createReadStream, createWriteStream, fstatSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { readManifest } from '../activities/manifest.js';
+import { readManifest } from '../engine/formats/manifest.js';
 import { BusinessError } from '../common/businessError.js';
 import { ErrorCode } from '../common/errors.js';
 

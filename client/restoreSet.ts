@@ -9,7 +9,7 @@ import { close, copyFile, createReadStream, createWriteStream, existsSync, open 
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { readManageIndex } from '../activities/packBundle.js';
+import { readManageIndex } from '../engine/formats/manageIndex.js';
 import { BusinessError } from '../common/businessError.js';
 import { codeForSystemError, describeCode } from '../common/errors.js';
 import type { BundleOutcome } from '../common/session.js';

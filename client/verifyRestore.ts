@@ -4,8 +4,8 @@
  * kinds, bytes (SHA-256, streamed), modes, and mtimes within 1 ms. Used by
  * scripts/demo.js and the tests.
  */
-import { loadBundle } from '../activities/bundleProfile.js';
-import { walkBundle, type WalkProfile } from '../activities/walkBundle.js';
+import { loadBundle } from '../engine/device.js';
+import { walkBundle, type WalkProfile } from '../engine/walk.js';
 import { bundlePaths } from '../common/device.js';
 import { sha256File } from './verifySet.js';
 

@@ -10,9 +10,9 @@ import { lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { loadBundle } from '../activities/bundleProfile.js';
-import { readManageIndex } from '../activities/packBundle.js';
-import { walkBundle } from '../activities/walkBundle.js';
+import { loadBundle } from '../engine/device.js';
+import { readManageIndex } from '../engine/formats/manageIndex.js';
+import { walkBundle } from '../engine/walk.js';
 import { bundlePaths } from '../common/device.js';
 
 export async function sha256File(file: string): Promise<string> {

@@ -7,7 +7,7 @@
 // Exit 0 only if every bundle is backed up, restored and both are verified.
 import net from 'node:net';
 import path from 'node:path';
-import { writeSampleDevice } from '../dist/activities/sampleDevice.js';
+import { writeSampleDevice } from '../dist/engine/sampleDevice.js';
 import { formatBackupResult, progressReporter, runBackup } from '../dist/client/commands/backup.js';
 import { restoreProgressReporter, runRestore } from '../dist/client/commands/restore.js';
 import { formatBytes } from '../dist/client/commands/shared.js';

@@ -29,7 +29,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { backup } from '../dist/client/index.js';
 import { BackupSetWriter } from '../dist/client/backupSet.js';
-import { readManageIndex } from '../dist/activities/packBundle.js';
+import { readManageIndex } from '../dist/engine/formats/manageIndex.js';
 import { compareBundleSet } from '../dist/client/verifySet.js';
 import { startDevServer } from '../dist/workers/devServer.js';
 import { withTimeout } from '../bench/ohbackup.js';

@@ -15,7 +15,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { writeSampleDevice } from '../dist/activities/sampleDevice.js';
+import { writeSampleDevice } from '../dist/engine/sampleDevice.js';
 import { backup } from '../dist/client/index.js';
 import { readSettings } from '../dist/config/env.js';
 import { startDevServer } from '../dist/workers/devServer.js';

@@ -35,7 +35,7 @@ import path from 'node:path';
 import { backup } from '../dist/client/index.js';
 import { runBackup } from '../dist/client/commands/backup.js';
 import { runRestore } from '../dist/client/commands/restore.js';
-import { readManageIndex } from '../dist/activities/packBundle.js';
+import { readManageIndex } from '../dist/engine/formats/manageIndex.js';
 import { compareBundleSet } from '../dist/client/verifySet.js';
 import { bundlePaths } from '../dist/common/device.js';
 import { startDevServer } from '../dist/workers/devServer.js';

@@ -11,7 +11,7 @@ import path from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Client } from '@temporalio/client';
 import type { Command } from 'commander';
-import { readManifest } from '../../activities/manifest.js';
+import { readManifest } from '../../engine/formats/manifest.js';
 import { BusinessError } from '../../common/businessError.js';
 import { CapabilitiesSchema, type Capabilities } from '../../common/capabilities.js';
 import { ErrorCode, type ErrorInfo } from '../../common/errors.js';

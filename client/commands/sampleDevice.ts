@@ -1,7 +1,7 @@
 /** `ohbackup sample-device DIR`: writes a deterministic sample device to back up. */
 import path from 'node:path';
 import type { Command } from 'commander';
-import { writeSampleDevice } from '../../activities/sampleDevice.js';
+import { writeSampleDevice } from '../../engine/sampleDevice.js';
 import { formatBytes, formatTable, parseIntOption, parsePositiveNumber } from './shared.js';
 
 export function registerSampleDevice(program: Command): void {

@@ -9,7 +9,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { expect } from 'vitest';
-import { writeManifest } from '../../activities/manifest.js';
+import { writeManifest } from '../../engine/formats/manifest.js';
 import { BusinessError } from '../../common/businessError.js';
 import type { Capabilities } from '../../common/capabilities.js';
 import type { ManifestEntry } from '../../common/manifest.js';

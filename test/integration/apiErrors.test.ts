@@ -5,7 +5,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { backup } from '../../client/index.js';
 import { CapabilitiesSchema } from '../../common/capabilities.js';
-import { writeSampleDevice, type SampleDeviceSummary } from '../../activities/sampleDevice.js';
+import { writeSampleDevice, type SampleDeviceSummary } from '../../engine/sampleDevice.js';
 import { Recorder } from '../helpers/recorder.js';
 import { configureTool, testClient, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
 import { appendBundlesUpdate } from '../../common/messages.js';

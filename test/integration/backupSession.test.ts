@@ -4,7 +4,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { backup } from '../../client/index.js';
 import { BackupSetWriter } from '../../client/backupSet.js';
-import { writeSampleDevice, type SampleDeviceSummary } from '../../activities/sampleDevice.js';
+import { writeSampleDevice, type SampleDeviceSummary } from '../../engine/sampleDevice.js';
 import { Recorder, type Recorded } from '../helpers/recorder.js';
 import { configureTool, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
 import { compareBundleSet } from '../helpers/verifySet.js';

@@ -15,7 +15,7 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeManifest } from '../../activities/manifest.js';
+import { writeManifest } from '../../engine/formats/manifest.js';
 import { backup } from '../../client/index.js';
 import type { GeneralCallbacks } from '../../client/types.js';
 import { outcomesQuery } from '../../common/messages.js';

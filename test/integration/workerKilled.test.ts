@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { backup } from '../../client/index.js';
 import { BackupSetWriter } from '../../client/backupSet.js';
-import { writeSampleDevice } from '../../activities/sampleDevice.js';
+import { writeSampleDevice } from '../../engine/sampleDevice.js';
 import { Recorder } from '../helpers/recorder.js';
 import { configureTool, uniqueTaskQueue } from '../helpers/temporal.js';
 import { compareBundleSet } from '../helpers/verifySet.js';

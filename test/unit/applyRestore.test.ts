@@ -4,8 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import tar, { type Header } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { applyRestore, RestoreRejected, unsafePathReason, type ApplyRestoreOptions } from '../../activities/applyRestore.js';
-import { packBundle, readManageIndex } from '../../activities/packBundle.js';
+import { applyRestore, RestoreRejected, unsafePathReason, type ApplyRestoreOptions } from '../../engine/unpack/index.js';
+import { packBundle } from '../../engine/pack/index.js';
+import { readManageIndex } from '../../engine/formats/manageIndex.js';
 import { ErrorCode } from '../../common/errors.js';
 import type { IndexEntry, ManageIndex } from '../../common/manageIndex.js';
 

@@ -2,7 +2,7 @@ import { openSync, closeSync, promises as fsp, readSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ManifestWriter, readManifest, writeManifest } from '../../activities/manifest.js';
+import { ManifestWriter, readManifest, writeManifest } from '../../engine/formats/manifest.js';
 import { ErrorCode } from '../../common/errors.js';
 import { ManifestInvalid, type ManifestEntry } from '../../common/manifest.js';
 

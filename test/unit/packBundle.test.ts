@@ -4,7 +4,8 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { packBundle, readManageIndex, type PackOptions } from '../../activities/packBundle.js';
+import { packBundle, type PackOptions } from '../../engine/pack/index.js';
+import { readManageIndex } from '../../engine/formats/manageIndex.js';
 import type { IndexEntry } from '../../common/manageIndex.js';
 import { extractTarEntries } from '../helpers/extractTar.js';
 

@@ -11,10 +11,11 @@ import { appendFileSync, openSync, closeSync, writeSync, truncateSync, unlinkSyn
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyRestore } from '../../activities/applyRestore.js';
-import { readManifest } from '../../activities/manifest.js';
-import { packBundle, readManageIndex, type PackOptions } from '../../activities/packBundle.js';
-import { walkBundle } from '../../activities/walkBundle.js';
+import { applyRestore } from '../../engine/unpack/index.js';
+import { readManifest } from '../../engine/formats/manifest.js';
+import { packBundle, type PackOptions } from '../../engine/pack/index.js';
+import { readManageIndex } from '../../engine/formats/manageIndex.js';
+import { walkBundle } from '../../engine/walk.js';
 import type { ManageIndex } from '../../common/manageIndex.js';
 import { extractTarEntries } from '../helpers/extractTar.js';
 import { sha256File } from '../helpers/verifySet.js';

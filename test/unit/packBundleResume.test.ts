@@ -9,7 +9,8 @@ import { existsSync, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { packBundle, readManageIndex, type PackOptions, type PackProgress } from '../../activities/packBundle.js';
+import { packBundle, type PackOptions, type PackProgress } from '../../engine/pack/index.js';
+import { readManageIndex } from '../../engine/formats/manageIndex.js';
 import type { ManageIndex } from '../../common/manageIndex.js';
 import { extractTarEntries } from '../helpers/extractTar.js';
 

@@ -9,7 +9,7 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STDOUT_CAP, capJson, runHook, type HookOptions } from '../../activities/runHook.js';
+import { STDOUT_CAP, capJson, runHook, type HookOptions } from '../../engine/hooks.js';
 import { groupMembers, processesWithEnv } from '../helpers/processes.js';
 
 let root: string;

@@ -3,7 +3,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeSampleDevice, type SampleDeviceSummary } from '../../activities/sampleDevice.js';
+import { writeSampleDevice, type SampleDeviceSummary } from '../../engine/sampleDevice.js';
 import { BackupConfigSchema, BundleJsonSchema, bundlePaths, PACK_LIMITS } from '../../common/device.js';
 
 const BUNDLES = ['com.example.notes', 'com.example.gallery', 'com.example.mixed', 'com.example.locked', 'com.example.docs'];

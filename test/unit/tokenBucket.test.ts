@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { TokenBucket } from '../../activities/tokenBucket.js';
+import { TokenBucket } from '../../engine/tokenBucket.js';
 
 const now = () => Date.now();
 

@@ -4,7 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { walkBundle, type WalkItem, type WalkProfile } from '../../activities/walkBundle.js';
+import { walkBundle, type WalkItem, type WalkProfile } from '../../engine/walk.js';
 
 let root: string;
 let data: string;

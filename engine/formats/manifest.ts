@@ -21,10 +21,10 @@ import {
   type ManifestEntry,
   type ManifestHeader,
   type ManifestHeaderInit,
-} from '../common/manifest.js';
+} from '../../common/manifest.js';
 
-export { ManifestInvalid } from '../common/manifest.js';
-export type { ManifestEntry, ManifestHeader, ManifestHeaderInit } from '../common/manifest.js';
+export { ManifestInvalid } from '../../common/manifest.js';
+export type { ManifestEntry, ManifestHeader, ManifestHeaderInit } from '../../common/manifest.js';
 
 const FILE_MODE = 0o600;
 const FLUSH_BYTES = 64 * 1024;

@@ -4,7 +4,7 @@
  * every few milliseconds of them, the event loop runs (heartbeats, queries,
  * the other bundles' activities) before the work goes on.
  */
-export class Pacer {
+export class LoopYield {
   #since = performance.now();
   /** A promise to await when the loop is due to run, else undefined (no promise per call on a hot path). */
   due(): Promise<void> | undefined {

@@ -5,9 +5,8 @@
  * counts the bytes changed since `lastIncrementalTime`; the fast one sums the
  * data folder as it is.
  */
-import { bundlePaths } from '../common/device.js';
-import { loadBundle } from './bundleProfile.js';
-import { walkBundle } from './walkBundle.js';
+import type { Device } from './device.js';
+import { walkBundle } from './walk.js';
 
 export interface SizeScanItem {
   bundleName: string;
@@ -27,7 +26,7 @@ export function sizeReportJson(scaned: ScannedSize[], scanning: string): string 
 }
 
 export async function scanDataSize(
-  dataRoot: string,
+  device: Device,
   precise: boolean,
   items: SizeScanItem[],
   report: (json: string) => Promise<void>,
@@ -54,7 +53,8 @@ export async function scanDataSize(
   for (const item of items.slice(done)) {
     opts.onTick?.();
     scanning = item.bundleName;
-    const loaded = await loadBundle(dataRoot, item.bundleName);
+    const bundle = device.bundle(item.bundleName);
+    const loaded = await bundle.profile();
     if (!loaded.ok) {
       unreported.push({ name: item.bundleName, dataSize: -1, incDataSize: -1 });
       continue;
@@ -64,7 +64,7 @@ export async function scanDataSize(
     let dataSize = 0;
     let incDataSize = 0;
     let n = 0;
-    for await (const e of walkBundle(bundlePaths(dataRoot, item.bundleName).data, profile)) {
+    for await (const e of walkBundle(bundle.paths.data, profile)) {
       if (opts.signal?.aborted) throw opts.signal.reason;
       if (e.type !== 'entry' || e.kind !== 'file') continue;
       dataSize += e.size;

@@ -27,7 +27,7 @@
 import { lstatSync, promises as fsp, readdirSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import picomatch from 'picomatch';
-import { Pacer } from './pacer.js';
+import { LoopYield } from './loopYield.js';
 
 export type WalkItem =
   | {
@@ -133,9 +133,9 @@ export async function* walkBundle(dataDir: string, profile: WalkProfile): AsyncG
   const listing = (abs: string) => readdirSync(abs).sort(byteOrder);
   const stack: Frame[] = [{ rel: '', abs: dataDir, names: listing(dataDir), next: 0 }];
   // All of it is synchronous: a walk of a big tree must still let heartbeats and queries through.
-  const pacer = new Pacer();
+  const loopYield = new LoopYield();
   while (stack.length > 0) {
-    const turn = pacer.due();
+    const turn = loopYield.due();
     if (turn) await turn;
     const top = stack[stack.length - 1]!;
     if (top.next >= top.names.length) {

@@ -10,7 +10,7 @@ import { bundleClaimWorkflowId } from '../common/deviceKey.js';
 import type { bundleClaimWorkflow } from '../workflows/bundleClaimWorkflow.js';
 import { claimBundlesUpdate, releaseBundleClaimsUpdate, type ClaimAnswer } from '../common/messages.js';
 
-export function createBundleClaimActivities() {
+export function createClaimActivities() {
   return {
     /**
      * Claims `bundleNames` for the session on the device `deviceKey`, starting

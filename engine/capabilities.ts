@@ -1,27 +1,21 @@
 /** Builds the capability file (api.md §8) describing the device's bundles. */
-import { readdir } from 'node:fs/promises';
 import os from 'node:os';
 import { BACKUP_VERSION, type BundleInfo, type Capabilities } from '../common/capabilities.js';
-import { bundlePaths } from '../common/device.js';
-import { loadBundle } from './bundleProfile.js';
-import { walkBundle } from './walkBundle.js';
-
-export async function listBundleNames(dataRoot: string): Promise<string[]> {
-  const entries = await readdir(dataRoot, { withFileTypes: true }).catch(() => []);
-  return entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
-}
+import type { Device } from './device.js';
+import { walkBundle } from './walk.js';
 
 /** `since` (seconds since the epoch) per bundle: `increSpaceOccupied` counts the bytes changed after it. */
-export async function buildCapabilities(dataRoot: string, only?: Array<{ bundleName: string; lastIncrementalTime: number }>): Promise<Capabilities> {
-  const names = only ? only.map((b) => b.bundleName) : await listBundleNames(dataRoot);
+export async function buildCapabilities(device: Device, only?: Array<{ bundleName: string; lastIncrementalTime: number }>): Promise<Capabilities> {
+  const names = only ? only.map((b) => b.bundleName) : await device.bundleNames();
   const infos: BundleInfo[] = [];
   for (const name of names) {
-    const loaded = await loadBundle(dataRoot, name);
+    const bundle = device.bundle(name);
+    const loaded = await bundle.profile();
     if (!loaded.ok) continue;
     const since = only?.find((b) => b.bundleName === name)?.lastIncrementalTime;
     let space = 0;
     let incre = 0;
-    for await (const item of walkBundle(bundlePaths(dataRoot, name).data, loaded.config)) {
+    for await (const item of walkBundle(bundle.paths.data, loaded.config)) {
       if (item.type !== 'entry' || item.kind !== 'file') continue;
       space += item.size;
       if (since !== undefined && item.mtimeMs > since * 1000) incre += item.size;

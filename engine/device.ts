@@ -1,6 +1,10 @@
-/** Reads a bundle's bundle.json and backup_config.json, answering 13500001 for what cannot be backed up. */
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { BackupConfigSchema, BundleJsonSchema, BundleNameSchema, bundlePaths, type BackupConfig, type BundleJson } from '../common/device.js';
+/**
+ * A device's bundles on disk (api.md §7): `new Device(dataRoot).bundle(name)`
+ * gives a bundle's folders, its profile (bundle.json and backup_config.json,
+ * 13500001 for what cannot be backed up) and its installation on restore.
+ */
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { BackupConfigSchema, BundleJsonSchema, BundleNameSchema, bundlePaths, type BackupConfig, type BundleJson, type BundlePaths } from '../common/device.js';
 import { ErrorCode, errorInfo, type ErrorInfo } from '../common/errors.js';
 import type { BundleInstall } from '../common/session.js';
 
@@ -58,4 +62,50 @@ export async function installBundle(dataRoot: string, bundleName: string, info: 
   await writeFile(paths.backupConfig, JSON.stringify(profile, null, 2), { mode: 0o600 });
   // bundle.json last: its presence is what makes the bundle exist.
   await writeFile(paths.bundleJson, JSON.stringify(bundle, null, 2), { mode: 0o600 });
+}
+
+/** The new full manifest of an incremental backup, beside the packed files (not itself in the index). */
+export const MANIFEST_NAME = 'manifest.jsonl';
+
+export class Device {
+  constructor(readonly dataRoot: string) {}
+
+  bundle(name: string): DeviceBundle {
+    return new DeviceBundle(this.dataRoot, name);
+  }
+
+  /** The names of the folders under the data root, sorted. */
+  async bundleNames(): Promise<string[]> {
+    const entries = await readdir(this.dataRoot, { withFileTypes: true }).catch(() => []);
+    return entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  }
+}
+
+export class DeviceBundle {
+  readonly paths: BundlePaths;
+
+  constructor(
+    readonly dataRoot: string,
+    readonly name: string,
+  ) {
+    this.paths = bundlePaths(dataRoot, name);
+  }
+
+  profile(): Promise<LoadedBundle> {
+    return loadBundle(this.dataRoot, this.name);
+  }
+
+  install(info: BundleInstall): Promise<void> {
+    return installBundle(this.dataRoot, this.name, info);
+  }
+
+  /** Backup: the folder one session packs this bundle into. */
+  packDir(sessionId: string): string {
+    return `${this.paths.backupTemp}/${sessionId}`;
+  }
+
+  /** Restore: the tool's files for one session, and the tree being built from them. */
+  restoreDir(sessionId: string): string {
+    return `${this.paths.restoreTemp}/${sessionId}`;
+  }
 }

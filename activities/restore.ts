@@ -1,0 +1,87 @@
+/** The restore activities: the tool's file targets, applying its files (engine/unpack), and cleaning up after. */
+import { constants as fsc } from 'node:fs';
+import { mkdir, open, rm } from 'node:fs/promises';
+import { Context } from '@temporalio/activity';
+import { ErrorCode, codeForSystemError, errorInfo, type ErrorInfo } from '../common/errors.js';
+import { INDEX_URI } from '../common/manageIndex.js';
+import { codedFailure, isPlainUri } from '../common/rules.js';
+import type { Device } from '../engine/device.js';
+import { readManageIndex } from '../engine/formats/manageIndex.js';
+import { applyRestore, RestoreRejected } from '../engine/unpack/index.js';
+import { asFailure, sessionBundle } from './failures.js';
+import { oneAttemptAtATime } from './oneAttemptAtATime.js';
+import { ProgressReporter } from './progressReporter.js';
+
+export function createRestoreActivities(device: Device) {
+  return {
+    /**
+     * Creates the empty target for one file the tool will write, private
+     * (0600) and never through a link. The session asks once per uri, so an
+     * existing file here is this activity's own earlier attempt: it is
+     * emptied and reused, which keeps a retry after a worker death harmless.
+     */
+    async createRestoreTarget(input: { sessionId: string; bundleName: string; uri: string }): Promise<{ ok: true; path: string } | { ok: false; error: ErrorInfo }> {
+      if (!isPlainUri(input.uri)) {
+        return { ok: false, error: errorInfo(ErrorCode.INVALID_ARGUMENT, `uri "${input.uri}" is not a plain file name`) };
+      }
+      const dir = `${sessionBundle(device, input.sessionId, input.bundleName).restoreDir(input.sessionId)}/files`;
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const path = `${dir}/${input.uri}`;
+      try {
+        const fh = await open(path, fsc.O_CREAT | fsc.O_TRUNC | fsc.O_WRONLY | fsc.O_NOFOLLOW, 0o600);
+        await fh.close();
+        return { ok: true, path };
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code === 'ELOOP' ? ErrorCode.INVALID_ARGUMENT : codeForSystemError(err);
+        return { ok: false, error: errorInfo(code, `${input.uri}: ${(err as Error).message}`) };
+      }
+    },
+
+    /** Verifies the tool's files against their index, unpacks them safely and applies them (api.md §9). */
+    async applyRestoreData(input: { sessionId: string; sessionWorkflowId: string; bundleName: string }) {
+      return oneAttemptAtATime(`apply:${input.sessionId}/${input.bundleName}`, async () => {
+        const ctx = Context.current();
+        const bundle = device.bundle(input.bundleName);
+        const loaded = await bundle.profile();
+        if (!loaded.ok) throw codedFailure(loaded.error.code, loaded.error.message);
+        const paths = bundle.paths;
+        const work = sessionBundle(device, input.sessionId, input.bundleName).restoreDir(input.sessionId);
+        const progress = new ProgressReporter(ctx.client, input.sessionWorkflowId, input.bundleName);
+        progress.start('verifying: 0 files, 0 bytes');
+        try {
+          // An increment (its index lists deletions) is merged into the current data; a full set replaces it.
+          const increment = await readManageIndex(`${work}/files/${INDEX_URI}`).then(
+            (index) => index.incremental !== undefined,
+            () => false, // applyRestore reports the invalid index itself
+          );
+          const tempOnly = loaded.config.fullBackupOnly && !increment;
+          return await applyRestore({
+            bundleName: input.bundleName,
+            restoreDir: `${work}/files`,
+            dataDir: paths.data,
+            // fullBackupOnly: the verified tree stays in the temp area, outside the session's folder so release keeps it.
+            stagingDir: tempOnly ? `${paths.restoreTemp}/restored-${input.sessionId}` : `${work}/staging`,
+            mode: increment ? 'merge' : tempOnly ? 'tempOnly' : 'apply',
+            signal: ctx.cancellationSignal,
+            onProgress: (p) => {
+              ctx.heartbeat(p);
+              progress.update(`restoring: ${p.files} files, ${p.bytes} bytes`);
+            },
+          });
+        } catch (err) {
+          if (err instanceof RestoreRejected) {
+            ctx.metricMeter.createCounter('ohbackup_restore_verification_failures', 'bundles', 'restores refused by verification').add(1);
+            throw codedFailure(err.code, err.message);
+          }
+          throw asFailure(err, ErrorCode.UNTAR_FAILED);
+        } finally {
+          progress.stop();
+        }
+      });
+    },
+
+    async cleanRestoreSession(input: { sessionId: string; bundleName: string }): Promise<void> {
+      await rm(sessionBundle(device, input.sessionId, input.bundleName).restoreDir(input.sessionId), { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,104 @@
+/**
+ * File-system helpers the packer and the unpacker share: atomic writes, fsync,
+ * errno tests, a removal that copes with read-only folders, a path's ancestors
+ * and one hash-while-copy loop.
+ */
+import { createHash } from 'node:crypto';
+import { constants as fsc, promises as fsp, type Stats } from 'node:fs';
+import path from 'node:path';
+
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
+
+export function errnoOf(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** An error from a system call (it names one), as opposed to one of ours or a library's. */
+export function isSystemError(err: unknown): err is NodeJS.ErrnoException {
+  return err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string';
+}
+
+export async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
+  try {
+    return await fsp.lstat(p);
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+export async function fsyncDir(p: string): Promise<void> {
+  const fh = await fsp.open(p, fsc.O_RDONLY | fsc.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** write tmp → fsync → rename → fsync the folder, so a reader sees the whole file or none (0600). */
+export async function writeAtomically(target: string, text: string, sync = true): Promise<void> {
+  const tmp = `${target}.tmp`;
+  const fh = await fsp.open(tmp, 'w', FILE_MODE);
+  try {
+    await fh.writeFile(text, 'utf8');
+    if (sync) await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await fsp.rename(tmp, target);
+  if (sync) await fsyncDir(path.dirname(target));
+}
+
+/** Makes every real folder under `p` (and `p`) 0700, never following links, so it can be removed. */
+async function makeRemovable(p: string): Promise<void> {
+  const st = await lstatOrUndefined(p);
+  if (!st?.isDirectory()) return;
+  await fsp.chmod(p, DIR_MODE).catch(() => {});
+  let names: string[];
+  try {
+    names = await fsp.readdir(p);
+  } catch {
+    return;
+  }
+  for (const name of names) await makeRemovable(path.join(p, name));
+}
+
+/** rm -rf that also copes with read-only folders (restored trees may hold some). */
+export async function removeTree(p: string): Promise<void> {
+  try {
+    await fsp.rm(p, { recursive: true, force: true });
+  } catch (err) {
+    const code = errnoOf(err);
+    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'ENOTEMPTY') throw err;
+    await makeRemovable(p);
+    await fsp.rm(p, { recursive: true, force: true });
+  }
+}
+
+/** The proper ancestors of a '/'-separated relative path, outermost first: 'a/b/c' → 'a', 'a/b'. */
+export function* ancestors(p: string): Generator<string> {
+  for (let i = p.indexOf('/'); i !== -1; i = p.indexOf('/', i + 1)) yield p.slice(0, i);
+}
+
+export async function writeAll(fh: fsp.FileHandle, chunk: Buffer): Promise<void> {
+  let off = 0;
+  while (off < chunk.length) {
+    const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);
+    off += bytesWritten;
+  }
+}
+
+/** Copies all of `src` (from its start) into `out`, hashing what is copied; checks `signal` between chunks. */
+export async function copyHashing(src: fsp.FileHandle, out: fsp.FileHandle, signal?: AbortSignal): Promise<{ bytes: number; sha256: string }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of src.createReadStream({ autoClose: false, start: 0 }) as AsyncIterable<Buffer>) {
+    signal?.throwIfAborted();
+    hash.update(chunk);
+    bytes += chunk.length;
+    await writeAll(out, chunk);
+  }
+  return { bytes, sha256: hash.digest('hex') };
+}

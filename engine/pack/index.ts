@@ -1,0 +1,103 @@
+/**
+ * Packs a bundle's data/ folder for hand-over (api.md §9): big files alone as
+ * `file.<n>`, everything else (small files and every folder, so empty folders
+ * survive) in tar slices `part.<n>.tar`, then the index `manage.json`. Pure
+ * Node; data is streamed, never held whole in memory. Resuming, increments and
+ * files changing under the packer: docs/design/packing.md.
+ */
+import path from 'node:path';
+import { PACK_LIMITS } from '../../common/device.js';
+import { INDEX_URI, INDEX_VERSION, type ManageIndex } from '../../common/manageIndex.js';
+import { ManifestWriter } from '../formats/manifest.js';
+import { isSystemError, writeAtomically } from '../fsx.js';
+import { LoopYield } from '../loopYield.js';
+import { walkBundle } from '../walk.js';
+import { EntryPacker } from './entryPacker.js';
+import { IncrementRecorder } from './increment.js';
+import type { PackLimits, PackOptions, PackSummary } from './options.js';
+import { PackOutputs } from './outputs.js';
+import { PackProgressMeter } from './progress.js';
+import { configDigest, openOutDir, ResumeCursor, walkKey } from './resume.js';
+
+export type { PackLimits, PackOptions, PackPhase, PackProgress, PackSummary } from './options.js';
+
+export async function packBundle(opts: PackOptions): Promise<PackSummary> {
+  const limits: PackLimits = { ...PACK_LIMITS, ...opts.limits };
+  const { outDir, signal, base } = opts;
+  signal?.throwIfAborted();
+  const config = configDigest(opts, limits);
+  const progress = new PackProgressMeter(opts.onProgress);
+  const loopYield = new LoopYield();
+  const { resumed, restartedBecause } = await openOutDir(outDir, opts.resume ?? false, config, progress, signal);
+
+  const out = new PackOutputs(outDir, config, limits, progress, resumed);
+  const writer = opts.manifestPath
+    ? await ManifestWriter.open(opts.manifestPath, { bundleName: opts.bundleName, time: opts.time ?? Math.floor(Date.now() / 1000) })
+    : undefined;
+  const recorder = base || writer ? new IncrementRecorder(base, writer) : undefined;
+  const cursor = new ResumeCursor(resumed, outDir, recorder, base, progress, signal);
+  const packer = new EntryPacker(out, cursor, recorder, base, limits, outDir, progress, signal);
+  progress.phase = cursor.scanning ? 'scan' : 'pack';
+
+  try {
+    for await (const item of walkBundle(opts.dataDir, opts.profile)) {
+      signal?.throwIfAborted();
+      progress.tick();
+      const key = walkKey(item.path);
+      if (await cursor.covers(item, key)) continue;
+      progress.phase = 'pack';
+      const turn = loopYield.due();
+      if (turn) await turn;
+      const reusable = await cursor.reusableBigFile(item, key);
+      if (reusable) await packer.reusedBigFile(reusable);
+      else if (item.type === 'skipped') out.skip(item.path, item.reason);
+      else if (item.kind === 'dir') await packer.dir(item);
+      else await packer.file(item);
+    }
+    await out.closeSlice();
+    await cursor.finish();
+  } catch (err) {
+    await writer?.abort();
+    // When writing a slice fails (say ENOSPC), tar-stream only tells the entry
+    // that its stream was destroyed: report the system error instead.
+    const writeErr = await out.slice?.abort(err);
+    throw isSystemError(writeErr) ? writeErr : err;
+  }
+
+  const { files, skipped, totals } = out;
+  const index: ManageIndex = {
+    version: INDEX_VERSION,
+    bundleName: opts.bundleName,
+    createdAt: new Date().toISOString(),
+    files,
+    skipped,
+    totals,
+  };
+  const deleted = recorder?.deletions() ?? [];
+  if (base) index.incremental = { baseTime: opts.baseTime ?? 0, deleted, touched: recorder!.touched };
+  if (writer) {
+    try {
+      await writer.close();
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+  }
+  const indexPath = path.join(outDir, INDEX_URI);
+  // Atomic, not synced: the index lives in the transient transfer area and a retried pack rewrites it.
+  await writeAtomically(indexPath, JSON.stringify(index), false);
+  progress.phase = 'pack';
+  progress.emit();
+  const summary: PackSummary = {
+    ...totals,
+    handOver: files.length,
+    skipped: skipped.length,
+    indexPath,
+  };
+  if (recorder) Object.assign(summary, { changed: totals.files, unchanged: recorder.unchanged, deleted: deleted.length });
+  if (writer) summary.manifestPath = writer.target;
+  if (opts.resume) {
+    summary.resumed = resumed ? { kept: out.kept, reused: cursor.reused } : { restartedBecause: restartedBecause ?? 'unknown' };
+  }
+  return summary;
+}

@@ -1,0 +1,72 @@
+/**
+ * Applies a bundle's restore files (api.md §5, §7, §9): recovers from a run
+ * that died, plans from the index, builds a private staging tree verifying
+ * every byte against manage.json (merging an increment into the current data
+ * when asked), and only then swaps it into the bundle's data/ folder (or, for
+ * 'tempOnly', leaves it in the staging folder). Pure Node; data is streamed.
+ * Safety rules, merging and crash recovery: docs/design/restoring.md.
+ */
+import path from 'node:path';
+import { INDEX_URI } from '../../common/manageIndex.js';
+import { ProgressMeter } from '../progressMeter.js';
+import { MergeTree } from './merge.js';
+import { invalid, type ApplyRestoreOptions, type ApplyRestoreResult } from './options.js';
+import { checkLayout } from './pathRules.js';
+import { readIndex, validateIndex } from './plan.js';
+import { StagingTree, precheckHanded } from './stagingTree.js';
+import { reclaimBigFiles, recoverInterruptedSwap, resetStaging, swapIn, undoBuild } from './swap.js';
+
+export { RestoreRejected, type ApplyRestoreOptions, type ApplyRestoreResult } from './options.js';
+export { unsafePathReason } from './pathRules.js';
+
+export async function applyRestore(opts: ApplyRestoreOptions): Promise<ApplyRestoreResult> {
+  const restoreDir = path.resolve(opts.restoreDir);
+  const dataDir = path.resolve(opts.dataDir);
+  const stagingDir = path.resolve(opts.stagingDir);
+  const { signal } = opts;
+  checkLayout(restoreDir, dataDir, stagingDir);
+  signal?.throwIfAborted();
+
+  await recoverInterruptedSwap(dataDir);
+  const index = await readIndex(restoreDir);
+  if (opts.mode === 'merge' && !index.incremental) throw invalid(`not an increment: ${INDEX_URI} has no "incremental" block (restore it with 'apply')`);
+  if (opts.mode === 'apply' && index.incremental) throw invalid(`${INDEX_URI} describes an increment, which only 'merge' can apply`);
+  const plan = validateIndex(index, stagingDir, restoreDir);
+  await reclaimBigFiles(index, restoreDir, stagingDir);
+  await resetStaging(stagingDir);
+
+  const progress = new ProgressMeter(opts.onProgress);
+  const merge = opts.mode === 'merge' ? new MergeTree(stagingDir, restoreDir, progress, signal) : undefined;
+  const tree = merge ?? new StagingTree(stagingDir, restoreDir, progress, signal);
+  try {
+    signal?.throwIfAborted();
+    await precheckHanded(index, restoreDir);
+    if (merge) {
+      await merge.seed(dataDir);
+      await merge.applyDeletions(plan.deleted);
+      await merge.applyTouched(plan.touched);
+    }
+    for (const h of index.files) {
+      signal?.throwIfAborted();
+      if (h.kind === 'tar') await tree.extractSlice(h);
+      else await tree.placeBigFile(h);
+      progress.emit(); // one report per handed file at least
+    }
+    await tree.finish(plan);
+    signal?.throwIfAborted();
+    if (opts.mode !== 'tempOnly') await swapIn(dataDir, stagingDir);
+  } catch (err) {
+    await undoBuild(tree.moved, stagingDir).catch(() => {});
+    if (signal?.aborted) throw signal.reason;
+    throw err;
+  }
+  progress.emit();
+  const result: ApplyRestoreResult = {
+    files: plan.files,
+    dirs: plan.dirs,
+    bytes: plan.bytes,
+    appliedTo: opts.mode === 'tempOnly' ? stagingDir : dataDir,
+  };
+  if (merge) result.merged = { ...merge.merged };
+  return result;
+}

@@ -1,0 +1,58 @@
+/** What applyRestore takes and answers, its refusal, and the modes and flags of the tree it builds. */
+import { constants as fsc } from 'node:fs';
+import { ErrorCode } from '../../common/errors.js';
+
+export interface ApplyRestoreOptions {
+  bundleName: string;
+  /** Where the tool wrote the bundle's files: manage.json plus every uri it lists. */
+  restoreDir: string;
+  /** The bundle's data folder (<bundle>/data) — the only place restore may change. */
+  dataDir: string;
+  /** A fresh folder for building the new tree (inside the bundle's backup/restore temp area; created/emptied here). */
+  stagingDir: string;
+  /**
+   * 'apply': swap the verified tree into dataDir; 'tempOnly' (fullBackupOnly profiles): leave the verified tree in stagingDir;
+   * 'merge': an increment — the current dataDir plus the increment's changes and deletions, swapped into dataDir.
+   */
+  mode: 'apply' | 'tempOnly' | 'merge';
+  signal?: AbortSignal;
+  onProgress?: (p: { files: number; bytes: number }) => void;
+}
+
+export interface ApplyRestoreResult {
+  files: number;
+  dirs: number;
+  bytes: number;
+  appliedTo: string;
+  /** Only for 'merge': files carried over from dataDir (hard-linked, or copied), deletions applied, touched files re-stamped. */
+  merged?: { linked: number; copied: number; deleted: number; touched: number };
+}
+
+/** The restore files cannot be applied; `code` is the reference's error code (13900020 or 13500008). */
+export class RestoreRejected extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RestoreRejected';
+  }
+}
+
+export const DIR_MODE = 0o700;
+export const FILE_MODE = 0o600;
+export const ROOT_MODE = 0o700;
+/** Only permission bits are restored: set-uid, set-gid and sticky are dropped. */
+export const PERM_MASK = 0o777;
+export const CREATE_FLAGS = fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY | fsc.O_NOFOLLOW;
+export const READ_FLAGS = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
+
+/** The restore files are not a valid archive of what the index lists (13500008). */
+export function untar(message: string): RestoreRejected {
+  return new RestoreRejected(ErrorCode.UNTAR_FAILED, message);
+}
+
+/** The index, or the call, is not acceptable (13900020). */
+export function invalid(message: string): RestoreRejected {
+  return new RestoreRejected(ErrorCode.INVALID_ARGUMENT, message);
+}
