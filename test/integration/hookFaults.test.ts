@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backup } from '../../client/index.js';
-import { BackupSetWriter } from '../../client/backupSet.js';
+import { BackupSetWriter } from '../../client/sets/writer.js';
 import { writeBundle } from '../helpers/device.js';
 import { groupMembers, processesWithEnv } from '../helpers/processes.js';
 import { Recorder } from '../helpers/recorder.js';

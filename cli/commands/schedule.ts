@@ -4,8 +4,8 @@ import type { Command } from 'commander';
 import { DEFAULT_TEMPORAL_ADDRESS } from '../../common/env.js';
 import { temporalTarget } from '../../common/temporalConfig.js';
 import type { ScheduledBackupSummary } from '../../common/scheduledBackup.js';
-import { closeConnection } from '../connection.js';
-import { toBusinessError } from '../failures.js';
+import { closeConnection } from '../../client/connection.js';
+import { toBusinessError } from '../../client/failures.js';
 import {
   ScheduleError,
   createSchedule,
@@ -17,11 +17,12 @@ import {
   triggerSchedule,
   unpauseSchedule,
   waitForRun,
-  type ScheduleView,
-  type ScheduledRun,
-} from '../schedules.js';
-import { BundleNameArg } from '../validate.js';
-import { EXIT, formatBytes, formatTable, isConnectFailure, parseIntOption, unreachableMessage, usageError } from './shared.js';
+} from '../../client/schedules.js';
+import { BundleNameArg } from '../../client/validate.js';
+import { isConnectFailure, unreachableMessage } from '../../client/runs/setup.js';
+import { formatTable } from '../output/results.js';
+import { formatSummary, formatView } from '../output/schedules.js';
+import { EXIT, exitCodeFor, parseIntOption, usageError } from '../shared.js';
 
 /** Schedule IDs end up in workflow IDs and UI links: keep them plain. */
 const SCHEDULE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
@@ -55,51 +56,7 @@ function checkId(cmd: Command, id: string): void {
   if (!SCHEDULE_ID.test(id)) usageError(cmd, `"${id}" is not a schedule ID: letters, digits, '.', '_' and '-', starting with a letter or digit.`);
 }
 
-function runLine(r: ScheduledRun): string {
-  const s = r.summary;
-  const what = s ? `${s.outcome}, ${s.files} files, ${formatBytes(s.bytes)} → ${s.set}` : (r.error ?? '');
-  return `${r.takenAt}  ${r.status.padEnd(10)} ${r.workflowId}${what ? `  ${what}` : ''}`;
-}
-
-function formatView(v: ScheduleView): string {
-  const req = v.request;
-  const lines = [
-    `Schedule     ${v.scheduleId}${v.paused ? ' (paused)' : ''}`,
-    `When         ${v.when}${v.timezone && v.timezone !== 'UTC' ? ` (${v.timezone})` : v.when.startsWith('cron') ? ' (UTC)' : ''}`,
-    ...(v.note ? [`Note         ${v.note}`] : []),
-    ...(req
-      ? [
-          `Destination  ${req.dest}`,
-          `Bundles      ${req.bundles?.join(', ') ?? 'every backup-able bundle'}`,
-          `Kind         ${req.incremental ? 'incremental (each run chains to the newest complete set in the destination)' : 'full backup every run'}`,
-          ...(req.rate !== undefined ? [`Rate         ${req.rate} files/s per bundle`] : []),
-        ]
-      : []),
-    `Task queue   ${v.taskQueue ?? ''}`,
-    `Overlap      ${v.overlap} (a run due while one is in progress is skipped)`,
-    `Runs         ${v.actionsTaken} taken, ${v.skippedOverlap} skipped for overlap${v.running.length ? `, running: ${v.running.join(', ')}` : ''}`,
-    `Next runs    ${v.nextRuns.length ? v.nextRuns.slice(0, 5).join('\n             ') : v.paused ? '(paused)' : '(none)'}`,
-    'Recent runs' + (v.recentRuns.length ? '' : '  (none)'),
-    ...[...v.recentRuns].reverse().map((r) => `  ${runLine(r)}`),
-    `Temporal UI  ${v.uiUrl}`,
-  ];
-  return lines.join('\n');
-}
-
-function formatSummary(s: ScheduledBackupSummary): string {
-  const rows = s.bundles.map((b) => [b.bundleName, b.state, String(b.files), formatBytes(b.bytes), b.error ? `${b.error.code} ${b.error.message}` : '']);
-  return [
-    formatTable(['bundle', 'state', 'files', 'bytes', 'error'], rows, [2, 3]),
-    '',
-    ...(s.error ? [`Session failed: ${s.error.code} ${s.error.message}`] : []),
-    `Backup set   ${s.set}${s.kind === 'incremental' ? ' (incremental)' : ''}`,
-    ...(s.base ? [`Base set     ${s.base}`] : []),
-    `Session      ${s.sessionId}`,
-    `Temporal UI  ${s.uiUrl}`,
-  ].join('\n');
-}
-
-const outcomeExit = (s: ScheduledBackupSummary | undefined) => (s?.outcome === 'done' ? EXIT.ok : s?.outcome === 'partial' ? EXIT.partial : EXIT.failed);
+const outcomeExit = (s: ScheduledBackupSummary | undefined) => (s ? exitCodeFor(s.outcome) : EXIT.failed);
 
 export function registerSchedule(program: Command): void {
   const schedule = program
