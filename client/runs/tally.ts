@@ -93,7 +93,8 @@ export class BundleTally {
   }
 }
 
-const never = new Promise<never>(() => undefined);
+/** A wait that never ends: the branch of a race that does not apply. */
+export const never = new Promise<never>(() => undefined);
 
 /** Resolves once `signal` aborts (at once if it has); never without one. */
 export function whenAborted(signal?: AbortSignal): Promise<void> {
@@ -119,5 +120,3 @@ export function watchSessionClosed(client: Client, sessionId: string, after: Pro
       ),
   );
 }
-
-export { never };
