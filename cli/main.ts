@@ -8,7 +8,7 @@ import { registerControl } from './commands/control.js';
 import { registerDev } from './commands/dev.js';
 import { registerRestore } from './commands/restore.js';
 import { registerSampleDevice } from './commands/sampleDevice.js';
-import { registerSchedule } from './commands/schedule.js';
+import { registerSchedule } from './commands/schedule/index.js';
 import { registerWorker } from './commands/worker.js';
 import { EXIT } from './shared.js';
 

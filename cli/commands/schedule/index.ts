@@ -1,60 +1,12 @@
 /** `ohbackup schedule create|list|describe|pause|unpause|trigger|delete`: scheduled backups on Temporal Schedules. */
-import path from 'node:path';
 import type { Command } from 'commander';
-import { DEFAULT_TEMPORAL_ADDRESS } from '../../common/env.js';
-import { temporalTarget } from '../../common/temporalConfig.js';
-import type { ScheduledBackupSummary } from '../../common/scheduledBackup.js';
-import { closeConnection } from '../../client/connection.js';
-import { toBusinessError } from '../../client/failures.js';
-import {
-  ScheduleError,
-  createSchedule,
-  deleteSchedule,
-  describeSchedule,
-  listSchedules,
-  parseInterval,
-  pauseSchedule,
-  triggerSchedule,
-  unpauseSchedule,
-  waitForRun,
-} from '../../client/schedules.js';
-import { BundleNameArg } from '../../client/validate.js';
-import { isConnectFailure, unreachableMessage } from '../../client/runs/setup.js';
-import { formatTable } from '../output/results.js';
-import { formatSummary, formatView } from '../output/schedules.js';
-import { EXIT, exitCodeFor, parseIntOption, usageError } from '../shared.js';
-
-/** Schedule IDs end up in workflow IDs and UI links: keep them plain. */
-const SCHEDULE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
-
-const CONNECTION_HELP = `
-Connection: TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*.
-Exit codes: 0 done; 1 failed (no such schedule, it already exists, the service is unreachable); 2 wrong usage.`;
-
-/** Runs one schedule operation: prints its result, maps its failures to exit codes, and closes the connection. */
-async function run<T>(cmd: Command, json: boolean | undefined, fn: () => Promise<T>, print: (r: T) => string, exitCode: (r: T) => number = () => EXIT.ok): Promise<void> {
-  let usage: string | undefined;
-  try {
-    const r = await fn();
-    console.log(json ? JSON.stringify(r, null, 2) : print(r));
-    process.exitCode = exitCode(r);
-  } catch (err) {
-    if (err instanceof ScheduleError && err.kind === 'invalid') usage = err.message;
-    else {
-      process.exitCode = EXIT.failed;
-      if (err instanceof ScheduleError) console.error(`ohbackup schedule: ${err.message}`);
-      else if (isConnectFailure(err)) console.error(unreachableMessage(temporalTarget().connectionOptions.address ?? DEFAULT_TEMPORAL_ADDRESS, (err as Error).message));
-      else console.error(`ohbackup schedule: ${toBusinessError(err).message}`);
-    }
-  } finally {
-    await closeConnection();
-  }
-  if (usage) usageError(cmd, usage);
-}
-
-function checkId(cmd: Command, id: string): void {
-  if (!SCHEDULE_ID.test(id)) usageError(cmd, `"${id}" is not a schedule ID: letters, digits, '.', '_' and '-', starting with a letter or digit.`);
-}
+import type { ScheduledBackupSummary } from '../../../common/scheduledBackup.js';
+import { deleteSchedule, describeSchedule, listSchedules, pauseSchedule, triggerSchedule, unpauseSchedule, waitForRun } from '../../../client/schedules.js';
+import { formatTable } from '../../output/results.js';
+import { formatSummary, formatView } from '../../output/schedules.js';
+import { EXIT, exitCodeFor } from '../../shared.js';
+import { CONNECTION_HELP, checkId, scheduleAction } from './action.js';
+import { registerScheduleCreate } from './create.js';
 
 const outcomeExit = (s: ScheduledBackupSummary | undefined) => (s ? exitCodeFor(s.outcome) : EXIT.failed);
 
@@ -80,70 +32,7 @@ Examples:
 ${CONNECTION_HELP}`,
     );
 
-  schedule
-    .command('create')
-    .summary('create a schedule of backups into a destination folder (--cron or --every)')
-    .description(
-      'Create a schedule of backups into a destination folder. Each run writes a new set <dest>/<UTC start time>-<run> (folders 0700). ' +
-        'With --incremental, each run is an increment of the newest complete incremental set in <dest> (the first run, finding none, is a full ' +
-        'backup that keeps manifests), so the sets form a chain that `ohbackup restore --from <newest>` restores in order.',
-    )
-    .argument('<id>', 'the schedule ID (letters, digits, ".", "_", "-")')
-    .requiredOption('--dest <dir>', 'destination folder for the backup sets, as the device worker sees it (relative paths are made absolute here; created if missing)')
-    .option('--bundles <list>', 'comma-separated bundles to back up (default: every bundle the device reports as backup-able at run time)')
-    .option('--cron <expr>', 'when to run, as a cron expression in --timezone, e.g. "0 2 * * *" (02:00 every day); give --cron or --every')
-    .option('--every <interval>', 'run at this interval, e.g. 24h, 30m, 1d12h (at least 1s); give --cron or --every')
-    .option('--timezone <tz>', 'IANA time zone of --cron, e.g. Europe/Berlin (default: UTC)')
-    .option('--incremental', 'each run backs up only what changed since the newest complete set in --dest (default: a full backup every run)')
-    .option('--rate <n>', 'files per second handed over per bundle (default 60; above 800 means 800)', parseIntOption(1))
-    .option('--task-queue <name>', 'the device task queue whose worker runs the backups (default: $OHBACKUP_TASK_QUEUE, else "ohbackup")')
-    .option('--paused', 'create it paused: no run starts until `schedule unpause` (`schedule trigger` still does)')
-    .option('--note <text>', 'a note kept with the schedule, shown by describe and in the Temporal UI')
-    .option('--json', 'print the new schedule as one JSON object (as `schedule describe --json`)')
-    .addHelpText(
-      'after',
-      `
-Examples:
-  $ ohbackup schedule create nightly --dest /backups/phone --incremental --cron "0 2 * * *"
-  $ ohbackup schedule create berlin --dest /backups/phone --incremental --cron "30 1 * * MON-FRI" --timezone Europe/Berlin
-  $ ohbackup schedule create notes --dest ./sets --bundles com.example.notes,com.example.docs --every 6h --paused --json
-${CONNECTION_HELP} An existing ID fails with exit 1.`,
-    )
-    .action(
-      async (
-        id: string,
-        o: { dest: string; bundles?: string; cron?: string; every?: string; timezone?: string; incremental?: boolean; rate?: number; taskQueue?: string; paused?: boolean; note?: string; json?: boolean },
-        cmd: Command,
-      ) => {
-        checkId(cmd, id);
-        if (o.dest.trim() === '') usageError(cmd, '--dest needs a folder.');
-        if ((o.cron === undefined) === (o.every === undefined)) usageError(cmd, 'give the times of the runs with exactly one of --cron "0 2 * * *" and --every 24h.');
-        if (o.every !== undefined && parseInterval(o.every) === undefined) usageError(cmd, `--every "${o.every}" is not an interval like 24h, 30m or 1d12h (at least 1s).`);
-        if (o.timezone !== undefined && o.cron === undefined) usageError(cmd, '--timezone applies to --cron only.');
-        const bundles = o.bundles?.split(',').map((b) => b.trim()).filter(Boolean);
-        if (o.bundles !== undefined && !bundles?.length) usageError(cmd, '--bundles needs at least one bundle name.');
-        for (const b of bundles ?? []) if (!BundleNameArg.safeParse(b).success) usageError(cmd, `--bundles: "${b}" is not a bundle name (like com.example.notes).`);
-        await run(
-          cmd,
-          o.json,
-          () =>
-            createSchedule({
-              scheduleId: id,
-              dest: path.resolve(o.dest),
-              bundles,
-              cron: o.cron,
-              every: o.every,
-              timezone: o.timezone,
-              incremental: Boolean(o.incremental),
-              rate: o.rate,
-              taskQueue: o.taskQueue,
-              paused: o.paused,
-              note: o.note,
-            }),
-          (v) => `Created schedule ${v.scheduleId}.\n${formatView(v)}`,
-        );
-      },
-    );
+  registerScheduleCreate(schedule);
 
   schedule
     .command('list')
@@ -152,7 +41,7 @@ ${CONNECTION_HELP} An existing ID fails with exit 1.`,
     .option('--json', 'print one JSON array (scheduleId, when, paused, note, request, nextRun, lastRun)')
     .addHelpText('after', `\nExamples:\n  $ ohbackup schedule list\n  $ ohbackup schedule list --json\n${CONNECTION_HELP}`)
     .action(async (o: { json?: boolean }, cmd: Command) => {
-      await run(cmd, o.json, listSchedules, (rows) =>
+      await scheduleAction(cmd, o.json, listSchedules, (rows) =>
         rows.length === 0
           ? 'no schedules (create one with `ohbackup schedule create`)'
           : formatTable(
@@ -179,7 +68,7 @@ ${CONNECTION_HELP} An existing ID fails with exit 1.`,
     .addHelpText('after', `\nExamples:\n  $ ohbackup schedule describe nightly\n  $ ohbackup schedule describe nightly --json\n${CONNECTION_HELP}`)
     .action(async (id: string, o: { json?: boolean }, cmd: Command) => {
       checkId(cmd, id);
-      await run(cmd, o.json, () => describeSchedule(id), formatView);
+      await scheduleAction(cmd, o.json, () => describeSchedule(id), formatView);
     });
 
   for (const [name, fn, summary, description] of [
@@ -196,7 +85,7 @@ ${CONNECTION_HELP} An existing ID fails with exit 1.`,
       .addHelpText('after', `\nExamples:\n  $ ohbackup schedule ${name} nightly\n  $ ohbackup schedule ${name} nightly --note "disk maintenance"\n${CONNECTION_HELP}`)
       .action(async (id: string, o: { note?: string; json?: boolean }, cmd: Command) => {
         checkId(cmd, id);
-        await run(cmd, o.json, () => fn(id, o.note), (v) => `Schedule ${v.scheduleId} ${v.paused ? 'paused' : 'active'}.`);
+        await scheduleAction(cmd, o.json, () => fn(id, o.note), (v) => `Schedule ${v.scheduleId} ${v.paused ? 'paused' : 'active'}.`);
       });
   }
 
@@ -220,7 +109,7 @@ ${CONNECTION_HELP} With --wait: 0 every bundle done, 3 some failed, 1 none done 
     )
     .action(async (id: string, o: { wait?: boolean; json?: boolean }, cmd: Command) => {
       checkId(cmd, id);
-      await run(
+      await scheduleAction(
         cmd,
         o.json,
         async () => {
@@ -246,7 +135,7 @@ ${CONNECTION_HELP} With --wait: 0 every bundle done, 3 some failed, 1 none done 
     .addHelpText('after', `\nExamples:\n  $ ohbackup schedule delete nightly\n  $ ohbackup schedule delete nightly --json\n${CONNECTION_HELP}`)
     .action(async (id: string, o: { json?: boolean }, cmd: Command) => {
       checkId(cmd, id);
-      await run(
+      await scheduleAction(
         cmd,
         o.json,
         async () => {
