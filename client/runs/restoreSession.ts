@@ -13,13 +13,13 @@ import type { Client } from '@temporalio/client';
 import { readManageIndex } from '../../activities/packBundle.js';
 import { BusinessError } from '../../common/businessError.js';
 import { codeForSystemError, describeCode, type ErrorInfo } from '../../common/errors.js';
+import { INDEX_URI } from '../../common/manageIndex.js';
 import type { BundleOutcome } from '../../common/session.js';
 import { getClient } from '../connection.js';
 import { toBusinessError } from '../failures.js';
 import { SessionControl } from '../sessions/control.js';
 import type { SessionOptions } from '../sessions/base.js';
 import { SessionRestore } from '../sessions/restore.js';
-import { INDEX_URI } from '../../common/manageIndex.js';
 import { SET_CAPABILITIES } from '../sets/layout.js';
 import type { GeneralCallbacks } from '../types.js';
 import { BundleTally, errorOf, never, watchSessionClosed, whenAborted, type RunSummary } from './tally.js';
@@ -52,12 +52,12 @@ export interface RestoreSessionOptions {
   client?: Client;
   onProgress?: (event: RestoreProgressEvent) => void;
   /** Only for the 'start' event: where the session restores to, and its place in a chain. */
-  describe?: { to?: string; device?: string; step?: number; steps?: number };
+  startDetails?: { to?: string; device?: string; step?: number; steps?: number };
   /** Aborting releases the session: running bundles are stopped, and the session returns as interrupted. */
   signal?: AbortSignal;
   /** Ends the wait too: the worker that serves the session stopped (workers/embedded.ts). */
   workerStopped?: Promise<BusinessError>;
-  /** Extra callbacks, called after the driver's own (tests record order through them). */
+  /** Extra callbacks, each called first in its callback (tests record order through them). */
   observe?: Partial<GeneralCallbacks>;
 }
 
@@ -80,7 +80,7 @@ export async function restoreSession(opts: RestoreSessionOptions): Promise<Resto
   let allEnded = false;
   let arm!: () => void;
   const armed = new Promise<void>((resolve) => (arm = resolve));
-  const driver = new SetDriver(opts.from, files, tally, (e) => tally.settled || emit(e), {
+  const feeder = new SetFeeder(opts.from, files, tally, (e) => tally.settled || emit(e), {
     onBundleBegin: () => arm(),
     onFileReady: () => arm(),
     onBundleEnd: () => arm(),
@@ -91,13 +91,13 @@ export async function restoreSession(opts: RestoreSessionOptions): Promise<Resto
     onBackupServiceDied: () =>
       emit({ type: 'notice', message: 'The backup service is unreachable (no worker serves the session); the session continues once one is back ...' }),
   }, opts.observe);
-  const session = new SessionRestore(driver.callbacks, opts.session);
-  driver.session = session;
+  const session = new SessionRestore(feeder.callbacks, opts.session);
+  feeder.session = session;
   const { sessionId } = session;
   const closed = watchSessionClosed(client, sessionId, armed).then((err) => (allEnded ? never : err));
 
-  emit({ type: 'start', sessionId, bundles: opts.bundles, taskQueue: session.taskQueue, ...opts.describe, from: opts.from });
-  const run = driver.run(opts.map);
+  emit({ type: 'start', sessionId, bundles: opts.bundles, taskQueue: session.taskQueue, ...opts.startDetails, from: opts.from });
+  const run = feeder.run(opts.map);
   run.catch(() => undefined);
   let error: ErrorInfo | undefined;
   let interrupted = false;
@@ -137,7 +137,7 @@ export async function restoreFromSet(opts: RestoreSessionOptions): Promise<{ ses
 }
 
 /** Drives one SessionRestore from the set's files: asks for targets, copies, publishes; outcomes into the tally. */
-class SetDriver {
+class SetFeeder {
   session!: SessionRestore;
   private readonly pending = new Set<Promise<void>>();
   private failure: BusinessError | undefined;
