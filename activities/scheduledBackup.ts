@@ -12,8 +12,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { ScheduledBackupRequest, ScheduledBackupSummary } from '../common/scheduledBackup.js';
 import type { BundleOutcome } from '../common/session.js';
 import { runOutcome } from '../common/rules.js';
-import { SET_SUMMARY, readSetInfo, type BackupSetSummary } from '../client/backupSet.js';
-import { SetupError, runBackup, sessionUiUrl } from '../client/commands/backup.js';
+import { SET_SUMMARY, readSetInfo, type BackupSetSummary } from '../client/sets/layout.js';
+import { runBackup } from '../client/runs/runBackup.js';
+import { SetupError, sessionUiUrl } from '../client/runs/setup.js';
 import { releaseUpdate } from '../common/messages.js';
 
 /** What an attempt records in its heartbeat, for a retry to clean up after it. */

@@ -10,7 +10,7 @@
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as backupModule from '../dist/client/backup.js';
-import { BackupSetWriter } from '../dist/client/backupSet.js';
+import { BackupSetWriter } from '../dist/client/sets/writer.js';
 import { withTimeout } from './ohbackup.js';
 
 /** The incremental session class, when dist/client/backup.js has one. */

@@ -1,9 +1,9 @@
 // The ohbackup side of the bench, through the product's own entry points (dist/).
 import { closeSync } from 'node:fs';
-import { runBackup } from '../dist/client/commands/backup.js';
+import { runBackup } from '../dist/client/runs/runBackup.js';
 import { backup } from '../dist/client/index.js';
 import { getClient } from '../dist/client/connection.js';
-import { restoreFromSet } from '../dist/client/restoreSet.js';
+import { restoreFromSet } from '../dist/client/runs/restoreSession.js';
 
 /** Rejects after `ms` with a message naming `what`. */
 export function withTimeout(promise, ms, what) {
@@ -43,9 +43,9 @@ export async function fullBackup({ out, bundles, rate, timeoutMs }) {
     'the full backup',
   );
   const ended = performance.now();
-  if (result.exitCode !== 0) {
+  if (result.outcome !== 'done') {
     const bad = result.bundles.filter((b) => b.state !== 'done').map((b) => `${b.bundleName}: ${b.state} ${b.error?.code ?? ''} ${b.error?.message ?? ''}`);
-    throw new Error(`the full backup ended with exit code ${result.exitCode}${result.error ? ` (${result.error.code} ${result.error.message})` : ''}\n  ${bad.join('\n  ')}`);
+    throw new Error(`the full backup ended ${result.outcome}${result.error ? ` (${result.error.code} ${result.error.message})` : ''}\n  ${bad.join('\n  ')}`);
   }
   return {
     ms: ended - (started ?? called),

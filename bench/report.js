@@ -1,6 +1,5 @@
 // The bench's result: one row per figure (its anchor, ratio, target, PASS/MISS),
 // printed as a table and written as JSON.
-import { formatTable } from '../dist/client/commands/shared.js';
 
 export const median = (xs) => {
   const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
@@ -47,6 +46,13 @@ export function failedRow({ measure, error, target }) {
 
 export function skipped({ measure, why, target = '' }) {
   return { measure, value: null, display: why, anchor: '—', anchorValue: null, ratio: null, target, result: 'skipped' };
+}
+
+/** The scripts' plain table: columns padded to their widest cell, `right` ones aligned right. */
+export function formatTable(header, rows, right = []) {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i] ?? '').length)));
+  const cells = (r) => r.map((c, i) => (right.includes(i) ? String(c ?? '').padStart(widths[i]) : String(c ?? '').padEnd(widths[i])));
+  return [header, widths.map((w) => '-'.repeat(w)), ...rows].map((r) => cells(r).join('  ').trimEnd()).join('\n');
 }
 
 export function formatRows(rows) {

@@ -8,7 +8,7 @@ import { readManifest } from '../dist/engine/formats/manifest.js';
 import { readManageIndex } from '../dist/engine/formats/manageIndex.js';
 import { walkBundle } from '../dist/engine/walk.js';
 import { bundlePaths } from '../dist/common/device.js';
-import { sha256File } from '../dist/client/verifySet.js';
+import { sha256File } from '../dist/client/sets/verify.js';
 
 /** Every entry under `dataDir` the profile selects: path → { kind, size, mode, mtimeMs, sha256 } (files hashed). */
 export async function snapshotDir(dataDir, profile = { excludes: [] }) {

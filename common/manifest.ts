@@ -2,7 +2,7 @@
  * The incremental manifest (api.md §5 IncrementalBackupSession, §9): every
  * current file and folder of a bundle with path, kind, mode, size, mtime and
  * SHA-256, kept by the tool and handed back as the base of the next increment.
- * Pure: schemas and the error class only, no I/O (activities/manifest.ts reads
+ * Pure: schemas and the error class only, no I/O (engine/formats/manifest.ts reads
  * and writes it), so workflow code may import it.
  *
  * Format: JSON Lines (UTF-8, '\n' after every line).

@@ -14,16 +14,15 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { backup } from '../dist/client/index.js';
-import { restoreFromSet } from '../dist/client/restoreSet.js';
-import { compareRestoredBundle } from '../dist/client/verifyRestore.js';
-import { compareBundleSet } from '../dist/client/verifySet.js';
+import { restoreFromSet } from '../dist/client/runs/restoreSession.js';
+import { compareBundleSet, compareRestoredBundle } from '../dist/client/sets/verify.js';
 import { startDevServer } from '../dist/workers/devServer.js';
 import { changeOnePercent, datasetShape, writeDataset, writeEmptyBundles, writeRateBundles } from '../bench/dataset.js';
 import { incrementalRun, incrementalSession } from '../bench/increment.js';
 import { fullBackup, handOverRate, manyBundles, restore } from '../bench/ohbackup.js';
 import { killAllSync, onPath, output, procStatus, startWorkerProcess, timed, track, watchRss } from '../bench/procs.js';
 import { failedRow, formatRows, info, median, mib, perSec, row, secs, skipped } from '../bench/report.js';
-import { runBackup } from '../dist/client/commands/backup.js';
+import { runBackup } from '../dist/client/runs/runBackup.js';
 
 // ---------------------------------------------------------------- options
 const argv = process.argv.slice(2);

@@ -8,18 +8,25 @@
 import net from 'node:net';
 import path from 'node:path';
 import { writeSampleDevice } from '../dist/engine/sampleDevice.js';
-import { formatBackupResult, progressReporter, runBackup } from '../dist/client/commands/backup.js';
-import { restoreProgressReporter, runRestore } from '../dist/client/commands/restore.js';
-import { formatBytes } from '../dist/client/commands/shared.js';
 import { backup } from '../dist/client/index.js';
-import { compareRestoredBundle } from '../dist/client/verifyRestore.js';
-import { compareBundleSet } from '../dist/client/verifySet.js';
+import { runBackup } from '../dist/client/runs/runBackup.js';
+import { planRestore, runRestore } from '../dist/client/runs/runRestore.js';
+import { compareBundleSet, compareRestoredBundle } from '../dist/client/sets/verify.js';
 import { readSettings } from '../dist/config/env.js';
 import { startDevServer } from '../dist/workers/devServer.js';
+import { startWorker } from '../dist/workers/embedded.js';
 import { runWorker } from '../dist/workers/runWorker.js';
 
 const started = Date.now();
 const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
+const mib = (bytes) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+
+/** The demo's progress: a line per session start, bundle end and notice (the CLI's bars are its own). */
+const progressLines = (e) => {
+  if (e.type === 'start') console.log(`Session ${e.sessionId}: ${e.bundles.join(', ')}`);
+  else if (e.type === 'end') console.log(`  ${e.outcome.state.padEnd(10)} ${e.outcome.bundleName}  ${e.outcome.files} files${e.outcome.error ? `  ${e.outcome.error.code} ${e.outcome.error.message}` : ''}`);
+  else if (e.type === 'notice') console.log(`  ${e.message}`);
+};
 
 /** Whether a port can be listened on right now (the dev server needs it free). */
 const isFree = (port) =>
@@ -63,15 +70,14 @@ try {
     worker.catch(reject);
   });
 
-  const reporter = progressReporter();
   const backupStarted = Date.now();
-  const result = await runBackup({ out: path.join(stateDir, 'backup-set'), onProgress: (e) => reporter.onProgress(e) });
-  reporter.stop();
+  const result = await runBackup({ out: path.join(stateDir, 'backup-set'), onProgress: progressLines });
   const backupMs = Date.now() - backupStarted;
-  console.log(`\n${formatBackupResult(result)}\n`);
+  if (result.error) console.log(`Session failed: ${result.error.code} ${result.error.message}`);
+  console.log(`Backup set    ${result.out}\n`);
 
   // Every backup-able bundle must be in the set and match the device.
-  verified = result.exitCode === 0;
+  verified = result.outcome === 'done';
   console.log('Verifying the set against the device:');
   for (const b of backupable) {
     const problems = await compareBundleSet(result.out, device.dir, b.name).catch((err) => [err.message]);
@@ -81,7 +87,7 @@ try {
 
   const files = result.bundles.reduce((n, b) => n + b.files, 0);
   const bytes = result.bundles.reduce((n, b) => n + b.bytes, 0);
-  console.log(`\n${verified ? 'Verified' : 'NOT verified'}: ${files} files, ${formatBytes(bytes)} backed up in ${seconds(backupMs)}.`);
+  console.log(`\n${verified ? 'Verified' : 'NOT verified'}: ${files} files, ${mib(bytes)} backed up in ${seconds(backupMs)}.`);
   console.log(`Session in the Temporal UI: ${result.uiUrl}`);
 
   // The set, restored into an empty data root, must give back every bundle as the device has it.
@@ -89,12 +95,18 @@ try {
   if (verified) {
     const to = path.join(stateDir, 'restored');
     console.log(`\nRestoring the set into an empty data root ${to}:`);
-    const restoreReporter = restoreProgressReporter();
     const restoreStarted = Date.now();
-    const r = await runRestore({ from: result.out, to, onProgress: (e) => restoreReporter.onProgress(e) });
-    restoreReporter.stop();
+    const plan = planRestore({ from: result.out, to });
+    const target = await startWorker(to);
+    let r;
+    try {
+      await target.ready;
+      r = await runRestore(plan, { taskQueue: target.taskQueue, workerStopped: target.stopped, onProgress: progressLines });
+    } finally {
+      await target.stop();
+    }
     const restoreMs = Date.now() - restoreStarted;
-    restored = r.exitCode === 0;
+    restored = r.outcome === 'done';
     if (r.error) console.log(`Restore session failed: ${r.error.code} ${r.error.message}`);
     for (const b of r.bundles) {
       const problems = b.state === 'done' ? await compareRestoredBundle(device.dir, to, b.bundleName).catch((err) => [err.message]) : [`${b.state} ${b.error?.code ?? ''} ${b.error?.message ?? ''}`];
@@ -110,7 +122,7 @@ try {
   verified &&= restored;
   // The database outlives the server, so the session can be browsed again later.
   console.log('The server stops with the demo; to browse this session again, run (UI on http://127.0.0.1:8233):');
-  console.log(`  OHBACKUP_STATE_DIR=${stateDir} node dist/client/cli.js dev --data-root ${device.dir}`);
+  console.log(`  OHBACKUP_STATE_DIR=${stateDir} node dist/cli/main.js dev --data-root ${device.dir}`);
 } catch (err) {
   console.error(`Demo failed: ${err?.message ?? err}`);
 } finally {

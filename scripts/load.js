@@ -28,15 +28,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { backup } from '../dist/client/index.js';
-import { BackupSetWriter } from '../dist/client/backupSet.js';
+import { BackupSetWriter } from '../dist/client/sets/writer.js';
 import { readManageIndex } from '../dist/engine/formats/manageIndex.js';
-import { compareBundleSet } from '../dist/client/verifySet.js';
+import { compareBundleSet } from '../dist/client/sets/verify.js';
 import { startDevServer } from '../dist/workers/devServer.js';
 import { withTimeout } from '../bench/ohbackup.js';
 import { killAllSync, startWorkerProcess, track, watchRss } from '../bench/procs.js';
 import { mib, secs } from '../bench/report.js';
 import { copyBundle, writeTemplate } from '../bench/sampleCopies.js';
-import { formatTable } from '../dist/client/commands/shared.js';
+import { formatTable } from '../bench/report.js';
 import { optionReader } from '../bench/args.js';
 
 // ---------------------------------------------------------------- options

@@ -33,13 +33,13 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { backup } from '../dist/client/index.js';
-import { runBackup } from '../dist/client/commands/backup.js';
-import { runRestore } from '../dist/client/commands/restore.js';
+import { runBackup } from '../dist/client/runs/runBackup.js';
+import { planRestore, runRestore } from '../dist/client/runs/runRestore.js';
 import { readManageIndex } from '../dist/engine/formats/manageIndex.js';
-import { compareBundleSet } from '../dist/client/verifySet.js';
+import { compareBundleSet } from '../dist/client/sets/verify.js';
 import { bundlePaths } from '../dist/common/device.js';
 import { startDevServer } from '../dist/workers/devServer.js';
-import { formatTable } from '../dist/client/commands/shared.js';
+import { formatTable } from '../bench/report.js';
 import { killAllSync, startWorkerProcess, track } from '../bench/procs.js';
 import { secs } from '../bench/report.js';
 import { copyBundle, writeTemplate } from '../bench/sampleCopies.js';
@@ -295,7 +295,7 @@ async function backupSession(lane, type) {
   }
   figures.duplicateCallbacks += duplicates(t, path.basename(out), (name) => expectedFiles.get(name) ?? Infinity);
   if (set.snaps.size) lane.sets.push(set);
-  const ok = !error && result.exitCode === 0 && problems === 0;
+  const ok = !error && result.outcome === 'done' && problems === 0;
   return { ok, what: `${type} of ${names.length} bundle(s)${base ? ` on ${path.basename(base.dir)}` : ''}`, sessionId: result?.sessionId, reason: ok ? undefined : why(result, error) };
 }
 
@@ -304,7 +304,7 @@ async function restoreSession(lane) {
   const names = pickSome([...from.snaps.keys()]);
   const map = Object.fromEntries(names.map((n) => [n, `${n}.r`]));
   const t = tally();
-  const { result, error } = await limited((signal) => runRestore({ from: from.dir, bundles: names, map, onProgress: t.onProgress, signal }));
+  const { result, error } = await limited((signal) => runRestore(planRestore({ from: from.dir, bundles: names, map }), { onProgress: t.onProgress, signal }));
   let problems = 0;
   for (const b of result?.bundles ?? []) {
     if (b.state !== 'done') continue;
@@ -320,7 +320,7 @@ async function restoreSession(lane) {
     } else figures.filesVerified += filesIn(want);
   }
   figures.duplicateCallbacks += duplicates(t, `restore of ${path.basename(from.dir)}`);
-  const ok = !error && result.exitCode === 0 && problems === 0;
+  const ok = !error && result.outcome === 'done' && problems === 0;
   return { ok, what: `restore of ${names.length} bundle(s) from ${path.basename(from.dir)}`, sessionId: result?.sessionId, reason: ok ? undefined : why(result, error) };
 }
 

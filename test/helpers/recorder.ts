@@ -1,7 +1,7 @@
 import { closeSync } from 'node:fs';
 /** GeneralCallbacks that record every call in order and keep each file in a backup set; waits are event-driven. */
 import type { BusinessError } from '../../common/businessError.js';
-import type { BackupSetWriter } from '../../client/backupSet.js';
+import type { BackupSetWriter } from '../../client/sets/writer.js';
 import type { File, GeneralCallbacks } from '../../client/types.js';
 
 export interface Recorded {

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { backup } from '../../client/index.js';
-import { BackupSetWriter } from '../../client/backupSet.js';
+import { BackupSetWriter } from '../../client/sets/writer.js';
 import { writeSampleDevice, type SampleDeviceSummary } from '../../engine/sampleDevice.js';
 import { Recorder, type Recorded } from '../helpers/recorder.js';
 import { configureTool, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';

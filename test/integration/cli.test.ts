@@ -11,7 +11,7 @@ import { Recorder } from '../helpers/recorder.js';
 import { configureTool, temporalAddress, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
 import { compareBundleSet } from '../helpers/verifySet.js';
 
-const CLI = fileURLToPath(new URL('../../dist/client/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 function ohbackup(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

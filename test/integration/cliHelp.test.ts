@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
-const CLI = fileURLToPath(new URL('../../dist/client/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 function ohbackup(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   // No Temporal service is reachable here: help and usage errors must not need one.

@@ -16,8 +16,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { backup } from '../../client/index.js';
-import { BackupSetWriter, SET_CAPABILITIES } from '../../client/backupSet.js';
-import { restoreFromSet } from '../../client/restoreSet.js';
+import { SET_CAPABILITIES } from '../../client/sets/layout.js';
+import { BackupSetWriter } from '../../client/sets/writer.js';
+import { restoreFromSet } from '../../client/runs/restoreSession.js';
 import { deviceTaskQueue } from '../../common/deviceQueue.js';
 import { bundleWorkflowId } from '../../common/session.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
@@ -27,7 +28,7 @@ import { configureTool, temporalAddress, testClient, uniqueTaskQueue } from '../
 import { compareBundleSet } from '../helpers/verifySet.js';
 import { startWorkerProcess } from '../helpers/workerProcess.js';
 
-const CLI = fileURLToPath(new URL('../../dist/client/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 function ohbackup(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

@@ -16,9 +16,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backup } from '../../client/index.js';
-import { BackupSetWriter } from '../../client/backupSet.js';
-import { runBackup } from '../../client/commands/backup.js';
-import { restoreFromSet } from '../../client/restoreSet.js';
+import { BackupSetWriter } from '../../client/sets/writer.js';
+import { runBackup } from '../../client/runs/runBackup.js';
+import { restoreFromSet } from '../../client/runs/restoreSession.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
 import { compareTrees } from '../helpers/compareTrees.js';
 import { listTree } from '../helpers/listTree.js';
@@ -84,7 +84,7 @@ function restoreSet() {
     configureTool(taskQueue);
     await withWorker({ taskQueue, dataRoot: source, stateDir: path.join(root, 'state') }, async () => {
       const r = await runBackup({ out: setDir, bundles: [FAT, THIN] });
-      expect(r.exitCode, JSON.stringify(r.bundles)).toBe(0);
+      expect(r.outcome, JSON.stringify(r.bundles)).toBe('done');
     });
     return { source, setDir };
   })();

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Client } from '@temporalio/client';
 import { backup } from '../../client/index.js';
-import { BackupSetWriter } from '../../client/backupSet.js';
+import { BackupSetWriter } from '../../client/sets/writer.js';
 import { bundleWorkflowId } from '../../common/session.js';
 import { updateSendRateSignal } from '../../common/messages.js';
 import { bigFiles, writeBundle, type TestBundle } from '../helpers/device.js';

@@ -10,7 +10,7 @@ import { compareTrees } from '../helpers/compareTrees.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
 import { temporalAddress, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
 
-const CLI = fileURLToPath(new URL('../../dist/client/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 function ohbackup(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

@@ -26,7 +26,7 @@ import { startTlsProxy } from '../helpers/tlsProxy.js';
 import { compareBundleSet } from '../helpers/verifySet.js';
 import { startWorkerProcess } from '../helpers/workerProcess.js';
 
-const CLI = fileURLToPath(new URL('../../dist/client/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 /** An environment with nothing of Temporal's in it, and a home without a temporal.toml. */
 function cleanEnv(home: string): NodeJS.ProcessEnv {

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { backup } from '../../client/index.js';
-import { runBackup } from '../../client/commands/backup.js';
-import { restoreFromSet } from '../../client/restoreSet.js';
+import { runBackup } from '../../client/runs/runBackup.js';
+import { restoreFromSet } from '../../client/runs/restoreSession.js';
 import { writeSampleDevice, type SampleDeviceSummary } from '../../engine/sampleDevice.js';
 import { loadBundle } from '../../engine/device.js';
 import { writeBundle } from '../helpers/device.js';
@@ -25,7 +25,7 @@ async function backUp(dataRoot: string, out: string, bundles?: string[]): Promis
   configureTool(taskQueue);
   await withWorker({ taskQueue, dataRoot, stateDir: path.join(root, 'state') }, async () => {
     const r = await runBackup({ out, bundles });
-    expect(r.exitCode, JSON.stringify([r.error, r.bundles])).toBe(0);
+    expect(r.outcome, JSON.stringify([r.error, r.bundles])).toBe('done');
   });
 }
 

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { readSetInfo } from '../../client/backupSet.js';
+import { readSetInfo } from '../../client/sets/layout.js';
 import { createSchedule, deleteSchedule, describeSchedule, listSchedules, triggerSchedule, waitForRun, ScheduleError, type ScheduleListing } from '../../client/schedules.js';
 import type { ManageIndex } from '../../common/manageIndex.js';
 import { OhbackupKind, OhbackupState } from '../../common/searchAttributes.js';
@@ -15,7 +15,7 @@ import { writeBundle } from '../helpers/device.js';
 import { configureTool, temporalAddress, testClient, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
 import { compareBundleSet } from '../helpers/verifySet.js';
 
-const CLI = fileURLToPath(new URL('../../dist/client/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 function ohbackup(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { backup } from '../../client/index.js';
-import { BackupSetWriter } from '../../client/backupSet.js';
+import { BackupSetWriter } from '../../client/sets/writer.js';
 import { startDevServer } from '../../workers/devServer.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
 import { Recorder } from '../helpers/recorder.js';

@@ -9,8 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { backup } from '../../client/index.js';
-import { runBackup } from '../../client/commands/backup.js';
-import { restoreFromSet } from '../../client/restoreSet.js';
+import { runBackup } from '../../client/runs/runBackup.js';
+import { restoreFromSet } from '../../client/runs/restoreSession.js';
 import { bundleClaimWorkflowId, deviceKey } from '../../common/deviceKey.js';
 import { sessionWorkflow } from '../../workflows/index.js';
 import { appendBundlesUpdate, outcomesQuery } from '../../common/messages.js';
@@ -152,7 +152,7 @@ describe('session conflict (13500013)', () => {
     configureTool(taskQueue);
     await withWorker({ taskQueue, ...d }, async () => {
       const set = path.join(d.stateDir, 'set');
-      expect((await runBackup({ out: set, bundles: ['com.m.held', 'com.m.free'] })).exitCode).toBe(0);
+      expect((await runBackup({ out: set, bundles: ['com.m.held', 'com.m.free'] })).outcome).toBe('done');
       const holder = await runSession(['com.m.held']);
       // com.m.free's data into com.m.held, which the holder has: 13500013.
       const mapped = await restoreFromSet({ from: set, bundles: ['com.m.free'], map: { 'com.m.free': 'com.m.held' } });

@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import { backup } from '../../client/index.js';
-import { BackupSetWriter } from '../../client/backupSet.js';
+import { BackupSetWriter } from '../../client/sets/writer.js';
 import { bundleWorkflowId } from '../../common/session.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
 import { activityRuns, pendingActivities, processIdentity, watch } from '../helpers/history.js';

@@ -11,7 +11,7 @@ import { writeBundle } from '../helpers/device.js';
 import { Recorder } from '../helpers/recorder.js';
 import { configureTool, temporalAddress, testClient, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
 
-const CLI = fileURLToPath(new URL('../../dist/client/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 describe('what people see in the Temporal UI', () => {
   it('sessions carry a summary, current details and search attributes; bundles are children with summaries; `ohbackup sessions` finds them', async () => {

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { OpenFds } from '../../client/openFds.js';
+import { OpenFds } from '../../client/sessions/openFds.js';
 
 let dir: string;
 beforeAll(async () => {

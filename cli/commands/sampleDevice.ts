@@ -2,7 +2,8 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { writeSampleDevice } from '../../engine/sampleDevice.js';
-import { formatBytes, formatTable, parseIntOption, parsePositiveNumber } from './shared.js';
+import { formatBytes, formatTable } from '../output/results.js';
+import { parseIntOption, parsePositiveNumber } from '../shared.js';
 
 export function registerSampleDevice(program: Command): void {
   program

@@ -5,24 +5,24 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { BusinessError } from '../common/businessError.js';
-import { OhbackupKind, OhbackupState } from '../common/searchAttributes.js';
-import { ErrorCode } from '../common/errors.js';
-import { bundleWorkflowId, type SessionKind, type SessionResult } from '../common/session.js';
-import { toolBegunSignal, updateSendRateSignal, updateTimerSignal } from '../common/messages.js';
-import type { sessionWorkflow } from '../workflows/index.js';
-import { appendBundlesUpdate, cancelBundleUpdate, deliveryStoppedSignal, eventsQuery, getBackupDataSizeUpdate, releaseUpdate, type AppendRequest } from '../common/messages.js';
+import { BusinessError } from '../../common/businessError.js';
+import { OhbackupKind, OhbackupState } from '../../common/searchAttributes.js';
+import { ErrorCode } from '../../common/errors.js';
+import type { SessionKind, SessionResult } from '../../common/session.js';
+import type { sessionWorkflow } from '../../workflows/index.js';
+import { appendBundlesUpdate, cancelBundleUpdate, deliveryStoppedSignal, eventsQuery, getBackupDataSizeUpdate, releaseUpdate, type AppendRequest } from '../../common/messages.js';
 import { z } from 'zod';
-import { DeviceIdSchema, workerTaskQueue } from '../common/deviceQueue.js';
-import { device as configuredDevice, getClient, taskQueue } from './connection.js';
+import { DeviceIdSchema, workerTaskQueue } from '../../common/deviceQueue.js';
+import { device as configuredDevice, getClient, taskQueue } from '../connection.js';
+import { signalBundle } from './control.js';
 import { EventPump } from './eventPump.js';
-import { toBusinessError } from './failures.js';
-import { openCapabilities } from './capabilities.js';
-import { registry, type OpenSession } from './registry.js';
-import type { FileData, GeneralCallbacks, IncrementalBackupTime } from './types.js';
-import { cleanBundleTemp, askBundleHook } from './deviceRequests.js';
-import { readSettings } from '../config/env.js';
-import { BundleNameArg, CallbacksArg, DataListArg, ExtInfoArg, SessionIdArg, SessionOptionsArg, parseArg } from './validate.js';
+import { toBusinessError } from '../failures.js';
+import { openCapabilities } from '../capabilities.js';
+import { registry, type OpenSession } from '../registry.js';
+import type { FileData, GeneralCallbacks, IncrementalBackupTime } from '../types.js';
+import { cleanBundleTemp, askBundleHook } from '../deviceRequests.js';
+import { readSettings } from '../../config/env.js';
+import { BundleNameArg, CallbacksArg, DataListArg, ExtInfoArg, SessionIdArg, SessionOptionsArg, parseArg } from '../validate.js';
 
 export interface SessionOptions {
   /** The session's ID (its workflow ID); default `ohbackup-<kind>-<uuid>`. */
@@ -144,7 +144,7 @@ export abstract class SessionBase implements OpenSession {
   }
 
   /** Runs `fn` on the bound session, turning any failure into a BusinessError. */
-  protected async call<T>(fn: (s: Awaited<SessionBase['ready']>) => Promise<T>): Promise<T> {
+  protected async call<T>(fn: (bound: Awaited<SessionBase['ready']>) => Promise<T>): Promise<T> {
     if (this.released) throw new BusinessError(ErrorCode.NOT_PERMITTED, 'Operation not permitted: the session was released');
     try {
       return await fn(await this.ready);
@@ -235,11 +235,7 @@ export abstract class SessionBase implements OpenSession {
     // One after another: two quick calls must reach the bundle in the order they were made.
     this.signals = this.signals
       .then(() => this.ready)
-      .then(({ client }) => {
-        const child = client.workflow.getHandle(bundleWorkflowId(this.sessionId, bundleName));
-        if (what === 'toolBegun') return child.signal(toolBegunSignal);
-        return child.signal(what === 'updateTimer' ? updateTimerSignal : updateSendRateSignal, value!);
-      })
+      .then(({ client }) => signalBundle(client, this.sessionId, bundleName, what === 'toolBegun' ? { what } : { what, value: value! }))
       // A bundle with nothing to hand over may have ended before toolBegun reaches it: nothing lost.
       .catch((err) => (what === 'toolBegun' ? undefined : warn(what, err)));
   }

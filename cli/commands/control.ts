@@ -1,12 +1,12 @@
 /** `ohbackup status|cancel|timer|rate|release <session-id> …`: steer any session by its ID. */
 import { InvalidArgumentError, type Command } from 'commander';
-import { backup } from '../index.js';
-import { SessionControl, listSessions } from '../sessionControl.js';
-import { EXIT, formatBytes, formatTable, parseIntOption } from './shared.js';
-import { sessionUiUrl } from './backup.js';
+import { backup } from '../../client/index.js';
+import { SessionControl, listSessions } from '../../client/sessions/control.js';
+import { sessionUiUrl } from '../../client/runs/setup.js';
 import { temporalTarget } from '../../config/temporalConfig.js';
-import type { BundleOutcome } from '../../common/session.js';
-import { BundleNameArg } from '../validate.js';
+import { formatOutcomes, formatTable } from '../output/results.js';
+import { EXIT, parseIntOption } from '../shared.js';
+import { BundleNameArg } from '../../client/validate.js';
 
 const HELP_FOOTER = `
 Connection: TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*.
@@ -22,14 +22,6 @@ const KINDS = ['backup', 'restore', 'incremental'];
 function parseKind(value: string): string {
   if (!KINDS.includes(value)) throw new InvalidArgumentError(`expected one of ${KINDS.join(', ')}.`);
   return value;
-}
-
-function outcomesTable(bundles: BundleOutcome[]): string {
-  return formatTable(
-    ['bundle', 'state', 'files', 'bytes', 'error'],
-    bundles.map((b) => [b.bundleName, b.state, String(b.files), formatBytes(b.bytes), b.error ? `${b.error.code} ${b.error.message}` : '']),
-    [2, 3],
-  );
 }
 
 /** Runs one control action, prints it, and always closes the connection. */
@@ -80,7 +72,7 @@ export function registerControl(program: Command): void {
     .addHelpText('after', `\nExamples:\n  $ ohbackup status ohbackup-backup-1b2c…\n  $ ohbackup status ohbackup-backup-1b2c… --json\n${HELP_FOOTER}`)
     .action(async (id: string, o: { json?: boolean }) => {
       await act(o.json, async () => (await SessionControl.of(id)).status(), (s) =>
-        [`${s.sessionId}: ${s.status}`, outcomesTable(s.bundles), `Temporal UI: ${sessionUiUrl(temporalTarget().namespace, s.sessionId)}`].join('\n'),
+        [`${s.sessionId}: ${s.status}`, formatOutcomes(s.bundles), `Temporal UI: ${sessionUiUrl(temporalTarget().namespace, s.sessionId)}`].join('\n'),
       );
     });
 
@@ -129,6 +121,6 @@ export function registerControl(program: Command): void {
     .option('--json', 'print one JSON object (sessionId, kind, bundles, trailingEvents)')
     .addHelpText('after', `\nExamples:\n  $ ohbackup release ohbackup-backup-1b2c…\n  $ ohbackup release ohbackup-backup-1b2c… --json\n${HELP_FOOTER}`)
     .action(async (id: string, o: { json?: boolean }) => {
-      await act(o.json, async () => (await SessionControl.of(id)).release(), (r) => outcomesTable(r.bundles));
+      await act(o.json, async () => (await SessionControl.of(id)).release(), (r) => formatOutcomes(r.bundles));
     });
 }

@@ -1,8 +1,9 @@
 /**
- * Checks a backup set against the device it came from: every handed-over
- * file's SHA-256 against the bundle's index (manage.json), every tar entry
- * against the index, and every file the device's profile selects against the
- * set (bytes, mode). Used by the tests and by scripts/demo.js.
+ * Verification, for the tests, the demo and the bench. compareBundleSet: a
+ * backup set against the device it came from (every handed-over file's SHA-256
+ * and every tar entry against the index, every file the profile selects
+ * against the set). compareRestoredBundle: restored data against its source
+ * (entries, kinds, bytes, modes, mtimes within 1 ms).
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -10,10 +11,10 @@ import { lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { loadBundle } from '../engine/device.js';
-import { readManageIndex } from '../engine/formats/manageIndex.js';
-import { walkBundle } from '../engine/walk.js';
-import { bundlePaths } from '../common/device.js';
+import { loadBundle } from '../../engine/device.js';
+import { readManageIndex } from '../../engine/formats/manageIndex.js';
+import { walkBundle, type WalkProfile } from '../../engine/walk.js';
+import { bundlePaths } from '../../common/device.js';
 
 export async function sha256File(file: string): Promise<string> {
   const h = createHash('sha256');
@@ -85,4 +86,53 @@ export async function compareBundleSet(setDir: string, dataRoot: string, bundleN
   }
   if (sourceCount !== seen.size) problems.push(`${bundleName}: the set has ${seen.size} entries, the device ${sourceCount}`);
   return problems;
+}
+
+interface Seen {
+  kind: string;
+  size: number;
+  mode: number;
+  mtimeMs: number;
+  abs: string;
+}
+
+async function listing(dir: string, profile: WalkProfile): Promise<Map<string, Seen>> {
+  const out = new Map<string, Seen>();
+  for await (const item of walkBundle(dir, profile)) {
+    if (item.type === 'entry') out.set(item.path, { kind: item.kind, size: item.size, mode: item.mode, mtimeMs: item.mtimeMs, abs: item.absPath });
+  }
+  return out;
+}
+
+/** Mismatches between `source` (with the bundle's profile applied) and everything in `restored`; empty when they match. */
+export async function compareTrees(source: string, restored: string, profile: WalkProfile = { excludes: [] }): Promise<string[]> {
+  const want = await listing(source, profile);
+  const got = await listing(restored, { excludes: [] });
+  const problems: string[] = [];
+  for (const [p, w] of want) {
+    const g = got.get(p);
+    if (!g) {
+      problems.push(`${p}: missing`);
+      continue;
+    }
+    if (g.kind !== w.kind) {
+      problems.push(`${p}: ${g.kind}, expected ${w.kind}`);
+      continue;
+    }
+    if (g.mode !== w.mode) problems.push(`${p}: mode ${g.mode.toString(8)}, expected ${w.mode.toString(8)}`);
+    if (Math.abs(g.mtimeMs - w.mtimeMs) > 1) problems.push(`${p}: mtime ${g.mtimeMs}, expected ${w.mtimeMs}`);
+    if (w.kind === 'file' && (g.size !== w.size || (await sha256File(g.abs)) !== (await sha256File(w.abs)))) problems.push(`${p}: bytes differ`);
+  }
+  for (const p of got.keys()) if (!want.has(p)) problems.push(`${p}: restored but not in the source`);
+  return problems;
+}
+
+/**
+ * `bundleName`'s data on the device at `sourceRoot` (its profile applied)
+ * against `targetBundle`'s data restored under `restoredRoot`.
+ */
+export async function compareRestoredBundle(sourceRoot: string, restoredRoot: string, bundleName: string, targetBundle = bundleName): Promise<string[]> {
+  const loaded = await loadBundle(sourceRoot, bundleName);
+  if (!loaded.ok) return [`${bundleName}: ${loaded.error.message}`];
+  return compareTrees(bundlePaths(sourceRoot, bundleName).data, bundlePaths(restoredRoot, targetBundle).data, loaded.config);
 }

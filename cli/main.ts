@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** The `ohbackup` command line: each command lives in client/commands/. */
+/** The `ohbackup` command line: each command lives in cli/commands/. */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { BusinessError } from '../common/businessError.js';
@@ -8,9 +8,9 @@ import { registerControl } from './commands/control.js';
 import { registerDev } from './commands/dev.js';
 import { registerRestore } from './commands/restore.js';
 import { registerSampleDevice } from './commands/sampleDevice.js';
-import { registerSchedule } from './commands/schedule.js';
+import { registerSchedule } from './commands/schedule/index.js';
 import { registerWorker } from './commands/worker.js';
-import { EXIT } from './commands/shared.js';
+import { EXIT } from './shared.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 

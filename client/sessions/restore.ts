@@ -1,16 +1,16 @@
 /** backup.SessionRestore: a restore session (api.md §5). */
 import { z } from 'zod';
-import { BusinessError } from '../common/businessError.js';
-import { ErrorCode } from '../common/errors.js';
-import type { BundleRequest } from '../common/session.js';
-import { getFileHandleUpdate, publishFileUpdate } from '../common/messages.js';
-import { isPlainUri } from '../common/rules.js';
-import { readCapabilityFile } from './capabilities.js';
-import { appMappings } from './infos.js';
-import { settle } from './settle.js';
-import { SessionBase, attachOptions, type SessionOptions } from './sessionBase.js';
-import type { AsyncCallback, FileMeta, GeneralCallbacks } from './types.js';
-import { BundleListArg, BundleNameArg, InfosArg, checkAppendSize, parseArg } from './validate.js';
+import { BusinessError } from '../../common/businessError.js';
+import { ErrorCode } from '../../common/errors.js';
+import type { BundleRequest } from '../../common/session.js';
+import { getFileHandleUpdate, publishFileUpdate } from '../../common/messages.js';
+import { isPlainUri } from '../../common/rules.js';
+import { readCapabilityFile } from '../capabilities.js';
+import { appMappings } from '../infos.js';
+import { settle } from '../settle.js';
+import { SessionBase, attachOptions, type SessionOptions } from './base.js';
+import type { AsyncCallback, FileMeta, GeneralCallbacks } from '../types.js';
+import { BundleListArg, BundleNameArg, InfosArg, checkAppendSize, parseArg } from '../validate.js';
 
 const FdArg = z.number().int().nonnegative();
 /** Types are 401; what the uri says is checked by checkUri (13900020). */

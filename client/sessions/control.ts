@@ -4,16 +4,25 @@
  * not a tool's local view.
  */
 import type { Client } from '@temporalio/client';
-import { BusinessError } from '../common/businessError.js';
-import { ErrorCode } from '../common/errors.js';
-import { DEFAULTS, bundleWorkflowId, type BundleOutcome, type SessionResult } from '../common/session.js';
-import { clampSendRate } from '../common/rules.js';
-import { updateSendRateSignal, updateTimerSignal } from '../common/messages.js';
-import { cancelBundleUpdate, outcomesQuery, releaseUpdate } from '../common/messages.js';
-import { getClient } from './connection.js';
-import { OhbackupBundles, OhbackupKind } from '../common/searchAttributes.js';
-import { toBusinessError } from './failures.js';
-import { BundleNameArg, SendRateArg, TimeoutArg, parseArg } from './validate.js';
+import { BusinessError } from '../../common/businessError.js';
+import { ErrorCode } from '../../common/errors.js';
+import { bundleWorkflowId, type BundleOutcome, type SessionResult } from '../../common/session.js';
+import { clampSendRate } from '../../common/rules.js';
+import { cancelBundleUpdate, outcomesQuery, releaseUpdate, toolBegunSignal, updateSendRateSignal, updateTimerSignal } from '../../common/messages.js';
+import { getClient } from '../connection.js';
+import { OhbackupBundles, OhbackupKind } from '../../common/searchAttributes.js';
+import { toBusinessError } from '../failures.js';
+import { BundleNameArg, SendRateArg, TimeoutArg, parseArg } from '../validate.js';
+
+/** What a tool tells a running bundle child: a new deadline, a new send rate, or that it got onBundleBegin. */
+export type BundleSignal = { what: 'updateTimer'; value: number } | { what: 'updateSendRate'; value: number } | { what: 'toolBegun' };
+
+/** Signals the bundle child `<sessionId>/<bundleName>`: the one way both a session and SessionControl reach a running bundle. */
+export function signalBundle(client: Client, sessionId: string, bundleName: string, signal: BundleSignal): Promise<void> {
+  const child = client.workflow.getHandle(bundleWorkflowId(sessionId, bundleName));
+  if (signal.what === 'toolBegun') return child.signal(toolBegunSignal);
+  return child.signal(signal.what === 'updateTimer' ? updateTimerSignal : updateSendRateSignal, signal.value);
+}
 
 export interface SessionStatus {
   sessionId: string;
@@ -57,14 +66,14 @@ export class SessionControl {
   updateTimer(bundleName: string, timeoutMs: number): Promise<boolean> {
     parseArg(BundleNameArg, bundleName, 'bundleName');
     parseArg(TimeoutArg, timeoutMs, 'timeout');
-    return this.signalRunning(bundleName, () => this.bundle(bundleName).signal(updateTimerSignal, timeoutMs));
+    return this.signalRunning(bundleName, { what: 'updateTimer', value: timeoutMs });
   }
 
   /** true when the bundle is running and its rate was set (above 800 is 800; 0 pauses). */
   updateSendRate(bundleName: string, sendRate: number): Promise<boolean> {
     parseArg(BundleNameArg, bundleName, 'bundleName');
     const rate = clampSendRate(parseArg(SendRateArg, sendRate, 'sendRate'));
-    return this.signalRunning(bundleName, () => this.bundle(bundleName).signal(updateSendRateSignal, rate));
+    return this.signalRunning(bundleName, { what: 'updateSendRate', value: rate });
   }
 
   /** Completes the session; resolves with every bundle's outcome. */
@@ -75,15 +84,12 @@ export class SessionControl {
     });
   }
 
-  private bundle(bundleName: string) {
-    return this.client.workflow.getHandle(bundleWorkflowId(this.sessionId, bundleName));
-  }
-
-  private async signalRunning(bundleName: string, send: () => Promise<void>): Promise<boolean> {
+  /** Only a bundle the workflow says is running: a signal to an ended child would fail, or wait for a new one. */
+  private async signalRunning(bundleName: string, signal: BundleSignal): Promise<boolean> {
     return this.guard(async () => {
       const outcomes = await this.handle.query(outcomesQuery);
       if (outcomes.find((b) => b.bundleName === bundleName)?.state !== 'running') return false;
-      await send();
+      await signalBundle(this.client, this.sessionId, bundleName, signal);
       return true;
     });
   }

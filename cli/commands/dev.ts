@@ -5,7 +5,7 @@ import { readSettings } from '../../config/env.js';
 import { startDevServer, type DevServer } from '../../workers/devServer.js';
 import { runWorker } from '../../workers/runWorker.js';
 import { TemporalCliMissing } from '../../workers/temporalCli.js';
-import { EXIT, onStopSignals, parsePort, requireDataRoot } from './shared.js';
+import { EXIT, onStopSignals, parsePort, requireDataRoot } from '../shared.js';
 
 interface DevOptions {
   port: number;

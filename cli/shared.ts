@@ -1,9 +1,17 @@
-/** What the commands share: option parsers, exit codes, plain-text tables and sizes, signal handling. */
+/**
+ * What the commands share: option parsers, exit codes, signal handling, and
+ * runCommand, the one skeleton of a command that runs a whole backup or restore.
+ */
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
-import { DeviceIdSchema } from '../../common/deviceQueue.js';
-import { readSettings } from '../../config/env.js';
+import { DeviceIdSchema } from '../common/deviceQueue.js';
+import { readSettings } from '../config/env.js';
+import type { RunOutcome } from '../common/rules.js';
+import { closeConnection } from '../client/connection.js';
+import { toBusinessError } from '../client/failures.js';
+import { SetupError } from '../client/runs/setup.js';
+import { progressReporter, type ProgressColumns, type ProgressEvent } from './output/progress.js';
 
 export const EXIT = {
   ok: 0,
@@ -12,6 +20,11 @@ export const EXIT = {
   partial: 3,
   interrupted: 130,
 } as const;
+
+/** The exit code of a run's outcome, or of wrong usage. */
+export function exitCodeFor(outcome: RunOutcome | 'usage'): number {
+  return EXIT[outcome === 'done' ? 'ok' : outcome];
+}
 
 /** A wrong use of a command found after parsing (e.g. a missing data root): message + exit 2. */
 export function usageError(cmd: Command, message: string): never {
@@ -55,26 +68,6 @@ export function requireDataRoot(cmd: Command, option: string | undefined): strin
   return dataRoot;
 }
 
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let i = 0;
-  for (; v >= 1024 && i < units.length - 1; i++) v /= 1024;
-  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
-}
-
-/** A plain table: columns padded to their widest cell; `right` columns aligned right (numbers). */
-export function formatTable(header: string[], rows: string[][], right: number[] = []): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (right.includes(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
-      .join('  ')
-      .trimEnd();
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
-}
-
 /**
  * Calls `onFirst` on the first SIGINT/SIGTERM (graceful stop) and `onSecond` on
  * the next one (give up waiting). Returns a function that removes the handlers.
@@ -90,19 +83,54 @@ export function onStopSignals(onFirst: (signal: NodeJS.Signals) => void, onSecon
   };
 }
 
-/** True when the error says no connection to the Temporal service could be made. */
-export function isConnectFailure(err: unknown): boolean {
-  for (let e: unknown = err; e && typeof e === 'object'; e = (e as { cause?: unknown }).cause) {
-    const { name, message } = e as Error;
-    if (name === 'TransportError' || /transport|connect|unavailable|ECONNREFUSED|deadline/i.test(String(message))) return true;
-  }
-  return false;
+export interface CommandRun<E extends ProgressEvent, R extends { outcome: RunOutcome }> {
+  /** The progress display (output/progress.ts). */
+  progress: ProgressColumns<E>;
+  /** --json: print `json(result)` instead of the table. */
+  json?: boolean;
+  toJson(result: R): unknown;
+  format(result: R): string;
+  /** How an unexpected failure starts its message, e.g. "Backup failed". */
+  failure: string;
 }
 
-export function unreachableMessage(address: string, detail: string): string {
-  return (
-    `Cannot reach the Temporal service at ${address} (${detail.split('\n')[0]}).\n` +
-    'Point ohbackup at a running Temporal service with TEMPORAL_ADDRESS=host:port (and TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* if it needs them),\n' +
-    'or start a local one with its worker: `ohbackup dev --data-root DIR`.'
+/**
+ * Runs a whole backup or restore as a command: progress on stderr, the first
+ * SIGINT/SIGTERM aborts the run (which releases its session) and the second
+ * exits; the result as JSON or a table on stdout, and its exit code; a
+ * SetupError as wrong usage or a plain message; the connection closed.
+ */
+export async function runCommand<E extends ProgressEvent, R extends { outcome: RunOutcome }>(
+  cmd: Command,
+  how: CommandRun<E, R>,
+  body: (io: { onProgress: (event: E) => void; signal: AbortSignal }) => Promise<R>,
+): Promise<void> {
+  const reporter = progressReporter(how.progress);
+  const abort = new AbortController();
+  const removeHandlers = onStopSignals(
+    () => abort.abort(),
+    () => process.exit(EXIT.interrupted),
   );
+  let setupError: SetupError | undefined;
+  try {
+    const result = await body({ onProgress: (e) => reporter.onProgress(e), signal: abort.signal });
+    reporter.stop();
+    console.log(how.json ? JSON.stringify(how.toJson(result), null, 2) : `\n${how.format(result)}`);
+    process.exitCode = exitCodeFor(result.outcome);
+  } catch (err) {
+    reporter.stop();
+    if (err instanceof SetupError) setupError = err;
+    else {
+      console.error(`${how.failure}: ${toBusinessError(err).message}`);
+      process.exitCode = EXIT.failed;
+    }
+  } finally {
+    removeHandlers();
+    await closeConnection();
+  }
+  if (setupError?.kind === 'usage') usageError(cmd, setupError.message);
+  if (setupError) {
+    console.error(setupError.message);
+    process.exitCode = exitCodeFor(setupError.kind);
+  }
 }

@@ -1,10 +1,10 @@
 /** backup.SessionBackup: a full backup session (api.md §5). */
-import { BusinessError } from '../common/businessError.js';
-import { ErrorCode } from '../common/errors.js';
-import { SessionBase, attachOptions, type SessionOptions } from './sessionBase.js';
-import { settle } from './settle.js';
-import type { AsyncCallback, GeneralCallbacks, IncrementalBackupTime } from './types.js';
-import { BundleListArg, InfosArg, checkAppendSize, parseArg } from './validate.js';
+import { BusinessError } from '../../common/businessError.js';
+import { ErrorCode } from '../../common/errors.js';
+import { SessionBase, attachOptions, type SessionOptions } from './base.js';
+import { settle } from '../settle.js';
+import type { AsyncCallback, GeneralCallbacks, IncrementalBackupTime } from '../types.js';
+import { BundleListArg, InfosArg, checkAppendSize, parseArg } from '../validate.js';
 
 export class SessionBackup extends SessionBase {
   protected readonly kind = 'backup' as const;
@@ -21,9 +21,8 @@ export class SessionBackup extends SessionBase {
 
   /** Binds to a running backup session by its ID; events not yet acknowledged are delivered, once each. */
   static attach(sessionId: string, callbacks: GeneralCallbacks, options: Omit<SessionOptions, 'attachTo' | 'sessionId'> = {}): SessionBackup {
-    const s = new SessionBackup(callbacks, attachOptions(sessionId, options));
     // Whether it was appended to is the workflow's to say: it refuses a second appendBundles itself.
-    return s;
+    return new SessionBackup(callbacks, attachOptions(sessionId, options));
   }
 
   /** Adds the bundles to back up; once per session (a second call → 13900001). */

@@ -3,14 +3,14 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { BusinessError } from '../common/businessError.js';
-import { readSettings } from '../config/env.js';
-import { ErrorCode, codeForSystemError, describeCode } from '../common/errors.js';
-import type { BundleRequest } from '../common/session.js';
-import { checkBaseManifest, copyBaseManifest } from './baseManifest.js';
-import { SessionBase, attachOptions, type SessionOptions } from './sessionBase.js';
-import type { GeneralCallbacks, IncrementalBackupData, IncrementalBackupTime } from './types.js';
-import { BundleNameArg, InfosArg, checkAppendSize, parseArg } from './validate.js';
+import { BusinessError } from '../../common/businessError.js';
+import { readSettings } from '../../config/env.js';
+import { ErrorCode, codeForSystemError, describeCode } from '../../common/errors.js';
+import type { BundleRequest } from '../../common/session.js';
+import { checkBaseManifest, copyBaseManifest } from '../baseManifest.js';
+import { SessionBase, attachOptions, type SessionOptions } from './base.js';
+import type { GeneralCallbacks, IncrementalBackupData, IncrementalBackupTime } from '../types.js';
+import { BundleNameArg, InfosArg, checkAppendSize, parseArg } from '../validate.js';
 
 /**
  * BackupParams.parameters: a JSON string of options, given to the bundle's

@@ -15,12 +15,12 @@
 import { open, renameSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import type { WorkflowHandle } from '@temporalio/client';
-import { BusinessError } from '../common/businessError.js';
-import { ErrorCode, codeForSystemError, errorInfo, type ErrorInfo } from '../common/errors.js';
-import type { SessionEvent } from '../common/session.js';
-import { ackSignal, eventsQuery } from '../common/messages.js';
+import { BusinessError } from '../../common/businessError.js';
+import { ErrorCode, codeForSystemError, errorInfo, type ErrorInfo } from '../../common/errors.js';
+import type { SessionEvent } from '../../common/session.js';
+import { ackSignal, eventsQuery } from '../../common/messages.js';
 import { OpenFds } from './openFds.js';
-import type { GeneralCallbacks } from './types.js';
+import type { GeneralCallbacks } from '../types.js';
 
 const openFd = promisify(open);
 

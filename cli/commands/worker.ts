@@ -4,7 +4,8 @@ import { DeviceIdSchema } from '../../common/deviceQueue.js';
 import { DEFAULT_TEMPORAL_ADDRESS, readSettings } from '../../config/env.js';
 import { temporalTarget } from '../../config/temporalConfig.js';
 import { runWorker } from '../../workers/runWorker.js';
-import { EXIT, isConnectFailure, onStopSignals, parseDeviceId, requireDataRoot, unreachableMessage, usageError } from './shared.js';
+import { isConnectFailure, unreachableMessage } from '../../client/runs/setup.js';
+import { EXIT, onStopSignals, parseDeviceId, requireDataRoot, usageError } from '../shared.js';
 
 export function registerWorker(program: Command): void {
   program

@@ -1,0 +1,80 @@
+/** `ohbackup backup`: flags and output around runBackup (client/runs/runBackup.ts). */
+import type { Command } from 'commander';
+import * as backup from '../../client/backup.js';
+import { runBackup, type BackupProgressEvent, type BackupRunResult } from '../../client/runs/runBackup.js';
+import { BundleNameArg, parseArg } from '../../client/validate.js';
+import type { ProgressColumns } from '../output/progress.js';
+import { formatBackupResult, formatBytes } from '../output/results.js';
+import { parseDeviceId, parseIntOption, runCommand, usageError } from '../shared.js';
+
+function startSuffix(e: Extract<BackupProgressEvent, { type: 'start' }>): string {
+  if (e.base) return ` (incremental, base ${e.base})`;
+  return e.kind === 'incremental' ? ' (incremental session, in full)' : '';
+}
+
+/** A bar follows the bytes handed over against the capability file's estimate; it completes when the bundle ends. */
+export const backupColumns: ProgressColumns<BackupProgressEvent> = {
+  barFormat: ' {bundle} |{bar}| {files} files  {size}  {status}',
+  startLine: (e, onBar) =>
+    !onBar ? `Session ${e.sessionId}: backing up ${e.bundles.join(', ')}${startSuffix(e)}` : e.kind === 'incremental' ? `Session ${e.sessionId}${startSuffix(e)}` : undefined,
+  beginLine: (e) => `begin   ${e.bundleName}`,
+  begin: (e) => ({ total: Math.max(1, e.estimatedBytes ?? 1), fields: { files: 0, size: formatBytes(0), status: '' } }),
+  file: (e, total) => ({ value: Math.min(e.bytes, Math.floor(total * 0.99)), fields: { files: e.files, size: formatBytes(e.bytes) } }),
+  end: (o, total) => ({ value: total, fields: { files: o.files, size: formatBytes(o.bytes), status: o.state === 'done' ? 'done' : `${o.state} ${o.error?.code ?? ''}` } }),
+};
+
+function toJson({ sessionId, uiUrl, out, kind, base, bundles, error }: BackupRunResult) {
+  return { sessionId, uiUrl, out, kind, ...(base ? { base } : {}), bundles, ...(error ? { error } : {}) };
+}
+
+export function registerBackup(program: Command): void {
+  program
+    .command('backup')
+    .summary('back up bundles of the device into a backup set folder')
+    .description(
+      'Back up bundles of the device into a backup set folder: every handed-over file, capabilities.json and backup_set.json. ' +
+        'Runs one backup session (a Temporal workflow) served by the device worker (`ohbackup worker` or `ohbackup dev`). ' +
+        'With --incremental, an incremental session that also keeps each bundle\'s manifest (<bundle>/manifest.jsonl) in the set; ' +
+        'with --base SET, only files new or changed since SET are handed over, and deletions are recorded ' +
+        '(`ohbackup restore --from` the increment restores SET and the increment after it).',
+    )
+    .argument('[bundle...]', 'bundles to back up (default: every bundle the device reports as backup-able)')
+    .requiredOption('--out <dir>', 'the backup set folder to write (new or empty)')
+    .option('--rate <n>', 'files per second handed over per bundle (default 60; above 800 means 800)', parseIntOption(1))
+    .option('--incremental', 'an incremental session: keeps each bundle\'s manifest in the set, so the set can be the base of an increment (in full without --base)')
+    .option('--base <set>', 'back up only what changed since this set (an earlier --incremental set; implies --incremental); bundles it lacks go in full')
+    .option('--device <id>', 'back up the device of this ID, served by `ohbackup worker --device ID` (its bundle work runs on its own task queue)', parseDeviceId)
+    .option('--json', 'print the result as one JSON object (sessionId, uiUrl, out, kind, base, bundles)')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 every bundle done; 3 some failed, some done; 1 all failed or the session failed;
+            2 wrong usage; 130 interrupted (Ctrl-C releases the session).
+
+Connection: TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*;
+task queue: OHBACKUP_TASK_QUEUE (default "ohbackup"), and with --device ID the device's own (ohbackup-device-ID); UI link base: OHBACKUP_UI_URL (default http://127.0.0.1:8233).
+
+Examples:
+  $ ohbackup backup --out ./set
+  $ ohbackup backup --out ./set-notes com.example.notes com.example.docs
+  $ TEMPORAL_ADDRESS=127.0.0.1:7233 ohbackup backup --out ./set --rate 200 --json
+  $ ohbackup backup --device phone-1 --out ./set-phone-1           # the device whose worker runs \`ohbackup worker --device phone-1\`
+  $ ohbackup backup --incremental --out ./full                      # a full backup that keeps manifests
+  $ ohbackup backup --base ./full --out ./inc1                      # only what changed since ./full
+  $ ohbackup backup --base ./inc1 --out ./inc2                      # ... and since ./inc1
+  $ ohbackup restore --from ./inc2 --to ./new-device                # restores ./full, ./inc1, then ./inc2`,
+    )
+    .action(async (bundles: string[], opts: { out: string; rate?: number; incremental?: boolean; base?: string; device?: string; json?: boolean }, cmd: Command) => {
+      for (const name of bundles) {
+        try {
+          parseArg(BundleNameArg, name, 'bundle');
+        } catch {
+          usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
+        }
+      }
+      if (opts.device) backup.configure({ device: opts.device });
+      await runCommand(cmd, { progress: backupColumns, json: opts.json, toJson, format: formatBackupResult, failure: 'Backup failed' }, ({ onProgress, signal }) =>
+        runBackup({ out: opts.out, bundles, rate: opts.rate, incremental: opts.incremental, base: opts.base, onProgress, signal }),
+      );
+    });
+}

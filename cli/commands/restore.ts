@@ -1,0 +1,118 @@
+/**
+ * `ohbackup restore`: flags and output around planRestore and runRestore
+ * (client/runs/runRestore.ts). With --to, the data root's worker runs in this
+ * process (workers/embedded.ts) while the sessions run, and stops after.
+ */
+import { InvalidArgumentError, type Command } from 'commander';
+import * as backup from '../../client/backup.js';
+import { taskQueue } from '../../client/connection.js';
+import { planRestore, runRestore, type RestoreProgressEvent, type RestoreRunResult } from '../../client/runs/runRestore.js';
+import { SetupError, connect, waitForWorkers } from '../../client/runs/setup.js';
+import { whenAborted } from '../../client/runs/tally.js';
+import { BundleNameArg } from '../../client/validate.js';
+import { startWorker } from '../../workers/embedded.js';
+import type { ProgressColumns } from '../output/progress.js';
+import { formatBytes, formatRestoreResult, restoredOnto } from '../output/results.js';
+import { parseDeviceId, runCommand, usageError } from '../shared.js';
+
+function startLine(e: Extract<RestoreProgressEvent, { type: 'start' }>): string {
+  const set = e.steps && e.steps > 1 && e.from ? ` from ${e.from} (set ${e.step} of ${e.steps})` : '';
+  return `Session ${e.sessionId}: restoring ${e.bundles.join(', ')}${set} onto ${restoredOnto(e)}`;
+}
+
+/** A bar follows the files written against the bundle's total. */
+export const restoreColumns: ProgressColumns<RestoreProgressEvent> = {
+  barFormat: ' {bundle} |{bar}| {value}/{total} files  {status}',
+  startLine: (e) => startLine(e),
+  beginLine: (e) => `begin   ${e.bundleName}  ${e.total} files to write`,
+  begin: (e) => ({ total: Math.max(1, e.total), fields: { status: '' } }),
+  file: (e) => ({ value: e.files }),
+  end: (o, total) => ({
+    value: o.state === 'done' ? total : o.files,
+    fields: { status: o.state === 'done' ? `done, ${formatBytes(o.bytes)}` : `${o.state} ${o.error?.code ?? ''}` },
+  }),
+};
+
+function toJson({ sessionId, uiUrl, bundles, sets, error }: RestoreRunResult) {
+  return { sessionId, uiUrl, bundles, sets, ...(error ? { error } : {}) };
+}
+
+/** Onto the configured device (some worker serves its queue), or onto `--to` through a worker of our own. */
+async function restore(req: { from: string; to?: string; map?: Record<string, string>; bundles: string[] }, onProgress: (e: RestoreProgressEvent) => void, signal: AbortSignal) {
+  const plan = planRestore(req);
+  const client = await connect();
+  if (plan.to === undefined) {
+    await waitForWorkers(client).catch((err: unknown) => {
+      if (err instanceof SetupError) err.message += '\nOr restore onto a data root on this machine: `ohbackup restore --from SET --to DIR`.';
+      throw err;
+    });
+    return runRestore(plan, { client, taskQueue: taskQueue(), onProgress, signal });
+  }
+  const worker = await startWorker(plan.to);
+  try {
+    // Building the worker (bundling its workflows) takes seconds: an interruption meanwhile ends the run here.
+    await Promise.race([worker.ready.catch((err: Error) => Promise.reject(new SetupError(err.message, 'failed'))), whenAborted(signal)]);
+    return await runRestore(plan, { client, taskQueue: worker.taskQueue, workerStopped: worker.stopped, onProgress, signal });
+  } finally {
+    await worker.stop();
+  }
+}
+
+/** `--map old=new`, collected over repeats. */
+function parseMapping(value: string, previous: Record<string, string> = {}): Record<string, string> {
+  const m = /^([^=]+)=([^=]+)$/.exec(value.trim());
+  if (!m) throw new InvalidArgumentError('expected old=new (two bundle names, like com.example.notes=com.example.notes2).');
+  const [, source, target] = m as unknown as [string, string, string];
+  for (const name of [source, target]) {
+    if (!BundleNameArg.safeParse(name).success) throw new InvalidArgumentError(`"${name}" is not a bundle name (like com.example.notes).`);
+  }
+  if (previous[source] !== undefined && previous[source] !== target) throw new InvalidArgumentError(`${source} is mapped twice.`);
+  return { ...previous, [source]: target };
+}
+
+export function registerRestore(program: Command): void {
+  program
+    .command('restore')
+    .summary('restore bundles of a backup set onto a device')
+    .description(
+      'Restore bundles of a backup set (`ohbackup backup --out SET`) onto a device through one restore session (a Temporal workflow). ' +
+        'A set that is an increment (`ohbackup backup --base`) is restored with its bases: the root set first, then each increment, oldest first, one session per set. ' +
+        'With --to, onto that data root on this machine, served by a worker this command runs for the session; ' +
+        'else onto the device whose worker serves the configured task queue (`ohbackup worker` or `ohbackup dev`).',
+    )
+    .argument('[bundle...]', 'bundles to restore (default: every bundle the set holds completely)')
+    .requiredOption('--from <set>', 'the backup set folder to restore from (an increment: with its chain of base sets)')
+    .option('--to <data-root>', 'restore onto this device data root (created, 0700, if missing) with an in-process worker')
+    .option('--map <old=new>', "restore a bundle's data into another bundle (app_mapping_relation); repeatable", parseMapping)
+    .option('--device <id>', 'restore onto the device of this ID, served by `ohbackup worker --device ID` (not with --to)', parseDeviceId)
+    .option('--json', 'print the result as one JSON object (sessionId, uiUrl, bundles, sets)')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 every bundle done; 3 some failed, some done; 1 all failed or the session failed;
+            2 wrong usage (a bundle the set does not hold, a bad --map, a missing base set or a loop of bases);
+            130 interrupted (Ctrl-C releases the session).
+A bundle restored from a chain is done only if every set of its chain was restored; its chain stops at the first failure.
+
+Connection: TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*;
+task queue without --to: OHBACKUP_TASK_QUEUE (default "ohbackup"), and with --device ID the device's own (ohbackup-device-ID); UI link base: OHBACKUP_UI_URL (default http://127.0.0.1:8233).
+
+Examples:
+  $ ohbackup restore --from ./set                                   # onto the device \`ohbackup dev\` / \`worker\` serves
+  $ ohbackup restore --from ./set --to ./new-device                 # onto an empty data root on this machine
+  $ ohbackup restore --from ./set --device phone-2                  # onto the device whose worker runs \`ohbackup worker --device phone-2\`
+  $ ohbackup restore --from ./set com.example.notes --map com.example.notes=com.example.notes2
+  $ ohbackup restore --from ./set --to ./new-device --json com.example.docs
+  $ ohbackup restore --from ./inc2 --to ./new-device                # ./inc2 = backup --base ./inc1: restores ./full, ./inc1, ./inc2`,
+    )
+    .action(async (bundles: string[], opts: { from: string; to?: string; map?: Record<string, string>; device?: string; json?: boolean }, cmd: Command) => {
+      for (const name of bundles) {
+        if (!BundleNameArg.safeParse(name).success) usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
+      }
+      if (opts.device && opts.to !== undefined) usageError(cmd, '--device and --to exclude each other: --to restores onto a data root on this machine through its own worker.');
+      if (opts.device) backup.configure({ device: opts.device });
+      await runCommand(cmd, { progress: restoreColumns, json: opts.json, toJson, format: formatRestoreResult, failure: 'Restore failed' }, ({ onProgress, signal }) =>
+        restore({ from: opts.from, to: opts.to, map: opts.map, bundles }, onProgress, signal),
+      );
+    });
+}

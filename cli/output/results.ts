@@ -1,0 +1,70 @@
+/** The results of commands as plain text: sizes, tables, bundle outcomes, a backup's and a restore's summary. */
+import { deviceTaskQueue } from '../../common/deviceQueue.js';
+import type { BundleOutcome } from '../../common/session.js';
+import type { BackupRunResult } from '../../client/runs/runBackup.js';
+import type { RestoreRunResult } from '../../client/runs/runRestore.js';
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  for (; v >= 1024 && i < units.length - 1; i++) v /= 1024;
+  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
+}
+
+/** A plain table: columns padded to their widest cell; `right` columns aligned right (numbers). */
+export function formatTable(header: string[], rows: string[][], right: number[] = []): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (right.includes(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+const errorText = (o: BundleOutcome) => (o.error ? `${o.error.code} ${o.error.message}` : '');
+
+/** One line per ended bundle: done with its counts, else its state and error. */
+export function endLine(o: BundleOutcome): string {
+  return o.state === 'done' ? `done    ${o.bundleName}  ${o.files} files, ${formatBytes(o.bytes)}` : `${o.state.padEnd(7)} ${o.bundleName}  ${errorText(o)}`;
+}
+
+/** The bundle / state / files / bytes / error table; `label` names a bundle (a restore shows its mapping). */
+export function formatOutcomes(bundles: BundleOutcome[], label: (o: BundleOutcome) => string = (o) => o.bundleName): string {
+  const rows = bundles.map((b) => [label(b), b.state, String(b.files), formatBytes(b.bytes), errorText(b)]);
+  return formatTable(['bundle', 'state', 'files', 'bytes', 'error'], rows, [2, 3]);
+}
+
+/** The per-bundle table and where to look next. */
+export function formatBackupResult(r: BackupRunResult): string {
+  const lines = [formatOutcomes(r.bundles), ''];
+  if (r.error) lines.push(`Session failed: ${r.error.code} ${r.error.message}`);
+  if (r.interrupted) lines.push('Interrupted: the set is incomplete.');
+  lines.push(`Backup set   ${r.out}${r.kind === 'incremental' ? ' (incremental)' : ''}`);
+  if (r.base) lines.push(`Base set     ${r.base}`);
+  lines.push(`Session      ${r.sessionId}`, `Temporal UI  ${r.uiUrl}`);
+  return lines.join('\n');
+}
+
+/** The per-bundle table and where to look next; a chain lists each set's session. */
+export function formatRestoreResult(r: RestoreRunResult): string {
+  const lines = [formatOutcomes(r.bundles, (b) => (r.map[b.bundleName] ? `${b.bundleName} → ${r.map[b.bundleName]}` : b.bundleName)), ''];
+  if (r.error) lines.push(`Session failed: ${r.error.code} ${r.error.message}`);
+  if (r.interrupted) lines.push('Interrupted: the session was released; bundles not done were not restored.');
+  if (r.sets.length > 1) {
+    lines.push(`Backup set   ${r.from}, an increment: restored as a chain of ${r.sets.length} sets, oldest first`, `Restored to  ${restoredOnto(r)}`);
+    for (const [i, set] of r.sets.entries()) {
+      lines.push(`  ${i + 1}. ${set.from}${set.error ? `  (session failed: ${set.error.code} ${set.error.message})` : ''}`, `     Session      ${set.sessionId}`, `     Temporal UI  ${set.uiUrl}`);
+    }
+    return lines.join('\n');
+  }
+  lines.push(`Backup set   ${r.from}`, `Restored to  ${restoredOnto(r)}`, `Session      ${r.sessionId}`, `Temporal UI  ${r.uiUrl}`);
+  return lines.join('\n');
+}
+
+/** Where a restore goes: the data root, the named device, or the device of the task queue. */
+export function restoredOnto(r: { to?: string; device?: string; taskQueue: string }): string {
+  return r.to ?? (r.device ? `device ${r.device} (task queue ${r.taskQueue}, its worker on ${deviceTaskQueue(r.device)})` : `the device of task queue ${r.taskQueue}`);
+}
