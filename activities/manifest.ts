@@ -8,7 +8,6 @@
  * folder fsynced, so a reader sees a whole manifest or the previous one.
  */
 import { constants as fsc, promises as fsp, read as fsRead } from 'node:fs';
-import path from 'node:path';
 import {
   MANIFEST_FORMAT,
   MANIFEST_VERSION,

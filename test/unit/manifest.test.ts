@@ -18,7 +18,7 @@ afterAll(async () => {
 
 const H = 'ab'.repeat(32);
 const entries: ManifestEntry[] = [
-  { path: 'a', kind: 'dir', mode: 0o755, size: 0, mtimeMs: 1_600_000_000_123.4567, sha256: '' },
+  { path: 'a', kind: 'dir', mode: 0o755, size: 0, mtimeMs: 1_600_000_000_123.457, sha256: '' },
   { path: 'a\nb', kind: 'file', mode: 0o600, size: 3, mtimeMs: 1_600_000_001_000, sha256: H },
   { path: 'a/b c/ü☃.txt', kind: 'file', mode: 0o644, size: 0, mtimeMs: 1, sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' },
   { path: 'ctl\r\t\u0001\u2028"\\', kind: 'file', mode: 0o4755, size: 9, mtimeMs: 2, sha256: H },
