@@ -3,74 +3,8 @@
  * private staging tree, verifies every byte against the index `manage.json`,
  * and only then swaps the tree into the bundle's data/ folder (or, for
  * `fullBackupOnly` profiles, leaves it in the staging folder). Pure Node, no
- * Temporal; data is streamed, never held whole in memory.
- *
- * Safety rules (§9 [better]):
- * - The index is parsed with ManageIndexSchema; invalid JSON or shape, or a
- *   structurally inconsistent index (duplicate or reserved uris, a big-file
- *   hand-over that does not hold exactly one matching file entry, malformed
- *   SHA-256 fields) → RestoreRejected(INVALID_ARGUMENT). Its bundleName is
- *   not compared with the target bundle (app mapping restores one bundle's
- *   data into another).
- * - Every path — tar entry names and index entry paths alike — must be a
- *   plain relative POSIX path: not empty, no NUL, not absolute, no empty, `.`
- *   or `..` segments, unchanged by `path.posix.normalize`, and resolving
- *   strictly inside the staging folder. (A directory entry's name may carry
- *   one trailing `/`, which tar writes for folders.) Backslashes are ordinary
- *   characters on POSIX and are accepted everywhere. Duplicate paths, and a
- *   path below a file, are rejected. All of this → RestoreRejected(UNTAR_FAILED).
- * - Every handed file must be a regular file in restoreDir (never followed
- *   through a symlink), of the recorded size and SHA-256; a tar slice is
- *   hashed in the same pass that extracts it, so its bytes are read once.
- * - A tar entry must be the next entry the index lists for that slice (same
- *   name, kind and size) and its content must match the entry's SHA-256;
- *   only 'file' and 'directory' entries exist — links, devices, FIFOs and
- *   anything else are rejected before anything is written for them.
- * - Folders are created by us (0700 while building); files are opened with
- *   O_CREAT|O_EXCL|O_WRONLY|O_NOFOLLOW, so nothing is written through a link
- *   or over something that exists. Big files (`file.<n>`) are verified, then
- *   renamed into the tree (zero-copy; copied and re-verified on EXDEV).
- *   The index, not the tar header, decides modes and mtimes: a file gets its
- *   mode (permission bits only: set-id and sticky bits are dropped) and mtime
- *   through its own descriptor once its content is complete, and folders get
- *   theirs at the end, deepest first. The tree's root gets 0700.
- * - Nothing outside stagingDir changes until everything is verified. Then
- *   ('apply', 'merge') dataDir is renamed to a sibling `<dataDir>.old-<16 hex>`,
- *   the staging folder renamed to dataDir, and the old tree removed.
- *
- * Merging an increment ('merge'; the index must carry an `incremental` block,
- * else 13900020 — and 'apply' refuses such an index, which alone is not a
- * whole tree):
- * - the staging tree starts as a copy of the current dataDir: folders are
- *   recreated (their modes and mtimes re-applied at the end), regular files are
- *   hard-linked (`link` never follows a symlink; what was linked is checked to
- *   be a regular file; on EXDEV/EPERM/EMLINK they are copied through an
- *   O_NOFOLLOW descriptor instead); symlinks and special files are not carried
- *   over, as a restored tree never holds any; a folder found replaced (not
- *   the same inode) after its contents were copied fails the merge, as its
- *   contents may then have been read through a symlink;
- * - the increment's deletions are applied (whatever is at a deleted path goes,
- *   a folder with its contents); deleted paths obey the same path rules as
- *   entries and may only name things in the staging tree, which holds nothing
- *   but our own folders and regular files, so no link is ever traversed;
- * - touched files (same bytes, new mode or mtime) are copied from their linked
- *   inode into a fresh file, verified against the index's SHA-256 (a mismatch
- *   means dataDir is not the increment's base: 13900020), and given the new
- *   metadata;
- * - the increment's entries are written as for 'apply'; whatever of the data
- *   folder is in the way of one is first removed from the staging tree (a
- *   linked file is unlinked, never opened for writing), so an inode shared
- *   with dataDir is never written to and dataDir stays as it was until the swap.
- *
- * Crash recovery, done at the start of every call before anything else:
- * - dataDir missing but a `<dataDir>.old-*` sibling present means a run died
- *   between the two renames: the (newest) old tree is renamed back. With
- *   dataDir present, such siblings are leftovers of a completed swap whose
- *   clean-up did not finish, and are removed.
- * - Big files a dead run had already moved from restoreDir into the staging
- *   tree are moved back (when restoreDir lacks them and the staged file is a
- *   regular file of the right size), so a retried attempt still finds them.
- *   They are moved back on an ordinary failure or abort too.
+ * Temporal; streamed, never held whole. The safety rules, merging an increment
+ * and crash recovery are specified in docs/design/restoring.md.
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';

@@ -1,51 +1,9 @@
 /**
  * Packs a bundle's data/ folder for hand-over (api.md §9): big files alone as
- * `file.<n>`, everything else (small files and every folder, so empty folders
- * survive) in tar slices `part.<n>.tar`, then the index `manage.json`.
- * Pure Node, no Temporal; data is streamed, never held whole in memory.
- *
- * Resuming (`resume: true`, for a retried attempt after a crash or SIGKILL):
- * every completed output (a closed, fsynced slice or big file) gets a sidecar
- * `<uri>.done.json`, written atomically, holding its index record. A resumed
- * run keeps the outputs up to the last completed slice (and the big files that
- * came before its last entry), re-walks the tree skipping what they cover, and
- * re-uses big files completed after that point when the walk meets them again
- * in the same place. Anything else in the folder is deleted; anything
- * inconsistent means a clean start. The index it writes is the one an
- * uninterrupted run would write (apart from `createdAt`) when the data did not
- * change in between, and consistent with the outputs when it did.
- *
- * Incremental packing (`base`: the previous backup's manifest entries):
- * - a file is packed when it is new (or was not a file in the base), or when
- *   its size or mtime differs from the base's AND its SHA-256 does too (a
- *   different size means different bytes: packed without hashing first);
- * - a file whose size and mtime equal the base's is not even opened: its
- *   manifest entry takes the base's SHA-256;
- * - a file whose bytes hash to the base's SHA-256 is not packed either; when
- *   its mode or mtime differ from the base's it is listed in the index's
- *   `incremental.touched`, so that a merge restore applies the new metadata;
- * - every folder is still packed (cheap, and keeps new empty folders);
- * - base entries that no longer exist as the same kind are listed in
- *   `incremental.deleted` (a folder stands for everything below it).
- * `manifestPath` (with or without a base) receives the new full manifest: every
- * current entry, packed or not. It describes what a restore of the chain
- * holds, so it stays consistent with the outputs when a resumed run finds the
- * tree changed: an entry an earlier attempt packed is recorded as packed, and
- * a file it passed over as unchanged but that changed since is recorded with
- * the base's entry (the restore keeps the base's version; the next increment
- * packs it). Resuming works with a base too: sidecars carry a digest of the
- * base, so they are only re-used against the same one.
- *
- * Files changing under the packer: a file is packed as it is when opened (a
- * change between the walk and the open is simply the newer state; one gone by
- * then is skipped as 'vanished'). A file that changes while it is read is
- * still packed and listed in `skipped` with a reason starting "changed while
- * read" (or "deleted while read"): in a tar slice, whose header already holds
- * the length, as tar does — cut at that length when it grew, zero-padded to it
- * when it shrank; a big file holds at most the length it had when opened. In
- * every case the index records the size and SHA-256 of the bytes actually
- * stored, so the set verifies and restores, and the next backup takes the
- * file again (its recorded mtime is the one from before the change).
+ * `file.<n>`, small files and every folder in tar slices `part.<n>.tar`, then
+ * the index `manage.json`. Pure Node, no Temporal; streamed, never held whole.
+ * Resuming, incremental packing and files changing under the packer are
+ * specified in docs/design/packing.md.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
