@@ -214,9 +214,13 @@ function tally() {
     per,
     onProgress(e) {
       if (e.type === 'start') session = e.sessionId;
-      else if (e.type === 'begin') (of(e.bundleName).begin++, (of(e.bundleName).total = e.total));
-      else if (e.type === 'file') (of(e.bundleName).files++, e.total !== undefined && (of(e.bundleName).total = e.total));
-      else if (e.type === 'end') of(e.outcome.bundleName).end++;
+      else if (e.type === 'begin') {
+        of(e.bundleName).begin++;
+        of(e.bundleName).total = e.total;
+      } else if (e.type === 'file') {
+        of(e.bundleName).files++;
+        if (e.total !== undefined) of(e.bundleName).total = e.total;
+      } else if (e.type === 'end') of(e.outcome.bundleName).end++;
       else if (e.type === 'notice' && /unreachable/.test(e.message)) figures.serviceNotices++;
     },
   };

@@ -8,9 +8,6 @@
  * folder fsynced, so a reader sees a whole manifest or the previous one.
  */
 import { constants as fsc, promises as fsp, read as fsRead } from 'node:fs';
-import path from 'node:path';
-import readline from 'node:readline';
-import { Readable } from 'node:stream';
 import {
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
@@ -184,13 +181,12 @@ export async function readManifest(source: string | number): Promise<ReadManifes
       yield buf.subarray(0, n);
     }
   }
-  const input = Readable.from(chunks(), { objectMode: false });
-  const rl = readline.createInterface({ input, crlfDelay: Infinity });
+  const lines = splitLines(chunks());
   try {
     let header: ManifestHeader | undefined;
     const entries = new Map<string, ManifestEntry>();
     let lineNo = 0;
-    for await (const line of rl) {
+    for await (const line of lines) {
       lineNo++;
       let json: unknown;
       try {
@@ -219,10 +215,49 @@ export async function readManifest(source: string | number): Promise<ReadManifes
     }
     return { header, entries };
   } finally {
-    rl.close();
-    input.destroy();
+    await lines.return(undefined);
     await fh?.close();
   }
+}
+
+/** A manifest line is one entry: a path of at most a few KiB, JSON-escaped. Longer is not a manifest. */
+const MAX_LINE_BYTES = 1024 * 1024;
+
+/**
+ * Splits a byte stream into lines at the byte 0x0A only, then decodes each
+ * line as UTF-8: a name holding U+2028, U+2029 or a lone '\r' (which
+ * `readline` also breaks at) stays one line, and a character split across two
+ * chunks is decoded whole. One '\r' before the '\n' is dropped (CRLF files);
+ * a last line without '\n' is yielded, an empty one after the final '\n' is
+ * not. Pulls the next chunk only when the caller asks for the next line.
+ */
+async function* splitLines(chunks: AsyncIterable<Buffer>): AsyncGenerator<string> {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let lineNo = 1;
+  const line = (tail: Buffer): string => {
+    let bytes = pending.length === 0 ? tail : Buffer.concat([...pending, tail]);
+    pending = [];
+    pendingBytes = 0;
+    if (bytes.length > 0 && bytes[bytes.length - 1] === 0x0d) bytes = bytes.subarray(0, -1);
+    lineNo++;
+    return bytes.toString('utf8');
+  };
+  const tooLong = () => new ManifestInvalid(`longer than ${MAX_LINE_BYTES} bytes`, lineNo);
+  for await (const chunk of chunks) {
+    let start = 0;
+    for (let nl = chunk.indexOf(0x0a, start); nl !== -1; nl = chunk.indexOf(0x0a, start)) {
+      if (pendingBytes + nl - start > MAX_LINE_BYTES) throw tooLong();
+      yield line(chunk.subarray(start, nl));
+      start = nl + 1;
+    }
+    if (start < chunk.length) {
+      pending.push(chunk.subarray(start));
+      pendingBytes += chunk.length - start;
+      if (pendingBytes > MAX_LINE_BYTES) throw tooLong();
+    }
+  }
+  if (pendingBytes > 0) yield line(Buffer.alloc(0));
 }
 
 async function writeAllAt(fh: fsp.FileHandle, bytes: Buffer, at: number): Promise<void> {

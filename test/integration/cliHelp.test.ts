@@ -1,8 +1,10 @@
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+const CLI_DOC = fileURLToPath(new URL('../../docs/cli.md', import.meta.url));
 
 function ohbackup(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   // No Temporal service is reachable here: help and usage errors must not need one.
@@ -69,6 +71,30 @@ describe('the command line help', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/unknown option '--no-such-option'/);
     expect(r.stderr).toMatch(/add --help for usage/);
+  });
+
+  it('docs/cli.md has a section for every command, naming every option its help lists', async () => {
+    const doc = readFileSync(CLI_DOC, 'utf8');
+    /** The text from the heading `ohbackup <command>` to the next heading. */
+    const section = (command: string) => {
+      const m = new RegExp(`^#{2,3} ohbackup ${command}\\n([\\s\\S]*?)(?=^#{1,3} |(?![\\s\\S]))`, 'm').exec(doc);
+      return m?.[1];
+    };
+    const top = await ohbackup(['--help']);
+    const schedule = await ohbackup(['schedule', '--help']);
+    const listed = (help: string) => [...help.matchAll(/^ {2}([a-z][a-z-]*) /gm)].map((m) => m[1]!).filter((c) => c !== 'help');
+    const commands = [
+      ...listed(top.stdout.split('Commands:')[1]!.split('\n\n')[0]!).filter((c) => c !== 'schedule'),
+      ...listed(schedule.stdout.split('Commands:')[1]!).map((c) => `schedule ${c}`),
+    ];
+    expect(commands).toEqual(expect.arrayContaining(COMMANDS.map((c) => c.command.join(' '))));
+    for (const command of commands) {
+      const text = section(command);
+      expect(text, `a section "ohbackup ${command}" in docs/cli.md`).toBeDefined();
+      const help = (await ohbackup([...command.split(' '), '--help'])).stdout;
+      const options = [...help.split('Options:')[1]!.matchAll(/^ +(?:-\w, )?(--[a-z][a-z-]*)/gm)].map((m) => m[1]!).filter((o) => o !== '--help');
+      for (const option of options) expect(text, `${command} ${option}`).toMatch(new RegExp(`\`${option}[\` ]`));
+    }
   });
 
   it('an unknown command and a bad argument are wrong usage too', async () => {

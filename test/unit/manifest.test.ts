@@ -18,7 +18,7 @@ afterAll(async () => {
 
 const H = 'ab'.repeat(32);
 const entries: ManifestEntry[] = [
-  { path: 'a', kind: 'dir', mode: 0o755, size: 0, mtimeMs: 1_600_000_000_123.4567, sha256: '' },
+  { path: 'a', kind: 'dir', mode: 0o755, size: 0, mtimeMs: 1_600_000_000_123.457, sha256: '' },
   { path: 'a\nb', kind: 'file', mode: 0o600, size: 3, mtimeMs: 1_600_000_001_000, sha256: H },
   { path: 'a/b c/ü☃.txt', kind: 'file', mode: 0o644, size: 0, mtimeMs: 1, sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' },
   { path: 'ctl\r\t\u0001\u2028"\\', kind: 'file', mode: 0o4755, size: 9, mtimeMs: 2, sha256: H },
@@ -166,6 +166,54 @@ describe('manifest', () => {
     await fsp.writeFile(q, withExtra.join('\r\n'));
     const got = await readManifest(q);
     expect([...got.entries.values()]).toEqual(entries);
+  });
+
+  it('keeps a name holding U+2028, U+2029 or a carriage return on one line', async () => {
+    // Node 24's readline also breaks lines at U+2028/U+2029; the reader splits at '\n' bytes only.
+    const odd: ManifestEntry[] = [
+      { path: 'line\u2028sep', kind: 'file', mode: 0o600, size: 1, mtimeMs: 1, sha256: H },
+      { path: 'para\u2029sep', kind: 'dir', mode: 0o700, size: 0, mtimeMs: 2, sha256: '' },
+      { path: 'cr\rin/the\r\nname\r', kind: 'file', mode: 0o644, size: 2, mtimeMs: 3, sha256: H },
+      { path: '\u2028\u2029\r', kind: 'file', mode: 0o644, size: 3, mtimeMs: 4, sha256: H },
+    ];
+    const p = path.join(root, 'm7.jsonl');
+    await writeManifest(p, header, odd);
+    const raw = await fsp.readFile(p, 'utf8');
+    expect(raw).toContain('\u2028'); // written raw (JSON does not escape it), so the reader must cope
+    expect(raw.split('\n')).toHaveLength(1 + odd.length + 1);
+    const got = await readManifest(p);
+    expect([...got.entries.values()]).toEqual(odd);
+    const fd = openSync(p, 'r');
+    try {
+      expect([...(await readManifest(fd)).entries.values()]).toEqual(odd);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('decodes a character split across two reads, and a line longer than one read', async () => {
+    const READ = 64 * 1024; // the reader's chunk size
+    const hdr = JSON.stringify({ format: 'ohbackup-manifest', version: 1, ...header, entries: 2 }) + '\n';
+    const start = `{"path":"`;
+    // The first entry's path ends in '☃' (3 bytes in UTF-8) placed to straddle the first chunk boundary.
+    const fill = 'x'.repeat(READ - Buffer.byteLength(hdr) - start.length - 1);
+    const first: ManifestEntry = { path: `${fill}☃`, kind: 'file', mode: 0o600, size: 1, mtimeMs: 1, sha256: H };
+    const second: ManifestEntry = { path: `d/${'é'.repeat(READ)}\u2028`, kind: 'dir', mode: 0o700, size: 0, mtimeMs: 2, sha256: '' };
+    const body = hdr + JSON.stringify(first) + '\n' + JSON.stringify(second); // no final newline
+    expect(Buffer.from(body).indexOf(Buffer.from('☃'))).toBe(READ - 1);
+    const p = path.join(root, 'm8.jsonl');
+    await fsp.writeFile(p, body);
+    const got = await readManifest(p);
+    expect([...got.entries.values()]).toEqual([first, second]);
+  });
+
+  it('refuses a line of more than 1 MiB without holding the file', async () => {
+    const p = path.join(root, 'm9.jsonl');
+    const hdr = JSON.stringify({ format: 'ohbackup-manifest', version: 1, ...header, entries: 1 }) + '\n';
+    await fsp.writeFile(p, hdr + 'x'.repeat(3 * 1024 * 1024));
+    const err = await rejection(readManifest(p));
+    expect(err.line).toBe(2);
+    expect(err.message).toMatch(/longer than/);
   });
 
   it('throws I/O errors as they are', async () => {

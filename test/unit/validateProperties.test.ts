@@ -23,7 +23,6 @@ import { BusinessError } from '../../common/businessError.js';
 import {
   SEED,
   anyBundleList,
-  anyInfo,
   anyInfos,
   anyName,
   anyNumber,
@@ -36,7 +35,6 @@ import {
   jsonObjectString,
   manifestCase,
   manifestContent,
-  nastyString,
   okBundleList,
   okBundleName,
   okCallbacks,
