@@ -83,7 +83,14 @@ export function createBackupActivities(device: Device) {
       });
     },
 
-    async handOverFiles(input: { sessionId: string; sessionWorkflowId: string; bundleName: string; from: number; kind?: SessionKind; sendRate?: number }): Promise<HandOverResult> {
+    async handOverFiles(input: {
+      sessionId: string;
+      sessionWorkflowId: string;
+      bundleName: string;
+      from: number;
+      kind?: SessionKind;
+      sendRate?: number;
+    }): Promise<HandOverResult> {
       const ctx = Context.current();
       const packDir = sessionBundle(device, input.sessionId, input.bundleName).packDir(input.sessionId);
       return handOverFiles(ctx.client, {

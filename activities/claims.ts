@@ -17,7 +17,13 @@ export function createClaimActivities() {
      * the device's claim workflow if it is not running. `claimId` names the
      * request: a retried attempt joins the first one instead of asking again.
      */
-    async claimBundles(input: { deviceKey: string; taskQueue: string; sessionWorkflowId: string; bundleNames: string[]; claimId: string }): Promise<ClaimAnswer> {
+    async claimBundles(input: {
+      deviceKey: string;
+      taskQueue: string;
+      sessionWorkflowId: string;
+      bundleNames: string[];
+      claimId: string;
+    }): Promise<ClaimAnswer> {
       const { client } = Context.current();
       const start = new WithStartWorkflowOperation<typeof bundleClaimWorkflow>('bundleClaimWorkflow', {
         workflowId: bundleClaimWorkflowId(input.deviceKey),
@@ -37,7 +43,9 @@ export function createClaimActivities() {
     async releaseBundleClaims(input: { deviceKey: string; sessionWorkflowId: string }): Promise<number> {
       const { client } = Context.current();
       try {
-        return await client.workflow.getHandle(bundleClaimWorkflowId(input.deviceKey)).executeUpdate(releaseBundleClaimsUpdate, { args: [input.sessionWorkflowId] });
+        return await client.workflow
+          .getHandle(bundleClaimWorkflowId(input.deviceKey))
+          .executeUpdate(releaseBundleClaimsUpdate, { args: [input.sessionWorkflowId] });
       } catch (err) {
         if (err instanceof WorkflowNotFoundError) return 0;
         throw err;

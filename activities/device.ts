@@ -19,7 +19,11 @@ export type HookResult = { ran: false; output: '' } | { ran: true; output: strin
 
 export function createDeviceActivities(device: Device, stateDir: string) {
   return {
-    async prepareBundle(input: { bundleName: string; kind: SessionKind; install?: BundleInstall }): Promise<{ ok: true; hooks: HookName[] } | { ok: false; error: ErrorInfo }> {
+    async prepareBundle(input: {
+      bundleName: string;
+      kind: SessionKind;
+      install?: BundleInstall;
+    }): Promise<{ ok: true; hooks: HookName[] } | { ok: false; error: ErrorInfo }> {
       const bundle = device.bundle(input.bundleName);
       if (input.kind === 'restore' && input.install) await bundle.install(input.install);
       const loaded = await bundle.profile();
@@ -34,7 +38,14 @@ export function createDeviceActivities(device: Device, stateDir: string) {
      * Runs one of the bundle's hooks, if it declares it. A hook that fails or
      * outlives `timeoutMs` fails the activity with its reference code.
      */
-    async runBundleHook(input: { sessionWorkflowId?: string; bundleName: string; hook: HookName; input?: string; parameters?: string; timeoutMs: number }): Promise<HookResult> {
+    async runBundleHook(input: {
+      sessionWorkflowId?: string;
+      bundleName: string;
+      hook: HookName;
+      input?: string;
+      parameters?: string;
+      timeoutMs: number;
+    }): Promise<HookResult> {
       const ctx = Context.current();
       const bundle = device.bundle(input.bundleName);
       const loaded = await bundle.profile();

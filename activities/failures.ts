@@ -20,7 +20,10 @@ export function asFailure(err: unknown, fallback: number): unknown {
  */
 export function sessionBundle(device: Device, sessionId: string, bundleName: string): DeviceBundle {
   if (!SessionIdSchema.safeParse(sessionId).success || !BundleNameSchema.safeParse(bundleName).success) {
-    throw codedFailure(ErrorCode.INVALID_ARGUMENT, `refused: session "${sessionId.slice(0, 80)}" / bundle "${bundleName.slice(0, 80)}" is not a safe folder name`);
+    throw codedFailure(
+      ErrorCode.INVALID_ARGUMENT,
+      `refused: session "${sessionId.slice(0, 80)}" / bundle "${bundleName.slice(0, 80)}" is not a safe folder name`,
+    );
   }
   return device.bundle(bundleName);
 }

@@ -20,7 +20,11 @@ export function createRestoreActivities(device: Device) {
      * existing file here is this activity's own earlier attempt: it is
      * emptied and reused, which keeps a retry after a worker death harmless.
      */
-    async createRestoreTarget(input: { sessionId: string; bundleName: string; uri: string }): Promise<{ ok: true; path: string } | { ok: false; error: ErrorInfo }> {
+    async createRestoreTarget(input: {
+      sessionId: string;
+      bundleName: string;
+      uri: string;
+    }): Promise<{ ok: true; path: string } | { ok: false; error: ErrorInfo }> {
       if (!isPlainUri(input.uri)) {
         return { ok: false, error: errorInfo(ErrorCode.INVALID_ARGUMENT, `uri "${input.uri}" is not a plain file name`) };
       }

@@ -37,7 +37,11 @@ export async function runScheduledBackup(input: ScheduledBackupRequest & { setNa
     const finished = await completeSet(out);
     if (finished) return finished;
     const earlier = ctx.info.heartbeatDetails as AttemptDetails | undefined;
-    if (earlier?.sessionId) await ctx.client.workflow.getHandle(earlier.sessionId).executeUpdate(releaseUpdate).catch(() => undefined);
+    if (earlier?.sessionId)
+      await ctx.client.workflow
+        .getHandle(earlier.sessionId)
+        .executeUpdate(releaseUpdate)
+        .catch(() => undefined);
     await rm(out, { recursive: true, force: true });
   }
 
@@ -62,7 +66,15 @@ export async function runScheduledBackup(input: ScheduledBackupRequest & { setNa
       },
     });
     if (result.interrupted && ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
-    return summarize({ set: out, sessionId: result.sessionId, uiUrl: result.uiUrl, kind: result.kind, base: result.base, bundles: result.bundles, error: result.error });
+    return summarize({
+      set: out,
+      sessionId: result.sessionId,
+      uiUrl: result.uiUrl,
+      kind: result.kind,
+      base: result.base,
+      bundles: result.bundles,
+      error: result.error,
+    });
   } catch (err) {
     // Nothing to retry when the device has nothing to back up (or the like).
     if (err instanceof SetupError) throw ApplicationFailure.nonRetryable(err.message, 'OhbackupScheduledBackupSetup');
@@ -90,7 +102,14 @@ async function completeSet(out: string): Promise<ScheduledBackupSummary | undefi
   const bundles: BundleOutcome[] = Array.isArray(summary.bundles) ? summary.bundles : [];
   if (!bundles.length || bundles.some((b) => b.state !== 'done')) return undefined;
   const namespace = Context.current().info.namespace;
-  return summarize({ set: out, sessionId: summary.sessionId, uiUrl: sessionUiUrl(namespace, summary.sessionId), kind: summary.kind, base: summary.base, bundles });
+  return summarize({
+    set: out,
+    sessionId: summary.sessionId,
+    uiUrl: sessionUiUrl(namespace, summary.sessionId),
+    kind: summary.kind,
+    base: summary.base,
+    bundles,
+  });
 }
 
 /**

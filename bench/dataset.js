@@ -25,7 +25,7 @@ export function writeRandomFile(file, size, seed) {
   const rng = new Rng(seed);
   const fd = openSync(file, 'w', 0o644);
   try {
-    for (let left = size; left > 0; ) {
+    for (let left = size; left > 0;) {
       const n = Math.min(CHUNK, left);
       rng.fill(n === CHUNK ? words : words.subarray(0, Math.ceil(n / 4)));
       let off = 0;

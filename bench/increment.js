@@ -66,7 +66,9 @@ export async function incrementalRun({ bundles, base, out, manifestDir, rate, ti
     onBackupServiceDied: () => undefined,
   });
   try {
-    await session.appendBundles(bundles.map((bundleName, i) => ({ bundleName, lastIncrementalTime: base ? base[bundleName].time : 0, manifestFd: baseFds[i] })));
+    await session.appendBundles(
+      bundles.map((bundleName, i) => ({ bundleName, lastIncrementalTime: base ? base[bundleName].time : 0, manifestFd: baseFds[i] })),
+    );
     await withTimeout(ended, timeoutMs, 'the incremental backup');
     await set.flush();
   } finally {

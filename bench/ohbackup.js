@@ -68,7 +68,10 @@ export async function restore({ from, bundles, taskQueue, timeoutMs }) {
   const r = await withTimeout(restoreFromSet({ from, bundles, session: { taskQueue } }), timeoutMs, 'the restore');
   const ms = performance.now() - started;
   const bad = r.bundles.filter((b) => b.state !== 'done');
-  if (bad.length) throw new Error(`the restore left bundles not done:\n  ${bad.map((b) => `${b.bundleName}: ${b.state} ${b.error?.code ?? ''} ${b.error?.message ?? ''}`).join('\n  ')}`);
+  if (bad.length)
+    throw new Error(
+      `the restore left bundles not done:\n  ${bad.map((b) => `${b.bundleName}: ${b.state} ${b.error?.code ?? ''} ${b.error?.message ?? ''}`).join('\n  ')}`,
+    );
   return { ms, sessionId: r.sessionId, bytes: r.bundles.reduce((n, b) => n + b.bytes, 0) };
 }
 

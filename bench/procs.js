@@ -47,7 +47,14 @@ export async function startWorkerProcess({ label, address, dataRoot, stateDir, t
     spawn(process.execPath, [...nodeArgs, path.join(projectRoot, 'dist/workers/main.js')], {
       cwd: projectRoot,
       // Two malloc arenas, as bin/ohbackup starts every worker.
-      env: { MALLOC_ARENA_MAX: '2', ...process.env, TEMPORAL_ADDRESS: address, OHBACKUP_DATA_ROOT: dataRoot, OHBACKUP_TASK_QUEUE: taskQueue, OHBACKUP_STATE_DIR: stateDir },
+      env: {
+        MALLOC_ARENA_MAX: '2',
+        ...process.env,
+        TEMPORAL_ADDRESS: address,
+        OHBACKUP_DATA_ROOT: dataRoot,
+        OHBACKUP_TASK_QUEUE: taskQueue,
+        OHBACKUP_STATE_DIR: stateDir,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   );
@@ -149,7 +156,13 @@ export async function onPath(name) {
   for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
     if (!dir) continue;
     const file = path.join(dir, name);
-    if (await access(file, constants.X_OK).then(() => true, () => false)) return file;
+    if (
+      await access(file, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return file;
   }
   return undefined;
 }

@@ -84,7 +84,12 @@ export async function checkIncrement(setDir, bundleName, snap) {
   }
   const manifest = await readManifest(path.join(dir, 'manifest.jsonl')).catch((err) => problems.push(`manifest: ${err.message}`));
   if (manifest) {
-    const listed = new Map([...manifest.entries.values()].map((e) => [e.path, { kind: e.kind, size: e.size, mode: e.mode, mtimeMs: e.mtimeMs, sha256: e.kind === 'file' ? e.sha256 : '' }]));
+    const listed = new Map(
+      [...manifest.entries.values()].map((e) => [
+        e.path,
+        { kind: e.kind, size: e.size, mode: e.mode, mtimeMs: e.mtimeMs, sha256: e.kind === 'file' ? e.sha256 : '' },
+      ]),
+    );
     const c = compareSnapshots(snap, listed);
     problems.push(...[...c.lost, ...c.metadata].map((p) => `manifest: ${p}`));
   }

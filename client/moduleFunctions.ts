@@ -1,6 +1,5 @@
 /** The module functions of `backup` (api.md §4). */
 import { BACKUP_VERSION } from '../common/capabilities.js';
-import { DEFAULTS } from '../common/session.js';
 import { clampSendRate } from '../common/rules.js';
 import { openCapabilities } from './capabilities.js';
 import { deviceQueue, getClient } from './connection.js';
@@ -15,7 +14,6 @@ import { BundleNameArg, DataListArg, SendRateArg, TimeoutArg, parseArg } from '.
 export function getBackupVersion(): string {
   return JSON.stringify({ backupVersion: BACKUP_VERSION });
 }
-
 
 /** An fd of the capability file describing the device's bundles (api.md §8). */
 export function getLocalCapabilities(callback: AsyncCallback<FileData>): void;

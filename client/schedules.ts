@@ -133,7 +133,10 @@ async function guard<T>(scheduleId: string, fn: () => Promise<T>): Promise<T> {
   } catch (err) {
     if (err instanceof ScheduleNotFoundError) throw new ScheduleError('notFound', `no schedule "${scheduleId}" (see \`ohbackup schedule list\`)`);
     if (err instanceof ScheduleAlreadyRunning) {
-      throw new ScheduleError('exists', `a schedule "${scheduleId}" already exists (see \`ohbackup schedule describe ${scheduleId}\`; delete it first to replace it)`);
+      throw new ScheduleError(
+        'exists',
+        `a schedule "${scheduleId}" already exists (see \`ohbackup schedule describe ${scheduleId}\`; delete it first to replace it)`,
+      );
     }
     // The service refuses a spec it cannot parse (a cron expression, a time zone): the client throws that as a TypeError.
     if (err instanceof TypeError) throw new ScheduleError('invalid', `the Temporal service refused the schedule's times: ${err.message}`);
@@ -146,7 +149,8 @@ async function guard<T>(scheduleId: string, fn: () => Promise<T>): Promise<T> {
 /** Creates the schedule; returns it as `describeSchedule` shows it. */
 export async function createSchedule(opts: CreateScheduleOptions): Promise<ScheduleView> {
   if (!opts.scheduleId.trim()) throw new ScheduleError('invalid', 'a schedule needs an ID');
-  if ((opts.cron === undefined) === (opts.every === undefined)) throw new ScheduleError('invalid', 'give the times of the runs with exactly one of --cron and --every');
+  if ((opts.cron === undefined) === (opts.every === undefined))
+    throw new ScheduleError('invalid', 'give the times of the runs with exactly one of --cron and --every');
   let spec: ScheduleSpec;
   let when: string;
   if (opts.every !== undefined) {
@@ -268,7 +272,11 @@ export async function waitForRun(run: Pick<ScheduledRun, 'workflowId' | 'runId' 
     .getHandle(run.workflowId, run.runId)
     .result()
     .catch(() => undefined); // runOf reads how it ended
-  return runOf(client, { scheduledAt: new Date(run.scheduledAt), takenAt: new Date(run.takenAt), action: { type: 'startWorkflow', workflow: { workflowId: run.workflowId, firstExecutionRunId: run.runId } } });
+  return runOf(client, {
+    scheduledAt: new Date(run.scheduledAt),
+    takenAt: new Date(run.takenAt),
+    action: { type: 'startWorkflow', workflow: { workflowId: run.workflowId, firstExecutionRunId: run.runId } },
+  });
 }
 
 async function viewOf(client: Client, d: ScheduleDescription): Promise<ScheduleView> {

@@ -43,7 +43,10 @@ export function checkAppendSize(strings: Array<string | undefined>, what: string
   let bytes = 0;
   for (const s of strings) if (s) bytes += Buffer.byteLength(s);
   if (bytes > MAX_APPEND_BYTES) {
-    throw new BusinessError(ErrorCode.PARAMETER_ERROR, `Parameter error: ${what}: ${bytes} bytes of bundle names, infos and parameters in one call; at most ${MAX_APPEND_BYTES}`);
+    throw new BusinessError(
+      ErrorCode.PARAMETER_ERROR,
+      `Parameter error: ${what}: ${bytes} bytes of bundle names, infos and parameters in one call; at most ${MAX_APPEND_BYTES}`,
+    );
   }
 }
 
@@ -86,6 +89,4 @@ export const SessionOptionsArg = z.object(
 export const ExtInfoArg = z.string().max(1024 * 1024, 'extInfo is at most 1 MiB');
 
 /** IncrementalBackupTime[]: which bundles, and since when (epoch seconds; 0 = everything). */
-export const DataListArg = z
-  .array(z.object({ bundleName: BundleNameSchema, lastIncrementalTime: z.number().finite().nonnegative() }))
-  .max(10_000);
+export const DataListArg = z.array(z.object({ bundleName: BundleNameSchema, lastIncrementalTime: z.number().finite().nonnegative() })).max(10_000);

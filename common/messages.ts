@@ -24,7 +24,9 @@ export const appendBundlesUpdate = defineUpdate<void, [AppendRequest]>('appendBu
 export const releaseUpdate = defineUpdate<void, []>('release');
 export const cancelBundleUpdate = defineUpdate<number, [string]>('cancelBundle');
 /** getBackupDataSize: start a size scan whose reports arrive as onBackupSizeReport. */
-export const getBackupDataSizeUpdate = defineUpdate<void, [{ precise: boolean; dataList: Array<{ bundleName: string; lastIncrementalTime: number }> }]>('getBackupDataSize');
+export const getBackupDataSizeUpdate = defineUpdate<void, [{ precise: boolean; dataList: Array<{ bundleName: string; lastIncrementalTime: number }> }]>(
+  'getBackupDataSize',
+);
 /** Restore: make a writable target for one file of a bundle; the answer comes as onFileReady. */
 export const getFileHandleUpdate = defineUpdate<void, [FileMetaInput]>('getFileHandle');
 /** Restore: the bundle's files are all written (uri ''); the bundle then unpacks and applies them. */

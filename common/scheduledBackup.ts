@@ -60,7 +60,10 @@ export interface ScheduleMemo {
  * e.g. `20250102T020000Z-1a2b3c4d`.
  */
 export function scheduledSetName(start: Date, runId: string): string {
-  const stamp = start.toISOString().replace(/\.\d+Z$/, 'Z').replace(/[-:]/g, '');
+  const stamp = start
+    .toISOString()
+    .replace(/\.\d+Z$/, 'Z')
+    .replace(/[-:]/g, '');
   // The run ID's last digits: its first ones are a timestamp (UUIDv7), the same for runs close together.
   return `${stamp}-${runId.replace(/-/g, '').slice(-8)}`;
 }

@@ -49,7 +49,13 @@ function parseJson(text: string): unknown {
 export async function installBundle(dataRoot: string, bundleName: string, info: BundleInstall): Promise<void> {
   if (!BundleNameSchema.safeParse(bundleName).success) return;
   const paths = bundlePaths(dataRoot, bundleName);
-  if (await stat(paths.bundleJson).then(() => true, () => false)) return;
+  if (
+    await stat(paths.bundleJson).then(
+      () => true,
+      () => false,
+    )
+  )
+    return;
   for (const dir of [paths.data, paths.backupTemp, paths.restoreTemp]) await mkdir(dir, { recursive: true, mode: 0o700 });
   const bundle = { name: bundleName, versionCode: info.versionCode, versionName: info.versionName, appIndex: info.appIndex };
   const profile = {
@@ -77,7 +83,10 @@ export class Device {
   /** The names of the folders under the data root, sorted. */
   async bundleNames(): Promise<string[]> {
     const entries = await readdir(this.dataRoot, { withFileTypes: true }).catch(() => []);
-    return entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+    return entries
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name)
+      .sort();
   }
 }
 

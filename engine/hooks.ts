@@ -143,7 +143,8 @@ export function capJson(text: string, cap: number): string {
       size += 4;
       i++;
       continue;
-    } else if (c >= 0xd800 && c <= 0xdfff) n = 6; // a lone surrogate is escaped
+    } else if (c >= 0xd800 && c <= 0xdfff)
+      n = 6; // a lone surrogate is escaped
     else n = 3;
     if (size + n > cap) return text.slice(0, i);
     size += n;

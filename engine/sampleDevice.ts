@@ -119,9 +119,7 @@ function planNotes(p: Plan, scale: number): BundlePlan {
     folders.add(parts.join('/'));
   }
   const dirs = [...folders];
-  const files = Array.from({ length: count(2000, scale, 10) }, (_, i) =>
-    p.file(`${p.pick(dirs)}/note-${String(i).padStart(5, '0')}.txt`, 100, 8 * KiB),
-  );
+  const files = Array.from({ length: count(2000, scale, 10) }, (_, i) => p.file(`${p.pick(dirs)}/note-${String(i).padStart(5, '0')}.txt`, 100, 8 * KiB));
   return {
     bundle: { name: 'com.example.notes', versionCode: 1_000_012, versionName: '1.0.12', appIndex: 0 },
     config: { allowToBackupRestore: true },
@@ -135,9 +133,7 @@ function planGallery(p: Plan, scale: number): BundlePlan {
     // Always above the hand-over limit, whatever the scale: that is what this bundle is for.
     p.file(`DCIM/Camera/IMG_${20240101 + i}.jpg`, BIG_MIN, 6 * MiB),
   );
-  const thumbs = Array.from({ length: count(30, scale, 2) }, (_, i) =>
-    p.file(`thumbnails/thumb_${i}.jpg`, KiB, 64 * KiB),
-  );
+  const thumbs = Array.from({ length: count(30, scale, 2) }, (_, i) => p.file(`thumbnails/thumb_${i}.jpg`, KiB, 64 * KiB));
   return {
     bundle: { name: 'com.example.gallery', versionCode: 204, versionName: '2.0.4', appIndex: 0 },
     config: { allowToBackupRestore: true, supportScene: 'cloud', extraInfo: { albums: 2 } },

@@ -163,7 +163,9 @@ try {
       logFile: path.join(work, 'worker-restore.log'),
     })),
   ]);
-  log(`Dev server ${server.address} (headless, temp db); backup worker pid ${workers.backup.pid}, restore worker pid ${workers.restore.pid}; up in ${secs(performance.now() - t)}`);
+  log(
+    `Dev server ${server.address} (headless, temp db); backup worker pid ${workers.backup.pid}, restore worker pid ${workers.restore.pid}; up in ${secs(performance.now() - t)}`,
+  );
 
   // ------------------------------------------------------------ warm-up (untimed)
   t = performance.now();
@@ -220,7 +222,9 @@ try {
       ...(restic && {
         'restic backup': async () => {
           await output(restic, ['-r', repo, 'init'], { env: resticEnv });
-          return (res.resticBackupMs = await timed(restic, ['-r', repo, 'backup', '--quiet', ...dataDirs.map((d) => path.join(dataRoot, d))], { env: resticEnv }));
+          return (res.resticBackupMs = await timed(restic, ['-r', repo, 'backup', '--quiet', ...dataDirs.map((d) => path.join(dataRoot, d))], {
+            env: resticEnv,
+          }));
         },
       }),
     };
@@ -268,9 +272,22 @@ try {
       const changed = changeOnePercent(dataset, seed + 1000 + r);
       const out = path.join(work, `inc-set-${r}`);
       try {
-        const inc = await incrementalRun({ bundles: names, base: incBase, out, manifestDir: path.join(work, `manifests-${r}`), rate: SEND_RATE, timeoutMs: STEP_TIMEOUT_MS });
+        const inc = await incrementalRun({
+          bundles: names,
+          base: incBase,
+          out,
+          manifestDir: path.join(work, `manifests-${r}`),
+          rate: SEND_RATE,
+          timeoutMs: STEP_TIMEOUT_MS,
+        });
         incBase = inc.manifests;
-        Object.assign(res, { incrementMs: inc.ms, incrementFiles: inc.files, incrementBytes: inc.bytes, changedFiles: changed.files, changedBytes: changed.bytes });
+        Object.assign(res, {
+          incrementMs: inc.ms,
+          incrementFiles: inc.files,
+          incrementBytes: inc.bytes,
+          changedFiles: changed.files,
+          changedBytes: changed.bytes,
+        });
         log(`round ${r + 1}/${rounds}  increment        ${secs(inc.ms)} (${changed.files} files changed; ${inc.files} files, ${mib(inc.bytes)} handed over)`);
       } catch (err) {
         incrementError = stepFailed(`round ${r + 1} increment`, err);
@@ -293,13 +310,17 @@ try {
       continue;
     }
     results.handOver.push(h);
-    log(`hand-over at ${rate}/s: ${perSec(h.slope)} (least squares over ${h.slopeSource}); the tool received ${h.files} files in ${h.spanS.toFixed(2)} s, least squares ${perSec(h.received.slope)}`);
+    log(
+      `hand-over at ${rate}/s: ${perSec(h.slope)} (least squares over ${h.slopeSource}); the tool received ${h.files} files in ${h.spanS.toFixed(2)} s, least squares ${perSec(h.received.slope)}`,
+    );
   }
 
   // ------------------------------------------------------------ orchestration overhead
   try {
     results.manyBundles = await manyBundles({ bundles: empties, timeoutMs: STEP_TIMEOUT_MS });
-    log(`${EMPTY_BUNDLES} empty bundles in one session: ${secs(results.manyBundles.ms)}${results.manyBundles.serviceDied ? ` (onBackupServiceDied × ${results.manyBundles.serviceDied} meanwhile)` : ''}`);
+    log(
+      `${EMPTY_BUNDLES} empty bundles in one session: ${secs(results.manyBundles.ms)}${results.manyBundles.serviceDied ? ` (onBackupServiceDied × ${results.manyBundles.serviceDied} meanwhile)` : ''}`,
+    );
   } catch (err) {
     results.manyBundles = { error: stepFailed(`${EMPTY_BUNDLES} empty bundles`, err) };
   }
@@ -326,31 +347,86 @@ try {
   const rows = [
     row({ measure: fullLabel, value: m.ohbackupBackup, show: secs, anchorName: 'tar -cf', anchor: m.tarCreate, max: 2.5, target: '≤ 2.5 × tar -cf' }),
     restic
-      ? row({ measure: fullLabel, value: m.ohbackupBackup, show: secs, anchorName: 'restic backup', anchor: m.resticBackup, max: 0.5, target: '≤ 0.5 × restic backup' })
+      ? row({
+          measure: fullLabel,
+          value: m.ohbackupBackup,
+          show: secs,
+          anchorName: 'restic backup',
+          anchor: m.resticBackup,
+          max: 0.5,
+          target: '≤ 0.5 × restic backup',
+        })
       : skipped({ measure: `${fullLabel} vs restic`, why: noRestic, target: '≤ 0.5 × restic backup' }),
     row({ measure: restoreLabel, value: m.ohbackupRestore, show: secs, anchorName: 'tar -xf', anchor: m.tarExtract, max: 2.5, target: '≤ 2.5 × tar -xf' }),
     restic
-      ? row({ measure: restoreLabel, value: m.ohbackupRestore, show: secs, anchorName: 'restic restore', anchor: m.resticRestore, max: 0.5, target: '≤ 0.5 × restic restore' })
+      ? row({
+          measure: restoreLabel,
+          value: m.ohbackupRestore,
+          show: secs,
+          anchorName: 'restic restore',
+          anchor: m.resticRestore,
+          max: 0.5,
+          target: '≤ 0.5 × restic restore',
+        })
       : skipped({ measure: `${restoreLabel} vs restic`, why: noRestic, target: '≤ 0.5 × restic restore' }),
     incrementError
       ? failedRow({ measure: 'increment after changing 1% of the files', error: incrementError, target: '≤ 10% of full' })
       : haveIncrement
-      ? row({ measure: 'increment after changing 1% of the files', value: m.increment, show: secs, anchorName: 'full backup', anchor: m.ohbackupBackup, max: 0.1, target: '≤ 10% of full' })
-      : row({ measure: 'increment after changing 1% of the files', na: 'n/a (incremental backup not built yet)', anchorName: 'full backup', target: '≤ 10% of full' }),
-    row({ measure: `worker peak RSS during the full backup (idle before: ${mib(median(results.rounds.map((x) => x.workerRss?.atStart)))})`, value: m.workerPeakRss, show: mib, max: 300 * 1024 * 1024, target: '≤ 300 MiB' }),
+        ? row({
+            measure: 'increment after changing 1% of the files',
+            value: m.increment,
+            show: secs,
+            anchorName: 'full backup',
+            anchor: m.ohbackupBackup,
+            max: 0.1,
+            target: '≤ 10% of full',
+          })
+        : row({
+            measure: 'increment after changing 1% of the files',
+            na: 'n/a (incremental backup not built yet)',
+            anchorName: 'full backup',
+            target: '≤ 10% of full',
+          }),
+    row({
+      measure: `worker peak RSS during the full backup (idle before: ${mib(median(results.rounds.map((x) => x.workerRss?.atStart)))})`,
+      value: m.workerPeakRss,
+      show: mib,
+      max: 300 * 1024 * 1024,
+      target: '≤ 300 MiB',
+    }),
     ...results.handOver.map((h) =>
       h.error
         ? failedRow({ measure: `hand-over rate, set ${h.rate}/s (${h.files} files)`, error: h.error, target: 'within ±3% of set' })
-        : row({ measure: `hand-over rate, set ${h.rate}/s (${h.files} files)`, value: h.slope, show: perSec, anchorName: 'set', anchor: h.rate, showAnchor: (v) => `${v}/s`, within: 0.03, target: 'within ±3% of set' }),
+        : row({
+            measure: `hand-over rate, set ${h.rate}/s (${h.files} files)`,
+            value: h.slope,
+            show: perSec,
+            anchorName: 'set',
+            anchor: h.rate,
+            showAnchor: (v) => `${v}/s`,
+            within: 0.03,
+            target: 'within ±3% of set',
+          }),
     ),
     results.manyBundles.error
       ? failedRow({ measure: `${EMPTY_BUNDLES} empty bundles, one session`, error: results.manyBundles.error, target: '≤ 30 s' })
-      : row({ measure: `${EMPTY_BUNDLES} empty bundles, one session${results.manyBundles.serviceDied ? ` (onBackupServiceDied ×${results.manyBundles.serviceDied})` : ''}`, value: results.manyBundles.ms, show: secs, max: 30_000, target: '≤ 30 s' }),
+      : row({
+          measure: `${EMPTY_BUNDLES} empty bundles, one session${results.manyBundles.serviceDied ? ` (onBackupServiceDied ×${results.manyBundles.serviceDied})` : ''}`,
+          value: results.manyBundles.ms,
+          show: secs,
+          max: 30_000,
+          target: '≤ 30 s',
+        }),
     info({ measure: 'tar -cf (anchor)', value: m.tarCreate, show: secs }),
     info({ measure: 'tar -xf (anchor)', value: m.tarExtract, show: secs }),
     restic ? info({ measure: 'restic backup (anchor)', value: m.resticBackup, show: secs }) : skipped({ measure: 'restic backup (anchor)', why: noRestic }),
     restic ? info({ measure: 'restic restore (anchor)', value: m.resticRestore, show: secs }) : skipped({ measure: 'restic restore (anchor)', why: noRestic }),
-    info({ measure: 'ohbackup full backup, whole runBackup call', value: m.ohbackupBackupCall, show: secs, note: 'incl. connect, worker check, capability file' }),
+    info({
+      measure: 'ohbackup full backup, whole runBackup call',
+      value: m.ohbackupBackupCall,
+      show: secs,
+      note: 'incl. connect, worker check, capability file',
+    }),
   ];
 
   notes.push(
@@ -367,10 +443,17 @@ try {
       ? `Increment: IncrementalBackupSession against the previous manifest (a base run with lastIncrementalTime 0 first, untimed, ${results.incrementBase ? secs(results.incrementBase.ms) : 'failed'}; then each round's increment is the next base) after rewriting 1% of each bundle's small files; timed like the full backup (session start → handed files copied into a set, session released).`
       : 'Increment: backup.IncrementalBackupSession is not in dist/client/backup.js yet; the measurement hook is bench/increment.js.',
   );
-  notes.push(`Load average (1/5/15 min) at start ${loadAtStart.map((x) => x.toFixed(2)).join(' ')}, at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} on ${os.cpus().length} CPUs: other work on the machine shows up in the figures.`);
+  notes.push(
+    `Load average (1/5/15 min) at start ${loadAtStart.map((x) => x.toFixed(2)).join(' ')}, at end ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')} on ${os.cpus().length} CPUs: other work on the machine shows up in the figures.`,
+  );
 
   const wallMs = performance.now() - benchStarted;
-  console.log(`\nohbackup bench (${quick ? 'quick' : 'full'}), ${startedAt.toISOString()}, ${os.cpus().length} CPUs, Node ${process.version}, ${tarVersion}${resticVersion ? `, ${resticVersion.split(' compiled')[0]}` : ''}\n`);
+  console.log(
+    `\nohbackup bench (${quick ? 'quick' : 'full'}), ${startedAt.toISOString()}, ${os.cpus().length} CPUs, Node ${process.version}, ${tarVersion}${resticVersion ? `, ${resticVersion.split(' compiled')[0]}` : ''}\n`,
+  );
   console.log(formatRows(rows));
   console.log('');
   for (const n of notes) console.log(`- ${n}`);
@@ -382,7 +465,13 @@ try {
     wallSeconds: wallMs / 1000,
     options: { quick, rounds, seed, keep, cpuProf, sendRate: SEND_RATE },
     loadAverage: { atStart: loadAtStart, atEnd: os.loadavg() },
-    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memBytes: os.totalmem(), node: process.version, platform: `${os.type()} ${os.release()}` },
+    machine: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      memBytes: os.totalmem(),
+      node: process.version,
+      platform: `${os.type()} ${os.release()}`,
+    },
     tools: { tar: tarVersion, restic: resticVersion ?? null },
     dataset: { bundles: names.length, files: dataset.files, bytes: dataset.bytes, shape, rateBundles: rateCounts, emptyBundles: EMPTY_BUNDLES },
     medians: m,

@@ -24,7 +24,10 @@ const mib = (bytes) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 /** The demo's progress: a line per session start, bundle end and notice (the CLI's bars are its own). */
 const progressLines = (e) => {
   if (e.type === 'start') console.log(`Session ${e.sessionId}: ${e.bundles.join(', ')}`);
-  else if (e.type === 'end') console.log(`  ${e.outcome.state.padEnd(10)} ${e.outcome.bundleName}  ${e.outcome.files} files${e.outcome.error ? `  ${e.outcome.error.code} ${e.outcome.error.message}` : ''}`);
+  else if (e.type === 'end')
+    console.log(
+      `  ${e.outcome.state.padEnd(10)} ${e.outcome.bundleName}  ${e.outcome.files} files${e.outcome.error ? `  ${e.outcome.error.code} ${e.outcome.error.message}` : ''}`,
+    );
   else if (e.type === 'notice') console.log(`  ${e.message}`);
 };
 
@@ -109,9 +112,16 @@ try {
     restored = r.outcome === 'done';
     if (r.error) console.log(`Restore session failed: ${r.error.code} ${r.error.message}`);
     for (const b of r.bundles) {
-      const problems = b.state === 'done' ? await compareRestoredBundle(device.dir, to, b.bundleName).catch((err) => [err.message]) : [`${b.state} ${b.error?.code ?? ''} ${b.error?.message ?? ''}`];
+      const problems =
+        b.state === 'done'
+          ? await compareRestoredBundle(device.dir, to, b.bundleName).catch((err) => [err.message])
+          : [`${b.state} ${b.error?.code ?? ''} ${b.error?.message ?? ''}`];
       restored &&= problems.length === 0;
-      console.log(problems.length ? `  ${b.bundleName}: NOT restored (${problems.length} problems)\n    ${problems.slice(0, 10).join('\n    ')}` : `  ${b.bundleName}: restore verified`);
+      console.log(
+        problems.length
+          ? `  ${b.bundleName}: NOT restored (${problems.length} problems)\n    ${problems.slice(0, 10).join('\n    ')}`
+          : `  ${b.bundleName}: restore verified`,
+      );
     }
     restored &&= r.bundles.length === backupable.length;
     console.log(`${restored ? 'Verified' : 'NOT verified'}: ${r.bundles.length} bundles restored in ${seconds(restoreMs)} (worker start included).`);

@@ -91,7 +91,9 @@ for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130)
 const CLOCK_TICKS = Number(execSync('getconf CLK_TCK', { encoding: 'utf8' }).trim()) || 100;
 function cpuSeconds(pid) {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      .replace(/^.*\) /, '')
+      .split(' ');
     return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
   } catch {
     return NaN;
@@ -194,7 +196,9 @@ try {
     sessionBundles.push(names);
   }
   const deviceBytes = [...bundleOf.values()].reduce((n, k) => n + k.bytes, 0);
-  log(`Device: ${SESSIONS} × ${BUNDLES} bundles (copies of ${kinds.map((k) => k.name).join(', ')} at scale ${SCALE}), ${mib(deviceBytes)}, in ${secs(performance.now() - t)}`);
+  log(
+    `Device: ${SESSIONS} × ${BUNDLES} bundles (copies of ${kinds.map((k) => k.name).join(', ')} at scale ${SCALE}), ${mib(deviceBytes)}, in ${secs(performance.now() - t)}`,
+  );
 
   // ------------------------------------------------------------ service
   if (address) {

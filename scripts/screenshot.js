@@ -48,7 +48,13 @@ let ok = false;
 try {
   console.log(`Temporal ${server.address}, Web UI ${server.uiUrl}`);
   await new Promise((resolve, reject) => {
-    worker = runWorker({ settings: { ...readSettings(), taskQueue }, dataRoot: device.dir, address: server.address, signal: stopWorker.signal, onReady: resolve });
+    worker = runWorker({
+      settings: { ...readSettings(), taskQueue },
+      dataRoot: device.dir,
+      address: server.address,
+      signal: stopWorker.signal,
+      onReady: resolve,
+    });
     worker.catch(reject);
   });
 
@@ -116,7 +122,9 @@ try {
   await page.goto(`${server.uiUrl}/namespaces/${ns}/workflows?query=${encodeURIComponent('OhbackupKind = "backup"')}`);
   await page.getByText(session.sessionId, { exact: true }).first().waitFor();
   await page.screenshot({ path: path.join(shots, 'sessions.png'), fullPage: true });
-  console.log(`Saved in ${shots}: session.png (the session and its bundle children), session-details.png (summary and current details), sessions.png (sessions by OhbackupKind)`);
+  console.log(
+    `Saved in ${shots}: session.png (the session and its bundle children), session-details.png (summary and current details), sessions.png (sessions by OhbackupKind)`,
+  );
   ok = true;
 } catch (err) {
   console.error(`Screenshot failed: ${err?.stack ?? err}`);

@@ -49,7 +49,9 @@ import { optionReader } from '../bench/args.js';
 // ---------------------------------------------------------------- options
 const argv = process.argv.slice(2);
 if (argv.includes('--help') || argv.includes('-h')) {
-  console.log(`Usage: npm run soak -- --minutes N [--lanes 2] [--workers 2] [--scale 0.03] [--seed S] [--no-kills] [--no-server-restarts] [--keep] [--json-out FILE]`);
+  console.log(
+    `Usage: npm run soak -- --minutes N [--lanes 2] [--workers 2] [--scale 0.03] [--seed S] [--no-kills] [--no-server-restarts] [--keep] [--json-out FILE]`,
+  );
   process.exit(0);
 }
 const { value, number } = optionReader(argv);
@@ -300,7 +302,12 @@ async function backupSession(lane, type) {
   figures.duplicateCallbacks += duplicates(t, path.basename(out), (name) => expectedFiles.get(name) ?? Infinity);
   if (set.snaps.size) lane.sets.push(set);
   const ok = !error && result.outcome === 'done' && problems === 0;
-  return { ok, what: `${type} of ${names.length} bundle(s)${base ? ` on ${path.basename(base.dir)}` : ''}`, sessionId: result?.sessionId, reason: ok ? undefined : why(result, error) };
+  return {
+    ok,
+    what: `${type} of ${names.length} bundle(s)${base ? ` on ${path.basename(base.dir)}` : ''}`,
+    sessionId: result?.sessionId,
+    reason: ok ? undefined : why(result, error),
+  };
 }
 
 async function restoreSession(lane) {
@@ -325,7 +332,12 @@ async function restoreSession(lane) {
   }
   figures.duplicateCallbacks += duplicates(t, `restore of ${path.basename(from.dir)}`);
   const ok = !error && result.outcome === 'done' && problems === 0;
-  return { ok, what: `restore of ${names.length} bundle(s) from ${path.basename(from.dir)}`, sessionId: result?.sessionId, reason: ok ? undefined : why(result, error) };
+  return {
+    ok,
+    what: `restore of ${names.length} bundle(s) from ${path.basename(from.dir)}`,
+    sessionId: result?.sessionId,
+    reason: ok ? undefined : why(result, error),
+  };
 }
 
 async function runLane(lane, deadline) {
@@ -334,7 +346,15 @@ async function runLane(lane, deadline) {
     await anyWorkerUp();
     const canIncrement = lane.sets.some((s) => s.incremental);
     const r = rand();
-    const type = !lane.sets.length ? 'full-incremental' : r < 0.25 ? 'backup' : r < 0.4 ? 'full-incremental' : r < 0.7 && canIncrement ? 'increment' : 'restore';
+    const type = !lane.sets.length
+      ? 'full-incremental'
+      : r < 0.25
+        ? 'backup'
+        : r < 0.4
+          ? 'full-incremental'
+          : r < 0.7 && canIncrement
+            ? 'increment'
+            : 'restore';
     figures.sessionsStarted++;
     countType(type, 'started');
     const started = performance.now();
@@ -375,7 +395,9 @@ try {
   }
   await startServer();
   backup.configure({ address: address(), taskQueue });
-  log(`Soak for ${MINUTES} min, seed ${SEED}: ${LANES} lanes × ${kinds.length} bundles, ${WORKERS} worker processes, dev server ${address()} (database ${dbFile})`);
+  log(
+    `Soak for ${MINUTES} min, seed ${SEED}: ${LANES} lanes × ${kinds.length} bundles, ${WORKERS} worker processes, dev server ${address()} (database ${dbFile})`,
+  );
   const supervisors = workers.map((_, i) => superviseWorker(i));
   await anyWorkerUp();
   const deadline = Date.now() + MINUTES * 60_000;

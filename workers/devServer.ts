@@ -50,7 +50,20 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   const uiPort = opts.headless ? undefined : opts.uiPort || (await freePort());
   const namespace = opts.namespace ?? 'default';
   await mkdir(opts.dbFile.replace(/\/[^/]*$/, '') || '.', { recursive: true, mode: 0o700 });
-  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--db-filename', opts.dbFile, '--namespace', namespace, '--log-level', 'warn'];
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--db-filename',
+    opts.dbFile,
+    '--namespace',
+    namespace,
+    '--log-level',
+    'warn',
+  ];
   if (uiPort) args.push('--ui-port', String(uiPort), '--ui-ip', '127.0.0.1');
   else args.push('--headless');
   for (const sa of SEARCH_ATTRIBUTE_FLAGS) args.push('--search-attribute', sa);

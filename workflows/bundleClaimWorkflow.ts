@@ -22,7 +22,6 @@ export interface BundleClaimInput {
   claims?: Record<string, string>;
 }
 
-
 const claimActivities = proxyActivities<ReturnType<typeof createActivities>>({
   startToCloseTimeout: '15 seconds',
   retry: { initialInterval: '200 ms' },

@@ -25,7 +25,12 @@ export async function scheduledBackupWorkflow(request: ScheduledBackupRequest): 
   if (summary.outcome === 'failed') {
     // A run that backed nothing up is a failed run in the UI and in `schedule describe`; the summary stays readable.
     const why = summary.error?.message ?? summary.bundles.map((b) => `${b.bundleName}: ${b.error?.message ?? b.state}`).join('; ');
-    throw ApplicationFailure.create({ type: SCHEDULED_BACKUP_FAILED, message: `no bundle was backed up into ${summary.set}: ${why}`, details: [summary], nonRetryable: true });
+    throw ApplicationFailure.create({
+      type: SCHEDULED_BACKUP_FAILED,
+      message: `no bundle was backed up into ${summary.set}: ${why}`,
+      details: [summary],
+      nonRetryable: true,
+    });
   }
   return summary;
 }

@@ -16,11 +16,18 @@ function startSuffix(e: Extract<BackupProgressEvent, { type: 'start' }>): string
 export const backupColumns: ProgressColumns<BackupProgressEvent> = {
   barFormat: ' {bundle} |{bar}| {files} files  {size}  {status}',
   startLine: (e, onBar) =>
-    !onBar ? `Session ${e.sessionId}: backing up ${e.bundles.join(', ')}${startSuffix(e)}` : e.kind === 'incremental' ? `Session ${e.sessionId}${startSuffix(e)}` : undefined,
+    !onBar
+      ? `Session ${e.sessionId}: backing up ${e.bundles.join(', ')}${startSuffix(e)}`
+      : e.kind === 'incremental'
+        ? `Session ${e.sessionId}${startSuffix(e)}`
+        : undefined,
   beginLine: (e) => `begin   ${e.bundleName}`,
   begin: (e) => ({ total: Math.max(1, e.estimatedBytes ?? 1), fields: { files: 0, size: formatBytes(0), status: '' } }),
   file: (e, total) => ({ value: Math.min(e.bytes, Math.floor(total * 0.99)), fields: { files: e.files, size: formatBytes(e.bytes) } }),
-  end: (o, total) => ({ value: total, fields: { files: o.files, size: formatBytes(o.bytes), status: o.state === 'done' ? 'done' : `${o.state} ${o.error?.code ?? ''}` } }),
+  end: (o, total) => ({
+    value: total,
+    fields: { files: o.files, size: formatBytes(o.bytes), status: o.state === 'done' ? 'done' : `${o.state} ${o.error?.code ?? ''}` },
+  }),
 };
 
 function toJson({ sessionId, uiUrl, out, kind, base, bundles, error }: BackupRunResult) {
@@ -34,16 +41,23 @@ export function registerBackup(program: Command): void {
     .description(
       'Back up bundles of the device into a backup set folder: every handed-over file, capabilities.json and backup_set.json. ' +
         'Runs one backup session (a Temporal workflow) served by the device worker (`ohbackup worker` or `ohbackup dev`). ' +
-        'With --incremental, an incremental session that also keeps each bundle\'s manifest (<bundle>/manifest.jsonl) in the set; ' +
+        "With --incremental, an incremental session that also keeps each bundle's manifest (<bundle>/manifest.jsonl) in the set; " +
         'with --base SET, only files new or changed since SET are handed over, and deletions are recorded ' +
         '(`ohbackup restore --from` the increment restores SET and the increment after it).',
     )
     .argument('[bundle...]', 'bundles to back up (default: every bundle the device reports as backup-able)')
     .requiredOption('--out <dir>', 'the backup set folder to write (new or empty)')
     .option('--rate <n>', 'files per second handed over per bundle (default 60; above 800 means 800)', parseIntOption(1))
-    .option('--incremental', 'an incremental session: keeps each bundle\'s manifest in the set, so the set can be the base of an increment (in full without --base)')
+    .option(
+      '--incremental',
+      "an incremental session: keeps each bundle's manifest in the set, so the set can be the base of an increment (in full without --base)",
+    )
     .option('--base <set>', 'back up only what changed since this set (an earlier --incremental set; implies --incremental); bundles it lacks go in full')
-    .option('--device <id>', 'back up the device of this ID, served by `ohbackup worker --device ID` (its bundle work runs on its own task queue)', parseDeviceId)
+    .option(
+      '--device <id>',
+      'back up the device of this ID, served by `ohbackup worker --device ID` (its bundle work runs on its own task queue)',
+      parseDeviceId,
+    )
     .option('--json', 'print the result as one JSON object (sessionId, uiUrl, out, kind, base, bundles)')
     .addHelpText(
       'after',
@@ -64,17 +78,22 @@ Examples:
   $ ohbackup backup --base ./inc1 --out ./inc2                      # ... and since ./inc1
   $ ohbackup restore --from ./inc2 --to ./new-device                # restores ./full, ./inc1, then ./inc2`,
     )
-    .action(async (bundles: string[], opts: { out: string; rate?: number; incremental?: boolean; base?: string; device?: string; json?: boolean }, cmd: Command) => {
-      for (const name of bundles) {
-        try {
-          parseArg(BundleNameArg, name, 'bundle');
-        } catch {
-          usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
+    .action(
+      async (bundles: string[], opts: { out: string; rate?: number; incremental?: boolean; base?: string; device?: string; json?: boolean }, cmd: Command) => {
+        for (const name of bundles) {
+          try {
+            parseArg(BundleNameArg, name, 'bundle');
+          } catch {
+            usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
+          }
         }
-      }
-      if (opts.device) backup.configure({ device: opts.device });
-      await runCommand(cmd, { progress: backupColumns, json: opts.json, toJson, format: formatBackupResult, failure: 'Backup failed' }, ({ onProgress, signal }) =>
-        runBackup({ out: opts.out, bundles, rate: opts.rate, incremental: opts.incremental, base: opts.base, onProgress, signal }),
-      );
-    });
+        if (opts.device) backup.configure({ device: opts.device });
+        await runCommand(
+          cmd,
+          { progress: backupColumns, json: opts.json, toJson, format: formatBackupResult, failure: 'Backup failed' },
+          ({ onProgress, signal }) =>
+            runBackup({ out: opts.out, bundles, rate: opts.rate, incremental: opts.incremental, base: opts.base, onProgress, signal }),
+        );
+      },
+    );
 }

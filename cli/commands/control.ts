@@ -48,7 +48,10 @@ export function registerControl(program: Command): void {
     .option('--kind <kind>', 'only sessions of this kind: backup, restore or incremental (default: every kind)', parseKind)
     .option('--limit <n>', 'at most this many, 1 to 10000', parseIntOption(1, 10_000), 20)
     .option('--json', 'print one JSON array (sessionId, kind, status, startTime, bundles)')
-    .addHelpText('after', `\nExamples:\n  $ ohbackup sessions --running\n  $ ohbackup sessions --bundle com.example.notes --kind incremental --json\n${HELP_FOOTER}`)
+    .addHelpText(
+      'after',
+      `\nExamples:\n  $ ohbackup sessions --running\n  $ ohbackup sessions --bundle com.example.notes --kind incremental --json\n${HELP_FOOTER}`,
+    )
     .action(async (o: { running?: boolean; bundle?: string; kind?: string; limit: number; json?: boolean }) => {
       await act(
         o.json,
@@ -66,13 +69,17 @@ export function registerControl(program: Command): void {
   program
     .command('status')
     .summary("show a session's state and every bundle's outcome so far")
-    .description("Show a session's Temporal status (RUNNING, COMPLETED, ...) and every bundle's state, files, bytes and error so far, with the session's UI link.")
+    .description(
+      "Show a session's Temporal status (RUNNING, COMPLETED, ...) and every bundle's state, files, bytes and error so far, with the session's UI link.",
+    )
     .argument('<session-id>', 'the session (its workflow ID, printed when it started; see `ohbackup sessions`)')
     .option('--json', 'print one JSON object (sessionId, status, startTime, closeTime, bundles)')
     .addHelpText('after', `\nExamples:\n  $ ohbackup status ohbackup-backup-1b2c…\n  $ ohbackup status ohbackup-backup-1b2c… --json\n${HELP_FOOTER}`)
     .action(async (id: string, o: { json?: boolean }) => {
-      await act(o.json, async () => (await SessionControl.of(id)).status(), (s) =>
-        [`${s.sessionId}: ${s.status}`, formatOutcomes(s.bundles), `Temporal UI: ${sessionUiUrl(temporalTarget().namespace, s.sessionId)}`].join('\n'),
+      await act(
+        o.json,
+        async () => (await SessionControl.of(id)).status(),
+        (s) => [`${s.sessionId}: ${s.status}`, formatOutcomes(s.bundles), `Temporal UI: ${sessionUiUrl(temporalTarget().namespace, s.sessionId)}`].join('\n'),
       );
     });
 
@@ -82,9 +89,16 @@ export function registerControl(program: Command): void {
     .argument('<session-id>', 'the session (its workflow ID; see `ohbackup sessions --running`)')
     .argument('<bundle>', 'the bundle to cancel', parseBundle)
     .option('--json', 'print one JSON object ({"code": ...})')
-    .addHelpText('after', `\nExamples:\n  $ ohbackup cancel ohbackup-backup-1b2c… com.example.notes\n  $ ohbackup cancel ohbackup-backup-1b2c… com.example.notes --json\n${HELP_FOOTER} (exit 1 also for 13500011 and 13500012)`)
+    .addHelpText(
+      'after',
+      `\nExamples:\n  $ ohbackup cancel ohbackup-backup-1b2c… com.example.notes\n  $ ohbackup cancel ohbackup-backup-1b2c… com.example.notes --json\n${HELP_FOOTER} (exit 1 also for 13500011 and 13500012)`,
+    )
     .action(async (id: string, bundle: string, o: { json?: boolean }) => {
-      const code = await act(o.json, async () => ({ code: await (await SessionControl.of(id)).cancel(bundle) }), (r) => String(r.code));
+      const code = await act(
+        o.json,
+        async () => ({ code: await (await SessionControl.of(id)).cancel(bundle) }),
+        (r) => String(r.code),
+      );
       if (code.code !== 0) process.exitCode = EXIT.failed;
     });
 
@@ -95,9 +109,16 @@ export function registerControl(program: Command): void {
     .argument('<bundle>', 'the running bundle', parseBundle)
     .argument('<ms>', 'the new deadline, ms from now (0 to 14400000; a bundle starts with 900000, 15 minutes)', parseIntOption(0, 14_400_000))
     .option('--json', 'print one JSON object ({"ok": true|false})')
-    .addHelpText('after', `\nExamples:\n  $ ohbackup timer ohbackup-backup-1b2c… com.example.notes 3600000   # one more hour\n  $ ohbackup timer ohbackup-backup-1b2c… com.example.notes 0         # expire it now (13500003)\n${HELP_FOOTER}`)
+    .addHelpText(
+      'after',
+      `\nExamples:\n  $ ohbackup timer ohbackup-backup-1b2c… com.example.notes 3600000   # one more hour\n  $ ohbackup timer ohbackup-backup-1b2c… com.example.notes 0         # expire it now (13500003)\n${HELP_FOOTER}`,
+    )
     .action(async (id: string, bundle: string, ms: number, o: { json?: boolean }) => {
-      const r = await act(o.json, async () => ({ ok: await (await SessionControl.of(id)).updateTimer(bundle, ms) }), (x) => (x.ok ? 'true' : 'false: that bundle is not running'));
+      const r = await act(
+        o.json,
+        async () => ({ ok: await (await SessionControl.of(id)).updateTimer(bundle, ms) }),
+        (x) => (x.ok ? 'true' : 'false: that bundle is not running'),
+      );
       if (!r.ok) process.exitCode = EXIT.failed;
     });
 
@@ -108,9 +129,16 @@ export function registerControl(program: Command): void {
     .argument('<bundle>', 'the running bundle', parseBundle)
     .argument('<per-second>', 'the new send rate in files per second (a bundle starts with 60; 0 pauses; above 800 means 800)', parseIntOption(0))
     .option('--json', 'print one JSON object ({"ok": true|false})')
-    .addHelpText('after', `\nExamples:\n  $ ohbackup rate ohbackup-backup-1b2c… com.example.notes 0     # pause the hand-over\n  $ ohbackup rate ohbackup-backup-1b2c… com.example.notes 800   # full speed\n${HELP_FOOTER}`)
+    .addHelpText(
+      'after',
+      `\nExamples:\n  $ ohbackup rate ohbackup-backup-1b2c… com.example.notes 0     # pause the hand-over\n  $ ohbackup rate ohbackup-backup-1b2c… com.example.notes 800   # full speed\n${HELP_FOOTER}`,
+    )
     .action(async (id: string, bundle: string, rate: number, o: { json?: boolean }) => {
-      const r = await act(o.json, async () => ({ ok: await (await SessionControl.of(id)).updateSendRate(bundle, rate) }), (x) => (x.ok ? 'true' : 'false: that bundle is not running'));
+      const r = await act(
+        o.json,
+        async () => ({ ok: await (await SessionControl.of(id)).updateSendRate(bundle, rate) }),
+        (x) => (x.ok ? 'true' : 'false: that bundle is not running'),
+      );
       if (!r.ok) process.exitCode = EXIT.failed;
     });
 
@@ -121,6 +149,10 @@ export function registerControl(program: Command): void {
     .option('--json', 'print one JSON object (sessionId, kind, bundles, trailingEvents)')
     .addHelpText('after', `\nExamples:\n  $ ohbackup release ohbackup-backup-1b2c…\n  $ ohbackup release ohbackup-backup-1b2c… --json\n${HELP_FOOTER}`)
     .action(async (id: string, o: { json?: boolean }) => {
-      await act(o.json, async () => (await SessionControl.of(id)).release(), (r) => formatOutcomes(r.bundles));
+      await act(
+        o.json,
+        async () => (await SessionControl.of(id)).release(),
+        (r) => formatOutcomes(r.bundles),
+      );
     });
 }

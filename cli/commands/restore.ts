@@ -38,7 +38,11 @@ function toJson({ sessionId, uiUrl, bundles, sets, error }: RestoreRunResult) {
 }
 
 /** Onto the configured device (some worker serves its queue), or onto `--to` through a worker of our own. */
-async function restore(req: { from: string; to?: string; map?: Record<string, string>; bundles: string[] }, onProgress: (e: RestoreProgressEvent) => void, signal: AbortSignal) {
+async function restore(
+  req: { from: string; to?: string; map?: Record<string, string>; bundles: string[] },
+  onProgress: (e: RestoreProgressEvent) => void,
+  signal: AbortSignal,
+) {
   const plan = planRestore(req);
   const client = await connect();
   if (plan.to === undefined) {
@@ -109,10 +113,13 @@ Examples:
       for (const name of bundles) {
         if (!BundleNameArg.safeParse(name).success) usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
       }
-      if (opts.device && opts.to !== undefined) usageError(cmd, '--device and --to exclude each other: --to restores onto a data root on this machine through its own worker.');
+      if (opts.device && opts.to !== undefined)
+        usageError(cmd, '--device and --to exclude each other: --to restores onto a data root on this machine through its own worker.');
       if (opts.device) backup.configure({ device: opts.device });
-      await runCommand(cmd, { progress: restoreColumns, json: opts.json, toJson, format: formatRestoreResult, failure: 'Restore failed' }, ({ onProgress, signal }) =>
-        restore({ from: opts.from, to: opts.to, map: opts.map, bundles }, onProgress, signal),
+      await runCommand(
+        cmd,
+        { progress: restoreColumns, json: opts.json, toJson, format: formatRestoreResult, failure: 'Restore failed' },
+        ({ onProgress, signal }) => restore({ from: opts.from, to: opts.to, map: opts.map, bundles }, onProgress, signal),
       );
     });
 }

@@ -9,7 +9,9 @@ export function registerSampleDevice(program: Command): void {
   program
     .command('sample-device')
     .summary('write a sample device to try backups on')
-    .description('Write a sample device to try backups on: five bundles (one folder each) covering many small files, big files, excludes, a bundle that refuses backup, and awkward names. Existing sample bundles in DIR are rewritten.')
+    .description(
+      'Write a sample device to try backups on: five bundles (one folder each) covering many small files, big files, excludes, a bundle that refuses backup, and awkward names. Existing sample bundles in DIR are rewritten.',
+    )
     .argument('<dir>', 'the device data root to write')
     .option('--scale <x>', 'multiplies the number of files (1 = about 2,100 files, 27 MiB)', parsePositiveNumber, 1)
     .option('--seed <n>', 'seed of the generator: the same seed and scale give the same device', parseIntOption(0, 0xffffffff), 1)

@@ -18,7 +18,10 @@ export function registerWorker(program: Command): void {
     .option('--data-root <dir>', 'the device data root (default: $OHBACKUP_DATA_ROOT)')
     .option('--task-queue <name>', 'the device task queue (default: $OHBACKUP_TASK_QUEUE, else "ohbackup")')
     .addOption(
-      new Option('--device <id>', 'serve this device only: poll its own task queue ohbackup-device-<id> for the sessions that name it (default: $OHBACKUP_DEVICE)')
+      new Option(
+        '--device <id>',
+        'serve this device only: poll its own task queue ohbackup-device-<id> for the sessions that name it (default: $OHBACKUP_DEVICE)',
+      )
         .argParser(parseDeviceId)
         .conflicts('taskQueue'),
     )

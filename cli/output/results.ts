@@ -56,7 +56,11 @@ export function formatRestoreResult(r: RestoreRunResult): string {
   if (r.sets.length > 1) {
     lines.push(`Backup set   ${r.from}, an increment: restored as a chain of ${r.sets.length} sets, oldest first`, `Restored to  ${restoredOnto(r)}`);
     for (const [i, set] of r.sets.entries()) {
-      lines.push(`  ${i + 1}. ${set.from}${set.error ? `  (session failed: ${set.error.code} ${set.error.message})` : ''}`, `     Session      ${set.sessionId}`, `     Temporal UI  ${set.uiUrl}`);
+      lines.push(
+        `  ${i + 1}. ${set.from}${set.error ? `  (session failed: ${set.error.code} ${set.error.message})` : ''}`,
+        `     Session      ${set.sessionId}`,
+        `     Temporal UI  ${set.uiUrl}`,
+      );
     }
     return lines.join('\n');
   }
@@ -66,5 +70,8 @@ export function formatRestoreResult(r: RestoreRunResult): string {
 
 /** Where a restore goes: the data root, the named device, or the device of the task queue. */
 export function restoredOnto(r: { to?: string; device?: string; taskQueue: string }): string {
-  return r.to ?? (r.device ? `device ${r.device} (task queue ${r.taskQueue}, its worker on ${deviceTaskQueue(r.device)})` : `the device of task queue ${r.taskQueue}`);
+  return (
+    r.to ??
+    (r.device ? `device ${r.device} (task queue ${r.taskQueue}, its worker on ${deviceTaskQueue(r.device)})` : `the device of task queue ${r.taskQueue}`)
+  );
 }

@@ -80,17 +80,24 @@ export async function restoreSession(opts: RestoreSessionOptions): Promise<Resto
   let allEnded = false;
   let arm!: () => void;
   const armed = new Promise<void>((resolve) => (arm = resolve));
-  const feeder = new SetFeeder(opts.from, files, tally, (e) => tally.settled || emit(e), {
-    onBundleBegin: () => arm(),
-    onFileReady: () => arm(),
-    onBundleEnd: () => arm(),
-    onAllBundlesEnd: () => {
-      allEnded = true;
-      arm();
+  const feeder = new SetFeeder(
+    opts.from,
+    files,
+    tally,
+    (e) => tally.settled || emit(e),
+    {
+      onBundleBegin: () => arm(),
+      onFileReady: () => arm(),
+      onBundleEnd: () => arm(),
+      onAllBundlesEnd: () => {
+        allEnded = true;
+        arm();
+      },
+      onBackupServiceDied: () =>
+        emit({ type: 'notice', message: 'The backup service is unreachable (no worker serves the session); the session continues once one is back ...' }),
     },
-    onBackupServiceDied: () =>
-      emit({ type: 'notice', message: 'The backup service is unreachable (no worker serves the session); the session continues once one is back ...' }),
-  }, opts.observe);
+    opts.observe,
+  );
   const session = new SessionRestore(feeder.callbacks, opts.session);
   feeder.session = session;
   const { sessionId } = session;
@@ -162,7 +169,8 @@ class SetFeeder {
         if (err) return this.fail(bundleName, err);
         tally.begin(bundleName);
         emit({ type: 'begin', bundleName, total: total(bundleName) });
-        for (const uri of files.get(bundleName) ?? []) this.track(this.session.getFileHandle({ bundleName, uri }).catch((e: BusinessError) => this.fail(bundleName, e)));
+        for (const uri of files.get(bundleName) ?? [])
+          this.track(this.session.getFileHandle({ bundleName, uri }).catch((e: BusinessError) => this.fail(bundleName, e)));
       },
       onFileReady: (err, file) => {
         observe.onFileReady?.(err, file);

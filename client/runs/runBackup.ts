@@ -98,8 +98,9 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   const session = kind === 'incremental' ? new backup.IncrementalBackupSession(callbacks, sessionOptions) : new backup.SessionBackup(callbacks, sessionOptions);
   const { sessionId } = session;
   emit({ type: 'start', sessionId, bundles: names, kind, ...(base ? { base: base.dir } : {}) });
-  let { error, interrupted } = await appendAndWait(session, { client, names, base, emit, ended, signal: opts.signal });
-  error = (await finishSet(session, set)) ?? error;
+  const waited = await appendAndWait(session, { client, names, base, emit, ended, signal: opts.signal });
+  const { interrupted } = waited;
+  const error = (await finishSet(session, set)) ?? waited.error;
 
   const summary = tally.closeOut({ error, interrupted });
   const setSummary: BackupSetSummary = {

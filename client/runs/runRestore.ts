@@ -122,7 +122,8 @@ export function planRestore(req: RestoreRequest): RestorePlan {
   for (const [source, target] of Object.entries(map)) {
     checkName(source, '--map source');
     checkName(target, '--map target');
-    if (!names.includes(source)) throw new SetupError(`--map ${source}=${target}: ${source} is not among the bundles restored (${names.join(', ') || 'none'}).`, 'usage');
+    if (!names.includes(source))
+      throw new SetupError(`--map ${source}=${target}: ${source} is not among the bundles restored (${names.join(', ') || 'none'}).`, 'usage');
   }
   let to: string | undefined;
   if (req.to !== undefined) {
@@ -179,7 +180,13 @@ export async function runRestore(plan: RestorePlan, opts: RunRestoreOptions): Pr
       signal: opts.signal,
       workerStopped: opts.workerStopped,
     });
-    sets.push({ from, sessionId: run.sessionId, uiUrl: sessionUiUrl(namespace, run.sessionId), bundles: run.bundles, ...(run.error ? { error: run.error } : {}) });
+    sets.push({
+      from,
+      sessionId: run.sessionId,
+      uiUrl: sessionUiUrl(namespace, run.sessionId),
+      bundles: run.bundles,
+      ...(run.error ? { error: run.error } : {}),
+    });
     error ??= run.error;
     for (const o of run.bundles) {
       const f = finals.get(o.bundleName);
@@ -203,7 +210,10 @@ export async function runRestore(plan: RestorePlan, opts: RunRestoreOptions): Pr
     else {
       // Restored up to some increment only: the data is an older state than the one asked for.
       f.state = 'failed';
-      f.error ??= { code: ErrorCode.TASK_FAILED, message: interrupted ? 'Interrupted before its later increments were restored' : 'Its later increments were not restored' };
+      f.error ??= {
+        code: ErrorCode.TASK_FAILED,
+        message: interrupted ? 'Interrupted before its later increments were restored' : 'Its later increments were not restored',
+      };
     }
   }
   const last = sets[sets.length - 1];

@@ -10,7 +10,15 @@ import { OhbackupKind, OhbackupState } from '../../common/searchAttributes.js';
 import { ErrorCode } from '../../common/errors.js';
 import type { SessionKind, SessionResult } from '../../common/session.js';
 import type { sessionWorkflow } from '../../workflows/index.js';
-import { appendBundlesUpdate, cancelBundleUpdate, deliveryStoppedSignal, eventsQuery, getBackupDataSizeUpdate, releaseUpdate, type AppendRequest } from '../../common/messages.js';
+import {
+  appendBundlesUpdate,
+  cancelBundleUpdate,
+  deliveryStoppedSignal,
+  eventsQuery,
+  getBackupDataSizeUpdate,
+  releaseUpdate,
+  type AppendRequest,
+} from '../../common/messages.js';
 import { z } from 'zod';
 import { DeviceIdSchema, workerTaskQueue } from '../../common/deviceQueue.js';
 import { device as configuredDevice, getClient, taskQueue } from '../connection.js';
@@ -120,7 +128,14 @@ export abstract class SessionBase implements OpenSession {
           // Markdown in the UI: the pattern in code quotes, or `<bundle>` would vanish as an HTML tag.
           `A ${kind} session started by ${process.title} (pid ${process.pid}). Bundles run as child workflows \`${this.sessionId}/<bundle>\`` +
           (this.device ? ` on task queue \`${this.deviceQueue}\` (device ${this.device}).` : '.'),
-        ...(searchAttributesOn() ? { typedSearchAttributes: [{ key: OhbackupKind, value: kind }, { key: OhbackupState, value: 'running' }] } : {}),
+        ...(searchAttributesOn()
+          ? {
+              typedSearchAttributes: [
+                { key: OhbackupKind, value: kind },
+                { key: OhbackupState, value: 'running' },
+              ],
+            }
+          : {}),
       });
     } else {
       handle = client.workflow.getHandle<typeof sessionWorkflow>(this.sessionId);

@@ -51,7 +51,11 @@ export class SessionControl {
     return this.guard(async () => {
       const d = await this.handle.describe();
       const bundles =
-        d.status.name === 'RUNNING' ? await this.handle.query(outcomesQuery) : d.status.name === 'COMPLETED' ? ((await this.handle.result()) as SessionResult).bundles : [];
+        d.status.name === 'RUNNING'
+          ? await this.handle.query(outcomesQuery)
+          : d.status.name === 'COMPLETED'
+            ? ((await this.handle.result()) as SessionResult).bundles
+            : [];
       return { sessionId: this.sessionId, status: d.status.name, startTime: d.startTime.toISOString(), closeTime: d.closeTime?.toISOString(), bundles };
     });
   }

@@ -216,7 +216,10 @@ export class EventPump {
         return this.safely(() => cb.onProcess?.(ev.bundleName, ev.process));
       case 'resultReport': {
         const stopped = this.deliveryStopped.get(ev.bundleName);
-        const result = stopped && !failedOnItsOwn(ev.result) ? JSON.stringify({ resultInfo: { errorCode: stopped.code, errorInfo: stopped.message, type: 'ErrorInfo' } }) : ev.result;
+        const result =
+          stopped && !failedOnItsOwn(ev.result)
+            ? JSON.stringify({ resultInfo: { errorCode: stopped.code, errorInfo: stopped.message, type: 'ErrorInfo' } })
+            : ev.result;
         return this.safely(() => cb.onResultReport?.(ev.bundleName, result));
       }
       case 'bundleEnd': {

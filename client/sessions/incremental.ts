@@ -104,7 +104,14 @@ export class IncrementalBackupSession extends SessionBase {
           kept.push(baseManifestPath);
           await copyBaseManifest(b.manifestFd, baseManifestPath);
         }
-        requests.push({ bundleName: b.bundleName, info: infos?.[i], priority: b.priority, parameters: b.parameters, lastIncrementalTime: b.lastIncrementalTime, baseManifestPath });
+        requests.push({
+          bundleName: b.bundleName,
+          info: infos?.[i],
+          priority: b.priority,
+          parameters: b.parameters,
+          lastIncrementalTime: b.lastIncrementalTime,
+          baseManifestPath,
+        });
       }
       await this.append({ bundles: requests });
     } catch (err) {
@@ -122,5 +129,8 @@ export class IncrementalBackupSession extends SessionBase {
 /** Copying a base manifest failed (disk full, …): its reference code. */
 function keepFailure(err: unknown): BusinessError {
   const code = codeForSystemError(err);
-  return new BusinessError(code === ErrorCode.UNKNOWN ? ErrorCode.IO_ERROR : code, `${describeCode(code === ErrorCode.UNKNOWN ? ErrorCode.IO_ERROR : code)}: cannot keep the base manifests: ${(err as Error)?.message ?? err}`);
+  return new BusinessError(
+    code === ErrorCode.UNKNOWN ? ErrorCode.IO_ERROR : code,
+    `${describeCode(code === ErrorCode.UNKNOWN ? ErrorCode.IO_ERROR : code)}: cannot keep the base manifests: ${(err as Error)?.message ?? err}`,
+  );
 }

@@ -65,7 +65,10 @@ export class SessionRestore extends SessionBase {
         bundleName,
         info: infos?.[i],
         targetBundle: mapping.get(bundleName),
-        restoreDeps: info.restoreDeps.split(',').map((d) => d.trim()).filter(Boolean),
+        restoreDeps: info.restoreDeps
+          .split(',')
+          .map((d) => d.trim())
+          .filter(Boolean),
         install: {
           versionCode: info.versionCode,
           versionName: info.versionName,

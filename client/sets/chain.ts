@@ -25,7 +25,9 @@ export function readSetChain(from: string): SetInfo[] {
       set = readSetInfo(dir);
     } catch (err) {
       throw new Error(
-        namedBy ? `the backup set ${namedBy} is an increment of ${dir}, which is missing or broken: ${(err as Error).message}.` : `--from ${(err as Error).message}.`,
+        namedBy
+          ? `the backup set ${namedBy} is an increment of ${dir}, which is missing or broken: ${(err as Error).message}.`
+          : `--from ${(err as Error).message}.`,
       );
     }
     const real = realpathSync(set.dir);
@@ -64,7 +66,9 @@ export function bundleLinks(chain: SetInfo[], bundleName: string): number[] {
   for (let k = chain.length - 1; k >= 0; k--) {
     const set = chain[k]!;
     if (!set.done.includes(bundleName)) {
-      throw new Error(`${bundleName}: ${chain[k + 1]!.dir} holds an increment of it, but its base ${set.dir} does not hold it completely: the chain is broken.`);
+      throw new Error(
+        `${bundleName}: ${chain[k + 1]!.dir} holds an increment of it, but its base ${set.dir} does not hold it completely: the chain is broken.`,
+      );
     }
     links.unshift(k);
     if (!isIncrement(set, bundleName)) return links;

@@ -59,7 +59,8 @@ export function readSetInfo(dir: string): SetInfo {
     .map((b) => b!.bundleName as string);
   let time: number | undefined;
   if (typeof summary.time === 'number' && Number.isFinite(summary.time) && summary.time >= 0) time = Math.floor(summary.time);
-  else if (typeof summary.createdAt === 'string' && Number.isFinite(Date.parse(summary.createdAt))) time = Math.max(0, Math.floor(Date.parse(summary.createdAt) / 1000));
+  else if (typeof summary.createdAt === 'string' && Number.isFinite(Date.parse(summary.createdAt)))
+    time = Math.max(0, Math.floor(Date.parse(summary.createdAt) / 1000));
   if (summary.base !== undefined && (typeof summary.base !== 'string' || summary.base === '')) {
     throw new Error(`${abs}: the base named in its ${SET_SUMMARY} is not a folder path`);
   }

@@ -164,8 +164,7 @@ export async function readManifest(source: string | number): Promise<ReadManifes
   let readAt: (buf: Buffer, pos: number) => Promise<number>;
   if (typeof source === 'number') {
     if (!Number.isInteger(source) || source < 0) throw new TypeError(`not a file descriptor: ${source}`);
-    readAt = (buf, pos) =>
-      new Promise((resolve, reject) => fsRead(source, buf, 0, buf.length, pos, (err, n) => (err ? reject(err) : resolve(n))));
+    readAt = (buf, pos) => new Promise((resolve, reject) => fsRead(source, buf, 0, buf.length, pos, (err, n) => (err ? reject(err) : resolve(n))));
   } else {
     const opened = await fsp.open(source, 'r');
     fh = opened;
@@ -267,4 +266,3 @@ async function writeAllAt(fh: fsp.FileHandle, bytes: Buffer, at: number): Promis
     off += bytesWritten;
   }
 }
-

@@ -38,7 +38,11 @@ export class Slice {
   /**
    * @param pos the slice's place in the index's list of files
    */
-  constructor(readonly filePath: string, uri: string, readonly pos: number) {
+  constructor(
+    readonly filePath: string,
+    uri: string,
+    readonly pos: number,
+  ) {
     this.handed = { uri, kind: 'tar', size: 0, sha256: '', entries: [] };
     const pack = this.pack;
     const hash = this.#hash;
@@ -53,7 +57,7 @@ export class Slice {
         let heldBytes = 0;
         const flush = () => {
           const buf = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
-          for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
+          for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off);
           held = [];
           heldBytes = 0;
         };
@@ -83,9 +87,7 @@ export class Slice {
   async addDir(e: WalkEntry): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       this.pack
-        .entry({ name: e.path, type: 'directory', mode: e.mode, mtime: new Date(e.mtimeMs) }, (err) =>
-          err ? reject(err) : resolve(),
-        )
+        .entry({ name: e.path, type: 'directory', mode: e.mode, mtime: new Date(e.mtimeMs) }, (err) => (err ? reject(err) : resolve()))
         .on('error', () => {}) // reported through the callback
         .end(undefined); // streamx's typings want an argument; undefined means "no more data"
     });
@@ -105,9 +107,7 @@ export class Slice {
     const hash = createHash('sha256');
     let sink!: ReturnType<tar.Pack['entry']>;
     const done = new Promise<void>((resolve, reject) => {
-      sink = this.pack.entry({ name: rel, type: 'file', size, mode, mtime: new Date(mtimeMs) }, (err) =>
-        err ? reject(err) : resolve(),
-      );
+      sink = this.pack.entry({ name: rel, type: 'file', size, mode, mtime: new Date(mtimeMs) }, (err) => (err ? reject(err) : resolve()));
     });
     done.catch(() => {});
     sink.on('error', () => {}); // reported through `done`

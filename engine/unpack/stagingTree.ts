@@ -172,7 +172,7 @@ export class StagingTree {
         hash.update(chunk);
         n += chunk.length;
         if (n > e.size) break;
-        for (let off = 0; off < chunk.length; ) off += writeSync(out, chunk, off);
+        for (let off = 0; off < chunk.length;) off += writeSync(out, chunk, off);
         this.progress.add(0, chunk.length);
       }
       if (n !== e.size || hash.digest('hex') !== e.sha256) {
@@ -294,7 +294,6 @@ export async function precheckHanded(index: ManageIndex, restoreDir: string): Pr
 
 /** Flushes the file system holding `p` (syncfs, via coreutils `sync -f`); falls back to a global sync. */
 async function syncFileSystem(p: string): Promise<void> {
-  const run = (args: string[]) =>
-    new Promise<void>((resolve, reject) => execFile('sync', args, (err) => (err ? reject(err) : resolve())));
+  const run = (args: string[]) => new Promise<void>((resolve, reject) => execFile('sync', args, (err) => (err ? reject(err) : resolve())));
   await run(['-f', p]).catch(() => run([]));
 }

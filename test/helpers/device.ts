@@ -16,7 +16,10 @@ export async function writeBundle(dataRoot: string, b: TestBundle): Promise<stri
   await mkdir(path.join(root, 'data'), { recursive: true });
   await mkdir(path.join(root, 'backup', 'backup'), { recursive: true });
   await mkdir(path.join(root, 'backup', 'restore'), { recursive: true });
-  await writeFile(path.join(root, 'bundle.json'), JSON.stringify({ name: b.name, versionCode: 1, versionName: '1.0', ...(b.hooks ? { extension: b.hooks } : {}) }));
+  await writeFile(
+    path.join(root, 'bundle.json'),
+    JSON.stringify({ name: b.name, versionCode: 1, versionName: '1.0', ...(b.hooks ? { extension: b.hooks } : {}) }),
+  );
   await writeFile(path.join(root, 'backup_config.json'), JSON.stringify({ allowToBackupRestore: true, ...b.config }));
   for (const [rel, content] of Object.entries(b.files ?? { 'a.txt': 'a' })) {
     await mkdir(path.dirname(path.join(root, 'data', rel)), { recursive: true });

@@ -20,7 +20,8 @@ export const SEED = 8_2024;
 // ---------------------------------------------------------------- the rules (oracles), from api.md
 
 export const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
-export const okBundleName = (x: unknown) => typeof x === 'string' && x.length >= 1 && x.length <= 255 && /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(x) && !x.includes('..');
+export const okBundleName = (x: unknown) =>
+  typeof x === 'string' && x.length >= 1 && x.length <= 255 && /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(x) && !x.includes('..');
 export const okTimeout = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 14_400_000;
 export const okSendRate = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= 0;
 export const okSafeInt = (x: unknown, min = -Infinity, max = Infinity) => typeof x === 'number' && Number.isSafeInteger(x) && x >= min && x <= max;
@@ -47,7 +48,8 @@ export const okInfos = (infos: unknown, count: number) => infos === undefined ||
 export const okBundleList = (x: unknown) => Array.isArray(x) && x.length >= 1 && x.length <= 10_000 && x.every(okBundleName);
 export const okDataList = (x: unknown) =>
   Array.isArray(x) && x.length <= 10_000 && x.every((e) => isObject(e) && okBundleName(e.bundleName) && okTime(e.lastIncrementalTime));
-export const okSessionId = (x: unknown) => typeof x === 'string' && x.length >= 1 && x.length <= 200 && /^[A-Za-z0-9_][A-Za-z0-9_.:-]*$/.test(x) && !x.includes('..');
+export const okSessionId = (x: unknown) =>
+  typeof x === 'string' && x.length >= 1 && x.length <= 200 && /^[A-Za-z0-9_][A-Za-z0-9_.:-]*$/.test(x) && !x.includes('..');
 export const REQUIRED_CALLBACKS = ['onFileReady', 'onBundleBegin', 'onBundleEnd', 'onAllBundlesEnd', 'onBackupServiceDied'] as const;
 export const OPTIONAL_CALLBACKS = ['onResultReport', 'onProcess', 'onBackupSizeReport'] as const;
 export const okCallbacks = (x: unknown) =>
@@ -113,14 +115,39 @@ export const nastyString = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 40 }),
   fc.string({ unit: 'grapheme', maxLength: 12 }),
 );
-export const anyName: fc.Arbitrary<unknown> = fc.oneof({ arbitrary: validName, weight: 3 }, { arbitrary: nastyString, weight: 3 }, { arbitrary: anything, weight: 1 });
+export const anyName: fc.Arbitrary<unknown> = fc.oneof(
+  { arbitrary: validName, weight: 3 },
+  { arbitrary: nastyString, weight: 3 },
+  { arbitrary: anything, weight: 1 },
+);
 export const weirdNumber = fc.oneof(
-  fc.constantFrom(Number.NaN, Infinity, -Infinity, -0, 0, -1, 0.5, 1.5, 1e20, 2 ** 53 + 2, Number.MIN_VALUE, Number.MAX_VALUE, 14_400_000, 14_400_001, 800, 801),
+  fc.constantFrom(
+    Number.NaN,
+    Infinity,
+    -Infinity,
+    -0,
+    0,
+    -1,
+    0.5,
+    1.5,
+    1e20,
+    2 ** 53 + 2,
+    Number.MIN_VALUE,
+    Number.MAX_VALUE,
+    14_400_000,
+    14_400_001,
+    800,
+    801,
+  ),
   fc.double(),
   fc.integer(),
   fc.integer({ min: 0, max: 20_000_000 }),
 );
-export const anyNumber: fc.Arbitrary<unknown> = fc.oneof({ arbitrary: weirdNumber, weight: 4 }, { arbitrary: anything, weight: 1 }, { arbitrary: fc.constantFrom('5', '0', true, null, 5n), weight: 1 });
+export const anyNumber: fc.Arbitrary<unknown> = fc.oneof(
+  { arbitrary: weirdNumber, weight: 4 },
+  { arbitrary: anything, weight: 1 },
+  { arbitrary: fc.constantFrom('5', '0', true, null, 5n), weight: 1 },
+);
 export const jsonObjectString = fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 4 }).map((o) => JSON.stringify(o));
 export const anyInfo: fc.Arbitrary<unknown> = fc.oneof(
   jsonObjectString,
@@ -140,7 +167,10 @@ export const anyBundleList: fc.Arbitrary<unknown> = fc.oneof(
   { arbitrary: hugeLists, weight: 1 },
   { arbitrary: anything, weight: 1 },
 );
-export const fnOrNot = fc.oneof(fc.constant(() => undefined), anything);
+export const fnOrNot = fc.oneof(
+  fc.constant(() => undefined),
+  anything,
+);
 export const callbacksArb: fc.Arbitrary<unknown> = fc.oneof(
   anything,
   // Every field present, some of the wrong type.
@@ -231,10 +261,29 @@ export const capabilities: fc.Arbitrary<Capabilities> = fc.record({
 });
 /** Fields whose absence or wrong type makes a capability file invalid (extraInfo and increSpaceOccupied are optional). */
 export const TOP_FIELDS = ['backupVersion', 'systemFullName', 'deviceType', 'bundleInfos'] as const;
-export const INFO_FIELDS = ['name', 'appIndex', 'versionCode', 'versionName', 'spaceOccupied', 'allToBackup', 'fullBackupOnly', 'extensionName', 'restoreDeps', 'supportScene', 'needToInstall'] as const;
+export const INFO_FIELDS = [
+  'name',
+  'appIndex',
+  'versionCode',
+  'versionName',
+  'spaceOccupied',
+  'allToBackup',
+  'fullBackupOnly',
+  'extensionName',
+  'restoreDeps',
+  'supportScene',
+  'needToInstall',
+] as const;
 /** A value of another JSON type than `v`'s (and for whole numbers ≥ 0: a negative or a fraction). */
 export const wrongFor = (v: unknown, pick: number): unknown => {
-  const others: unknown[] = typeof v === 'string' ? [1, true, null, [], {}] : typeof v === 'number' ? ['1', true, null, -1, -0.5] : typeof v === 'boolean' ? ['true', 1, null, {}] : ['x', 1, null, true];
+  const others: unknown[] =
+    typeof v === 'string'
+      ? [1, true, null, [], {}]
+      : typeof v === 'number'
+        ? ['1', true, null, -1, -0.5]
+        : typeof v === 'boolean'
+          ? ['true', 1, null, {}]
+          : ['x', 1, null, true];
   return others[pick % others.length];
 };
 /** A capability document made invalid in one way, and how. */
@@ -281,16 +330,20 @@ export const capabilityContent: fc.Arbitrary<{ text: string | Uint8Array; valid:
 // ---------------------------------------------------------------- base manifests
 
 export const SHA = 'ab'.repeat(32);
-export const manifestEntries = fc.uniqueArray(
-  fc.record({
-    path: fc.stringMatching(/^[a-z]{1,6}(\/[a-z]{1,6}){0,2}$/),
-    kind: fc.constantFrom('file', 'dir'),
-    mode: fc.constantFrom(0o600, 0o644, 0o755),
-    size: fc.nat(10_000),
-    mtimeMs: fc.nat(),
-  }),
-  { minLength: 1, maxLength: 5, selector: (e) => e.path },
-).map((list) => list.map((e): ManifestEntry => ({ ...e, kind: e.kind as 'file' | 'dir', size: e.kind === 'dir' ? 0 : e.size, sha256: e.kind === 'dir' ? '' : SHA })));
+export const manifestEntries = fc
+  .uniqueArray(
+    fc.record({
+      path: fc.stringMatching(/^[a-z]{1,6}(\/[a-z]{1,6}){0,2}$/),
+      kind: fc.constantFrom('file', 'dir'),
+      mode: fc.constantFrom(0o600, 0o644, 0o755),
+      size: fc.nat(10_000),
+      mtimeMs: fc.nat(),
+    }),
+    { minLength: 1, maxLength: 5, selector: (e) => e.path },
+  )
+  .map((list) =>
+    list.map((e): ManifestEntry => ({ ...e, kind: e.kind as 'file' | 'dir', size: e.kind === 'dir' ? 0 : e.size, sha256: e.kind === 'dir' ? '' : SHA })),
+  );
 
 let manifestNo = 0;
 /** A manifest as the real writer writes it, as text. */

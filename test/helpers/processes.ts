@@ -27,7 +27,9 @@ function living(): Proc[] {
 
 /** Living members of a process group. */
 export function groupMembers(pgid: number): number[] {
-  return living().filter((p) => p.pgrp === pgid).map((p) => p.pid);
+  return living()
+    .filter((p) => p.pgrp === pgid)
+    .map((p) => p.pid);
 }
 
 /** Living processes whose environment holds `key=value` (a hook's OHBACKUP_BUNDLE, say). */

@@ -23,10 +23,7 @@ export async function testClient(): Promise<Client> {
 }
 
 /** Runs `fn` while an in-process ohbackup worker serves `taskQueue` for the device at `dataRoot`. */
-export async function withWorker<T>(
-  opts: { taskQueue: string; dataRoot: string; stateDir: string; address?: string },
-  fn: () => Promise<T>,
-): Promise<T> {
+export async function withWorker<T>(opts: { taskQueue: string; dataRoot: string; stateDir: string; address?: string }, fn: () => Promise<T>): Promise<T> {
   if (!runtimeInstalled) {
     Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }), forward: {} } } });
     runtimeInstalled = true;

@@ -36,7 +36,10 @@ export async function startTlsProxy(opts: { upstream: string; certs: TestCerts; 
     if (headers.authorization !== `Bearer ${opts.apiKey}`) {
       proxy.refused += 1;
       // A trailers-only gRPC answer: UNAUTHENTICATED.
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '16', 'grpc-message': 'missing or wrong API key' }, { endStream: true });
+      stream.respond(
+        { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '16', 'grpc-message': 'missing or wrong API key' },
+        { endStream: true },
+      );
       return;
     }
     const agent = String(headers['user-agent'] ?? '');

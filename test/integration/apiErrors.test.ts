@@ -57,9 +57,7 @@ describe('module functions', () => {
         expect(info.allToBackup).toBe(b.backupable);
         expect(info.spaceOccupied).toBe(b.bytes);
       }
-      const viaCallback = await new Promise<number>((resolve, reject) =>
-        backup.getLocalCapabilities((err, data) => (err ? reject(err) : resolve(data.fd))),
-      );
+      const viaCallback = await new Promise<number>((resolve, reject) => backup.getLocalCapabilities((err, data) => (err ? reject(err) : resolve(data.fd))));
       expect(JSON.parse(readFileSync(viaCallback, 'utf8')).backupVersion).toBe('16.0');
       closeSync(viaCallback);
     });
@@ -120,8 +118,10 @@ describe('SessionBackup call order and arguments', () => {
       await first.appendBundles(['com.example.docs']);
       // Another tool, straight through Temporal: the workflow's update validator refuses it.
       const client = await testClient();
-      const other = client.workflow.getHandle(first.sessionId).executeUpdate(appendBundlesUpdate, { args: [{ bundles: [{ bundleName: 'com.example.notes' }] }] });
-      expect((await rejectionCode(other.catch((e) => Promise.reject(toBusinessError(e)))))).toBe(13900001);
+      const other = client.workflow
+        .getHandle(first.sessionId)
+        .executeUpdate(appendBundlesUpdate, { args: [{ bundles: [{ bundleName: 'com.example.notes' }] }] });
+      expect(await rejectionCode(other.catch((e) => Promise.reject(toBusinessError(e))))).toBe(13900001);
       await client.connection.close();
       await rec.until((c) => c.some((x) => x.cb === 'onAllBundlesEnd'));
       await first.release();

@@ -58,7 +58,10 @@ describe('SessionBackup', () => {
       expect(rec.of(b.name).find((c) => c.cb === 'onBundleEnd')?.code).toBeUndefined();
       expect(await compareBundleSet(out, device.dir, b.name)).toEqual([]);
       // No file handed over twice.
-      const uris = rec.of(b.name).filter((c) => c.cb === 'onFileReady').map((c) => c.uri);
+      const uris = rec
+        .of(b.name)
+        .filter((c) => c.cb === 'onFileReady')
+        .map((c) => c.uri);
       expect(new Set(uris).size).toBe(uris.length);
       expect(uris.at(-1)).toBe('manage.json');
     }

@@ -174,7 +174,8 @@ describe('refused calls leave nothing behind', () => {
     const named = new Set<string>();
     await fc.assert(
       fc.asyncProperty(anyBundleList, anyInfos, async (list, infos) => {
-        const valid = okBundleList(list) && okInfos(infos, (list as unknown[]).length) && bytes([...(list as unknown[]), ...((infos as unknown[]) ?? [])]) <= 1024 * 1024;
+        const valid =
+          okBundleList(list) && okInfos(infos, (list as unknown[]).length) && bytes([...(list as unknown[]), ...((infos as unknown[]) ?? [])]) <= 1024 * 1024;
         fc.pre(!valid);
         if (Array.isArray(list)) for (const b of list.slice(0, 20)) if (okBundleName(b)) named.add(b as string);
         const err = thrown(() => session.appendBundles(list as string[], infos as string[]));
@@ -190,7 +191,12 @@ describe('refused calls leave nothing behind', () => {
     // The one appendBundles a backup session allows was not used up; bundles the device cannot back up get 13500001.
     await session.appendBundles([NOTES, LOCKED, 'com.example.absent']);
     await rec.until((c) => c.some((x) => x.cb === 'onAllBundlesEnd'));
-    expect(rec.calls.filter((c) => c.cb === 'onBundleEnd').map((c) => [c.bundleName, c.code]).sort()).toEqual([
+    expect(
+      rec.calls
+        .filter((c) => c.cb === 'onBundleEnd')
+        .map((c) => [c.bundleName, c.code])
+        .sort(),
+    ).toEqual([
       ['com.example.absent', 13500001],
       [LOCKED, 13500001],
       [NOTES, undefined],
@@ -252,7 +258,21 @@ describe('refused calls leave nothing behind', () => {
     // getFileHandle / publishFile with uris that are paths, too long, or other characters: 13900020, no target made.
     const during = await trees();
     const uri = fc.oneof(
-      fc.constantFrom('.', '..', '../x', '../../etc/passwd', 'a/b', '/etc/passwd', 'a\0b', 'ü.tar', 'a'.repeat(256), 'a'.repeat(100_000), 'a b', 'a\\b', 'part.0.tar/'),
+      fc.constantFrom(
+        '.',
+        '..',
+        '../x',
+        '../../etc/passwd',
+        'a/b',
+        '/etc/passwd',
+        'a\0b',
+        'ü.tar',
+        'a'.repeat(256),
+        'a'.repeat(100_000),
+        'a b',
+        'a\\b',
+        'part.0.tar/',
+      ),
       fc.string({ unit: 'binary', minLength: 1, maxLength: 30 }),
     );
     await fc.assert(
@@ -337,7 +357,12 @@ describe('refused calls leave nothing behind', () => {
     ]);
     closeSync(good);
     await rec.until((c) => c.some((x) => x.cb === 'onAllBundlesEnd'));
-    expect(rec.calls.filter((c) => c.cb === 'onBundleEnd').map((c) => [c.bundleName, c.code]).sort()).toEqual([
+    expect(
+      rec.calls
+        .filter((c) => c.cb === 'onBundleEnd')
+        .map((c) => [c.bundleName, c.code])
+        .sort(),
+    ).toEqual([
       [DOCS, undefined],
       [NOTES, undefined],
     ]);
@@ -396,7 +421,9 @@ describe('refused calls leave nothing behind', () => {
     await fc.assert(
       fc.asyncProperty(anyName, fc.constantFrom(0, 1), async (name, which) => {
         fc.pre(!okBundleName(name));
-        const err = thrown(() => (which === 0 ? backup.getBackupInfo(name as string) : backup.getLocalCapabilities([{ bundleName: name as string, lastIncrementalTime: 0 }])));
+        const err = thrown(() =>
+          which === 0 ? backup.getBackupInfo(name as string) : backup.getLocalCapabilities([{ bundleName: name as string, lastIncrementalTime: 0 }]),
+        );
         expect(err?.code).toBe(401);
       }),
       { ...RUNS, numRuns: 40 },

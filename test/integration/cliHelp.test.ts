@@ -10,7 +10,9 @@ function ohbackup(args: string[]): Promise<{ code: number; stdout: string; stder
   // No Temporal service is reachable here: help and usage errors must not need one.
   const env = { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:1' };
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+    execFile(process.execPath, [CLI, ...args], { env }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
   });
 }
 

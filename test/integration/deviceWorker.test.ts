@@ -50,7 +50,11 @@ describe('a worker per device', () => {
       await writeBundle(deviceRoot, { name, files: { 'a.txt': `device ${name}`, 'dir/b.txt': 'b'.repeat(5000), ...bigFiles(1, `big${i}-`) } });
       await writeBundle(plainRoot, { name, files: { 'decoy.txt': `decoy ${name}` } });
     }
-    await writeBundle(deviceRoot, { name: ONLY_ON_DEVICE, files: { 'x.bin': Buffer.alloc(4321, 7) }, hooks: { getBackupInfo: 'echo "{\\"on\\":\\"device\\"}"', getBackupCompatibilityInfo: 'echo compatible-here' } });
+    await writeBundle(deviceRoot, {
+      name: ONLY_ON_DEVICE,
+      files: { 'x.bin': Buffer.alloc(4321, 7) },
+      hooks: { getBackupInfo: 'echo "{\\"on\\":\\"device\\"}"', getBackupCompatibilityInfo: 'echo compatible-here' },
+    });
 
     const taskQueue = uniqueTaskQueue('dev');
     const device = `phone-${randomUUID().slice(0, 8)}`;
@@ -86,7 +90,9 @@ describe('a worker per device', () => {
       await set.flush();
       await session.release();
 
-      const scaned = rec.calls.filter((c) => c.cb === 'onBackupSizeReport').flatMap((c) => (JSON.parse(c.payload!) as { scaned: Array<{ name: string; dataSize: number }> }).scaned);
+      const scaned = rec.calls
+        .filter((c) => c.cb === 'onBackupSizeReport')
+        .flatMap((c) => (JSON.parse(c.payload!) as { scaned: Array<{ name: string; dataSize: number }> }).scaned);
       expect(scaned).toEqual([expect.objectContaining({ name: ONLY_ON_DEVICE, dataSize: 4321 })]);
       for (const name of names) {
         expect(rec.of(name).find((c) => c.cb === 'onBundleEnd')?.code, name).toBeUndefined();

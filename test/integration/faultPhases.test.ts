@@ -62,7 +62,13 @@ const device = {
   /** Kills the (stopped or running) worker and starts a new one. */
   async replaceWorker(env?: Record<string, string>): Promise<void> {
     await device.worker.kill('SIGKILL');
-    device.worker = await startWorkerProcess({ taskQueue: device.taskQueue, dataRoot: device.dataRoot, stateDir: device.stateDir, env, prebuiltWorkflows: true });
+    device.worker = await startWorkerProcess({
+      taskQueue: device.taskQueue,
+      dataRoot: device.dataRoot,
+      stateDir: device.stateDir,
+      env,
+      prebuiltWorkflows: true,
+    });
   },
 };
 let sessions = 0;
@@ -175,7 +181,10 @@ describe('a worker killed inside each phase', () => {
       await finish(session, rec, set);
       await expectCompleteOnce(rec, set, [P, Q]);
       // The retried attempt used what the killed one completed (a slice kept, or a big file reused).
-      const resumedP = device.worker.output().split('packBundleData resumed').find((s) => s.includes(`workflowId: '${bundleWorkflowId(sessionId, P)}'`));
+      const resumedP = device.worker
+        .output()
+        .split('packBundleData resumed')
+        .find((s) => s.includes(`workflowId: '${bundleWorkflowId(sessionId, P)}'`));
       expect(resumedP).toMatch(/(kept|reused): [1-9]/);
     } finally {
       gate.cancel();

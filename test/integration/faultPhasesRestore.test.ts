@@ -67,7 +67,11 @@ beforeAll(async () => {
   device.stateDir = path.join(root, 'state');
   device.taskQueue = uniqueTaskQueue('phases-restore');
   await writeBundle(device.dataRoot, { name: U, files: { 'old.txt': 'old' } });
-  await writeBundle(device.dataRoot, { name: R, files: { 'old.txt': 'old' }, hooks: { onRestore: 'echo $$ > hook.pid; cat gate > /dev/null; echo restore-hooked' } });
+  await writeBundle(device.dataRoot, {
+    name: R,
+    files: { 'old.txt': 'old' },
+    hooks: { onRestore: 'echo $$ > hook.pid; cat gate > /dev/null; echo restore-hooked' },
+  });
   execFileSync('mkfifo', [path.join(device.dataRoot, R, 'gate')]);
   device.worker = await startWorkerProcess({ taskQueue: device.taskQueue, dataRoot: device.dataRoot, stateDir: device.stateDir, prebuiltWorkflows: true });
   configureTool(device.taskQueue);
@@ -81,7 +85,10 @@ afterAll(async () => {
 
 function expectOnce(rec: Recorder, bundle: string) {
   for (const cb of ['onBundleBegin', 'onResultReport', 'onBundleEnd', 'onAllBundlesEnd'] as const) expect(rec.count(cb), cb).toBe(1);
-  const uris = rec.of(bundle).filter((c) => c.cb === 'onFileReady').map((c) => c.uri);
+  const uris = rec
+    .of(bundle)
+    .filter((c) => c.cb === 'onFileReady')
+    .map((c) => c.uri);
   expect(new Set(uris).size, 'a target handed out twice').toBe(uris.length);
 }
 

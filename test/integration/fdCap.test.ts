@@ -107,20 +107,19 @@ describe('fd cap per session', () => {
       const result = JSON.parse(rec.of(BUNDLE).find((c) => c.cb === 'onResultReport')!.payload!);
       expect(result.resultInfo).toMatchObject({ errorCode: 13900011, type: 'ErrorInfo' });
       // Order still holds: begin < files < result < end, each once.
-      expect(rec.of(BUNDLE).map((c) => c.cb).filter((cb) => cb !== 'onProcess')).toEqual([
-        'onBundleBegin',
-        'onFileReady',
-        'onFileReady',
-        'onFileReady',
-        'onFileReady',
-        'onResultReport',
-        'onBundleEnd',
-      ]);
+      expect(
+        rec
+          .of(BUNDLE)
+          .map((c) => c.cb)
+          .filter((cb) => cb !== 'onProcess'),
+      ).toEqual(['onBundleBegin', 'onFileReady', 'onFileReady', 'onFileReady', 'onFileReady', 'onResultReport', 'onBundleEnd']);
 
       await session.release();
       // The session's own record agrees: failed with 13900011, three files handed over.
       const outcome: SessionResult = await client.workflow.getHandle(session.sessionId).result();
-      expect(outcome.bundles).toEqual([expect.objectContaining({ bundleName: BUNDLE, state: 'failed', files: 3, error: expect.objectContaining({ code: 13900011 }) })]);
+      expect(outcome.bundles).toEqual([
+        expect.objectContaining({ bundleName: BUNDLE, state: 'failed', files: 3, error: expect.objectContaining({ code: 13900011 }) }),
+      ]);
     } finally {
       for (const fd of held) closeSync(fd);
     }

@@ -30,7 +30,8 @@ const summaryOf = (set: string) => JSON.parse(readFileSync(path.join(set, 'backu
 const indexOf = (set: string, bundle: string) => JSON.parse(readFileSync(path.join(set, bundle, 'manage.json'), 'utf8')) as ManageIndex;
 /** The files an index hands over (tar slice entries and big files alike). */
 const handedFiles = (index: ManageIndex) => index.files.flatMap((f) => f.entries.filter((e) => e.kind === 'file').map((e) => e.path)).sort();
-const manifestHeader = (set: string, bundle: string) => JSON.parse(readFileSync(path.join(set, bundle, 'manifest.jsonl'), 'utf8').split('\n')[0]!) as { bundleName: string; time: number };
+const manifestHeader = (set: string, bundle: string) =>
+  JSON.parse(readFileSync(path.join(set, bundle, 'manifest.jsonl'), 'utf8').split('\n')[0]!) as { bundleName: string; time: number };
 
 const ALPHA = 'com.inc.alpha';
 const BETA = 'com.inc.beta';
@@ -145,10 +146,11 @@ describe('ohbackup backup --incremental / --base and chain restore', () => {
     };
     expect(result.sets.map((s) => s.from)).toEqual([full, inc1, inc2]);
     expect(result.sessionId).toBe(result.sets[2]!.sessionId);
-    for (const s of result.sets) expect(s.bundles.map((b) => [b.bundleName, b.state])).toEqual([
-      [ALPHA, 'done'],
-      [BETA, 'done'],
-    ]);
+    for (const s of result.sets)
+      expect(s.bundles.map((b) => [b.bundleName, b.state])).toEqual([
+        [ALPHA, 'done'],
+        [BETA, 'done'],
+      ]);
     expect(result.bundles.map((b) => [b.bundleName, b.state])).toEqual([
       [ALPHA, 'done'],
       [BETA, 'done'],
@@ -170,7 +172,15 @@ describe('ohbackup backup --incremental / --base and chain restore', () => {
     // Hand-made sets: only backup_set.json and capabilities.json matter before anything starts.
     const fakeSet = async (dir: string, base?: string) => {
       await mkdir(dir, { recursive: true });
-      const summary = { version: 1, sessionId: 'x', kind: 'incremental', createdAt: new Date().toISOString(), time: 1, base, bundles: [{ bundleName: ALPHA, state: 'done', files: 1, bytes: 1 }] };
+      const summary = {
+        version: 1,
+        sessionId: 'x',
+        kind: 'incremental',
+        createdAt: new Date().toISOString(),
+        time: 1,
+        base,
+        bundles: [{ bundleName: ALPHA, state: 'done', files: 1, bytes: 1 }],
+      };
       await writeFile(path.join(dir, 'backup_set.json'), JSON.stringify(summary));
       await writeFile(path.join(dir, 'capabilities.json'), '{}');
     };

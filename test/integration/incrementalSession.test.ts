@@ -78,7 +78,10 @@ describe('IncrementalBackupSession', () => {
       await rec.until((c) => c.some((x) => x.cb === 'onAllBundlesEnd'));
       await session.release();
       expect(rec.of('com.i.app').find((c) => c.cb === 'onBundleEnd')?.code).toBeUndefined();
-      return { manifest, index: JSON.parse(index) as { files: Array<{ entries: Array<{ path: string; kind: string }> }>; incremental?: { deleted: Array<{ path: string }> } } };
+      return {
+        manifest,
+        index: JSON.parse(index) as { files: Array<{ entries: Array<{ path: string; kind: string }> }>; incremental?: { deleted: Array<{ path: string }> } },
+      };
     };
     await withWorker({ taskQueue, dataRoot: d.dataRoot, stateDir: d.stateDir }, async () => {
       const first = await run({ lastIncrementalTime: 0, manifestFd: -1 });
@@ -131,7 +134,9 @@ describe('IncrementalBackupSession', () => {
       await rec.until((c) => c.some((x) => x.cb === 'onBackupSizeReport' && JSON.parse(x.payload!).scanning === ''));
       await session.release();
     });
-    const reports = rec.calls.filter((c) => c.cb === 'onBackupSizeReport').map((c) => JSON.parse(c.payload!) as { scaned: Array<{ name: string; dataSize: number; incDataSize: number }> });
+    const reports = rec.calls
+      .filter((c) => c.cb === 'onBackupSizeReport')
+      .map((c) => JSON.parse(c.payload!) as { scaned: Array<{ name: string; dataSize: number; incDataSize: number }> });
     const scaned = reports.flatMap((r) => r.scaned);
     expect(scaned).toEqual([
       { name: 'com.z.one', dataSize: 3345, incDataSize: -1 },

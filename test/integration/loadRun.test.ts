@@ -18,7 +18,23 @@ describe('load run (bounded)', () => {
   it('4 sessions × 3 bundles at once on one and on two worker processes: all complete, every set verified, no callback twice', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'ohbackup-load-'));
     const jsonOut = path.join(dir, 'load.json');
-    const args = ['scripts/load.js', '--address', temporalAddress(), '--sessions', '4', '--bundles', '3', '--workers', '1,2', '--scale', '0.02', '--timeout', '300', '--json-out', jsonOut];
+    const args = [
+      'scripts/load.js',
+      '--address',
+      temporalAddress(),
+      '--sessions',
+      '4',
+      '--bundles',
+      '3',
+      '--workers',
+      '1,2',
+      '--scale',
+      '0.02',
+      '--timeout',
+      '300',
+      '--json-out',
+      jsonOut,
+    ];
     const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, OHBACKUP_STATE_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));

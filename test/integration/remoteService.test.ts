@@ -46,7 +46,9 @@ const bytes = (b: Uint8Array | undefined) => (b ? Buffer.from(b).toString() : un
 
 function ohbackup(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+    execFile(process.execPath, [CLI, ...args], { env }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
   });
 }
 
@@ -182,7 +184,13 @@ describe('the Temporal connection configuration', () => {
             '',
           ].join('\n'),
         );
-        const tool = { ...base, TEMPORAL_CONFIG_FILE: toml, TEMPORAL_PROFILE: 'remote', OHBACKUP_TASK_QUEUE: taskQueue, OHBACKUP_STATE_DIR: path.join(root, 'tool-state') };
+        const tool = {
+          ...base,
+          TEMPORAL_CONFIG_FILE: toml,
+          TEMPORAL_PROFILE: 'remote',
+          OHBACKUP_TASK_QUEUE: taskQueue,
+          OHBACKUP_STATE_DIR: path.join(root, 'tool-state'),
+        };
         const out = path.join(root, 'set');
         const run = await ohbackup(['backup', '--out', out, '--json'], tool);
         expect(run.code, run.stderr).toBe(0);
@@ -192,8 +200,14 @@ describe('the Temporal connection configuration', () => {
 
         // Both went through the proxy with the key: the worker's Core client (user agent tonic/…) and the tool's grpc-js client.
         const agents = [...proxy.accepted.keys()];
-        expect(agents.some((a) => /grpc-node-js/.test(a)), agents.join(' | ')).toBe(true);
-        expect(agents.some((a) => !/grpc-node-js/.test(a)), agents.join(' | ')).toBe(true);
+        expect(
+          agents.some((a) => /grpc-node-js/.test(a)),
+          agents.join(' | '),
+        ).toBe(true);
+        expect(
+          agents.some((a) => !/grpc-node-js/.test(a)),
+          agents.join(' | '),
+        ).toBe(true);
         expect(proxy.refused).toBe(0);
 
         // The proxy does check: a wrong key is refused, and the command says it failed.

@@ -49,7 +49,7 @@ describe('SessionRestore', () => {
     await mkdir(target);
     const rec = new Recorder(undefined, { observer: true });
     const result = await restoreOnto(target, setDir, backupable(), { observe: rec.callbacks });
-    expect(result.bundles.map((b) => [b.bundleName, b.state, b.error?.message])).toEqual(backupable().map((b) => [b, "done", undefined]));
+    expect(result.bundles.map((b) => [b.bundleName, b.state, b.error?.message])).toEqual(backupable().map((b) => [b, 'done', undefined]));
     for (const name of backupable()) {
       const profile = await loadBundle(device.dir, name);
       if (!profile.ok) throw new Error(profile.error.message);
@@ -105,7 +105,7 @@ describe('SessionRestore', () => {
     expect(at('onBundleEnd', 'com.d.lib')).toBeLessThan(at('onBundleBegin', 'com.d.app'));
   });
 
-  it('app_mapping_relation restores one bundle\'s data into another bundle', async () => {
+  it("app_mapping_relation restores one bundle's data into another bundle", async () => {
     const target = path.join(root, 'mapped-device');
     await mkdir(target);
     const result = await restoreOnto(target, setDir, ['com.example.docs'], { map: { 'com.example.docs': 'com.example.docs2' } });
@@ -196,11 +196,20 @@ describe('restore refuses crafted archives', () => {
     const { createWriteStream } = await import('node:fs');
     const { pipeline } = await import('node:stream/promises');
     const { listTree } = await import('../helpers/listTree.js');
-    const cases: Array<{ name: string; entries: Array<{ name: string; type?: 'file' | 'directory' | 'symlink' | 'link' | 'character-device' | 'fifo'; body?: string; linkname?: string }> }> = [
+    const cases: Array<{
+      name: string;
+      entries: Array<{ name: string; type?: 'file' | 'directory' | 'symlink' | 'link' | 'character-device' | 'fifo'; body?: string; linkname?: string }>;
+    }> = [
       { name: 'dotdot', entries: [{ name: '../../evil.txt', body: 'x' }] },
       { name: 'absolute', entries: [{ name: '/tmp/ohbackup-evil.txt', body: 'x' }] },
       { name: 'normalised', entries: [{ name: 'a/./../../evil.txt', body: 'x' }] },
-      { name: 'symlink', entries: [{ name: 'ln', type: 'symlink', linkname: '/tmp' }, { name: 'ln/evil.txt', body: 'x' }] },
+      {
+        name: 'symlink',
+        entries: [
+          { name: 'ln', type: 'symlink', linkname: '/tmp' },
+          { name: 'ln/evil.txt', body: 'x' },
+        ],
+      },
       { name: 'hardlink', entries: [{ name: 'hl', type: 'link', linkname: '/etc/passwd' }] },
       { name: 'device', entries: [{ name: 'dev', type: 'character-device' }] },
       { name: 'fifo', entries: [{ name: 'pipe', type: 'fifo' }] },
@@ -227,9 +236,18 @@ describe('restore refuses crafted archives', () => {
         size: (e.body ?? '').length,
         mode: 0o644,
         mtimeMs: 0,
-        sha256: createHash('sha256').update(e.body ?? '').digest('hex'),
+        sha256: createHash('sha256')
+          .update(e.body ?? '')
+          .digest('hex'),
       }));
-      const index = { version: 1, bundleName, createdAt: new Date().toISOString(), files: [{ uri: 'part.0.tar', kind: 'tar', size: bytes.length, sha256: sha, entries }], skipped: [], totals: { files: entries.length, dirs: 0, bytes: 1 } };
+      const index = {
+        version: 1,
+        bundleName,
+        createdAt: new Date().toISOString(),
+        files: [{ uri: 'part.0.tar', kind: 'tar', size: bytes.length, sha256: sha, entries }],
+        skipped: [],
+        totals: { files: entries.length, dirs: 0, bytes: 1 },
+      };
       await writeFile(path.join(dir, 'manage.json'), JSON.stringify(index));
       caps.bundleInfos.push({ ...(await JSON.parse(await readFile(path.join(setDir, 'capabilities.json'), 'utf8'))).bundleInfos[0], name: bundleName });
     }
@@ -241,7 +259,9 @@ describe('restore refuses crafted archives', () => {
       expect([b.bundleName, b.state, b.error?.code]).toEqual([b.bundleName, 'failed', 13500008]);
     }
     // The target device holds exactly the bundles' skeletons (made for the restore): no entry landed anywhere in them...
-    const skeleton = names.flatMap((n) => ['', '/backup', '/backup/backup', '/backup/restore', '/backup_config.json', '/bundle.json', '/data'].map((p) => path.join(target, n) + p));
+    const skeleton = names.flatMap((n) =>
+      ['', '/backup', '/backup/backup', '/backup/restore', '/backup_config.json', '/bundle.json', '/data'].map((p) => path.join(target, n) + p),
+    );
     expect(await listTree(target)).toEqual(skeleton.sort());
     // ...and nothing appeared anywhere else in this test's whole temp tree (the worker's state folder aside).
     const after = (await listTree(root)).filter((p) => !p.startsWith(`${target}/`) && !p.startsWith(path.join(root, 'state')));

@@ -7,7 +7,16 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { readSetInfo } from '../../client/sets/layout.js';
-import { createSchedule, deleteSchedule, describeSchedule, listSchedules, triggerSchedule, waitForRun, ScheduleError, type ScheduleListing } from '../../client/schedules.js';
+import {
+  createSchedule,
+  deleteSchedule,
+  describeSchedule,
+  listSchedules,
+  triggerSchedule,
+  waitForRun,
+  ScheduleError,
+  type ScheduleListing,
+} from '../../client/schedules.js';
 import type { ManageIndex } from '../../common/manageIndex.js';
 import { OhbackupKind, OhbackupState } from '../../common/searchAttributes.js';
 import { compareTrees } from '../helpers/compareTrees.js';
@@ -48,7 +57,10 @@ describe('ohbackup schedule (Temporal Schedules)', () => {
     const dataRoot = path.join(root, 'device');
     const stateDir = path.join(root, 'state');
     const dest = path.join(root, 'sets');
-    const notes = path.join(await writeBundle(dataRoot, { name: NOTES, files: { 'keep.txt': 'unchanged', 'edit.txt': 'old', 'gone.txt': 'deleted later', 'd/x.txt': 'x' } }), 'data');
+    const notes = path.join(
+      await writeBundle(dataRoot, { name: NOTES, files: { 'keep.txt': 'unchanged', 'edit.txt': 'old', 'gone.txt': 'deleted later', 'd/x.txt': 'x' } }),
+      'data',
+    );
     await writeBundle(dataRoot, { name: DOCS, files: { 'a.md': '# a' } });
     // In the past, so the edits below get new mtimes.
     const past = new Date(Date.now() - 3600_000);
@@ -61,7 +73,16 @@ describe('ohbackup schedule (Temporal Schedules)', () => {
     let increment = '';
     await withWorker({ taskQueue, dataRoot, stateDir }, async () => {
       // Paused, with a real nightly time: only the triggers below start runs.
-      const created = await createSchedule({ scheduleId: id, dest, bundles: [NOTES, DOCS], incremental: true, cron: '0 2 * * *', paused: true, note: 'integration test', taskQueue });
+      const created = await createSchedule({
+        scheduleId: id,
+        dest,
+        bundles: [NOTES, DOCS],
+        incremental: true,
+        cron: '0 2 * * *',
+        paused: true,
+        note: 'integration test',
+        taskQueue,
+      });
       expect(created).toMatchObject({ scheduleId: id, paused: true, note: 'integration test', when: 'cron 0 2 * * *', overlap: 'SKIP', taskQueue });
       expect(created.request).toEqual({ dest, bundles: [NOTES, DOCS], incremental: true });
       await expect(createSchedule({ scheduleId: id, dest, incremental: true, every: '1h' })).rejects.toMatchObject({ kind: 'exists' });
@@ -115,7 +136,12 @@ describe('ohbackup schedule (Temporal Schedules)', () => {
       ]);
       expect(described.running).toEqual([]);
       const listed = await listUntil((rows) => rows.some((r) => r.scheduleId === id && r.lastRun?.workflowId === run2.workflowId));
-      expect(listed.find((r) => r.scheduleId === id)).toMatchObject({ when: 'cron 0 2 * * *', paused: true, request: { dest, incremental: true }, lastRun: { status: 'COMPLETED' } });
+      expect(listed.find((r) => r.scheduleId === id)).toMatchObject({
+        when: 'cron 0 2 * * *',
+        paused: true,
+        request: { dest, incremental: true },
+        lastRun: { status: 'COMPLETED' },
+      });
 
       await deleteSchedule(id);
       await expect(describeSchedule(id)).rejects.toBeInstanceOf(ScheduleError);
@@ -167,7 +193,10 @@ describe('ohbackup schedule (Temporal Schedules)', () => {
     const id = `it-cli-${randomUUID().slice(0, 8)}`;
     const dest = path.join(root, 'sets');
 
-    const created = await ohbackup(['schedule', 'create', id, '--dest', dest, '--bundles', 'com.a.one,com.a.two', '--every', '24h', '--incremental', '--paused', '--json'], env);
+    const created = await ohbackup(
+      ['schedule', 'create', id, '--dest', dest, '--bundles', 'com.a.one,com.a.two', '--every', '24h', '--incremental', '--paused', '--json'],
+      env,
+    );
     expect(created.code, created.stderr).toBe(0);
     expect(JSON.parse(created.stdout)).toMatchObject({
       scheduleId: id,

@@ -48,7 +48,10 @@ async function recorderFor(root: string, rate: number) {
 async function expectComplete(rec: Recorder, set: BackupSetWriter, dataRoot: string) {
   for (const name of NAMES) {
     expect(rec.of(name).find((c) => c.cb === 'onBundleEnd')).toEqual({ cb: 'onBundleEnd', bundleName: name, code: undefined, message: undefined });
-    const uris = rec.of(name).filter((c) => c.cb === 'onFileReady').map((c) => c.uri);
+    const uris = rec
+      .of(name)
+      .filter((c) => c.cb === 'onFileReady')
+      .map((c) => c.uri);
     expect(new Set(uris).size, `${name}: a file handed over twice`).toBe(uris.length);
     expect(await compareBundleSet(set.dir, dataRoot, name)).toEqual([]);
   }

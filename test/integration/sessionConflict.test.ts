@@ -44,7 +44,10 @@ async function runSession(names: string[], options: { taskQueue?: string } = {})
 function expectRan(rec: Recorder, name: string): void {
   expect(beginCode(rec, name), name).toBeUndefined();
   expect(endCode(rec, name), name).toBeUndefined();
-  expect(rec.of(name).some((c) => c.cb === 'onFileReady'), name).toBe(true);
+  expect(
+    rec.of(name).some((c) => c.cb === 'onFileReady'),
+    name,
+  ).toBe(true);
 }
 
 /** Begun and ended with 13500013, nothing handed over. */
@@ -97,7 +100,10 @@ describe('session conflict (13500013)', () => {
         await Promise.all(sessions.map((s) => s.appendBundles([name])));
         await Promise.all(recs.map((r) => r.until(allEnded)));
         const codes = recs.map((r) => beginCode(r, name));
-        expect(codes.filter((c) => c === CONFLICT), `${name}: ${codes}`).toHaveLength(1);
+        expect(
+          codes.filter((c) => c === CONFLICT),
+          `${name}: ${codes}`,
+        ).toHaveLength(1);
         const winner = recs[codes.indexOf(undefined)]!;
         expectRan(winner, name);
         expectConflict(recs[codes.indexOf(CONFLICT)]!, name);

@@ -44,8 +44,7 @@ function runTool(args: string[], taskQueue: string) {
     lines,
     exited,
     stderr: () => stderr,
-    waitFor: (pred: (l: Line[]) => boolean) =>
-      pred(lines) ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ pred, resolve })),
+    waitFor: (pred: (l: Line[]) => boolean) => (pred(lines) ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ pred, resolve }))),
   };
 }
 

@@ -86,7 +86,10 @@ async function openSession(root: string) {
 async function expectEveryFileOnce(rec: Recorder, setDir: string, dataRoot: string): Promise<void> {
   for (const name of BUNDLES) {
     expect(rec.of(name).find((c) => c.cb === 'onBundleEnd')?.code, name).toBeUndefined();
-    const uris = rec.of(name).filter((c) => c.cb === 'onFileReady').map((c) => c.uri);
+    const uris = rec
+      .of(name)
+      .filter((c) => c.cb === 'onFileReady')
+      .map((c) => c.uri);
     expect(new Set(uris).size, `${name}: a file handed over twice`).toBe(uris.length);
     expect(await compareBundleSet(setDir, dataRoot, name)).toEqual([]);
   }

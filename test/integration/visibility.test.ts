@@ -49,8 +49,11 @@ describe('what people see in the Temporal UI', () => {
     let listed: Array<{ sessionId: string; kind: string; bundles: string[] }> = [];
     for (let i = 0; i < 50 && !listed.some((s) => s.sessionId === sessionId); i++) {
       listed = await new Promise((resolve, reject) =>
-        execFile(process.execPath, [CLI, 'sessions', '--bundle', 'com.v.two', '--json'], { env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress() } }, (err, out) =>
-          err ? reject(err) : resolve(JSON.parse(out)),
+        execFile(
+          process.execPath,
+          [CLI, 'sessions', '--bundle', 'com.v.two', '--json'],
+          { env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress() } },
+          (err, out) => (err ? reject(err) : resolve(JSON.parse(out))),
         ),
       );
     }

@@ -48,7 +48,10 @@ describe('a worker killed with SIGKILL mid-backup', () => {
 
     for (const name of names) {
       expect(rec.of(name).find((c) => c.cb === 'onBundleEnd')?.code).toBeUndefined();
-      const uris = rec.of(name).filter((c) => c.cb === 'onFileReady').map((c) => c.uri);
+      const uris = rec
+        .of(name)
+        .filter((c) => c.cb === 'onFileReady')
+        .map((c) => c.uri);
       expect(new Set(uris).size).toBe(uris.length);
       expect(await compareBundleSet(set.dir, device.dir, name)).toEqual([]);
     }

@@ -287,7 +287,7 @@ describe('applyRestore: round trip', () => {
     expect(await oldSiblings(l.dataDir)).toEqual([]);
   });
 
-  it("accepts an index whose bundleName differs (app mapping)", async () => {
+  it('accepts an index whose bundleName differs (app mapping)', async () => {
     const l = await layout('mapping');
     await fsp.mkdir(l.src);
     await fsp.writeFile(path.join(l.src, 'f.txt'), 'x');
@@ -330,9 +330,7 @@ describe('applyRestore: tampering', () => {
     const restoreBefore = await snapshot(l.restoreDir);
     await expectRejected(applyRestore(opts(l)), ErrorCode.UNTAR_FAILED, message);
     expect(listing(await snapshot(l.dataDir))).toEqual(before);
-    expect(listing(await snapshot(path.dirname(l.dataDir), [l.dataDir, path.join(path.dirname(l.dataDir), 'backup')]))).toEqual(
-      parentBefore,
-    );
+    expect(listing(await snapshot(path.dirname(l.dataDir), [l.dataDir, path.join(path.dirname(l.dataDir), 'backup')]))).toEqual(parentBefore);
     expect(await exists(l.stagingDir)).toBe(false);
     // The restore files are left as they were (a moved big file is put back).
     expectSameListing(await snapshot(l.restoreDir), restoreBefore);
@@ -362,24 +360,39 @@ describe('applyRestore: tampering', () => {
   });
 
   it('rejects a truncated handed file, a missing one, and a symlink in its place', async () => {
-    await tamperCase('truncated', async (l, index) => {
-      const last = index.files.filter((f) => f.kind === 'tar').at(-1)!;
-      await fsp.truncate(path.join(l.restoreDir, last.uri), last.size - 512);
-    }, /tampered or incomplete/);
-    await tamperCase('missing', async (l) => {
-      await fsp.rm(path.join(l.restoreDir, 'file.0'));
-    }, /file\.0: missing/);
-    await tamperCase('symlinked', async (l) => {
-      const p = path.join(l.restoreDir, 'file.0');
-      await fsp.rename(p, path.join(l.outside, 'real'));
-      await fsp.symlink(path.join(l.outside, 'real'), p);
-    }, /symlink/);
+    await tamperCase(
+      'truncated',
+      async (l, index) => {
+        const last = index.files.filter((f) => f.kind === 'tar').at(-1)!;
+        await fsp.truncate(path.join(l.restoreDir, last.uri), last.size - 512);
+      },
+      /tampered or incomplete/,
+    );
+    await tamperCase(
+      'missing',
+      async (l) => {
+        await fsp.rm(path.join(l.restoreDir, 'file.0'));
+      },
+      /file\.0: missing/,
+    );
+    await tamperCase(
+      'symlinked',
+      async (l) => {
+        const p = path.join(l.restoreDir, 'file.0');
+        await fsp.rename(p, path.join(l.outside, 'real'));
+        await fsp.symlink(path.join(l.outside, 'real'), p);
+      },
+      /symlink/,
+    );
   });
 
   it('rejects a slice whose later content fails after a big file was moved, and moves it back', async () => {
     await tamperCase('late-fail', async (l, index) => {
       const bigPos = index.files.findIndex((f) => f.kind === 'file');
-      const later = index.files.slice(bigPos + 1).filter((f) => f.kind === 'tar').at(-1);
+      const later = index.files
+        .slice(bigPos + 1)
+        .filter((f) => f.kind === 'tar')
+        .at(-1);
       expect(later).toBeDefined();
       await flipByte(path.join(l.restoreDir, later!.uri), Math.floor(later!.size / 2));
     });
@@ -421,7 +434,14 @@ function entriesOf(entries: CraftEntry[]): IndexEntry[] {
   return entries.map((e) => {
     const dir = e.header.type === 'directory';
     const c = Buffer.from(e.content ?? '');
-    return { path: e.header.name.replace(/\/$/, ''), kind: dir ? 'dir' : 'file', size: dir ? 0 : c.length, mode: 0o644, mtimeMs: 1.6e12, sha256: dir ? '' : sha(c) };
+    return {
+      path: e.header.name.replace(/\/$/, ''),
+      kind: dir ? 'dir' : 'file',
+      size: dir ? 0 : c.length,
+      mode: 0o644,
+      mtimeMs: 1.6e12,
+      sha256: dir ? '' : sha(c),
+    };
   });
 }
 
@@ -489,10 +509,7 @@ describe('applyRestore: crafted archives', () => {
         craft(
           l,
           [{ header: { name: 'link', type: 'symlink', linkname: l.outside } }, file('link/evil')],
-          [
-            { path: 'link', kind: 'dir', size: 0, mode: 0o755, mtimeMs: 1.6e12, sha256: '' },
-            ...benign('link/evil'),
-          ],
+          [{ path: 'link', kind: 'dir', size: 0, mode: 0o755, mtimeMs: 1.6e12, sha256: '' }, ...benign('link/evil')],
         ),
       /type symlink/,
     );
@@ -501,8 +518,7 @@ describe('applyRestore: crafted archives', () => {
   it('rejects a hard link entry', async () => {
     await craftedCase(
       'hardlink',
-      async (l) =>
-        craft(l, [{ header: { name: 'hl', type: 'link', linkname: path.join(l.outside, 'secret') } }, file('hl', 'pwned')], benign('hl')),
+      async (l) => craft(l, [{ header: { name: 'hl', type: 'link', linkname: path.join(l.outside, 'secret') } }, file('hl', 'pwned')], benign('hl')),
       /type link/,
     );
   });
@@ -516,7 +532,11 @@ describe('applyRestore: crafted archives', () => {
   });
 
   it('rejects a block device and a fifo entry', async () => {
-    await craftedCase('blockdev', async (l) => craft(l, [{ header: { name: 'blk', type: 'block-device', devmajor: 7, devminor: 0 } }], benign('blk')), /type block-device/);
+    await craftedCase(
+      'blockdev',
+      async (l) => craft(l, [{ header: { name: 'blk', type: 'block-device', devmajor: 7, devminor: 0 } }], benign('blk')),
+      /type block-device/,
+    );
     await craftedCase('fifo', async (l) => craft(l, [{ header: { name: 'fifo', type: 'fifo' } }], benign('fifo')), /type fifo/);
   });
 
@@ -616,9 +636,7 @@ describe('applyRestore: abort and recovery', () => {
     // Late: every file placed (the big one moved into the staging tree), folders not yet finished.
     const late = new AbortController();
     const reason2 = new Error('stop late');
-    await expect(
-      applyRestore(opts(l, { signal: late.signal, onProgress: (p) => p.files === total && late.abort(reason2) })),
-    ).rejects.toBe(reason2);
+    await expect(applyRestore(opts(l, { signal: late.signal, onProgress: (p) => p.files === total && late.abort(reason2) }))).rejects.toBe(reason2);
     expect(await exists(l.stagingDir)).toBe(false);
     expect(listing(await snapshot(l.dataDir))).toEqual(dataBefore);
     expectSameListing(await snapshot(l.restoreDir), restoreBefore);

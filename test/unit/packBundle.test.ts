@@ -13,7 +13,9 @@ const MiB = 1024 * 1024;
 let root: string;
 
 async function sha256File(p: string): Promise<string> {
-  return createHash('sha256').update(await fsp.readFile(p)).digest('hex');
+  return createHash('sha256')
+    .update(await fsp.readFile(p))
+    .digest('hex');
 }
 
 async function write(data: string, rel: string, content: Buffer | string, mode = 0o644): Promise<void> {
@@ -207,4 +209,3 @@ describe('packBundle', () => {
     await expect(fsp.access(path.join(out, 'manage.json'))).rejects.toThrow();
   });
 });
-

@@ -77,9 +77,7 @@ async function expectConsistent(b: { base: string; out: string }, index: ManageI
       continue;
     }
     const seen = await extractTarEntries(p);
-    expect(seen.map((e) => [e.name.replace(/\/$/, ''), e.size, e.type === 'file' ? e.sha256 : ''])).toEqual(
-      f.entries.map((e) => [e.path, e.size, e.sha256]),
-    );
+    expect(seen.map((e) => [e.name.replace(/\/$/, ''), e.size, e.type === 'file' ? e.sha256 : ''])).toEqual(f.entries.map((e) => [e.path, e.size, e.sha256]));
   }
   const restored = path.join(b.base, 'restored', 'data');
   await fsp.mkdir(path.dirname(restored), { recursive: true });

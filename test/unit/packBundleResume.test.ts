@@ -58,7 +58,9 @@ function withoutCreatedAt(index: ManageIndex): Omit<ManageIndex, 'createdAt'> {
 }
 
 async function sha256File(p: string): Promise<string> {
-  return createHash('sha256').update(await fsp.readFile(p)).digest('hex');
+  return createHash('sha256')
+    .update(await fsp.readFile(p))
+    .digest('hex');
 }
 
 /** Outputs that have a sidecar, with what identifies the file on disk (rewriting it changes both). */
@@ -372,9 +374,7 @@ describe('packBundle resume edge cases', () => {
     expect(byPath.get('z/big4.bin')?.size).toBe(70 * KiB);
     // b/big2.bin was completed before the kill: it is kept as it was packed, and described as such.
     expect(byPath.get('b/big2.bin')?.size).toBe(50 * KiB);
-    expect(index.files.map((f) => f.uri).filter((u) => u.startsWith('file.'))).toEqual(
-      index.files.filter((f) => f.kind === 'file').map((_, i) => `file.${i}`),
-    );
+    expect(index.files.map((f) => f.uri).filter((u) => u.startsWith('file.'))).toEqual(index.files.filter((f) => f.kind === 'file').map((_, i) => `file.${i}`));
     expect((await fsp.readdir(out)).sort()).toEqual([...index.files.flatMap((f) => [f.uri, `${f.uri}.done.json`]), 'manage.json'].sort());
   });
 });
@@ -390,7 +390,14 @@ describe('packBundle resume when big files completed after the last slice meet a
     await write(data, 'd.big', randomBytes(40 * KiB));
     await write(data, 'f.big', randomBytes(40 * KiB));
     const out = path.join(base, 'out');
-    const o = (more: Partial<PackOptions> = {}): PackOptions => ({ bundleName: 'b', dataDir: data, outDir: out, profile: { excludes: [] }, limits: small, ...more });
+    const o = (more: Partial<PackOptions> = {}): PackOptions => ({
+      bundleName: 'b',
+      dataDir: data,
+      outDir: out,
+      profile: { excludes: [] },
+      limits: small,
+      ...more,
+    });
     // Killed once f.big (file.1) is complete: part.0 kept outright, file.0 and file.1 only by re-use.
     await killAfter(o(), () => existsSync(path.join(out, 'file.1.done.json')));
     expect((await fsp.readdir(out)).filter((n) => n.endsWith('.done.json')).sort()).toEqual(['file.0.done.json', 'file.1.done.json', 'part.0.tar.done.json']);
@@ -473,7 +480,10 @@ describe('packBundle resume when big files completed after the last slice meet a
  * entry: a resume keeps those by re-use rather than outright.
  */
 function countPendingAtEnd(index: ManageIndex): number {
-  const last = index.files.filter((f) => f.kind === 'tar').at(-1)!.entries.at(-1)!.path;
+  const last = index.files
+    .filter((f) => f.kind === 'tar')
+    .at(-1)!
+    .entries.at(-1)!.path;
   const key = (p: string) => Buffer.from(p.replaceAll('/', '\0'));
   return index.files.filter((f) => f.kind === 'file' && Buffer.compare(key(f.entries[0]!.path), key(last)) > 0).length;
 }

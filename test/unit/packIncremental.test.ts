@@ -26,7 +26,9 @@ let root: string;
 // ---- helpers ----------------------------------------------------------------------
 
 async function sha256File(p: string): Promise<string> {
-  return createHash('sha256').update(await fsp.readFile(p)).digest('hex');
+  return createHash('sha256')
+    .update(await fsp.readFile(p))
+    .digest('hex');
 }
 
 /** Epoch seconds with whole milliseconds, so stat's mtimeMs is exactly this × 1000. */
@@ -162,7 +164,11 @@ async function layout(name: string): Promise<Layout> {
   return l;
 }
 
-async function runPack(l: Layout, name: string, more: Partial<PackOptions> = {}): Promise<{ summary: PackSummary; index: ManageIndex; out: string; manifestPath: string }> {
+async function runPack(
+  l: Layout,
+  name: string,
+  more: Partial<PackOptions> = {},
+): Promise<{ summary: PackSummary; index: ManageIndex; out: string; manifestPath: string }> {
   const out = path.join(l.packs, name);
   const manifestPath = `${out}.jsonl`;
   const summary = await packBundle({
@@ -297,15 +303,41 @@ describe('incremental backup and merge restore', () => {
     expect(full.index.incremental).toBeUndefined();
     const files = fullTree.filter((e) => e.kind === 'file').length;
     expect(full.summary).toMatchObject({ files, changed: files, unchanged: 0, deleted: 0, manifestPath: full.manifestPath });
-    expect(await packedFiles(full.out, full.index)).toEqual(fullTree.filter((e) => e.kind === 'file').map((e) => e.path).sort());
+    expect(await packedFiles(full.out, full.index)).toEqual(
+      fullTree
+        .filter((e) => e.kind === 'file')
+        .map((e) => e.path)
+        .sort(),
+    );
   });
 
   it('packs exactly the new, edited and renamed-to files, every folder, and records deletions and touched files', async () => {
-    const packed = ['added.bin', 'added/a.txt', 'big/edit.bin', 'big/new.bin', 'edit.txt', 'flip/inner.txt', 'flop', 'nl\nname.txt', 'ren-dst.txt', 'same-size.txt'];
+    const packed = [
+      'added.bin',
+      'added/a.txt',
+      'big/edit.bin',
+      'big/new.bin',
+      'edit.txt',
+      'flip/inner.txt',
+      'flop',
+      'nl\nname.txt',
+      'ren-dst.txt',
+      'same-size.txt',
+    ];
     expect(await packedFiles(inc.out, inc.index)).toEqual(packed.sort());
-    expect(inc.index.files.filter((f) => f.kind === 'file').map((f) => f.entries[0]!.path).sort()).toEqual(['big/edit.bin', 'big/new.bin']);
+    expect(
+      inc.index.files
+        .filter((f) => f.kind === 'file')
+        .map((f) => f.entries[0]!.path)
+        .sort(),
+    ).toEqual(['big/edit.bin', 'big/new.bin']);
     // Every current folder is in the slices, new empty ones included.
-    expect(indexDirs(inc.index)).toEqual(changedTree.filter((e) => e.kind === 'dir').map((e) => e.path).sort());
+    expect(indexDirs(inc.index)).toEqual(
+      changedTree
+        .filter((e) => e.kind === 'dir')
+        .map((e) => e.path)
+        .sort(),
+    );
     expect(indexDirs(inc.index)).toContain('emptyNew');
 
     expect(inc.index.incremental?.baseTime).toBe(1_000);
@@ -348,7 +380,10 @@ describe('incremental backup and merge restore', () => {
     try {
       // Tampered or wrong increments: rejected, dataDir exactly as before (inodes, mtimes, bytes), no staging left.
       const slices = inc.index.files.filter((f) => f.kind === 'tar');
-      await expectRejected(restore(l, inc.out, 'merge', (d) => flipLastByte(path.join(d, slices.at(-1)!.uri))), ErrorCode.UNTAR_FAILED);
+      await expectRejected(
+        restore(l, inc.out, 'merge', (d) => flipLastByte(path.join(d, slices.at(-1)!.uri))),
+        ErrorCode.UNTAR_FAILED,
+      );
       await expectRejected(
         restore(l, inc.out, 'merge', (d) => flipLastByte(path.join(d, inc.index.files.find((f) => f.kind === 'file')!.uri), 10)),
         ErrorCode.UNTAR_FAILED,
@@ -381,12 +416,15 @@ describe('incremental backup and merge restore', () => {
       // The tree the new manifest describes: the changed tree, sneaky.bin as the base had it.
       await expectTreeIs(l.dataDir, [...(await readManifest(inc.manifestPath)).entries.values()]);
       const sneaky = changedTree.find((e) => e.path === 'sneaky.bin')!;
-      await expectTreeIs(l.dataDir, changedTree.map((e) => (e.path === 'sneaky.bin' ? { ...sneaky, sha256: fullTree.find((f) => f.path === e.path)!.sha256 } : e)));
+      await expectTreeIs(
+        l.dataDir,
+        changedTree.map((e) => (e.path === 'sneaky.bin' ? { ...sneaky, sha256: fullTree.find((f) => f.path === e.path)!.sha256 } : e)),
+      );
       expect(await fsp.readFile(path.join(l.dataDir, 'sneaky.bin'))).toEqual(sneakyOld);
 
       // Unchanged files were carried over as hard links; the replaced file's old inode was never written to.
       expect((await fsp.stat(path.join(l.dataDir, 'keep/deep/k.bin'))).ino).toBe(keepIno);
-      expect((await editFd.readFile('utf8'))).toBe('short');
+      expect(await editFd.readFile('utf8')).toBe('short');
     } finally {
       await editFd.close();
     }
@@ -428,7 +466,14 @@ describe('merge onto a data folder that moved on since the restore', () => {
       spy.mockRestore();
     }
     expect(r.merged).toEqual({ linked: 4, copied: 1, deleted: 0, touched: 0 });
-    const extra = { path: 'extra.txt', kind: 'file' as const, mode: 0o600, size: 24, mtimeMs: T('2023-04-04T00:00:00Z') * 1000, sha256: createHash('sha256').update('the app wrote this later').digest('hex') };
+    const extra = {
+      path: 'extra.txt',
+      kind: 'file' as const,
+      mode: 0o600,
+      size: 24,
+      mtimeMs: T('2023-04-04T00:00:00Z') * 1000,
+      sha256: createHash('sha256').update('the app wrote this later').digest('hex'),
+    };
     await expectTreeIs(l.dataDir, [...(await treeManifest(l.src)), extra]);
     expect(await fsp.readFile(path.join(outside, 'secret'), 'utf8')).toBe('do not touch');
     expect(await fsp.readdir(outside)).toEqual(['secret']);

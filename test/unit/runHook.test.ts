@@ -44,10 +44,13 @@ const jsonBytes = (s: string) => Buffer.byteLength(JSON.stringify(s));
 
 describe('runHook', () => {
   it('gets its input on stdin, its parameters and a fixed environment, and runs in its bundle folder', async () => {
-    const { result, bundleName, bundleRoot } = await run('printf "in:"; cat; echo; echo "$OHBACKUP_BUNDLE $OHBACKUP_HOOK $OHBACKUP_PARAMETERS"; pwd; env | cut -d= -f1 | sort | tr "\\n" " "', {
-      input: '{"x":1}',
-      parameters: 'p=1',
-    });
+    const { result, bundleName, bundleRoot } = await run(
+      'printf "in:"; cat; echo; echo "$OHBACKUP_BUNDLE $OHBACKUP_HOOK $OHBACKUP_PARAMETERS"; pwd; env | cut -d= -f1 | sort | tr "\\n" " "',
+      {
+        input: '{"x":1}',
+        parameters: 'p=1',
+      },
+    );
     expect(result).toMatchObject({ exitCode: 0, truncated: false, timedOut: false });
     expect(result.stdout.split('\n').slice(0, 3)).toEqual(['in:{"x":1}', `${bundleName} onBackup p=1`, bundleRoot]);
     // Only what the worker gives, plus what a shell sets for itself.
@@ -70,7 +73,14 @@ describe('runHook', () => {
     await fsp.mkdir(bundleRoot);
     execFileSync('mkfifo', [path.join(bundleRoot, 'ready')]);
     const ac = new AbortController();
-    const running = runHook({ hook: 'onBackup', command: 'sleep 600 & echo $$ > ready; exec sleep 600', bundleName, bundleRoot, timeoutMs: 600_000, signal: ac.signal });
+    const running = runHook({
+      hook: 'onBackup',
+      command: 'sleep 600 & echo $$ > ready; exec sleep 600',
+      bundleName,
+      bundleRoot,
+      timeoutMs: 600_000,
+      signal: ac.signal,
+    });
     // Reading the FIFO returns once the hook has written to it: it is running.
     const pgid = Number(await fsp.readFile(path.join(bundleRoot, 'ready'), 'utf8'));
     expect(groupMembers(pgid).length).toBeGreaterThanOrEqual(2);

@@ -7,8 +7,12 @@ import { describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const scripts = [
-  ...readdirSync(`${root}/scripts`).filter((f) => f.endsWith('.js')).map((f) => `scripts/${f}`),
-  ...readdirSync(`${root}/bench`).filter((f) => f.endsWith('.js')).map((f) => `bench/${f}`),
+  ...readdirSync(`${root}/scripts`)
+    .filter((f) => f.endsWith('.js'))
+    .map((f) => `scripts/${f}`),
+  ...readdirSync(`${root}/bench`)
+    .filter((f) => f.endsWith('.js'))
+    .map((f) => `bench/${f}`),
 ];
 
 describe('scripts', () => {

@@ -12,8 +12,19 @@ import { ErrorCode } from '../../common/errors.js';
 const A = 'com.a';
 const B = 'com.b';
 const begin = (bundleName: string, error?: { code: number; message: string }): EventBody => ({ type: 'bundleBegin', bundleName, ...(error ? { error } : {}) });
-const file = (bundleName: string, fileIndex: number, size = 10): EventBody => ({ type: 'fileReady', bundleName, fileIndex, uri: `f${fileIndex}`, size, path: `/tmp/${bundleName}/f${fileIndex}` });
-const end = (bundleName: string, extra: { error?: { code: number; message: string }; cancelled?: boolean } = {}): EventBody => ({ type: 'bundleEnd', bundleName, ...extra });
+const file = (bundleName: string, fileIndex: number, size = 10): EventBody => ({
+  type: 'fileReady',
+  bundleName,
+  fileIndex,
+  uri: `f${fileIndex}`,
+  size,
+  path: `/tmp/${bundleName}/f${fileIndex}`,
+});
+const end = (bundleName: string, extra: { error?: { code: number; message: string }; cancelled?: boolean } = {}): EventBody => ({
+  type: 'bundleEnd',
+  bundleName,
+  ...extra,
+});
 const result = (bundleName: string): EventBody => ({ type: 'resultReport', bundleName, result: '{}' });
 
 function session(kind: SessionKind, bundles: AppendedBundle[], held = new Map()) {
@@ -25,7 +36,10 @@ function session(kind: SessionKind, bundles: AppendedBundle[], held = new Map())
 
 /** A session whose bundles are all marked running (their children started). */
 function running(kind: SessionKind, names: string[]) {
-  const state = session(kind, names.map((bundleName) => ({ bundleName })));
+  const state = session(
+    kind,
+    names.map((bundleName) => ({ bundleName })),
+  );
   const started = state.takeStartable(names.length);
   for (const slot of started) slot.childStarted = true;
   return state;
@@ -130,7 +144,11 @@ describe('SessionState: restore targets', () => {
     expect(codeOf(() => running('backup', [A]).checkTargetRequest({ bundleName: A, uri: 'x' }))).toBe(ErrorCode.NOT_PERMITTED);
     const state = running('restore', [A]);
     expect(codeOf(() => state.checkTargetRequest({ bundleName: A, uri: 'x' }))).toBeUndefined();
-    for (const uri of ['../x', 'a/b', '.', '..', '']) expect(codeOf(() => state.checkTargetRequest({ bundleName: A, uri })), uri).toBe(ErrorCode.INVALID_ARGUMENT);
+    for (const uri of ['../x', 'a/b', '.', '..', ''])
+      expect(
+        codeOf(() => state.checkTargetRequest({ bundleName: A, uri })),
+        uri,
+      ).toBe(ErrorCode.INVALID_ARGUMENT);
     expect(codeOf(() => state.checkTargetRequest({ bundleName: 'com.unknown', uri: 'x' }))).toBe(ErrorCode.INVALID_ARGUMENT);
     state.requestTarget({ bundleName: A, uri: 'x' });
     expect(codeOf(() => state.checkTargetRequest({ bundleName: A, uri: 'x' }))).toBe(ErrorCode.INVALID_ARGUMENT);
@@ -226,7 +244,9 @@ describe('SessionState: scheduling', () => {
     const state = session('backup', [{ bundleName: A }, { bundleName: B, targetBundle: 'com.device.b' }], new Map([['com.device.b', conflict]]));
     expect(state.slot(B)!.request.rejected).toEqual(conflict);
     expect(state.slot(A)!.request.rejected).toBeUndefined();
-    expect(state.toClaim([{ bundleName: A }, { bundleName: 'com.new', targetBundle: 'com.dev' }, { bundleName: 'com.r', rejected: conflict }])).toEqual(['com.dev']);
+    expect(state.toClaim([{ bundleName: A }, { bundleName: 'com.new', targetBundle: 'com.dev' }, { bundleName: 'com.r', rejected: conflict }])).toEqual([
+      'com.dev',
+    ]);
     expect(codeOf(() => state.checkAppend())).toBe(ErrorCode.NOT_PERMITTED);
     state.release();
     expect(codeOf(() => state.checkAppend())).toBe(ErrorCode.NOT_PERMITTED);

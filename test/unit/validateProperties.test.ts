@@ -134,7 +134,11 @@ describe('module functions', () => {
 
   it('getLocalCapabilities(dataList): 401 at once unless IncrementalBackupTime[] (≤ 10 000, names, times ≥ 0)', () => {
     const entry = fc.record({ bundleName: anyName, lastIncrementalTime: anyNumber, extra: anything }, { requiredKeys: [] });
-    const dataList = fc.oneof(fc.array(entry, { maxLength: 4 }), fc.array(fc.record({ bundleName: validName, lastIncrementalTime: fc.nat() }), { maxLength: 3 }), anything);
+    const dataList = fc.oneof(
+      fc.array(entry, { maxLength: 4 }),
+      fc.array(fc.record({ bundleName: validName, lastIncrementalTime: fc.nat() }), { maxLength: 3 }),
+      anything,
+    );
     fc.assert(
       fc.property(dataList, (list) => {
         fc.pre(typeof list !== 'function' && list !== undefined); // those are the callback and plain forms
@@ -203,10 +207,15 @@ describe('session methods', () => {
   it('SessionBackup.appendBundles: 401 unless 1–10 000 bundle names, infos JSON-object strings (no more than the names), ≤ 1 MiB in all', () => {
     fc.assert(
       fc.property(anyBundleList, anyInfos, (list, infos) => {
-        const valid = okBundleList(list) && okInfos(infos, (list as unknown[]).length) && bytes([...(list as unknown[]), ...((infos as unknown[]) ?? [])]) <= 1024 * 1024;
+        const valid =
+          okBundleList(list) && okInfos(infos, (list as unknown[]).length) && bytes([...(list as unknown[]), ...((infos as unknown[]) ?? [])]) <= 1024 * 1024;
         const arg = !okBundleList(list) ? 'bundlesToBackup' : !okInfos(infos, (list as unknown[]).length) ? 'infos' : 'bundlesToBackup and infos';
         // A fresh session each time: the first accepted call would make later ones 13900001.
-        expect401Unless(valid, () => new backup.SessionBackup(callbacks(), { attachTo: 'never-bound' }).appendBundles(list as string[], infos as string[]), arg);
+        expect401Unless(
+          valid,
+          () => new backup.SessionBackup(callbacks(), { attachTo: 'never-bound' }).appendBundles(list as string[], infos as string[]),
+          arg,
+        );
       }),
       { ...RUNS, numRuns: 100 },
     );
@@ -215,8 +224,16 @@ describe('session methods', () => {
   it('IncrementalBackupSession.appendBundles: 401 unless IncrementalBackupData[] (times ≥ 0, integer fds and priorities, parameters a JSON string ≤ 120 KiB)', () => {
     const params = fc.oneof(jsonObjectString, fc.constantFrom('{', 'not json', 'a\0b', `"${'x'.repeat(130 * 1024)}"`, '"ok"'), anything);
     const entry = fc.oneof(
-      fc.record({ bundleName: anyName, lastIncrementalTime: anyNumber, manifestFd: anyNumber, parameters: params, priority: anyNumber, extra: anything }, { requiredKeys: [] }),
-      fc.record({ bundleName: validName, lastIncrementalTime: fc.constant(0), manifestFd: fc.constant(-1), priority: fc.option(fc.integer(), { nil: undefined }) }),
+      fc.record(
+        { bundleName: anyName, lastIncrementalTime: anyNumber, manifestFd: anyNumber, parameters: params, priority: anyNumber, extra: anything },
+        { requiredKeys: [] },
+      ),
+      fc.record({
+        bundleName: validName,
+        lastIncrementalTime: fc.constant(0),
+        manifestFd: fc.constant(-1),
+        priority: fc.option(fc.integer(), { nil: undefined }),
+      }),
       anything,
     );
     const okEntry = (e: unknown) =>
@@ -260,7 +277,23 @@ describe('session methods', () => {
   it('getFileHandle / publishFile: 401 unless {bundleName, uri: string}; then 13900020 for a uri that is a path, has other characters or is over 255 long', async () => {
     const uri = fc.oneof(
       fc.stringMatching(/^[0-9A-Za-z_.]{1,40}$/),
-      fc.constantFrom('', '.', '..', '../x', 'a/b', '/etc/passwd', 'a\0b', 'ü.tar', 'part.0.tar', 'manage.json', 'a'.repeat(255), 'a'.repeat(256), 'a'.repeat(1_000_000), 'a b', 'a\\b'),
+      fc.constantFrom(
+        '',
+        '.',
+        '..',
+        '../x',
+        'a/b',
+        '/etc/passwd',
+        'a\0b',
+        'ü.tar',
+        'part.0.tar',
+        'manage.json',
+        'a'.repeat(255),
+        'a'.repeat(256),
+        'a'.repeat(1_000_000),
+        'a b',
+        'a\\b',
+      ),
       fc.string({ unit: 'binary', maxLength: 30 }),
     );
     const meta = fc.oneof(
@@ -297,7 +330,11 @@ describe('session methods', () => {
           if (okBundleName(name)) expect(s.cancel(name as string)).toBe(13500012);
           expect401Unless(okBundleName(name), () => s.cleanBundleTempDir(name as string), 'bundleName');
           const okExt = typeof extInfo === 'string' && extInfo.length <= 1024 * 1024;
-          expect401Unless(okBundleName(name) && okExt, () => s.getCompatibilityInfo(name as string, extInfo as string), okBundleName(name) ? 'extInfo' : 'bundleName');
+          expect401Unless(
+            okBundleName(name) && okExt,
+            () => s.getCompatibilityInfo(name as string, extInfo as string),
+            okBundleName(name) ? 'extInfo' : 'bundleName',
+          );
         }
       }),
       RUNS,
@@ -396,7 +433,9 @@ describe('capability files, as fds of real files', () => {
       for (const fd of [closed, dir, writeOnly, huge, zero]) {
         const err = thrown(() => readCapabilityFile(fd));
         expect(err?.code, `fd ${fd}`).toBe(13900020);
-        expect(err!.message).toMatch(/^Invalid argument: the capability file \(fd \d+\) (cannot be read: E[A-Z]+|is not a regular file|is 67108865 bytes; at most 67108864)$/);
+        expect(err!.message).toMatch(
+          /^Invalid argument: the capability file \(fd \d+\) (cannot be read: E[A-Z]+|is not a regular file|is 67108865 bytes; at most 67108864)$/,
+        );
       }
     } finally {
       for (const fd of [dir, writeOnly, huge, zero]) closeSync(fd);

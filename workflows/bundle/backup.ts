@@ -2,13 +2,7 @@
  * One child workflow per bundle of a backup session: check the bundle, run
  * its backup hook, pack it, hand its files over under the send rate.
  */
-import {
-  condition,
-  proxyActivities,
-  proxyLocalActivities,
-  setCurrentDetails,
-  setHandler,
-} from '@temporalio/workflow';
+import { condition, proxyActivities, proxyLocalActivities, setCurrentDetails, setHandler } from '@temporalio/workflow';
 import { sendRateQuery, toolBegunSignal, updateSendRateSignal } from '../../common/messages.js';
 import type { createActivities } from '../../activities/index.js';
 import { DEFAULTS, processJson } from '../../common/session.js';
@@ -66,7 +60,14 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
         }
         setCurrentDetails(`handing over from file ${next} of ${packed.handOver}`);
         // The rate as this workflow holds it now (after toolBegun it includes the tool's own): saves the activity a first query.
-        const handedOver = await handOverFiles({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName, from: next, kind: input.kind, sendRate });
+        const handedOver = await handOverFiles({
+          sessionId: input.sessionId,
+          sessionWorkflowId: input.sessionWorkflowId,
+          bundleName,
+          from: next,
+          kind: input.kind,
+          sendRate,
+        });
         next = handedOver.next;
       }
       setCurrentDetails(`done: ${packed.files} files, ${packed.bytes} bytes`);

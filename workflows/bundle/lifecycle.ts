@@ -59,11 +59,7 @@ class DeadlinePassed extends Error {}
  * `work` runs and returns the onResultReport string. `cleanUp` drops the
  * bundle's half-made data after a failure.
  */
-export async function runBundleLifecycle(
-  input: BundleWorkflowInput,
-  work: (ctx: BundleWork) => Promise<string>,
-  cleanUp: () => Promise<void>,
-): Promise<void> {
+export async function runBundleLifecycle(input: BundleWorkflowInput, work: (ctx: BundleWork) => Promise<string>, cleanUp: () => Promise<void>): Promise<void> {
   const { bundleName } = input.request;
   const session = getExternalWorkflowHandle(input.sessionWorkflowId);
   const report = (...events: EventBody[]) => session.signal(bundleEventsSignal, events);

@@ -32,11 +32,23 @@ export async function bundleRestoreWorkflow(input: BundleWorkflowInput): Promise
       setCurrentDetails('verifying and applying');
       const applied = await applyRestoreData({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName: target });
       // The bundle's own restore hook runs once its data is in place, under the deadline.
-      const hookOutput = await runPreferredHook(hooks, 'restore', { sessionWorkflowId: input.sessionWorkflowId, bundleName: target, input: input.request.info });
+      const hookOutput = await runPreferredHook(hooks, 'restore', {
+        sessionWorkflowId: input.sessionWorkflowId,
+        bundleName: target,
+        input: input.request.info,
+      });
       setCurrentDetails(`done: ${applied.files} files, ${applied.bytes} bytes into ${applied.appliedTo}`);
       return (
         hookOutput ||
-        JSON.stringify({ bundleName, targetBundle: target, files: applied.files, dirs: applied.dirs, bytes: applied.bytes, appliedTo: applied.appliedTo, durationMs: Date.now() - startedAt })
+        JSON.stringify({
+          bundleName,
+          targetBundle: target,
+          files: applied.files,
+          dirs: applied.dirs,
+          bytes: applied.bytes,
+          appliedTo: applied.appliedTo,
+          durationMs: Date.now() - startedAt,
+        })
       );
     },
     () => cleanRestoreSession({ sessionId: input.sessionId, bundleName: target }),

@@ -330,7 +330,9 @@ export class SessionState {
 
   /** The UI's current details (Markdown): one list item per bundle. */
   details(): string {
-    return this.slots.map((b) => `- \`${b.bundleName}\`: ${b.state}, ${b.files} files, ${b.bytes} bytes${b.error ? ` (error ${b.error.code})` : ''}`).join('\n');
+    return this.slots
+      .map((b) => `- \`${b.bundleName}\`: ${b.state}, ${b.files} files, ${b.bytes} bytes${b.error ? ` (error ${b.error.code})` : ''}`)
+      .join('\n');
   }
 
   toCarried(): CarriedState {

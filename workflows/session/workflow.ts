@@ -137,7 +137,10 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   );
   setHandler(ackSignal, (seq) => session.log.ack(seq));
   setHandler(deliveryStoppedSignal, (stop) => {
-    if (session.deliveryStopped(stop)) void child(stop.bundleName).cancel().catch(() => undefined);
+    if (session.deliveryStopped(stop))
+      void child(stop.bundleName)
+        .cancel()
+        .catch(() => undefined);
   });
   setHandler(bundleEventsSignal, (bodies) => {
     for (const body of bodies) session.accept(body);
@@ -153,7 +156,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     const target = slot.request.targetBundle && slot.request.targetBundle !== slot.bundleName ? ` into ${slot.request.targetBundle}` : '';
     await startChild(input.kind === 'restore' ? bundleRestoreWorkflow : bundleBackupWorkflow, {
       workflowId: bundleWorkflowId(input.sessionId, slot.bundleName),
-      args: [{ sessionId: input.sessionId, sessionWorkflowId: workflowInfo().workflowId, kind: input.kind, request: slot.request, published: publishedAtStart }],
+      args: [
+        { sessionId: input.sessionId, sessionWorkflowId: workflowInfo().workflowId, kind: input.kind, request: slot.request, published: publishedAtStart },
+      ],
       // The session may continue-as-new while children run; it stops them itself on release.
       parentClosePolicy: ParentClosePolicy.ABANDON,
       taskQueue: input.deviceTaskQueue,
@@ -178,7 +183,10 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
 
   // release: stop what runs, report what never started, clean the session's temp data.
   for (const slot of session.slots) {
-    if (slot.state === 'running') await child(slot.bundleName).cancel().catch(() => undefined);
+    if (slot.state === 'running')
+      await child(slot.bundleName)
+        .cancel()
+        .catch(() => undefined);
   }
   await condition(() => session.running().length === 0, '2 minutes');
   session.markNotStarted();

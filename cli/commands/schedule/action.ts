@@ -16,7 +16,13 @@ Connection: TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TEMPO
 Exit codes: 0 done; 1 failed (no such schedule, it already exists, the service is unreachable); 2 wrong usage.`;
 
 /** Runs one schedule operation: prints its result, maps its failures to exit codes, and closes the connection. */
-export async function scheduleAction<T>(cmd: Command, json: boolean | undefined, fn: () => Promise<T>, print: (r: T) => string, exitCode: (r: T) => number = () => EXIT.ok): Promise<void> {
+export async function scheduleAction<T>(
+  cmd: Command,
+  json: boolean | undefined,
+  fn: () => Promise<T>,
+  print: (r: T) => string,
+  exitCode: (r: T) => number = () => EXIT.ok,
+): Promise<void> {
   let usage: string | undefined;
   try {
     const r = await fn();
@@ -27,7 +33,8 @@ export async function scheduleAction<T>(cmd: Command, json: boolean | undefined,
     else {
       process.exitCode = EXIT.failed;
       if (err instanceof ScheduleError) console.error(`ohbackup schedule: ${err.message}`);
-      else if (isConnectFailure(err)) console.error(unreachableMessage(temporalTarget().connectionOptions.address ?? DEFAULT_TEMPORAL_ADDRESS, (err as Error).message));
+      else if (isConnectFailure(err))
+        console.error(unreachableMessage(temporalTarget().connectionOptions.address ?? DEFAULT_TEMPORAL_ADDRESS, (err as Error).message));
       else console.error(`ohbackup schedule: ${toBusinessError(err).message}`);
     }
   } finally {

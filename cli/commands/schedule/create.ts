@@ -17,7 +17,10 @@ export function registerScheduleCreate(schedule: Command): void {
         'backup that keeps manifests), so the sets form a chain that `ohbackup restore --from <newest>` restores in order.',
     )
     .argument('<id>', 'the schedule ID (letters, digits, ".", "_", "-")')
-    .requiredOption('--dest <dir>', 'destination folder for the backup sets, as the device worker sees it (relative paths are made absolute here; created if missing)')
+    .requiredOption(
+      '--dest <dir>',
+      'destination folder for the backup sets, as the device worker sees it (relative paths are made absolute here; created if missing)',
+    )
     .option('--bundles <list>', 'comma-separated bundles to back up (default: every bundle the device reports as backup-able at run time)')
     .option('--cron <expr>', 'when to run, as a cron expression in --timezone, e.g. "0 2 * * *" (02:00 every day); give --cron or --every')
     .option('--every <interval>', 'run at this interval, e.g. 24h, 30m, 1d12h (at least 1s); give --cron or --every')
@@ -40,17 +43,35 @@ ${CONNECTION_HELP} An existing ID fails with exit 1.`,
     .action(
       async (
         id: string,
-        o: { dest: string; bundles?: string; cron?: string; every?: string; timezone?: string; incremental?: boolean; rate?: number; taskQueue?: string; paused?: boolean; note?: string; json?: boolean },
+        o: {
+          dest: string;
+          bundles?: string;
+          cron?: string;
+          every?: string;
+          timezone?: string;
+          incremental?: boolean;
+          rate?: number;
+          taskQueue?: string;
+          paused?: boolean;
+          note?: string;
+          json?: boolean;
+        },
         cmd: Command,
       ) => {
         checkId(cmd, id);
         if (o.dest.trim() === '') usageError(cmd, '--dest needs a folder.');
-        if ((o.cron === undefined) === (o.every === undefined)) usageError(cmd, 'give the times of the runs with exactly one of --cron "0 2 * * *" and --every 24h.');
-        if (o.every !== undefined && parseInterval(o.every) === undefined) usageError(cmd, `--every "${o.every}" is not an interval like 24h, 30m or 1d12h (at least 1s).`);
+        if ((o.cron === undefined) === (o.every === undefined))
+          usageError(cmd, 'give the times of the runs with exactly one of --cron "0 2 * * *" and --every 24h.');
+        if (o.every !== undefined && parseInterval(o.every) === undefined)
+          usageError(cmd, `--every "${o.every}" is not an interval like 24h, 30m or 1d12h (at least 1s).`);
         if (o.timezone !== undefined && o.cron === undefined) usageError(cmd, '--timezone applies to --cron only.');
-        const bundles = o.bundles?.split(',').map((b) => b.trim()).filter(Boolean);
+        const bundles = o.bundles
+          ?.split(',')
+          .map((b) => b.trim())
+          .filter(Boolean);
         if (o.bundles !== undefined && !bundles?.length) usageError(cmd, '--bundles needs at least one bundle name.');
-        for (const b of bundles ?? []) if (!BundleNameArg.safeParse(b).success) usageError(cmd, `--bundles: "${b}" is not a bundle name (like com.example.notes).`);
+        for (const b of bundles ?? [])
+          if (!BundleNameArg.safeParse(b).success) usageError(cmd, `--bundles: "${b}" is not a bundle name (like com.example.notes).`);
         await scheduleAction(
           cmd,
           o.json,

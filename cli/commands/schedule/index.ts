@@ -37,7 +37,9 @@ ${CONNECTION_HELP}`,
   schedule
     .command('list')
     .summary('list the schedules: times, state, next run, last run and its result')
-    .description('List the ohbackup schedules of the namespace: times, state, next run, and the last run with its result. New schedules can take a moment to appear (Temporal lists them eventually consistently).')
+    .description(
+      'List the ohbackup schedules of the namespace: times, state, next run, and the last run with its result. New schedules can take a moment to appear (Temporal lists them eventually consistently).',
+    )
     .option('--json', 'print one JSON array (scheduleId, when, paused, note, request, nextRun, lastRun)')
     .addHelpText('after', `\nExamples:\n  $ ohbackup schedule list\n  $ ohbackup schedule list --json\n${CONNECTION_HELP}`)
     .action(async (o: { json?: boolean }, cmd: Command) => {
@@ -62,7 +64,9 @@ ${CONNECTION_HELP}`,
   schedule
     .command('describe')
     .summary('show a schedule: next run times, recent runs and their results')
-    .description('Show one schedule: its times, what each run backs up, the next run times, and the recent runs with their results (set, files, bytes, outcome).')
+    .description(
+      'Show one schedule: its times, what each run backs up, the next run times, and the recent runs with their results (set, files, bytes, outcome).',
+    )
     .argument('<id>', 'the schedule ID')
     .option('--json', 'print one JSON object (when, paused, request, nextRuns, recentRuns with each summary, running, uiUrl, ...)')
     .addHelpText('after', `\nExamples:\n  $ ohbackup schedule describe nightly\n  $ ohbackup schedule describe nightly --json\n${CONNECTION_HELP}`)
@@ -72,7 +76,12 @@ ${CONNECTION_HELP}`,
     });
 
   for (const [name, fn, summary, description] of [
-    ['pause', pauseSchedule, 'pause a schedule (no run starts until unpause)', 'Pause a schedule: no run starts until `schedule unpause` (a run in progress goes on; `schedule trigger` still starts one).'],
+    [
+      'pause',
+      pauseSchedule,
+      'pause a schedule (no run starts until unpause)',
+      'Pause a schedule: no run starts until `schedule unpause` (a run in progress goes on; `schedule trigger` still starts one).',
+    ],
     ['unpause', unpauseSchedule, 'resume a paused schedule', 'Resume a paused schedule: runs start again at their times (missed ones are not made up).'],
   ] as const) {
     schedule
@@ -82,10 +91,18 @@ ${CONNECTION_HELP}`,
       .argument('<id>', 'the schedule ID')
       .option('--note <text>', `why, kept with the schedule and shown by describe (default: "${name}d with ohbackup schedule ${name}")`)
       .option('--json', 'print the schedule as one JSON object (as `schedule describe --json`)')
-      .addHelpText('after', `\nExamples:\n  $ ohbackup schedule ${name} nightly\n  $ ohbackup schedule ${name} nightly --note "disk maintenance"\n${CONNECTION_HELP}`)
+      .addHelpText(
+        'after',
+        `\nExamples:\n  $ ohbackup schedule ${name} nightly\n  $ ohbackup schedule ${name} nightly --note "disk maintenance"\n${CONNECTION_HELP}`,
+      )
       .action(async (id: string, o: { note?: string; json?: boolean }, cmd: Command) => {
         checkId(cmd, id);
-        await scheduleAction(cmd, o.json, () => fn(id, o.note), (v) => `Schedule ${v.scheduleId} ${v.paused ? 'paused' : 'active'}.`);
+        await scheduleAction(
+          cmd,
+          o.json,
+          () => fn(id, o.note),
+          (v) => `Schedule ${v.scheduleId} ${v.paused ? 'paused' : 'active'}.`,
+        );
       });
   }
 
@@ -94,7 +111,7 @@ ${CONNECTION_HELP}`,
     .summary('start a run now (skipped while one is in progress); --wait for its result')
     .description(
       'Start a run of the schedule now, also when it is paused. Skipped, like a due run, while a run is in progress (exit 1). ' +
-        'Prints the run\'s workflow ID; with --wait, waits for the run to end and prints its backup set and every bundle\'s outcome.',
+        "Prints the run's workflow ID; with --wait, waits for the run to end and prints its backup set and every bundle's outcome.",
     )
     .argument('<id>', 'the schedule ID')
     .option('--wait', 'wait for the run to end; the exit code is then its outcome (0 every bundle done, 3 some, 1 none)')
