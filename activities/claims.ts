@@ -7,8 +7,8 @@ import { Context } from '@temporalio/activity';
 import { WithStartWorkflowOperation } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import { bundleClaimWorkflowId } from '../common/deviceKey.js';
-import type { bundleClaimWorkflow } from '../workflows/bundleClaimWorkflow.js';
-import { claimBundlesUpdate, releaseBundleClaimsUpdate, type ClaimAnswer } from '../common/messages.js';
+
+import { claimBundlesUpdate, releaseBundleClaimsUpdate, type BundleClaimWorkflow, type ClaimAnswer } from '../common/messages.js';
 
 export function createClaimActivities() {
   return {
@@ -25,7 +25,7 @@ export function createClaimActivities() {
       claimId: string;
     }): Promise<ClaimAnswer> {
       const { client } = Context.current();
-      const start = new WithStartWorkflowOperation<typeof bundleClaimWorkflow>('bundleClaimWorkflow', {
+      const start = new WithStartWorkflowOperation<BundleClaimWorkflow>('bundleClaimWorkflow', {
         workflowId: bundleClaimWorkflowId(input.deviceKey),
         taskQueue: input.taskQueue,
         args: [{ deviceKey: input.deviceKey }],

@@ -11,7 +11,7 @@ import type { Client } from '@temporalio/client';
 import { BusinessError } from '../common/businessError.js';
 import { CapabilitiesSchema, type Capabilities } from '../common/capabilities.js';
 import { ErrorCode } from '../common/errors.js';
-import type { capabilitiesWorkflow } from '../workflows/deviceRequestWorkflows.js';
+import type { CapabilitiesWorkflow } from '../common/messages.js';
 import type { FileData, IncrementalBackupTime } from './types.js';
 
 const openFd = promisify(open);
@@ -20,7 +20,7 @@ const openFd = promisify(open);
 export const MAX_CAPABILITY_FILE_BYTES = 64 * 1024 * 1024;
 
 export async function openCapabilities(client: Client, taskQueue: string, only?: IncrementalBackupTime[]): Promise<FileData> {
-  const path = await client.workflow.execute<typeof capabilitiesWorkflow>('capabilitiesWorkflow', {
+  const path = await client.workflow.execute<CapabilitiesWorkflow>('capabilitiesWorkflow', {
     taskQueue,
     workflowId: `ohbackup-capabilities-${randomUUID()}`,
     args: [{ only: only?.map((b) => ({ bundleName: b.bundleName, lastIncrementalTime: b.lastIncrementalTime })) }],

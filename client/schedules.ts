@@ -26,7 +26,7 @@ import {
   type ScheduledBackupRequest,
   type ScheduledBackupSummary,
 } from '../common/scheduledBackup.js';
-import type { scheduledBackupWorkflow } from '../workflows/scheduledBackupWorkflow.js';
+import type { ScheduledBackupWorkflow } from '../common/messages.js';
 import { getClient, taskQueue as defaultTaskQueue } from './connection.js';
 
 /** Why a schedule operation was refused: `notFound` / `exists` (exit 1), `invalid` (wrong usage, exit 2). */
@@ -173,7 +173,7 @@ export async function createSchedule(opts: CreateScheduleOptions): Promise<Sched
   const client = await getClient();
   const queue = opts.taskQueue ?? defaultTaskQueue();
   await guard(opts.scheduleId, () =>
-    client.schedule.create<typeof scheduledBackupWorkflow>({
+    client.schedule.create<ScheduledBackupWorkflow>({
       scheduleId: opts.scheduleId,
       spec,
       action: {

@@ -6,7 +6,9 @@
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { ErrorInfo } from './errors.js';
-import type { BundleOutcome, BundleRequest, EventBody, EventsPage } from './session.js';
+import type { HookName } from './device.js';
+import type { ScheduledBackupRequest, ScheduledBackupSummary } from './scheduledBackup.js';
+import type { BundleOutcome, BundleRequest, EventBody, EventsPage, SessionKind, SessionResult } from './session.js';
 
 // ---- The session workflow (one per session) ----
 
@@ -75,3 +77,37 @@ export const claimBundlesUpdate = defineUpdate<ClaimAnswer, [ClaimRequest]>('cla
 /** Releases every claim of a session; answers how many it held. */
 export const releaseBundleClaimsUpdate = defineUpdate<number, [string]>('releaseBundleClaims');
 export const bundleClaimsQuery = defineQuery<Record<string, string>>('claims');
+
+// ---- The workflows other sides start by name ----
+// Their signatures live here so the tool and the activities start them without importing workflow code
+// (which imports the activities' types back: a circle). Each workflow is declared with its type below.
+
+/** What the tool gives a session workflow when it starts it. */
+export interface SessionStart {
+  sessionId: string;
+  kind: SessionKind;
+  maxConcurrentBundles?: number;
+  /** Keep the ohbackup search attributes up to date (they must be registered on the namespace). */
+  searchAttributes?: boolean;
+  /**
+   * A session that names a device: that device's own task queue. Its bundle
+   * children and every activity that touches the device's files run there;
+   * the session workflow stays on its own queue. Absent: everything runs on
+   * the session's queue.
+   */
+  deviceTaskQueue?: string;
+}
+export type SessionWorkflow = (input: SessionStart) => Promise<SessionResult>;
+
+export interface BundleClaimInput {
+  deviceKey: string;
+  /** Set only by continue-as-new: bundle name → workflow ID of the session holding it. */
+  claims?: Record<string, string>;
+}
+export type BundleClaimWorkflow = (input: BundleClaimInput) => Promise<void>;
+
+/** The capability file of the device (or of the listed bundles); answers the file's path on the device. */
+export type CapabilitiesWorkflow = (input: { only?: Array<{ bundleName: string; lastIncrementalTime: number }> }) => Promise<string>;
+export type BundleHookWorkflow = (input: { bundleName: string; hook: HookName; input?: string; timeoutMs: number }) => Promise<string>;
+export type CleanBundleTempWorkflow = (input: { bundleName: string }) => Promise<boolean>;
+export type ScheduledBackupWorkflow = (request: ScheduledBackupRequest) => Promise<ScheduledBackupSummary>;

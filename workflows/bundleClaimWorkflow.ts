@@ -13,14 +13,15 @@
  * with a long history it continues as new.
  */
 import { allHandlersFinished, condition, continueAsNew, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
-import { bundleClaimsQuery, claimBundlesUpdate, releaseBundleClaimsUpdate, type ClaimAnswer } from '../common/messages.js';
+import {
+  bundleClaimsQuery,
+  claimBundlesUpdate,
+  releaseBundleClaimsUpdate,
+  type BundleClaimInput,
+  type BundleClaimWorkflow,
+  type ClaimAnswer,
+} from '../common/messages.js';
 import type { createActivities } from '../activities/index.js';
-
-export interface BundleClaimInput {
-  deviceKey: string;
-  /** Set only by continue-as-new: bundle name → workflow ID of the session holding it. */
-  claims?: Record<string, string>;
-}
 
 const claimActivities = proxyActivities<ReturnType<typeof createActivities>>({
   startToCloseTimeout: '15 seconds',
@@ -100,3 +101,5 @@ export async function bundleClaimWorkflow(input: BundleClaimInput): Promise<void
     }
   }
 }
+
+void (bundleClaimWorkflow satisfies BundleClaimWorkflow);

@@ -6,6 +6,7 @@
  */
 import { ApplicationFailure, proxyActivities, setCurrentDetails, workflowInfo } from '@temporalio/workflow';
 import type { createActivities } from '../activities/index.js';
+import type { ScheduledBackupWorkflow } from '../common/messages.js';
 import { SCHEDULED_BACKUP_FAILED, scheduledSetName, type ScheduledBackupRequest, type ScheduledBackupSummary } from '../common/scheduledBackup.js';
 
 const { runScheduledBackup } = proxyActivities<ReturnType<typeof createActivities>>({
@@ -34,3 +35,5 @@ export async function scheduledBackupWorkflow(request: ScheduledBackupRequest): 
   }
   return summary;
 }
+
+void (scheduledBackupWorkflow satisfies ScheduledBackupWorkflow);

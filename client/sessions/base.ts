@@ -9,7 +9,6 @@ import { BusinessError } from '../../common/businessError.js';
 import { OhbackupKind, OhbackupState } from '../../common/searchAttributes.js';
 import { ErrorCode } from '../../common/errors.js';
 import type { SessionKind, SessionResult } from '../../common/session.js';
-import type { sessionWorkflow } from '../../workflows/index.js';
 import {
   appendBundlesUpdate,
   cancelBundleUpdate,
@@ -18,6 +17,7 @@ import {
   getBackupDataSizeUpdate,
   releaseUpdate,
   type AppendRequest,
+  type SessionWorkflow,
 } from '../../common/messages.js';
 import { z } from 'zod';
 import { DeviceIdSchema, workerTaskQueue } from '../../common/deviceQueue.js';
@@ -82,7 +82,7 @@ export abstract class SessionBase implements OpenSession {
   protected released = false;
   private bound?: { pump: EventPump };
   private signals: Promise<void> = Promise.resolve();
-  private readonly ready: Promise<{ client: Client; handle: WorkflowHandle<typeof sessionWorkflow>; pump: EventPump }>;
+  private readonly ready: Promise<{ client: Client; handle: WorkflowHandle<SessionWorkflow>; pump: EventPump }>;
 
   private readonly options: SessionOptions;
 
@@ -108,10 +108,10 @@ export abstract class SessionBase implements OpenSession {
   private async bind(kind: SessionKind) {
     const client = this.options.client ?? (await getClient());
     let startAfter = 0;
-    let handle: WorkflowHandle<typeof sessionWorkflow>;
+    let handle: WorkflowHandle<SessionWorkflow>;
     if (!this.options.attachTo) {
       const o = this.options;
-      handle = await client.workflow.start<typeof sessionWorkflow>('sessionWorkflow', {
+      handle = await client.workflow.start<SessionWorkflow>('sessionWorkflow', {
         workflowId: this.sessionId,
         taskQueue: this.taskQueue,
         args: [
@@ -138,7 +138,7 @@ export abstract class SessionBase implements OpenSession {
           : {}),
       });
     } else {
-      handle = client.workflow.getHandle<typeof sessionWorkflow>(this.sessionId);
+      handle = client.workflow.getHandle<SessionWorkflow>(this.sessionId);
       // Resume after what an earlier tool acknowledged, or delivered if it kept a cursor.
       startAfter = Math.max((await handle.query(eventsQuery, 0, 0)).acked, await readCursor(this.options.cursorFile));
     }

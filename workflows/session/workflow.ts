@@ -33,29 +33,19 @@ import {
   publishFileUpdate,
   publishSignal,
   releaseUpdate,
+  type SessionStart,
+  type SessionWorkflow,
 } from '../../common/messages.js';
 import type { createActivities } from '../../activities/index.js';
 import { FAILURE_TYPE } from '../../common/errors.js';
-import { DEFAULTS, bundleWorkflowId, type SessionKind, type SessionResult } from '../../common/session.js';
+import { DEFAULTS, bundleWorkflowId, type SessionResult } from '../../common/session.js';
 import { searchableBundles } from '../../common/searchAttributes.js';
 import { bundleBackupWorkflow } from '../bundle/backup.js';
 import { bundleRestoreWorkflow } from '../bundle/restore.js';
 import { claimSessionBundles, releaseSessionBundles } from './claims.js';
 import { SessionState, deviceBundleOf, type BundleSlot, type CarriedState } from './state.js';
 
-export interface SessionInput {
-  sessionId: string;
-  kind: SessionKind;
-  maxConcurrentBundles?: number;
-  /** Keep the ohbackup search attributes up to date (they must be registered on the namespace). */
-  searchAttributes?: boolean;
-  /**
-   * A session that names a device: that device's own task queue. Its bundle
-   * children and every activity that touches the device's files run there;
-   * the session workflow stays on its own queue. Absent: everything runs on
-   * the session's queue.
-   */
-  deviceTaskQueue?: string;
+export interface SessionInput extends SessionStart {
   /** Set only by continue-as-new. */
   carried?: CarriedState;
 }
@@ -198,3 +188,6 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   if (session.slots.some((b) => !b.request.rejected)) await releaseSessionBundles(input.deviceTaskQueue);
   return { sessionId: input.sessionId, kind: input.kind, bundles: session.outcomes(), trailingEvents: session.log.unacked() };
 }
+
+// The tool starts it by name with this signature (common/messages.ts); this keeps the two the same.
+void (sessionWorkflow satisfies SessionWorkflow);
