@@ -147,8 +147,9 @@ describe('hooks that misbehave', () => {
     }
     const [p0, p1, p2] = peaks.map((p) => Math.round(p / MiB));
     console.log(`worker peak RSS: ${p0} MiB, after 120 MB of hook output ${p1} MiB, after 480 MB more ${p2} MiB`);
-    // Output is dropped as it arrives: four times as much does not raise the peak (what garbage costs is bounded by the GC).
-    expect(peaks[2]! - peaks[1]!).toBeLessThan(32 * MiB);
+    // Output is dropped as it arrives: 480 MB more does not raise the peak by anything like it (kept output would add
+    // hundreds of MiB; what garbage costs is bounded by the GC, and differs between Node versions).
+    expect(peaks[2]! - peaks[1]!).toBeLessThan(96 * MiB);
     expect(peaks[1]! - peaks[0]!).toBeLessThan(128 * MiB);
   });
 });
@@ -157,7 +158,7 @@ describe('updateTimer reaches a running hook', () => {
   it('onRestore: a deadline extended while the hook runs past the old one lets the hook finish and the bundle succeed', async () => {
     const setDir = path.join(root, 'set-extend-restore');
     const backedUp = await runBackup({ out: setDir, bundles: [EXTEND_RESTORE] });
-    expect(backedUp.exitCode, JSON.stringify(backedUp.bundles)).toBe(0);
+    expect(backedUp.outcome, JSON.stringify(backedUp.bundles)).toBe('done');
     const rec = new Recorder(undefined, { observer: true });
     const restoring = restoreFromSet({
       from: setDir,
