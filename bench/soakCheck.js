@@ -7,6 +7,7 @@ import { loadBundle } from '../dist/engine/device.js';
 import { readManifest } from '../dist/engine/formats/manifest.js';
 import { readManageIndex } from '../dist/engine/formats/manageIndex.js';
 import { walkBundle } from '../dist/engine/walk.js';
+import { mulberry32 } from '../dist/engine/sampleDevice.js';
 import { bundlePaths } from '../dist/common/device.js';
 import { sha256File } from '../dist/client/sets/verify.js';
 
@@ -96,16 +97,10 @@ export async function checkIncrement(setDir, bundleName, snap) {
   return problems;
 }
 
-/** A small seeded PRNG (mulberry32) in [0, 1). */
+/** A small seeded PRNG in [0, 1): the sample device's mulberry32, scaled. */
 export function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
+  return () => next() / 4294967296;
 }
 
 async function regularFiles(dir, rel = '') {

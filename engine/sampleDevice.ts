@@ -59,7 +59,7 @@ interface BundlePlan {
 type Rng = () => number;
 
 /** mulberry32: tiny, fast, and good enough for test data; returns a uint32. */
-function mulberry32(seed: number): Rng {
+export function mulberry32(seed: number): Rng {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
