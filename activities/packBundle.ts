@@ -68,6 +68,7 @@ import {
   type Skipped,
 } from '../common/manageIndex.js';
 import type { ManifestEntry } from '../common/manifest.js';
+import { sliceEntryHeader } from '../engine/formats/sliceEntry.js';
 import { ManifestWriter } from './manifest.js';
 import { Pacer } from './pacer.js';
 import { specialKind, walkBundle, type WalkEntry, type WalkProfile } from './walkBundle.js';
@@ -299,7 +300,7 @@ class Slice {
   async addDir(e: WalkEntry): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       this.pack
-        .entry({ name: e.path, type: 'directory', mode: e.mode, mtime: new Date(e.mtimeMs) }, (err) =>
+        .entry(sliceEntryHeader({ path: e.path, kind: 'dir', size: 0, mode: e.mode, mtimeMs: e.mtimeMs }), (err) =>
           err ? reject(err) : resolve(),
         )
         .on('error', () => {}) // reported through the callback
@@ -321,7 +322,7 @@ class Slice {
     const hash = createHash('sha256');
     let sink!: ReturnType<tar.Pack['entry']>;
     const done = new Promise<void>((resolve, reject) => {
-      sink = this.pack.entry({ name: rel, type: 'file', size, mode, mtime: new Date(mtimeMs) }, (err) =>
+      sink = this.pack.entry(sliceEntryHeader({ path: rel, kind: 'file', size, mode, mtimeMs }), (err) =>
         err ? reject(err) : resolve(),
       );
     });
@@ -361,7 +362,7 @@ class Slice {
   async addBuffer(rel: string, data: Buffer, sha256: string, mode: number, mtimeMs: number, progress: Progress): Promise<void> {
     // The callback fires once the pack took the data, which waits for the slice file to drain: backpressure.
     await new Promise<void>((resolve, reject) => {
-      this.pack.entry({ name: rel, type: 'file', size: data.length, mode, mtime: new Date(mtimeMs) }, data, (err) => (err ? reject(err) : resolve()));
+      this.pack.entry(sliceEntryHeader({ path: rel, kind: 'file', size: data.length, mode, mtimeMs }), data, (err) => (err ? reject(err) : resolve()));
     });
     progress.add(1, data.length);
     this.#record({ path: rel, kind: 'file', size: data.length, mode, mtimeMs, sha256 });
