@@ -142,8 +142,30 @@ function redact(ctx: ResticContext, text: string): string {
   return raw === safe ? text : text.split(raw).join(safe);
 }
 
+/**
+ * Runs `fn` and, when restic finds the repository locked, removes stale locks
+ * (restic unlock: only locks of processes that are gone from this host, or
+ * older than restic's 30 minutes — a live lock is never removed) and runs it
+ * once more. A restic killed mid-run leaves its lock behind; this is how the
+ * next run gets past it. Lock conflicts come before restic writes or prints
+ * anything, so the retry repeats nothing.
+ */
+export async function withStaleLocksRemoved<T>(ctx: ResticContext, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (!(err instanceof RepositoryLocked)) throw err;
+    await runOnce(ctx, { args: ['unlock'] });
+    return fn();
+  }
+}
+
 /** Runs restic to its end; throws the mapped error unless the exit code is OK. */
 export async function runRestic(ctx: ResticContext, opts: RunOptions): Promise<RunResult> {
+  return withStaleLocksRemoved(ctx, () => runOnce(ctx, opts));
+}
+
+async function runOnce(ctx: ResticContext, opts: RunOptions): Promise<RunResult> {
   const child = spawnRestic(ctx, opts);
   const watched = watchRestic(ctx, child, opts.signal);
   let stdout = '';

@@ -5,11 +5,12 @@
  * stream (`restic dump --archive tar`), entry by entry.
  */
 import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import readline from 'node:readline';
 import tar from 'tar-stream';
 import { ResticFailed, SnapshotNotFound } from './errors.js';
-import { exitError, runRestic, spawnRestic, watchRestic, type ResticContext } from './resticProcess.js';
+import { exitError, runRestic, spawnRestic, watchRestic, withStaleLocksRemoved, type ResticContext } from './resticProcess.js';
 
 /** JSON files of a snapshot read into memory are at most this big (an index of a million entries fits). */
 const MAX_JSON_BYTES = 512 * 1024 * 1024;
@@ -36,17 +37,30 @@ export async function listStored(ctx: ResticContext, snapshotId: string, dir: st
 }
 
 /** Streams one stored file into `target` (created 0600, never over an existing file). */
-export async function dumpToFile(ctx: ResticContext, snapshotId: string, storedPath: string, target: string, signal?: AbortSignal): Promise<void> {
+export function dumpToFile(ctx: ResticContext, snapshotId: string, storedPath: string, target: string, signal?: AbortSignal): Promise<void> {
+  return withStaleLocksRemoved(ctx, () => dumpToFileOnce(ctx, snapshotId, storedPath, target, signal));
+}
+
+async function dumpToFileOnce(ctx: ResticContext, snapshotId: string, storedPath: string, target: string, signal?: AbortSignal): Promise<void> {
   const child = spawnRestic(ctx, { args: ['dump', snapshotId, storedPath], signal });
   const watched = watchRestic(ctx, child, signal);
   const written = pipeline(child.stdout, createWriteStream(target, { flags: 'wx', mode: 0o600 }));
-  const [r] = await Promise.all([watched.done, written.catch((err: unknown) => (child.kill('SIGTERM'), Promise.reject(err)))]);
-  const err = exitError(ctx, 'dump', r);
-  if (err) throw notFoundAsSnapshot(err, snapshotId, storedPath);
+  try {
+    const [r] = await Promise.all([watched.done, written.catch((err: unknown) => (child.kill('SIGTERM'), Promise.reject(err)))]);
+    const err = exitError(ctx, 'dump', r);
+    if (err) throw notFoundAsSnapshot(err, snapshotId, storedPath);
+  } catch (err) {
+    await rm(target, { force: true });
+    throw err;
+  }
 }
 
 /** One small stored file's text (JSON summaries and indexes). */
-export async function dumpText(ctx: ResticContext, snapshotId: string, storedPath: string, signal?: AbortSignal): Promise<string> {
+export function dumpText(ctx: ResticContext, snapshotId: string, storedPath: string, signal?: AbortSignal): Promise<string> {
+  return withStaleLocksRemoved(ctx, () => dumpTextOnce(ctx, snapshotId, storedPath, signal));
+}
+
+async function dumpTextOnce(ctx: ResticContext, snapshotId: string, storedPath: string, signal?: AbortSignal): Promise<string> {
   const child = spawnRestic(ctx, { args: ['dump', snapshotId, storedPath], signal });
   const watched = watchRestic(ctx, child, signal);
   const chunks: Buffer[] = [];
@@ -85,7 +99,17 @@ export interface TarEntry {
  * packer walks in). `visit` is awaited for each entry, which is backpressure
  * all the way to restic. Throws restic's error when the dump fails.
  */
-export async function dumpTree(
+export function dumpTree(
+  ctx: ResticContext,
+  snapshotId: string,
+  dir: string,
+  visit: (entry: TarEntry) => Promise<void>,
+  signal?: AbortSignal,
+): Promise<void> {
+  return withStaleLocksRemoved(ctx, () => dumpTreeOnce(ctx, snapshotId, dir, visit, signal));
+}
+
+async function dumpTreeOnce(
   ctx: ResticContext,
   snapshotId: string,
   dir: string,
@@ -123,7 +147,11 @@ export async function dumpTree(
 }
 
 /** Lines of a stored text file, streamed (manifests). */
-export async function dumpLines(ctx: ResticContext, snapshotId: string, storedPath: string, onLine: (line: string) => void, signal?: AbortSignal): Promise<void> {
+export function dumpLines(ctx: ResticContext, snapshotId: string, storedPath: string, onLine: (line: string) => void, signal?: AbortSignal): Promise<void> {
+  return withStaleLocksRemoved(ctx, () => dumpLinesOnce(ctx, snapshotId, storedPath, onLine, signal));
+}
+
+async function dumpLinesOnce(ctx: ResticContext, snapshotId: string, storedPath: string, onLine: (line: string) => void, signal?: AbortSignal): Promise<void> {
   const child = spawnRestic(ctx, { args: ['dump', snapshotId, storedPath], signal });
   const watched = watchRestic(ctx, child, signal);
   const lines = readline.createInterface({ input: child.stdout, crlfDelay: Infinity });
