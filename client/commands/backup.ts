@@ -249,7 +249,7 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
     }
   }
   const bundles = [...outcomes.values()];
-  const summary: BackupSetSummary = { version: 1, sessionId, kind, createdAt, time, ...(base ? { base: base.dir } : {}), bundles };
+  const summary: BackupSetSummary = { version: 1, sessionId, kind, createdAt, time, ...(base ? { base: base.dir, baseRelative: path.relative(out, base.dir) } : {}), bundles };
   await set.writeJson(SET_SUMMARY, summary);
 
   const done = bundles.filter((b) => b.state === 'done').length;
