@@ -17,6 +17,7 @@
  *   environment.ts    repository and secrets: only in the child's environment
  *   resticBinary.ts   finding (or building) restic, and its minimum version
  *   stagingArea.ts    private temp folders
+ *   stateRepository.ts the embedded default: a repository in the state folder
  */
 export * from './repository.js';
 export * from './errors.js';
@@ -29,3 +30,4 @@ export type { BundleProblem } from './checkBundles.js';
 export type { MaterializedSet } from './materialize.js';
 export { findRestic, MIN_RESTIC, RESTIC_MODULE, ResticTooOld } from './resticBinary.js';
 export { OHBACKUP_TAG } from './snapshotTags.js';
+export { openStateRepository, stateRepositoryOptions, STATE_PASSWORD, STATE_REPOSITORY } from './stateRepository.js';

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSetChain } from '../../client/commands/restore.js';
 import type { ManageIndex } from '../../common/manageIndex.js';
 import { GoToolMissing, findGoTool, locateGoTool } from '../../engine/goTool.js';
-import { Repository, ResticTooOld, SetMismatch, findRestic } from '../../engine/repository/index.js';
+import { Repository, ResticTooOld, STATE_PASSWORD, SetMismatch, findRestic, openStateRepository } from '../../engine/repository/index.js';
 import { makePackedSet, setDigest } from '../helpers/packedSet.js';
 
 let root: string;
@@ -93,6 +93,19 @@ describe('a local repository', () => {
     await fsp.writeFile(indexPath, JSON.stringify(index));
     const repo = await newRepo();
     await expect(repo.storeSet(set.dir, { device: 'u1' })).rejects.toThrow(/'\.\.' segment/);
+  });
+});
+
+describe('the state folder repository', () => {
+  it('is made on first use with a 0600 password file, and opened after', async (ctx) => {
+    if (unavailable) return ctx.skip();
+    const state = path.join(root, 'state');
+    const a = await openStateRepository(state, { tempDir: root });
+    const st = await fsp.stat(path.join(state, STATE_PASSWORD));
+    expect(st.mode & 0o777).toBe(0o600);
+    const b = await openStateRepository(state, { tempDir: root });
+    expect(b.name).toBe(a.name);
+    expect(await b.snapshots()).toEqual([]);
   });
 });
 
