@@ -20,6 +20,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { readManageIndex } from '../../activities/packBundle.js';
+import { ErrorCode, describeCode } from '../../common/errors.js';
 import type { HandedFile, IndexEntry, ManageIndex } from '../../common/manageIndex.js';
 import { sliceEntryHeader } from '../formats/sliceEntry.js';
 import { SetMismatch } from './errors.js';
@@ -33,12 +34,22 @@ export interface MaterializeOptions {
   signal?: AbortSignal;
   /** Reports each bundle as it is rebuilt. */
   onBundle?: (bundleName: string, files: number, bytes: number) => void;
+  /**
+   * A bundle that cannot be rebuilt (damaged in the repository, or not
+   * matching its index) is left out and marked failed in backup_set.json
+   * (code 13500008, untar failed), and the others are rebuilt; default:
+   * the first such bundle fails the whole call.
+   */
+  keepGoing?: boolean;
 }
 
 export interface MaterializedSet {
   dir: string;
   summary: SetSummary;
+  /** Bundles rebuilt. */
   bundles: string[];
+  /** Bundles left out (with keepGoing), and why. */
+  failed: Array<{ bundleName: string; error: { code: number; message: string } }>;
 }
 
 /** The summary a snapshot stores. */
@@ -63,15 +74,32 @@ export async function materializeSet(ctx: ResticContext, snapshotId: string, out
   const bundles = opts.bundles ?? stored;
   for (const b of bundles) if (!stored.includes(b)) throw new SetMismatch(`snapshot ${snapshotId} does not store bundle ${b} (it stores: ${stored.join(', ') || 'none'})`, b);
   await dumpToFile(ctx, snapshotId, `/${SET_CAPABILITIES}`, path.join(outDir, SET_CAPABILITIES), opts.signal);
+  const failed: MaterializedSet['failed'] = [];
   for (const b of bundles) {
     opts.signal?.throwIfAborted();
-    const r = await materializeBundle(ctx, snapshotId, b, path.join(outDir, b), opts.signal);
-    opts.onBundle?.(b, r.files, r.bytes);
+    try {
+      const r = await materializeBundle(ctx, snapshotId, b, path.join(outDir, b), opts.signal);
+      opts.onBundle?.(b, r.files, r.bytes);
+    } catch (caught) {
+      // Name the snapshot and bundle, whatever failed (restic reading a damaged pack says neither).
+      const err = caught instanceof SetMismatch || opts.signal?.aborted ? caught : new SetMismatch(`snapshot ${snapshotId}, bundle ${b}: ${(caught as Error).message}`, b);
+      if (!opts.keepGoing || opts.signal?.aborted) throw err;
+      await fsp.rm(path.join(outDir, b), { recursive: true, force: true });
+      failed.push({ bundleName: b, error: { code: ErrorCode.UNTAR_FAILED, message: `${describeCode(ErrorCode.UNTAR_FAILED)}: ${(err as Error).message}` } });
+    }
   }
   const { base: _base, baseRelative: _rel, ...rest } = summary;
-  const written: SetSummary = { ...rest, bundles: summary.bundles.filter((o) => bundles.includes(o.bundleName)) };
+  const written: SetSummary = {
+    ...rest,
+    bundles: summary.bundles
+      .filter((o) => bundles.includes(o.bundleName))
+      .map((o) => {
+        const f = failed.find((x) => x.bundleName === o.bundleName);
+        return f ? { ...o, state: 'failed', error: f.error } : o;
+      }),
+  };
   await fsp.writeFile(path.join(outDir, SET_SUMMARY), JSON.stringify(written, null, 2), { mode: 0o600 });
-  return { dir: outDir, summary: written, bundles };
+  return { dir: outDir, summary: written, bundles: bundles.filter((b) => !failed.some((f) => f.bundleName === b)), failed };
 }
 
 /** One bundle's folder of the set: index, manifest, slices, big files. */

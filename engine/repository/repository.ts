@@ -263,7 +263,7 @@ export class Repository {
   // ---- restoring ---------------------------------------------------------------
 
   /** Rebuilds the set folder of one snapshot (materialize.ts). */
-  async materializeSet(ref: string, outDir: string, opts: { bundles?: string[]; device?: string; signal?: AbortSignal } = {}): Promise<MaterializedSet> {
+  async materializeSet(ref: string, outDir: string, opts: { bundles?: string[]; device?: string; keepGoing?: boolean; signal?: AbortSignal } = {}): Promise<MaterializedSet> {
     const s = await this.resolve(ref, { device: opts.device });
     return materializeSet(this.ctx, s.id, outDir, s.bundles, opts);
   }
@@ -274,7 +274,7 @@ export class Repository {
    * backup_set.json naming its base folder (relative and absolute), as the
    * plain set restore reads chains. Returns the folders, root first.
    */
-  async materializeChain(ref: string, outRoot: string, opts: { bundles?: string[]; device?: string; signal?: AbortSignal } = {}): Promise<MaterializedSet[]> {
+  async materializeChain(ref: string, outRoot: string, opts: { bundles?: string[]; device?: string; keepGoing?: boolean; signal?: AbortSignal } = {}): Promise<MaterializedSet[]> {
     const chain = await this.chain(ref, { device: opts.device });
     const last = chain[chain.length - 1]!;
     const wanted = opts.bundles ?? last.bundles;
@@ -283,7 +283,7 @@ export class Repository {
     const sets: MaterializedSet[] = [];
     for (const [k, s] of chain.entries()) {
       const dir = path.join(outRoot, `${k}-${s.shortId}`);
-      const set = await materializeSet(this.ctx, s.id, dir, s.bundles, { bundles: wanted.filter((b) => s.bundles.includes(b)), signal: opts.signal });
+      const set = await materializeSet(this.ctx, s.id, dir, s.bundles, { bundles: wanted.filter((b) => s.bundles.includes(b)), keepGoing: opts.keepGoing, signal: opts.signal });
       const prev = sets[sets.length - 1];
       if (prev) {
         set.summary = { ...set.summary, base: prev.dir, baseRelative: path.relative(dir, prev.dir) };

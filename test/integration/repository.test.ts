@@ -190,8 +190,10 @@ describe.each<Backend>(['local', 's3'])('repository on %s', (backend) => {
   it('a tampered pack file: check --read-data is damaged and names the snapshot and bundle', async (ctx) => {
     if (unavailable) return ctx.skip();
     const data = path.join(root, `tamper-data-${backend}`);
+    const data2 = path.join(root, `tamper-data2-${backend}`);
     await makeData(data, 40, 8 * 1024, 512 * 1024);
-    const set = await makePackedSet({ bundles: { 'com.t.one': data }, out: path.join(root, `tamper-set-${backend}`), scratch: root });
+    await makeData(data2, 40, 8 * 1024, 512 * 1024);
+    const set = await makePackedSet({ bundles: { 'com.t.one': data, 'com.t.two': data2 }, out: path.join(root, `tamper-set-${backend}`), scratch: root });
     const loc = location(backend, 'tamper');
     const repo = await Repository.init(loc);
     const { snapshot } = await repo.storeSet(set.dir, { device: 'dev-t' });
@@ -205,7 +207,19 @@ describe.each<Backend>(['local', 's3'])('repository on %s', (backend) => {
     expect(check.ok).toBe(false);
     expect(check.restic.ok).toBe(false);
     expect(check.damaged.length).toBeGreaterThan(0);
-    expect(check.damaged.some((d) => d.snapshot === snapshot.id && d.bundleName === 'com.t.one'), JSON.stringify(check.damaged)).toBe(true);
+    expect(check.damaged.every((d) => d.snapshot === snapshot.id), JSON.stringify(check.damaged)).toBe(true);
+    const damaged = [...new Set(check.damaged.map((d) => d.bundleName))].sort();
+    expect(damaged.length, JSON.stringify(check.damaged)).toBeGreaterThan(0);
+    expect(damaged.every((b) => ['com.t.one', 'com.t.two'].includes(b))).toBe(true);
+    // A restore from it refuses exactly the damaged bundles (untar failed, 13500008) and rebuilds the others byte for byte.
+    const out = path.join(root, `tamper-out-${backend}`);
+    const m = await repo.materializeSet('latest', out, { keepGoing: true });
+    expect(m.failed.map((f) => f.bundleName).sort()).toEqual(damaged);
+    expect(m.failed.every((f) => f.error.code === 13500008)).toBe(true);
+    const healthy = ['com.t.one', 'com.t.two'].filter((b) => !damaged.includes(b));
+    expect(m.bundles).toEqual(healthy);
+    expect(await setDigest(out)).toEqual(await setDigest(set.dir, healthy));
+    await expect(repo.materializeSet('latest', path.join(root, `tamper-strict-${backend}`))).rejects.toThrow(/com\.t\./);
   });
 
   it('chains: full + two increments, forget --keep-last 1 keeps the whole chain, prune, then what remains materializes byte for byte; diff; restic copy keeps the chain', async (ctx) => {
