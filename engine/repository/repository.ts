@@ -12,6 +12,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { materializeBaseManifests } from './baseManifests.js';
 import { chainOf } from './chain.js';
 import { checkBundle, type BundleProblem } from './checkBundles.js';
 import { type RepositoryLocation } from './environment.js';
@@ -292,6 +293,17 @@ export class Repository {
       sets.push(set);
     }
     return sets;
+  }
+
+  /**
+   * The base of a new increment, as a set folder without data: the
+   * snapshot's backup_set.json and each bundle's manifest (baseManifests.ts).
+   * Store the increment with `{ base: <this snapshot's ID> }`.
+   */
+  async materializeBase(ref: string, outDir: string, opts: { device?: string; signal?: AbortSignal } = {}): Promise<SnapshotInfo> {
+    const s = await this.resolve(ref, { device: opts.device });
+    await materializeBaseManifests(this.ctx, s.id, outDir, s.bundles, opts.signal);
+    return s;
   }
 
   /** The summary (backup_set.json) a snapshot stores. */

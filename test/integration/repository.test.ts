@@ -16,7 +16,10 @@ import { writeSampleDevice, type SampleDeviceSummary } from '../../activities/sa
 import { loadBundle } from '../../activities/bundleProfile.js';
 import { readManageIndex } from '../../activities/packBundle.js';
 import { findRestic, Repository, RepositoryNotFound, WrongPassword, type RepositoryOptions, type StoreProgress } from '../../engine/repository/index.js';
+import { backupToRepository, restoreFromRepository } from '../../client/repositoryRuns.js';
 import { compareTrees } from '../helpers/compareTrees.js';
+import { writeBundle } from '../helpers/device.js';
+import { testClient } from '../helpers/temporal.js';
 import { makePackedSet, setDigest, sha256Of } from '../helpers/packedSet.js';
 import { configureTool, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
 import { startVersitygw, type S3Gateway } from '../helpers/versitygw.js';
@@ -318,6 +321,56 @@ describe.each<Backend>(['local', 's3'])('repository on %s', (backend) => {
     expect((await repo.check({ readData: true })).ok).toBe(true);
     // No staging folder is left behind.
     expect((await readdir(root)).filter((n) => n.startsWith('ohbackup-stage-'))).toEqual([]);
+  });
+
+  it('a device backed up into the repository (full, then an increment) restores from it; the password is in no workflow history', async (ctx) => {
+    if (unavailable) return ctx.skip();
+    const started = new Date();
+    const dataRoot = path.join(root, `runs-device-${backend}`);
+    const big = randomBytes(3 * 1024 * 1024);
+    await writeBundle(dataRoot, { name: 'com.r.notes', files: { 'a.txt': 'alpha', 'dir/b.txt': 'beta', 'big.bin': big } });
+    await writeBundle(dataRoot, { name: 'com.r.photos', files: { 'p1.jpg': randomBytes(5000), 'p2.jpg': randomBytes(7000) } });
+    const repo = await Repository.init(location(backend, 'runs'));
+    const taskQueue = uniqueTaskQueue('repo-runs');
+    configureTool(taskQueue);
+    const { full, inc } = await withWorker({ taskQueue, dataRoot, stateDir: path.join(root, `state-runs-${backend}`) }, async () => {
+      const full = await backupToRepository({ repository: repo, device: 'phone-r', incremental: true, tempDir: root });
+      await writeFile(path.join(dataRoot, 'com.r.notes', 'data', 'a.txt'), 'alpha, edited');
+      await writeFile(path.join(dataRoot, 'com.r.notes', 'data', 'c.txt'), 'new');
+      await rm(path.join(dataRoot, 'com.r.photos', 'data', 'p1.jpg'));
+      const inc = await backupToRepository({ repository: repo, device: 'phone-r', base: 'latest', tempDir: root });
+      return { full, inc };
+    });
+    expect(full.exitCode, JSON.stringify(full)).toBe(0);
+    expect(inc.exitCode, JSON.stringify(inc)).toBe(0);
+    expect(inc.snapshot!.base).toEqual({ id: full.snapshot!.id, sessionId: full.sessionId });
+    expect(inc.store!.dataAdded).toBeLessThan(full.store!.dataAdded);
+
+    const target = path.join(root, `runs-target-${backend}`);
+    await mkdir(target);
+    const restoreQueue = uniqueTaskQueue('repo-runs-restore');
+    configureTool(restoreQueue);
+    const r = await withWorker({ taskQueue: restoreQueue, dataRoot: target, stateDir: path.join(root, `state-runs-t-${backend}`) }, () =>
+      restoreFromRepository({ repository: repo, snapshot: 'latest', device: 'phone-r', tempDir: root }),
+    );
+    expect(r.exitCode, JSON.stringify(r.bundles)).toBe(0);
+    expect(r.snapshots.map((s) => s.id)).toEqual([full.snapshot!.id, inc.snapshot!.id]);
+    for (const name of ['com.r.notes', 'com.r.photos']) {
+      expect(await compareTrees(path.join(dataRoot, name, 'data'), path.join(target, name, 'data'), { excludes: [] })).toEqual([]);
+    }
+    expect((await readdir(root)).filter((x) => x.startsWith('ohbackup-run-'))).toEqual([]);
+
+    // Secrets never enter Temporal: scan every history written since this test started.
+    const client = await testClient();
+    let scanned = 0;
+    for await (const wf of client.workflow.list({ query: `StartTime >= "${started.toISOString()}"` })) {
+      const history = JSON.stringify(await client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory());
+      scanned++;
+      expect(history).not.toContain(PASSWORD);
+      if (gateway) expect(history).not.toContain(gateway.secretKey);
+      expect(history).not.toContain(passwordFile);
+    }
+    expect(scanned).toBeGreaterThan(2);
   });
 
   it('dedup: a second full store after changing 1% of the small files adds at most 2% of the first', async (ctx) => {
