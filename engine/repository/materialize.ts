@@ -23,9 +23,9 @@ import { readManageIndex } from '../../activities/packBundle.js';
 import { ErrorCode, describeCode } from '../../common/errors.js';
 import type { HandedFile, IndexEntry, ManageIndex } from '../../common/manageIndex.js';
 import { sliceEntryHeader } from '../formats/sliceEntry.js';
-import { SetMismatch } from './errors.js';
-import { dumpText, dumpToFile, dumpTree, listStored, type TarEntry } from './snapshotReader.js';
-import type { ResticContext } from './resticProcess.js';
+import { ResticFailed, SetMismatch } from './errors.js';
+import { dumpText, dumpTree, type TarEntry } from './snapshotReader.js';
+import { runRestic, type ResticContext } from './resticProcess.js';
 import { DATA_DIR, INDEX_FILE, SET_CAPABILITIES, SET_MANIFEST, SET_SUMMARY, SetSummarySchema, bundleDataPath, type SetSummary } from './storedLayout.js';
 
 export interface MaterializeOptions {
@@ -70,10 +70,10 @@ export async function materializeSet(ctx: ResticContext, snapshotId: string, out
   const existing = await fsp.readdir(outDir).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err)));
   if (existing.length) throw new SetMismatch(`${outDir} must be a new or empty folder`);
   await fsp.mkdir(outDir, { recursive: true, mode: 0o700 });
-  const summary = await readStoredSummary(ctx, snapshotId, opts.signal);
   const bundles = opts.bundles ?? stored;
   for (const b of bundles) if (!stored.includes(b)) throw new SetMismatch(`snapshot ${snapshotId} does not store bundle ${b} (it stores: ${stored.join(', ') || 'none'})`, b);
-  await dumpToFile(ctx, snapshotId, `/${SET_CAPABILITIES}`, path.join(outDir, SET_CAPABILITIES), opts.signal);
+  await restoreMetadata(ctx, snapshotId, outDir, bundles, opts.signal);
+  const summary = SetSummarySchema.parse(JSON.parse(await fsp.readFile(path.join(outDir, SET_SUMMARY), 'utf8')));
   const failed: MaterializedSet['failed'] = [];
   for (const b of bundles) {
     opts.signal?.throwIfAborted();
@@ -102,20 +102,55 @@ export async function materializeSet(ctx: ResticContext, snapshotId: string, out
   return { dir: outDir, summary: written, bundles: bundles.filter((b) => !failed.some((f) => f.bundleName === b)), failed };
 }
 
-/** One bundle's folder of the set: index, manifest, slices, big files. */
-export async function materializeBundle(ctx: ResticContext, snapshotId: string, bundle: string, dir: string, signal?: AbortSignal): Promise<{ files: number; bytes: number }> {
-  await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
-  const names = new Set((await listStored(ctx, snapshotId, `/${bundle}`, { signal })).map((n) => n.name));
-  if (!names.has(INDEX_FILE)) throw new SetMismatch(`snapshot ${snapshotId} stores no index of ${bundle}`, bundle);
+/**
+ * The small files of the set in one restic call (`restic restore --include`,
+ * which checks every blob it reads): summary, capabilities, and each
+ * bundle's index and manifest, made 0600 in their folders (0700).
+ */
+async function restoreMetadata(ctx: ResticContext, snapshotId: string, outDir: string, bundles: string[], signal?: AbortSignal): Promise<void> {
+  const tmp = await fsp.mkdtemp(path.join(outDir, '.meta-'));
+  try {
+    const includes = [`/${SET_SUMMARY}`, `/${SET_CAPABILITIES}`, ...bundles.flatMap((b) => [`/${b}/${INDEX_FILE}`, `/${b}/${SET_MANIFEST}`])];
+    let partly: Error | undefined;
+    try {
+      await runRestic(ctx, { args: ['restore', '--json', snapshotId, '--target', tmp, ...includes.flatMap((i) => ['--include', i])], onJson: () => undefined, signal });
+    } catch (err) {
+      // Exit 1 after restoring what it could (a damaged blob): the bundles whose files are missing or broken fail one by one.
+      if (!(err instanceof ResticFailed && err.exitCode === 1)) throw err;
+      partly = err;
+    }
+    for (const name of [SET_SUMMARY, SET_CAPABILITIES]) {
+      await fsp.rename(path.join(tmp, name), path.join(outDir, name)).catch((err: NodeJS.ErrnoException) => {
+        throw err.code === 'ENOENT' ? (partly ?? new SetMismatch(`snapshot ${snapshotId} stores no ${name}`)) : err;
+      });
+      await fsp.chmod(path.join(outDir, name), 0o600);
+    }
+    for (const b of bundles) {
+      const dir = path.join(outDir, b);
+      await fsp.mkdir(dir, { mode: 0o700 });
+      for (const name of [INDEX_FILE, SET_MANIFEST]) {
+        const moved = await fsp.rename(path.join(tmp, b, name), path.join(dir, name)).then(
+          () => true,
+          (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? false : Promise.reject(err)),
+        );
+        if (moved) await fsp.chmod(path.join(dir, name), 0o600);
+      }
+    }
+  } finally {
+    await fsp.rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** One bundle's folder of the set (its index and manifest restored already): slices and big files. */
+async function materializeBundle(ctx: ResticContext, snapshotId: string, bundle: string, dir: string, signal?: AbortSignal): Promise<{ files: number; bytes: number }> {
   const indexPath = path.join(dir, INDEX_FILE);
-  await dumpToFile(ctx, snapshotId, `/${bundle}/${INDEX_FILE}`, indexPath, signal);
+  if (!(await fsp.stat(indexPath).catch(() => undefined))) throw new SetMismatch(`snapshot ${snapshotId} stores no index of ${bundle}`, bundle);
   let index: ManageIndex;
   try {
     index = await readManageIndex(indexPath);
   } catch (err) {
     throw new SetMismatch(`snapshot ${snapshotId}: the stored index of ${bundle} is not valid: ${(err as Error).message}`, bundle);
   }
-  if (names.has(SET_MANIFEST)) await dumpToFile(ctx, snapshotId, `/${bundle}/${SET_MANIFEST}`, path.join(dir, SET_MANIFEST), signal);
   if (index.files.length === 0) return { files: 0, bytes: 0 };
   const rebuilt = await withSpool(dir, (spool) => rebuildOutputs(ctx, snapshotId, bundle, index, dir, spool, signal));
   return rebuilt;
