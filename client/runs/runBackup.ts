@@ -109,7 +109,7 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
     kind,
     createdAt: new Date(startedAt).toISOString(),
     time: Math.floor(startedAt / 1000),
-    ...(base ? { base: base.dir } : {}),
+    ...(base ? { base: base.dir, baseRelative: path.relative(out, base.dir) } : {}),
     bundles: summary.bundles,
   };
   await set.writeJson(SET_SUMMARY, setSummary);

@@ -4,7 +4,7 @@
  * session summary; in an incremental set also `<bundle>/manifest.jsonl`.
  * These are its names, and the reader of its summary.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { BundleOutcome } from '../../common/session.js';
 
@@ -26,6 +26,8 @@ export interface BackupSetSummary {
   time: number;
   /** An increment's base set (absolute path): restore it (and its bases) first. */
   base?: string;
+  /** The same base relative to this set's folder: found first, so a chain moved as a whole still resolves. */
+  baseRelative?: string;
   bundles: BundleOutcome[];
 }
 
@@ -64,6 +66,11 @@ export function readSetInfo(dir: string): SetInfo {
   if (summary.base !== undefined && (typeof summary.base !== 'string' || summary.base === '')) {
     throw new Error(`${abs}: the base named in its ${SET_SUMMARY} is not a folder path`);
   }
-  const base = typeof summary.base === 'string' ? path.resolve(abs, summary.base) : undefined;
+  let base = typeof summary.base === 'string' ? path.resolve(abs, summary.base) : undefined;
+  if (base && typeof summary.baseRelative === 'string' && summary.baseRelative !== '') {
+    // The relative path wins when it leads to a set (the chain was moved together); else the absolute one.
+    const moved = path.resolve(abs, summary.baseRelative);
+    if (existsSync(path.join(moved, SET_SUMMARY))) base = moved;
+  }
   return { dir: abs, kind: typeof summary.kind === 'string' ? summary.kind : 'backup', time, base, done };
 }

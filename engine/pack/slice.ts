@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { closeSync, constants as fsc, openSync, promises as fsp, writeSync } from 'node:fs';
 import tar from 'tar-stream';
 import type { HandedFile, IndexEntry } from '../../common/manageIndex.js';
+import { sliceEntryHeader } from '../formats/sliceEntry.js';
 import type { WalkEntry } from '../walk.js';
 import { FILE_MODE, WRITE_BATCH_BYTES, type OpenedStat, type PackLimits } from './options.js';
 import type { PackProgressMeter } from './progress.js';
@@ -87,7 +88,7 @@ export class Slice {
   async addDir(e: WalkEntry): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       this.pack
-        .entry({ name: e.path, type: 'directory', mode: e.mode, mtime: new Date(e.mtimeMs) }, (err) => (err ? reject(err) : resolve()))
+        .entry(sliceEntryHeader({ path: e.path, kind: 'dir', size: 0, mode: e.mode, mtimeMs: e.mtimeMs }), (err) => (err ? reject(err) : resolve()))
         .on('error', () => {}) // reported through the callback
         .end(undefined); // streamx's typings want an argument; undefined means "no more data"
     });
@@ -107,7 +108,7 @@ export class Slice {
     const hash = createHash('sha256');
     let sink!: ReturnType<tar.Pack['entry']>;
     const done = new Promise<void>((resolve, reject) => {
-      sink = this.pack.entry({ name: rel, type: 'file', size, mode, mtime: new Date(mtimeMs) }, (err) => (err ? reject(err) : resolve()));
+      sink = this.pack.entry(sliceEntryHeader({ path: rel, kind: 'file', size, mode, mtimeMs }), (err) => (err ? reject(err) : resolve()));
     });
     done.catch(() => {});
     sink.on('error', () => {}); // reported through `done`
@@ -145,7 +146,7 @@ export class Slice {
   async addBuffer(rel: string, data: Buffer, sha256: string, mode: number, mtimeMs: number, progress: PackProgressMeter): Promise<void> {
     // The callback fires once the pack took the data, which waits for the slice file to drain: backpressure.
     await new Promise<void>((resolve, reject) => {
-      this.pack.entry({ name: rel, type: 'file', size: data.length, mode, mtime: new Date(mtimeMs) }, data, (err) => (err ? reject(err) : resolve()));
+      this.pack.entry(sliceEntryHeader({ path: rel, kind: 'file', size: data.length, mode, mtimeMs }), data, (err) => (err ? reject(err) : resolve()));
     });
     progress.add(1, data.length);
     this.#record({ path: rel, kind: 'file', size: data.length, mode, mtimeMs, sha256 });

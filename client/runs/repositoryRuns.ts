@@ -1,0 +1,113 @@
+/**
+ * Whole runs with a repository instead of a set folder, for the command line
+ * (`--repo`), schedules and scripts: a backup session writes its set into a
+ * private temp folder, which is then stored as one snapshot and removed; a
+ * restore rebuilds the snapshot's chain of sets into a private temp folder
+ * and restores it through the plain set path. The repository (and its
+ * password) stays on this host: nothing about it enters Temporal.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ErrorCode, type ErrorInfo } from '../../common/errors.js';
+import { runOutcome } from '../../common/rules.js';
+import type { BundleOutcome } from '../../common/session.js';
+import type { Repository, SnapshotInfo, StoreProgress, StoreSummary } from '../../engine/repository/index.js';
+import { runBackup, type BackupRunResult, type RunBackupOptions } from './runBackup.js';
+import { planRestore, runRestore, type RestoreRequest, type RestoreRunResult, type RunRestoreOptions } from './runRestore.js';
+import { SetupError } from './setup.js';
+
+export interface RepositoryBackupOptions extends Omit<RunBackupOptions, 'out' | 'base'> {
+  repository: Repository;
+  /** The device backed up: the snapshot's hostname. */
+  device: string;
+  /** An increment of this snapshot (ID, prefix, `latest`); its bundles without a manifest go in full. */
+  base?: string;
+  /** Where the private temp folders go (default the OS temp folder; the same filesystem as the worker's files lets big files be linked). */
+  tempDir?: string;
+  onStoreProgress?: (p: StoreProgress) => void;
+}
+
+export interface RepositoryBackupResult extends Omit<BackupRunResult, 'out'> {
+  repository: string;
+  /** The snapshot made (none when no bundle was backed up, or storing failed). */
+  snapshot?: SnapshotInfo;
+  store?: StoreSummary;
+  baseSnapshot?: SnapshotInfo;
+}
+
+async function withTemp<T>(tempDir: string | undefined, fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(path.join(tempDir ?? os.tmpdir(), 'ohbackup-run-'));
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export async function backupToRepository(opts: RepositoryBackupOptions): Promise<RepositoryBackupResult> {
+  const { repository, device, base, tempDir, onStoreProgress, ...run } = opts;
+  return withTemp(tempDir, async (tmp) => {
+    const baseSnapshot = base ? await repository.materializeBase(base, path.join(tmp, 'base'), { device }) : undefined;
+    const r = await runBackup({ ...run, out: path.join(tmp, 'set'), ...(baseSnapshot ? { base: path.join(tmp, 'base'), incremental: true } : {}) });
+    const { out: _out, base: _base, ...result } = r;
+    const common = { ...result, repository: repository.name, ...(baseSnapshot ? { baseSnapshot } : {}) };
+    if (!r.bundles.some((b) => b.state === 'done')) return common;
+    try {
+      const stored = await repository.storeSet(path.join(tmp, 'set'), { device, ...(baseSnapshot ? { base: baseSnapshot.id } : {}) }, onStoreProgress, {
+        signal: run.signal,
+      });
+      return { ...common, snapshot: stored.snapshot, store: stored.summary };
+    } catch (err) {
+      const error: ErrorInfo = { code: ErrorCode.IO_ERROR, message: `Storing the backup in ${repository.name} failed: ${(err as Error).message}` };
+      return { ...common, error: r.error ?? error, outcome: 'failed' as const };
+    }
+  });
+}
+
+export interface RepositoryRestoreOptions extends RunRestoreOptions, Omit<RestoreRequest, 'from'> {
+  repository: Repository;
+  /** The snapshot (ID, prefix, `latest`, `session:<id>`); an increment brings its chain. */
+  snapshot: string;
+  /** Whose snapshot `latest` means. */
+  device?: string;
+  tempDir?: string;
+}
+
+export interface RepositoryRestoreResult extends RestoreRunResult {
+  repository: string;
+  /** The chain restored, root first. */
+  snapshots: SnapshotInfo[];
+}
+
+/**
+ * Restores a snapshot (and its bases) from the repository. A bundle the
+ * repository cannot give back intact is not restored and is reported failed
+ * (13500008); the device's data of that bundle is left as it was.
+ */
+export async function restoreFromRepository(opts: RepositoryRestoreOptions): Promise<RepositoryRestoreResult> {
+  const { repository, snapshot, device, tempDir, ...run } = opts;
+  return withTemp(tempDir, async (tmp) => {
+    const chain = await repository.chain(snapshot, { device });
+    const sets = await repository.materializeChain(chain[chain.length - 1]!.id, path.join(tmp, 'sets'), {
+      bundles: run.bundles,
+      keepGoing: true,
+      signal: run.signal,
+    });
+    const failed = new Map<string, ErrorInfo>();
+    for (const s of sets) for (const f of s.failed) failed.set(f.bundleName, f.error);
+    const wanted = (run.bundles ?? chain[chain.length - 1]!.bundles).filter((b) => !failed.has(b));
+    const refused: BundleOutcome[] = [...failed].map(([bundleName, error]) => ({ bundleName, state: 'failed', files: 0, bytes: 0, error }));
+    if (!wanted.length) {
+      throw new SetupError(
+        `No bundle of snapshot ${chain[chain.length - 1]!.shortId} could be read back intact: ${[...failed.values()].map((e) => e.message).join('; ')}`,
+        'failed',
+      );
+    }
+    const { to, map, bundles: _bundles, ...runOpts } = run;
+    const plan = planRestore({ from: sets[sets.length - 1]!.dir, bundles: wanted, ...(to !== undefined ? { to } : {}), ...(map ? { map } : {}) });
+    const r = await runRestore(plan, runOpts);
+    const bundles = [...r.bundles, ...refused];
+    return { ...r, bundles, outcome: runOutcome(bundles, r), repository: repository.name, snapshots: chain };
+  });
+}
