@@ -7,9 +7,9 @@ import type { Client } from '@temporalio/client';
 import { processJson } from '../common/session.js';
 import { bundleEventsSignal } from '../common/messages.js';
 
-export const PROCESS_EVERY_MS = 5_000;
+const PROCESS_EVERY_MS = 5_000;
 /** The first report comes after this long: short work needs none, and each report is a signal to the session. */
-export const PROCESS_FIRST_MS = 1_000;
+const PROCESS_FIRST_MS = 1_000;
 
 export class ProgressReporter {
   private latest = '';

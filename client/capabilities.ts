@@ -17,7 +17,7 @@ import type { FileData, IncrementalBackupTime } from './types.js';
 const openFd = promisify(open);
 
 /** Far above any real device's capability file (≈ 400 bytes a bundle), far below what would strain the tool. */
-export const MAX_CAPABILITY_FILE_BYTES = 64 * 1024 * 1024;
+const MAX_CAPABILITY_FILE_BYTES = 64 * 1024 * 1024;
 
 export async function openCapabilities(client: Client, taskQueue: string, only?: IncrementalBackupTime[]): Promise<FileData> {
   const path = await client.workflow.execute<CapabilitiesWorkflow>('capabilitiesWorkflow', {

@@ -20,7 +20,7 @@ export const BundleNameArg = BundleNameSchema;
 export const BundleListArg = z.array(BundleNameSchema).min(1, 'name at least one bundle').max(10_000);
 
 /** An `infos[i]` string: JSON of the shape api.md §8 gives. */
-export const InfoArg = z.string().refine((s) => {
+const InfoArg = z.string().refine((s) => {
   try {
     const v = JSON.parse(s);
     return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -36,7 +36,7 @@ export const InfosArg = z.array(InfoArg).optional();
  * bigger one is refused here (401) rather than by the service after the
  * session exists.
  */
-export const MAX_APPEND_BYTES = 1024 * 1024;
+const MAX_APPEND_BYTES = 1024 * 1024;
 
 /** Throws 401 when the strings of one appendBundles call exceed MAX_APPEND_BYTES. */
 export function checkAppendSize(strings: Array<string | undefined>, what: string): void {

@@ -46,7 +46,7 @@ function parseJson(text: string): unknown {
  * creates its folder, bundle.json and profile from the capability file's
  * description. A bundle that exists is left as it is.
  */
-export async function installBundle(dataRoot: string, bundleName: string, info: BundleInstall): Promise<void> {
+async function installBundle(dataRoot: string, bundleName: string, info: BundleInstall): Promise<void> {
   if (!BundleNameSchema.safeParse(bundleName).success) return;
   const paths = bundlePaths(dataRoot, bundleName);
   if (

@@ -82,7 +82,7 @@ export function* ancestors(p: string): Generator<string> {
   for (let i = p.indexOf('/'); i !== -1; i = p.indexOf('/', i + 1)) yield p.slice(0, i);
 }
 
-export async function writeAll(fh: fsp.FileHandle, chunk: Buffer): Promise<void> {
+async function writeAll(fh: fsp.FileHandle, chunk: Buffer): Promise<void> {
   let off = 0;
   while (off < chunk.length) {
     const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);

@@ -19,9 +19,9 @@ export interface ScannedSize {
   incDataSize: number;
 }
 
-export const SIZE_REPORT_EVERY_MS = 5_000;
+const SIZE_REPORT_EVERY_MS = 5_000;
 
-export function sizeReportJson(scaned: ScannedSize[], scanning: string): string {
+function sizeReportJson(scaned: ScannedSize[], scanning: string): string {
   return JSON.stringify({ scaned, scanning });
 }
 

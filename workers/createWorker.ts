@@ -22,7 +22,7 @@ export function workflowsPath(): string {
 }
 
 /** The workflow bundle `npm run build` makes (scripts/bundleWorkflows.js), when running the compiled code. */
-export function prebuiltWorkflowBundle(): string | undefined {
+function prebuiltWorkflowBundle(): string | undefined {
   const js = fileURLToPath(new URL('../workflow-bundle.js', import.meta.url));
   return workflowsPath().endsWith('.js') && existsSync(js) ? js : undefined;
 }

@@ -6,7 +6,7 @@
  */
 import { GoToolMissing, findGoTool, type GoTool } from '../engine/goTool.js';
 
-export const TEMPORAL_CLI_MODULE = 'github.com/temporalio/cli/cmd/temporal@v1.5.1';
+const TEMPORAL_CLI_MODULE = 'github.com/temporalio/cli/cmd/temporal@v1.5.1';
 
 export const TEMPORAL_CLI: GoTool = {
   name: 'temporal',

@@ -17,7 +17,7 @@ import { BundleNameArg, InfosArg, checkAppendSize, parseArg } from '../validate.
  * hooks as the environment variable OHBACKUP_PARAMETERS, so at most what one
  * environment string may hold (Linux: 128 KiB, name included).
  */
-export const MAX_PARAMETERS_BYTES = 120 * 1024;
+const MAX_PARAMETERS_BYTES = 120 * 1024;
 const ParametersArg = z
   .string()
   .refine((s) => Buffer.byteLength(s) <= MAX_PARAMETERS_BYTES, `parameters are at most ${MAX_PARAMETERS_BYTES} bytes (UTF-8)`)

@@ -20,7 +20,7 @@ import { hashOpenFile, openSource } from './sources.js';
 
 // ---- Resuming ---------------------------------------------------------------
 
-export const DONE_SUFFIX = '.done.json';
+const DONE_SUFFIX = '.done.json';
 const DONE_VERSION = 1;
 const OUTPUT_NAME = /^(?:part\.(0|[1-9]\d*)\.tar|file\.(0|[1-9]\d*))$/;
 

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { invalid } from './options.js';
 
-export function isInside(child: string, parent: string): boolean {
+function isInside(child: string, parent: string): boolean {
   return child.startsWith(parent.endsWith(path.sep) ? parent : parent + path.sep);
 }
 
