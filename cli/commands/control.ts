@@ -151,7 +151,16 @@ export function registerControl(program: Command): void {
     .action(async (id: string, o: { json?: boolean }) => {
       await act(
         o.json,
-        async () => (await SessionControl.of(id)).release(),
+        async () => {
+          const control = await SessionControl.of(id);
+          // Released anyway (the tool may be stuck): the tool, if it is alive, reports "released by another client".
+          const ago = await control.toolAttached();
+          if (ago !== undefined)
+            console.error(
+              `warning: the tool of ${id} is still attached (heard from ${Math.round(ago / 1000)} s ago); releasing it anyway: that tool reports "released by another client".`,
+            );
+          return control.release();
+        },
         (r) => formatOutcomes(r.bundles),
       );
     });
