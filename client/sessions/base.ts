@@ -285,10 +285,15 @@ function searchAttributesOn(): boolean {
   return process.env.OHBACKUP_SEARCH_ATTRIBUTES !== 'off';
 }
 
-/** The result of a session workflow that has completed (undefined while it runs, or when it failed or was terminated). */
+/**
+ * The result of a session workflow released by someone else: completed, or
+ * released and completing (undefined while it runs unreleased, or when it failed or was terminated).
+ */
 async function completedResult(handle: WorkflowHandle<SessionWorkflow>): Promise<SessionResult | undefined> {
   try {
-    if ((await handle.describe()).status.name !== 'COMPLETED') return undefined;
+    const { status } = await handle.describe();
+    if (status.name === 'RUNNING' && !(await handle.query(eventsQuery, 0, 0)).released) return undefined;
+    if (status.name !== 'RUNNING' && status.name !== 'COMPLETED') return undefined;
     return await handle.result();
   } catch {
     return undefined;
