@@ -96,7 +96,7 @@ export function registerRestore(program: Command): void {
       `
 Exit codes: 0 every bundle done; 3 some failed, some done; 1 all failed or the session failed;
             2 wrong usage (a bundle the set does not hold, a bad --map, a missing base set or a loop of bases);
-            130 interrupted (Ctrl-C releases the session).
+            130 interrupted (Ctrl-C, or a closed terminal, releases the session).
 A bundle restored from a chain is done only if every set of its chain was restored; its chain stops at the first failure.
 
 Connection: TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*;

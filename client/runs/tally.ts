@@ -92,8 +92,8 @@ export class BundleTally {
     }
     this.closed = true;
     const bundles = [...this.outcomes.values()].map((o) => ({ ...o }));
-    // Ended by someone else: never a whole success, whatever had ended by then (3 with some bundles done, else 1).
-    const outcome = opts.endedElsewhere && !opts.error ? (bundles.some((b) => b.state === 'done') ? 'partial' : 'failed') : runOutcome(bundles, opts);
+    // Ended by someone else: no failure of the session, its bundles decide (what still ran failed above).
+    const outcome = runOutcome(bundles, opts);
     return {
       bundles,
       ...(opts.error ? { error: opts.error } : {}),
