@@ -157,17 +157,37 @@ describe('the tool lease while the tool lives', () => {
       await rec.until((c) => c.some((x) => x.cb === 'onBundleBegin'));
       const begunAt = Date.now();
       // Wait (on the server's own record) until the session has heard the tool's heartbeat past two tool timeouts.
-      await until(async () => {
-        const history = await client.workflow.getHandle(session.sessionId).fetchHistory();
-        const beats = (history.events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'ack');
-        return beats.length >= 7 && Date.now() - begunAt > 3000 ? true : undefined;
-      }, 'heartbeats');
+      const acks = async () =>
+        ((await client.workflow.getHandle(session.sessionId).fetchHistory()).events ?? []).filter(
+          (e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'ack',
+        ).length;
+      await until(async () => ((await acks()) >= 7 && Date.now() - begunAt > 3000 ? true : undefined), 'heartbeats');
+      // And no more than one a third of the timeout (500 ms) while idle, besides the few acknowledging real events.
+      expect(await acks()).toBeLessThanOrEqual(Math.ceil((Date.now() - begunAt) / 500) + 4);
       await writeFile(path.join(bundle, 'go'), '');
       await rec.until((c) => c.some((x) => x.cb === 'onAllBundlesEnd'));
       await session.release();
       const result = (await client.workflow.getHandle(session.sessionId).result()) as SessionResult;
       expect(result.endedBy).toBe('tool');
       expect(result.bundles.map((b) => b.state)).toEqual(['done']);
+    });
+  });
+
+  it('a continued-as-new session keeps its lease: a run whose tool was already silent for the whole timeout ends at once', async () => {
+    const d = await device('lease-carried');
+    const taskQueue = uniqueTaskQueue('lease-carried');
+    const client = await testClient();
+    await withWorker({ taskQueue, dataRoot: d.dataRoot, stateDir: d.stateDir }, async () => {
+      // What continue-as-new hands the next run (workflow.ts): the lease as it stood, 60 s after the tool was last heard from.
+      const sessionId = `ohbackup-backup-lease-carried-${path.basename(d.root)}`;
+      const handle = await client.workflow.start('sessionWorkflow', {
+        taskQueue,
+        workflowId: sessionId,
+        args: [{ sessionId, kind: 'backup', toolTimeoutMs: 600_000, lease: { timeoutMs: 30_000, seenAt: Date.now() - 60_000 } }],
+      });
+      const result = (await handle.result()) as SessionResult;
+      expect(result.endedBy).toBe('abandoned');
+      expect(result.abandoned?.reason).toMatch(/^tool silent for 6\d s \(tool timeout 30 s\)$/);
     });
   });
 
