@@ -74,6 +74,15 @@ function parseMapping(value: string, previous: Record<string, string> = {}): Rec
   return { ...previous, [source]: target };
 }
 
+interface RestoreCommandOptions {
+  from: string;
+  to?: string;
+  map?: Record<string, string>;
+  device?: string;
+  toolTimeout?: number;
+  json?: boolean;
+}
+
 export function registerRestore(program: Command): void {
   program
     .command('restore')
@@ -110,23 +119,17 @@ Examples:
   $ ohbackup restore --from ./set --to ./new-device --json com.example.docs
   $ ohbackup restore --from ./inc2 --to ./new-device                # ./inc2 = backup --base ./inc1: restores ./full, ./inc1, ./inc2`,
     )
-    .action(
-      async (
-        bundles: string[],
-        opts: { from: string; to?: string; map?: Record<string, string>; device?: string; toolTimeout?: number; json?: boolean },
-        cmd: Command,
-      ) => {
-        for (const name of bundles) {
-          if (!BundleNameArg.safeParse(name).success) usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
-        }
-        if (opts.device && opts.to !== undefined)
-          usageError(cmd, '--device and --to exclude each other: --to restores onto a data root on this machine through its own worker.');
-        if (opts.device) backup.configure({ device: opts.device });
-        await runCommand(
-          cmd,
-          { progress: restoreColumns, json: opts.json, toJson, format: formatRestoreResult, failure: 'Restore failed' },
-          ({ onProgress, signal }) => restore({ from: opts.from, to: opts.to, map: opts.map, bundles, toolTimeoutMs: opts.toolTimeout }, onProgress, signal),
-        );
-      },
-    );
+    .action(async (bundles: string[], opts: RestoreCommandOptions, cmd: Command) => {
+      for (const name of bundles) {
+        if (!BundleNameArg.safeParse(name).success) usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
+      }
+      if (opts.device && opts.to !== undefined)
+        usageError(cmd, '--device and --to exclude each other: --to restores onto a data root on this machine through its own worker.');
+      if (opts.device) backup.configure({ device: opts.device });
+      await runCommand(
+        cmd,
+        { progress: restoreColumns, json: opts.json, toJson, format: formatRestoreResult, failure: 'Restore failed' },
+        ({ onProgress, signal }) => restore({ from: opts.from, to: opts.to, map: opts.map, bundles, toolTimeoutMs: opts.toolTimeout }, onProgress, signal),
+      );
+    });
 }
