@@ -40,7 +40,7 @@ export async function runScheduledBackup(input: ScheduledBackupRequest & { setNa
     if (earlier?.sessionId)
       await ctx.client.workflow
         .getHandle(earlier.sessionId)
-        .executeUpdate(releaseUpdate)
+        .executeUpdate(releaseUpdate, { args: [{}] })
         .catch(() => undefined);
     await rm(out, { recursive: true, force: true });
   }

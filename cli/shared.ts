@@ -7,6 +7,7 @@ import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { DeviceIdSchema } from '../common/deviceQueue.js';
 import { readSettings } from '../config/env.js';
+import { MAX_TIMEOUT_MS } from '../common/rules.js';
 import type { RunOutcome } from '../common/rules.js';
 import { closeConnection } from '../client/connection.js';
 import { toBusinessError } from '../client/failures.js';
@@ -58,6 +59,19 @@ export function parsePositiveNumber(value: string): number {
   return n;
 }
 
+/** `--tool-timeout` on the commands that run a session (its help line, once). */
+export const TOOL_TIMEOUT_HELP =
+  'how long the session waits for this command once it is gone (killed, its terminal closed) before it ends by itself and frees its bundles, e.g. 30s, 5m (1s to 4h; default 5m)';
+
+/** A duration: a number with a unit, ms, s, m or h (`30s`, `5m`, `1.5h`); a bare number is seconds. 1 s to 4 h. */
+export function parseDuration(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/.exec(value.trim());
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+  const ms = m ? Math.round(Number(m[1]) * unit[(m[2] ?? 's') as keyof typeof unit]) : NaN;
+  if (!(ms >= 1000 && ms <= MAX_TIMEOUT_MS)) throw new InvalidArgumentError('expected a duration from 1s to 4h, like 30s, 5m or 1h.');
+  return ms;
+}
+
 /** The device's data root: the option, else OHBACKUP_DATA_ROOT; it must be an existing folder. */
 export function requireDataRoot(cmd: Command, option: string | undefined): string {
   const dataRoot = option ? path.resolve(option) : readSettings().dataRoot;
@@ -70,18 +84,23 @@ export function requireDataRoot(cmd: Command, option: string | undefined): strin
   return dataRoot;
 }
 
+/** A graceful stop: Ctrl-C, a kill, and a closed terminal (SIGHUP), which would otherwise end the process without releasing its session. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 /**
- * Calls `onFirst` on the first SIGINT/SIGTERM (graceful stop) and `onSecond` on
+ * Calls `onFirst` on the first SIGINT/SIGTERM/SIGHUP (graceful stop) and `onSecond` on
  * the next one (give up waiting). Returns a function that removes the handlers.
  */
 export function onStopSignals(onFirst: (signal: NodeJS.Signals) => void, onSecond: (signal: NodeJS.Signals) => void): () => void {
   let count = 0;
-  const handler = (signal: NodeJS.Signals) => (++count === 1 ? onFirst(signal) : onSecond(signal));
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
+  const handler = (signal: NodeJS.Signals) => {
+    // A closed terminal fails writes to it: they must not end the process before its session is released.
+    if (signal === 'SIGHUP') for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
+    return ++count === 1 ? onFirst(signal) : onSecond(signal);
+  };
+  for (const signal of STOP_SIGNALS) process.on(signal, handler);
   return () => {
-    process.off('SIGINT', handler);
-    process.off('SIGTERM', handler);
+    for (const signal of STOP_SIGNALS) process.off(signal, handler);
   };
 }
 

@@ -3,6 +3,25 @@ import { ServiceError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { BusinessError } from '../common/businessError.js';
 import { ErrorCode, FAILURE_TYPE } from '../common/errors.js';
+import { describeEnd, type SessionResult } from '../common/session.js';
+
+/**
+ * The session completed, but not by this tool: released by another client
+ * (`ohbackup release`, the UI's cancel) or abandoned (its tool was silent past
+ * its tool timeout). `how` says which, in words.
+ */
+export class SessionEndedElsewhere extends BusinessError<SessionResult> {
+  readonly how: string;
+  constructor(readonly result: SessionResult) {
+    super(ErrorCode.NOT_PERMITTED, `Operation not permitted: the session was ${describeEnd(result)}`);
+    this.how = describeEnd(result);
+  }
+
+  /** The session's result says it was not ended by its own tool. */
+  static of(result: SessionResult): SessionEndedElsewhere | undefined {
+    return result.endedBy && result.endedBy !== 'tool' ? new SessionEndedElsewhere(result) : undefined;
+  }
+}
 
 const GRPC_PERMISSION_DENIED = 7;
 const GRPC_UNAUTHENTICATED = 16;

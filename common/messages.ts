@@ -23,7 +23,11 @@ export interface FileMetaInput {
 }
 
 export const appendBundlesUpdate = defineUpdate<void, [AppendRequest]>('appendBundles');
-export const releaseUpdate = defineUpdate<void, []>('release');
+/** Who asks for the release: `by` absent, the session's own tool; `ohbackup release` and other clients say so (the tool then reports it). */
+export interface ReleaseRequest {
+  by?: 'another client';
+}
+export const releaseUpdate = defineUpdate<void, [ReleaseRequest]>('release');
 export const cancelBundleUpdate = defineUpdate<number, [string]>('cancelBundle');
 /** getBackupDataSize: start a size scan whose reports arrive as onBackupSizeReport. */
 export const getBackupDataSizeUpdate = defineUpdate<void, [{ precise: boolean; dataList: Array<{ bundleName: string; lastIncrementalTime: number }> }]>(
@@ -70,7 +74,7 @@ export interface ClaimRequest {
 
 export interface ClaimAnswer {
   /** The requested bundles another running session holds (the rest are now the requester's). */
-  held: Array<{ bundleName: string; sessionWorkflowId: string }>;
+  held: Array<{ bundleName: string; sessionWorkflowId: string; /** When that session claimed it (epoch ms, workflow time). */ since?: number }>;
 }
 
 export const claimBundlesUpdate = defineUpdate<ClaimAnswer, [ClaimRequest]>('claimBundles');
@@ -96,6 +100,8 @@ export interface SessionStart {
    * the session's queue.
    */
   deviceTaskQueue?: string;
+  /** A tool silent this long (no acknowledgement) abandons the session, which then ends by itself; default DEFAULTS.toolTimeoutMs. */
+  toolTimeoutMs?: number;
 }
 export type SessionWorkflow = (input: SessionStart) => Promise<SessionResult>;
 
@@ -103,6 +109,8 @@ export interface BundleClaimInput {
   deviceKey: string;
   /** Set only by continue-as-new: bundle name → workflow ID of the session holding it. */
   claims?: Record<string, string>;
+  /** Set only by continue-as-new: bundle name → when its claim was made (epoch ms). */
+  since?: Record<string, number>;
 }
 export type BundleClaimWorkflow = (input: BundleClaimInput) => Promise<void>;
 

@@ -82,12 +82,43 @@ export interface BundleOutcome {
   bytes: number;
 }
 
+/** Who ended a session: its own tool's release, another client (`ohbackup release`, the UI's cancel), or the session itself when its tool went silent. */
+export type SessionEndedBy = 'tool' | 'another client' | 'abandoned';
+
+/** What the tool had acknowledged of one bundle when its session was abandoned. */
+export interface AcknowledgedFiles {
+  bundleName: string;
+  files: number;
+  bytes: number;
+  /** The uris of those files, in hand-over order (the first ACKNOWLEDGED_URIS_NAMED; `files` counts them all). */
+  uris: string[];
+  /** The tool had acknowledged the bundle's onBundleEnd. */
+  ended: boolean;
+}
+
+export interface SessionAbandoned {
+  /** E.g. "tool silent for 30 s". */
+  reason: string;
+  /** When the session noticed (ISO 8601, workflow time). */
+  at: string;
+  acknowledgedFiles: AcknowledgedFiles[];
+}
+
 export interface SessionResult {
   sessionId: string;
   kind: SessionKind;
   bundles: BundleOutcome[];
   /** Events the tool had not acknowledged when the session completed, so a releasing tool can drain them. */
   trailingEvents: SessionEvent[];
+  endedBy?: SessionEndedBy;
+  /** Set when the session ended by itself because its tool fell silent past its tool timeout. */
+  abandoned?: SessionAbandoned;
+}
+
+/** How a completed session ended, in words: "released by its tool", "released by another client", "abandoned by its tool (tool silent for 30 s …)". */
+export function describeEnd(result: Pick<SessionResult, 'endedBy' | 'abandoned'>): string {
+  if (result.endedBy === 'abandoned') return `abandoned by its tool (${result.abandoned?.reason ?? 'its tool fell silent'})`;
+  return result.endedBy === 'another client' ? 'released by another client' : 'released by its tool';
 }
 
 export interface EventsPage {
@@ -95,6 +126,10 @@ export interface EventsPage {
   acked: number;
   lastSeq: number;
   released: boolean;
+  /** The session's tool timeout: a tool silent this long abandons it (the pump acknowledges at least every third of it). */
+  toolTimeoutMs?: number;
+  /** When the session last heard from its tool (epoch ms, workflow time). */
+  toolSeenAt?: number;
 }
 
 export const DEFAULTS = {
@@ -107,7 +142,12 @@ export const DEFAULTS = {
   maxSendRate: 800,
   /** How long a bundle with files waits for the tool to have seen its onBundleBegin before handing over (a rate set there then paces the first file). */
   toolBegunWaitMs: 2000,
+  /** A session whose tool is silent this long ends by itself (long enough for a tool to restart and attach). */
+  toolTimeoutMs: 5 * 60 * 1000,
 } as const;
+
+/** How many acknowledged uris per bundle an abandoned session's result names (it counts them all): bounds the carried state. */
+export const ACKNOWLEDGED_URIS_NAMED = 100;
 
 /** The child workflow of a bundle: derived from the session ID so tools and the UI can find it. */
 export function bundleWorkflowId(sessionId: string, bundleName: string): string {

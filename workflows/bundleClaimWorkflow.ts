@@ -33,6 +33,8 @@ const SWEEP_EVERY = '10 minutes';
 
 export async function bundleClaimWorkflow(input: BundleClaimInput): Promise<void> {
   const claims = new Map<string, string>(Object.entries(input.claims ?? {}));
+  // When each claim was made (workflow time): a refused session is told since when the bundle is held.
+  const since = new Map<string, number>(Object.entries(input.since ?? {}));
   let busy = false;
 
   /** Runs `fn` alone: requests that look up sessions must not interleave. */
@@ -46,12 +48,17 @@ export async function bundleClaimWorkflow(input: BundleClaimInput): Promise<void
     }
   }
 
+  function forget(bundle: string): void {
+    claims.delete(bundle);
+    since.delete(bundle);
+  }
+
   /** Drops the claims of those `holders` whose session workflow no longer runs. */
   async function dropEnded(holders: string[]): Promise<void> {
     if (holders.length === 0) return;
     const running = new Set(await claimActivities.runningSessions({ workflowIds: holders }));
     for (const [bundle, holder] of claims) {
-      if (holders.includes(holder) && !running.has(holder)) claims.delete(bundle);
+      if (holders.includes(holder) && !running.has(holder)) forget(bundle);
     }
   }
 
@@ -67,8 +74,11 @@ export async function bundleClaimWorkflow(input: BundleClaimInput): Promise<void
       const held: ClaimAnswer['held'] = [];
       for (const name of names) {
         const holder = heldBy(name);
-        if (holder) held.push({ bundleName: name, sessionWorkflowId: holder });
-        else claims.set(name, req.sessionWorkflowId);
+        if (holder) held.push({ bundleName: name, sessionWorkflowId: holder, since: since.get(name) });
+        else if (claims.get(name) !== req.sessionWorkflowId) {
+          claims.set(name, req.sessionWorkflowId);
+          since.set(name, Date.now());
+        }
       }
       return { held };
     }),
@@ -78,7 +88,7 @@ export async function bundleClaimWorkflow(input: BundleClaimInput): Promise<void
     let released = 0;
     for (const [bundle, holder] of claims) {
       if (holder === sessionWorkflowId) {
-        claims.delete(bundle);
+        forget(bundle);
         released += 1;
       }
     }
@@ -97,7 +107,7 @@ export async function bundleClaimWorkflow(input: BundleClaimInput): Promise<void
     if (busy) continue;
     if (claims.size === 0) return;
     if (workflowInfo().continueAsNewSuggested) {
-      return continueAsNew<typeof bundleClaimWorkflow>({ deviceKey: input.deviceKey, claims: Object.fromEntries(claims) });
+      return continueAsNew<typeof bundleClaimWorkflow>({ deviceKey: input.deviceKey, claims: Object.fromEntries(claims), since: Object.fromEntries(since) });
     }
   }
 }

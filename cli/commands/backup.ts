@@ -5,7 +5,7 @@ import { runBackup, type BackupProgressEvent, type BackupRunResult } from '../..
 import { BundleNameArg, parseArg } from '../../client/validate.js';
 import type { ProgressColumns } from '../output/progress.js';
 import { formatBackupResult, formatBytes } from '../output/results.js';
-import { parseDeviceId, parseIntOption, runCommand, usageError } from '../shared.js';
+import { TOOL_TIMEOUT_HELP, parseDeviceId, parseDuration, parseIntOption, runCommand, usageError } from '../shared.js';
 
 function startSuffix(e: Extract<BackupProgressEvent, { type: 'start' }>): string {
   if (e.base) return ` (incremental, base ${e.base})`;
@@ -30,8 +30,8 @@ export const backupColumns: ProgressColumns<BackupProgressEvent> = {
   }),
 };
 
-function toJson({ sessionId, uiUrl, out, kind, base, bundles, error }: BackupRunResult) {
-  return { sessionId, uiUrl, out, kind, ...(base ? { base } : {}), bundles, ...(error ? { error } : {}) };
+function toJson({ sessionId, uiUrl, out, kind, base, bundles, error, endedElsewhere }: BackupRunResult) {
+  return { sessionId, uiUrl, out, kind, ...(base ? { base } : {}), bundles, ...(error ? { error } : {}), ...(endedElsewhere ? { endedElsewhere } : {}) };
 }
 
 export function registerBackup(program: Command): void {
@@ -58,12 +58,14 @@ export function registerBackup(program: Command): void {
       'back up the device of this ID, served by `ohbackup worker --device ID` (its bundle work runs on its own task queue)',
       parseDeviceId,
     )
-    .option('--json', 'print the result as one JSON object (sessionId, uiUrl, out, kind, base, bundles)')
+    .option('--tool-timeout <duration>', TOOL_TIMEOUT_HELP, parseDuration)
+    .option('--json', 'print the result as one JSON object (sessionId, uiUrl, out, kind, base, bundles, endedElsewhere)')
     .addHelpText(
       'after',
       `
 Exit codes: 0 every bundle done; 3 some failed, some done; 1 all failed or the session failed;
-            2 wrong usage; 130 interrupted (Ctrl-C releases the session).
+            2 wrong usage; 130 interrupted (Ctrl-C, or a closed terminal, releases the session);
+            a session released by another client ends the run with 3 (some bundles done) or 1.
 
 Connection: TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*;
 task queue: OHBACKUP_TASK_QUEUE (default "ohbackup"), and with --device ID the device's own (ohbackup-device-ID); UI link base: OHBACKUP_UI_URL (default http://127.0.0.1:8233).
@@ -79,7 +81,11 @@ Examples:
   $ ohbackup restore --from ./inc2 --to ./new-device                # restores ./full, ./inc1, then ./inc2`,
     )
     .action(
-      async (bundles: string[], opts: { out: string; rate?: number; incremental?: boolean; base?: string; device?: string; json?: boolean }, cmd: Command) => {
+      async (
+        bundles: string[],
+        opts: { out: string; rate?: number; incremental?: boolean; base?: string; device?: string; toolTimeout?: number; json?: boolean },
+        cmd: Command,
+      ) => {
         for (const name of bundles) {
           try {
             parseArg(BundleNameArg, name, 'bundle');
@@ -92,7 +98,16 @@ Examples:
           cmd,
           { progress: backupColumns, json: opts.json, toJson, format: formatBackupResult, failure: 'Backup failed' },
           ({ onProgress, signal }) =>
-            runBackup({ out: opts.out, bundles, rate: opts.rate, incremental: opts.incremental, base: opts.base, onProgress, signal }),
+            runBackup({
+              out: opts.out,
+              bundles,
+              rate: opts.rate,
+              incremental: opts.incremental,
+              base: opts.base,
+              toolTimeoutMs: opts.toolTimeout,
+              onProgress,
+              signal,
+            }),
         );
       },
     );

@@ -10,7 +10,7 @@ import { BundleNameArg } from '../../client/validate.js';
 
 const HELP_FOOTER = `
 Connection: TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*.
-Exit codes: 0 done; 1 failed (no such session, the bundle is not running, the service is unreachable); 2 wrong usage.`;
+Exit codes: 0 done; 1 failed (no such session, the session has ended (it says how), the bundle is not running, the service is unreachable); 2 wrong usage.`;
 
 /** A bundle name argument: wrong usage (exit 2) when it cannot be one. */
 function parseBundle(value: string): string {
@@ -144,14 +144,25 @@ export function registerControl(program: Command): void {
 
   program
     .command('release')
-    .description('end a session: stop what still runs, clean its temp data, complete its workflow; prints every outcome')
+    .description(
+      'end a session: stop what still runs, clean its temp data, complete its workflow, free its bundles; prints every outcome (warns when its tool is still attached)',
+    )
     .argument('<session-id>', 'the session (its workflow ID; see `ohbackup sessions --running`)')
     .option('--json', 'print one JSON object (sessionId, kind, bundles, trailingEvents)')
     .addHelpText('after', `\nExamples:\n  $ ohbackup release ohbackup-backup-1b2c…\n  $ ohbackup release ohbackup-backup-1b2c… --json\n${HELP_FOOTER}`)
     .action(async (id: string, o: { json?: boolean }) => {
       await act(
         o.json,
-        async () => (await SessionControl.of(id)).release(),
+        async () => {
+          const control = await SessionControl.of(id);
+          // Released anyway (the tool may be stuck): the tool, if it is alive, reports "released by another client".
+          const ago = await control.toolAttached();
+          if (ago !== undefined)
+            console.error(
+              `warning: the tool of ${id} is still attached (heard from ${Math.round(ago / 1000)} s ago); releasing it anyway: that tool reports "released by another client".`,
+            );
+          return control.release();
+        },
         (r) => formatOutcomes(r.bundles),
       );
     });

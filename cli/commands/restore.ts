@@ -13,7 +13,7 @@ import { BundleNameArg } from '../../client/validate.js';
 import { startWorker } from '../../workers/embedded.js';
 import type { ProgressColumns } from '../output/progress.js';
 import { formatBytes, formatRestoreResult, restoredOnto } from '../output/results.js';
-import { parseDeviceId, runCommand, usageError } from '../shared.js';
+import { TOOL_TIMEOUT_HELP, parseDeviceId, parseDuration, runCommand, usageError } from '../shared.js';
 
 function startLine(e: Extract<RestoreProgressEvent, { type: 'start' }>): string {
   const set = e.steps && e.steps > 1 && e.from ? ` from ${e.from} (set ${e.step} of ${e.steps})` : '';
@@ -39,7 +39,7 @@ function toJson({ sessionId, uiUrl, bundles, sets, error }: RestoreRunResult) {
 
 /** Onto the configured device (some worker serves its queue), or onto `--to` through a worker of our own. */
 async function restore(
-  req: { from: string; to?: string; map?: Record<string, string>; bundles: string[] },
+  req: { from: string; to?: string; map?: Record<string, string>; bundles: string[]; toolTimeoutMs?: number },
   onProgress: (e: RestoreProgressEvent) => void,
   signal: AbortSignal,
 ) {
@@ -50,13 +50,13 @@ async function restore(
       if (err instanceof SetupError) err.message += '\nOr restore onto a data root on this machine: `ohbackup restore --from SET --to DIR`.';
       throw err;
     });
-    return runRestore(plan, { client, taskQueue: taskQueue(), onProgress, signal });
+    return runRestore(plan, { client, taskQueue: taskQueue(), onProgress, signal, toolTimeoutMs: req.toolTimeoutMs });
   }
   const worker = await startWorker(plan.to);
   try {
     // Building the worker (bundling its workflows) takes seconds: an interruption meanwhile ends the run here.
     await Promise.race([worker.ready.catch((err: Error) => Promise.reject(new SetupError(err.message, 'failed'))), whenAborted(signal)]);
-    return await runRestore(plan, { client, taskQueue: worker.taskQueue, workerStopped: worker.stopped, onProgress, signal });
+    return await runRestore(plan, { client, taskQueue: worker.taskQueue, workerStopped: worker.stopped, onProgress, signal, toolTimeoutMs: req.toolTimeoutMs });
   } finally {
     await worker.stop();
   }
@@ -74,6 +74,15 @@ function parseMapping(value: string, previous: Record<string, string> = {}): Rec
   return { ...previous, [source]: target };
 }
 
+interface RestoreCommandOptions {
+  from: string;
+  to?: string;
+  map?: Record<string, string>;
+  device?: string;
+  toolTimeout?: number;
+  json?: boolean;
+}
+
 export function registerRestore(program: Command): void {
   program
     .command('restore')
@@ -89,13 +98,14 @@ export function registerRestore(program: Command): void {
     .option('--to <data-root>', 'restore onto this device data root (created, 0700, if missing) with an in-process worker')
     .option('--map <old=new>', "restore a bundle's data into another bundle (app_mapping_relation); repeatable", parseMapping)
     .option('--device <id>', 'restore onto the device of this ID, served by `ohbackup worker --device ID` (not with --to)', parseDeviceId)
+    .option('--tool-timeout <duration>', TOOL_TIMEOUT_HELP, parseDuration)
     .option('--json', 'print the result as one JSON object (sessionId, uiUrl, bundles, sets)')
     .addHelpText(
       'after',
       `
 Exit codes: 0 every bundle done; 3 some failed, some done; 1 all failed or the session failed;
             2 wrong usage (a bundle the set does not hold, a bad --map, a missing base set or a loop of bases);
-            130 interrupted (Ctrl-C releases the session).
+            130 interrupted (Ctrl-C, or a closed terminal, releases the session).
 A bundle restored from a chain is done only if every set of its chain was restored; its chain stops at the first failure.
 
 Connection: TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*;
@@ -109,7 +119,7 @@ Examples:
   $ ohbackup restore --from ./set --to ./new-device --json com.example.docs
   $ ohbackup restore --from ./inc2 --to ./new-device                # ./inc2 = backup --base ./inc1: restores ./full, ./inc1, ./inc2`,
     )
-    .action(async (bundles: string[], opts: { from: string; to?: string; map?: Record<string, string>; device?: string; json?: boolean }, cmd: Command) => {
+    .action(async (bundles: string[], opts: RestoreCommandOptions, cmd: Command) => {
       for (const name of bundles) {
         if (!BundleNameArg.safeParse(name).success) usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
       }
@@ -119,7 +129,7 @@ Examples:
       await runCommand(
         cmd,
         { progress: restoreColumns, json: opts.json, toJson, format: formatRestoreResult, failure: 'Restore failed' },
-        ({ onProgress, signal }) => restore({ from: opts.from, to: opts.to, map: opts.map, bundles }, onProgress, signal),
+        ({ onProgress, signal }) => restore({ from: opts.from, to: opts.to, map: opts.map, bundles, toolTimeoutMs: opts.toolTimeout }, onProgress, signal),
       );
     });
 }

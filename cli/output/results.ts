@@ -42,6 +42,7 @@ export function formatBackupResult(r: BackupRunResult): string {
   const lines = [formatOutcomes(r.bundles), ''];
   if (r.error) lines.push(`Session failed: ${r.error.code} ${r.error.message}`);
   if (r.interrupted) lines.push('Interrupted: the set is incomplete.');
+  if (r.endedElsewhere) lines.push(`The session was ${r.endedElsewhere}: the set is incomplete.`);
   lines.push(`Backup set   ${r.out}${r.kind === 'incremental' ? ' (incremental)' : ''}`);
   if (r.base) lines.push(`Base set     ${r.base}`);
   lines.push(`Session      ${r.sessionId}`, `Temporal UI  ${r.uiUrl}`);

@@ -127,7 +127,7 @@ export async function restoreSession(opts: RestoreSessionOptions): Promise<Resto
     // Whatever still runs is stopped and the session completes; its result is the authoritative outcome
     // (a restore reports its bytes only at the end).
     try {
-      tally.takeReleased((await (await SessionControl.of(sessionId)).release()).bundles);
+      tally.takeReleased((await (await SessionControl.of(sessionId)).release('tool')).bundles);
     } catch (err) {
       // Already completed (released, terminated), or never started: nothing more to stop.
       if (!error && !interrupted) error = errorOf(toBusinessError(err));

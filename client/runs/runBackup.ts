@@ -15,7 +15,7 @@ import type { BundleOutcome } from '../../common/session.js';
 import * as backup from '../backup.js';
 import { openCapabilities } from '../capabilities.js';
 import { deviceQueue, taskQueue } from '../connection.js';
-import { toBusinessError } from '../failures.js';
+import { SessionEndedElsewhere, toBusinessError } from '../failures.js';
 import { SET_CAPABILITIES, SET_MANIFEST, SET_SUMMARY, readSetInfo, type BackupSetSummary, type SetInfo } from '../sets/layout.js';
 import { BackupSetWriter } from '../sets/writer.js';
 import type { GeneralCallbacks, IncrementalBackupData } from '../types.js';
@@ -55,6 +55,8 @@ export interface RunBackupOptions {
   client?: Client;
   /** The device's task queue; default the tool library's (`configure`, OHBACKUP_TASK_QUEUE). */
   taskQueue?: string;
+  /** The session's tool timeout (SessionOptions.toolTimeoutMs): a run whose process is gone this long ends its session. */
+  toolTimeoutMs?: number;
 }
 
 export interface BackupRunResult extends RunSummary {
@@ -94,15 +96,22 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   const ended = new Promise<BusinessError | undefined>((resolve) => (allEnded = resolve));
   const callbacks = backupCallbacks({ tally, set, kind, rate: opts.rate, estimate, emit, onAllEnded: allEnded });
 
-  const sessionOptions = { taskQueue: queue, ...(opts.client ? { client: opts.client } : {}) };
+  const sessionOptions = {
+    taskQueue: queue,
+    ...(opts.client ? { client: opts.client } : {}),
+    ...(opts.toolTimeoutMs !== undefined ? { toolTimeoutMs: opts.toolTimeoutMs } : {}),
+  };
   const session = kind === 'incremental' ? new backup.IncrementalBackupSession(callbacks, sessionOptions) : new backup.SessionBackup(callbacks, sessionOptions);
   const { sessionId } = session;
   emit({ type: 'start', sessionId, bundles: names, kind, ...(base ? { base: base.dir } : {}) });
   const waited = await appendAndWait(session, { client, names, base, emit, ended, signal: opts.signal });
   const { interrupted } = waited;
-  const error = (await finishSet(session, set)) ?? waited.error;
+  const finished = await finishSet(session, set);
+  const endedElsewhere = waited.endedElsewhere ?? finished.endedElsewhere;
+  if (endedElsewhere) emit({ type: 'notice', message: `The session was ${endedElsewhere}: the set holds what was handed over until then.` });
+  const error = finished.error ?? waited.error;
 
-  const summary = tally.closeOut({ error, interrupted });
+  const summary = tally.closeOut({ error, interrupted, endedElsewhere });
   const setSummary: BackupSetSummary = {
     version: 1,
     sessionId,
@@ -221,7 +230,7 @@ function backupCallbacks(run: {
 async function appendAndWait(
   session: backup.SessionBackup | backup.IncrementalBackupSession,
   wait: { client: Client; names: string[]; base?: BaseSet; emit: Emit; ended: Promise<BusinessError | undefined>; signal?: AbortSignal },
-): Promise<{ error?: ErrorInfo; interrupted: boolean }> {
+): Promise<{ error?: ErrorInfo; interrupted: boolean; endedElsewhere?: string }> {
   try {
     if (session instanceof backup.IncrementalBackupSession) await appendIncrement(session, wait.names, wait.base, wait.emit);
     else await session.appendBundles(wait.names);
@@ -234,15 +243,21 @@ async function appendAndWait(
       wait.emit({ type: 'notice', message: 'Interrupted: releasing the session (running bundles are stopped) ...' });
       return { interrupted: true };
     }
+    if (first.err instanceof SessionEndedElsewhere) return { interrupted: false, endedElsewhere: first.err.how };
     return { error: first.err && errorOf(first.err), interrupted: false };
   } catch (err) {
     return { error: errorOf(toBusinessError(err)), interrupted: false };
   }
 }
 
-/** Every copy into the set done, and the session released (which also delivers its trailing events: the ends of stopped bundles). */
-async function finishSet(session: { release(): Promise<void> }, set: BackupSetWriter): Promise<ErrorInfo | undefined> {
+/**
+ * Every copy into the set done, and the session released (which also delivers
+ * its trailing events: the ends of stopped bundles). A session another client
+ * released, or that its tool timeout abandoned, is no error of the run: it says how it ended.
+ */
+async function finishSet(session: { release(): Promise<void> }, set: BackupSetWriter): Promise<{ error?: ErrorInfo; endedElsewhere?: string }> {
   let error: ErrorInfo | undefined;
+  let endedElsewhere: string | undefined;
   try {
     await set.flush();
   } catch (err) {
@@ -252,9 +267,11 @@ async function finishSet(session: { release(): Promise<void> }, set: BackupSetWr
     await session.release();
     await set.flush();
   } catch (err) {
-    error ??= errorOf(toBusinessError(err));
+    if (err instanceof SessionEndedElsewhere) endedElsewhere = err.how;
+    else error ??= errorOf(toBusinessError(err));
+    await set.flush().catch(() => undefined);
   }
-  return error;
+  return { error, endedElsewhere };
 }
 
 /**

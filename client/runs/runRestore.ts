@@ -55,6 +55,8 @@ export interface RunRestoreOptions {
   signal?: AbortSignal;
   /** The target's worker stopping by itself fails the session it serves. */
   workerStopped?: Promise<BusinessError>;
+  /** Each session's tool timeout (SessionOptions.toolTimeoutMs). */
+  toolTimeoutMs?: number;
 }
 
 /** One restore session of the run: one set of the chain. */
@@ -174,7 +176,7 @@ export async function runRestore(plan: RestorePlan, opts: RunRestoreOptions): Pr
       bundles: names,
       map: Object.fromEntries(Object.entries(plan.map).filter(([source]) => names.includes(source))),
       // With --to, the run's own worker serves the data root: no device's queue is involved.
-      session: { taskQueue: queue, ...(plan.to ? { device: null } : {}) },
+      session: { taskQueue: queue, ...(plan.to ? { device: null } : {}), ...(opts.toolTimeoutMs !== undefined ? { toolTimeoutMs: opts.toolTimeoutMs } : {}) },
       startDetails: { ...onDevice, to: plan.to, step: i + 1, steps: plan.steps.length },
       onProgress: opts.onProgress,
       signal: opts.signal,

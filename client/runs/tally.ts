@@ -8,8 +8,8 @@ import type { Client } from '@temporalio/client';
 import type { BusinessError } from '../../common/businessError.js';
 import { ErrorCode, type ErrorInfo } from '../../common/errors.js';
 import { runOutcome, type RunOutcome } from '../../common/rules.js';
-import type { BundleOutcome } from '../../common/session.js';
-import { toBusinessError } from '../failures.js';
+import type { BundleOutcome, SessionResult } from '../../common/session.js';
+import { SessionEndedElsewhere, toBusinessError } from '../failures.js';
 
 export const errorOf = (err: BusinessError<unknown>): ErrorInfo => ({ code: err.code, message: err.message });
 
@@ -19,6 +19,8 @@ export interface RunSummary {
   /** Set when the session itself failed (not just some bundles). */
   error?: ErrorInfo;
   interrupted: boolean;
+  /** The session was ended by someone else, in words ("released by another client", "abandoned by its tool (…)"). */
+  endedElsewhere?: string;
   outcome: RunOutcome;
 }
 
@@ -79,17 +81,26 @@ export class BundleTally {
   }
 
   /** Ends the tally: a bundle never begun was not started; one still running failed. */
-  closeOut(opts: { error?: ErrorInfo; interrupted: boolean }): RunSummary {
+  closeOut(opts: { error?: ErrorInfo; interrupted: boolean; endedElsewhere?: string }): RunSummary {
+    const why = opts.interrupted ? 'Interrupted' : opts.endedElsewhere ? `The session was ${opts.endedElsewhere}` : 'The session ended before the bundle did';
     for (const o of this.outcomes.values()) {
       if (o.state === 'pending') o.state = 'notStarted';
       else if (o.state === 'running') {
         o.state = 'failed';
-        o.error ??= { code: ErrorCode.TASK_FAILED, message: opts.interrupted ? 'Interrupted' : 'The session ended before the bundle did' };
+        o.error ??= { code: ErrorCode.TASK_FAILED, message: why };
       }
     }
     this.closed = true;
     const bundles = [...this.outcomes.values()].map((o) => ({ ...o }));
-    return { bundles, ...(opts.error ? { error: opts.error } : {}), interrupted: opts.interrupted, outcome: runOutcome(bundles, opts) };
+    // Ended by someone else: no failure of the session, its bundles decide (what still ran failed above).
+    const outcome = runOutcome(bundles, opts);
+    return {
+      bundles,
+      ...(opts.error ? { error: opts.error } : {}),
+      interrupted: opts.interrupted,
+      ...(opts.endedElsewhere ? { endedElsewhere: opts.endedElsewhere } : {}),
+      outcome,
+    };
   }
 }
 
@@ -109,13 +120,14 @@ export function whenAborted(signal?: AbortSignal): Promise<void> {
  * events that will never come. Even completing is a failure here: a run's
  * own release comes after its wait.
  */
-export function watchSessionClosed(client: Client, sessionId: string, after: Promise<void> = Promise.resolve()): Promise<BusinessError> {
+export function watchSessionClosed(client: Client, sessionId: string, after: Promise<void> = Promise.resolve()): Promise<BusinessError<unknown>> {
   return after.then(() =>
     client.workflow
       .getHandle(sessionId)
       .result()
       .then(
-        () => toBusinessError(new Error('the session workflow completed before its bundles ended')),
+        // Released by another client or abandoned: a SessionEndedElsewhere says so.
+        (result: SessionResult) => SessionEndedElsewhere.of(result) ?? toBusinessError(new Error('the session workflow completed before its bundles ended')),
         (e: unknown) => toBusinessError(e),
       ),
   );

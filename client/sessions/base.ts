@@ -24,7 +24,7 @@ import { DeviceIdSchema, workerTaskQueue } from '../../common/deviceQueue.js';
 import { device as configuredDevice, getClient, taskQueue } from '../connection.js';
 import { signalBundle } from './control.js';
 import { EventPump } from './eventPump.js';
-import { toBusinessError } from '../failures.js';
+import { SessionEndedElsewhere, toBusinessError } from '../failures.js';
 import { openCapabilities } from '../capabilities.js';
 import { registry, type OpenSession } from '../registry.js';
 import type { FileData, GeneralCallbacks, IncrementalBackupTime } from '../types.js';
@@ -69,6 +69,13 @@ export interface SessionOptions {
    * onFileReady(13900011) and its bundle's delivery ends with 13900011.
    */
   fdWaitMs?: number;
+  /**
+   * How long the session waits for a silent tool (default 5 minutes; 1 s to 4 h):
+   * the tool library acknowledges at least every third of it while the tool
+   * lives, and a session that hears nothing for this long ends by itself
+   * (abandoned: its bundles end, its claims are freed). Attach within it to resume.
+   */
+  toolTimeoutMs?: number;
 }
 
 export abstract class SessionBase implements OpenSession {
@@ -119,6 +126,7 @@ export abstract class SessionBase implements OpenSession {
             sessionId: this.sessionId,
             kind,
             maxConcurrentBundles: o.maxConcurrentBundles,
+            ...(o.toolTimeoutMs !== undefined ? { toolTimeoutMs: o.toolTimeoutMs } : {}),
             searchAttributes: searchAttributesOn(),
             ...(this.device ? { deviceTaskQueue: this.deviceQueue } : {}),
           },
@@ -188,17 +196,27 @@ export abstract class SessionBase implements OpenSession {
 
   /** Ends the session: the workflow stops what still runs, cleans up and completes. Later calls → 13900001. */
   async release(): Promise<void> {
+    let endedElsewhere: SessionResult | undefined;
     await this.call(async ({ handle, pump }) => {
       this.released = true;
       try {
-        await handle.executeUpdate(releaseUpdate);
-        const result: SessionResult = await handle.result();
+        const result = await handle.executeUpdate(releaseUpdate, { args: [{}] }).then(
+          () => handle.result(),
+          async (err: unknown) => {
+            // Released by another client, or abandoned: its result still holds the ends this tool has not seen.
+            const ended = await completedResult(handle);
+            if (!ended) throw err;
+            return (endedElsewhere = ended);
+          },
+        );
         await pump.stop();
         await pump.deliverAll(result.trailingEvents);
       } finally {
         registry.remove(this);
       }
     });
+    if (endedElsewhere)
+      throw SessionEndedElsewhere.of(endedElsewhere) ?? new BusinessError(ErrorCode.NOT_PERMITTED, 'Operation not permitted: the session has ended');
   }
 
   /** 0: cancel sent; 13500011: appended but not started; 13500012: not in this session or already ended. */
@@ -265,6 +283,21 @@ export function attachOptions(sessionId: string, options: Omit<SessionOptions, '
 /** The ohbackup search attributes are set unless OHBACKUP_SEARCH_ATTRIBUTES=off (a namespace without them registered). */
 function searchAttributesOn(): boolean {
   return process.env.OHBACKUP_SEARCH_ATTRIBUTES !== 'off';
+}
+
+/**
+ * The result of a session workflow released by someone else: completed, or
+ * released and completing (undefined while it runs unreleased, or when it failed or was terminated).
+ */
+async function completedResult(handle: WorkflowHandle<SessionWorkflow>): Promise<SessionResult | undefined> {
+  try {
+    const { status } = await handle.describe();
+    if (status.name === 'RUNNING' && !(await handle.query(eventsQuery, 0, 0)).released) return undefined;
+    if (status.name !== 'RUNNING' && status.name !== 'COMPLETED') return undefined;
+    return await handle.result();
+  } catch {
+    return undefined;
+  }
 }
 
 async function readCursor(file?: string): Promise<number> {

@@ -6,9 +6,17 @@
 import type { Client } from '@temporalio/client';
 import { BusinessError } from '../../common/businessError.js';
 import { ErrorCode } from '../../common/errors.js';
-import { bundleWorkflowId, type BundleOutcome, type SessionResult } from '../../common/session.js';
+import { bundleWorkflowId, describeEnd, type BundleOutcome, type SessionResult } from '../../common/session.js';
 import { clampSendRate } from '../../common/rules.js';
-import { cancelBundleUpdate, outcomesQuery, releaseUpdate, toolBegunSignal, updateSendRateSignal, updateTimerSignal } from '../../common/messages.js';
+import {
+  cancelBundleUpdate,
+  eventsQuery,
+  outcomesQuery,
+  releaseUpdate,
+  toolBegunSignal,
+  updateSendRateSignal,
+  updateTimerSignal,
+} from '../../common/messages.js';
 import { getClient } from '../connection.js';
 import { OhbackupBundles, OhbackupKind } from '../../common/searchAttributes.js';
 import { toBusinessError } from '../failures.js';
@@ -80,11 +88,25 @@ export class SessionControl {
     return this.signalRunning(bundleName, { what: 'updateSendRate', value: rate });
   }
 
-  /** Completes the session; resolves with every bundle's outcome. */
-  release(): Promise<SessionResult> {
+  /**
+   * Completes the session; resolves with every bundle's outcome. `by`: a tool
+   * releasing a session of its own says 'tool'; otherwise the session's tool,
+   * if still attached, reports "released by another client".
+   */
+  release(by: 'another client' | 'tool' = 'another client'): Promise<SessionResult> {
     return this.guard(async () => {
-      await this.handle.executeUpdate(releaseUpdate);
+      await this.handle.executeUpdate(releaseUpdate, { args: [by === 'tool' ? {} : { by }] });
       return (await this.handle.result()) as SessionResult;
+    });
+  }
+
+  /** How long ago the session's tool was heard from, when that is within its tool timeout (its tool is still attached); else undefined. */
+  toolAttached(): Promise<number | undefined> {
+    return this.guard(async () => {
+      const page = await this.handle.query(eventsQuery, 0, 0);
+      if (page.released || page.toolSeenAt === undefined || page.toolTimeoutMs === undefined) return undefined;
+      const ago = Math.max(0, Date.now() - page.toolSeenAt);
+      return ago < page.toolTimeoutMs ? ago : undefined;
     });
   }
 
@@ -103,9 +125,23 @@ export class SessionControl {
       return await fn();
     } catch (err) {
       if ((err as Error)?.name === 'WorkflowNotFoundError') {
+        const ended = await this.howEnded();
+        if (ended) throw new BusinessError(ErrorCode.NOT_PERMITTED, `Operation not permitted: ${ended}`);
         throw new BusinessError(ErrorCode.INVALID_ARGUMENT, `Invalid argument: no session ${this.sessionId}`);
       }
       throw toBusinessError(err);
+    }
+  }
+
+  /** A session that has ended, in words: "the session X has ended at T: released by another client"; undefined when there is none. */
+  private async howEnded(): Promise<string | undefined> {
+    try {
+      const d = await this.handle.describe();
+      if (d.status.name === 'RUNNING') return undefined;
+      const how = d.status.name === 'COMPLETED' ? describeEnd((await this.handle.result()) as SessionResult) : d.status.name.toLowerCase().replace(/_/g, ' ');
+      return `the session ${this.sessionId} has ended${d.closeTime ? ` at ${d.closeTime.toISOString()}` : ''}: ${how}`;
+    } catch {
+      return undefined;
     }
   }
 }

@@ -11,6 +11,12 @@
  * none is closed within `fdWaitMs`, that file gets onFileReady(13900011) and
  * the bundle's delivery ends there: its later files are not delivered and it
  * ends with that error (the session is told, so its outcome says so too).
+ *
+ * Acknowledgements are also the tool's lease on its session: while the tool
+ * lives, the pump acknowledges at least every third of the session's tool
+ * timeout, repeating the last one when nothing new arrived, so an idle tool
+ * costs its session one signal per third of the timeout and a dead one is
+ * noticed (the session then ends by itself).
  */
 import { open, renameSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
@@ -74,6 +80,7 @@ export class EventPump {
   /** Files (and bytes) of each bundle the tool was given. */
   private readonly got = new Map<string, { files: number; bytes: number }>();
   private readonly cursorFile?: string;
+  private heartbeat?: { everyMs: number; timer: NodeJS.Timeout };
 
   constructor(
     private readonly handle: WorkflowHandle,
@@ -93,6 +100,7 @@ export class EventPump {
   /** Stops polling; events after this are delivered only through `deliverAll`. */
   async stop(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.heartbeat?.timer);
     this.wake?.();
     await this.loop;
   }
@@ -112,6 +120,7 @@ export class EventPump {
           this.handle.query(eventsQuery, this.delivered, 500),
         );
         events = page.events;
+        if (page.toolTimeoutMs) this.keepLease(page.toolTimeoutMs);
         this.failingSince = undefined;
         this.inOutage = false;
       } catch (err) {
@@ -134,7 +143,32 @@ export class EventPump {
         idle = Math.min(IDLE_POLL_MAX_MS, Math.round(idle * 1.5));
       }
     }
+    clearInterval(this.heartbeat?.timer);
     await this.ack(true);
+  }
+
+  /**
+   * Renews the tool lease at least every third of `timeoutMs` (checked twice
+   * that often, so a late tick still lands within half the timeout), apart
+   * from the loop: a callback or an fd wait that holds the loop up does not
+   * make the tool look gone. Only what was acknowledged already is repeated.
+   */
+  private keepLease(timeoutMs: number): void {
+    const everyMs = Math.max(100, Math.floor(timeoutMs / 3));
+    if (this.stopped || this.heartbeat?.everyMs === everyMs) return;
+    clearInterval(this.heartbeat?.timer);
+    const tick = () => {
+      if (Date.now() - this.lastAckAt < everyMs) return;
+      this.lastAckAt = Date.now();
+      this.handle.signal(ackSignal, this.acked).catch(() => {
+        // An outage: the next tick tries again.
+        this.lastAckAt = 0;
+      });
+    };
+    this.heartbeat = { everyMs, timer: setInterval(tick, Math.max(50, Math.floor(everyMs / 2))) };
+    // The tool's own work keeps its process alive, not its lease.
+    this.heartbeat.timer.unref();
+    tick();
   }
 
   private async ack(now: boolean, upTo = this.delivered): Promise<void> {

@@ -209,7 +209,7 @@ describe('updateTimer reaches a running hook', () => {
       expect([outcome?.bundleName, outcome?.state, outcome?.error?.message]).toEqual([EXTEND_BACKUP, 'done', undefined]);
       const { events } = await session.query(eventsQuery, 0, 1000);
       expect(events.find((e) => e.type === 'resultReport')).toMatchObject({ result: 'backed-up-after-extension' });
-      await session.executeUpdate(releaseUpdate);
+      await session.executeUpdate(releaseUpdate, { args: [{}] });
       await session.result();
     } finally {
       await client.connection.close();

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { SessionState, type AppendedBundle } from '../../workflows/session/state.js';
-import type { EventBody, SessionKind } from '../../common/session.js';
+import { ACKNOWLEDGED_URIS_NAMED, describeEnd, type EventBody, type SessionKind } from '../../common/session.js';
 import { ErrorCode } from '../../common/errors.js';
 
 const A = 'com.a';
@@ -280,5 +280,112 @@ describe('SessionState: continue-as-new', () => {
     expect(stream(next)).toEqual(['bundleBegin com.a', 'fileReady com.a 0', 'process com.a']);
     expect(next.log.page(0).events.map((e) => e.seq)).toEqual([1, 2, 3]);
     expect(next.toCarried().appendCalls).toBe(1);
+  });
+});
+
+/** A backup session with `names` appended, the first `run` of them running and begun. */
+function begun(names: string[], run: number) {
+  const state = session(
+    'backup',
+    names.map((bundleName) => ({ bundleName })),
+  );
+  for (const slot of state.takeStartable(run)) {
+    slot.childStarted = true;
+    state.accept(begin(slot.bundleName));
+  }
+  return state;
+}
+const C = 'com.c';
+const seqOf = (state: SessionState) => state.log.page(0).lastSeq;
+
+describe('SessionState: the tool lease', () => {
+  it('counts per bundle what the tool acknowledged (files, bytes, the uris up to a cap, its end), each once', () => {
+    const state = begun([A], 1);
+    state.accept(file(A, 0, 5));
+    state.accept(file(A, 1, 7));
+    state.accept({ type: 'fileReady', bundleName: A, fileIndex: 2, uri: 'bad', size: 3, path: '', error: { code: 13900005, message: 'x' } });
+    state.ack(2); // begin + f0
+    state.ack(2); // repeated: the idle heartbeat
+    expect(state.slot(A)!.acknowledged).toEqual({ files: 1, bytes: 5, uris: ['f0'], ended: false });
+    state.ack(seqOf(state));
+    expect(state.slot(A)!.acknowledged).toEqual({ files: 2, bytes: 12, uris: ['f0', 'f1'], ended: false });
+    state.accept({ type: 'bundleEnd', bundleName: A });
+    state.ack(seqOf(state));
+    expect(state.slot(A)!.acknowledged?.ended).toBe(true);
+
+    const many = begun([B], 1);
+    for (let i = 0; i < ACKNOWLEDGED_URIS_NAMED + 5; i++) many.accept(file(B, i));
+    many.ack(seqOf(many));
+    expect(many.slot(B)!.acknowledged?.files).toBe(ACKNOWLEDGED_URIS_NAMED + 5);
+    expect(many.slot(B)!.acknowledged?.uris).toHaveLength(ACKNOWLEDGED_URIS_NAMED);
+  });
+
+  it('abandoned: running bundles end with 13500010 and take no more files, queued ones begin and end with 13500011, a done one whose end the tool never saw failed; the account names what the tool had', () => {
+    // A done and acknowledged; B running (one file acknowledged, one not); C queued.
+    const state = begun([A, B, C], 2);
+    state.accept(file(A, 0));
+    state.accept({ type: 'bundleEnd', bundleName: A });
+    state.accept(file(B, 0, 4));
+    state.ack(seqOf(state));
+    state.accept(file(B, 1, 6)); // handed over, never acknowledged
+    state.abandon('tool silent for 3 s (tool timeout 3 s)', '2026-01-01T00:00:00.000Z');
+    expect(state.released).toBe(true);
+    expect(state.endedBy).toBe('abandoned');
+    state.accept(file(B, 2)); // after the abandon: dropped
+    state.accept({ type: 'bundleEnd', bundleName: B, cancelled: true }); // its child, cancelled
+    state.markNotStarted();
+    state.announceAllEnded();
+    const account = state.settleAbandoned()!;
+
+    expect(state.slot(B)).toMatchObject({ state: 'failed', error: { code: ErrorCode.TASK_FAILED }, files: 1, bytes: 4 });
+    expect(state.slot(B)!.error!.message).toMatch(/abandoned by its tool: tool silent for 3 s/);
+    expect(state.slot(C)).toMatchObject({ state: 'notStarted', error: { code: ErrorCode.CANCEL_NOT_STARTED } });
+    expect(state.slot(A)!.state).toBe('done');
+    expect(account).toEqual({
+      reason: 'tool silent for 3 s (tool timeout 3 s)',
+      at: '2026-01-01T00:00:00.000Z',
+      acknowledgedFiles: [
+        { bundleName: A, files: 1, bytes: 10, uris: ['f0'], ended: true },
+        { bundleName: B, files: 1, bytes: 4, uris: ['f0'], ended: false },
+        { bundleName: C, files: 0, bytes: 0, uris: [], ended: false },
+      ],
+    });
+    const events = state.log.unacked().map((e) => [e.type, 'bundleName' in e ? e.bundleName : '', 'error' in e ? e.error?.code : undefined]);
+    expect(events).toEqual([
+      ['fileReady', B, undefined],
+      ['bundleEnd', B, ErrorCode.TASK_FAILED],
+      ['bundleBegin', C, ErrorCode.CANCEL_NOT_STARTED],
+      ['bundleEnd', C, ErrorCode.CANCEL_NOT_STARTED],
+      ['allBundlesEnd', '', undefined],
+    ]);
+    expect(state.details()).toMatch(/^\*\*abandoned by its tool\*\* \(tool silent for 3 s/);
+
+    // A done bundle whose end the tool never acknowledged cannot count as done.
+    const unseen = begun([A], 1);
+    unseen.accept(file(A, 0));
+    unseen.accept({ type: 'bundleEnd', bundleName: A });
+    unseen.abandon('tool silent for 3 s', 'now');
+    expect(unseen.settleAbandoned()!.acknowledgedFiles[0]).toMatchObject({ files: 0, ended: false });
+    expect(unseen.slot(A)).toMatchObject({ state: 'failed', files: 0, error: { code: ErrorCode.TASK_FAILED } });
+  });
+
+  it('released: a queued bundle begins and ends with 13500011, one refused at append with its own reason; who released it is kept once', () => {
+    const state = begun([A, B], 1);
+    state.add([{ bundleName: C, rejected: { code: 13500013, message: 'held' } }], new Map());
+    state.release('another client');
+    state.release('tool');
+    expect(state.endedBy).toBe('another client');
+    expect(state.settleAbandoned()).toBeUndefined();
+    state.markNotStarted();
+    const ends = state.log.unacked().filter((e) => e.type === 'bundleEnd');
+    expect(ends.map((e) => [e.type === 'bundleEnd' && e.bundleName, e.type === 'bundleEnd' && e.error?.code])).toEqual([
+      [B, ErrorCode.CANCEL_NOT_STARTED],
+      [C, 13500013],
+    ]);
+    expect(state.details()).toMatch(/^\*\*released by another client\*\*/);
+    expect(describeEnd({ endedBy: 'another client' })).toBe('released by another client');
+    expect(describeEnd({ endedBy: 'abandoned', abandoned: { reason: 'tool silent for 3 s', at: '', acknowledgedFiles: [] } })).toBe(
+      'abandoned by its tool (tool silent for 3 s)',
+    );
   });
 });

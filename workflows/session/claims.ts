@@ -7,6 +7,7 @@ import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { createActivities } from '../../activities/index.js';
 import { deviceKey } from '../../common/deviceKey.js';
 import { ErrorCode, errorInfo, type ErrorInfo } from '../../common/errors.js';
+import type { ClaimAnswer } from '../../common/messages.js';
 
 const claimActivities = proxyActivities<ReturnType<typeof createActivities>>({
   // The claim waits for the device's claim workflow, which may itself look a holder up.
@@ -35,9 +36,13 @@ export async function claimSessionBundles(bundleNames: string[], callNo: number,
     // Unique to this session (its first run) and call, stable across retries and continue-as-new.
     claimId: `${info.workflowId}/${info.firstExecutionRunId}/append-${callNo}`,
   });
-  return new Map(
-    answer.held.map((h) => [h.bundleName, errorInfo(ErrorCode.SESSION_CONFLICT, `${h.bundleName} is already in the active session ${h.sessionWorkflowId}`)]),
-  );
+  return new Map(answer.held.map((h) => [h.bundleName, errorInfo(ErrorCode.SESSION_CONFLICT, conflictDetail(h))]));
+}
+
+/** Names the holder, since when, and how to free it: a session whose tool is gone holds its bundles until its tool timeout. */
+function conflictDetail(h: ClaimAnswer['held'][number]): string {
+  const since = h.since !== undefined ? ` since ${new Date(h.since).toISOString()}` : '';
+  return `${h.bundleName} is already in the active session ${h.sessionWorkflowId}${since}; \`ohbackup release ${h.sessionWorkflowId}\` frees it`;
 }
 
 /** Frees every bundle this session claimed on its device. */

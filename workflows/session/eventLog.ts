@@ -32,12 +32,14 @@ export class EventLog {
     return event;
   }
 
-  /** The tool has delivered every event up to `seq`: drop them (an old or repeated ack changes nothing). */
-  ack(seq: number): void {
-    if (seq <= this.acked) return;
+  /** The tool has delivered every event up to `seq`: drop them, and answer them (an old or repeated ack changes nothing). */
+  ack(seq: number): SessionEvent[] {
+    if (seq <= this.acked) return [];
     this.acked = Math.min(seq, this.lastSeq);
     const keepFrom = this.events.findIndex((e) => e.seq > this.acked);
+    const dropped = keepFrom < 0 ? this.events : this.events.slice(0, keepFrom);
     this.events = keepFrom < 0 ? [] : this.events.slice(keepFrom);
+    return dropped;
   }
 
   /** Up to `max` events after `after`, with where the log stands. */

@@ -7,8 +7,18 @@
  * workflow.ts wires them to handlers and child workflows.
  */
 import type { AppendRequest, FileMetaInput } from '../../common/messages.js';
-import { ErrorCode, type ErrorInfo } from '../../common/errors.js';
-import type { BundleOutcome, BundleRequest, EventBody, EventsPage, SessionKind } from '../../common/session.js';
+import { ErrorCode, errorInfo, type ErrorInfo } from '../../common/errors.js';
+import {
+  ACKNOWLEDGED_URIS_NAMED,
+  type AcknowledgedFiles,
+  type BundleOutcome,
+  type BundleRequest,
+  type EventBody,
+  type EventsPage,
+  type SessionAbandoned,
+  type SessionEndedBy,
+  type SessionKind,
+} from '../../common/session.js';
 import { codedFailure, isPlainUri } from '../../common/rules.js';
 import { EventLog, type EventLogState } from './eventLog.js';
 
@@ -30,6 +40,8 @@ export interface BundleSlot extends BundleOutcome {
   requested: string[];
   /** The tool could not be given one of its files (e.g. its fd cap): the bundle ends with this. */
   deliveryError?: ErrorInfo;
+  /** What the tool has acknowledged of this bundle (counted as the acknowledged events are dropped). */
+  acknowledged?: Omit<AcknowledgedFiles, 'bundleName'>;
 }
 
 /** What continue-as-new carries: the session's whole state, as plain data. */
@@ -64,6 +76,9 @@ export class SessionState {
   private nextOrder: number;
   private allEndSentFor: number;
   private releasedFlag: boolean;
+  /** Set at release (not carried: a released session does not continue as new). */
+  private endedByWhom?: SessionEndedBy;
+  private abandonedAs?: { reason: string; at: string };
 
   constructor(
     readonly kind: SessionKind,
@@ -127,13 +142,78 @@ export class SessionState {
     if (this.releasedFlag) throw codedFailure(ErrorCode.NOT_PERMITTED, 'the session was released already');
   }
 
-  release(): void {
+  release(by: SessionEndedBy = 'tool'): void {
     this.releasedFlag = true;
+    this.endedByWhom ??= by;
   }
 
-  /** After release: what never started is reported so. */
+  get endedBy(): SessionEndedBy | undefined {
+    return this.endedByWhom;
+  }
+
+  /**
+   * Its tool fell silent past the tool timeout: the session releases itself.
+   * Running bundles end with 13500010 (their child is cancelled; nothing more
+   * of them is accepted, as when a delivery stops).
+   */
+  abandon(reason: string, at: string): void {
+    this.release('abandoned');
+    this.abandonedAs = { reason, at };
+    const error = errorInfo(ErrorCode.TASK_FAILED, `abandoned by its tool: ${reason}`);
+    for (const slot of this.running()) slot.deliveryError ??= error;
+  }
+
+  /**
+   * After release: what never started begins and ends with 13500011 (or the
+   * reason it was refused at append), so every appended bundle ends once.
+   */
   markNotStarted(): void {
-    for (const slot of this.slots) if (slot.state === 'pending') slot.state = 'notStarted';
+    const why = this.abandonedAs ? `the session was abandoned by its tool before it started` : 'the session was released before it started';
+    for (const slot of this.slots) {
+      if (slot.state !== 'pending') continue;
+      const error = slot.request.rejected ?? errorInfo(ErrorCode.CANCEL_NOT_STARTED, why);
+      this.log.append({ type: 'bundleBegin', bundleName: slot.bundleName, error });
+      this.log.append({ type: 'bundleEnd', bundleName: slot.bundleName, error });
+      slot.state = 'notStarted';
+      slot.error = error;
+    }
+  }
+
+  /**
+   * Abandoned, once its bundles have ended: a bundle counts only what its tool
+   * acknowledged, and one whose end the tool never acknowledged failed with
+   * why (the tool may not have kept the rest). Answers the result's account.
+   */
+  settleAbandoned(): SessionAbandoned | undefined {
+    if (!this.abandonedAs) return undefined;
+    const error = errorInfo(ErrorCode.TASK_FAILED, `abandoned by its tool: ${this.abandonedAs.reason}`);
+    const acknowledgedFiles = this.slots.map((slot) => {
+      const acked = slot.acknowledged ?? { files: 0, bytes: 0, uris: [], ended: false };
+      slot.files = acked.files;
+      slot.bytes = acked.bytes;
+      if (!acked.ended && slot.state === 'done') {
+        slot.state = 'failed';
+        slot.error = error;
+      }
+      return { bundleName: slot.bundleName, ...acked };
+    });
+    return { ...this.abandonedAs, acknowledgedFiles };
+  }
+
+  /** The tool acknowledged every event up to `seq`: what it got is counted per bundle. */
+  ack(seq: number): void {
+    for (const event of this.log.ack(seq)) {
+      if (event.type !== 'fileReady' && event.type !== 'bundleEnd') continue;
+      const slot = this.slot(event.bundleName);
+      if (!slot) continue;
+      const acked = (slot.acknowledged ??= { files: 0, bytes: 0, uris: [], ended: false });
+      if (event.type === 'bundleEnd') acked.ended = true;
+      else if (!event.error) {
+        acked.files += 1;
+        acked.bytes += Math.max(0, event.size);
+        if (acked.uris.length < ACKNOWLEDGED_URIS_NAMED) acked.uris.push(event.uri);
+      }
+    }
   }
 
   // ---- requests about one bundle ----
@@ -328,11 +408,16 @@ export class SessionState {
     return this.slots.map(({ bundleName, state, error, files, bytes }) => ({ bundleName, state, error, files, bytes }));
   }
 
-  /** The UI's current details (Markdown): one list item per bundle. */
+  /** The UI's current details (Markdown): how the session ended, if it has, then one list item per bundle. */
   details(): string {
-    return this.slots
-      .map((b) => `- \`${b.bundleName}\`: ${b.state}, ${b.files} files, ${b.bytes} bytes${b.error ? ` (error ${b.error.code})` : ''}`)
-      .join('\n');
+    const ended =
+      this.endedByWhom === 'abandoned'
+        ? [`**abandoned by its tool** (${this.abandonedAs?.reason})`, '']
+        : this.endedByWhom === 'another client'
+          ? ['**released by another client**', '']
+          : [];
+    const bundles = this.slots.map((b) => `- \`${b.bundleName}\`: ${b.state}, ${b.files} files, ${b.bytes} bytes${b.error ? ` (error ${b.error.code})` : ''}`);
+    return [...ended, ...bundles].join('\n');
   }
 
   toCarried(): CarriedState {

@@ -8,11 +8,13 @@
  */
 import {
   type ActivityOptions,
+  CancellationScope,
   ParentClosePolicy,
   allHandlersFinished,
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
+  isCancellation,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -43,11 +45,14 @@ import { searchableBundles } from '../../common/searchAttributes.js';
 import { bundleBackupWorkflow } from '../bundle/backup.js';
 import { bundleRestoreWorkflow } from '../bundle/restore.js';
 import { claimSessionBundles, releaseSessionBundles } from './claims.js';
+import { ToolLease, type LeaseState } from './lease.js';
 import { SessionState, deviceBundleOf, type BundleSlot, type CarriedState } from './state.js';
 
 export interface SessionInput extends SessionStart {
   /** Set only by continue-as-new. */
   carried?: CarriedState;
+  /** Set only by continue-as-new: when the tool was last heard from. */
+  lease?: LeaseState;
 }
 
 // Quick, small activities: a short limit, so one lost with a killed worker is retried on a live one within seconds.
@@ -68,6 +73,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   const deviceActivities = proxyActivities<ReturnType<typeof createActivities>>({ ...quickActivityOptions, taskQueue: input.deviceTaskQueue });
   const scanActivities = proxyActivities<ReturnType<typeof createActivities>>({ ...scanActivityOptions, taskQueue: input.deviceTaskQueue });
   const session = new SessionState(input.kind, input.carried);
+  const lease = new ToolLease(input.toolTimeoutMs ?? DEFAULTS.toolTimeoutMs, Date.now(), input.lease);
   const child = (bundleName: string) => getExternalWorkflowHandle(bundleWorkflowId(input.sessionId, bundleName));
   let sizeScansRunning = 0;
 
@@ -90,7 +96,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     },
     { validator: (_request) => session.checkAppend() },
   );
-  setHandler(releaseUpdate, () => session.release(), { validator: () => session.checkRelease() });
+  // A client that sends no request (an older tool) is the session's own tool.
+  setHandler(releaseUpdate, (req) => session.release(req?.by ?? 'tool'), { validator: (_req) => session.checkRelease() });
   setHandler(cancelBundleUpdate, async (bundleName) => {
     const refusal = session.cancelRefusal(bundleName);
     if (refusal !== undefined) return refusal;
@@ -125,7 +132,11 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     },
     { validator: (_request) => session.checkSizeScan() },
   );
-  setHandler(ackSignal, (seq) => session.log.ack(seq));
+  // Every acknowledgement, also a repeated one (the tool's idle heartbeat), renews the tool lease.
+  setHandler(ackSignal, (seq) => {
+    lease.seen(Date.now());
+    session.ack(seq);
+  });
   setHandler(deliveryStoppedSignal, (stop) => {
     if (session.deliveryStopped(stop))
       void child(stop.bundleName)
@@ -136,7 +147,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     for (const body of bodies) session.accept(body);
     showDetails();
   });
-  setHandler(eventsQuery, (after, max) => session.eventsPage(after, max));
+  setHandler(eventsQuery, (after, max) => ({ ...session.eventsPage(after, max), toolTimeoutMs: lease.timeoutMs, toolSeenAt: lease.lastSeen }));
   setHandler(outcomesQuery, () => session.outcomes());
 
   /** Starts the child of a slot already marked running. */
@@ -159,34 +170,59 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     if (slot.published && !publishedAtStart) await child(slot.bundleName).signal(publishSignal);
   }
 
-  for (;;) {
-    showDetails();
-    await condition(() => session.released || session.canStart(maxConcurrent) || session.allEndDue() || workflowInfo().continueAsNewSuggested);
-    if (session.released) break;
-    await Promise.all(session.takeStartable(maxConcurrent).map(startBundle));
-    session.announceAllEnded();
-    if (workflowInfo().continueAsNewSuggested) {
-      await condition(() => allHandlersFinished() && sizeScansRunning === 0);
-      return continueAsNew<typeof sessionWorkflow>({ ...input, carried: session.toCarried() });
+  try {
+    for (;;) {
+      showDetails();
+      // The wait is also the tool lease's timer: one timer per wait, re-armed from the last acknowledgement when it fires early.
+      const woken = await condition(
+        () => session.released || session.canStart(maxConcurrent) || session.allEndDue() || workflowInfo().continueAsNewSuggested,
+        lease.remainingMs(Date.now()),
+      );
+      if (!woken && !session.released && lease.expired(Date.now())) session.abandon(lease.silence(Date.now()), new Date().toISOString());
+      if (session.released) break;
+      await Promise.all(session.takeStartable(maxConcurrent).map(startBundle));
+      session.announceAllEnded();
+      if (workflowInfo().continueAsNewSuggested && !session.released) {
+        await condition(() => allHandlersFinished() && sizeScansRunning === 0);
+        // Released meanwhile: end here instead.
+        if (!session.released) return continueAsNew<typeof sessionWorkflow>({ ...input, carried: session.toCarried(), lease: lease.toCarried() });
+      }
     }
+  } catch (err) {
+    // The UI's "Request Cancellation" of the session: a release by another client, which still ends every bundle.
+    if (!isCancellation(err)) throw err;
+    session.release('another client');
   }
+  return CancellationScope.nonCancellable(releaseSession);
 
-  // release: stop what runs, report what never started, clean the session's temp data.
-  for (const slot of session.slots) {
-    if (slot.state === 'running')
-      await child(slot.bundleName)
-        .cancel()
-        .catch(() => undefined);
+  /** Release: stop what runs, report what never started, clean the session's temp data, free its claims. */
+  async function releaseSession(): Promise<SessionResult> {
+    showDetails();
+    for (const slot of session.slots) {
+      if (slot.state === 'running')
+        await child(slot.bundleName)
+          .cancel()
+          .catch(() => undefined);
+    }
+    await condition(() => session.running().length === 0, '2 minutes');
+    session.markNotStarted();
+    session.announceAllEnded();
+    const abandoned = session.settleAbandoned();
+    await deviceActivities.cleanSessionTemp({ sessionId: input.sessionId, bundleNames: session.slots.map((b) => deviceBundleOf(b.request)) });
+    markSearch(abandoned ? 'abandoned' : 'released');
+    showDetails();
+    await condition(allHandlersFinished);
+    // Its bundles are free for other sessions on the device (13500013).
+    if (session.slots.some((b) => !b.request.rejected)) await releaseSessionBundles(input.deviceTaskQueue);
+    return {
+      sessionId: input.sessionId,
+      kind: input.kind,
+      bundles: session.outcomes(),
+      trailingEvents: session.log.unacked(),
+      endedBy: session.endedBy,
+      ...(abandoned ? { abandoned } : {}),
+    };
   }
-  await condition(() => session.running().length === 0, '2 minutes');
-  session.markNotStarted();
-  await deviceActivities.cleanSessionTemp({ sessionId: input.sessionId, bundleNames: session.slots.map((b) => deviceBundleOf(b.request)) });
-  markSearch('released');
-  showDetails();
-  await condition(allHandlersFinished);
-  // Its bundles are free for other sessions on the device (13500013).
-  if (session.slots.some((b) => !b.request.rejected)) await releaseSessionBundles(input.deviceTaskQueue);
-  return { sessionId: input.sessionId, kind: input.kind, bundles: session.outcomes(), trailingEvents: session.log.unacked() };
 }
 
 // The tool starts it by name with this signature (common/messages.ts); this keeps the two the same.
