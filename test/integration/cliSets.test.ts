@@ -94,7 +94,9 @@ describe('ohbackup backup: completing, claiming and describing its set', () => {
     await withWorker({ taskQueue, dataRoot, stateDir }, async () => {
       const first = startOhbackup(['backup', '--out', out, '--rate', '2', ...names], env);
       // Some files are in the set, not all: then the tool dies without a word.
-      await watch(async () => names.reduce((n, b) => n + heldFiles(out, b).filter((f) => f.startsWith('file.')).length, 0) >= 2 || first.child.exitCode !== null);
+      await watch(
+        async () => names.reduce((n, b) => n + heldFiles(out, b).filter((f) => f.startsWith('file.')).length, 0) >= 2 || first.child.exitCode !== null,
+      );
       expect(first.child.exitCode, first.stderr()).toBeNull();
       const during = summaryOf(out);
       expect(during).toMatchObject({ complete: false, writer: { pid: first.child.pid } });
