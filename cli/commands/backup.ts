@@ -49,10 +49,7 @@ export function registerBackup(program: Command): void {
     .argument('[bundle...]', 'bundles to back up (default: every bundle the device reports as backup-able)')
     .requiredOption('--out <dir>', 'the backup set folder to write (new or empty)')
     .option('--rate <n>', 'files per second handed over per bundle (default 60; above 800 means 800)', parseIntOption(1))
-    .option(
-      '--incremental',
-      "an incremental session: keeps each bundle's manifest in the set, so the set can be the base of an increment (in full without --base)",
-    )
+    .option('--incremental', "an incremental session: every bundle in full (without --base), each bundle's manifest kept in the set")
     .option(
       '--base <set>',
       'back up only what changed since this set (any earlier backup set; implies --incremental); bundles it does not hold completely go in full',
