@@ -34,15 +34,19 @@ export class StateFolderInUse extends Error {
   }
 }
 
-function alive(holder: DevLockHolder): boolean {
-  if (holder.host !== os.hostname()) return true; // another machine's process cannot be checked: assume it runs
+/** Whether process `pid` of this machine runs (one of another user's too). */
+export function processAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false; // 0 and below would name process groups
   try {
-    process.kill(holder.pid, 0);
+    process.kill(pid, 0);
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+// Another machine's process cannot be checked: assume it runs.
+const alive = (holder: DevLockHolder) => holder.host !== os.hostname() || processAlive(holder.pid);
 
 function readHolder(file: string): DevLockHolder | undefined {
   try {

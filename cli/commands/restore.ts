@@ -5,8 +5,8 @@
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import * as backup from '../../client/backup.js';
-import { taskQueue } from '../../client/connection.js';
-import { describePlan, planRestore, runRestore, type RestoreProgressEvent, type RestoreRunResult } from '../../client/runs/runRestore.js';
+import { deviceQueue, taskQueue } from '../../client/connection.js';
+import { askDeviceData, describePlan, planRestore, runRestore, type RestoreProgressEvent, type RestoreRunResult } from '../../client/runs/runRestore.js';
 import { SetupError, connect, waitForWorkers } from '../../client/runs/setup.js';
 import { whenAborted } from '../../client/runs/tally.js';
 import { BundleNameArg } from '../../client/validate.js';
@@ -57,6 +57,7 @@ async function restore(req: RestoreArgs, onProgress: (e: RestoreProgressEvent) =
       if (err instanceof SetupError) err.message += '\nOr restore onto a data root on this machine: `ohbackup restore --from SET --to DIR`.';
       throw err;
     });
+    await askDeviceData(plan, req, client, deviceQueue());
     return runRestore(plan, { client, taskQueue: taskQueue(), onProgress, signal });
   }
   const worker = await startWorker(plan.to);
@@ -136,6 +137,12 @@ Examples:
           { progress: restoreColumns, json: opts.json, toJson: ({ outcome: _, ...p }) => p, format: formatRestorePlan, failure: 'Restore failed' },
           async (): Promise<DryRun> => {
             const plan = planRestore({ ...req, dryRun: true });
+            if (!plan.dataRootKnown) {
+              // A device elsewhere: its worker says which bundles hold data.
+              const client = await connect();
+              await waitForWorkers(client);
+              await askDeviceData(plan, { dryRun: true }, client, deviceQueue());
+            }
             return { outcome: 'done', from: plan.from, to: plan.to, bundles: describePlan(plan), ...(plan.incomplete ? { incomplete: plan.incomplete } : {}) };
           },
         );

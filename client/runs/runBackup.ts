@@ -16,17 +16,16 @@ import { bundlePaths } from '../../common/device.js';
 import { INDEX_URI } from '../../common/manageIndex.js';
 import { eventsQuery, outcomesQuery } from '../../common/messages.js';
 import { readSettings } from '../../config/env.js';
-import { runningDevServer } from '../../engine/stateLock.js';
+import { processAlive, runningDevServer } from '../../engine/stateLock.js';
 import type { BundleOutcome } from '../../common/session.js';
 import * as backup from '../backup.js';
-import { openCapabilities } from '../capabilities.js';
 import { deviceQueue, taskQueue } from '../connection.js';
 import { toBusinessError } from '../failures.js';
 import { SET_CAPABILITIES, SET_CURSOR, SET_MANIFEST, SET_SUMMARY, readSetInfo, type BackupSetSummary, type SetInfo } from '../sets/layout.js';
 import { manifestFromIndex } from '../sets/manifest.js';
 import { BackupSetWriter } from '../sets/writer.js';
 import type { GeneralCallbacks, IncrementalBackupData } from '../types.js';
-import { SetupError, connect, sessionUiUrl, waitForWorkers } from './setup.js';
+import { SetupError, connect, readDeviceCapabilities, sessionUiUrl, waitForWorkers } from './setup.js';
 import { BundleTally, errorOf, watchSessionClosed, whenAborted, type RunSummary } from './tally.js';
 
 export type BackupProgressEvent =
@@ -95,7 +94,7 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   const queue = opts.taskQueue ?? taskQueue();
   const namespace = client.options.namespace;
   await waitForWorkers(client, queue);
-  const caps = resumed?.caps ?? (await readCapabilities(client, opts.taskQueue ? queue : deviceQueue()));
+  const caps = resumed?.caps ?? (await readDeviceCapabilities(client, opts.taskQueue ? queue : deviceQueue()));
   const names = resumed
     ? resumed.summary.bundles.map((b) => b.bundleName)
     : opts.bundles?.length
@@ -229,15 +228,6 @@ function readUnfinishedSet(dir: string, sessionId: string): UnfinishedSet {
   return { dir: out, summary, caps, ...(base ? { base } : {}) };
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Before re-attaching: the session's view of each bundle (begun, ended), the
  * files the set already holds, and, when every bundle ended and no event is
@@ -291,22 +281,6 @@ function readBase(dir: string): BaseSet {
   }
   if (info.time === undefined) throw new SetupError(`--base ${info.dir}: its ${SET_SUMMARY} has neither a time nor a createdAt: it cannot be a base.`, 'usage');
   return { ...info, time: info.time };
-}
-
-/** getLocalCapabilities: the fd of the device's capability file; we read it and close it. */
-async function readCapabilities(client: Client, queue: string): Promise<Capabilities> {
-  const { fd } = await openCapabilities(client, queue).catch((err: unknown) => {
-    throw toBusinessError(err);
-  });
-  let text: string;
-  try {
-    text = readFileSync(fd, 'utf8');
-  } finally {
-    closeSync(fd);
-  }
-  const parsed = CapabilitiesSchema.safeParse(JSON.parse(text));
-  if (!parsed.success) throw new SetupError(`The device's capability file is not valid: ${parsed.error.issues[0]?.message}`, 'failed');
-  return parsed.data;
 }
 
 /** The session's callbacks: each handed-over file into the set, each bundle's outcome into the tally. */

@@ -21,7 +21,7 @@ import { bundleLinks, readSetChain } from '../sets/chain.js';
 import { SET_CAPABILITIES, type SetInfo } from '../sets/layout.js';
 import { BundleNameArg } from '../validate.js';
 import { restoreSession, type RestoreProgressEvent } from './restoreSession.js';
-import { SetupError, connect, sessionUiUrl } from './setup.js';
+import { SetupError, connect, readDeviceCapabilities, sessionUiUrl } from './setup.js';
 import type { RunSummary } from './tally.js';
 
 export type { RestoreProgressEvent } from './restoreSession.js';
@@ -51,8 +51,10 @@ export interface RestorePlan {
   links: Map<string, number[]>;
   /** The positions of the sets any bundle needs, oldest first: one session each. */
   steps: number[];
-  /** Bundles (by their name in the set) whose target's data/ is not empty: restoring replaces it. Empty when the data root is not known here. */
+  /** Bundles (by their name in the set) whose target's data/ is not empty: restoring replaces it. */
   replaces: string[];
+  /** Whether `replaces` was found here (the data root is on this machine); else askDeviceData finds it through the device. */
+  dataRootKnown: boolean;
   /** Set when no bundle was named and a set restored is not complete (backup_set.json `complete: false`): why. */
   incomplete?: string;
 }
@@ -159,17 +161,9 @@ export function planRestore(req: RestoreRequest): RestorePlan {
     if (st && !st.isDirectory()) throw new SetupError(`--to ${to} is not a folder.`, 'usage');
   }
   if (!names.length) throw new SetupError(`The backup set ${from} holds no completely backed-up bundle: nothing to restore.`, 'failed');
-  const replaces = names.filter((n) => {
-    const root = to ?? localDataRoot();
-    return root !== undefined && !isEmptyFolder(bundlePaths(root, map[n] ?? n).data);
-  });
-  if (replaces.length && !req.force && !req.dryRun) {
-    const list = replaces.map((n) => (map[n] ? `${n} (into ${map[n]})` : n)).join(', ');
-    throw new SetupError(
-      `restoring would replace data that is there now, in ${list}: nothing was written. --force replaces it; --dry-run shows the plan.`,
-      'usage',
-    );
-  }
+  const root = to ?? localDataRoot();
+  const replaces = root === undefined ? [] : names.filter((n) => !isEmptyFolder(bundlePaths(root, map[n] ?? n).data));
+  refuseReplacing(replaces, map, req);
   // Each bundle's sets, root first; and the sets any bundle needs, each of which must be whole.
   const links = new Map(names.map((n) => [n, asUsage(() => bundleLinks(chain, n))]));
   const steps = [...new Set([...links.values()].flat())].sort((x, y) => x - y);
@@ -181,7 +175,30 @@ export function planRestore(req: RestoreRequest): RestorePlan {
   }
   const unfinished = asked.length ? undefined : steps.map((k) => chain[k]!).find((set) => !set.complete);
   const incomplete = unfinished && `the backup set ${unfinished.dir} is not complete (${unfinished.why}); name the bundles to restore to accept it.`;
-  return { from, to, map, chain, links, steps, replaces, ...(incomplete ? { incomplete } : {}) };
+  return { from, to, map, chain, links, steps, replaces, dataRootKnown: root !== undefined, ...(incomplete ? { incomplete } : {}) };
+}
+
+/** Data there now is replaced only when asked to (`force`), or merely listed (`dryRun`). */
+function refuseReplacing(replaces: string[], map: Record<string, string>, req: Pick<RestoreRequest, 'force' | 'dryRun'>): void {
+  if (!replaces.length || req.force || req.dryRun) return;
+  const list = replaces.map((n) => (map[n] ? `${n} (into ${map[n]})` : n)).join(', ');
+  throw new SetupError(
+    `restoring would replace data that is there now, in ${list}: nothing was written. --force replaces it; --dry-run shows the plan.`,
+    'usage',
+  );
+}
+
+/**
+ * For a device whose data root is not on this machine: its capability file
+ * says which bundles hold data (spaceOccupied > 0, the bytes its profile backs
+ * up). Fills `plan.replaces`, then refuses as planRestore does. Before any session.
+ */
+export async function askDeviceData(plan: RestorePlan, req: Pick<RestoreRequest, 'force' | 'dryRun'>, client: Client, queue: string): Promise<void> {
+  if (plan.dataRootKnown) return;
+  const caps = await readDeviceCapabilities(client, queue);
+  const holding = new Set(caps.bundleInfos.filter((b) => b.spaceOccupied > 0).map((b) => b.name));
+  plan.replaces = [...plan.links.keys()].filter((n) => holding.has(plan.map[n] ?? n));
+  refuseReplacing(plan.replaces, plan.map, req);
 }
 
 /** The device's data root when it is on this machine and known: OHBACKUP_DATA_ROOT, or the one a local `ohbackup dev` serves (not for another device). */

@@ -205,6 +205,15 @@ describe('ohbackup restore asks before replacing data', () => {
     await withWorker({ taskQueue, dataRoot, stateDir }, async () => {
       const made = await ohbackup(['backup', '--out', out], env);
       expect(made.code, made.stderr).toBe(0);
+      // Onto the device its worker serves (no --to): its data is there, found through the device's capability
+      // file, or in its data root when that is known here.
+      const device = await treeState(dataRoot);
+      for (const known of [{}, { OHBACKUP_DATA_ROOT: dataRoot }]) {
+        const onDevice = await ohbackup(['restore', '--from', out], { ...env, ...known });
+        expect(onDevice.code, onDevice.stderr).toBe(2);
+        expect(onDevice.stderr).toMatch(/would replace data that is there now, in com\.rep\.a, com\.rep\.b/);
+      }
+      expect(await treeState(dataRoot)).toEqual(device);
     });
     // A device like the source, then written to since the backup: A has a new file; B's data is empty.
     const target = path.join(root, 'target');
