@@ -45,6 +45,7 @@ interface RestoreArgs {
   map?: Record<string, string>;
   bundles: string[];
   force?: boolean;
+  keepPrevious?: boolean;
 }
 
 /** Onto the configured device (some worker serves its queue), or onto `--to` through a worker of our own. */
@@ -98,6 +99,7 @@ export function registerRestore(program: Command): void {
     .option('--map <old=new>', "restore a bundle's data into another bundle (app_mapping_relation); repeatable", parseMapping)
     .option('--device <id>', 'restore onto the device of this ID, served by `ohbackup worker --device ID` (not with --to)', parseDeviceId)
     .option('--force', 'replace the data of bundles whose data/ is not empty (without it such a restore is refused, exit 2, and nothing is written)')
+    .option('--keep-previous', 'keep the data/ tree a restore replaces, as data.before-<session> beside it (each session of a chain keeps its own)')
     .option('--dry-run', 'print what would be restored (bundles, entries, bytes, which replace data there now) and write nothing')
     .option('--json', 'print the result as one JSON object (sessionId, uiUrl, bundles, sets, incomplete; with --dry-run the plan)')
     .addHelpText(
@@ -130,7 +132,7 @@ Examples:
       if (opts.device && opts.to !== undefined)
         usageError(cmd, '--device and --to exclude each other: --to restores onto a data root on this machine through its own worker.');
       if (opts.device) backup.configure({ device: opts.device });
-      const req = { from: opts.from, to: opts.to, map: opts.map, bundles, force: opts.force };
+      const req = { from: opts.from, to: opts.to, map: opts.map, bundles, force: opts.force, keepPrevious: opts.keepPrevious };
       if (opts.dryRun) {
         await runCommand<RestoreProgressEvent, DryRun>(
           cmd,

@@ -39,6 +39,8 @@ export interface RestoreRequest {
   force?: boolean;
   /** Only the plan is wanted: data that would be replaced is listed, not refused. */
   dryRun?: boolean;
+  /** Keep each bundle's replaced data/ tree as `data.before-<session>` (SessionOptions.keepPrevious). */
+  keepPrevious?: boolean;
 }
 
 /** What a restore does, found before anything starts. */
@@ -53,6 +55,7 @@ export interface RestorePlan {
   steps: number[];
   /** Bundles (by their name in the set) whose target's data/ is not empty: restoring replaces it. */
   replaces: string[];
+  keepPrevious: boolean;
   /** Whether `replaces` was found here (the data root is on this machine); else askDeviceData finds it through the device. */
   dataRootKnown: boolean;
   /** Set when no bundle was named and a set restored is not complete (backup_set.json `complete: false`): why. */
@@ -175,7 +178,18 @@ export function planRestore(req: RestoreRequest): RestorePlan {
   }
   const unfinished = asked.length ? undefined : steps.map((k) => chain[k]!).find((set) => !set.complete);
   const incomplete = unfinished && `the backup set ${unfinished.dir} is not complete (${unfinished.why}); name the bundles to restore to accept it.`;
-  return { from, to, map, chain, links, steps, replaces, dataRootKnown: root !== undefined, ...(incomplete ? { incomplete } : {}) };
+  return {
+    from,
+    to,
+    map,
+    chain,
+    links,
+    steps,
+    replaces,
+    keepPrevious: !!req.keepPrevious,
+    dataRootKnown: root !== undefined,
+    ...(incomplete ? { incomplete } : {}),
+  };
 }
 
 /** Data there now is replaced only when asked to (`force`), or merely listed (`dryRun`). */
@@ -267,7 +281,7 @@ export async function runRestore(plan: RestorePlan, opts: RunRestoreOptions): Pr
       bundles: names,
       map: Object.fromEntries(Object.entries(plan.map).filter(([source]) => names.includes(source))),
       // With --to, the run's own worker serves the data root: no device's queue is involved.
-      session: { taskQueue: queue, ...(plan.to ? { device: null } : {}) },
+      session: { taskQueue: queue, ...(plan.to ? { device: null } : {}), ...(plan.keepPrevious ? { keepPrevious: true } : {}) },
       startDetails: { ...onDevice, to: plan.to, step: i + 1, steps: plan.steps.length },
       onProgress: opts.onProgress,
       signal: opts.signal,

@@ -69,6 +69,11 @@ export interface SessionOptions {
    * onFileReady(13900011) and its bundle's delivery ends with 13900011.
    */
   fdWaitMs?: number;
+  /**
+   * SessionRestore: keep each bundle's data/ tree that the restore replaces as
+   * `data.before-<sessionId>` beside it, instead of removing it.
+   */
+  keepPrevious?: boolean;
 }
 
 export abstract class SessionBase implements OpenSession {
@@ -84,7 +89,7 @@ export abstract class SessionBase implements OpenSession {
   private signals: Promise<void> = Promise.resolve();
   private readonly ready: Promise<{ client: Client; handle: WorkflowHandle<SessionWorkflow>; pump: EventPump }>;
 
-  private readonly options: SessionOptions;
+  protected readonly options: SessionOptions;
 
   constructor(
     protected readonly callbacks: GeneralCallbacks,

@@ -22,7 +22,7 @@ const COMMANDS: Array<{ command: string[]; options: string[]; minimal?: string[]
   { command: ['worker'], options: ['--data-root', '--task-queue'] },
   { command: ['sample-device'], options: ['--scale', '--seed', '--json'], minimal: ['/tmp/nowhere'] },
   { command: ['backup'], options: ['--out', '--rate', '--incremental', '--base', '--attach', '--json'], minimal: ['--out', '/tmp/nowhere'] },
-  { command: ['restore'], options: ['--from', '--to', '--map', '--force', '--dry-run', '--json'], minimal: ['--from', '/tmp/nowhere'] },
+  { command: ['restore'], options: ['--from', '--to', '--map', '--force', '--keep-previous', '--dry-run', '--json'], minimal: ['--from', '/tmp/nowhere'] },
   { command: ['sessions'], options: ['--running', '--bundle', '--kind', '--limit', '--json'] },
   { command: ['status'], options: ['--json'], minimal: ['some-session'] },
   { command: ['cancel'], options: ['--json'], minimal: ['some-session', 'com.example.notes'] },

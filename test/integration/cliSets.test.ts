@@ -243,10 +243,21 @@ describe('ohbackup restore asks before replacing data', () => {
     expect(plan.bundles[0]).toMatchObject({ entries: index.totals.files + index.totals.dirs, bytes: index.totals.bytes });
     expect(await treeState(target)).toEqual(before);
 
-    const forced = await ohbackup(['restore', '--from', out, '--to', target, '--force'], env);
+    const beforeA = await treeState(path.join(target, A, 'data'));
+    const forced = await ohbackup(['restore', '--from', out, '--to', target, '--force', '--keep-previous', '--json'], env);
     expect(forced.code, forced.stderr).toBe(0);
     for (const name of [A, B]) expect(await compareRestoredBundle(dataRoot, target, name)).toEqual([]);
     expect(existsSync(path.join(target, A, 'data', 'written-since.txt'))).toBe(false);
+    // The tree it replaced, as it was: the file written since the backup included.
+    const { sessionId } = JSON.parse(forced.stdout) as { sessionId: string };
+    expect(await treeState(path.join(target, A, `data.before-${sessionId}`))).toEqual(beforeA);
+
+    // Without --keep-previous the replaced tree is gone.
+    await writeFile(path.join(target, A, 'data', 'written-again.txt'), 'lost on purpose');
+    const plain = await ohbackup(['restore', '--from', out, '--to', target, '--force', '--json'], env);
+    expect(plain.code, plain.stderr).toBe(0);
+    expect((await readdir(path.join(target, A))).filter((n) => n.startsWith('data.'))).toEqual([`data.before-${sessionId}`]);
+    expect(await compareRestoredBundle(dataRoot, target, A)).toEqual([]);
   });
 });
 
