@@ -168,8 +168,24 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
 function checkOut(dir: string): string {
   const out = path.resolve(dir);
   const existing = statSync(out, { throwIfNoEntry: false });
-  if (existing && (!existing.isDirectory() || readdirSync(out).length > 0)) throw new SetupError(`--out ${out} must be a new or empty folder.`, 'usage');
+  if (existing && (!existing.isDirectory() || readdirSync(out).length > 0)) {
+    const unfinished = unfinishedSessionOf(out);
+    const hint = unfinished
+      ? ` It holds the unfinished set of session ${unfinished}: \`ohbackup backup --attach ${unfinished} --out ${out}\` completes it.`
+      : '';
+    throw new SetupError(`--out ${out} must be a new or empty folder.${hint}`, 'usage');
+  }
   return out;
+}
+
+/** The session of the unfinished set in `dir`, if it holds one. */
+function unfinishedSessionOf(dir: string): string | undefined {
+  try {
+    const summary = JSON.parse(readFileSync(path.join(dir, SET_SUMMARY), 'utf8')) as Partial<BackupSetSummary>;
+    return summary.complete === false && summary.writer && typeof summary.sessionId === 'string' ? summary.sessionId : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -242,6 +258,9 @@ async function seedFromSession(
   allEnded: (err: BusinessError | undefined) => void,
 ): Promise<void> {
   const handle = client.workflow.getHandle(sessionId);
+  const { status } = await handle.describe();
+  // Ended (released, abandoned, terminated): the files it had not handed over are gone with it.
+  if (status.name !== 'RUNNING') throw new Error(`the session has ended (${status.name.toLowerCase()}): its set cannot be completed`);
   const outcomes = await handle.query(outcomesQuery);
   for (const o of outcomes) {
     const t = tally.outcome(o.bundleName);

@@ -109,6 +109,7 @@ describe('ohbackup backup: completing, claiming and describing its set', () => {
       // A second run into the same folder is refused (it is another backup's set).
       const again = await ohbackup(['backup', '--out', out, ...names], env);
       expect(again.code, again.stderr).toBe(2);
+      expect(again.stderr).toContain(`--attach ${during.sessionId} --out ${out}`);
 
       const attached = await ohbackup(['backup', '--attach', during.sessionId, '--out', out, '--json'], env);
       expect(attached.code, attached.stderr).toBe(0);
