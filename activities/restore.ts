@@ -42,7 +42,7 @@ export function createRestoreActivities(device: Device) {
     },
 
     /** Verifies the tool's files against their index, unpacks them safely and applies them (api.md §9). */
-    async applyRestoreData(input: { sessionId: string; sessionWorkflowId: string; bundleName: string }) {
+    async applyRestoreData(input: { sessionId: string; sessionWorkflowId: string; bundleName: string; keepPrevious?: boolean }) {
       return oneAttemptAtATime(`apply:${input.sessionId}/${input.bundleName}`, async () => {
         const ctx = Context.current();
         const bundle = device.bundle(input.bundleName);
@@ -66,6 +66,7 @@ export function createRestoreActivities(device: Device) {
             // fullBackupOnly: the verified tree stays in the temp area, outside the session's folder so release keeps it.
             stagingDir: tempOnly ? `${paths.restoreTemp}/restored-${input.sessionId}` : `${work}/staging`,
             mode: increment ? 'merge' : tempOnly ? 'tempOnly' : 'apply',
+            ...(input.keepPrevious ? { keepPreviousAs: `${paths.data}.before-${input.sessionId}` } : {}),
             signal: ctx.cancellationSignal,
             onProgress: (p) => {
               ctx.heartbeat(p);

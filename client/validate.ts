@@ -19,15 +19,12 @@ export function parseArg<T>(schema: z.ZodType<T>, value: unknown, what: string):
 export const BundleNameArg = BundleNameSchema;
 export const BundleListArg = z.array(BundleNameSchema).min(1, 'name at least one bundle').max(10_000);
 
-/** An `infos[i]` string: JSON of the shape api.md §8 gives. */
-const InfoArg = z.string().refine((s) => {
-  try {
-    const v = JSON.parse(s);
-    return typeof v === 'object' && v !== null && !Array.isArray(v);
-  } catch {
-    return false;
-  }
-}, 'each info must be a JSON object string');
+/**
+ * An `infos[i]` string: any string, handed to the bundle's hooks as given (the
+ * reference's own examples are not strict JSON); client/infos.ts reads what it
+ * can of it. Its size counts in checkAppendSize.
+ */
+const InfoArg = z.string({ error: 'each info must be a string' });
 export const InfosArg = z.array(InfoArg).optional();
 
 /**
@@ -81,6 +78,7 @@ export const SessionOptionsArg = z.object(
     fdWaitMs: z.number().int().min(0).max(MAX_TIMEOUT_MS).optional(),
     // At least a second: the tool renews its lease every third of it.
     toolTimeoutMs: z.number().int().min(1000).max(MAX_TIMEOUT_MS).optional(),
+    keepPrevious: z.boolean().optional(),
     device: z.union([DeviceIdSchema, z.null()]).optional(),
     // A Temporal Client of the caller's (a scheduled run passes its activity's own).
     client: z.custom<Client>((c) => c instanceof Client, 'options.client must be a Temporal Client').optional(),

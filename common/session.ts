@@ -30,6 +30,8 @@ export interface BundleRequest {
   baseManifestPath?: string;
   /** BackupParams.parameters: a JSON string handed to the bundle's hooks. */
   parameters?: string;
+  /** Restore: keep the data/ tree it replaces as `data.before-<sessionId>` beside it, instead of removing it. */
+  keepPrevious?: boolean;
 }
 
 /** What a capability file says of a bundle: enough to create it on a device that lacks it. */

@@ -2,12 +2,13 @@
 import type { Command } from 'commander';
 import * as backup from '../../client/backup.js';
 import { runBackup, type BackupProgressEvent, type BackupRunResult } from '../../client/runs/runBackup.js';
-import { BundleNameArg, parseArg } from '../../client/validate.js';
+import { BundleNameArg, SessionIdArg, parseArg } from '../../client/validate.js';
 import type { ProgressColumns } from '../output/progress.js';
 import { formatBackupResult, formatBytes } from '../output/results.js';
 import { TOOL_TIMEOUT_HELP, parseDeviceId, parseDuration, parseIntOption, runCommand, usageError } from '../shared.js';
 
 function startSuffix(e: Extract<BackupProgressEvent, { type: 'start' }>): string {
+  if (e.attached) return ' (re-attached: completing its set)';
   if (e.base) return ` (incremental, base ${e.base})`;
   return e.kind === 'incremental' ? ' (incremental session, in full)' : '';
 }
@@ -42,17 +43,21 @@ export function registerBackup(program: Command): void {
       'Back up bundles of the device into a backup set folder: every handed-over file, capabilities.json and backup_set.json. ' +
         'Runs one backup session (a Temporal workflow) served by the device worker (`ohbackup worker` or `ohbackup dev`). ' +
         "With --incremental, an incremental session that also keeps each bundle's manifest (<bundle>/manifest.jsonl) in the set; " +
-        'with --base SET, only files new or changed since SET are handed over, and deletions are recorded ' +
+        'with --base SET (any earlier set: a plain one serves through its index), only files new or changed since SET are handed over, and deletions are recorded ' +
         '(`ohbackup restore --from` the increment restores SET and the increment after it).',
     )
     .argument('[bundle...]', 'bundles to back up (default: every bundle the device reports as backup-able)')
     .requiredOption('--out <dir>', 'the backup set folder to write (new or empty)')
     .option('--rate <n>', 'files per second handed over per bundle (default 60; above 800 means 800)', parseIntOption(1))
+    .option('--incremental', "an incremental session: every bundle in full (without --base), each bundle's manifest kept in the set")
     .option(
-      '--incremental',
-      "an incremental session: keeps each bundle's manifest in the set, so the set can be the base of an increment (in full without --base)",
+      '--base <set>',
+      'back up only what changed since this set (any earlier backup set; implies --incremental); bundles it does not hold completely go in full',
     )
-    .option('--base <set>', 'back up only what changed since this set (an earlier --incremental set; implies --incremental); bundles it lacks go in full')
+    .option(
+      '--attach <session-id>',
+      'complete the unfinished set in --out: re-attach to its session (its backup was killed or crashed), resuming after the last file the set holds',
+    )
     .option(
       '--device <id>',
       'back up the device of this ID, served by `ohbackup worker --device ID` (its bundle work runs on its own task queue)',
@@ -64,8 +69,8 @@ export function registerBackup(program: Command): void {
       'after',
       `
 Exit codes: 0 every bundle done; 3 some failed, some done; 1 all failed or the session failed;
-            2 wrong usage; 130 interrupted (Ctrl-C, or a closed terminal, releases the session);
-            a session released by another client ends the run with 3 (some bundles done) or 1.
+            2 wrong usage (also: --out in use by another backup, or inside a bundle's data/); 130 interrupted (Ctrl-C, or a closed
+            terminal, releases the session); a session released by another client ends the run with 3 (some bundles done) or 1.
 
 Connection: TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*;
 task queue: OHBACKUP_TASK_QUEUE (default "ohbackup"), and with --device ID the device's own (ohbackup-device-ID); UI link base: OHBACKUP_UI_URL (default http://127.0.0.1:8233).
@@ -75,17 +80,23 @@ Examples:
   $ ohbackup backup --out ./set-notes com.example.notes com.example.docs
   $ TEMPORAL_ADDRESS=127.0.0.1:7233 ohbackup backup --out ./set --rate 200 --json
   $ ohbackup backup --device phone-1 --out ./set-phone-1           # the device whose worker runs \`ohbackup worker --device phone-1\`
-  $ ohbackup backup --incremental --out ./full                      # a full backup that keeps manifests
+  $ ohbackup backup --out ./full                                    # a full backup
   $ ohbackup backup --base ./full --out ./inc1                      # only what changed since ./full
   $ ohbackup backup --base ./inc1 --out ./inc2                      # ... and since ./inc1
-  $ ohbackup restore --from ./inc2 --to ./new-device                # restores ./full, ./inc1, then ./inc2`,
+  $ ohbackup restore --from ./inc2 --to ./new-device                # restores ./full, ./inc1, then ./inc2
+  $ ohbackup backup --attach ohbackup-backup-1c9e… --out ./set      # the run writing ./set was killed: complete it`,
     )
     .action(
       async (
         bundles: string[],
-        opts: { out: string; rate?: number; incremental?: boolean; base?: string; device?: string; toolTimeout?: number; json?: boolean },
+        opts: { out: string; rate?: number; incremental?: boolean; base?: string; attach?: string; device?: string; toolTimeout?: number; json?: boolean },
         cmd: Command,
       ) => {
+        if (opts.attach !== undefined) {
+          if (!SessionIdArg.safeParse(opts.attach).success) usageError(cmd, `--attach "${opts.attach}" is not a session ID.`);
+          if (bundles.length || opts.incremental || opts.base !== undefined)
+            usageError(cmd, '--attach completes the set as its backup started it: name no bundles, --incremental or --base with it.');
+        }
         for (const name of bundles) {
           try {
             parseArg(BundleNameArg, name, 'bundle');
@@ -104,6 +115,7 @@ Examples:
               rate: opts.rate,
               incremental: opts.incremental,
               base: opts.base,
+              attach: opts.attach,
               toolTimeoutMs: opts.toolTimeout,
               onProgress,
               signal,

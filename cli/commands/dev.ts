@@ -1,7 +1,9 @@
 /** `ohbackup dev`: a local Temporal dev server plus one worker for a device, until Ctrl-C. */
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { readSettings } from '../../config/env.js';
+import { StateFolderInUse, lockStateFolder, type DevLock } from '../../engine/stateLock.js';
 import { startDevServer, type DevServer } from '../../workers/devServer.js';
 import { runWorker } from '../../workers/runWorker.js';
 import { TemporalCliMissing } from '../../workers/temporalCli.js';
@@ -39,6 +41,16 @@ with a Go toolchain it is built once if missing.`,
       const dataRoot = requireDataRoot(cmd, opts.dataRoot);
       const settings = readSettings();
       const dbFile = path.join(settings.stateDir, 'temporal.db');
+      // Before anything starts: a second server on the same database would corrupt it.
+      let lock: DevLock;
+      try {
+        mkdirSync(settings.stateDir, { recursive: true, mode: 0o700 });
+        lock = lockStateFolder(settings.stateDir, { dataRoot: path.resolve(dataRoot) });
+      } catch (err) {
+        console.error(err instanceof StateFolderInUse ? err.message : `Cannot lock the state folder ${settings.stateDir}: ${(err as Error).message}`);
+        process.exitCode = EXIT.failed;
+        return;
+      }
 
       // Handle signals from the start: Node's default (exit at once) would leave the server running.
       let server: DevServer | undefined;
@@ -53,6 +65,7 @@ with a Go toolchain it is built once if missing.`,
         () => {
           console.error('Forced stop.');
           server?.process.kill('SIGKILL');
+          lock?.release();
           process.exit(EXIT.failed);
         },
       );
@@ -61,6 +74,7 @@ with a Go toolchain it is built once if missing.`,
         server = await startDevServer({ port: opts.port, uiPort: opts.uiPort, headless: opts.headless, dbFile });
       } catch (err) {
         removeHandlers();
+        lock.release();
         console.error(err instanceof TemporalCliMissing ? err.message : `Could not start the Temporal dev server: ${(err as Error).message}`);
         process.exitCode = EXIT.failed;
         return;
@@ -68,8 +82,10 @@ with a Go toolchain it is built once if missing.`,
       if (stopping) {
         await server.stop();
         removeHandlers();
+        lock.release();
         return;
       }
+      lock.update({ address: server.address, uiUrl: server.uiUrl });
       // The server going away on its own is a failure, not a shutdown.
       let serverDied = false;
       server.process.once('exit', (code, signal) => {
@@ -107,6 +123,7 @@ with a Go toolchain it is built once if missing.`,
       stopping = true;
       await server.stop();
       removeHandlers();
+      lock.release();
       if (serverDied) process.exitCode = EXIT.failed;
       else if (!process.exitCode) console.error('Stopped the worker and the Temporal server.');
     });

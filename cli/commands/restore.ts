@@ -5,14 +5,14 @@
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import * as backup from '../../client/backup.js';
-import { taskQueue } from '../../client/connection.js';
-import { planRestore, runRestore, type RestoreProgressEvent, type RestoreRunResult } from '../../client/runs/runRestore.js';
+import { deviceQueue, taskQueue } from '../../client/connection.js';
+import { askDeviceData, describePlan, planRestore, runRestore, type RestoreProgressEvent, type RestoreRunResult } from '../../client/runs/runRestore.js';
 import { SetupError, connect, waitForWorkers } from '../../client/runs/setup.js';
 import { whenAborted } from '../../client/runs/tally.js';
 import { BundleNameArg } from '../../client/validate.js';
 import { startWorker } from '../../workers/embedded.js';
 import type { ProgressColumns } from '../output/progress.js';
-import { formatBytes, formatRestoreResult, restoredOnto } from '../output/results.js';
+import { formatBytes, formatRestorePlan, formatRestoreResult, restoredOnto } from '../output/results.js';
 import { TOOL_TIMEOUT_HELP, parseDeviceId, parseDuration, runCommand, usageError } from '../shared.js';
 
 function startLine(e: Extract<RestoreProgressEvent, { type: 'start' }>): string {
@@ -33,16 +33,25 @@ export const restoreColumns: ProgressColumns<RestoreProgressEvent> = {
   }),
 };
 
-function toJson({ sessionId, uiUrl, bundles, sets, error }: RestoreRunResult) {
-  return { sessionId, uiUrl, bundles, sets, ...(error ? { error } : {}) };
+function toJson({ sessionId, uiUrl, bundles, sets, error, incomplete }: RestoreRunResult) {
+  return { sessionId, uiUrl, bundles, sets, ...(error ? { error } : {}), ...(incomplete ? { incomplete } : {}) };
+}
+
+type DryRun = Parameters<typeof formatRestorePlan>[0] & { outcome: 'done' };
+
+interface RestoreArgs {
+  from: string;
+  to?: string;
+  map?: Record<string, string>;
+  bundles: string[];
+  force?: boolean;
+  keepPrevious?: boolean;
+  toolTimeoutMs?: number;
 }
 
 /** Onto the configured device (some worker serves its queue), or onto `--to` through a worker of our own. */
-async function restore(
-  req: { from: string; to?: string; map?: Record<string, string>; bundles: string[]; toolTimeoutMs?: number },
-  onProgress: (e: RestoreProgressEvent) => void,
-  signal: AbortSignal,
-) {
+async function restore(req: RestoreArgs, onProgress: (e: RestoreProgressEvent) => void, signal: AbortSignal) {
+  // Every refusal (data there now without --force, a wrong set) comes before anything connects or writes.
   const plan = planRestore(req);
   const client = await connect();
   if (plan.to === undefined) {
@@ -50,6 +59,7 @@ async function restore(
       if (err instanceof SetupError) err.message += '\nOr restore onto a data root on this machine: `ohbackup restore --from SET --to DIR`.';
       throw err;
     });
+    await askDeviceData(plan, req, client, deviceQueue());
     return runRestore(plan, { client, taskQueue: taskQueue(), onProgress, signal, toolTimeoutMs: req.toolTimeoutMs });
   }
   const worker = await startWorker(plan.to);
@@ -74,13 +84,11 @@ function parseMapping(value: string, previous: Record<string, string> = {}): Rec
   return { ...previous, [source]: target };
 }
 
-interface RestoreCommandOptions {
-  from: string;
-  to?: string;
-  map?: Record<string, string>;
+interface RestoreCommandOptions extends Omit<RestoreArgs, 'bundles' | 'toolTimeoutMs'> {
   device?: string;
   toolTimeout?: number;
   json?: boolean;
+  dryRun?: boolean;
 }
 
 export function registerRestore(program: Command): void {
@@ -99,12 +107,17 @@ export function registerRestore(program: Command): void {
     .option('--map <old=new>', "restore a bundle's data into another bundle (app_mapping_relation); repeatable", parseMapping)
     .option('--device <id>', 'restore onto the device of this ID, served by `ohbackup worker --device ID` (not with --to)', parseDeviceId)
     .option('--tool-timeout <duration>', TOOL_TIMEOUT_HELP, parseDuration)
-    .option('--json', 'print the result as one JSON object (sessionId, uiUrl, bundles, sets)')
+    .option('--force', 'replace the data of bundles whose data/ is not empty (without it such a restore is refused, exit 2, and nothing is written)')
+    .option('--keep-previous', 'keep the data/ tree a restore replaces, as data.before-<session> beside it (each session of a chain keeps its own)')
+    .option('--dry-run', 'print what would be restored (bundles, entries, bytes, which replace data there now) and write nothing')
+    .option('--json', 'print the result as one JSON object (sessionId, uiUrl, bundles, sets, incomplete; with --dry-run the plan)')
     .addHelpText(
       'after',
       `
 Exit codes: 0 every bundle done; 3 some failed, some done; 1 all failed or the session failed;
-            2 wrong usage (a bundle the set does not hold, a bad --map, a missing base set or a loop of bases);
+            2 wrong usage (a bundle the set does not hold, a bad --map, a missing base set or a loop of bases,
+              data there now in a bundle restored without --force);
+            3 also when the set is not complete (backup_set.json says why) and no bundle was named;
             130 interrupted (Ctrl-C, or a closed terminal, releases the session).
 A bundle restored from a chain is done only if every set of its chain was restored; its chain stops at the first failure.
 
@@ -114,6 +127,8 @@ task queue without --to: OHBACKUP_TASK_QUEUE (default "ohbackup"), and with --de
 Examples:
   $ ohbackup restore --from ./set                                   # onto the device \`ohbackup dev\` / \`worker\` serves
   $ ohbackup restore --from ./set --to ./new-device                 # onto an empty data root on this machine
+  $ ohbackup restore --from ./set --to ./device --dry-run           # what would be restored, and what replaced
+  $ ohbackup restore --from ./set --to ./device --force             # replace the data there now
   $ ohbackup restore --from ./set --device phone-2                  # onto the device whose worker runs \`ohbackup worker --device phone-2\`
   $ ohbackup restore --from ./set com.example.notes --map com.example.notes=com.example.notes2
   $ ohbackup restore --from ./set --to ./new-device --json com.example.docs
@@ -126,10 +141,36 @@ Examples:
       if (opts.device && opts.to !== undefined)
         usageError(cmd, '--device and --to exclude each other: --to restores onto a data root on this machine through its own worker.');
       if (opts.device) backup.configure({ device: opts.device });
+      const req: RestoreArgs = {
+        from: opts.from,
+        to: opts.to,
+        map: opts.map,
+        bundles,
+        force: opts.force,
+        keepPrevious: opts.keepPrevious,
+        toolTimeoutMs: opts.toolTimeout,
+      };
+      if (opts.dryRun) {
+        await runCommand<RestoreProgressEvent, DryRun>(
+          cmd,
+          { progress: restoreColumns, json: opts.json, toJson: ({ outcome: _, ...p }) => p, format: formatRestorePlan, failure: 'Restore failed' },
+          async (): Promise<DryRun> => {
+            const plan = planRestore({ ...req, dryRun: true });
+            if (!plan.dataRootKnown) {
+              // A device elsewhere: its worker says which bundles hold data.
+              const client = await connect();
+              await waitForWorkers(client);
+              await askDeviceData(plan, { dryRun: true }, client, deviceQueue());
+            }
+            return { outcome: 'done', from: plan.from, to: plan.to, bundles: describePlan(plan), ...(plan.incomplete ? { incomplete: plan.incomplete } : {}) };
+          },
+        );
+        return;
+      }
       await runCommand(
         cmd,
         { progress: restoreColumns, json: opts.json, toJson, format: formatRestoreResult, failure: 'Restore failed' },
-        ({ onProgress, signal }) => restore({ from: opts.from, to: opts.to, map: opts.map, bundles, toolTimeoutMs: opts.toolTimeout }, onProgress, signal),
+        ({ onProgress, signal }) => restore(req, onProgress, signal),
       );
     });
 }

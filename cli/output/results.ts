@@ -2,7 +2,7 @@
 import { deviceTaskQueue } from '../../common/deviceQueue.js';
 import type { BundleOutcome } from '../../common/session.js';
 import type { BackupRunResult } from '../../client/runs/runBackup.js';
-import type { RestoreRunResult } from '../../client/runs/runRestore.js';
+import type { PlannedBundle, RestoreRunResult } from '../../client/runs/runRestore.js';
 
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -54,6 +54,7 @@ export function formatRestoreResult(r: RestoreRunResult): string {
   const lines = [formatOutcomes(r.bundles, (b) => (r.map[b.bundleName] ? `${b.bundleName} → ${r.map[b.bundleName]}` : b.bundleName)), ''];
   if (r.error) lines.push(`Session failed: ${r.error.code} ${r.error.message}`);
   if (r.interrupted) lines.push('Interrupted: the session was released; bundles not done were not restored.');
+  if (r.incomplete) lines.push(`Warning: ${r.incomplete}`);
   if (r.sets.length > 1) {
     lines.push(`Backup set   ${r.from}, an increment: restored as a chain of ${r.sets.length} sets, oldest first`, `Restored to  ${restoredOnto(r)}`);
     for (const [i, set] of r.sets.entries()) {
@@ -75,4 +76,17 @@ export function restoredOnto(r: { to?: string; device?: string; taskQueue: strin
     r.to ??
     (r.device ? `device ${r.device} (task queue ${r.taskQueue}, its worker on ${deviceTaskQueue(r.device)})` : `the device of task queue ${r.taskQueue}`)
   );
+}
+
+/** `restore --dry-run`: what each bundle would restore, and whether it replaces data there now. */
+export function formatRestorePlan(p: { from: string; to?: string; bundles: PlannedBundle[]; incomplete?: string }): string {
+  const lines = [`Dry run: nothing was written. Restoring ${p.from} onto ${p.to ?? 'the device'} would restore:`];
+  for (const b of p.bundles) {
+    const into = b.target !== b.bundleName ? ` → ${b.target}` : '';
+    const sets = b.sets.length > 1 ? `, from ${b.sets.length} sets` : '';
+    lines.push(`  ${b.bundleName}${into}  ${b.entries} entries, ${formatBytes(b.bytes)}${sets}${b.replacesData ? '  REPLACES the data there now' : ''}`);
+  }
+  if (p.bundles.some((b) => b.replacesData)) lines.push('Data that is there now is replaced only with --force.');
+  if (p.incomplete) lines.push(`Warning: ${p.incomplete}`);
+  return lines.join('\n');
 }

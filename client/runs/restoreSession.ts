@@ -47,6 +47,8 @@ export interface RestoreSessionOptions {
   bundles: string[];
   /** source → target bundle (app_mapping_relation). */
   map?: Record<string, string>;
+  /** The `infos` of appendBundles as given (one per bundle, in `bundles` order), instead of those `map` makes. */
+  infos?: string[];
   session?: SessionOptions;
   /** Default the tool library's connection. */
   client?: Client;
@@ -104,7 +106,7 @@ export async function restoreSession(opts: RestoreSessionOptions): Promise<Resto
   const closed = watchSessionClosed(client, sessionId, armed).then((err) => (allEnded ? never : err));
 
   emit({ type: 'start', sessionId, bundles: opts.bundles, taskQueue: session.taskQueue, ...opts.startDetails, from: opts.from });
-  const run = feeder.run(opts.map);
+  const run = feeder.run(opts.infos ?? (opts.map && Object.keys(opts.map).length ? mappingInfos(opts.map, files.size) : undefined));
   run.catch(() => undefined);
   let error: ErrorInfo | undefined;
   let interrupted = false;
@@ -221,8 +223,7 @@ class SetFeeder {
   }
 
   /** Appends the bundles, waits for their ends and the copies still running, then releases; throws a session failure. */
-  async run(map?: Record<string, string>): Promise<void> {
-    const infos = map && Object.keys(map).length ? mappingInfos(map, this.files.size) : undefined;
+  async run(infos?: string[]): Promise<void> {
     const capsFd = await openFd(path.join(this.from, SET_CAPABILITIES), 'r');
     try {
       await this.session.appendBundles(capsFd, [...this.files.keys()], infos);

@@ -3,28 +3,34 @@
  * session into a new backup set, its summary written. `ohbackup backup`, the
  * scheduled-backup activity, the demo and the bench all run this.
  */
-import { closeSync, fstatSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { closeSync, existsSync, fstatSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { readManifest } from '../../engine/formats/manifest.js';
 import { BusinessError } from '../../common/businessError.js';
 import { CapabilitiesSchema, type Capabilities } from '../../common/capabilities.js';
 import { ErrorCode, type ErrorInfo } from '../../common/errors.js';
+import { bundlePaths } from '../../common/device.js';
 import { INDEX_URI } from '../../common/manageIndex.js';
+import { eventsQuery, outcomesQuery } from '../../common/messages.js';
+import { readSettings } from '../../config/env.js';
+import { processAlive, runningDevServer } from '../../engine/stateLock.js';
 import type { BundleOutcome } from '../../common/session.js';
 import * as backup from '../backup.js';
-import { openCapabilities } from '../capabilities.js';
 import { deviceQueue, taskQueue } from '../connection.js';
 import { SessionEndedElsewhere, toBusinessError } from '../failures.js';
-import { SET_CAPABILITIES, SET_MANIFEST, SET_SUMMARY, readSetInfo, type BackupSetSummary, type SetInfo } from '../sets/layout.js';
+import { SET_CAPABILITIES, SET_CURSOR, SET_MANIFEST, SET_SUMMARY, readSetInfo, type BackupSetSummary, type SetInfo } from '../sets/layout.js';
+import { manifestFromIndex } from '../sets/manifest.js';
 import { BackupSetWriter } from '../sets/writer.js';
 import type { GeneralCallbacks, IncrementalBackupData } from '../types.js';
-import { SetupError, connect, sessionUiUrl, waitForWorkers } from './setup.js';
+import { SetupError, connect, readDeviceCapabilities, sessionUiUrl, waitForWorkers } from './setup.js';
 import { BundleTally, errorOf, watchSessionClosed, whenAborted, type RunSummary } from './tally.js';
 
 export type BackupProgressEvent =
   /** `kind` 'incremental' for an IncrementalBackupSession; `base`: the base set, when there is one. */
-  | { type: 'start'; sessionId: string; bundles: string[]; kind?: 'backup' | 'incremental'; base?: string }
+  | { type: 'start'; sessionId: string; bundles: string[]; kind?: 'backup' | 'incremental'; base?: string; attached?: boolean }
   /** `estimatedBytes`: the bundle's data size from the capability file, when it lists the bundle. */
   | { type: 'begin'; bundleName: string; estimatedBytes?: number }
   | { type: 'file'; bundleName: string; files: number; bytes: number }
@@ -48,6 +54,13 @@ export interface RunBackupOptions {
    * its manifest, is backed up as an increment since the base's time; the others in full.
    */
   base?: string;
+  /**
+   * Re-attach to this running session (a run of it stopped: killed, crashed)
+   * and complete its set in `out`, the unfinished set it wrote: the run
+   * resumes after the last file the set holds (its cursor, `<out>/.cursor`).
+   * Kind, bundles and base are the set's; `bundles`, `incremental` and `base` are ignored.
+   */
+  attach?: string;
   onProgress?: (event: BackupProgressEvent) => void;
   /** Aborting releases the session: running bundles are stopped, and the run returns as interrupted. */
   signal?: AbortSignal;
@@ -74,37 +87,73 @@ type BaseSet = SetInfo & { time: number };
 
 export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult> {
   const emit: Emit = opts.onProgress ?? (() => undefined);
-  const out = checkOut(opts.out);
-  const base = opts.base !== undefined ? readBase(opts.base) : undefined;
-  const kind = opts.incremental || base ? ('incremental' as const) : ('backup' as const);
+  const resumed = opts.attach !== undefined ? readUnfinishedSet(opts.out, opts.attach) : undefined;
+  const out = resumed?.dir ?? checkOut(opts.out);
+  const base = resumed ? resumed.base : opts.base !== undefined ? readBase(opts.base) : undefined;
+  const kind = resumed?.summary.kind ?? (opts.incremental || base ? ('incremental' as const) : ('backup' as const));
 
   const client = opts.client ?? (await connect());
   const queue = opts.taskQueue ?? taskQueue();
   const namespace = client.options.namespace;
   await waitForWorkers(client, queue);
-  const caps = await readCapabilities(client, opts.taskQueue ? queue : deviceQueue());
-  const names = opts.bundles?.length ? [...new Set(opts.bundles)] : caps.bundleInfos.filter((b) => b.allToBackup).map((b) => b.name);
+  const caps = resumed?.caps ?? (await readDeviceCapabilities(client, opts.taskQueue ? queue : deviceQueue()));
+  const names = resumed
+    ? resumed.summary.bundles.map((b) => b.bundleName)
+    : opts.bundles?.length
+      ? [...new Set(opts.bundles)]
+      : caps.bundleInfos.filter((b) => b.allToBackup).map((b) => b.name);
   if (!names.length) throw new SetupError('The device reports no backup-able bundles: nothing to back up.', 'failed');
+  checkOutsideData(out, names);
 
   const set = new BackupSetWriter(out);
-  await set.init();
-  await set.writeJson(SET_CAPABILITIES, caps);
-  const startedAt = Date.now();
+  const startedAt = resumed ? resumed.summary.time * 1000 : Date.now();
+  const sessionId = resumed?.summary.sessionId ?? `ohbackup-${kind}-${randomUUID()}`;
+  const setSummary = (bundles: BundleOutcome[], state: Pick<BackupSetSummary, 'complete' | 'why' | 'failed' | 'writer'>): BackupSetSummary => ({
+    version: 1,
+    sessionId,
+    kind,
+    createdAt: resumed?.summary.createdAt ?? new Date(startedAt).toISOString(),
+    time: Math.floor(startedAt / 1000),
+    ...(base ? { base: base.dir, baseRelative: path.relative(out, base.dir) } : {}),
+    bundles,
+    ...state,
+  });
+  const writer = { pid: process.pid, host: os.hostname() };
+  const unfinished = setSummary(
+    names.map((bundleName) => ({ bundleName, state: 'pending', files: 0, bytes: 0 })),
+    { complete: false, why: `unfinished: the backup was still running (pid ${writer.pid} on ${writer.host}) or stopped before it ended`, writer },
+  );
+  if (resumed) await set.writeJson(SET_SUMMARY, { ...resumed.summary, writer });
+  else {
+    // The exclusive create is the claim on the folder: a second backup into it is refused here, before any session starts.
+    await set.init();
+    if (!(await set.claim(SET_SUMMARY, unfinished))) throw new SetupError(`--out ${out} is being written by another backup.`, 'usage');
+    await set.writeJson(SET_CAPABILITIES, caps);
+  }
   const tally = new BundleTally(names);
   const estimate = new Map(caps.bundleInfos.map((b) => [b.name, b.spaceOccupied]));
   let allEnded!: (err: BusinessError | undefined) => void;
   const ended = new Promise<BusinessError | undefined>((resolve) => (allEnded = resolve));
   const callbacks = backupCallbacks({ tally, set, kind, rate: opts.rate, estimate, emit, onAllEnded: allEnded });
 
+  // Every run keeps a cursor in its set: `--attach` resumes after the last file the set holds.
+  const cursorFile = path.join(out, SET_CURSOR);
   const sessionOptions = {
     taskQueue: queue,
+    cursorFile,
     ...(opts.client ? { client: opts.client } : {}),
     ...(opts.toolTimeoutMs !== undefined ? { toolTimeoutMs: opts.toolTimeoutMs } : {}),
   };
-  const session = kind === 'incremental' ? new backup.IncrementalBackupSession(callbacks, sessionOptions) : new backup.SessionBackup(callbacks, sessionOptions);
-  const { sessionId } = session;
-  emit({ type: 'start', sessionId, bundles: names, kind, ...(base ? { base: base.dir } : {}) });
-  const waited = await appendAndWait(session, { client, names, base, emit, ended, signal: opts.signal });
+  const Session = kind === 'incremental' ? backup.IncrementalBackupSession : backup.SessionBackup;
+  let session: backup.SessionBackup | backup.IncrementalBackupSession;
+  if (resumed) {
+    await seedFromSession(client, sessionId, out, tally, cursorFile, allEnded).catch((err: unknown) => {
+      throw new SetupError(`--attach ${sessionId}: ${toBusinessError(err).message}`, 'failed');
+    });
+    session = Session.attach(sessionId, callbacks, sessionOptions);
+  } else session = new Session(callbacks, { ...sessionOptions, sessionId });
+  emit({ type: 'start', sessionId, bundles: names, kind, ...(base ? { base: base.dir } : {}), ...(resumed ? { attached: true } : {}) });
+  const waited = await appendAndWait(session, { client, names, base: resumed ? undefined : base, attached: !!resumed, emit, ended, signal: opts.signal });
   const { interrupted } = waited;
   const finished = await finishSet(session, set);
   const endedElsewhere = waited.endedElsewhere ?? finished.endedElsewhere;
@@ -112,16 +161,18 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   const error = finished.error ?? waited.error;
 
   const summary = tally.closeOut({ error, interrupted, endedElsewhere });
-  const setSummary: BackupSetSummary = {
-    version: 1,
-    sessionId,
-    kind,
-    createdAt: new Date(startedAt).toISOString(),
-    time: Math.floor(startedAt / 1000),
-    ...(base ? { base: base.dir, baseRelative: path.relative(out, base.dir) } : {}),
-    bundles: summary.bundles,
-  };
-  await set.writeJson(SET_SUMMARY, setSummary);
+  const failed = summary.bundles.filter((b) => b.state !== 'done').map((b) => b.bundleName);
+  const why = interrupted
+    ? 'interrupted: the session was released before every bundle ended'
+    : endedElsewhere && failed.length
+      ? `the session was ${endedElsewhere} before every bundle ended`
+      : error
+        ? `the session failed: ${error.message}`
+        : failed.length
+          ? `not every bundle was backed up: ${failed.join(', ')}`
+          : undefined;
+  await set.writeJson(SET_SUMMARY, setSummary(summary.bundles, why ? { complete: false, why, failed } : { complete: true }));
+  set.removeQuietly(SET_CURSOR);
   return { sessionId, namespace, uiUrl: sessionUiUrl(namespace, sessionId), out, kind, ...(base ? { base: base.dir } : {}), ...summary };
 }
 
@@ -129,8 +180,125 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
 function checkOut(dir: string): string {
   const out = path.resolve(dir);
   const existing = statSync(out, { throwIfNoEntry: false });
-  if (existing && (!existing.isDirectory() || readdirSync(out).length > 0)) throw new SetupError(`--out ${out} must be a new or empty folder.`, 'usage');
+  if (existing && (!existing.isDirectory() || readdirSync(out).length > 0)) {
+    const unfinished = unfinishedSessionOf(out);
+    const hint = unfinished
+      ? ` It holds the unfinished set of session ${unfinished}: \`ohbackup backup --attach ${unfinished} --out ${out}\` completes it.`
+      : '';
+    throw new SetupError(`--out ${out} must be a new or empty folder.${hint}`, 'usage');
+  }
   return out;
+}
+
+/** The session of the unfinished set in `dir`, if it holds one. */
+function unfinishedSessionOf(dir: string): string | undefined {
+  try {
+    const summary = JSON.parse(readFileSync(path.join(dir, SET_SUMMARY), 'utf8')) as Partial<BackupSetSummary>;
+    return summary.complete === false && summary.writer && typeof summary.sessionId === 'string' ? summary.sessionId : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `--out` inside a bundle's own data/ would back the set up into itself (and a
+ * restore would replace it). Known when the device's data root is: this
+ * process's OHBACKUP_DATA_ROOT, or the one a local `ohbackup dev` serves.
+ */
+function checkOutsideData(out: string, names: string[]): void {
+  const roots = new Set([readSettings().dataRoot, runningDevServer(readSettings().stateDir)?.dataRoot].filter((r): r is string => !!r));
+  const real = realOrSelf(out);
+  for (const root of roots) {
+    for (const name of names) {
+      const data = realOrSelf(bundlePaths(root, name).data);
+      const rel = path.relative(data, real);
+      if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel)))
+        throw new SetupError(`--out ${out} is inside the data of ${name} (${data}), which this backup reads: choose a folder outside it.`, 'usage');
+    }
+  }
+}
+
+/** The real path of `p`, or of its nearest existing parent joined with the rest. */
+function realOrSelf(p: string): string {
+  const abs = path.resolve(p);
+  try {
+    return realpathSync(abs);
+  } catch {
+    const parent = path.dirname(abs);
+    return parent === abs ? abs : path.join(realOrSelf(parent), path.basename(abs));
+  }
+}
+
+interface UnfinishedSet {
+  dir: string;
+  summary: BackupSetSummary;
+  caps: Capabilities;
+  base?: BaseSet;
+}
+
+/** `--attach ID --out DIR`: DIR is the unfinished set of session ID, and no live process writes it. */
+function readUnfinishedSet(dir: string, sessionId: string): UnfinishedSet {
+  const out = path.resolve(dir);
+  const usage = (why: string) => new SetupError(`--attach ${sessionId} --out ${out}: ${why}`, 'usage');
+  let summary: BackupSetSummary;
+  let caps: Capabilities;
+  try {
+    summary = JSON.parse(readFileSync(path.join(out, SET_SUMMARY), 'utf8')) as BackupSetSummary;
+    caps = CapabilitiesSchema.parse(JSON.parse(readFileSync(path.join(out, SET_CAPABILITIES), 'utf8')));
+  } catch (err) {
+    throw usage(`it is not the set of a backup that was started (${(err as Error).message}).`);
+  }
+  if (summary.sessionId !== sessionId) throw usage(`it is the set of session ${summary.sessionId}.`);
+  if (summary.complete !== false || !summary.writer) throw usage('the backup of this set has ended already.');
+  const { pid, host } = summary.writer;
+  if (host === os.hostname() && pid !== process.pid && processAlive(pid)) throw usage(`process ${pid} is still writing it.`);
+  const base = summary.base !== undefined ? readBase(summary.base) : undefined;
+  return { dir: out, summary, caps, ...(base ? { base } : {}) };
+}
+
+/**
+ * Before re-attaching: the session's view of each bundle (begun, ended), the
+ * files the set already holds, and, when every bundle ended and no event is
+ * left past the cursor, the end of the wait (its onAllBundlesEnd was delivered).
+ */
+async function seedFromSession(
+  client: Client,
+  sessionId: string,
+  out: string,
+  tally: BundleTally,
+  cursorFile: string,
+  allEnded: (err: BusinessError | undefined) => void,
+): Promise<void> {
+  const handle = client.workflow.getHandle(sessionId);
+  const { status } = await handle.describe();
+  // Ended (released, abandoned, terminated): the files it had not handed over are gone with it.
+  if (status.name !== 'RUNNING') throw new Error(`the session has ended (${status.name.toLowerCase()}): its set cannot be completed`);
+  const outcomes = await handle.query(outcomesQuery);
+  for (const o of outcomes) {
+    const t = tally.outcome(o.bundleName);
+    Object.assign(t, countHeld(out, o.bundleName));
+    if (o.state === 'running') tally.begin(o.bundleName);
+    else if (o.state !== 'pending') {
+      t.state = o.state;
+      if (o.error) t.error = o.error;
+    }
+  }
+  const cursor = Number.parseInt(readFileSync(cursorFile, { encoding: 'utf8', flag: 'a+' }), 10) || 0;
+  const page = await handle.query(eventsQuery, Math.max(cursor, 0), 1);
+  if (page.lastSeq <= cursor && outcomes.every((o) => o.state !== 'pending' && o.state !== 'running')) allEnded(undefined);
+}
+
+/** The files (and bytes) of a bundle the set holds: every name under `<set>/<bundle>/` but its manifest and partial copies. */
+function countHeld(out: string, bundleName: string): { files: number; bytes: number } {
+  const dir = path.join(out, bundleName);
+  let files = 0;
+  let bytes = 0;
+  for (const name of existsSync(dir) ? readdirSync(dir) : []) {
+    if (name === SET_MANIFEST || name.endsWith('.partial')) continue;
+    files += 1;
+    bytes += statSync(path.join(dir, name)).size;
+  }
+  return { files, bytes };
 }
 
 /** `--base SET`: a readable backup set with a time, or a usage error. */
@@ -144,22 +312,6 @@ function readBase(dir: string): BaseSet {
   }
   if (info.time === undefined) throw new SetupError(`--base ${info.dir}: its ${SET_SUMMARY} has neither a time nor a createdAt: it cannot be a base.`, 'usage');
   return { ...info, time: info.time };
-}
-
-/** getLocalCapabilities: the fd of the device's capability file; we read it and close it. */
-async function readCapabilities(client: Client, queue: string): Promise<Capabilities> {
-  const { fd } = await openCapabilities(client, queue).catch((err: unknown) => {
-    throw toBusinessError(err);
-  });
-  let text: string;
-  try {
-    text = readFileSync(fd, 'utf8');
-  } finally {
-    closeSync(fd);
-  }
-  const parsed = CapabilitiesSchema.safeParse(JSON.parse(text));
-  if (!parsed.success) throw new SetupError(`The device's capability file is not valid: ${parsed.error.issues[0]?.message}`, 'failed');
-  return parsed.data;
 }
 
 /** The session's callbacks: each handed-over file into the set, each bundle's outcome into the tally. */
@@ -202,13 +354,27 @@ function backupCallbacks(run: {
         if (keepManifest && manifestFd !== undefined) closeQuietly(manifestFd);
         return lost(new BusinessError(ErrorCode.IO_ERROR, `I/O error: ${(e as Error).message}`));
       }
+      // In the set before the callback returns, and so before the cursor moves past it: a run killed now resumes with the next file.
+      let again: boolean;
+      try {
+        again = set.keepNow(file.bundleName, file.uri, file.fd);
+      } catch (e) {
+        if (keepManifest && manifestFd !== undefined) closeQuietly(manifestFd);
+        return lost(new BusinessError(ErrorCode.IO_ERROR, `I/O error: writing the backup set: ${(e as Error).message}`));
+      }
+      try {
+        if (keepManifest && manifestFd !== undefined) set.keepNow(file.bundleName, SET_MANIFEST, manifestFd);
+      } catch (e) {
+        return lost(new BusinessError(ErrorCode.IO_ERROR, `I/O error: writing the backup set: ${(e as Error).message}`));
+      }
       const o = tally.outcome(file.bundleName);
-      o.bytes += size;
-      o.files += 1;
-      set.keep(file.bundleName, file.uri, file.fd);
-      if (keepManifest) {
-        if (manifestFd !== undefined) set.keep(file.bundleName, SET_MANIFEST, manifestFd);
-        else emit({ type: 'notice', message: `${file.bundleName}: no manifest came with its files; an increment based on this set backs it up in full` });
+      // A file delivered again after a re-attach (the run was killed between its copy and its cursor) is counted once.
+      if (!again) {
+        o.bytes += size;
+        o.files += 1;
+      }
+      if (keepManifest && manifestFd === undefined) {
+        emit({ type: 'notice', message: `${file.bundleName}: no manifest came with its files; an increment based on this set backs it up in full` });
       }
       emit({ type: 'file', bundleName: file.bundleName, files: o.files, bytes: o.bytes });
     },
@@ -229,10 +395,21 @@ function backupCallbacks(run: {
  */
 async function appendAndWait(
   session: backup.SessionBackup | backup.IncrementalBackupSession,
-  wait: { client: Client; names: string[]; base?: BaseSet; emit: Emit; ended: Promise<BusinessError | undefined>; signal?: AbortSignal },
+  wait: {
+    client: Client;
+    names: string[];
+    base?: BaseSet;
+    /** Re-attached: the bundles were appended by the run that started the session. */
+    attached: boolean;
+    emit: Emit;
+    ended: Promise<BusinessError | undefined>;
+    signal?: AbortSignal;
+  },
 ): Promise<{ error?: ErrorInfo; interrupted: boolean; endedElsewhere?: string }> {
   try {
-    if (session instanceof backup.IncrementalBackupSession) await appendIncrement(session, wait.names, wait.base, wait.emit);
+    if (wait.attached) {
+      // Appended by the run that started the session.
+    } else if (session instanceof backup.IncrementalBackupSession) await appendIncrement(session, wait.names, wait.base, wait.emit);
     else await session.appendBundles(wait.names);
     const first = await Promise.race([
       wait.ended.then((err) => ({ how: 'ended' as const, err })),
@@ -283,9 +460,11 @@ async function finishSet(session: { release(): Promise<void> }, set: BackupSetWr
 async function appendIncrement(session: backup.IncrementalBackupSession, names: string[], base: BaseSet | undefined, emit: Emit): Promise<void> {
   const data: IncrementalBackupData[] = [];
   const fds: number[] = [];
+  // Manifests derived from a plain set's indexes live here until the append has read them.
+  const scratch = base ? mkdtempSync(path.join(os.tmpdir(), 'ohbackup-base-')) : undefined;
   try {
     for (const bundleName of names) {
-      const manifest = base ? await baseManifest(base, bundleName, emit) : undefined;
+      const manifest = base ? await baseManifest(base, bundleName, scratch!, emit) : undefined;
       if (manifest === undefined) {
         data.push({ bundleName, lastIncrementalTime: 0, manifestFd: -1 });
         continue;
@@ -297,18 +476,29 @@ async function appendIncrement(session: backup.IncrementalBackupSession, names: 
     await session.appendBundles(data);
   } finally {
     for (const fd of fds) closeQuietly(fd);
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
   }
 }
 
-/** The base's manifest of `bundleName` when it can serve as the base of an increment; else undefined (and a notice why). */
-async function baseManifest(base: SetInfo, bundleName: string, emit: Emit): Promise<string | undefined> {
+/**
+ * The base's manifest of `bundleName` when it can serve as the base of an
+ * increment; else undefined (and a notice why). A set without one (a plain
+ * backup) has it derived from its index into `scratch`.
+ */
+async function baseManifest(base: BaseSet, bundleName: string, scratch: string, emit: Emit): Promise<string | undefined> {
   const full = (why: string) => {
     emit({ type: 'notice', message: `${bundleName}: ${why}: backed up in full` });
     return undefined;
   };
   if (!base.done.includes(bundleName)) return full('the base set does not hold it completely');
-  const file = path.join(base.dir, bundleName, SET_MANIFEST);
-  if (!statSync(file, { throwIfNoEntry: false })?.isFile()) return full(`the base set has no ${SET_MANIFEST} for it`);
+  let file = path.join(base.dir, bundleName, SET_MANIFEST);
+  if (!statSync(file, { throwIfNoEntry: false })?.isFile()) {
+    try {
+      file = await manifestFromIndex(base, bundleName, path.join(scratch, `${bundleName}.${SET_MANIFEST}`));
+    } catch (err) {
+      return full(`the base set has no ${SET_MANIFEST} for it, and its index cannot stand in (${(err as Error).message})`);
+    }
+  }
   try {
     const { header } = await readManifest(file);
     if (header.bundleName !== bundleName) return full(`the base set's ${SET_MANIFEST} for it is the manifest of ${header.bundleName}`);

@@ -5,19 +5,23 @@
  * combined over its chain. `planRestore` finds every wrong use before anything
  * starts; the caller then provides the worker (workers/embedded.ts for `--to`).
  */
-import { statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { BusinessError } from '../../common/businessError.js';
 import { ErrorCode, type ErrorInfo } from '../../common/errors.js';
 import { runOutcome } from '../../common/rules.js';
 import type { BundleOutcome } from '../../common/session.js';
+import { bundlePaths } from '../../common/device.js';
+import { INDEX_URI, type ManageIndex } from '../../common/manageIndex.js';
+import { readSettings } from '../../config/env.js';
+import { runningDevServer } from '../../engine/stateLock.js';
 import { device, taskQueue } from '../connection.js';
 import { bundleLinks, readSetChain } from '../sets/chain.js';
 import { SET_CAPABILITIES, type SetInfo } from '../sets/layout.js';
 import { BundleNameArg } from '../validate.js';
 import { restoreSession, type RestoreProgressEvent } from './restoreSession.js';
-import { SetupError, connect, sessionUiUrl } from './setup.js';
+import { SetupError, connect, readDeviceCapabilities, sessionUiUrl } from './setup.js';
 import type { RunSummary } from './tally.js';
 
 export type { RestoreProgressEvent } from './restoreSession.js';
@@ -31,6 +35,12 @@ export interface RestoreRequest {
   to?: string;
   /** source bundle → target bundle on the device (app_mapping_relation). */
   map?: Record<string, string>;
+  /** Replace the data of bundles whose data/ is not empty (else planRestore refuses them). */
+  force?: boolean;
+  /** Only the plan is wanted: data that would be replaced is listed, not refused. */
+  dryRun?: boolean;
+  /** Keep each bundle's replaced data/ tree as `data.before-<session>` (SessionOptions.keepPrevious). */
+  keepPrevious?: boolean;
 }
 
 /** What a restore does, found before anything starts. */
@@ -43,6 +53,26 @@ export interface RestorePlan {
   links: Map<string, number[]>;
   /** The positions of the sets any bundle needs, oldest first: one session each. */
   steps: number[];
+  /** Bundles (by their name in the set) whose target's data/ is not empty: restoring replaces it. */
+  replaces: string[];
+  keepPrevious: boolean;
+  /** Whether `replaces` was found here (the data root is on this machine); else askDeviceData finds it through the device. */
+  dataRootKnown: boolean;
+  /** Set when no bundle was named and a set restored is not complete (backup_set.json `complete: false`): why. */
+  incomplete?: string;
+}
+
+/** One bundle of a plan, as `restore --dry-run` shows it. */
+export interface PlannedBundle {
+  bundleName: string;
+  /** The bundle its data goes into (`map`), else itself. */
+  target: string;
+  /** The sets it is restored from, oldest first. */
+  sets: string[];
+  /** Files and folders its indexes list, summed over its sets. */
+  entries: number;
+  bytes: number;
+  replacesData: boolean;
 }
 
 export interface RunRestoreOptions {
@@ -91,6 +121,8 @@ export interface RestoreRunResult extends RunSummary {
   bundles: BundleOutcome[];
   /** The sets restored, oldest first, each by its own session. */
   sets: RestoredSet[];
+  /** The set restored from is not complete (restored as asked, outcome at best partial): why. */
+  incomplete?: string;
 }
 
 /** The sets' own problems are wrong usage here: the caller named them. */
@@ -134,6 +166,9 @@ export function planRestore(req: RestoreRequest): RestorePlan {
     if (st && !st.isDirectory()) throw new SetupError(`--to ${to} is not a folder.`, 'usage');
   }
   if (!names.length) throw new SetupError(`The backup set ${from} holds no completely backed-up bundle: nothing to restore.`, 'failed');
+  const root = to ?? localDataRoot();
+  const replaces = root === undefined ? [] : names.filter((n) => !isEmptyFolder(bundlePaths(root, map[n] ?? n).data));
+  refuseReplacing(replaces, map, req);
   // Each bundle's sets, root first; and the sets any bundle needs, each of which must be whole.
   const links = new Map(names.map((n) => [n, asUsage(() => bundleLinks(chain, n))]));
   const steps = [...new Set([...links.values()].flat())].sort((x, y) => x - y);
@@ -143,7 +178,79 @@ export function planRestore(req: RestoreRequest): RestorePlan {
       throw new SetupError(`the backup set ${dir} (a base of ${from}) is not whole: it has no ${SET_CAPABILITIES}.`, 'usage');
     }
   }
-  return { from, to, map, chain, links, steps };
+  const unfinished = asked.length ? undefined : steps.map((k) => chain[k]!).find((set) => !set.complete);
+  const incomplete = unfinished && `the backup set ${unfinished.dir} is not complete (${unfinished.why}); name the bundles to restore to accept it.`;
+  return {
+    from,
+    to,
+    map,
+    chain,
+    links,
+    steps,
+    replaces,
+    keepPrevious: !!req.keepPrevious,
+    dataRootKnown: root !== undefined,
+    ...(incomplete ? { incomplete } : {}),
+  };
+}
+
+/** Data there now is replaced only when asked to (`force`), or merely listed (`dryRun`). */
+function refuseReplacing(replaces: string[], map: Record<string, string>, req: Pick<RestoreRequest, 'force' | 'dryRun'>): void {
+  if (!replaces.length || req.force || req.dryRun) return;
+  const list = replaces.map((n) => (map[n] ? `${n} (into ${map[n]})` : n)).join(', ');
+  throw new SetupError(
+    `restoring would replace data that is there now, in ${list}: nothing was written. --force replaces it; --dry-run shows the plan.`,
+    'usage',
+  );
+}
+
+/**
+ * For a device whose data root is not on this machine: its capability file
+ * says which bundles hold data (spaceOccupied > 0, the bytes its profile backs
+ * up). Fills `plan.replaces`, then refuses as planRestore does. Before any session.
+ */
+export async function askDeviceData(plan: RestorePlan, req: Pick<RestoreRequest, 'force' | 'dryRun'>, client: Client, queue: string): Promise<void> {
+  if (plan.dataRootKnown) return;
+  const caps = await readDeviceCapabilities(client, queue);
+  const holding = new Set(caps.bundleInfos.filter((b) => b.spaceOccupied > 0).map((b) => b.name));
+  plan.replaces = [...plan.links.keys()].filter((n) => holding.has(plan.map[n] ?? n));
+  refuseReplacing(plan.replaces, plan.map, req);
+}
+
+/** The device's data root when it is on this machine and known: OHBACKUP_DATA_ROOT, or the one a local `ohbackup dev` serves (not for another device). */
+function localDataRoot(): string | undefined {
+  if (device()) return undefined;
+  const settings = readSettings();
+  return settings.dataRoot ?? runningDevServer(settings.stateDir)?.dataRoot;
+}
+
+function isEmptyFolder(dir: string): boolean {
+  try {
+    return readdirSync(dir).length === 0;
+  } catch {
+    return true; // missing: nothing to replace
+  }
+}
+
+/** What each bundle of the plan restores: its sets, the entries and bytes of their indexes, and whether it replaces data. */
+export function describePlan(plan: RestorePlan): PlannedBundle[] {
+  return [...plan.links].map(([bundleName, ks]) => {
+    let entries = 0;
+    let bytes = 0;
+    for (const k of ks) {
+      const index = JSON.parse(readFileSync(path.join(plan.chain[k]!.dir, bundleName, INDEX_URI), 'utf8')) as ManageIndex;
+      entries += index.totals.files + index.totals.dirs;
+      bytes += index.totals.bytes;
+    }
+    return {
+      bundleName,
+      target: plan.map[bundleName] ?? bundleName,
+      sets: ks.map((k) => plan.chain[k]!.dir),
+      entries,
+      bytes,
+      replacesData: plan.replaces.includes(bundleName),
+    };
+  });
 }
 
 /**
@@ -176,7 +283,12 @@ export async function runRestore(plan: RestorePlan, opts: RunRestoreOptions): Pr
       bundles: names,
       map: Object.fromEntries(Object.entries(plan.map).filter(([source]) => names.includes(source))),
       // With --to, the run's own worker serves the data root: no device's queue is involved.
-      session: { taskQueue: queue, ...(plan.to ? { device: null } : {}), ...(opts.toolTimeoutMs !== undefined ? { toolTimeoutMs: opts.toolTimeoutMs } : {}) },
+      session: {
+        taskQueue: queue,
+        ...(plan.to ? { device: null } : {}),
+        ...(plan.keepPrevious ? { keepPrevious: true } : {}),
+        ...(opts.toolTimeoutMs !== undefined ? { toolTimeoutMs: opts.toolTimeoutMs } : {}),
+      },
       startDetails: { ...onDevice, to: plan.to, step: i + 1, steps: plan.steps.length },
       onProgress: opts.onProgress,
       signal: opts.signal,
@@ -221,6 +333,8 @@ export async function runRestore(plan: RestorePlan, opts: RunRestoreOptions): Pr
   const last = sets[sets.length - 1];
   if (!last) throw new SetupError('Interrupted before the restore session started: nothing was restored.', 'interrupted');
   const bundles = [...finals.values()];
+  const outcome = runOutcome(bundles, { error, interrupted });
+  if (plan.incomplete) opts.onProgress?.({ type: 'notice', message: `Warning: ${plan.incomplete}` });
   return {
     sessionId: last.sessionId,
     namespace,
@@ -234,6 +348,8 @@ export async function runRestore(plan: RestorePlan, opts: RunRestoreOptions): Pr
     sets,
     ...(error ? { error } : {}),
     interrupted,
-    outcome: runOutcome(bundles, { error, interrupted }),
+    ...(plan.incomplete ? { incomplete: plan.incomplete } : {}),
+    // What was restored may be whole, but the set was not: the run is at best partial.
+    outcome: plan.incomplete && outcome === 'done' ? 'partial' : outcome,
   };
 }

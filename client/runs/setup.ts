@@ -3,10 +3,14 @@
  * worker on the device's queues, and the UI link of the session. Whatever
  * goes wrong here is a SetupError: nothing ran.
  */
+import { closeSync, readFileSync } from 'node:fs';
 import type { Client } from '@temporalio/client';
+import { CapabilitiesSchema, type Capabilities } from '../../common/capabilities.js';
 import { DEFAULT_TEMPORAL_ADDRESS } from '../../config/env.js';
 import { temporalTarget } from '../../config/temporalConfig.js';
+import { openCapabilities } from '../capabilities.js';
 import { device, deviceQueue, getClient, taskQueue } from '../connection.js';
+import { toBusinessError } from '../failures.js';
 
 /**
  * A failure before any session ran. `usage`: the request itself is wrong (no
@@ -93,4 +97,20 @@ export async function waitForWorkers(client: Client, queue = taskQueue()): Promi
   await waitForWorker(client, queue);
   const named = device();
   if (named) await waitForWorker(client, deviceQueue(), undefined, named);
+}
+
+/** getLocalCapabilities: the fd of the device's capability file; we read it and close it. */
+export async function readDeviceCapabilities(client: Client, queue: string): Promise<Capabilities> {
+  const { fd } = await openCapabilities(client, queue).catch((err: unknown) => {
+    throw toBusinessError(err);
+  });
+  let text: string;
+  try {
+    text = readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+  const parsed = CapabilitiesSchema.safeParse(JSON.parse(text));
+  if (!parsed.success) throw new SetupError(`The device's capability file is not valid: ${parsed.error.issues[0]?.message}`, 'failed');
+  return parsed.data;
 }

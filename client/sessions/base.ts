@@ -76,6 +76,11 @@ export interface SessionOptions {
    * (abandoned: its bundles end, its claims are freed). Attach within it to resume.
    */
   toolTimeoutMs?: number;
+  /**
+   * SessionRestore: keep each bundle's data/ tree that the restore replaces as
+   * `data.before-<sessionId>` beside it, instead of removing it.
+   */
+  keepPrevious?: boolean;
 }
 
 export abstract class SessionBase implements OpenSession {
@@ -91,7 +96,7 @@ export abstract class SessionBase implements OpenSession {
   private signals: Promise<void> = Promise.resolve();
   private readonly ready: Promise<{ client: Client; handle: WorkflowHandle<SessionWorkflow>; pump: EventPump }>;
 
-  private readonly options: SessionOptions;
+  protected readonly options: SessionOptions;
 
   constructor(
     protected readonly callbacks: GeneralCallbacks,

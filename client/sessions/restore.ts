@@ -65,6 +65,7 @@ export class SessionRestore extends SessionBase {
         bundleName,
         info: infos?.[i],
         targetBundle: mapping.get(bundleName),
+        ...(this.options.keepPrevious ? { keepPrevious: true } : {}),
         restoreDeps: info.restoreDeps
           .split(',')
           .map((d) => d.trim())

@@ -12,6 +12,8 @@ export const SET_SUMMARY = 'backup_set.json';
 export const SET_CAPABILITIES = 'capabilities.json';
 /** `<bundle>/manifest.jsonl` in an incremental set: the bundle's full manifest, the base of the next increment. */
 export const SET_MANIFEST = 'manifest.jsonl';
+/** While a backup writes the set: the last session event it holds (SessionOptions.cursorFile), for `--attach`. */
+export const SET_CURSOR = '.cursor';
 
 export interface BackupSetSummary {
   version: 1;
@@ -29,6 +31,18 @@ export interface BackupSetSummary {
   /** The same base relative to this set's folder: found first, so a chain moved as a whole still resolves. */
   baseRelative?: string;
   bundles: BundleOutcome[];
+  /**
+   * Whether the set holds everything its backup was asked for: false while
+   * the backup runs, after one that stopped (killed, interrupted, the session
+   * failed) and when some bundle failed. Sets written before it existed: absent (read as true).
+   */
+  complete?: boolean;
+  /** Why the set is not complete. */
+  why?: string;
+  /** The bundles not backed up completely (state other than done). */
+  failed?: string[];
+  /** While the backup runs: the process writing the set (`--attach` refuses a live one). */
+  writer?: { pid: number; host: string };
 }
 
 /** What a set's backup_set.json says, as the chain of increments needs it. */
@@ -42,6 +56,9 @@ export interface SetInfo {
   base?: string;
   /** Bundles held completely (state `done`). */
   done: string[];
+  /** False when its summary says the set is not complete (BackupSetSummary.complete), with why. */
+  complete: boolean;
+  why?: string;
 }
 
 /** Reads `<dir>/backup_set.json`; throws an Error saying why `dir` is not a backup set. */
@@ -72,5 +89,7 @@ export function readSetInfo(dir: string): SetInfo {
     const moved = path.resolve(abs, summary.baseRelative);
     if (existsSync(path.join(moved, SET_SUMMARY))) base = moved;
   }
-  return { dir: abs, kind: typeof summary.kind === 'string' ? summary.kind : 'backup', time, base, done };
+  const complete = summary.complete !== false;
+  const why = !complete ? (typeof summary.why === 'string' ? summary.why : 'its backup did not complete') : undefined;
+  return { dir: abs, kind: typeof summary.kind === 'string' ? summary.kind : 'backup', time, base, done, complete, ...(why ? { why } : {}) };
 }

@@ -3,7 +3,25 @@
  * files 0600); a file becomes visible under its name only once completely
  * copied, and is hard-linked instead of copied where the worker's file allows.
  */
-import { close, createReadStream, createWriteStream, existsSync, fstat } from 'node:fs';
+import {
+  close,
+  closeSync,
+  copyFileSync,
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  fstat,
+  fstatSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  chmodSync,
+  openSync,
+  writeSync,
+} from 'node:fs';
 import { chmod, copyFile, link, lstat, mkdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -27,6 +45,21 @@ async function linkFd(fd: number, to: string): Promise<boolean> {
     const made = await lstat(to);
     if (made.ino === st.ino && made.dev === st.dev) return true;
     await rm(to, { force: true }); // the name pointed elsewhere by now
+    return false;
+  } catch {
+    return false;
+  }
+}
+
+/** linkFd, synchronously. */
+function linkFdSync(fd: number, to: string): boolean {
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.uid !== process.getuid?.()) return false;
+    linkSync(readlinkSync(`/proc/self/fd/${fd}`), to);
+    const made = lstatSync(to);
+    if (made.ino === st.ino && made.dev === st.dev) return true;
+    rmSync(to, { force: true });
     return false;
   } catch {
     return false;
@@ -75,13 +108,66 @@ export class BackupSetWriter {
     await rename(partial, target);
   }
 
+  /**
+   * `keep`, done before it returns (a hard link, else a copy in the kernel):
+   * once it returns the set holds the file. True when the set held it already
+   * (delivered again after a re-attach). Throws what failed.
+   */
+  keepNow(bundleName: string, name: string, fd: number): boolean {
+    const target = path.join(this.dir, bundleName, name);
+    const partial = `${target}.partial`;
+    try {
+      mkdirSync(path.dirname(target), { recursive: true, mode: 0o700 });
+      rmSync(partial, { force: true });
+      if (!linkFdSync(fd, partial)) {
+        const viaProc = `/proc/self/fd/${fd}`;
+        if (!existsSync(viaProc)) throw new Error(`no /proc/self/fd to copy fd ${fd} from`);
+        copyFileSync(viaProc, partial);
+        chmodSync(partial, 0o600);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    const again = existsSync(target);
+    renameSync(partial, target);
+    return again;
+  }
+
+  /**
+   * Creates `<dir>/<name>` holding `value` only if it does not exist (an
+   * exclusive create): false when it does. How a run claims its set folder.
+   */
+  async claim(name: string, value: unknown): Promise<boolean> {
+    let fd: number;
+    try {
+      fd = openSync(path.join(this.dir, name), 'wx', 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw err;
+    }
+    try {
+      writeSync(fd, JSON.stringify(value, null, 2));
+    } finally {
+      closeSync(fd);
+    }
+    return true;
+  }
+
+  /** Removes `<dir>/<name>` (and its temp copy), ignoring failures: a leftover is harmless. */
+  removeQuietly(name: string): void {
+    for (const f of [name, `${name}.tmp`]) rmSync(path.join(this.dir, f), { force: true });
+  }
+
   /** Waits for every copy started so far; throws the first copy failure. */
   async flush(): Promise<void> {
     while (this.pending.size) await Promise.all([...this.pending]);
     if (this.failures.length) throw this.failures[0];
   }
 
+  /** Writes `<dir>/<name>` atomically (a temp file renamed over it): a reader sees the old or the new, whole. */
   async writeJson(name: string, value: unknown): Promise<void> {
-    await writeFile(path.join(this.dir, name), JSON.stringify(value, null, 2), { mode: 0o600 });
+    const file = path.join(this.dir, name);
+    await writeFile(`${file}.tmp`, JSON.stringify(value, null, 2), { mode: 0o600 });
+    await rename(`${file}.tmp`, file);
   }
 }

@@ -54,7 +54,7 @@ export async function applyRestore(opts: ApplyRestoreOptions): Promise<ApplyRest
     }
     await tree.finish(plan);
     signal?.throwIfAborted();
-    if (opts.mode !== 'tempOnly') await swapIn(dataDir, stagingDir);
+    if (opts.mode !== 'tempOnly') await swapIn(dataDir, stagingDir, opts.keepPreviousAs);
   } catch (err) {
     await undoBuild(tree.moved, stagingDir).catch(() => {});
     if (signal?.aborted) throw signal.reason;

@@ -15,6 +15,8 @@ export interface ApplyRestoreOptions {
    * 'merge': an increment — the current dataDir plus the increment's changes and deletions, swapped into dataDir.
    */
   mode: 'apply' | 'tempOnly' | 'merge';
+  /** Keep the tree dataDir held before under this name (a sibling of dataDir) instead of removing it. */
+  keepPreviousAs?: string;
   signal?: AbortSignal;
   onProgress?: (p: { files: number; bytes: number }) => void;
 }

@@ -99,8 +99,11 @@ export async function resetStaging(stagingDir: string): Promise<void> {
   await fsp.chmod(stagingDir, DIR_MODE);
 }
 
-/** rename(dataDir, old) → rename(staging, dataDir) → remove old: a crash between the renames is undone by recoverInterruptedSwap. */
-export async function swapIn(dataDir: string, stagingDir: string): Promise<void> {
+/**
+ * rename(dataDir, old) → rename(staging, dataDir) → remove old (or rename it to
+ * `keepAs`): a crash between the first two renames is undone by recoverInterruptedSwap.
+ */
+export async function swapIn(dataDir: string, stagingDir: string, keepAs?: string): Promise<void> {
   const parent = path.dirname(dataDir);
   await fsp.mkdir(parent, { recursive: true, mode: DIR_MODE });
   let old: string | undefined;
@@ -120,5 +123,16 @@ export async function swapIn(dataDir: string, stagingDir: string): Promise<void>
   await fsyncDir(parent).catch(() => {});
   const stagingParent = path.dirname(stagingDir);
   if (stagingParent !== parent) await fsyncDir(stagingParent).catch(() => {});
+  if (old && keepAs) {
+    // A kept tree of the same name (a session restored twice) is replaced; should the rename fail, recovery removes old.
+    await removeTree(keepAs).catch(() => {});
+    if (
+      await fsp.rename(old, keepAs).then(
+        () => true,
+        () => false,
+      )
+    )
+      return;
+  }
   if (old) await removeTree(old).catch(() => {});
 }

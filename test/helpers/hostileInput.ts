@@ -26,14 +26,8 @@ export const okTimeout = (x: unknown) => typeof x === 'number' && Number.isInteg
 export const okSendRate = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= 0;
 export const okSafeInt = (x: unknown, min = -Infinity, max = Infinity) => typeof x === 'number' && Number.isSafeInteger(x) && x >= min && x <= max;
 export const okTime = (x: unknown) => typeof x === 'number' && Number.isFinite(x) && x >= 0;
-export const okInfo = (x: unknown) => {
-  if (typeof x !== 'string') return false;
-  try {
-    return isObject(JSON.parse(x));
-  } catch {
-    return false;
-  }
-};
+/** Any string: infos are opaque to the service (client/infos.ts reads only what parses). */
+export const okInfo = (x: unknown) => typeof x === 'string';
 export const okJson = (x: unknown) => {
   if (typeof x !== 'string') return false;
   try {

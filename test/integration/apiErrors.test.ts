@@ -87,7 +87,8 @@ describe('SessionBackup call order and arguments', () => {
       expect(codeOf(() => session.appendBundles([]))).toBe(401);
       expect(codeOf(() => session.appendBundles('com.example.notes' as never))).toBe(401);
       expect(codeOf(() => session.appendBundles(['../etc']))).toBe(401);
-      expect(codeOf(() => session.appendBundles(['com.example.notes'], ['not json']))).toBe(401);
+      // Any string is an info (opaque, as in the reference); a non-string is not.
+      expect(codeOf(() => session.appendBundles(['com.example.notes'], [7 as never]))).toBe(401);
       expect(codeOf(() => session.appendBundles(['com.example.notes'], ['{}', '{}']))).toBe(401);
       expect(codeOf(() => session.cancel(7 as never))).toBe(401);
 

@@ -30,7 +30,12 @@ export async function bundleRestoreWorkflow(input: BundleWorkflowInput): Promise
         await report({ type: 'process', bundleName, process: processJson('waiting for the tool to write the files and publish them', Date.now()) });
       }
       setCurrentDetails('verifying and applying');
-      const applied = await applyRestoreData({ sessionId: input.sessionId, sessionWorkflowId: input.sessionWorkflowId, bundleName: target });
+      const applied = await applyRestoreData({
+        sessionId: input.sessionId,
+        sessionWorkflowId: input.sessionWorkflowId,
+        bundleName: target,
+        keepPrevious: input.request.keepPrevious,
+      });
       // The bundle's own restore hook runs once its data is in place, under the deadline.
       const hookOutput = await runPreferredHook(hooks, 'restore', {
         sessionWorkflowId: input.sessionWorkflowId,
