@@ -291,6 +291,28 @@ describe.each<Backend>(['local', 's3'])('repository on %s', (backend) => {
     expect(await setDigest(again[2]!.dir)).toEqual(await setDigest(inc2.dir));
   });
 
+  it('two sessions stored at once into one repository: both snapshots, check-clean (restic locks)', async (ctx) => {
+    if (unavailable) return ctx.skip();
+    const d1 = path.join(root, `conc-1-${backend}`);
+    const d2 = path.join(root, `conc-2-${backend}`);
+    await makeData(d1, 30, 4 * 1024, 2 * 1024 * 1024);
+    await makeData(d2, 30, 4 * 1024, 2 * 1024 * 1024);
+    const s1 = await makePackedSet({ bundles: { 'com.p.one': d1 }, out: path.join(root, `conc-set-1-${backend}`), scratch: root });
+    const s2 = await makePackedSet({ bundles: { 'com.p.two': d2 }, out: path.join(root, `conc-set-2-${backend}`), scratch: root });
+    const loc = location(backend, 'conc');
+    await Repository.init(loc);
+    const [a, b] = await Promise.all([
+      Repository.open(loc).then((r) => r.storeSet(s1.dir, { device: 'dev-p1' })),
+      Repository.open(loc).then((r) => r.storeSet(s2.dir, { device: 'dev-p2' })),
+    ]);
+    const repo = await Repository.open(loc);
+    expect((await repo.snapshots()).map((s) => s.id).sort()).toEqual([a.snapshot.id, b.snapshot.id].sort());
+    expect((await repo.check({ readData: true })).ok).toBe(true);
+    const out = path.join(root, `conc-out-${backend}`);
+    await repo.materializeSet('latest', out, { device: 'dev-p2' });
+    expect(await setDigest(out)).toEqual(await setDigest(s2.dir));
+  });
+
   it('restic killed (SIGKILL) mid-store leaves the repository check-clean, and the next store succeeds', async (ctx) => {
     if (unavailable) return ctx.skip();
     const data = path.join(root, `kill-data-${backend}`);
