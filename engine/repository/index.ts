@@ -7,7 +7,8 @@
  *   storedLayout.ts   what a snapshot holds, and where
  *   snapshotTags.ts   hostname and tags: what restic's own tools show
  *   stageSet.ts       a set folder laid out as a snapshot stores it, checked against its indexes
- *   materialize.ts    a snapshot back into a set folder, slices re-made byte for byte
+ *   materialize.ts    a snapshot back into a set folder
+ *   bundleRebuilder.ts one bundle's slices and big files re-made byte for byte from its stored files
  *   baseManifests.ts  an increment's base as a set folder of manifests only
  *   chain.ts          increments and their bases, by session
  *   forgetPlan.ts     restic's keep policy, widened so no chain is cut

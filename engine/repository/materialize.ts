@@ -4,27 +4,20 @@
  * `capabilities.json`, and per bundle its index, manifest, tar slices and
  * big files (files 0600, folders 0700).
  *
- * Each bundle's stored files stream out of restic in one `dump --archive
- * tar` and go straight into the slice (or big file) the index puts them in,
- * re-made with the packer's own header (engine/formats/sliceEntry.ts) and
- * tar writer: the slices come out byte for byte as they were handed over, and
- * are checked so — every entry's size and SHA-256, then every slice's and big
- * file's size and SHA-256 against the index. restic's order is the packer's
- * walk order, so entries normally arrive in slice order; one that does not
- * is spooled to a private file until its turn (never held in memory).
+ * The set's small files come in one `restic restore --include`; the
+ * bundles' stored files stream out of one `restic dump --archive tar` (of
+ * `/`, or of the one bundle asked for) into bundleRebuilder.ts, which
+ * re-makes the slices byte for byte and checks them against the index.
  * A file becomes visible under its name only once it matched.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import { readManageIndex } from '../formats/manageIndex.js';
 import { ErrorCode, describeCode } from '../../common/errors.js';
-import type { HandedFile, IndexEntry, ManageIndex } from '../../common/manageIndex.js';
-import { sliceEntryHeader } from '../formats/sliceEntry.js';
+import type { ManageIndex } from '../../common/manageIndex.js';
+import { BundleRebuilder } from './bundleRebuilder.js';
 import { ResticFailed, SetMismatch } from './errors.js';
-import { dumpText, dumpTree, type TarEntry } from './snapshotReader.js';
+import { dumpText, dumpTree } from './snapshotReader.js';
 import { runRestic, type ResticContext } from './resticProcess.js';
 import { DATA_DIR, INDEX_FILE, SET_CAPABILITIES, SET_MANIFEST, SET_SUMMARY, SetSummarySchema, bundleDataPath, type SetSummary } from './storedLayout.js';
 
@@ -82,21 +75,16 @@ export async function materializeSet(
   await restoreMetadata(ctx, snapshotId, outDir, bundles, opts.signal);
   const summary = SetSummarySchema.parse(JSON.parse(await fsp.readFile(path.join(outDir, SET_SUMMARY), 'utf8')));
   const failed: MaterializedSet['failed'] = [];
+  const { failures, made } = await rebuildBundles(ctx, snapshotId, outDir, bundles, opts.keepGoing === true, opts.signal);
   for (const b of bundles) {
-    opts.signal?.throwIfAborted();
-    try {
-      const r = await materializeBundle(ctx, snapshotId, b, path.join(outDir, b), opts.signal);
-      opts.onBundle?.(b, r.files, r.bytes);
-    } catch (caught) {
-      // Name the snapshot and bundle, whatever failed (restic reading a damaged pack says neither).
-      const err =
-        caught instanceof SetMismatch || opts.signal?.aborted
-          ? caught
-          : new SetMismatch(`snapshot ${snapshotId}, bundle ${b}: ${(caught as Error).message}`, b);
-      if (!opts.keepGoing || opts.signal?.aborted) throw err;
-      await fsp.rm(path.join(outDir, b), { recursive: true, force: true });
-      failed.push({ bundleName: b, error: { code: ErrorCode.UNTAR_FAILED, message: `${describeCode(ErrorCode.UNTAR_FAILED)}: ${(err as Error).message}` } });
+    const err = failures.get(b);
+    if (!err) {
+      const m = made.get(b) ?? { files: 0, bytes: 0 };
+      opts.onBundle?.(b, m.files, m.bytes);
+      continue;
     }
+    await fsp.rm(path.join(outDir, b), { recursive: true, force: true });
+    failed.push({ bundleName: b, error: { code: ErrorCode.UNTAR_FAILED, message: `${describeCode(ErrorCode.UNTAR_FAILED)}: ${err.message}` } });
   }
   const { base: _base, baseRelative: _rel, ...rest } = summary;
   const written: SetSummary = {
@@ -155,260 +143,111 @@ async function restoreMetadata(ctx: ResticContext, snapshotId: string, outDir: s
   }
 }
 
-/** One bundle's folder of the set (its index and manifest restored already): slices and big files. */
-async function materializeBundle(
-  ctx: ResticContext,
-  snapshotId: string,
-  bundle: string,
-  dir: string,
-  signal?: AbortSignal,
-): Promise<{ files: number; bytes: number }> {
+/** The bundle's index, restored into its folder already. */
+async function loadIndex(snapshotId: string, bundle: string, dir: string): Promise<ManageIndex> {
   const indexPath = path.join(dir, INDEX_FILE);
   if (!(await fsp.stat(indexPath).catch(() => undefined))) throw new SetMismatch(`snapshot ${snapshotId} stores no index of ${bundle}`, bundle);
-  let index: ManageIndex;
   try {
-    index = await readManageIndex(indexPath);
+    return await readManageIndex(indexPath);
   } catch (err) {
     throw new SetMismatch(`snapshot ${snapshotId}: the stored index of ${bundle} is not valid: ${(err as Error).message}`, bundle);
   }
-  if (index.files.length === 0) return { files: 0, bytes: 0 };
-  const rebuilt = await withSpool(dir, (spool) => rebuildOutputs(ctx, snapshotId, bundle, index, dir, spool, signal));
-  return rebuilt;
 }
 
-async function withSpool<T>(dir: string, fn: (spool: string) => Promise<T>): Promise<T> {
-  const spool = await fsp.mkdtemp(path.join(dir, '.spool-'));
-  try {
-    return await fn(spool);
-  } finally {
-    await fsp.rm(spool, { recursive: true, force: true });
-  }
-}
+type Rebuilt = { failures: Map<string, Error>; made: Map<string, { files: number; bytes: number }> };
 
-type Place = { kind: 'slice'; slice: number; entry: number } | { kind: 'big'; file: HandedFile };
-
-/** The slice's tar writer, drained into `<uri>.partial` through a SHA-256. */
-class SliceOut {
-  readonly pack = tar.pack();
-  readonly hash = createHash('sha256');
-  bytes = 0;
-  next = 0;
-  readonly written: Promise<void>;
-  constructor(
-    readonly handed: HandedFile,
-    readonly partial: string,
-  ) {
-    const pack = this.pack;
-    const count = (chunk: Buffer) => {
-      this.hash.update(chunk);
-      this.bytes += chunk.length;
-    };
-    this.written = pipeline(
-      async function* (this: void) {
-        for await (const chunk of pack as AsyncIterable<Buffer>) yield chunk;
-      },
-      async function* (this: void, source: AsyncIterable<Buffer>) {
-        for await (const chunk of source) {
-          count(chunk);
-          yield chunk;
-        }
-      },
-      createWriteStream(partial, { flags: 'wx', mode: 0o600 }),
-    );
-    this.written.catch(() => undefined);
-    this.pack.on('error', () => undefined);
-  }
-}
-
-async function rebuildOutputs(
+/**
+ * Rebuilds the bundles' slices and big files from one `restic dump`: of `/`
+ * when there are several (one repository open for all), else of the
+ * bundle's data folder. When restic itself fails mid-way (a damaged pack),
+ * the bundles not finished are rebuilt again one by one, which pins the
+ * damage to the bundle it is in. A bundle that fails is reported (with
+ * keepGoing) or fails the call.
+ */
+async function rebuildBundles(
   ctx: ResticContext,
   snapshotId: string,
-  bundle: string,
-  index: ManageIndex,
-  dir: string,
-  spool: string,
+  outDir: string,
+  bundles: string[],
+  keepGoing: boolean,
   signal?: AbortSignal,
-): Promise<{ files: number; bytes: number }> {
-  const bad = (why: string) => new SetMismatch(`snapshot ${snapshotId}, bundle ${bundle}: ${why}`, bundle);
-  const slices = index.files.filter((f) => f.kind === 'tar');
-  const places = new Map<string, Place>();
-  slices.forEach((f, s) => f.entries.forEach((e, i) => places.set(e.path, { kind: 'slice', slice: s, entry: i })));
-  for (const f of index.files) if (f.kind === 'file') places.set(f.entries[0]!.path, { kind: 'big', file: f });
-  /** Entries that came before their turn: path → spool file. */
-  const spooled = new Map<string, string>();
-  const done = new Set<string>();
-  let spoolCount = 0;
-  let current = 0;
-  let out: SliceOut | undefined;
-  let files = 0;
-  let bytes = 0;
-
-  const checkEntry = (e: IndexEntry, t: { type: string; size: number }) => {
-    const want = e.kind === 'dir' ? 'directory' : 'file';
-    if (t.type !== want) throw bad(`${e.path} is stored as a ${t.type}, the index says ${e.kind}`);
-    if (e.kind === 'file' && t.size !== e.size) throw bad(`${e.path} is stored with ${t.size} bytes, the index says ${e.size}`);
+): Promise<Rebuilt> {
+  const failures = new Map<string, Error>();
+  const made = new Map<string, { files: number; bytes: number }>();
+  const fail = (b: string, err: unknown) => {
+    const named = err instanceof SetMismatch ? err : new SetMismatch(`snapshot ${snapshotId}, bundle ${b}: ${(err as Error).message}`, b);
+    if (!keepGoing || signal?.aborted) throw signal?.aborted ? err : named;
+    failures.set(b, named);
   };
-
-  /** Writes one entry into the current slice from `data`, checking its SHA-256. */
-  const addToSlice = async (e: IndexEntry, data: AsyncIterable<Buffer>) => {
-    const s = out!;
-    if (e.kind === 'dir') {
-      await new Promise<void>((resolve, reject) => {
-        s.pack.entry(sliceEntryHeader(e), (err) => (err ? reject(err) : resolve())).end(undefined);
-      });
-      return;
+  const rebuilders = new Map<string, BundleRebuilder>();
+  for (const b of bundles) {
+    try {
+      const index = await loadIndex(snapshotId, b, path.join(outDir, b));
+      const r = new BundleRebuilder(snapshotId, b, index, path.join(outDir, b));
+      await r.start();
+      rebuilders.set(b, r);
+    } catch (err) {
+      fail(b, err);
     }
-    const hash = createHash('sha256');
-    let sink!: ReturnType<tar.Pack['entry']>;
-    const entryDone = new Promise<void>((resolve, reject) => {
-      sink = s.pack.entry(sliceEntryHeader(e), (err) => (err ? reject(err) : resolve()));
-    });
-    entryDone.catch(() => undefined);
-    sink.on('error', () => undefined);
-    let n = 0;
-    for await (const chunk of data) {
-      hash.update(chunk);
-      n += chunk.length;
-      if (n > e.size) throw bad(`${e.path} holds more bytes than the index says (${e.size})`);
-      if (!sink.write(chunk))
-        await new Promise<void>((resolve, reject) => {
-          sink.once('drain', resolve);
-          entryDone.catch(reject);
-        });
-    }
-    if (n !== e.size) throw bad(`${e.path} holds ${n} bytes, the index says ${e.size}`);
-    if (hash.digest('hex') !== e.sha256) throw bad(`${e.path}'s SHA-256 differs from the index`);
-    sink.end(undefined);
-    await entryDone;
-    files++;
-    bytes += n;
-  };
-
-  const openSlice = () => {
-    const f = slices[current]!;
-    out = new SliceOut(f, path.join(dir, `${f.uri}.partial`));
-  };
-
-  const closeSlice = async () => {
-    const s = out!;
-    s.pack.finalize();
-    await s.written;
-    const f = s.handed;
-    if (s.bytes !== f.size) throw bad(`the re-made ${f.uri} has ${s.bytes} bytes, the index says ${f.size}`);
-    if (s.hash.digest('hex') !== f.sha256) throw bad(`the re-made ${f.uri} differs from the one handed over (SHA-256)`);
-    await fsp.rename(s.partial, path.join(dir, f.uri));
-    out = undefined;
-    current++;
-  };
-
-  /** Moves on through the slices: writes spooled entries whose turn came, closes full slices. */
-  const advance = async () => {
-    for (;;) {
-      if (current >= slices.length) return;
-      if (!out) openSlice();
-      const s = out!;
-      if (s.next >= s.handed.entries.length) {
-        await closeSlice();
-        continue;
-      }
-      const e = s.handed.entries[s.next]!;
-      const file = spooled.get(e.path);
-      if (!file) return;
-      await addToSlice(e, createReadStream(file) as AsyncIterable<Buffer>);
-      spooled.delete(e.path);
-      await fsp.rm(file, { force: true });
-      s.next++;
-    }
-  };
-
-  const writeBig = async (f: HandedFile, t: TarEntry) => {
-    const e = f.entries[0]!;
-    const partial = path.join(dir, `${f.uri}.partial`);
-    const hash = createHash('sha256');
-    let n = 0;
-    await pipeline(
-      async function* () {
-        for await (const chunk of t.stream) {
-          hash.update(chunk);
-          n += chunk.length;
-          yield chunk;
+  }
+  if (!rebuilders.size) return { failures, made };
+  const one = bundles.length === 1 ? bundles[0]! : undefined;
+  const prefix = `/${DATA_DIR}/`;
+  try {
+    await dumpTree(
+      ctx,
+      snapshotId,
+      one ? bundleDataPath(one) : '/',
+      async (t) => {
+        signal?.throwIfAborted();
+        let b = one;
+        let rel = t.path;
+        if (!one) {
+          const slash = t.path.indexOf('/');
+          if (slash < 0 || !t.path.startsWith(prefix, slash)) return; // the summary, an index, a bundle's own folder
+          b = t.path.slice(0, slash);
+          rel = t.path.slice(slash + prefix.length);
+        }
+        const r = rebuilders.get(b!);
+        if (!r) return; // a bundle not asked for, or failed already
+        try {
+          await r.take({ ...t, path: rel });
+        } catch (err) {
+          if (!keepGoing || !(err instanceof SetMismatch)) throw err;
+          rebuilders.delete(b!);
+          await r.cleanUp(err);
+          failures.set(b!, err);
         }
       },
-      createWriteStream(partial, { flags: 'wx', mode: 0o600 }),
+      signal,
     );
-    const sha = hash.digest('hex');
-    if (n !== f.size || n !== e.size) throw bad(`${e.path} (${f.uri}) holds ${n} bytes, the index says ${f.size}`);
-    if (sha !== f.sha256 || sha !== e.sha256) throw bad(`${e.path} (${f.uri}): its SHA-256 differs from the index`);
-    await fsp.rename(partial, path.join(dir, f.uri));
-    files++;
-    bytes += n;
-  };
-
-  await advance();
-  await dumpTree(
-    ctx,
-    snapshotId,
-    bundleDataPath(bundle),
-    async (t) => {
-      signal?.throwIfAborted();
-      const place = places.get(t.path);
-      if (!place) {
-        // Folders made only to hold an entry (not listed themselves) are not part of any output.
-        if (t.type === 'directory') return;
-        throw bad(`${t.path} is stored but not in the index`);
-      }
-      if (done.has(t.path) || spooled.has(t.path)) throw bad(`${t.path} is stored twice`);
-      if (place.kind === 'big') {
-        checkEntry(place.file.entries[0]!, t);
-        await writeBig(place.file, t);
-        done.add(t.path);
-        return;
-      }
-      const e = slices[place.slice]!.entries[place.entry]!;
-      checkEntry(e, t);
-      done.add(t.path);
-      if (place.slice === current && out && place.entry === out.next) {
-        await addToSlice(e, t.stream);
-        out.next++;
-        await advance();
-        return;
-      }
-      // Before its turn: kept on disk until the slices before it are complete.
-      const file = path.join(spool, String(spoolCount++));
-      await pipeline(
-        async function* () {
-          for await (const chunk of t.stream) yield chunk;
-        },
-        createWriteStream(file, { flags: 'wx', mode: 0o600 }),
-      );
-      spooled.set(t.path, file);
-    },
-    signal,
-  ).catch(async (err: unknown) => {
-    if (out) {
-      out.pack.destroy(err instanceof Error ? err : new Error(String(err)));
-      await out.written.catch(() => undefined);
-      await fsp.rm(out.partial, { force: true });
+  } catch (err) {
+    for (const r of rebuilders.values()) await r.cleanUp(err);
+    if (signal?.aborted || err instanceof SetMismatch) throw err;
+    if (one) {
+      fail(one, err);
+      return { failures, made };
     }
-    throw err;
-  });
-  if (current < slices.length || spooled.size) {
-    const missing = slices
-      .slice(current)
-      .flatMap((f, k) => f.entries.slice(k === 0 && out ? out.next : 0))
-      .filter((e) => !done.has(e.path))
-      .map((e) => e.path);
-    if (out) {
-      out.pack.destroy(new Error('incomplete'));
-      await out.written.catch(() => undefined);
-      await fsp.rm(out.partial, { force: true });
+    for (const [b, r] of rebuilders) {
+      await removeOutputs(r.index, path.join(outDir, b));
+      const again = await rebuildBundles(ctx, snapshotId, outDir, [b], keepGoing, signal);
+      for (const [k, v] of again.failures) failures.set(k, v);
+      for (const [k, v] of again.made) made.set(k, v);
     }
-    throw bad(`the snapshot lacks ${missing.length} entr${missing.length === 1 ? 'y' : 'ies'} of the index (first: ${missing[0] ?? '?'})`);
+    return { failures, made };
   }
-  for (const f of index.files) {
-    if (f.kind === 'file' && !done.has(f.entries[0]!.path)) throw bad(`the snapshot lacks ${f.entries[0]!.path} (${f.uri})`);
+  for (const [b, r] of rebuilders) {
+    try {
+      await r.finish();
+      made.set(b, { files: r.files, bytes: r.bytes });
+    } catch (err) {
+      fail(b, err);
+    }
   }
-  return { files, bytes };
+  return { failures, made };
 }
 
-export { DATA_DIR };
+/** The slices and big files of a bundle's folder (the index and manifest stay). */
+async function removeOutputs(index: ManageIndex, dir: string): Promise<void> {
+  for (const f of index.files) await fsp.rm(path.join(dir, f.uri), { force: true });
+}

@@ -205,8 +205,14 @@ export class Repository {
         await runRestic(this.ctx, { args: ['forget', result.snapshotId] }).catch(() => undefined);
         throw new ResticFailed(`restic could not read every staged file of ${setDir}; the snapshot was not kept: ${r.stderr.slice(-3).join(' ')}`, 3);
       }
-      const snapshot = (await this.snapshots({ device: meta.device })).find((s) => s.id === result!.snapshotId);
-      if (!snapshot) throw new ResticFailed(`restic reported snapshot ${result.snapshotId}, which it does not list`);
+      // What `snapshots()` would list for it, without opening the repository once more.
+      const snapshot = parseSnapshot({
+        id: result.snapshotId,
+        time: new Date(Math.floor(time.getTime() / 1000) * 1000).toISOString(),
+        hostname: meta.device,
+        tags,
+        summary: { total_bytes_processed: result.bytesProcessed, data_added: result.dataAdded },
+      })!;
       return { snapshot, summary: result, bundles: staged.bundles, notStored, existed: false };
     });
   }

@@ -3,8 +3,11 @@
  * and an S3 one served by versitygw, sets made by a real worker (runBackup)
  * and by the real packer. Every scenario runs on both back ends.
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,10 +23,12 @@ import { backupToRepository, restoreFromRepository } from '../../client/runs/rep
 import { compareTrees } from '../helpers/compareTrees.js';
 import { writeBundle } from '../helpers/device.js';
 import { testClient } from '../helpers/temporal.js';
+import { watch } from '../helpers/history.js';
 import { makePackedSet, setDigest, sha256Of } from '../helpers/packedSet.js';
 import { configureTool, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
 import { startVersitygw, type S3Gateway } from '../helpers/versitygw.js';
 
+const FIXTURE = fileURLToPath(new URL('../fixtures/storeSet.mjs', import.meta.url));
 const PASSWORD = `pw-${randomBytes(12).toString('hex')}`;
 let root: string;
 let passwordFile: string;
@@ -301,6 +306,28 @@ describe.each<Backend>(['local', 's3'])('repository on %s', (backend) => {
     expect(await setDigest(again[2]!.dir)).toEqual(await setDigest(inc2.dir));
   });
 
+  it('two sessions stored at once into one repository: both snapshots, check-clean (restic locks)', async (ctx) => {
+    if (unavailable) return ctx.skip();
+    const d1 = path.join(root, `conc-1-${backend}`);
+    const d2 = path.join(root, `conc-2-${backend}`);
+    await makeData(d1, 30, 4 * 1024, 2 * 1024 * 1024);
+    await makeData(d2, 30, 4 * 1024, 2 * 1024 * 1024);
+    const s1 = await makePackedSet({ bundles: { 'com.p.one': d1 }, out: path.join(root, `conc-set-1-${backend}`), scratch: root });
+    const s2 = await makePackedSet({ bundles: { 'com.p.two': d2 }, out: path.join(root, `conc-set-2-${backend}`), scratch: root });
+    const loc = location(backend, 'conc');
+    await Repository.init(loc);
+    const [a, b] = await Promise.all([
+      Repository.open(loc).then((r) => r.storeSet(s1.dir, { device: 'dev-p1' })),
+      Repository.open(loc).then((r) => r.storeSet(s2.dir, { device: 'dev-p2' })),
+    ]);
+    const repo = await Repository.open(loc);
+    expect((await repo.snapshots()).map((s) => s.id).sort()).toEqual([a.snapshot.id, b.snapshot.id].sort());
+    expect((await repo.check({ readData: true })).ok).toBe(true);
+    const out = path.join(root, `conc-out-${backend}`);
+    await repo.materializeSet('latest', out, { device: 'dev-p2' });
+    expect(await setDigest(out)).toEqual(await setDigest(s2.dir));
+  });
+
   it('restic killed (SIGKILL) mid-store leaves the repository check-clean, and the next store succeeds', async (ctx) => {
     if (unavailable) return ctx.skip();
     const data = path.join(root, `kill-data-${backend}`);
@@ -336,6 +363,42 @@ describe.each<Backend>(['local', 's3'])('repository on %s', (backend) => {
     expect((await repo.check({ readData: true })).ok).toBe(true);
     // No staging folder is left behind.
     expect((await readdir(root)).filter((n) => n.startsWith('ohbackup-stage-'))).toEqual([]);
+  });
+
+  it('the tool killed (SIGKILL of its whole process group, restic included) mid-store: check-clean, its staging folder cleared, the next store succeeds', async (ctx) => {
+    if (unavailable) return ctx.skip();
+    const data = path.join(root, `toolkill-data-${backend}`);
+    await makeData(data, 20, 4 * 1024, 24 * 1024 * 1024);
+    const set = await makePackedSet({ bundles: { 'com.k.tool': data }, out: path.join(root, `toolkill-set-${backend}`), scratch: root });
+    const loc = location(backend, 'toolkill');
+    await Repository.init(loc);
+    const temp = path.join(root, `toolkill-tmp-${backend}`);
+    await mkdir(temp);
+    const env = { ...(loc.env ?? process.env) };
+    const tool = spawn(process.execPath, [FIXTURE, loc.repository, passwordFile, set.dir, temp, 'dev-tk'], { env, detached: true, stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => tool.on('exit', (_code, sig) => resolve(sig)));
+    let resticPid: number | undefined;
+    const lines = readline.createInterface({ input: tool.stdout });
+    for await (const line of lines) {
+      const m = JSON.parse(line) as { child?: string; pid?: number; progress?: { bytesDone: number }; done?: string };
+      if (m.child === 'backup') resticPid = m.pid;
+      if (m.done) throw new Error('the store finished before it could be killed');
+      if (resticPid && m.progress && m.progress.bytesDone > 0) {
+        process.kill(-tool.pid!, 'SIGKILL');
+        break;
+      }
+    }
+    expect(await exited).toBe('SIGKILL');
+    // The orphaned restic is reaped by init a moment later; until then its lock looks alive to restic.
+    await watch(async () => !existsSync(`/proc/${resticPid}`));
+    const repo = await Repository.open({ ...loc, tempDir: temp });
+    expect(await repo.snapshots()).toEqual([]);
+    expect((await repo.check()).ok).toBe(true);
+    expect((await readdir(temp)).filter((n) => n.startsWith(`ohbackup-stage-${tool.pid}-`))).toHaveLength(1);
+    const ok = await repo.storeSet(set.dir, { device: 'dev-tk' });
+    expect(ok.existed).toBe(false);
+    expect(await readdir(temp)).toEqual([]);
+    expect((await repo.check({ readData: true })).ok).toBe(true);
   });
 
   it('a device backed up into the repository (full, then an increment) restores from it; the password is in no workflow history', async (ctx) => {
