@@ -375,7 +375,11 @@ describe.each<Backend>(['local', 's3'])('repository on %s', (backend) => {
     const temp = path.join(root, `toolkill-tmp-${backend}`);
     await mkdir(temp);
     const env = { ...(loc.env ?? process.env) };
-    const tool = spawn(process.execPath, [FIXTURE, loc.repository, passwordFile, set.dir, temp, 'dev-tk'], { env, detached: true, stdio: ['ignore', 'pipe', 'inherit'] });
+    const tool = spawn(process.execPath, [FIXTURE, loc.repository, passwordFile, set.dir, temp, 'dev-tk'], {
+      env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     const exited = new Promise<NodeJS.Signals | null>((resolve) => tool.on('exit', (_code, sig) => resolve(sig)));
     let resticPid: number | undefined;
     const lines = readline.createInterface({ input: tool.stdout });
