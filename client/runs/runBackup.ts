@@ -94,7 +94,7 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   const ended = new Promise<BusinessError | undefined>((resolve) => (allEnded = resolve));
   const callbacks = backupCallbacks({ tally, set, kind, rate: opts.rate, estimate, emit, onAllEnded: allEnded });
 
-  const sessionOptions = { taskQueue: queue, ...(opts.client ? { client: opts.client } : {}) };
+  const sessionOptions = { taskQueue: queue, target: `backup set ${out}`, ...(opts.client ? { client: opts.client } : {}) };
   const session = kind === 'incremental' ? new backup.IncrementalBackupSession(callbacks, sessionOptions) : new backup.SessionBackup(callbacks, sessionOptions);
   const { sessionId } = session;
   emit({ type: 'start', sessionId, bundles: names, kind, ...(base ? { base: base.dir } : {}) });

@@ -174,7 +174,7 @@ export async function runRestore(plan: RestorePlan, opts: RunRestoreOptions): Pr
       bundles: names,
       map: Object.fromEntries(Object.entries(plan.map).filter(([source]) => names.includes(source))),
       // With --to, the run's own worker serves the data root: no device's queue is involved.
-      session: { taskQueue: queue, ...(plan.to ? { device: null } : {}) },
+      session: { taskQueue: queue, target: `restore from ${from}${plan.to ? ` to ${plan.to}` : ''}`, ...(plan.to ? { device: null } : {}) },
       startDetails: { ...onDevice, to: plan.to, step: i + 1, steps: plan.steps.length },
       onProgress: opts.onProgress,
       signal: opts.signal,

@@ -10,6 +10,7 @@ import type { AppendRequest, FileMetaInput } from '../../common/messages.js';
 import { ErrorCode, type ErrorInfo } from '../../common/errors.js';
 import type { BundleOutcome, BundleRequest, EventBody, EventsPage, SessionKind } from '../../common/session.js';
 import { codedFailure, isPlainUri } from '../../common/rules.js';
+import { formatBytes, formatDuration } from '../../common/format.js';
 import { EventLog, type EventLogState } from './eventLog.js';
 
 export interface BundleSlot extends BundleOutcome {
@@ -30,6 +31,9 @@ export interface BundleSlot extends BundleOutcome {
   requested: string[];
   /** The tool could not be given one of its files (e.g. its fd cap): the bundle ends with this. */
   deliveryError?: ErrorInfo;
+  /** When it started running and when its end was accepted (epoch ms, workflow time): its duration. */
+  startedAt?: number;
+  endedAt?: number;
 }
 
 /** What continue-as-new carries: the session's whole state, as plain data. */
@@ -64,6 +68,8 @@ export class SessionState {
   private nextOrder: number;
   private allEndSentFor: number;
   private releasedFlag: boolean;
+  /** Called once per bundle, when its end is accepted (metrics and logs; the state itself stays pure). */
+  onEnded?: (slot: BundleSlot) => void;
 
   constructor(
     readonly kind: SessionKind,
@@ -133,7 +139,11 @@ export class SessionState {
 
   /** After release: what never started is reported so. */
   markNotStarted(): void {
-    for (const slot of this.slots) if (slot.state === 'pending') slot.state = 'notStarted';
+    for (const slot of this.slots) {
+      if (slot.state !== 'pending') continue;
+      slot.state = 'notStarted';
+      this.onEnded?.(slot);
+    }
   }
 
   // ---- requests about one bundle ----
@@ -255,9 +265,25 @@ export class SessionState {
         if (slot.deliveryError && (!body.error || body.cancelled)) body = { ...body, error: slot.deliveryError, cancelled: false };
         slot.state = body.cancelled ? 'cancelled' : body.error ? 'failed' : 'done';
         if (body.error) slot.error = body.error;
-        break;
+        slot.endedAt = Date.now();
+        this.log.append(body);
+        this.onEnded?.(slot);
+        return;
     }
     this.log.append(body);
+  }
+
+  /**
+   * A bundle's child workflow closed. Its end was reported before it closed
+   * (a failed or cancelled child reports, then fails), so this changes
+   * nothing, unless the child was ended from outside (terminated, timed out)
+   * without reporting: then the bundle ends here with `error`.
+   */
+  childClosed(bundleName: string, error: ErrorInfo): void {
+    const slot = this.slot(bundleName);
+    if (!slot || slot.state !== 'running') return;
+    if (!slot.begun && !slot.error) this.endRejected(slot, error);
+    else this.accept({ type: 'bundleEnd', bundleName, error });
   }
 
   eventsPage(after: number, max?: number): EventsPage {
@@ -296,6 +322,7 @@ export class SessionState {
       const slot = this.nextPending();
       if (!slot) break;
       slot.state = 'running';
+      slot.startedAt = Date.now();
       starting.push(slot);
     }
     return starting;
@@ -331,8 +358,33 @@ export class SessionState {
   /** The UI's current details (Markdown): one list item per bundle. */
   details(): string {
     return this.slots
-      .map((b) => `- \`${b.bundleName}\`: ${b.state}, ${b.files} files, ${b.bytes} bytes${b.error ? ` (error ${b.error.code})` : ''}`)
+      .map((b) => `- \`${b.bundleName}\`: ${b.state}, ${b.files} files, ${formatBytes(b.bytes)}${b.error ? ` (error ${b.error.code})` : ''}`)
       .join('\n');
+  }
+
+  /**
+   * Every bundle's outcome as a Markdown table, with the session's outcome
+   * and totals above it: the session's result carries it, for the UI to show
+   * once the session has closed (its current details need a live worker).
+   */
+  summaryMarkdown(outcome: string, origin?: { host: string; user: string; target?: string }): string {
+    const done = this.slots.filter((b) => b.state === 'done').length;
+    const files = this.slots.reduce((n, b) => n + b.files, 0);
+    const bytes = this.slots.reduce((n, b) => n + b.bytes, 0);
+    const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+    const lines = [
+      `**${outcome}**: ${done} of ${this.slots.length} bundles done, ${files} files, ${formatBytes(bytes)}`,
+      ...(origin ? ['', `Started by ${origin.user}@${origin.host}${origin.target ? `; ${cell(origin.target)}` : ''}`] : []),
+      '',
+      '| Bundle | State | Files | Size | Duration | Error |',
+      '| --- | --- | ---: | ---: | ---: | --- |',
+      ...this.slots.map((b) => {
+        const took = b.startedAt !== undefined && b.endedAt !== undefined ? formatDuration(b.endedAt - b.startedAt) : '';
+        const error = b.error ? cell(`${b.error.code} ${b.error.message}`) : '';
+        return `| \`${b.bundleName}\` | ${b.state} | ${b.files} | ${formatBytes(b.bytes)} | ${took} | ${error} |`;
+      }),
+    ];
+    return lines.join('\n');
   }
 
   toCarried(): CarriedState {

@@ -13,10 +13,13 @@ import {
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
+  log,
+  metricMeter,
   proxyActivities,
   setCurrentDetails,
   setHandler,
   startChild,
+  upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -37,8 +40,10 @@ import {
   type SessionWorkflow,
 } from '../../common/messages.js';
 import type { createActivities } from '../../activities/index.js';
-import { FAILURE_TYPE } from '../../common/errors.js';
-import { DEFAULTS, bundleWorkflowId, type SessionResult } from '../../common/session.js';
+import { ErrorCode, FAILURE_TYPE, errorInfo } from '../../common/errors.js';
+import { DEFAULTS, bundleWorkflowId, type SessionOutcome, type SessionResult } from '../../common/session.js';
+import { deviceLabel } from '../../common/deviceQueue.js';
+import { sessionOutcome } from '../../common/rules.js';
 import { searchableBundles } from '../../common/searchAttributes.js';
 import { bundleBackupWorkflow } from '../bundle/backup.js';
 import { bundleRestoreWorkflow } from '../bundle/restore.js';
@@ -71,11 +76,22 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   const child = (bundleName: string) => getExternalWorkflowHandle(bundleWorkflowId(input.sessionId, bundleName));
   let sizeScansRunning = 0;
 
-  // Search attributes let people find sessions by kind, bundle and state in the UI and with `ohbackup sessions`.
+  const device = deviceLabel(input.deviceTaskQueue ?? workflowInfo().taskQueue);
+  const sessionStartedAt = Date.now();
+  const metrics = sessionMetrics(input.kind, device);
+  session.onEnded = (slot) => metrics.bundleEnded(slot);
+  // Once per session, not again after continue-as-new.
+  if (!input.carried) log.info('session started', { kind: input.kind, device, ...(input.origin ?? {}) });
+
+  // Search attributes let people find sessions by kind, bundle, state, outcome and device in the UI and with `ohbackup sessions`.
   // A function declaration: handlers that run in the very first activation may call it.
-  function markSearch(state?: string): void {
+  function markSearch(state?: string, outcome?: SessionOutcome): void {
     if (!input.searchAttributes) return;
-    upsertSearchAttributes({ OhbackupBundles: searchableBundles(session.slots.map((b) => b.bundleName)), ...(state ? { OhbackupState: [state] } : {}) });
+    upsertSearchAttributes({
+      OhbackupBundles: searchableBundles(session.slots.map((b) => b.bundleName)),
+      ...(state ? { OhbackupState: [state] } : {}),
+      ...(outcome ? { OhbackupOutcome: [outcome] } : {}),
+    });
   }
   // Costs no history: the UI's current details follow the bundles as they go.
   const showDetails = () => setCurrentDetails(session.details());
@@ -144,7 +160,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     if (slot.request.rejected) return session.endRejected(slot, slot.request.rejected);
     const publishedAtStart = slot.published;
     const target = slot.request.targetBundle && slot.request.targetBundle !== slot.bundleName ? ` into ${slot.request.targetBundle}` : '';
-    await startChild(input.kind === 'restore' ? bundleRestoreWorkflow : bundleBackupWorkflow, {
+    const handle = await startChild(input.kind === 'restore' ? bundleRestoreWorkflow : bundleBackupWorkflow, {
       workflowId: bundleWorkflowId(input.sessionId, slot.bundleName),
       args: [
         { sessionId: input.sessionId, sessionWorkflowId: workflowInfo().workflowId, kind: input.kind, request: slot.request, published: publishedAtStart },
@@ -155,6 +171,13 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
       staticSummary: `${input.kind} of ${slot.bundleName}${target}`,
     });
     slot.childStarted = true;
+    // A failed or cancelled child has reported its end before it closed: its failure is no news here (and must not
+    // reject unobserved). Only a child ended from outside without reporting (terminated) ends its bundle now.
+    void handle.result().catch((err: unknown) => {
+      const detail = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
+      session.childClosed(slot.bundleName, errorInfo(ErrorCode.EXTENSION_DIED, `its workflow ended without reporting its end (${detail})`));
+      showDetails();
+    });
     // Published while the child was being started: tell it now.
     if (slot.published && !publishedAtStart) await child(slot.bundleName).signal(publishSignal);
   }
@@ -181,12 +204,67 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   await condition(() => session.running().length === 0, '2 minutes');
   session.markNotStarted();
   await deviceActivities.cleanSessionTemp({ sessionId: input.sessionId, bundleNames: session.slots.map((b) => deviceBundleOf(b.request)) });
-  markSearch('released');
-  showDetails();
   await condition(allHandlersFinished);
+  const outcome = sessionOutcome(session.slots);
+  markSearch('released', outcome);
+  showDetails();
+  // The UI shows the session's result (and memo) once it has closed, when no worker answers for its current details any more.
+  const summaryMarkdown = session.summaryMarkdown(outcome, input.origin);
+  upsertMemo({ summary: summaryMarkdown });
+  metrics.sessionEnded(outcome, Date.now() - sessionStartedAt);
+  const files = session.slots.reduce((n, b) => n + b.files, 0);
+  const bytes = session.slots.reduce((n, b) => n + b.bytes, 0);
+  log.info('session ended', { kind: input.kind, device, outcome, bundles: session.slots.length, files, bytes });
   // Its bundles are free for other sessions on the device (13500013).
   if (session.slots.some((b) => !b.request.rejected)) await releaseSessionBundles(input.deviceTaskQueue);
-  return { sessionId: input.sessionId, kind: input.kind, bundles: session.outcomes(), trailingEvents: session.log.unacked() };
+  return { sessionId: input.sessionId, kind: input.kind, outcome, bundles: session.outcomes(), summaryMarkdown, trailingEvents: session.log.unacked() };
+}
+
+/**
+ * ohbackup's own metrics of sessions and bundles (docs/operating.md "Metrics"),
+ * with snake_case labels as Temporal's own. Workflow metrics are not emitted
+ * again on replay. The bundle's are emitted where its end is accepted, so
+ * bundles refused before a child started (e.g. 13500013) count too.
+ */
+function sessionMetrics(kind: string, device: string) {
+  const sessions = metricMeter.createCounter('ohbackup_sessions', 'sessions', 'sessions ended, by kind, device and outcome');
+  const sessionSeconds = metricMeter.createHistogram('ohbackup_session_duration_seconds', 'float', 's', 'sessions from start to release');
+  const bundles = metricMeter.createCounter('ohbackup_bundles', 'bundles', 'bundles ended, by kind, device, outcome and error code');
+  const bundleSeconds = metricMeter.createHistogram('ohbackup_bundle_duration_seconds', 'float', 's', 'bundles from start to end, by kind, device and outcome');
+  const lastSuccess = metricMeter.createGauge(
+    'ohbackup_last_success_timestamp_seconds',
+    'float',
+    's',
+    'when a bundle last ended done (Unix time), by kind, device and bundle: for staleness alerts',
+  );
+  const bundleFiles = metricMeter.createCounter('ohbackup_bundle_files', 'files', 'files of ended bundles, by kind, device and outcome');
+  const bundleBytes = metricMeter.createCounter('ohbackup_bundle_bytes', 'bytes', 'bytes of ended bundles, by kind, device and outcome');
+  return {
+    bundleEnded(slot: BundleSlot): void {
+      const outcome = slot.state;
+      const tags = { kind, device, outcome, error_code: slot.error ? String(slot.error.code) : '' };
+      const seconds = slot.startedAt !== undefined && slot.endedAt !== undefined ? (slot.endedAt - slot.startedAt) / 1000 : 0;
+      bundles.add(1, tags);
+      bundleSeconds.record(seconds, { kind, device, outcome });
+      bundleFiles.add(slot.files, { kind, device, outcome });
+      bundleBytes.add(slot.bytes, { kind, device, outcome });
+      if (outcome === 'done') lastSuccess.set((slot.endedAt ?? Date.now()) / 1000, { kind, device, bundle_name: slot.bundleName });
+      log.info('bundle ended', {
+        bundleName: slot.bundleName,
+        kind,
+        device,
+        outcome,
+        files: slot.files,
+        bytes: slot.bytes,
+        durationMs: Math.round(seconds * 1000),
+        ...(slot.error ? { errorCode: slot.error.code, error: slot.error.message } : {}),
+      });
+    },
+    sessionEnded(outcome: SessionOutcome, ms: number): void {
+      sessions.add(1, { kind, device, outcome });
+      sessionSeconds.record(ms / 1000, { kind, device, outcome });
+    },
+  };
 }
 
 // The tool starts it by name with this signature (common/messages.ts); this keeps the two the same.
