@@ -14,8 +14,8 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
-  metricMeter,
   proxyActivities,
+  proxySinks,
   setCurrentDetails,
   setHandler,
   startChild,
@@ -41,7 +41,8 @@ import {
 } from '../../common/messages.js';
 import type { createActivities } from '../../activities/index.js';
 import { ErrorCode, FAILURE_TYPE, errorInfo } from '../../common/errors.js';
-import { DEFAULTS, bundleWorkflowId, type SessionOutcome, type SessionResult } from '../../common/session.js';
+import { DEFAULTS, bundleWorkflowId, type SessionKind, type SessionOutcome, type SessionResult } from '../../common/session.js';
+import type { OhbackupSinks } from '../../common/metrics.js';
 import { deviceLabel } from '../../common/deviceQueue.js';
 import { sessionOutcome } from '../../common/rules.js';
 import { searchableBundles } from '../../common/searchAttributes.js';
@@ -221,51 +222,34 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
 }
 
 /**
- * ohbackup's own metrics of sessions and bundles (docs/operating.md "Metrics"),
- * with snake_case labels as Temporal's own. Workflow metrics are not emitted
- * again on replay. The bundle's are emitted where its end is accepted, so
- * bundles refused before a child started (e.g. 13500013) count too.
+ * The metrics and log lines of bundle and session ends (docs/operating.md
+ * "Metrics"). Emitted where a bundle's end is accepted, so bundles refused
+ * before a child started (e.g. 13500013) count too; through the sink, so not
+ * again on replay (the workflow logger, too, is silent on replay).
  */
-function sessionMetrics(kind: string, device: string) {
-  const sessions = metricMeter.createCounter('ohbackup_sessions', 'sessions', 'sessions ended, by kind, device and outcome');
-  const sessionSeconds = metricMeter.createHistogram('ohbackup_session_duration_seconds', 'float', 's', 'sessions from start to release');
-  const bundles = metricMeter.createCounter('ohbackup_bundles', 'bundles', 'bundles ended, by kind, device, outcome and error code');
-  const bundleSeconds = metricMeter.createHistogram('ohbackup_bundle_duration_seconds', 'float', 's', 'bundles from start to end, by kind, device and outcome');
-  const lastSuccess = metricMeter.createGauge(
-    'ohbackup_last_success_timestamp_seconds',
-    'float',
-    's',
-    'when a bundle last ended done (Unix time), by kind, device and bundle: for staleness alerts',
-  );
-  const bundleFiles = metricMeter.createCounter('ohbackup_bundle_files', 'files', 'files of ended bundles, by kind, device and outcome');
-  const bundleBytes = metricMeter.createCounter('ohbackup_bundle_bytes', 'bytes', 'bytes of ended bundles, by kind, device and outcome');
+function sessionMetrics(kind: SessionKind, device: string) {
+  const { ohbackupMetrics } = proxySinks<OhbackupSinks>();
   return {
     bundleEnded(slot: BundleSlot): void {
-      const outcome = slot.state;
-      const tags = { kind, device, outcome, error_code: slot.error ? String(slot.error.code) : '' };
-      const seconds = slot.startedAt !== undefined && slot.endedAt !== undefined ? (slot.endedAt - slot.startedAt) / 1000 : 0;
-      bundles.add(1, tags);
-      bundleSeconds.record(seconds, { kind, device, outcome });
-      bundleFiles.add(slot.files, { kind, device, outcome });
-      bundleBytes.add(slot.bytes, { kind, device, outcome });
-      if (outcome === 'done') lastSuccess.set((slot.endedAt ?? Date.now()) / 1000, { kind, device, bundle_name: slot.bundleName });
+      const endedAt = slot.endedAt ?? Date.now();
+      const seconds = slot.startedAt !== undefined ? (endedAt - slot.startedAt) / 1000 : 0;
+      const { bundleName, state: outcome, files, bytes } = slot;
+      ohbackupMetrics.bundleEnded({ kind, device, bundleName, outcome, errorCode: slot.error?.code, files, bytes, seconds, endedAt });
       log.info('bundle ended', {
-        bundleName: slot.bundleName,
+        bundleName,
         kind,
         device,
         outcome,
-        files: slot.files,
-        bytes: slot.bytes,
+        files,
+        bytes,
         durationMs: Math.round(seconds * 1000),
         ...(slot.error ? { errorCode: slot.error.code, error: slot.error.message } : {}),
       });
     },
     sessionEnded(outcome: SessionOutcome, ms: number): void {
-      sessions.add(1, { kind, device, outcome });
-      sessionSeconds.record(ms / 1000, { kind, device, outcome });
+      ohbackupMetrics.sessionEnded({ kind, device, outcome, seconds: ms / 1000 });
     },
   };
 }
-
 // The tool starts it by name with this signature (common/messages.ts); this keeps the two the same.
 void (sessionWorkflow satisfies SessionWorkflow);
