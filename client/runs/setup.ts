@@ -4,7 +4,7 @@
  * goes wrong here is a SetupError: nothing ran.
  */
 import type { Client } from '@temporalio/client';
-import { DEFAULT_TEMPORAL_ADDRESS } from '../../config/env.js';
+import { DEFAULT_TEMPORAL_ADDRESS, uiBaseUrl } from '../../config/env.js';
 import { temporalTarget } from '../../config/temporalConfig.js';
 import { device, deviceQueue, getClient, taskQueue } from '../connection.js';
 
@@ -22,10 +22,9 @@ export class SetupError extends Error {
   }
 }
 
-/** `${OHBACKUP_UI_URL ?? http://127.0.0.1:8233}/namespaces/<ns>/workflows/<sessionId>` */
+/** `<Temporal UI (uiBaseUrl)>/namespaces/<ns>/workflows/<sessionId>` */
 export function sessionUiUrl(namespace: string, sessionId: string): string {
-  const base = (process.env.OHBACKUP_UI_URL ?? 'http://127.0.0.1:8233').replace(/\/+$/, '');
-  return `${base}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(sessionId)}`;
+  return `${uiBaseUrl()}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(sessionId)}`;
 }
 
 /** True when the error says no connection to the Temporal service could be made. */

@@ -372,17 +372,29 @@ export class SessionState {
     const files = this.slots.reduce((n, b) => n + b.files, 0);
     const bytes = this.slots.reduce((n, b) => n + b.bytes, 0);
     const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+    const rows = this.slots.map((b) => [
+      `\`${b.bundleName}\``,
+      b.state,
+      String(b.files),
+      formatBytes(b.bytes),
+      b.startedAt !== undefined && b.endedAt !== undefined ? formatDuration(b.endedAt - b.startedAt) : '',
+      b.error ? clip(cell(`${b.error.code} ${b.error.message}`), 72) : '',
+    ]);
+    // Padded: the memo shows it as plain text (monospace), the result and docs render it as Markdown.
+    const header = ['Bundle', 'State', 'Files', 'Size', 'Duration', 'Error'];
+    const right = [false, false, true, true, true, false];
+    // The last column (the error, clipped: the result's bundles hold it whole) is not padded, so short lines stay short.
+    const widths = header.map((h, i) => (i === header.length - 1 ? 3 : Math.max(h.length, 3, ...rows.map((r) => r[i]!.length))));
+    const pad = (c: string, i: number) => (i === header.length - 1 ? c : right[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!));
+    const line = (cells: string[]) => `| ${cells.map(pad).join(' | ')} |`;
+    const rule = `| ${widths.map((w, i) => (right[i] ? `${'-'.repeat(w - 1)}:` : '-'.repeat(w))).join(' | ')} |`;
     const lines = [
       `**${outcome}**: ${done} of ${this.slots.length} bundles done, ${files} files, ${formatBytes(bytes)}`,
       ...(origin ? ['', `Started by ${origin.user}@${origin.host}${origin.target ? `; ${cell(origin.target)}` : ''}`] : []),
       '',
-      '| Bundle | State | Files | Size | Duration | Error |',
-      '| --- | --- | ---: | ---: | ---: | --- |',
-      ...this.slots.map((b) => {
-        const took = b.startedAt !== undefined && b.endedAt !== undefined ? formatDuration(b.endedAt - b.startedAt) : '';
-        const error = b.error ? cell(`${b.error.code} ${b.error.message}`) : '';
-        return `| \`${b.bundleName}\` | ${b.state} | ${b.files} | ${formatBytes(b.bytes)} | ${took} | ${error} |`;
-      }),
+      line(header),
+      rule,
+      ...rows.map(line),
     ];
     return lines.join('\n');
   }
@@ -402,6 +414,10 @@ export class SessionState {
 /** A session-assigned file index, for events the session makes itself (restore targets). */
 function withNextIndex(slot: BundleSlot, event: EventBody): EventBody {
   return event.type === 'fileReady' ? { ...event, fileIndex: slot.nextFileIndex } : event;
+}
+
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
 
 function badUri(uri: string) {
