@@ -140,7 +140,8 @@ export function registerCompletion(program: Command): void {
       'after',
       `
 Examples:
-  $ eval "$(ohbackup completion bash)"                                   # in ~/.bashrc
+  $ ohbackup completion bash > ~/.local/share/bash-completion/completions/ohbackup
+  $ eval "$(ohbackup completion bash)"                                   # or this, in ~/.bashrc
   $ ohbackup completion zsh > "\${fpath[1]}/_ohbackup"                   # then start a new zsh
   $ ohbackup completion fish > ~/.config/fish/completions/ohbackup.fish`,
     )
