@@ -111,7 +111,7 @@ describe('the Temporal UI shows failure as failure', () => {
       '0',
       '0 B',
       expect.stringMatching(/^[\d.]+ (ms|s)$/),
-      expect.stringMatching(/^13500004 .*exited with 7/),
+      expect.stringMatching(/^13500004 Application extension death: hook onBackup of com\.ops\.crash exited/),
       '',
     ]);
     expect(row(PLAIN)).toEqual(['', `\`${PLAIN}\``, 'done', '2', expect.stringMatching(/^[\d.]+ KiB$/), expect.stringMatching(/^[\d.]+ (ms|s)$/), '', '']);

@@ -378,7 +378,7 @@ export class SessionState {
       String(b.files),
       formatBytes(b.bytes),
       b.startedAt !== undefined && b.endedAt !== undefined ? formatDuration(b.endedAt - b.startedAt) : '',
-      b.error ? clip(cell(`${b.error.code} ${b.error.message}`), 72) : '',
+      b.error ? clip(cell(`${b.error.code} ${b.error.message}`), 100) : '',
     ]);
     // Padded: the memo shows it as plain text (monospace), the result and docs render it as Markdown.
     const header = ['Bundle', 'State', 'Files', 'Size', 'Duration', 'Error'];
