@@ -78,7 +78,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   let sizeScansRunning = 0;
 
   const device = deviceLabel(input.deviceTaskQueue ?? workflowInfo().taskQueue);
-  const sessionStartedAt = Date.now();
+  // The chain's start, so a session that continued as new is timed from its first run.
+  const sessionStartedAt = workflowInfo().startTime.getTime();
   const metrics = sessionMetrics(input.kind, device);
   session.onEnded = (slot) => metrics.bundleEnded(slot);
   // Once per session, not again after continue-as-new.
