@@ -4,7 +4,7 @@
  * for log shippers. Errors are their message, not a multi-line stack, unless
  * the level is DEBUG or TRACE.
  */
-import type { LogEntry, LogLevel } from '@temporalio/worker';
+import { DefaultLogger, type LogEntry, type LogLevel, type LogMetadata } from '@temporalio/worker';
 
 export type LogFormat = 'text' | 'json';
 export const LOG_FORMATS: readonly LogFormat[] = ['text', 'json'];
@@ -59,5 +59,20 @@ function textValue(v: unknown): string {
     return JSON.stringify(v);
   } catch {
     return String(v);
+  }
+}
+
+/** The bundle children: a failed one is an outcome the session reports (its "bundle ended" line), not a warning. */
+const BUNDLE_WORKFLOWS = new Set(['bundleBackupWorkflow', 'bundleRestoreWorkflow']);
+
+/** The worker's logger: `format` lines, and the SDK's "Workflow failed" of a bundle child at INFO, not WARN. */
+export class WorkerLogger extends DefaultLogger {
+  constructor(level: LogLevel, format: LogFormat) {
+    super(level, logWriter(format, isVerbose(level)));
+  }
+
+  override log(level: LogLevel, message: string, meta?: LogMetadata): void {
+    const bundleFailed = level === 'WARN' && message === 'Workflow failed' && BUNDLE_WORKFLOWS.has(String(meta?.workflowType));
+    super.log(bundleFailed ? 'INFO' : level, message, meta);
   }
 }

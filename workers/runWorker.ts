@@ -1,11 +1,11 @@
 /** Runs one device's worker until SIGINT/SIGTERM (or `signal`) stops it. */
 import { mkdir } from 'node:fs/promises';
-import { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
+import { NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
 import type { Settings } from '../config/env.js';
 import { workerTaskQueue } from '../common/deviceQueue.js';
 import { temporalTarget } from '../config/temporalConfig.js';
 import { createOhbackupWorker } from './createWorker.js';
-import { isVerbose, logWriter, parseLogFormat, type LogFormat } from './logFormat.js';
+import { WorkerLogger, parseLogFormat, type LogFormat } from './logFormat.js';
 
 export interface RunWorkerOptions {
   settings: Settings;
@@ -55,7 +55,7 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
     };
     try {
       Runtime.install({
-        logger: new DefaultLogger(level, logWriter(format, isVerbose(level))),
+        logger: new WorkerLogger(level, format),
         telemetryOptions: {
           logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }), forward: {} },
           ...(metricsAddress ? { metrics: { prometheus } } : {}),

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { sessionOutcome } from '../../common/rules.js';
 import { formatBytes, formatDuration } from '../../common/format.js';
 import { deviceLabel, deviceTaskQueue } from '../../common/deviceQueue.js';
-import { logWriter, parseLogFormat } from '../../workers/logFormat.js';
+import { WorkerLogger, logWriter, parseLogFormat } from '../../workers/logFormat.js';
 import { checkMetricsAddress } from '../../workers/runWorker.js';
 import type { BundleState } from '../../common/session.js';
 
@@ -91,5 +91,22 @@ describe('OHBACKUP_METRICS_ADDRESS', () => {
     for (const ok of ['127.0.0.1:9464', 'localhost:9464', '0.0.0.0:1', '[::1]:9464']) expect(checkMetricsAddress(ok)).toBe(ok);
     for (const bad of ['9464', 'localhost', ':9464', 'host:0', 'host:70000', 'http://host:9464'])
       expect(() => checkMetricsAddress(bad), bad).toThrow(/^OHBACKUP_METRICS_ADDRESS must be host:port/);
+  });
+});
+
+describe('the worker logger', () => {
+  it("a bundle child's failure is INFO (the session's 'bundle ended' line says it); another workflow's stays WARN", () => {
+    const out: string[] = [];
+    const logger = new WorkerLogger('WARN', 'json');
+    // Capture through the logger's own writer: swap stderr's write for the call.
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string) => (out.push(chunk), true)) as typeof process.stderr.write;
+    try {
+      logger.warn('Workflow failed', { workflowType: 'bundleBackupWorkflow' });
+      logger.warn('Workflow failed', { workflowType: 'sessionWorkflow' });
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(out.map((l) => (JSON.parse(l) as { meta?: unknown; workflowType: string }).workflowType)).toEqual(['sessionWorkflow']);
   });
 });
