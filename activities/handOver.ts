@@ -4,6 +4,7 @@
  * in small batches; the heartbeat records how far the session has been told,
  * so a retried attempt resumes there (the session drops any repeat).
  */
+import { activityTags, metrics } from './metrics.js';
 import { stat } from 'node:fs/promises';
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
@@ -59,8 +60,7 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
   const progress = new ProgressReporter(client, input.sessionWorkflowId, input.bundleName);
   progress.start(`handing over: ${next}/${list.length} files`);
   let batch: EventBody[] = [];
-  const handedFiles = ctx.metricMeter.createCounter('ohbackup_files_handed_over', 'files', 'files handed over to tools');
-  const handedBytes = ctx.metricMeter.createCounter('ohbackup_bytes_handed_over', 'bytes', 'bytes handed over to tools');
+  const tags = activityTags(ctx.info);
   // Batches are signalled in order but without stopping the pacing: a signal slower than the
   // bucket's burst would otherwise cost tokens for good. Only what the session holds is heartbeated.
   let confirmed = next;
@@ -76,8 +76,11 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
       await session.signal(bundleEventsSignal, events);
       inFlight--;
       confirmed = upTo;
-      handedFiles.add(events.length);
-      handedBytes.add(events.reduce((n, e) => n + (e.type === 'fileReady' ? e.size : 0), 0));
+      metrics().handedFiles.add(events.length, tags);
+      metrics().handedBytes.add(
+        events.reduce((n, e) => n + (e.type === 'fileReady' ? e.size : 0), 0),
+        tags,
+      );
       ctx.heartbeat({ next: confirmed });
     });
     sending.catch(() => undefined); // observed by the awaits below

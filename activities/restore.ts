@@ -1,4 +1,5 @@
 /** The restore activities: the tool's file targets, applying its files (engine/unpack), and cleaning up after. */
+import { activityTags, metrics } from './metrics.js';
 import { constants as fsc } from 'node:fs';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { Context } from '@temporalio/activity';
@@ -75,7 +76,7 @@ export function createRestoreActivities(device: Device) {
           });
         } catch (err) {
           if (err instanceof RestoreRejected) {
-            ctx.metricMeter.createCounter('ohbackup_restore_verification_failures', 'bundles', 'restores refused by verification').add(1);
+            metrics().verificationFailures.add(1, activityTags(ctx.info));
             throw codedFailure(err.code, err.message);
           }
           throw asFailure(err, ErrorCode.UNTAR_FAILED);

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { BusinessError } from '../common/businessError.js';
 import { registerBackup } from './commands/backup.js';
+import { registerCompletion } from './commands/completion.js';
 import { registerControl } from './commands/control.js';
 import { registerDev } from './commands/dev.js';
 import { registerRestore } from './commands/restore.js';
@@ -53,6 +54,7 @@ registerBackup(program);
 registerRestore(program);
 registerControl(program);
 registerSchedule(program);
+registerCompletion(program);
 
 let code: number;
 try {

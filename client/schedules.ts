@@ -28,6 +28,7 @@ import {
 } from '../common/scheduledBackup.js';
 import type { ScheduledBackupWorkflow } from '../common/messages.js';
 import { getClient, taskQueue as defaultTaskQueue } from './connection.js';
+import { uiBaseUrl } from '../config/env.js';
 
 /** Why a schedule operation was refused: `notFound` / `exists` (exit 1), `invalid` (wrong usage, exit 2). */
 export class ScheduleError extends Error {
@@ -114,16 +115,12 @@ export function parseInterval(text: string): number | undefined {
   return Number.isSafeInteger(ms) && ms >= 1000 ? ms : undefined;
 }
 
-function uiBase(): string {
-  return (process.env.OHBACKUP_UI_URL ?? 'http://127.0.0.1:8233').replace(/\/+$/, '');
-}
-
 function workflowUiUrl(namespace: string, workflowId: string): string {
-  return `${uiBase()}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}`;
+  return `${uiBaseUrl()}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}`;
 }
 
 function scheduleUiUrl(namespace: string, scheduleId: string): string {
-  return `${uiBase()}/namespaces/${encodeURIComponent(namespace)}/schedules/${encodeURIComponent(scheduleId)}`;
+  return `${uiBaseUrl()}/namespaces/${encodeURIComponent(namespace)}/schedules/${encodeURIComponent(scheduleId)}`;
 }
 
 /** Runs `fn`, turning the client's schedule errors into ScheduleErrors. */

@@ -80,6 +80,7 @@ export const SessionOptionsArg = z.object(
     toolTimeoutMs: z.number().int().min(1000).max(MAX_TIMEOUT_MS).optional(),
     keepPrevious: z.boolean().optional(),
     device: z.union([DeviceIdSchema, z.null()]).optional(),
+    target: z.string().min(1).max(4096).optional(),
     // A Temporal Client of the caller's (a scheduled run passes its activity's own).
     client: z.custom<Client>((c) => c instanceof Client, 'options.client must be a Temporal Client').optional(),
   },

@@ -12,14 +12,25 @@ export const DeviceIdSchema = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a device ID is 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
 
+const DEVICE_QUEUE_PREFIX = 'ohbackup-device-';
+
 /** `ohbackup-device-<id>`: the task queue of the worker started with `--device <id>`. */
 export function deviceTaskQueue(id: string): string {
   const checked = DeviceIdSchema.safeParse(id);
   if (!checked.success) throw new TypeError(`"${id}" is not a device ID: ${checked.error.issues[0]?.message}`);
-  return `ohbackup-device-${id}`;
+  return `${DEVICE_QUEUE_PREFIX}${id}`;
 }
 
 /** The task queue a worker polls: its device's own queue when it serves a named device, else the ordinary one. */
 export function workerTaskQueue(taskQueue: string, device?: string): string {
   return device ? deviceTaskQueue(device) : taskQueue;
+}
+
+/**
+ * The device a task queue serves, as metrics labels and the OhbackupDevice
+ * search attribute name it: the device ID of a device's own queue, else the
+ * queue's name (one device per ordinary queue).
+ */
+export function deviceLabel(taskQueue: string): string {
+  return taskQueue.startsWith(DEVICE_QUEUE_PREFIX) ? taskQueue.slice(DEVICE_QUEUE_PREFIX.length) : taskQueue;
 }

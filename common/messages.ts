@@ -86,8 +86,17 @@ export const bundleClaimsQuery = defineQuery<Record<string, string>>('claims');
 // Their signatures live here so the tool and the activities start them without importing workflow code
 // (which imports the activities' types back: a circle). Each workflow is declared with its type below.
 
+/** Who started a session and on what, for what the UI shows of it (never secrets). */
+export interface SessionOrigin {
+  host: string;
+  user: string;
+  /** What the session works on, in words: e.g. the backup set folder it writes, or restores from. */
+  target?: string;
+}
+
 /** What the tool gives a session workflow when it starts it. */
 export interface SessionStart {
+  origin?: SessionOrigin;
   sessionId: string;
   kind: SessionKind;
   maxConcurrentBundles?: number;

@@ -6,7 +6,7 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { FAILURE_TYPE, errorInfo } from './errors.js';
-import { DEFAULTS, type BundleOutcome } from './session.js';
+import { DEFAULTS, type BundleOutcome, type SessionOutcome } from './session.js';
 
 /** The longest deadline updateTimer accepts (api.md §4): 4 hours. */
 export const MAX_TIMEOUT_MS = DEFAULTS.maxTimeoutMs;
@@ -35,6 +35,17 @@ export function runOutcome(bundles: readonly Pick<BundleOutcome, 'state'>[], opt
   if (opts.interrupted) return 'interrupted';
   const done = bundles.filter((b) => b.state === 'done').length;
   return opts.error || done === 0 ? 'failed' : done < bundles.length ? 'partial' : 'done';
+}
+
+/**
+ * How a session ended, from its bundles: done when every bundle is, partial
+ * when some are, failed when none is and one failed, cancelled when none is
+ * and none failed (cancelled, never started, or no bundle at all).
+ */
+export function sessionOutcome(bundles: readonly Pick<BundleOutcome, 'state'>[]): SessionOutcome {
+  const done = bundles.filter((b) => b.state === 'done').length;
+  if (done > 0) return done === bundles.length ? 'done' : 'partial';
+  return bundles.some((b) => b.state === 'failed') ? 'failed' : 'cancelled';
 }
 
 /** A failure that carries a reference code (api.md §6) and is never retried. */

@@ -4,9 +4,19 @@ import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/commo
 export const OhbackupKind = defineSearchAttributeKey('OhbackupKind', SearchAttributeType.KEYWORD);
 export const OhbackupBundles = defineSearchAttributeKey('OhbackupBundles', SearchAttributeType.KEYWORD_LIST);
 export const OhbackupState = defineSearchAttributeKey('OhbackupState', SearchAttributeType.KEYWORD);
+/** How a released session ended (SessionOutcome in common/rules.ts): done, partial, failed, cancelled or abandoned. */
+export const OhbackupOutcome = defineSearchAttributeKey('OhbackupOutcome', SearchAttributeType.KEYWORD);
+/** The device a session works on: its device ID, else its device's task queue (deviceLabel in common/deviceQueue.ts). */
+export const OhbackupDevice = defineSearchAttributeKey('OhbackupDevice', SearchAttributeType.KEYWORD);
 
 /** As `temporal server start-dev --search-attribute` takes them. */
-export const SEARCH_ATTRIBUTE_FLAGS = ['OhbackupKind=Keyword', 'OhbackupBundles=KeywordList', 'OhbackupState=Keyword'];
+export const SEARCH_ATTRIBUTE_FLAGS = [
+  'OhbackupKind=Keyword',
+  'OhbackupBundles=KeywordList',
+  'OhbackupState=Keyword',
+  'OhbackupOutcome=Keyword',
+  'OhbackupDevice=Keyword',
+];
 
 /**
  * The bundle names a session lists in OhbackupBundles: as many as fit in the

@@ -106,10 +106,20 @@ export interface SessionAbandoned {
   acknowledgedFiles: AcknowledgedFiles[];
 }
 
+/**
+ * How a session ended (its OhbackupOutcome search attribute, metrics, logs):
+ * done / partial / failed / cancelled from its bundles (sessionOutcome in
+ * rules.ts); 'abandoned' when its tool went away without releasing it.
+ */
+export type SessionOutcome = 'done' | 'partial' | 'failed' | 'cancelled' | 'abandoned';
+
 export interface SessionResult {
   sessionId: string;
   kind: SessionKind;
+  outcome: SessionOutcome;
   bundles: BundleOutcome[];
+  /** Every bundle's outcome as a Markdown table: what the Temporal UI shows of the session once it has closed. */
+  summaryMarkdown: string;
   /** Events the tool had not acknowledged when the session completed, so a releasing tool can drain them. */
   trailingEvents: SessionEvent[];
   endedBy?: SessionEndedBy;

@@ -40,3 +40,11 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 }
 
 export const DEFAULT_TEMPORAL_ADDRESS = '127.0.0.1:7233';
+
+/** Where the Temporal UI listens unless OHBACKUP_UI_URL says otherwise (`ohbackup dev`'s default --ui-port). */
+export const DEFAULT_UI_URL = 'http://127.0.0.1:8233';
+
+/** The Temporal UI that links point to: OHBACKUP_UI_URL (`ohbackup dev` sets it for its own worker), else DEFAULT_UI_URL. */
+export function uiBaseUrl(env: NodeJS.ProcessEnv = process.env): string {
+  return (env.OHBACKUP_UI_URL || DEFAULT_UI_URL).replace(/\/+$/, '');
+}

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type DeviceConfig } from '../activities/index.js';
+import { metricsSinks } from '../activities/metrics.js';
 
 export interface OhbackupWorkerOptions extends DeviceConfig {
   connection: NativeConnection;
@@ -36,6 +37,7 @@ export async function createOhbackupWorker(opts: OhbackupWorkerOptions): Promise
     ...(opts.identity ? { identity: opts.identity } : {}),
     ...(opts.maxConcurrentActivities ? { maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities } : {}),
     activities: createActivities({ dataRoot: opts.dataRoot, stateDir: opts.stateDir }),
+    sinks: metricsSinks(),
     ...(opts.workflowBundle
       ? { workflowBundle: opts.workflowBundle }
       : prebuilt

@@ -13,9 +13,15 @@ if (settings.device !== undefined && !DeviceIdSchema.safeParse(settings.device).
   console.error(`OHBACKUP_DEVICE="${settings.device}" is not a device ID: 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit.`);
   process.exit(2);
 }
-await runWorker({
-  settings,
-  dataRoot: settings.dataRoot,
-  device: settings.device,
-  onReady: (taskQueue) => console.log(`ohbackup worker ready on task queue ${taskQueue}`),
-});
+try {
+  await runWorker({
+    settings,
+    dataRoot: settings.dataRoot,
+    device: settings.device,
+    onReady: (taskQueue) => console.log(`ohbackup worker ready on task queue ${taskQueue}`),
+  });
+} catch (err) {
+  // One line that says what is wrong (e.g. a bad OHBACKUP_METRICS_ADDRESS), not a stack.
+  console.error(`The worker failed: ${(err as Error).message ?? String(err)}`);
+  process.exit(1);
+}

@@ -1,10 +1,11 @@
 /** Runs one device's worker until SIGINT/SIGTERM (or `signal`) stops it. */
 import { mkdir } from 'node:fs/promises';
-import { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
+import { NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
 import type { Settings } from '../config/env.js';
 import { workerTaskQueue } from '../common/deviceQueue.js';
 import { temporalTarget } from '../config/temporalConfig.js';
 import { createOhbackupWorker } from './createWorker.js';
+import { WorkerLogger, parseLogFormat, type LogFormat } from './logFormat.js';
 
 export interface RunWorkerOptions {
   settings: Settings;
@@ -30,24 +31,43 @@ export interface RunWorkerOptions {
   embedded?: boolean;
   /** host:port to serve Prometheus metrics on (default: OHBACKUP_METRICS_ADDRESS; none when unset). */
   metricsAddress?: string;
+  /** One log line per entry as text or JSON (default: OHBACKUP_LOG_FORMAT, else text). */
+  logFormat?: LogFormat;
 }
+
+/** Bucket bounds (seconds) of ohbackup's duration histograms: a bundle takes seconds to hours (its deadline is at most 4 h). */
+const DURATION_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800];
 
 let runtimeInstalled = false;
 
 export async function runWorker(opts: RunWorkerOptions): Promise<void> {
   if (!runtimeInstalled) {
-    // Warnings and errors by default (OHBACKUP_LOG_LEVEL=INFO or DEBUG for more); Core's own logs only on errors.
+    // INFO by default for a worker of its own (a line per session and bundle); an embedded one logs warnings only.
+    // OHBACKUP_LOG_LEVEL overrides. Core's own logs only on errors.
     // Prometheus metrics (Temporal's runtime metrics and ohbackup's own) when OHBACKUP_METRICS_ADDRESS is set.
-    const metricsAddress = opts.metricsAddress ?? process.env.OHBACKUP_METRICS_ADDRESS;
-    Runtime.install({
-      logger: new DefaultLogger(logLevel()),
-      telemetryOptions: {
-        logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }), forward: {} },
-        ...(metricsAddress ? { metrics: { prometheus: { bindAddress: metricsAddress, countersTotalSuffix: true } } } : {}),
-      },
-      ...(opts.embedded ? { shutdownSignals: [] } : {}),
-    });
+    const level = logLevel(opts.embedded ? 'WARN' : 'INFO');
+    const format = opts.logFormat ?? parseLogFormat(process.env.OHBACKUP_LOG_FORMAT);
+    const metricsAddress = checkMetricsAddress(opts.metricsAddress ?? process.env.OHBACKUP_METRICS_ADDRESS);
+    const prometheus = {
+      bindAddress: metricsAddress ?? '',
+      countersTotalSuffix: true,
+      histogramBucketOverrides: { ohbackup_bundle_duration_seconds: DURATION_BUCKETS, ohbackup_session_duration_seconds: DURATION_BUCKETS },
+    };
+    try {
+      Runtime.install({
+        logger: new WorkerLogger(level, format),
+        telemetryOptions: {
+          logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }), forward: {} },
+          ...(metricsAddress ? { metrics: { prometheus } } : {}),
+        },
+        ...(opts.embedded ? { shutdownSignals: [] } : {}),
+      });
+    } catch (err) {
+      if (!metricsAddress) throw err;
+      throw new Error(`OHBACKUP_METRICS_ADDRESS=${metricsAddress}: cannot serve metrics there (${(err as Error).message.split('\n')[0]})`);
+    }
     runtimeInstalled = true;
+    if (metricsAddress) Runtime.instance().logger.info(`serving Prometheus metrics at http://${metricsAddress}/metrics`);
   }
   const taskQueue = workerTaskQueue(opts.settings.taskQueue, opts.device);
   const maxActivities = maxConcurrentActivities();
@@ -85,7 +105,16 @@ function maxConcurrentActivities(): number | undefined {
   return n;
 }
 
-function logLevel(): 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR' {
-  const want = (process.env.OHBACKUP_LOG_LEVEL ?? 'WARN').toUpperCase();
-  return (['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'] as const).find((l) => l === want) ?? 'WARN';
+function logLevel(fallback: 'INFO' | 'WARN'): 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR' {
+  const want = (process.env.OHBACKUP_LOG_LEVEL ?? fallback).toUpperCase();
+  return (['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'] as const).find((l) => l === want) ?? fallback;
+}
+
+/** OHBACKUP_METRICS_ADDRESS: host:port (a name, an IPv4 address or a [bracketed] IPv6 one, and a port 1-65535); unset or empty: no metrics. */
+export function checkMetricsAddress(value: string | undefined): string | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value.trim());
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
+    throw new TypeError(`OHBACKUP_METRICS_ADDRESS must be host:port to serve Prometheus metrics on, e.g. 127.0.0.1:9464 (got "${value}")`);
+  return value.trim();
 }

@@ -2,7 +2,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { readSettings } from '../../config/env.js';
+import { DEFAULT_UI_URL, readSettings } from '../../config/env.js';
 import { StateFolderInUse, lockStateFolder, type DevLock } from '../../engine/stateLock.js';
 import { startDevServer, type DevServer } from '../../workers/devServer.js';
 import { runWorker } from '../../workers/runWorker.js';
@@ -95,7 +95,9 @@ with a Go toolchain it is built once if missing.`,
         worker.abort();
       });
 
-      const env = `TEMPORAL_ADDRESS=${server.address}${server.uiUrl && server.uiUrl !== 'http://127.0.0.1:8233' ? ` OHBACKUP_UI_URL=${server.uiUrl}` : ''}`;
+      // Links made in this process (its worker's scheduled runs) point to this server's UI, on whatever port it listens.
+      if (server.uiUrl && !process.env.OHBACKUP_UI_URL) process.env.OHBACKUP_UI_URL = server.uiUrl;
+      const env = `TEMPORAL_ADDRESS=${server.address}${server.uiUrl && server.uiUrl !== DEFAULT_UI_URL ? ` OHBACKUP_UI_URL=${server.uiUrl}` : ''}`;
       try {
         await runWorker({
           settings,

@@ -4,6 +4,7 @@ import { DeviceIdSchema } from '../../common/deviceQueue.js';
 import { DEFAULT_TEMPORAL_ADDRESS, readSettings } from '../../config/env.js';
 import { temporalTarget } from '../../config/temporalConfig.js';
 import { runWorker } from '../../workers/runWorker.js';
+import { LOG_FORMATS, parseLogFormat, type LogFormat } from '../../workers/logFormat.js';
 import { isConnectFailure, unreachableMessage } from '../../client/runs/setup.js';
 import { EXIT, onStopSignals, parseDeviceId, requireDataRoot, usageError } from '../shared.js';
 
@@ -25,6 +26,7 @@ export function registerWorker(program: Command): void {
         .argParser(parseDeviceId)
         .conflicts('taskQueue'),
     )
+    .addOption(new Option('--log-format <format>', 'one log line per entry as text or json (default: $OHBACKUP_LOG_FORMAT, else text)').choices(LOG_FORMATS))
     .addHelpText(
       'after',
       `
@@ -42,12 +44,19 @@ The session workflows themselves run on the ordinary task queue (OHBACKUP_TASK_Q
 without --device must serve it too (e.g. the one on the machine that runs the tools).
 
 Settings: OHBACKUP_MAX_ACTIVITIES caps the activities this worker runs at once; OHBACKUP_METRICS_ADDRESS
-serves Prometheus metrics; OHBACKUP_LOG_LEVEL.
+(host:port) serves Prometheus metrics; OHBACKUP_LOG_LEVEL (default INFO: a line per session and bundle);
+OHBACKUP_LOG_FORMAT; OHBACKUP_UI_URL (the Temporal UI that scheduled runs link to).
 
 For a local Temporal server with a worker in one command, use \`ohbackup dev\`.`,
     )
-    .action(async (opts: { dataRoot?: string; taskQueue?: string; device?: string }, cmd: Command) => {
+    .action(async (opts: { dataRoot?: string; taskQueue?: string; device?: string; logFormat?: LogFormat }, cmd: Command) => {
       const dataRoot = requireDataRoot(cmd, opts.dataRoot);
+      let logFormat: LogFormat;
+      try {
+        logFormat = opts.logFormat ?? parseLogFormat(process.env.OHBACKUP_LOG_FORMAT);
+      } catch (err) {
+        usageError(cmd, (err as Error).message);
+      }
       const settings = { ...readSettings(), ...(opts.taskQueue ? { taskQueue: opts.taskQueue } : {}) };
       // --task-queue names the ordinary queue explicitly: then OHBACKUP_DEVICE does not apply.
       const device = opts.device ?? (opts.taskQueue ? undefined : settings.device);
@@ -69,6 +78,7 @@ For a local Temporal server with a worker in one command, use \`ohbackup dev\`.`
           settings,
           dataRoot,
           device,
+          logFormat,
           signal: stop.signal,
           onReady: (taskQueue) => {
             ready = true;

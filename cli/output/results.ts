@@ -1,17 +1,11 @@
 /** The results of commands as plain text: sizes, tables, bundle outcomes, a backup's and a restore's summary. */
 import { deviceTaskQueue } from '../../common/deviceQueue.js';
+import { formatBytes } from '../../common/format.js';
 import type { BundleOutcome } from '../../common/session.js';
 import type { BackupRunResult } from '../../client/runs/runBackup.js';
 import type { PlannedBundle, RestoreRunResult } from '../../client/runs/runRestore.js';
 
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let i = 0;
-  for (; v >= 1024 && i < units.length - 1; i++) v /= 1024;
-  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
-}
+export { formatBytes };
 
 /** A plain table: columns padded to their widest cell; `right` columns aligned right (numbers). */
 export function formatTable(header: string[], rows: string[][], right: number[] = []): string {

@@ -140,6 +140,7 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   const cursorFile = path.join(out, SET_CURSOR);
   const sessionOptions = {
     taskQueue: queue,
+    target: `backup set ${out}`,
     cursorFile,
     ...(opts.client ? { client: opts.client } : {}),
     ...(opts.toolTimeoutMs !== undefined ? { toolTimeoutMs: opts.toolTimeoutMs } : {}),

@@ -285,6 +285,7 @@ export async function runRestore(plan: RestorePlan, opts: RunRestoreOptions): Pr
       // With --to, the run's own worker serves the data root: no device's queue is involved.
       session: {
         taskQueue: queue,
+        target: `restore from ${from}${plan.to ? ` to ${plan.to}` : ''}`,
         ...(plan.to ? { device: null } : {}),
         ...(plan.keepPrevious ? { keepPrevious: true } : {}),
         ...(opts.toolTimeoutMs !== undefined ? { toolTimeoutMs: opts.toolTimeoutMs } : {}),

@@ -6,7 +6,7 @@
 import { closeSync, readFileSync } from 'node:fs';
 import type { Client } from '@temporalio/client';
 import { CapabilitiesSchema, type Capabilities } from '../../common/capabilities.js';
-import { DEFAULT_TEMPORAL_ADDRESS } from '../../config/env.js';
+import { DEFAULT_TEMPORAL_ADDRESS, uiBaseUrl } from '../../config/env.js';
 import { temporalTarget } from '../../config/temporalConfig.js';
 import { openCapabilities } from '../capabilities.js';
 import { device, deviceQueue, getClient, taskQueue } from '../connection.js';
@@ -26,10 +26,9 @@ export class SetupError extends Error {
   }
 }
 
-/** `${OHBACKUP_UI_URL ?? http://127.0.0.1:8233}/namespaces/<ns>/workflows/<sessionId>` */
+/** `<Temporal UI (uiBaseUrl)>/namespaces/<ns>/workflows/<sessionId>` */
 export function sessionUiUrl(namespace: string, sessionId: string): string {
-  const base = (process.env.OHBACKUP_UI_URL ?? 'http://127.0.0.1:8233').replace(/\/+$/, '');
-  return `${base}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(sessionId)}`;
+  return `${uiBaseUrl()}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(sessionId)}`;
 }
 
 /** True when the error says no connection to the Temporal service could be made. */

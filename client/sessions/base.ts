@@ -4,9 +4,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import os from 'node:os';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { BusinessError } from '../../common/businessError.js';
-import { OhbackupKind, OhbackupState } from '../../common/searchAttributes.js';
+import { OhbackupDevice, OhbackupKind, OhbackupState } from '../../common/searchAttributes.js';
 import { ErrorCode } from '../../common/errors.js';
 import type { SessionKind, SessionResult } from '../../common/session.js';
 import {
@@ -17,10 +18,11 @@ import {
   getBackupDataSizeUpdate,
   releaseUpdate,
   type AppendRequest,
+  type SessionOrigin,
   type SessionWorkflow,
 } from '../../common/messages.js';
 import { z } from 'zod';
-import { DeviceIdSchema, workerTaskQueue } from '../../common/deviceQueue.js';
+import { DeviceIdSchema, deviceLabel, workerTaskQueue } from '../../common/deviceQueue.js';
 import { device as configuredDevice, getClient, taskQueue } from '../connection.js';
 import { signalBundle } from './control.js';
 import { EventPump } from './eventPump.js';
@@ -81,6 +83,8 @@ export interface SessionOptions {
    * `data.before-<sessionId>` beside it, instead of removing it.
    */
   keepPrevious?: boolean;
+  /** What the session works on, in words (e.g. "backup set /srv/sets/s1"): shown in the Temporal UI with who started it. */
+  target?: string;
 }
 
 export abstract class SessionBase implements OpenSession {
@@ -123,6 +127,7 @@ export abstract class SessionBase implements OpenSession {
     let handle: WorkflowHandle<SessionWorkflow>;
     if (!this.options.attachTo) {
       const o = this.options;
+      const origin = sessionOrigin(o.target);
       handle = await client.workflow.start<SessionWorkflow>('sessionWorkflow', {
         workflowId: this.sessionId,
         taskQueue: this.taskQueue,
@@ -130,22 +135,26 @@ export abstract class SessionBase implements OpenSession {
           {
             sessionId: this.sessionId,
             kind,
+            origin,
             maxConcurrentBundles: o.maxConcurrentBundles,
             ...(o.toolTimeoutMs !== undefined ? { toolTimeoutMs: o.toolTimeoutMs } : {}),
             searchAttributes: searchAttributesOn(),
             ...(this.device ? { deviceTaskQueue: this.deviceQueue } : {}),
           },
         ],
-        staticSummary: `ohbackup ${kind} session${this.device ? ` on device ${this.device}` : ''}`,
+        staticSummary: `ohbackup ${kind} session${this.device ? ` on device ${this.device}` : ''}${o.target ? `: ${o.target}` : ''}`,
         staticDetails:
           // Markdown in the UI: the pattern in code quotes, or `<bundle>` would vanish as an HTML tag.
-          `A ${kind} session started by ${process.title} (pid ${process.pid}). Bundles run as child workflows \`${this.sessionId}/<bundle>\`` +
-          (this.device ? ` on task queue \`${this.deviceQueue}\` (device ${this.device}).` : '.'),
+          `A ${kind} session started by ${origin.user}@${origin.host} (${process.title}, pid ${process.pid})${o.target ? ` on ${o.target}` : ''}. ` +
+          `Bundles run as child workflows \`${this.sessionId}/<bundle>\`` +
+          (this.device ? ` on task queue \`${this.deviceQueue}\` (device ${this.device}).` : '.') +
+          ' Once it is released, its result (and memo) hold the table of every bundle.',
         ...(searchAttributesOn()
           ? {
               typedSearchAttributes: [
                 { key: OhbackupKind, value: kind },
                 { key: OhbackupState, value: 'running' },
+                { key: OhbackupDevice, value: deviceLabel(this.deviceQueue) },
               ],
             }
           : {}),
@@ -283,6 +292,17 @@ export abstract class SessionBase implements OpenSession {
 export function attachOptions(sessionId: string, options: Omit<SessionOptions, 'attachTo' | 'sessionId'> | undefined): SessionOptions {
   const attachTo = parseArg(SessionIdArg, sessionId, 'sessionId');
   return { ...parseArg(SessionOptionsArg, options === undefined ? {} : options, 'options'), attachTo };
+}
+
+/** Who starts a session, for the UI (host and login name only: nothing secret). */
+function sessionOrigin(target?: string): SessionOrigin {
+  let user = process.env.USER ?? '';
+  try {
+    user = os.userInfo().username;
+  } catch {
+    // No passwd entry for this uid (a container): keep $USER.
+  }
+  return { host: os.hostname(), user: user || 'unknown', ...(target ? { target } : {}) };
 }
 
 /** The ohbackup search attributes are set unless OHBACKUP_SEARCH_ATTRIBUTES=off (a namespace without them registered). */

@@ -2,7 +2,8 @@
 import { randomUUID } from 'node:crypto';
 import { inject } from 'vitest';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
+import { NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
+import { WorkerLogger } from '../../workers/logFormat.js';
 import { createOhbackupWorker } from '../../workers/createWorker.js';
 import { backup } from '../../client/index.js';
 
@@ -25,7 +26,11 @@ export async function testClient(): Promise<Client> {
 /** Runs `fn` while an in-process ohbackup worker serves `taskQueue` for the device at `dataRoot`. */
 export async function withWorker<T>(opts: { taskQueue: string; dataRoot: string; stateDir: string; address?: string }, fn: () => Promise<T>): Promise<T> {
   if (!runtimeInstalled) {
-    Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }), forward: {} } } });
+    // One line per entry, as the worker logs: a failed bundle's child is no multi-line warning here either.
+    Runtime.install({
+      logger: new WorkerLogger('WARN', 'text'),
+      telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }), forward: {} } },
+    });
     runtimeInstalled = true;
   }
   const connection = await NativeConnection.connect({ address: opts.address ?? temporalAddress() });

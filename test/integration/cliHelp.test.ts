@@ -19,7 +19,7 @@ function ohbackup(args: string[]): Promise<{ code: number; stdout: string; stder
 /** Every command, the options its help must explain, and the least it needs to get past its required options. */
 const COMMANDS: Array<{ command: string[]; options: string[]; minimal?: string[] }> = [
   { command: ['dev'], options: ['--port', '--ui-port', '--data-root', '--headless'] },
-  { command: ['worker'], options: ['--data-root', '--task-queue'] },
+  { command: ['worker'], options: ['--data-root', '--task-queue', '--device', '--log-format'] },
   { command: ['sample-device'], options: ['--scale', '--seed', '--json'], minimal: ['/tmp/nowhere'] },
   { command: ['backup'], options: ['--out', '--rate', '--incremental', '--base', '--attach', '--json'], minimal: ['--out', '/tmp/nowhere'] },
   { command: ['restore'], options: ['--from', '--to', '--map', '--force', '--keep-previous', '--dry-run', '--json'], minimal: ['--from', '/tmp/nowhere'] },
@@ -40,6 +40,7 @@ const COMMANDS: Array<{ command: string[]; options: string[]; minimal?: string[]
   { command: ['schedule', 'unpause'], options: ['--note', '--json'], minimal: ['nightly'] },
   { command: ['schedule', 'trigger'], options: ['--wait', '--json'], minimal: ['nightly'] },
   { command: ['schedule', 'delete'], options: ['--json'], minimal: ['nightly'] },
+  { command: ['completion'], options: [], minimal: ['bash'] },
 ];
 
 describe('the command line help', () => {

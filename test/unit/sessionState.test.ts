@@ -389,3 +389,59 @@ describe('SessionState: the tool lease', () => {
     );
   });
 });
+
+describe('what the session tells operators', () => {
+  it('onEnded runs once per bundle, refused and never-started ones too; a child closed after its end changes nothing', () => {
+    const state = session('backup', [{ bundleName: A }, { bundleName: B }, { bundleName: 'com.c' }]);
+    const ended: string[] = [];
+    state.onEnded = (slot) => ended.push(`${slot.bundleName} ${slot.state}`);
+    const [a, b] = state.takeStartable(2);
+    state.accept(begin(A));
+    state.accept(end(A, { error: { code: ErrorCode.EXTENSION_DIED, message: 'hook died' } }));
+    state.accept(end(A)); // a repeat
+    state.childClosed(A, { code: ErrorCode.EXTENSION_DIED, message: 'its workflow failed' }); // the failed child's own close
+    state.endRejected(b!, { code: ErrorCode.SESSION_CONFLICT, message: 'held' });
+    state.release();
+    state.markNotStarted();
+    expect(ended).toEqual([`${A} failed`, `${B} failed`, 'com.c notStarted']);
+    expect(a!.error?.message).toBe('hook died');
+    expect(a!.endedAt! >= a!.startedAt!).toBe(true);
+  });
+
+  it('a child closed without reporting (terminated) ends its bundle: begun or not, with one begin and one end', () => {
+    const state = running('backup', [A, B]);
+    state.accept(begin(A));
+    state.childClosed(A, { code: ErrorCode.EXTENSION_DIED, message: 'terminated' });
+    state.childClosed(B, { code: ErrorCode.EXTENSION_DIED, message: 'terminated' });
+    expect(stream(state)).toEqual([`bundleBegin ${A}`, `bundleEnd ${A}`, `bundleBegin ${B}`, `bundleEnd ${B}`]);
+    expect(state.outcomes().map((o) => [o.state, o.error?.code])).toEqual([
+      ['failed', ErrorCode.EXTENSION_DIED],
+      ['failed', ErrorCode.EXTENSION_DIED],
+    ]);
+  });
+
+  it('the final table: outcome and totals, who started it, a padded Markdown row per bundle with human sizes', () => {
+    const state = running('backup', [A, 'com.longer.name']);
+    state.accept(begin(A));
+    state.accept(file(A, 0, 1536));
+    state.accept(end(A));
+    state.accept(begin('com.longer.name'));
+    state.accept(end('com.longer.name', { error: { code: 13500004, message: 'a | b'.repeat(30) } }));
+    const md = state.summaryMarkdown('partial', { host: 'h1', user: 'u1', target: 'backup set /s' });
+    const lines = md.split('\n');
+    expect(lines.slice(0, 4)).toEqual(['**partial**: 1 of 2 bundles done, 1 files, 1.50 KiB', '', 'Started by u1@h1; backup set /s', '']);
+    expect(lines[4]).toMatch(/^\| Bundle +\| State +\| Files \| +Size \| Duration \| Error \|$/);
+    // Every column but the last lines up; pipes in a message are escaped, a long one clipped.
+    const widths = lines.slice(4).map((l) =>
+      l
+        .split(/(?<!\\)\|/)
+        .slice(1, -2)
+        .map((c) => c.length),
+    );
+    for (const w of widths) expect(w).toEqual(widths[0]);
+    expect(lines[6]).toMatch(/^\| `com\.a` +\| done +\| +1 \| 1\.50 KiB \| +\d+ ms \| {2}\|$/);
+    expect(lines[7]).toContain('13500004 a \\| b');
+    expect(lines[7]!.length).toBeLessThan(200); // the error clipped at 100 characters
+    expect(lines[7]).toMatch(/…$|… \|$/);
+  });
+});

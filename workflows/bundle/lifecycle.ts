@@ -14,7 +14,6 @@ import {
   CancellationScope,
   getExternalWorkflowHandle,
   isCancellation,
-  metricMeter,
   proxyLocalActivities,
   setHandler,
 } from '@temporalio/workflow';
@@ -84,7 +83,7 @@ export async function runBundleLifecycle(input: BundleWorkflowInput, work: (ctx:
   });
 
   let failure: ErrorInfo | undefined;
-  let cancelled = false;
+  let cancelled: unknown;
   let result = '';
   try {
     result = await Promise.race([workDone, deadline.passed().then(() => Promise.reject(new DeadlinePassed()))]);
@@ -92,16 +91,13 @@ export async function runBundleLifecycle(input: BundleWorkflowInput, work: (ctx:
     if (err instanceof BundleRejected) failure = err.info;
     else if (err instanceof DeadlinePassed) failure = errorInfo(ErrorCode.TIMED_OUT, `${bundleName} passed its deadline`);
     else if (isCancellation(err)) {
-      cancelled = true;
+      cancelled = err;
       failure = errorInfo(ErrorCode.TASK_FAILED, `${bundleName} was cancelled`);
     } else failure = failureInfo(err);
   }
-  const countEnded = (outcome: string) =>
-    metricMeter.createCounter('ohbackup_bundles', 'bundles', 'bundles ended, by kind and outcome').add(1, { kind: input.kind, outcome });
   if (!failure) {
     await beginLanded;
     await report({ type: 'resultReport', bundleName, result }, { type: 'bundleEnd', bundleName });
-    countEnded('done');
     return;
   }
   const failed = failure;
@@ -116,9 +112,12 @@ export async function runBundleLifecycle(input: BundleWorkflowInput, work: (ctx:
       const info = { resultInfo: { errorCode: failed.code, errorInfo: failed.message, type: 'ErrorInfo' } };
       await report({ type: 'resultReport', bundleName, result: JSON.stringify(info) });
     }
-    await report({ type: 'bundleEnd', bundleName, error: failed, cancelled });
-    countEnded(cancelled ? 'cancelled' : 'failed');
+    await report({ type: 'bundleEnd', bundleName, error: failed, cancelled: cancelled !== undefined });
   });
+  // Its end has landed in the session; now the child itself ends as what it was, so the UI shows it red (Failed) or
+  // Canceled, filterable by ExecutionStatus. The session never awaits it as news: it knows the end already.
+  if (cancelled !== undefined) throw cancelled;
+  throw ApplicationFailure.create({ type: FAILURE_TYPE, message: failed.message, details: [failed.code], nonRetryable: true });
 }
 
 /** The reference code an activity failure carries, or 13500004 once retries are spent. */

@@ -20,6 +20,7 @@ import {
   type SessionKind,
 } from '../../common/session.js';
 import { codedFailure, isPlainUri } from '../../common/rules.js';
+import { formatBytes, formatDuration } from '../../common/format.js';
 import { EventLog, type EventLogState } from './eventLog.js';
 
 export interface BundleSlot extends BundleOutcome {
@@ -42,6 +43,9 @@ export interface BundleSlot extends BundleOutcome {
   deliveryError?: ErrorInfo;
   /** What the tool has acknowledged of this bundle (counted as the acknowledged events are dropped). */
   acknowledged?: Omit<AcknowledgedFiles, 'bundleName'>;
+  /** When it started running and when its end was accepted (epoch ms, workflow time): its duration. */
+  startedAt?: number;
+  endedAt?: number;
 }
 
 /** What continue-as-new carries: the session's whole state, as plain data. */
@@ -79,6 +83,8 @@ export class SessionState {
   /** Set at release (not carried: a released session does not continue as new). */
   private endedByWhom?: SessionEndedBy;
   private abandonedAs?: { reason: string; at: string };
+  /** Called once per bundle, when its end is accepted (metrics and logs; the state itself stays pure). */
+  onEnded?: (slot: BundleSlot) => void;
 
   constructor(
     readonly kind: SessionKind,
@@ -176,6 +182,7 @@ export class SessionState {
       this.log.append({ type: 'bundleEnd', bundleName: slot.bundleName, error });
       slot.state = 'notStarted';
       slot.error = error;
+      this.onEnded?.(slot);
     }
   }
 
@@ -335,9 +342,25 @@ export class SessionState {
         if (slot.deliveryError && (!body.error || body.cancelled)) body = { ...body, error: slot.deliveryError, cancelled: false };
         slot.state = body.cancelled ? 'cancelled' : body.error ? 'failed' : 'done';
         if (body.error) slot.error = body.error;
-        break;
+        slot.endedAt = Date.now();
+        this.log.append(body);
+        this.onEnded?.(slot);
+        return;
     }
     this.log.append(body);
+  }
+
+  /**
+   * A bundle's child workflow closed. Its end was reported before it closed
+   * (a failed or cancelled child reports, then fails), so this changes
+   * nothing, unless the child was ended from outside (terminated, timed out)
+   * without reporting: then the bundle ends here with `error`.
+   */
+  childClosed(bundleName: string, error: ErrorInfo): void {
+    const slot = this.slot(bundleName);
+    if (!slot || slot.state !== 'running') return;
+    if (!slot.begun && !slot.error) this.endRejected(slot, error);
+    else this.accept({ type: 'bundleEnd', bundleName, error });
   }
 
   eventsPage(after: number, max?: number): EventsPage {
@@ -376,6 +399,7 @@ export class SessionState {
       const slot = this.nextPending();
       if (!slot) break;
       slot.state = 'running';
+      slot.startedAt = Date.now();
       starting.push(slot);
     }
     return starting;
@@ -416,8 +440,47 @@ export class SessionState {
         : this.endedByWhom === 'another client'
           ? ['**released by another client**', '']
           : [];
-    const bundles = this.slots.map((b) => `- \`${b.bundleName}\`: ${b.state}, ${b.files} files, ${b.bytes} bytes${b.error ? ` (error ${b.error.code})` : ''}`);
+    const bundles = this.slots.map(
+      (b) => `- \`${b.bundleName}\`: ${b.state}, ${b.files} files, ${formatBytes(b.bytes)}${b.error ? ` (error ${b.error.code})` : ''}`,
+    );
     return [...ended, ...bundles].join('\n');
+  }
+
+  /**
+   * Every bundle's outcome as a Markdown table, with the session's outcome
+   * and totals above it: the session's result carries it, for the UI to show
+   * once the session has closed (its current details need a live worker).
+   */
+  summaryMarkdown(outcome: string, origin?: { host: string; user: string; target?: string }): string {
+    const done = this.slots.filter((b) => b.state === 'done').length;
+    const files = this.slots.reduce((n, b) => n + b.files, 0);
+    const bytes = this.slots.reduce((n, b) => n + b.bytes, 0);
+    const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+    const rows = this.slots.map((b) => [
+      `\`${b.bundleName}\``,
+      b.state,
+      String(b.files),
+      formatBytes(b.bytes),
+      b.startedAt !== undefined && b.endedAt !== undefined ? formatDuration(b.endedAt - b.startedAt) : '',
+      b.error ? clip(cell(`${b.error.code} ${b.error.message}`), 100) : '',
+    ]);
+    // Padded: the memo shows it as plain text (monospace), the result and docs render it as Markdown.
+    const header = ['Bundle', 'State', 'Files', 'Size', 'Duration', 'Error'];
+    const right = [false, false, true, true, true, false];
+    // The last column (the error, clipped: the result's bundles hold it whole) is not padded, so short lines stay short.
+    const widths = header.map((h, i) => (i === header.length - 1 ? 3 : Math.max(h.length, 3, ...rows.map((r) => r[i]!.length))));
+    const pad = (c: string, i: number) => (i === header.length - 1 ? c : right[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!));
+    const line = (cells: string[]) => `| ${cells.map(pad).join(' | ')} |`;
+    const rule = `| ${widths.map((w, i) => (right[i] ? `${'-'.repeat(w - 1)}:` : '-'.repeat(w))).join(' | ')} |`;
+    const lines = [
+      `**${outcome}**: ${done} of ${this.slots.length} bundles done, ${files} files, ${formatBytes(bytes)}`,
+      ...(origin ? ['', `Started by ${origin.user}@${origin.host}${origin.target ? `; ${cell(origin.target)}` : ''}`] : []),
+      '',
+      line(header),
+      rule,
+      ...rows.map(line),
+    ];
+    return lines.join('\n');
   }
 
   toCarried(): CarriedState {
@@ -435,6 +498,10 @@ export class SessionState {
 /** A session-assigned file index, for events the session makes itself (restore targets). */
 function withNextIndex(slot: BundleSlot, event: EventBody): EventBody {
   return event.type === 'fileReady' ? { ...event, fileIndex: slot.nextFileIndex } : event;
+}
+
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
 
 function badUri(uri: string) {

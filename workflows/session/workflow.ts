@@ -15,10 +15,13 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   isCancellation,
+  log,
   proxyActivities,
+  proxySinks,
   setCurrentDetails,
   setHandler,
   startChild,
+  upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -39,8 +42,11 @@ import {
   type SessionWorkflow,
 } from '../../common/messages.js';
 import type { createActivities } from '../../activities/index.js';
-import { FAILURE_TYPE } from '../../common/errors.js';
-import { DEFAULTS, bundleWorkflowId, type SessionResult } from '../../common/session.js';
+import { ErrorCode, FAILURE_TYPE, errorInfo } from '../../common/errors.js';
+import { DEFAULTS, bundleWorkflowId, type SessionKind, type SessionOutcome, type SessionResult } from '../../common/session.js';
+import type { OhbackupSinks } from '../../common/metrics.js';
+import { deviceLabel } from '../../common/deviceQueue.js';
+import { sessionOutcome } from '../../common/rules.js';
 import { searchableBundles } from '../../common/searchAttributes.js';
 import { bundleBackupWorkflow } from '../bundle/backup.js';
 import { bundleRestoreWorkflow } from '../bundle/restore.js';
@@ -77,11 +83,23 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   const child = (bundleName: string) => getExternalWorkflowHandle(bundleWorkflowId(input.sessionId, bundleName));
   let sizeScansRunning = 0;
 
-  // Search attributes let people find sessions by kind, bundle and state in the UI and with `ohbackup sessions`.
+  const device = deviceLabel(input.deviceTaskQueue ?? workflowInfo().taskQueue);
+  // The chain's start, so a session that continued as new is timed from its first run.
+  const sessionStartedAt = workflowInfo().startTime.getTime();
+  const metrics = sessionMetrics(input.kind, device);
+  session.onEnded = (slot) => metrics.bundleEnded(slot);
+  // Once per session, not again after continue-as-new.
+  if (!input.carried) log.info('session started', { kind: input.kind, device, ...(input.origin ?? {}) });
+
+  // Search attributes let people find sessions by kind, bundle, state, outcome and device in the UI and with `ohbackup sessions`.
   // A function declaration: handlers that run in the very first activation may call it.
-  function markSearch(state?: string): void {
+  function markSearch(state?: string, outcome?: SessionOutcome): void {
     if (!input.searchAttributes) return;
-    upsertSearchAttributes({ OhbackupBundles: searchableBundles(session.slots.map((b) => b.bundleName)), ...(state ? { OhbackupState: [state] } : {}) });
+    upsertSearchAttributes({
+      OhbackupBundles: searchableBundles(session.slots.map((b) => b.bundleName)),
+      ...(state ? { OhbackupState: [state] } : {}),
+      ...(outcome ? { OhbackupOutcome: [outcome] } : {}),
+    });
   }
   // Costs no history: the UI's current details follow the bundles as they go.
   const showDetails = () => setCurrentDetails(session.details());
@@ -155,7 +173,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     if (slot.request.rejected) return session.endRejected(slot, slot.request.rejected);
     const publishedAtStart = slot.published;
     const target = slot.request.targetBundle && slot.request.targetBundle !== slot.bundleName ? ` into ${slot.request.targetBundle}` : '';
-    await startChild(input.kind === 'restore' ? bundleRestoreWorkflow : bundleBackupWorkflow, {
+    const handle = await startChild(input.kind === 'restore' ? bundleRestoreWorkflow : bundleBackupWorkflow, {
       workflowId: bundleWorkflowId(input.sessionId, slot.bundleName),
       args: [
         { sessionId: input.sessionId, sessionWorkflowId: workflowInfo().workflowId, kind: input.kind, request: slot.request, published: publishedAtStart },
@@ -166,6 +184,13 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
       staticSummary: `${input.kind} of ${slot.bundleName}${target}`,
     });
     slot.childStarted = true;
+    // A failed or cancelled child has reported its end before it closed: its failure is no news here (and must not
+    // reject unobserved). Only a child ended from outside without reporting (terminated) ends its bundle now.
+    void handle.result().catch((err: unknown) => {
+      const detail = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
+      session.childClosed(slot.bundleName, errorInfo(ErrorCode.EXTENSION_DIED, `its workflow ended without reporting its end (${detail})`));
+      showDetails();
+    });
     // Published while the child was being started: tell it now.
     if (slot.published && !publishedAtStart) await child(slot.bundleName).signal(publishSignal);
   }
@@ -209,15 +234,25 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     session.announceAllEnded();
     const abandoned = session.settleAbandoned();
     await deviceActivities.cleanSessionTemp({ sessionId: input.sessionId, bundleNames: session.slots.map((b) => deviceBundleOf(b.request)) });
-    markSearch(abandoned ? 'abandoned' : 'released');
-    showDetails();
     await condition(allHandlersFinished);
+    const outcome: SessionOutcome = abandoned ? 'abandoned' : sessionOutcome(session.slots);
+    markSearch(abandoned ? 'abandoned' : 'released', outcome);
+    showDetails();
+    // The UI shows the session's result (and memo) once it has closed, when no worker answers for its current details any more.
+    const summaryMarkdown = session.summaryMarkdown(outcome, input.origin);
+    upsertMemo({ summary: summaryMarkdown });
+    metrics.sessionEnded(outcome, Date.now() - sessionStartedAt);
+    const files = session.slots.reduce((n, b) => n + b.files, 0);
+    const bytes = session.slots.reduce((n, b) => n + b.bytes, 0);
+    log.info('session ended', { kind: input.kind, device, outcome, endedBy: session.endedBy, bundles: session.slots.length, files, bytes });
     // Its bundles are free for other sessions on the device (13500013).
     if (session.slots.some((b) => !b.request.rejected)) await releaseSessionBundles(input.deviceTaskQueue);
     return {
       sessionId: input.sessionId,
       kind: input.kind,
+      outcome,
       bundles: session.outcomes(),
+      summaryMarkdown,
       trailingEvents: session.log.unacked(),
       endedBy: session.endedBy,
       ...(abandoned ? { abandoned } : {}),
@@ -225,5 +260,35 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   }
 }
 
+/**
+ * The metrics and log lines of bundle and session ends (docs/operating.md
+ * "Metrics"). Emitted where a bundle's end is accepted, so bundles refused
+ * before a child started (e.g. 13500013) count too; through the sink, so not
+ * again on replay (the workflow logger, too, is silent on replay).
+ */
+function sessionMetrics(kind: SessionKind, device: string) {
+  const { ohbackupMetrics } = proxySinks<OhbackupSinks>();
+  return {
+    bundleEnded(slot: BundleSlot): void {
+      const endedAt = slot.endedAt ?? Date.now();
+      const seconds = slot.startedAt !== undefined ? (endedAt - slot.startedAt) / 1000 : 0;
+      const { bundleName, state: outcome, files, bytes } = slot;
+      ohbackupMetrics.bundleEnded({ kind, device, bundleName, outcome, errorCode: slot.error?.code, files, bytes, seconds, endedAt });
+      log.info('bundle ended', {
+        bundleName,
+        kind,
+        device,
+        outcome,
+        files,
+        bytes,
+        durationMs: Math.round(seconds * 1000),
+        ...(slot.error ? { errorCode: slot.error.code, error: slot.error.message } : {}),
+      });
+    },
+    sessionEnded(outcome: SessionOutcome, ms: number): void {
+      ohbackupMetrics.sessionEnded({ kind, device, outcome, seconds: ms / 1000 });
+    },
+  };
+}
 // The tool starts it by name with this signature (common/messages.ts); this keeps the two the same.
 void (sessionWorkflow satisfies SessionWorkflow);
