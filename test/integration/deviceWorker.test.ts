@@ -146,7 +146,7 @@ describe('a worker per device', () => {
       expect(cliResult.bundles.map((b) => b.state)).toEqual(['done']);
       expect(await compareBundleSet(out, deviceRoot, ONLY_ON_DEVICE)).toEqual([]);
       expect((await workflowTaskWorkers(client, bundleWorkflowId(cliResult.sessionId, ONLY_ON_DEVICE))).identities).toEqual(new Set([deviceId]));
-      const cliRestore = await ohbackup(['restore', '--device', device, '--from', out, '--json'], env);
+      const cliRestore = await ohbackup(['restore', '--device', device, '--from', out, '--force', '--json'], env);
       expect(cliRestore.code, cliRestore.stderr).toBe(0);
       const nobody = await ohbackup(['backup', '--device', 'no-such-device', '--out', path.join(root, 'none')], env);
       expect(nobody.code).toBe(1);
