@@ -244,7 +244,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     metrics.sessionEnded(outcome, Date.now() - sessionStartedAt);
     const files = session.slots.reduce((n, b) => n + b.files, 0);
     const bytes = session.slots.reduce((n, b) => n + b.bytes, 0);
-    log.info('session ended', { kind: input.kind, device, outcome, endedBy: session.endedBy, bundles: session.slots.length, files, bytes });
+    log.info('session ended', { kind: input.kind, device, outcome, bundles: session.slots.length, files, bytes, endedBy: session.endedBy });
     // Its bundles are free for other sessions on the device (13500013).
     if (session.slots.some((b) => !b.request.rejected)) await releaseSessionBundles(input.deviceTaskQueue);
     return {
