@@ -6,6 +6,8 @@ import { BundleNameArg, parseArg } from '../../client/validate.js';
 import type { ProgressColumns } from '../output/progress.js';
 import { formatBackupResult, formatBytes } from '../output/results.js';
 import { parseDeviceId, parseIntOption, runCommand, usageError } from '../shared.js';
+import { backupToRepositoryCommand } from './backupRepository.js';
+import { repoOptions } from '../repository.js';
 
 function startSuffix(e: Extract<BackupProgressEvent, { type: 'start' }>): string {
   if (e.base) return ` (incremental, base ${e.base})`;
@@ -35,7 +37,7 @@ function toJson({ sessionId, uiUrl, out, kind, base, bundles, error }: BackupRun
 }
 
 export function registerBackup(program: Command): void {
-  program
+  const command = program
     .command('backup')
     .summary('back up bundles of the device into a backup set folder')
     .description(
@@ -43,22 +45,26 @@ export function registerBackup(program: Command): void {
         'Runs one backup session (a Temporal workflow) served by the device worker (`ohbackup worker` or `ohbackup dev`). ' +
         "With --incremental, an incremental session that also keeps each bundle's manifest (<bundle>/manifest.jsonl) in the set; " +
         'with --base SET, only files new or changed since SET are handed over, and deletions are recorded ' +
-        '(`ohbackup restore --from` the increment restores SET and the increment after it).',
+        '(`ohbackup restore --from` the increment restores SET and the increment after it). ' +
+        'Without --out, the session is stored as one snapshot in a restic repository (--repo, else $OHBACKUP_REPOSITORY, else the state folder\'s own).',
     )
     .argument('[bundle...]', 'bundles to back up (default: every bundle the device reports as backup-able)')
-    .requiredOption('--out <dir>', 'the backup set folder to write (new or empty)')
+    .option('--out <dir>', 'the backup set folder to write (new or empty); without it, a snapshot in the repository (--repo)')
     .option('--rate <n>', 'files per second handed over per bundle (default 60; above 800 means 800)', parseIntOption(1))
     .option(
       '--incremental',
       "an incremental session: keeps each bundle's manifest in the set, so the set can be the base of an increment (in full without --base)",
     )
-    .option('--base <set>', 'back up only what changed since this set (an earlier --incremental set; implies --incremental); bundles it lacks go in full')
+    .option(
+      '--base <set>',
+      'back up only what changed since this set (an earlier --incremental set; with a repository, a snapshot ID or "latest"; implies --incremental); bundles it lacks go in full',
+    )
     .option(
       '--device <id>',
       'back up the device of this ID, served by `ohbackup worker --device ID` (its bundle work runs on its own task queue)',
       parseDeviceId,
     )
-    .option('--json', 'print the result as one JSON object (sessionId, uiUrl, out, kind, base, bundles)')
+    .option('--json', 'print the result as one JSON object (sessionId, uiUrl, out, kind, base, bundles; with a repository also snapshot and store)')
     .addHelpText(
       'after',
       `
@@ -76,10 +82,14 @@ Examples:
   $ ohbackup backup --incremental --out ./full                      # a full backup that keeps manifests
   $ ohbackup backup --base ./full --out ./inc1                      # only what changed since ./full
   $ ohbackup backup --base ./inc1 --out ./inc2                      # ... and since ./inc1
-  $ ohbackup restore --from ./inc2 --to ./new-device                # restores ./full, ./inc1, then ./inc2`,
-    )
+  $ ohbackup restore --from ./inc2 --to ./new-device                # restores ./full, ./inc1, then ./inc2
+  $ ohbackup backup                                                 # a snapshot in the state folder's repository
+  $ ohbackup backup --repo s3:https://s3.example.com/b --incremental  # a full snapshot that keeps manifests (RESTIC_PASSWORD_FILE set)
+  $ ohbackup backup --repo s3:https://s3.example.com/b --base latest  # an increment of the device's newest snapshot`,
+    );
+  repoOptions(command)
     .action(
-      async (bundles: string[], opts: { out: string; rate?: number; incremental?: boolean; base?: string; device?: string; json?: boolean }, cmd: Command) => {
+      async (bundles: string[], opts: { out?: string; repo?: string; passwordFile?: string; rate?: number; incremental?: boolean; base?: string; device?: string; json?: boolean }, cmd: Command) => {
         for (const name of bundles) {
           try {
             parseArg(BundleNameArg, name, 'bundle');
@@ -88,11 +98,14 @@ Examples:
           }
         }
         if (opts.device) backup.configure({ device: opts.device });
+        if (opts.out === undefined) return backupToRepositoryCommand(cmd, bundles, opts);
+        if (opts.repo !== undefined || opts.passwordFile !== undefined) usageError(cmd, '--out writes a set folder; --repo and --password-file name a repository: give one.');
+        const out = opts.out;
         await runCommand(
           cmd,
           { progress: backupColumns, json: opts.json, toJson, format: formatBackupResult, failure: 'Backup failed' },
           ({ onProgress, signal }) =>
-            runBackup({ out: opts.out, bundles, rate: opts.rate, incremental: opts.incremental, base: opts.base, onProgress, signal }),
+            runBackup({ out, bundles, rate: opts.rate, incremental: opts.incremental, base: opts.base, onProgress, signal }),
         );
       },
     );
