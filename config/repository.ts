@@ -21,8 +21,7 @@ export const STATE_REPOSITORY_NAME = 'state';
 
 export type RepositorySpec =
   /** The state folder's repository (its password file made there on first use). */
-  | { kind: 'state'; stateDir: string }
-  | { kind: 'location'; repository: string; passwordFile?: string; alias?: string };
+  { kind: 'state'; stateDir: string } | { kind: 'location'; repository: string; passwordFile?: string; alias?: string };
 
 const ALIAS = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 
@@ -31,10 +30,7 @@ function aliasVar(name: string): string {
 }
 
 /** The repository a `--repo` value (or its absence) names, in this process's environment. */
-export function resolveRepositorySpec(
-  value: string | undefined,
-  opts: { env?: NodeJS.ProcessEnv; stateDir: string; passwordFile?: string },
-): RepositorySpec {
+export function resolveRepositorySpec(value: string | undefined, opts: { env?: NodeJS.ProcessEnv; stateDir: string; passwordFile?: string }): RepositorySpec {
   const env = opts.env ?? process.env;
   const given = value ?? (env.OHBACKUP_REPOSITORY || undefined);
   const withFile = (r: { repository: string; passwordFile?: string; alias?: string }): RepositorySpec => ({

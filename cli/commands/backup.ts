@@ -46,7 +46,7 @@ export function registerBackup(program: Command): void {
         "With --incremental, an incremental session that also keeps each bundle's manifest (<bundle>/manifest.jsonl) in the set; " +
         'with --base SET, only files new or changed since SET are handed over, and deletions are recorded ' +
         '(`ohbackup restore --from` the increment restores SET and the increment after it). ' +
-        'Without --out, the session is stored as one snapshot in a restic repository (--repo, else $OHBACKUP_REPOSITORY, else the state folder\'s own).',
+        "Without --out, the session is stored as one snapshot in a restic repository (--repo, else $OHBACKUP_REPOSITORY, else the state folder's own).",
     )
     .argument('[bundle...]', 'bundles to back up (default: every bundle the device reports as backup-able)')
     .option('--out <dir>', 'the backup set folder to write (new or empty); without it, a snapshot in the repository (--repo)')
@@ -87,26 +87,29 @@ Examples:
   $ ohbackup backup --repo s3:https://s3.example.com/b --incremental  # a full snapshot that keeps manifests (RESTIC_PASSWORD_FILE set)
   $ ohbackup backup --repo s3:https://s3.example.com/b --base latest  # an increment of the device's newest snapshot`,
     );
-  repoOptions(command)
-    .action(
-      async (bundles: string[], opts: { out?: string; repo?: string; passwordFile?: string; rate?: number; incremental?: boolean; base?: string; device?: string; json?: boolean }, cmd: Command) => {
-        for (const name of bundles) {
-          try {
-            parseArg(BundleNameArg, name, 'bundle');
-          } catch {
-            usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
-          }
+  repoOptions(command).action(
+    async (
+      bundles: string[],
+      opts: { out?: string; repo?: string; passwordFile?: string; rate?: number; incremental?: boolean; base?: string; device?: string; json?: boolean },
+      cmd: Command,
+    ) => {
+      for (const name of bundles) {
+        try {
+          parseArg(BundleNameArg, name, 'bundle');
+        } catch {
+          usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
         }
-        if (opts.device) backup.configure({ device: opts.device });
-        if (opts.out === undefined) return backupToRepositoryCommand(cmd, bundles, opts);
-        if (opts.repo !== undefined || opts.passwordFile !== undefined) usageError(cmd, '--out writes a set folder; --repo and --password-file name a repository: give one.');
-        const out = opts.out;
-        await runCommand(
-          cmd,
-          { progress: backupColumns, json: opts.json, toJson, format: formatBackupResult, failure: 'Backup failed' },
-          ({ onProgress, signal }) =>
-            runBackup({ out, bundles, rate: opts.rate, incremental: opts.incremental, base: opts.base, onProgress, signal }),
-        );
-      },
-    );
+      }
+      if (opts.device) backup.configure({ device: opts.device });
+      if (opts.out === undefined) return backupToRepositoryCommand(cmd, bundles, opts);
+      if (opts.repo !== undefined || opts.passwordFile !== undefined)
+        usageError(cmd, '--out writes a set folder; --repo and --password-file name a repository: give one.');
+      const out = opts.out;
+      await runCommand(
+        cmd,
+        { progress: backupColumns, json: opts.json, toJson, format: formatBackupResult, failure: 'Backup failed' },
+        ({ onProgress, signal }) => runBackup({ out, bundles, rate: opts.rate, incremental: opts.incremental, base: opts.base, onProgress, signal }),
+      );
+    },
+  );
 }

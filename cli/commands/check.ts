@@ -29,7 +29,7 @@ export function registerCheck(program: Command): void {
       .argument('[dir]', 'a backup set folder to check instead of a repository'),
   )
     .option('--read-data', 'read every byte back and check it (slower)')
-    .option('--read-data-subset <n%>', 'read back this part of the packs: n% or n/t or a size (restic\'s); bundles are checked by size')
+    .option('--read-data-subset <n%>', "read back this part of the packs: n% or n/t or a size (restic's); bundles are checked by size")
     .option('--json', 'print the result as JSON (ok, restic, damaged: [{ snapshot, bundleName, problem }], snapshotsChecked)')
     .addHelpText(
       'after',
@@ -48,13 +48,19 @@ Examples:
       if (dir !== undefined) {
         if (opts.repo !== undefined) usageError(cmd, 'give a set folder or --repo, not both.');
         if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) usageError(cmd, `${dir} is not a folder.`);
-        return repoAction({ json: opts.json, failure: 'Checking the set failed', format: formatSetCheck, exitCode: (r) => (r.ok ? EXIT.ok : EXIT.failed) }, () =>
-          checkSetFolder(dir),
+        return repoAction(
+          { json: opts.json, failure: 'Checking the set failed', format: formatSetCheck, exitCode: (r) => (r.ok ? EXIT.ok : EXIT.failed) },
+          () => checkSetFolder(dir),
         );
       }
       let name = '';
       await repoAction(
-        { json: opts.json, failure: 'Checking the repository failed', format: (r: CheckResult) => formatCheck(r, name), exitCode: (r) => (r.ok ? EXIT.ok : EXIT.failed) },
+        {
+          json: opts.json,
+          failure: 'Checking the repository failed',
+          format: (r: CheckResult) => formatCheck(r, name),
+          exitCode: (r) => (r.ok ? EXIT.ok : EXIT.failed),
+        },
         async () => {
           const repository = await openRepository(opts);
           name = repository.name;

@@ -32,6 +32,8 @@ Examples:
   $ ohbackup diff --repo /backups/repo 1a2b3c4d 5e6f7a8b --json`,
     )
     .action(async (a: string, b: string, opts: RepoFlags & { json?: boolean }) => {
-      await repoAction({ json: opts.json, failure: 'Comparing snapshots failed', toJson, format: formatDiff }, async () => (await openRepository(opts)).diff(a, b));
+      await repoAction({ json: opts.json, failure: 'Comparing snapshots failed', toJson, format: formatDiff }, async () =>
+        (await openRepository(opts)).diff(a, b),
+      );
     });
 }

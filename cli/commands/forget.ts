@@ -33,7 +33,14 @@ function toJson(r: ForgetResult & { repository: string }) {
     dryRun: r.dryRun,
     pruned: r.pruned,
     forgotten: r.forgotten,
-    decisions: r.decisions.map((d) => ({ id: d.snapshot.id, time: d.snapshot.time, device: d.snapshot.device, kind: d.snapshot.kind, keep: d.keep, reasons: d.reasons })),
+    decisions: r.decisions.map((d) => ({
+      id: d.snapshot.id,
+      time: d.snapshot.time,
+      device: d.snapshot.device,
+      kind: d.snapshot.kind,
+      keep: d.keep,
+      reasons: d.reasons,
+    })),
   };
 }
 

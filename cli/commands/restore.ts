@@ -54,7 +54,7 @@ async function restore(
 export async function onTarget<R>(
   to: string | undefined,
   signal: AbortSignal,
-  run: (target: Pick<RunRestoreOptions, "client" | "taskQueue" | "workerStopped"> & { client: Client; taskQueue: string }) => Promise<R>,
+  run: (target: Pick<RunRestoreOptions, 'client' | 'taskQueue' | 'workerStopped'> & { client: Client; taskQueue: string }) => Promise<R>,
 ): Promise<R> {
   const client = await connect();
   if (to === undefined) {
@@ -98,7 +98,7 @@ export function registerRestore(program: Command): void {
     )
     .argument('[bundle...]', 'bundles to restore (default: every bundle the set holds completely)')
     .requiredOption(
-      '--from <set|snapshot>',
+      '--from <set>',
       'the backup set folder to restore from (an increment: with its chain of base sets), or a snapshot ID (a prefix), "latest" or session:ID of the repository (--repo)',
     )
     .option('--to <data-root>', 'restore onto this device data root (created, 0700, if missing) with an in-process worker')
@@ -131,11 +131,7 @@ Examples:
   $ ohbackup restore --from 1a2b3c4d --repo s3:https://s3.example.com/b --device phone-1   # a snapshot and its chain`,
     );
   repoOptions(command).action(
-    async (
-      bundles: string[],
-      opts: { from: string; to?: string; map?: Record<string, string>; device?: string; json?: boolean } & RepoFlags,
-      cmd: Command,
-    ) => {
+    async (bundles: string[], opts: { from: string; to?: string; map?: Record<string, string>; device?: string; json?: boolean } & RepoFlags, cmd: Command) => {
       for (const name of bundles) {
         if (!BundleNameArg.safeParse(name).success) usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
       }

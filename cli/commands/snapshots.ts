@@ -11,7 +11,7 @@ export function registerSnapshots(program: Command): void {
       .command('snapshots')
       .summary("list the repository's backup snapshots")
       .description(
-        'List the ohbackup snapshots of a repository, oldest first: ID, time (the session\'s start), device, kind (full, incremental = a full one ' +
+        "List the ohbackup snapshots of a repository, oldest first: ID, time (the session's start), device, kind (full, incremental = a full one " +
           'that keeps manifests, increment = of the base shown), the bundles stored (partial: some bundle of the session was not) and size.',
       ),
   )

@@ -45,7 +45,13 @@ export function formatCheck(r: CheckResult, repository: string): string {
 }
 
 export function formatForget(r: ForgetResult, repository: string): string {
-  const rows = r.decisions.map((d) => [d.snapshot.shortId, when(d.snapshot.time), d.snapshot.device, d.keep ? 'keep' : r.dryRun ? 'would go' : 'forgotten', d.reasons.join('; ')]);
+  const rows = r.decisions.map((d) => [
+    d.snapshot.shortId,
+    when(d.snapshot.time),
+    d.snapshot.device,
+    d.keep ? 'keep' : r.dryRun ? 'would go' : 'forgotten',
+    d.reasons.join('; '),
+  ]);
   const lines = [rows.length ? formatTable(['id', 'time', 'device', 'decision', 'why'], rows) : `No ohbackup snapshots in ${repository}.`];
   const n = r.forgotten.length;
   if (r.dryRun) lines.push(`Dry run: ${n} snapshot${n === 1 ? '' : 's'} would be forgotten; nothing was changed.`);

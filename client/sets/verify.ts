@@ -93,9 +93,11 @@ export interface SetCheck {
 /** A backup set folder against its indexes (`ohbackup check DIR`): every done bundle's slices and big files. */
 export async function checkSetFolder(setDir: string): Promise<SetCheck> {
   const set = path.resolve(setDir);
-  const summary = JSON.parse(await readFile(path.join(set, 'backup_set.json'), 'utf8').catch((err: Error) => {
-    throw new Error(`${set} is not a backup set: ${err.message}`);
-  })) as { bundles?: Array<{ bundleName: string; state: string }> };
+  const summary = JSON.parse(
+    await readFile(path.join(set, 'backup_set.json'), 'utf8').catch((err: Error) => {
+      throw new Error(`${set} is not a backup set: ${err.message}`);
+    }),
+  ) as { bundles?: Array<{ bundleName: string; state: string }> };
   const bundles: SetCheck['bundles'] = [];
   for (const b of (summary.bundles ?? []).filter((x) => x.state === 'done')) {
     const problems = await checkBundleFiles(set, b.bundleName, false).then(
