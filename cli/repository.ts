@@ -7,7 +7,8 @@
 import { Option, type Command } from 'commander';
 import { readSettings } from '../config/env.js';
 import { resolveRepositorySpec, type RepositorySpec } from '../config/repository.js';
-import { openStateRepository, Repository } from '../engine/repository/index.js';
+import { openRepositorySpec } from '../client/runs/repositoryRuns.js';
+import type { Repository } from '../engine/repository/index.js';
 
 export interface RepoFlags {
   repo?: string;
@@ -33,14 +34,8 @@ export function repositorySpec(flags: RepoFlags): RepositorySpec {
   return resolveRepositorySpec(flags.repo, { stateDir: readSettings().stateDir, passwordFile: flags.passwordFile });
 }
 
-/** Opens the repository of a spec; the state folder's one is made on first use. */
-export async function openSpec(spec: RepositorySpec): Promise<Repository> {
-  if (spec.kind === 'state') return openStateRepository(spec.stateDir);
-  return Repository.open({ repository: spec.repository, passwordFile: spec.passwordFile });
-}
-
 export function openRepository(flags: RepoFlags): Promise<Repository> {
-  return openSpec(repositorySpec(flags));
+  return openRepositorySpec(repositorySpec(flags));
 }
 
 /**
