@@ -82,7 +82,10 @@ ${CONNECTION_HELP} An existing ID fails with exit 1.`,
       cmd: Command,
     ) => {
       checkId(cmd, id);
-      if ((o.dest === undefined) === (o.repo === undefined)) usageError(cmd, 'give where the backups go: --dest DIR (set folders) or --repo REPO (snapshots).');
+      if (o.dest === undefined && o.repo === undefined)
+        usageError(cmd, "required option '--dest <dir>' not specified (or --repo <repo>: snapshots in a repository instead of set folders).");
+      if (o.dest !== undefined && o.repo !== undefined)
+        usageError(cmd, 'give where the backups go: --dest DIR (set folders) or --repo REPO (snapshots), not both.');
       if (o.dest !== undefined && o.dest.trim() === '') usageError(cmd, '--dest needs a folder.');
       const keep = keepPolicy(o);
       if (o.repo === undefined && (keep || o.fullEvery !== undefined)) usageError(cmd, '--keep-* and --full-every apply to --repo schedules.');
