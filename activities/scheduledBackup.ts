@@ -14,7 +14,7 @@ import type { ScheduledBackupRequest, ScheduledBackupSummary } from '../common/s
 import type { BundleOutcome } from '../common/session.js';
 import { runOutcome } from '../common/rules.js';
 import { SET_SUMMARY, readSetInfo, type BackupSetSummary } from '../client/sets/layout.js';
-import { runBackup } from '../client/runs/runBackup.js';
+import { runBackup, type BackupProgressEvent } from '../client/runs/runBackup.js';
 import { SetupError, sessionUiUrl } from '../client/runs/setup.js';
 import { releaseUpdate } from '../common/messages.js';
 import { readSettings } from '../config/env.js';
@@ -58,20 +58,8 @@ export async function runScheduledBackup(input: ScheduledBackupRequest & { setNa
   try {
     const result = await runBackup({
       out,
-      bundles: input.bundles,
-      rate: input.rate,
-      bundleTimeoutMs: input.bundleTimeoutMs,
-      incremental: input.incremental,
+      ...runOptions(input, details),
       base,
-      client: ctx.client,
-      taskQueue: ctx.info.taskQueue,
-      signal: ctx.cancellationSignal,
-      onProgress: (e) => {
-        if (e.type === 'start') {
-          details.sessionId = e.sessionId;
-          ctx.heartbeat(details);
-        } else if (e.type === 'notice') ctx.log.info(e.message);
-      },
     });
     if (result.interrupted && ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
     return summarize({
@@ -90,6 +78,26 @@ export async function runScheduledBackup(input: ScheduledBackupRequest & { setNa
   } finally {
     clearInterval(beat);
   }
+}
+
+/** What both kinds of run pass to the backup: the request's settings, the activity's client, and a heartbeat naming the session. */
+function runOptions(input: ScheduledBackupRequest, details: AttemptDetails) {
+  const ctx = Context.current();
+  return {
+    bundles: input.bundles,
+    rate: input.rate,
+    bundleTimeoutMs: input.bundleTimeoutMs,
+    incremental: input.incremental,
+    client: ctx.client,
+    taskQueue: ctx.info.taskQueue,
+    signal: ctx.cancellationSignal,
+    onProgress: (e: BackupProgressEvent) => {
+      if (e.type === 'start') {
+        details.sessionId = e.sessionId;
+        ctx.heartbeat(details);
+      } else if (e.type === 'notice') ctx.log.info(e.message);
+    },
+  };
 }
 
 /** Releases the session an earlier attempt of this run started (its worker died, say): the run starts a new one. */
@@ -127,20 +135,8 @@ async function runScheduledToRepository(input: ScheduledBackupRequest & { setNam
     const r = await backupToRepository({
       repository,
       device,
-      bundles: input.bundles,
-      rate: input.rate,
-      bundleTimeoutMs: input.bundleTimeoutMs,
-      incremental: input.incremental,
+      ...runOptions(input, details),
       base,
-      client: ctx.client,
-      taskQueue: ctx.info.taskQueue,
-      signal: ctx.cancellationSignal,
-      onProgress: (e) => {
-        if (e.type === 'start') {
-          details.sessionId = e.sessionId;
-          ctx.heartbeat(details);
-        } else if (e.type === 'notice') ctx.log.info(e.message);
-      },
     });
     if (r.interrupted && ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
     const repo: NonNullable<ScheduledBackupSummary['repository']> = {

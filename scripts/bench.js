@@ -374,7 +374,7 @@ try {
       results.repository = await repositoryFigures({ work, restic, bundles: names, rate: SEND_RATE, dataset, seed: seed + 5000, timeoutMs: STEP_TIMEOUT_MS });
       const x = results.repository;
       log(
-        `repository: full backup ${secs(x.first.ms)} (store ${x.first.storeSeconds.toFixed(2)} s, ${mib(x.first.dataAdded)} added); after 1% of the small files changed (${x.changedFiles} files), a second full one added ${mib(x.second.dataAdded)} = ${(x.addedRatio * 100).toFixed(2)}% (raw data +${(x.rawGrowth * 100).toFixed(2)}%)`,
+        `repository: full backup ${secs(x.first.ms)} (session + set staged ${secs(x.first.beforeStoreMs)}, restic's store ${x.first.storeSeconds.toFixed(2)} s, ${mib(x.first.dataAdded)} added); after 1% of the small files changed (${x.changedFiles} files), a second full one added ${mib(x.second.dataAdded)} = ${(x.addedRatio * 100).toFixed(2)}% (raw data +${(x.rawGrowth * 100).toFixed(2)}%)`,
       );
     } catch (err) {
       results.repository = { error: stepFailed('repository', err) };
@@ -500,6 +500,10 @@ try {
       ? `Increment: IncrementalBackupSession against the previous manifest (a base run with lastIncrementalTime 0 first, untimed, ${results.incrementBase ? secs(results.incrementBase.ms) : 'failed'}; then each round's increment is the next base) after rewriting 1% of each bundle's small files; timed like the full backup (session start → handed files copied into a set, session released).`
       : 'Increment: backup.IncrementalBackupSession is not in dist/client/backup.js yet; the measurement hook is bench/increment.js.',
   );
+  if (results.repository && !results.repository.error)
+    notes.push(
+      `Repository: backupToRepository (what \`ohbackup backup --repo\` runs) into a fresh local restic repository, device "bench", once (not a median): the session writes the set into a temp folder in the work folder, every entry is checked against its index and staged as a file, restic stores it (session + staging ${secs(results.repository.first.beforeStoreMs)}, restic ${results.repository.first.storeSeconds.toFixed(2)} s). Then 1% of each bundle's small files rewritten and a second *full* backup: "added" is restic's data_added of it against the first's; the raw-data growth is restic stats --mode raw-data. The anchor is restic backing up the data folders directly (the rounds' median).`,
+    );
   notes.push(
     `Load average (1/5/15 min) at start ${loadAtStart.map((x) => x.toFixed(2)).join(' ')}, at end ${os
       .loadavg()
