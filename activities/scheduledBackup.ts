@@ -5,7 +5,8 @@
  * `incremental`, the newest complete incremental set there is the base, so
  * the runs form a chain that `ohbackup restore --from` the newest follows.
  */
-import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -13,9 +14,13 @@ import type { ScheduledBackupRequest, ScheduledBackupSummary } from '../common/s
 import type { BundleOutcome } from '../common/session.js';
 import { runOutcome } from '../common/rules.js';
 import { SET_SUMMARY, readSetInfo, type BackupSetSummary } from '../client/sets/layout.js';
-import { runBackup } from '../client/runs/runBackup.js';
+import { runBackup, type BackupProgressEvent } from '../client/runs/runBackup.js';
 import { SetupError, sessionUiUrl } from '../client/runs/setup.js';
 import { releaseUpdate } from '../common/messages.js';
+import { readSettings } from '../config/env.js';
+import { DEFAULT_SNAPSHOT_DEVICE, resolveRepositorySpec } from '../config/repository.js';
+import { backupToRepository, openRepositorySpec } from '../client/runs/repositoryRuns.js';
+import type { Repository } from '../engine/repository/index.js';
 
 /** What an attempt records in its heartbeat, for a retry to clean up after it. */
 interface AttemptDetails {
@@ -23,7 +28,9 @@ interface AttemptDetails {
 }
 
 export async function runScheduledBackup(input: ScheduledBackupRequest & { setName: string }): Promise<ScheduledBackupSummary> {
+  if (input.repository !== undefined) return runScheduledToRepository(input);
   const ctx = Context.current();
+  if (!input.dest) throw ApplicationFailure.nonRetryable('a scheduled backup needs a destination folder or a repository', 'OhbackupScheduledBackupSetup');
   const dest = path.resolve(input.dest);
   const out = path.join(dest, input.setName);
   try {
@@ -51,19 +58,8 @@ export async function runScheduledBackup(input: ScheduledBackupRequest & { setNa
   try {
     const result = await runBackup({
       out,
-      bundles: input.bundles,
-      rate: input.rate,
-      incremental: input.incremental,
+      ...runOptions(input, details),
       base,
-      client: ctx.client,
-      taskQueue: ctx.info.taskQueue,
-      signal: ctx.cancellationSignal,
-      onProgress: (e) => {
-        if (e.type === 'start') {
-          details.sessionId = e.sessionId;
-          ctx.heartbeat(details);
-        } else if (e.type === 'notice') ctx.log.info(e.message);
-      },
     });
     if (result.interrupted && ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
     return summarize({
@@ -82,6 +78,126 @@ export async function runScheduledBackup(input: ScheduledBackupRequest & { setNa
   } finally {
     clearInterval(beat);
   }
+}
+
+/** What both kinds of run pass to the backup: the request's settings, the activity's client, and a heartbeat naming the session. */
+function runOptions(input: ScheduledBackupRequest, details: AttemptDetails) {
+  const ctx = Context.current();
+  return {
+    bundles: input.bundles,
+    rate: input.rate,
+    bundleTimeoutMs: input.bundleTimeoutMs,
+    incremental: input.incremental,
+    client: ctx.client,
+    taskQueue: ctx.info.taskQueue,
+    signal: ctx.cancellationSignal,
+    onProgress: (e: BackupProgressEvent) => {
+      if (e.type === 'start') {
+        details.sessionId = e.sessionId;
+        ctx.heartbeat(details);
+      } else if (e.type === 'notice') ctx.log.info(e.message);
+    },
+  };
+}
+
+/** Releases the session an earlier attempt of this run started (its worker died, say): the run starts a new one. */
+async function releaseEarlier(): Promise<void> {
+  const ctx = Context.current();
+  const earlier = ctx.info.attempt > 1 ? (ctx.info.heartbeatDetails as AttemptDetails | undefined) : undefined;
+  if (earlier?.sessionId)
+    await ctx.client.workflow
+      .getHandle(earlier.sessionId)
+      .executeUpdate(releaseUpdate, { args: [{ by: 'another client' }] })
+      .catch(() => undefined);
+}
+
+/**
+ * A run into a repository, named as this worker resolves it (its own
+ * environment holds any password): one snapshot, an increment of the
+ * device's newest incremental snapshot unless that chain has `fullEvery`
+ * increments already; then the keep policy, pruning at most once a day.
+ */
+async function runScheduledToRepository(input: ScheduledBackupRequest & { setName: string }): Promise<ScheduledBackupSummary> {
+  const ctx = Context.current();
+  const settings = readSettings();
+  const device = settings.device ?? DEFAULT_SNAPSHOT_DEVICE;
+  let repository: Repository;
+  try {
+    repository = await openRepositorySpec(resolveRepositorySpec(input.repository, { stateDir: settings.stateDir }));
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable(`the repository cannot be opened: ${(err as Error).message}`, 'OhbackupScheduledBackupSetup');
+  }
+  await releaseEarlier();
+  const base = input.incremental ? await newestBaseSnapshot(repository, device, input.fullEvery) : undefined;
+  const details: AttemptDetails = {};
+  const beat = setInterval(() => ctx.heartbeat(details), 1000);
+  try {
+    const r = await backupToRepository({
+      repository,
+      device,
+      ...runOptions(input, details),
+      base,
+    });
+    if (r.interrupted && ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+    const repo: NonNullable<ScheduledBackupSummary['repository']> = {
+      name: repository.name,
+      ...(r.snapshot ? { snapshot: r.snapshot.id } : {}),
+      ...(r.baseSnapshot ? { baseSnapshot: r.baseSnapshot.id } : {}),
+      ...(r.store ? { bytesProcessed: r.store.bytesProcessed, dataAdded: r.store.dataAdded } : {}),
+      ...(r.error && !r.snapshot ? { problem: r.error.message } : {}),
+    };
+    if (r.snapshot && input.keep) {
+      try {
+        const prune = await pruneDue(settings.stateDir, repository.name);
+        const f = await repository.forget(input.keep, { device, prune, signal: ctx.cancellationSignal });
+        repo.forgotten = f.forgotten;
+        repo.pruned = f.pruned;
+        if (f.pruned) await markPruned(settings.stateDir, repository.name);
+      } catch (err) {
+        repo.problem = `the keep policy failed: ${(err as Error).message}`;
+        ctx.log.warn(repo.problem);
+      }
+    }
+    return {
+      ...summarize({
+        set: r.snapshot ? `${repository.name}#${r.snapshot.id}` : repository.name,
+        sessionId: r.sessionId,
+        uiUrl: r.uiUrl,
+        kind: r.kind,
+        base: r.baseSnapshot?.id,
+        bundles: r.bundles,
+        error: r.error,
+      }),
+      repository: repo,
+    };
+  } catch (err) {
+    if (err instanceof SetupError) throw ApplicationFailure.nonRetryable(err.message, 'OhbackupScheduledBackupSetup');
+    throw err;
+  } finally {
+    clearInterval(beat);
+  }
+}
+
+/** The snapshot a new increment chains to: the device's newest that keeps manifests, unless its chain is `fullEvery` increments long. */
+async function newestBaseSnapshot(repository: Repository, device: string, fullEvery: number | undefined): Promise<string | undefined> {
+  const newest = (await repository.snapshots({ device })).filter((s) => s.kind === 'incremental').pop();
+  if (!newest) return undefined;
+  if (fullEvery !== undefined && (await repository.chain(newest.id)).length - 1 >= fullEvery) return undefined;
+  return newest.id;
+}
+
+const PRUNE_EVERY_MS = 24 * 60 * 60 * 1000;
+const pruneStamp = (stateDir: string, name: string) => path.join(stateDir, `repository-pruned-${createHash('sha256').update(name).digest('hex').slice(0, 16)}`);
+
+/** Whether this worker last pruned the repository a day ago or more (prune rewrites packs: not after every run). */
+async function pruneDue(stateDir: string, name: string): Promise<boolean> {
+  const st = await stat(pruneStamp(stateDir, name)).catch(() => undefined);
+  return !st || Date.now() - st.mtimeMs >= PRUNE_EVERY_MS;
+}
+
+async function markPruned(stateDir: string, name: string): Promise<void> {
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await writeFile(pruneStamp(stateDir, name), new Date().toISOString(), { mode: 0o600 });
 }
 
 function summarize({ base, error, ...s }: Omit<ScheduledBackupSummary, 'files' | 'bytes' | 'outcome'>): ScheduledBackupSummary {

@@ -11,6 +11,11 @@ import { registerRestore } from './commands/restore.js';
 import { registerSampleDevice } from './commands/sampleDevice.js';
 import { registerSchedule } from './commands/schedule/index.js';
 import { registerWorker } from './commands/worker.js';
+import { registerCheck } from './commands/check.js';
+import { registerDiff } from './commands/diff.js';
+import { registerForget } from './commands/forget.js';
+import { registerRepo } from './commands/repo.js';
+import { registerSnapshots } from './commands/snapshots.js';
 import { EXIT } from './shared.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -32,6 +37,8 @@ Getting started:
   $ ohbackup backup --out ./set                  # in another shell: back up every backup-able bundle
   $ ohbackup restore --from ./set --to ./device2 # restore the set onto an empty data root
   $ ohbackup schedule create nightly --dest ./sets --incremental --cron "0 2 * * *"
+  $ ohbackup backup                              # without --out: a snapshot in the repository (default: the state folder's)
+  $ ohbackup snapshots && ohbackup restore --from latest --to ./device3
 
 Every command has its own help: ohbackup <command> --help (ohbackup schedule <subcommand> --help).
 
@@ -44,7 +51,7 @@ Exit codes:
   130  interrupted by Ctrl-C (backup and restore release their session first)
 
 Settings (environment): OHBACKUP_DATA_ROOT, OHBACKUP_STATE_DIR (default .ohbackup), OHBACKUP_TASK_QUEUE
-(default ohbackup), OHBACKUP_UI_URL; Temporal's own TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, ...`,
+(default ohbackup), OHBACKUP_UI_URL, OHBACKUP_REPOSITORY (default: the state folder's repository), RESTIC_PASSWORD_FILE; Temporal's own TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, ...`,
   );
 
 registerDev(program);
@@ -55,6 +62,11 @@ registerRestore(program);
 registerControl(program);
 registerSchedule(program);
 registerCompletion(program);
+registerRepo(program);
+registerSnapshots(program);
+registerCheck(program);
+registerForget(program);
+registerDiff(program);
 
 let code: number;
 try {

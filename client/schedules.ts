@@ -29,6 +29,9 @@ import {
 import type { ScheduledBackupWorkflow } from '../common/messages.js';
 import { getClient, taskQueue as defaultTaskQueue } from './connection.js';
 import { uiBaseUrl } from '../config/env.js';
+import { DEFAULTS } from '../common/session.js';
+import { travelProblem } from '../config/repository.js';
+import { redactRepository } from '../engine/repository/errors.js';
 
 /** Why a schedule operation was refused: `notFound` / `exists` (exit 1), `invalid` (wrong usage, exit 2). */
 export class ScheduleError extends Error {
@@ -160,11 +163,24 @@ export async function createSchedule(opts: CreateScheduleOptions): Promise<Sched
     when = `cron ${opts.cron!.trim()}`;
   }
   if (opts.timezone !== undefined && opts.cron === undefined) throw new ScheduleError('invalid', '--timezone applies to --cron only');
+  if ((opts.dest === undefined) === (opts.repository === undefined)) throw new ScheduleError('invalid', 'give exactly one of --dest and --repo');
+  // The request travels through Temporal: a repository string with credentials may not (the worker's own alias is the way).
+  const problem = opts.repository !== undefined ? travelProblem(opts.repository) : undefined;
+  if (problem) throw new ScheduleError('invalid', `--repo ${redactRepository(opts.repository!)} cannot be sent to the worker: ${problem}`);
+  if (opts.repository === undefined && (opts.keep || opts.fullEvery !== undefined))
+    throw new ScheduleError('invalid', 'a keep policy and --full-every apply to a repository (--repo)');
+  if (opts.fullEvery !== undefined && !opts.incremental) throw new ScheduleError('invalid', '--full-every applies to --incremental schedules');
+  if (opts.bundleTimeoutMs !== undefined && (opts.bundleTimeoutMs < 0 || opts.bundleTimeoutMs > DEFAULTS.maxTimeoutMs))
+    throw new ScheduleError('invalid', `--timeout must be at most ${DEFAULTS.maxTimeoutMs / 3_600_000}h`);
   const request: ScheduledBackupRequest = {
-    dest: opts.dest,
+    ...(opts.dest !== undefined ? { dest: opts.dest } : {}),
+    ...(opts.repository !== undefined ? { repository: opts.repository } : {}),
     incremental: Boolean(opts.incremental),
     ...(opts.bundles?.length ? { bundles: [...new Set(opts.bundles)] } : {}),
     ...(opts.rate !== undefined ? { rate: opts.rate } : {}),
+    ...(opts.keep ? { keep: opts.keep } : {}),
+    ...(opts.fullEvery !== undefined ? { fullEvery: opts.fullEvery } : {}),
+    ...(opts.bundleTimeoutMs !== undefined ? { bundleTimeoutMs: opts.bundleTimeoutMs } : {}),
   };
   const memo: ScheduleMemo = { request, when };
   const client = await getClient();
@@ -180,7 +196,7 @@ export async function createSchedule(opts: CreateScheduleOptions): Promise<Sched
         workflowId: `ohbackup-scheduled-${opts.scheduleId}`,
         taskQueue: queue,
         args: [request],
-        staticSummary: `ohbackup scheduled ${request.incremental ? 'incremental ' : ''}backup into ${request.dest}`,
+        staticSummary: `ohbackup scheduled ${request.incremental ? 'incremental ' : ''}backup into ${request.dest ?? `repository ${request.repository}`}`,
         staticDetails: `Schedule ${opts.scheduleId} (${when}): bundles ${request.bundles?.join(', ') ?? 'every backup-able bundle'}. The backup session is its own workflow, named in this run's details and result.`,
       },
       policies: { overlap: ScheduleOverlapPolicy.SKIP },

@@ -16,8 +16,21 @@ export const SCHEDULED_BACKUP_FAILED = 'OhbackupScheduledBackupFailed';
 export const SCHEDULE_MEMO_KEY = 'ohbackup';
 
 export interface ScheduledBackupRequest {
-  /** The destination folder (absolute, as the device's worker sees it): every run writes a new backup set in it. */
-  dest: string;
+  /** The destination folder (absolute, as the device's worker sees it): every run writes a new backup set in it. Or `repository`. */
+  dest?: string;
+  /**
+   * Instead of `dest`: every run is a snapshot in this repository, named as
+   * the worker resolves it (config/repository.ts): an alias NAME
+   * (OHBACKUP_REPOSITORY_<NAME> in the worker's environment), `state`, or a
+   * repository string without credentials. Never a password.
+   */
+  repository?: string;
+  /** With `repository`: the keep policy applied after each run (prune at most once a day). */
+  keep?: { keepLast?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number };
+  /** With `incremental` and `repository`: a new full backup once the newest chain has this many increments. */
+  fullEvery?: number;
+  /** Each bundle's deadline in ms (updateTimer); default the session's 15 minutes. */
+  bundleTimeoutMs?: number;
   /** Bundles to back up; none = every bundle the device reports as backup-able at run time. */
   bundles?: string[];
   /**
@@ -31,8 +44,20 @@ export interface ScheduledBackupRequest {
 }
 
 export interface ScheduledBackupSummary {
-  /** The backup set folder this run wrote. */
+  /** The backup set folder this run wrote (for a repository: `<repository>#<snapshot ID>`). */
   set: string;
+  /** A repository run: the repository (no credentials), the snapshot made, what it added, and the keep policy's work. */
+  repository?: {
+    name: string;
+    snapshot?: string;
+    baseSnapshot?: string;
+    bytesProcessed?: number;
+    dataAdded?: number;
+    forgotten?: string[];
+    pruned?: boolean;
+    /** Why storing or the keep policy failed (the backup's outcome says whether the session did). */
+    problem?: string;
+  };
   sessionId: string;
   uiUrl: string;
   kind: 'backup' | 'incremental';

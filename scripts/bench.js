@@ -20,6 +20,8 @@ import { startDevServer } from '../dist/workers/devServer.js';
 import { changeOnePercent, datasetShape, writeDataset, writeEmptyBundles, writeRateBundles } from '../bench/dataset.js';
 import { incrementalRun, incrementalSession } from '../bench/increment.js';
 import { fullBackup, handOverRate, manyBundles, restore } from '../bench/ohbackup.js';
+import { repositoryFigures } from '../bench/repository.js';
+import { findRestic } from '../dist/engine/repository/index.js';
 import { killAllSync, onPath, output, procStatus, startWorkerProcess, timed, track, watchRss } from '../bench/procs.js';
 import { failedRow, formatRows, info, median, mib, perSec, row, secs, skipped } from '../bench/report.js';
 import { runBackup } from '../dist/client/runs/runBackup.js';
@@ -109,15 +111,56 @@ const stepFailed = (what, err) => {
 };
 
 try {
+  /** The repository rows: the backup into a repository against restic's own backup, and the dedup of a second full backup. */
+  const repositoryRows = (x, resticBackup, why) => {
+    const timeTarget = '≤ 3 × restic backup';
+    const dedupTarget = '≤ 2% of the first';
+    if (!x)
+      return [
+        skipped({ measure: 'ohbackup backup into a repository', why, target: timeTarget }),
+        skipped({ measure: 'second full backup, 1% changed: added', why, target: dedupTarget }),
+      ];
+    if (x.error)
+      return [
+        failedRow({ measure: 'ohbackup backup into a repository', error: x.error, target: timeTarget }),
+        failedRow({ measure: 'second full backup, 1% changed: added', error: x.error, target: dedupTarget }),
+      ];
+    return [
+      row({
+        measure: `ohbackup backup into a repository (session + store)`,
+        value: x.first.ms,
+        show: secs,
+        anchorName: 'restic backup',
+        anchor: resticBackup,
+        max: 3,
+        target: timeTarget,
+      }),
+      row({
+        measure: `second full backup, ${x.changedFiles} small files changed (1%): added`,
+        value: x.second.dataAdded,
+        show: mib,
+        anchorName: 'first backup',
+        anchor: x.first.dataAdded,
+        max: 0.02,
+        target: dedupTarget,
+      }),
+      info({ measure: 'repository raw data growth by the second full backup', value: x.rawGrowth, show: (v) => `${(v * 100).toFixed(2)}%` }),
+    ];
+  };
+
   log(`ohbackup bench: ${quick ? 'quick' : 'full'} data set, ${rounds} rounds, seed ${seed}; work folder ${work}`);
 
   // ------------------------------------------------------------ tools
   const tar = await onPath('tar');
   if (!tar) throw new Error('tar is not on PATH: the bench needs it as the anchor of the backup and restore targets.');
-  const restic = await onPath('restic');
+  // restic as ohbackup finds it (OHBACKUP_RESTIC, PATH, $(go env GOPATH)/bin, else built once): the anchor and the repositories' engine.
+  const restic = await findRestic({ log }).then(
+    (b) => b.path,
+    (err) => (log(`restic not found: the restic columns and the repository figures are skipped (${err.message})`), undefined),
+  );
   const tarVersion = (await output(tar, ['--version'])).split('\n')[0];
   const resticVersion = restic ? (await output(restic, ['version'])).trim() : undefined;
-  if (!restic) log('restic is not on PATH: the restic columns are skipped (Debian/Ubuntu: apt-get install -y restic).');
+  log(`Anchors: ${tarVersion}${resticVersion ? `; ${resticVersion} (${restic})` : ''}`);
   const resticEnv = { ...process.env, RESTIC_PASSWORD: 'ohbackup-bench', RESTIC_CACHE_DIR: path.join(work, 'restic-cache'), RESTIC_PROGRESS_FPS: '0.1' };
 
   // ------------------------------------------------------------ data set
@@ -325,6 +368,19 @@ try {
     results.manyBundles = { error: stepFailed(`${EMPTY_BUNDLES} empty bundles`, err) };
   }
 
+  // ------------------------------------------------------------ repository
+  if (restic) {
+    try {
+      results.repository = await repositoryFigures({ work, restic, bundles: names, rate: SEND_RATE, dataset, seed: seed + 5000, timeoutMs: STEP_TIMEOUT_MS });
+      const x = results.repository;
+      log(
+        `repository: full backup ${secs(x.first.ms)} (session + set staged ${secs(x.first.beforeStoreMs)}, restic's store ${x.first.storeSeconds.toFixed(2)} s, ${mib(x.first.dataAdded)} added); after 1% of the small files changed (${x.changedFiles} files), a second full one added ${mib(x.second.dataAdded)} = ${(x.addedRatio * 100).toFixed(2)}% (raw data +${(x.rawGrowth * 100).toFixed(2)}%)`,
+      );
+    } catch (err) {
+      results.repository = { error: stepFailed('repository', err) };
+    }
+  }
+
   results.workerRss.peakSinceLastFullBackupStart = procStatus(workers.backup.pid, 'VmHWM');
   results.workerRss.restoreWorkerLifetimePeak = procStatus(workers.restore.pid, 'VmHWM');
 
@@ -343,7 +399,7 @@ try {
   };
   const fullLabel = `ohbackup full backup (send rate ${SEND_RATE}/s)`;
   const restoreLabel = 'ohbackup restore (worker already up)';
-  const noRestic = 'restic not on PATH (apt-get install -y restic)';
+  const noRestic = 'restic not found (OHBACKUP_RESTIC, PATH, or Go to build it)';
   const rows = [
     row({ measure: fullLabel, value: m.ohbackupBackup, show: secs, anchorName: 'tar -cf', anchor: m.tarCreate, max: 2.5, target: '≤ 2.5 × tar -cf' }),
     restic
@@ -417,6 +473,7 @@ try {
           max: 30_000,
           target: '≤ 30 s',
         }),
+    ...repositoryRows(results.repository, m.resticBackup, noRestic),
     info({ measure: 'tar -cf (anchor)', value: m.tarCreate, show: secs }),
     info({ measure: 'tar -xf (anchor)', value: m.tarExtract, show: secs }),
     restic ? info({ measure: 'restic backup (anchor)', value: m.resticBackup, show: secs }) : skipped({ measure: 'restic backup (anchor)', why: noRestic }),
@@ -443,6 +500,10 @@ try {
       ? `Increment: IncrementalBackupSession against the previous manifest (a base run with lastIncrementalTime 0 first, untimed, ${results.incrementBase ? secs(results.incrementBase.ms) : 'failed'}; then each round's increment is the next base) after rewriting 1% of each bundle's small files; timed like the full backup (session start → handed files copied into a set, session released).`
       : 'Increment: backup.IncrementalBackupSession is not in dist/client/backup.js yet; the measurement hook is bench/increment.js.',
   );
+  if (results.repository && !results.repository.error)
+    notes.push(
+      `Repository: backupToRepository (what \`ohbackup backup --repo\` runs) into a fresh local restic repository, device "bench", once (not a median): the session writes the set into a temp folder in the work folder, every entry is checked against its index and staged as a file, restic stores it (session + staging ${secs(results.repository.first.beforeStoreMs)}, restic ${results.repository.first.storeSeconds.toFixed(2)} s). Then 1% of each bundle's small files rewritten and a second *full* backup: "added" is restic's data_added of it against the first's; the raw-data growth is restic stats --mode raw-data. The anchor is restic backing up the data folders directly (the rounds' median).`,
+    );
   notes.push(
     `Load average (1/5/15 min) at start ${loadAtStart.map((x) => x.toFixed(2)).join(' ')}, at end ${os
       .loadavg()

@@ -4,12 +4,16 @@
 // Then the set is restored into a fresh, empty data root, as `ohbackup restore
 // --to` does (a second in-process worker on a private task queue, same server),
 // and every restored bundle is compared with the device's.
+// Then the device is backed up once more into the state folder's restic
+// repository and restored from that snapshot into another empty data root, verified.
 // Exit 0 only if every bundle is backed up, restored and both are verified.
 import net from 'node:net';
 import path from 'node:path';
 import { writeSampleDevice } from '../dist/engine/sampleDevice.js';
 import { backup } from '../dist/client/index.js';
 import { runBackup } from '../dist/client/runs/runBackup.js';
+import { backupToRepository, restoreFromRepository } from '../dist/client/runs/repositoryRuns.js';
+import { openStateRepository } from '../dist/engine/repository/index.js';
 import { planRestore, runRestore } from '../dist/client/runs/runRestore.js';
 import { compareBundleSet, compareRestoredBundle } from '../dist/client/sets/verify.js';
 import { readSettings } from '../dist/config/env.js';
@@ -130,6 +134,49 @@ try {
     console.log('Restore skipped: the backup is not verified.');
   }
   verified &&= restored;
+
+  // The same device into the state folder's repository (made on first use, its password file 0600 beside it),
+  // then restored from that snapshot into another empty data root: what `ohbackup backup` / `restore --from latest` do.
+  if (verified) {
+    const repoStarted = Date.now();
+    const repository = await openStateRepository(stateDir);
+    console.log(`\nBacking up into the state folder's repository ${repository.name}:`);
+    const stored = await backupToRepository({ repository, device: 'demo', onProgress: progressLines });
+    let fromRepo = stored.outcome === 'done' && !!stored.snapshot;
+    if (stored.store)
+      console.log(
+        `Snapshot      ${stored.snapshot?.shortId}: ${mib(stored.store.bytesProcessed)} read, ${mib(stored.store.dataAdded)} added to the repository`,
+      );
+    if (fromRepo) {
+      const to = path.join(stateDir, 'restored-from-repository');
+      const target = await startWorker(to);
+      let r;
+      try {
+        await target.ready;
+        r = await restoreFromRepository({
+          repository,
+          snapshot: stored.snapshot.id,
+          to,
+          taskQueue: target.taskQueue,
+          workerStopped: target.stopped,
+          onProgress: progressLines,
+        });
+      } finally {
+        await target.stop();
+      }
+      fromRepo = r.outcome === 'done' && r.bundles.length === backupable.length;
+      for (const b of r.bundles) {
+        const problems =
+          b.state === 'done' ? await compareRestoredBundle(device.dir, to, b.bundleName).catch((err) => [err.message]) : [`${b.state} ${b.error?.code ?? ''}`];
+        fromRepo &&= problems.length === 0;
+        console.log(
+          problems.length ? `  ${b.bundleName}: NOT restored (${problems.slice(0, 3).join('; ')})` : `  ${b.bundleName}: restore from the snapshot verified`,
+        );
+      }
+    }
+    console.log(`${fromRepo ? 'Verified' : 'NOT verified'}: backup into the repository and restore from its snapshot in ${seconds(Date.now() - repoStarted)}.`);
+    verified &&= fromRepo;
+  }
   // The database outlives the server, so the session can be browsed again later.
   console.log('The server stops with the demo; to browse this session again, run (UI on http://127.0.0.1:8233):');
   console.log(`  OHBACKUP_STATE_DIR=${stateDir} node dist/cli/main.js dev --data-root ${device.dir}`);

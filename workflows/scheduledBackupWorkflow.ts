@@ -20,7 +20,7 @@ const { runScheduledBackup } = proxyActivities<ReturnType<typeof createActivitie
 export async function scheduledBackupWorkflow(request: ScheduledBackupRequest): Promise<ScheduledBackupSummary> {
   const { runStartTime, runId } = workflowInfo();
   const setName = scheduledSetName(runStartTime, runId);
-  setCurrentDetails(`backing up into ${request.dest}/${setName}`);
+  setCurrentDetails(request.dest !== undefined ? `backing up into ${request.dest}/${setName}` : `backing up into repository ${request.repository}`);
   const summary = await runScheduledBackup({ ...request, setName });
   setCurrentDetails(`${summary.outcome}: ${summary.files} files, ${summary.bytes} bytes into ${summary.set} (session ${summary.sessionId})`);
   if (summary.outcome === 'failed') {

@@ -6,6 +6,8 @@ import { BundleNameArg, SessionIdArg, parseArg } from '../../client/validate.js'
 import type { ProgressColumns } from '../output/progress.js';
 import { formatBackupResult, formatBytes } from '../output/results.js';
 import { TOOL_TIMEOUT_HELP, parseDeviceId, parseDuration, parseIntOption, runCommand, usageError } from '../shared.js';
+import { backupToRepositoryCommand } from './backupRepository.js';
+import { repoOptions } from '../repository.js';
 
 function startSuffix(e: Extract<BackupProgressEvent, { type: 'start' }>): string {
   if (e.attached) return ' (re-attached: completing its set)';
@@ -36,7 +38,7 @@ function toJson({ sessionId, uiUrl, out, kind, base, bundles, error, endedElsewh
 }
 
 export function registerBackup(program: Command): void {
-  program
+  const command = program
     .command('backup')
     .summary('back up bundles of the device into a backup set folder')
     .description(
@@ -44,19 +46,20 @@ export function registerBackup(program: Command): void {
         'Runs one backup session (a Temporal workflow) served by the device worker (`ohbackup worker` or `ohbackup dev`). ' +
         "With --incremental, an incremental session that also keeps each bundle's manifest (<bundle>/manifest.jsonl) in the set; " +
         'with --base SET (any earlier set: a plain one serves through its index), only files new or changed since SET are handed over, and deletions are recorded ' +
-        '(`ohbackup restore --from` the increment restores SET and the increment after it).',
+        '(`ohbackup restore --from` the increment restores SET and the increment after it). ' +
+        "Without --out, the session is stored as one snapshot in a restic repository (--repo, else $OHBACKUP_REPOSITORY, else the state folder's own).",
     )
     .argument('[bundle...]', 'bundles to back up (default: every bundle the device reports as backup-able)')
-    .requiredOption('--out <dir>', 'the backup set folder to write (new or empty)')
+    .option('--out <dir>', 'the backup set folder to write (new or empty); without it, a snapshot in the repository (--repo)')
     .option('--rate <n>', 'files per second handed over per bundle (default 60; above 800 means 800)', parseIntOption(1))
     .option('--incremental', "an incremental session: every bundle in full (without --base), each bundle's manifest kept in the set")
     .option(
-      '--base <set>',
-      'back up only what changed since this set (any earlier backup set; implies --incremental); bundles it does not hold completely go in full',
-    )
-    .option(
       '--attach <session-id>',
       'complete the unfinished set in --out: re-attach to its session (its backup was killed or crashed), resuming after the last file the set holds',
+    )
+    .option(
+      '--base <set>',
+      'back up only what changed since this set (any earlier backup set; with a repository, a snapshot ID or "latest"; implies --incremental); bundles it lacks go in full',
     )
     .option(
       '--device <id>',
@@ -64,7 +67,10 @@ export function registerBackup(program: Command): void {
       parseDeviceId,
     )
     .option('--tool-timeout <duration>', TOOL_TIMEOUT_HELP, parseDuration)
-    .option('--json', 'print the result as one JSON object (sessionId, uiUrl, out, kind, base, bundles, endedElsewhere)')
+    .option(
+      '--json',
+      'print the result as one JSON object (sessionId, uiUrl, out, kind, base, bundles, endedElsewhere; with a repository also snapshot and store)',
+    )
     .addHelpText(
       'after',
       `
@@ -84,43 +90,62 @@ Examples:
   $ ohbackup backup --base ./full --out ./inc1                      # only what changed since ./full
   $ ohbackup backup --base ./inc1 --out ./inc2                      # ... and since ./inc1
   $ ohbackup restore --from ./inc2 --to ./new-device                # restores ./full, ./inc1, then ./inc2
-  $ ohbackup backup --attach ohbackup-backup-1c9e… --out ./set      # the run writing ./set was killed: complete it`,
-    )
-    .action(
-      async (
-        bundles: string[],
-        opts: { out: string; rate?: number; incremental?: boolean; base?: string; attach?: string; device?: string; toolTimeout?: number; json?: boolean },
-        cmd: Command,
-      ) => {
-        if (opts.attach !== undefined) {
-          if (!SessionIdArg.safeParse(opts.attach).success) usageError(cmd, `--attach "${opts.attach}" is not a session ID.`);
-          if (bundles.length || opts.incremental || opts.base !== undefined)
-            usageError(cmd, '--attach completes the set as its backup started it: name no bundles, --incremental or --base with it.');
-        }
-        for (const name of bundles) {
-          try {
-            parseArg(BundleNameArg, name, 'bundle');
-          } catch {
-            usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
-          }
-        }
-        if (opts.device) backup.configure({ device: opts.device });
-        await runCommand(
-          cmd,
-          { progress: backupColumns, json: opts.json, toJson, format: formatBackupResult, failure: 'Backup failed' },
-          ({ onProgress, signal }) =>
-            runBackup({
-              out: opts.out,
-              bundles,
-              rate: opts.rate,
-              incremental: opts.incremental,
-              base: opts.base,
-              attach: opts.attach,
-              toolTimeoutMs: opts.toolTimeout,
-              onProgress,
-              signal,
-            }),
-        );
-      },
+  $ ohbackup backup --attach ohbackup-backup-1c9e… --out ./set      # the run writing ./set was killed: complete it
+  $ ohbackup backup                                                 # a snapshot in the state folder's repository
+  $ ohbackup backup --repo s3:https://s3.example.com/b --incremental  # a full snapshot that keeps manifests (RESTIC_PASSWORD_FILE set)
+  $ ohbackup backup --repo s3:https://s3.example.com/b --base latest  # an increment of the device's newest snapshot`,
     );
+  repoOptions(command).action(
+    async (
+      bundles: string[],
+      opts: {
+        out?: string;
+        repo?: string;
+        passwordFile?: string;
+        rate?: number;
+        incremental?: boolean;
+        base?: string;
+        attach?: string;
+        device?: string;
+        toolTimeout?: number;
+        json?: boolean;
+      },
+      cmd: Command,
+    ) => {
+      if (opts.attach !== undefined) {
+        if (!SessionIdArg.safeParse(opts.attach).success) usageError(cmd, `--attach "${opts.attach}" is not a session ID.`);
+        if (bundles.length || opts.incremental || opts.base !== undefined)
+          usageError(cmd, '--attach completes the set as its backup started it: name no bundles, --incremental or --base with it.');
+        if (opts.out === undefined) usageError(cmd, '--attach completes a set folder: give it with --out.');
+      }
+      for (const name of bundles) {
+        try {
+          parseArg(BundleNameArg, name, 'bundle');
+        } catch {
+          usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
+        }
+      }
+      if (opts.device) backup.configure({ device: opts.device });
+      if (opts.out === undefined) return backupToRepositoryCommand(cmd, bundles, opts);
+      if (opts.repo !== undefined || opts.passwordFile !== undefined)
+        usageError(cmd, '--out writes a set folder; --repo and --password-file name a repository: give one.');
+      const out = opts.out;
+      await runCommand(
+        cmd,
+        { progress: backupColumns, json: opts.json, toJson, format: formatBackupResult, failure: 'Backup failed' },
+        ({ onProgress, signal }) =>
+          runBackup({
+            out,
+            bundles,
+            rate: opts.rate,
+            incremental: opts.incremental,
+            base: opts.base,
+            attach: opts.attach,
+            toolTimeoutMs: opts.toolTimeout,
+            onProgress,
+            signal,
+          }),
+      );
+    },
+  );
 }

@@ -115,6 +115,8 @@ with a Go toolchain it is built once if missing.`,
                 '',
                 'Worker ready; Ctrl-C stops it and the server. From another shell:',
                 `  ${env} ohbackup backup --out ./set`,
+                `  ${env} ohbackup backup      # a snapshot in the state folder's repository (${path.join(settings.stateDir, 'repository')}), no setup`,
+                `  ${env} ohbackup snapshots && ohbackup restore --from latest --to ./device2`,
               ].join('\n'),
             ),
         });

@@ -3,10 +3,19 @@
  * (client/runs/runRestore.ts). With --to, the data root's worker runs in this
  * process (workers/embedded.ts) while the sessions run, and stops after.
  */
+import type { Client } from '@temporalio/client';
 import { InvalidArgumentError, type Command } from 'commander';
 import * as backup from '../../client/backup.js';
 import { deviceQueue, taskQueue } from '../../client/connection.js';
-import { askDeviceData, describePlan, planRestore, runRestore, type RestoreProgressEvent, type RestoreRunResult } from '../../client/runs/runRestore.js';
+import {
+  askDeviceData,
+  describePlan,
+  planRestore,
+  runRestore,
+  type RestoreProgressEvent,
+  type RestoreRunResult,
+  type RunRestoreOptions,
+} from '../../client/runs/runRestore.js';
 import { SetupError, connect, waitForWorkers } from '../../client/runs/setup.js';
 import { whenAborted } from '../../client/runs/tally.js';
 import { BundleNameArg } from '../../client/validate.js';
@@ -14,6 +23,8 @@ import { startWorker } from '../../workers/embedded.js';
 import type { ProgressColumns } from '../output/progress.js';
 import { formatBytes, formatRestorePlan, formatRestoreResult, restoredOnto } from '../output/results.js';
 import { TOOL_TIMEOUT_HELP, parseDeviceId, parseDuration, runCommand, usageError } from '../shared.js';
+import { repoOptions, type RepoFlags } from '../repository.js';
+import { fromRepository, restoreFromRepositoryCommand } from './restoreRepository.js';
 
 function startLine(e: Extract<RestoreProgressEvent, { type: 'start' }>): string {
   const set = e.steps && e.steps > 1 && e.from ? ` from ${e.from} (set ${e.step} of ${e.steps})` : '';
@@ -53,20 +64,31 @@ interface RestoreArgs {
 async function restore(req: RestoreArgs, onProgress: (e: RestoreProgressEvent) => void, signal: AbortSignal) {
   // Every refusal (data there now without --force, a wrong set) comes before anything connects or writes.
   const plan = planRestore(req);
+  return onTarget(plan.to, signal, async (target) => {
+    if (plan.to === undefined) await askDeviceData(plan, req, target.client, deviceQueue());
+    return runRestore(plan, { ...target, onProgress, signal, toolTimeoutMs: req.toolTimeoutMs });
+  });
+}
+
+/** Runs `run` against the configured device's workers, or (with `to`) a worker of our own for that data root, stopped after. */
+export async function onTarget<R>(
+  to: string | undefined,
+  signal: AbortSignal,
+  run: (target: Pick<RunRestoreOptions, 'client' | 'taskQueue' | 'workerStopped'> & { client: Client; taskQueue: string }) => Promise<R>,
+): Promise<R> {
   const client = await connect();
-  if (plan.to === undefined) {
+  if (to === undefined) {
     await waitForWorkers(client).catch((err: unknown) => {
       if (err instanceof SetupError) err.message += '\nOr restore onto a data root on this machine: `ohbackup restore --from SET --to DIR`.';
       throw err;
     });
-    await askDeviceData(plan, req, client, deviceQueue());
-    return runRestore(plan, { client, taskQueue: taskQueue(), onProgress, signal, toolTimeoutMs: req.toolTimeoutMs });
+    return run({ client, taskQueue: taskQueue() });
   }
-  const worker = await startWorker(plan.to);
+  const worker = await startWorker(to);
   try {
     // Building the worker (bundling its workflows) takes seconds: an interruption meanwhile ends the run here.
     await Promise.race([worker.ready.catch((err: Error) => Promise.reject(new SetupError(err.message, 'failed'))), whenAborted(signal)]);
-    return await runRestore(plan, { client, taskQueue: worker.taskQueue, workerStopped: worker.stopped, onProgress, signal, toolTimeoutMs: req.toolTimeoutMs });
+    return await run({ client, taskQueue: worker.taskQueue, workerStopped: worker.stopped });
   } finally {
     await worker.stop();
   }
@@ -84,7 +106,7 @@ function parseMapping(value: string, previous: Record<string, string> = {}): Rec
   return { ...previous, [source]: target };
 }
 
-interface RestoreCommandOptions extends Omit<RestoreArgs, 'bundles' | 'toolTimeoutMs'> {
+interface RestoreCommandOptions extends Omit<RestoreArgs, 'bundles' | 'toolTimeoutMs'>, RepoFlags {
   device?: string;
   toolTimeout?: number;
   json?: boolean;
@@ -92,7 +114,7 @@ interface RestoreCommandOptions extends Omit<RestoreArgs, 'bundles' | 'toolTimeo
 }
 
 export function registerRestore(program: Command): void {
-  program
+  const command = program
     .command('restore')
     .summary('restore bundles of a backup set onto a device')
     .description(
@@ -102,10 +124,17 @@ export function registerRestore(program: Command): void {
         'else onto the device whose worker serves the configured task queue (`ohbackup worker` or `ohbackup dev`).',
     )
     .argument('[bundle...]', 'bundles to restore (default: every bundle the set holds completely)')
-    .requiredOption('--from <set>', 'the backup set folder to restore from (an increment: with its chain of base sets)')
+    .requiredOption(
+      '--from <set>',
+      'the backup set folder to restore from (an increment: with its chain of base sets), or a snapshot ID (a prefix), "latest" or session:ID of the repository (--repo)',
+    )
     .option('--to <data-root>', 'restore onto this device data root (created, 0700, if missing) with an in-process worker')
     .option('--map <old=new>', "restore a bundle's data into another bundle (app_mapping_relation); repeatable", parseMapping)
-    .option('--device <id>', 'restore onto the device of this ID, served by `ohbackup worker --device ID` (not with --to)', parseDeviceId)
+    .option(
+      '--device <id>',
+      'restore onto the device of this ID, served by `ohbackup worker --device ID` (not with --to); from a repository also whose snapshot "latest" is',
+      parseDeviceId,
+    )
     .option('--tool-timeout <duration>', TOOL_TIMEOUT_HELP, parseDuration)
     .option('--force', 'replace the data of bundles whose data/ is not empty (without it such a restore is refused, exit 2, and nothing is written)')
     .option('--keep-previous', 'keep the data/ tree a restore replaces, as data.before-<session> beside it (each session of a chain keeps its own)')
@@ -132,45 +161,48 @@ Examples:
   $ ohbackup restore --from ./set --device phone-2                  # onto the device whose worker runs \`ohbackup worker --device phone-2\`
   $ ohbackup restore --from ./set com.example.notes --map com.example.notes=com.example.notes2
   $ ohbackup restore --from ./set --to ./new-device --json com.example.docs
-  $ ohbackup restore --from ./inc2 --to ./new-device                # ./inc2 = backup --base ./inc1: restores ./full, ./inc1, ./inc2`,
-    )
-    .action(async (bundles: string[], opts: RestoreCommandOptions, cmd: Command) => {
-      for (const name of bundles) {
-        if (!BundleNameArg.safeParse(name).success) usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
-      }
-      if (opts.device && opts.to !== undefined)
-        usageError(cmd, '--device and --to exclude each other: --to restores onto a data root on this machine through its own worker.');
-      if (opts.device) backup.configure({ device: opts.device });
-      const req: RestoreArgs = {
-        from: opts.from,
-        to: opts.to,
-        map: opts.map,
-        bundles,
-        force: opts.force,
-        keepPrevious: opts.keepPrevious,
-        toolTimeoutMs: opts.toolTimeout,
-      };
-      if (opts.dryRun) {
-        await runCommand<RestoreProgressEvent, DryRun>(
-          cmd,
-          { progress: restoreColumns, json: opts.json, toJson: ({ outcome: _, ...p }) => p, format: formatRestorePlan, failure: 'Restore failed' },
-          async (): Promise<DryRun> => {
-            const plan = planRestore({ ...req, dryRun: true });
-            if (!plan.dataRootKnown) {
-              // A device elsewhere: its worker says which bundles hold data.
-              const client = await connect();
-              await waitForWorkers(client);
-              await askDeviceData(plan, { dryRun: true }, client, deviceQueue());
-            }
-            return { outcome: 'done', from: plan.from, to: plan.to, bundles: describePlan(plan), ...(plan.incomplete ? { incomplete: plan.incomplete } : {}) };
-          },
-        );
-        return;
-      }
-      await runCommand(
+  $ ohbackup restore --from ./inc2 --to ./new-device                # ./inc2 = backup --base ./inc1: restores ./full, ./inc1, ./inc2
+  $ ohbackup restore --from latest --to ./new-device                # the newest snapshot of the state folder's repository
+  $ ohbackup restore --from 1a2b3c4d --repo s3:https://s3.example.com/b --device phone-1   # a snapshot and its chain`,
+    );
+  repoOptions(command).action(async (bundles: string[], opts: RestoreCommandOptions, cmd: Command) => {
+    for (const name of bundles) {
+      if (!BundleNameArg.safeParse(name).success) usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
+    }
+    if (fromRepository(opts)) return restoreFromRepositoryCommand(cmd, bundles, opts);
+    if (opts.device && opts.to !== undefined)
+      usageError(cmd, '--device and --to exclude each other: --to restores onto a data root on this machine through its own worker.');
+    if (opts.device) backup.configure({ device: opts.device });
+    const req: RestoreArgs = {
+      from: opts.from,
+      to: opts.to,
+      map: opts.map,
+      bundles,
+      force: opts.force,
+      keepPrevious: opts.keepPrevious,
+      toolTimeoutMs: opts.toolTimeout,
+    };
+    if (opts.dryRun) {
+      await runCommand<RestoreProgressEvent, DryRun>(
         cmd,
-        { progress: restoreColumns, json: opts.json, toJson, format: formatRestoreResult, failure: 'Restore failed' },
-        ({ onProgress, signal }) => restore(req, onProgress, signal),
+        { progress: restoreColumns, json: opts.json, toJson: ({ outcome: _, ...p }) => p, format: formatRestorePlan, failure: 'Restore failed' },
+        async (): Promise<DryRun> => {
+          const plan = planRestore({ ...req, dryRun: true });
+          if (!plan.dataRootKnown) {
+            // A device elsewhere: its worker says which bundles hold data.
+            const client = await connect();
+            await waitForWorkers(client);
+            await askDeviceData(plan, { dryRun: true }, client, deviceQueue());
+          }
+          return { outcome: 'done', from: plan.from, to: plan.to, bundles: describePlan(plan), ...(plan.incomplete ? { incomplete: plan.incomplete } : {}) };
+        },
       );
-    });
+      return;
+    }
+    await runCommand(
+      cmd,
+      { progress: restoreColumns, json: opts.json, toJson, format: formatRestoreResult, failure: 'Restore failed' },
+      ({ onProgress, signal }) => restore(req, onProgress, signal),
+    );
+  });
 }

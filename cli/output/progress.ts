@@ -14,7 +14,20 @@ export type ProgressEvent =
   | { type: 'begin'; bundleName: string }
   | { type: 'file'; bundleName: string }
   | { type: 'end'; outcome: BundleOutcome }
-  | { type: 'notice'; message: string };
+  | { type: 'notice'; message: string }
+  /** A step after the bundles (e.g. storing into a repository): its own bar, or a line when it starts and ends. */
+  | StepEvent;
+
+export interface StepEvent {
+  type: 'step';
+  /** The bar's label, e.g. "repository". */
+  step: string;
+  /** 0..1 */
+  fraction: number;
+  /** What the bar shows after it (rate, bytes), and the line printed when it ends. */
+  status: string;
+  done?: boolean;
+}
 
 type Of<E, T> = Extract<E, { type: T }>;
 type Fields = Record<string, string | number>;
@@ -45,12 +58,18 @@ export function progressReporter<E extends ProgressEvent>(columns: ProgressColum
 
 function lineReporter<E extends ProgressEvent>(columns: ProgressColumns<E>, stream: NodeJS.WritableStream): ProgressReporter<E> {
   const say = (line: string | undefined) => line !== undefined && stream.write(`${line}\n`);
+  const started = new Set<string>();
   return {
     onProgress(e) {
       if (e.type === 'start') say(columns.startLine(e as Of<E, 'start'>, false));
       else if (e.type === 'begin') say(columns.beginLine(e as Of<E, 'begin'>));
       else if (e.type === 'end') say(endLine(e.outcome));
       else if (e.type === 'notice') say(e.message);
+      else if (e.type === 'step') {
+        if (!started.has(e.step)) say(`${e.step}  ${e.status}`);
+        started.add(e.step);
+        if (e.done) say(`${e.step}  ${e.status}`);
+      }
     },
     stop() {},
   };
@@ -83,6 +102,14 @@ function barReporter<E extends ProgressEvent>(columns: ProgressColumns<E>, strea
         const { value, fields } = columns.end(e.outcome, bar.getTotal());
         bar.update(value, fields);
       } else if (e.type === 'notice') multibar.log(`${e.message}\n`);
+      else if (e.type === 'step') {
+        let bar = bars.get(`step:${e.step}`);
+        if (!bar) {
+          bar = multibar.create(1000, 0, { step: e.step.padEnd(width), status: '' }, { format: ' {step} |{bar}| {status}' });
+          bars.set(`step:${e.step}`, bar);
+        }
+        bar.update(Math.round(Math.min(1, Math.max(0, e.fraction)) * 1000), { status: e.status });
+      }
     },
     stop: () => multibar.stop(),
   };

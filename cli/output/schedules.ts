@@ -17,9 +17,19 @@ export function formatView(v: ScheduleView): string {
     ...(v.note ? [`Note         ${v.note}`] : []),
     ...(req
       ? [
-          `Destination  ${req.dest}`,
+          ...(req.dest !== undefined ? [`Destination  ${req.dest}`] : []),
+          ...(req.repository !== undefined ? [`Repository   ${req.repository} (as the device worker resolves it)`] : []),
+          ...(req.keep
+            ? [
+                `Keep         ${Object.entries(req.keep)
+                  .map(([k, v]) => `${k.replace(/^keep/, '').toLowerCase()} ${v}`)
+                  .join(', ')} (pruned at most daily)`,
+              ]
+            : []),
+          ...(req.fullEvery !== undefined ? [`Full every   ${req.fullEvery} increments`] : []),
+          ...(req.bundleTimeoutMs !== undefined ? [`Timeout      ${req.bundleTimeoutMs / 1000} s per bundle`] : []),
           `Bundles      ${req.bundles?.join(', ') ?? 'every backup-able bundle'}`,
-          `Kind         ${req.incremental ? 'incremental (each run chains to the newest complete set in the destination)' : 'full backup every run'}`,
+          `Kind         ${req.incremental ? `incremental (each run chains to the newest complete ${req.repository !== undefined ? 'snapshot' : 'set in the destination'})` : 'full backup every run'}`,
           ...(req.rate !== undefined ? [`Rate         ${req.rate} files/s per bundle`] : []),
         ]
       : []),

@@ -12,7 +12,8 @@ import path from 'node:path';
 import { ErrorCode, type ErrorInfo } from '../../common/errors.js';
 import { runOutcome } from '../../common/rules.js';
 import type { BundleOutcome } from '../../common/session.js';
-import type { Repository, SnapshotInfo, StoreProgress, StoreSummary } from '../../engine/repository/index.js';
+import { openStateRepository, Repository, type SnapshotInfo, type StoreProgress, type StoreSummary } from '../../engine/repository/index.js';
+import type { RepositorySpec } from '../../config/repository.js';
 import { runBackup, type BackupRunResult, type RunBackupOptions } from './runBackup.js';
 import { planRestore, runRestore, type RestoreRequest, type RestoreRunResult, type RunRestoreOptions } from './runRestore.js';
 import { SetupError } from './setup.js';
@@ -34,6 +35,12 @@ export interface RepositoryBackupResult extends Omit<BackupRunResult, 'out'> {
   snapshot?: SnapshotInfo;
   store?: StoreSummary;
   baseSnapshot?: SnapshotInfo;
+}
+
+/** Opens the repository a spec names (config/repository.ts); the state folder's one is made on first use. */
+export function openRepositorySpec(spec: RepositorySpec): Promise<Repository> {
+  if (spec.kind === 'state') return openStateRepository(spec.stateDir);
+  return Repository.open({ repository: spec.repository, passwordFile: spec.passwordFile });
 }
 
 async function withTemp<T>(tempDir: string | undefined, fn: (dir: string) => Promise<T>): Promise<T> {

@@ -44,6 +44,8 @@ export interface RunBackupOptions {
   bundles?: string[];
   /** Files per second handed over, set on each bundle as it begins (updateSendRate). */
   rate?: number;
+  /** Each bundle's deadline in ms, set as it begins (updateTimer); default the session's (15 minutes). */
+  bundleTimeoutMs?: number;
   /**
    * An IncrementalBackupSession: each bundle's new full manifest is kept in the
    * set (`<bundle>/manifest.jsonl`). Without `base`, every bundle is backed up in full.
@@ -134,7 +136,7 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   const estimate = new Map(caps.bundleInfos.map((b) => [b.name, b.spaceOccupied]));
   let allEnded!: (err: BusinessError | undefined) => void;
   const ended = new Promise<BusinessError | undefined>((resolve) => (allEnded = resolve));
-  const callbacks = backupCallbacks({ tally, set, kind, rate: opts.rate, estimate, emit, onAllEnded: allEnded });
+  const callbacks = backupCallbacks({ tally, set, kind, rate: opts.rate, bundleTimeoutMs: opts.bundleTimeoutMs, estimate, emit, onAllEnded: allEnded });
 
   // Every run keeps a cursor in its set: `--attach` resumes after the last file the set holds.
   const cursorFile = path.join(out, SET_CURSOR);
@@ -321,6 +323,7 @@ function backupCallbacks(run: {
   set: BackupSetWriter;
   kind: 'backup' | 'incremental';
   rate?: number;
+  bundleTimeoutMs?: number;
   estimate: Map<string, number>;
   emit: Emit;
   onAllEnded: (err: BusinessError | undefined) => void;
@@ -334,6 +337,8 @@ function backupCallbacks(run: {
       tally.begin(name);
       emit({ type: 'begin', bundleName: name, estimatedBytes: run.estimate.get(name) });
       if (run.rate !== undefined && !backup.updateSendRate(name, run.rate)) emit({ type: 'notice', message: `${name}: the send rate could not be set` });
+      if (run.bundleTimeoutMs !== undefined && !backup.updateTimer(name, run.bundleTimeoutMs))
+        emit({ type: 'notice', message: `${name}: the deadline could not be set` });
     },
     onFileReady(err, file) {
       // A file that could not be handed over leaves the bundle's set incomplete, whatever its onBundleEnd says.

@@ -1,5 +1,6 @@
 /**
- * Verification, for the tests, the demo and the bench. compareBundleSet: a
+ * Verification, for the tests, the demo, the bench and `ohbackup check DIR`.
+ * checkSetFolder: a set folder against its own indexes. compareBundleSet: a
  * backup set against the device it came from (every handed-over file's SHA-256
  * and every tar entry against the index, every file the profile selects
  * against the set). compareRestoredBundle: restored data against its source
@@ -7,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat } from 'node:fs/promises';
+import { lstat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
@@ -42,12 +43,18 @@ async function tarEntries(tarPath: string): Promise<TarEntrySeen[]> {
   return out;
 }
 
-/** Returns a list of mismatches (empty when the bundle's set matches the device byte for byte). */
-export async function compareBundleSet(setDir: string, dataRoot: string, bundleName: string): Promise<string[]> {
+type SeenEntry = { kind: string; sha256: string; size: number; mode: number };
+
+/**
+ * A bundle of a set folder against its own index: every slice and big file
+ * there with its SHA-256, every tar entry where the index puts it with its
+ * bytes' SHA-256. Returns the mismatches and the entries the index lists.
+ */
+async function checkBundleFiles(setDir: string, bundleName: string, modes: boolean): Promise<{ problems: string[]; seen: Map<string, SeenEntry> }> {
   const problems: string[] = [];
   const dir = path.join(setDir, bundleName);
   const index = await readManageIndex(path.join(dir, 'manage.json'));
-  const seen = new Map<string, { kind: string; sha256: string; size: number; mode: number }>();
+  const seen = new Map<string, SeenEntry>();
   for (const f of index.files) {
     const file = path.join(dir, f.uri);
     const st = await lstat(file).catch(() => undefined);
@@ -55,14 +62,17 @@ export async function compareBundleSet(setDir: string, dataRoot: string, bundleN
       problems.push(`${f.uri}: listed in the index but not handed over`);
       continue;
     }
-    if ((st.mode & 0o777) !== 0o600) problems.push(`${f.uri}: mode ${(st.mode & 0o777).toString(8)}, not 600`);
+    if (modes && (st.mode & 0o777) !== 0o600) problems.push(`${f.uri}: mode ${(st.mode & 0o777).toString(8)}, not 600`);
     if ((await sha256File(file)) !== f.sha256) problems.push(`${f.uri}: SHA-256 differs from the index`);
     if (f.kind === 'file') {
       const e = f.entries[0]!;
       seen.set(e.path, { kind: 'file', sha256: f.sha256, size: f.size, mode: e.mode });
       continue;
     }
-    const entries = await tarEntries(file);
+    const entries = await tarEntries(file).catch((err: Error) => {
+      problems.push(`${f.uri}: not a readable tar (${err.message})`);
+      return [];
+    });
     for (const [i, e] of f.entries.entries()) {
       const t = entries[i];
       if (!t || t.name !== e.path) problems.push(`${f.uri}: entry ${i} is ${t?.name}, the index says ${e.path}`);
@@ -70,6 +80,38 @@ export async function compareBundleSet(setDir: string, dataRoot: string, bundleN
       seen.set(e.path, { kind: e.kind, sha256: e.sha256, size: e.size, mode: e.mode });
     }
   }
+  return { problems, seen };
+}
+
+export interface SetCheck {
+  set: string;
+  ok: boolean;
+  /** Every bundle the set's summary says is done, with what does not match its index. */
+  bundles: Array<{ bundleName: string; problems: string[] }>;
+}
+
+/** A backup set folder against its indexes (`ohbackup check DIR`): every done bundle's slices and big files. */
+export async function checkSetFolder(setDir: string): Promise<SetCheck> {
+  const set = path.resolve(setDir);
+  const summary = JSON.parse(
+    await readFile(path.join(set, 'backup_set.json'), 'utf8').catch((err: Error) => {
+      throw new Error(`${set} is not a backup set: ${err.message}`);
+    }),
+  ) as { bundles?: Array<{ bundleName: string; state: string }> };
+  const bundles: SetCheck['bundles'] = [];
+  for (const b of (summary.bundles ?? []).filter((x) => x.state === 'done')) {
+    const problems = await checkBundleFiles(set, b.bundleName, false).then(
+      (r) => r.problems,
+      (err: Error) => [`its index cannot be read: ${err.message}`],
+    );
+    bundles.push({ bundleName: b.bundleName, problems });
+  }
+  return { set, ok: bundles.every((b) => !b.problems.length), bundles };
+}
+
+/** Returns a list of mismatches (empty when the bundle's set matches the device byte for byte). */
+export async function compareBundleSet(setDir: string, dataRoot: string, bundleName: string): Promise<string[]> {
+  const { problems, seen } = await checkBundleFiles(setDir, bundleName, true);
   const loaded = await loadBundle(dataRoot, bundleName);
   if (!loaded.ok) return [...problems, `${bundleName}: ${loaded.error.message}`];
   let sourceCount = 0;

@@ -21,8 +21,25 @@ const COMMANDS: Array<{ command: string[]; options: string[]; minimal?: string[]
   { command: ['dev'], options: ['--port', '--ui-port', '--data-root', '--headless'] },
   { command: ['worker'], options: ['--data-root', '--task-queue', '--device', '--log-format'] },
   { command: ['sample-device'], options: ['--scale', '--seed', '--json'], minimal: ['/tmp/nowhere'] },
-  { command: ['backup'], options: ['--out', '--rate', '--incremental', '--base', '--attach', '--json'], minimal: ['--out', '/tmp/nowhere'] },
-  { command: ['restore'], options: ['--from', '--to', '--map', '--force', '--keep-previous', '--dry-run', '--json'], minimal: ['--from', '/tmp/nowhere'] },
+  {
+    command: ['backup'],
+    options: ['--out', '--repo', '--password-file', '--rate', '--incremental', '--base', '--attach', '--json'],
+    minimal: ['--out', '/tmp/nowhere'],
+  },
+  {
+    command: ['restore'],
+    options: ['--from', '--repo', '--password-file', '--to', '--map', '--force', '--keep-previous', '--dry-run', '--json'],
+    minimal: ['--from', '/tmp/nowhere'],
+  },
+  { command: ['repo', 'init'], options: ['--repo', '--password-file', '--json'] },
+  { command: ['snapshots'], options: ['--repo', '--password-file', '--device', '--bundle', '--json'] },
+  { command: ['check'], options: ['--repo', '--password-file', '--read-data', '--read-data-subset', '--json'] },
+  {
+    command: ['forget'],
+    options: ['--repo', '--keep-last', '--keep-daily', '--keep-weekly', '--keep-monthly', '--device', '--prune', '--dry-run', '--json'],
+    minimal: ['--keep-last', '1'],
+  },
+  { command: ['diff'], options: ['--repo', '--password-file', '--json'], minimal: ['aaaa', 'bbbb'] },
   { command: ['sessions'], options: ['--running', '--bundle', '--kind', '--limit', '--json'] },
   { command: ['status'], options: ['--json'], minimal: ['some-session'] },
   { command: ['cancel'], options: ['--json'], minimal: ['some-session', 'com.example.notes'] },
@@ -31,7 +48,24 @@ const COMMANDS: Array<{ command: string[]; options: string[]; minimal?: string[]
   { command: ['release'], options: ['--json'], minimal: ['some-session'] },
   {
     command: ['schedule', 'create'],
-    options: ['--dest', '--bundles', '--cron', '--every', '--timezone', '--incremental', '--rate', '--task-queue', '--paused', '--note', '--json'],
+    options: [
+      '--dest',
+      '--repo',
+      '--bundles',
+      '--cron',
+      '--every',
+      '--timezone',
+      '--incremental',
+      '--full-every',
+      '--timeout',
+      '--keep-last',
+      '--keep-daily',
+      '--rate',
+      '--task-queue',
+      '--paused',
+      '--note',
+      '--json',
+    ],
     minimal: ['nightly', '--dest', '/tmp/nowhere', '--every', '24h'],
   },
   { command: ['schedule', 'list'], options: ['--json'] },
@@ -85,10 +119,12 @@ describe('the command line help', () => {
     };
     const top = await ohbackup(['--help']);
     const schedule = await ohbackup(['schedule', '--help']);
+    const repo = await ohbackup(['repo', '--help']);
     const listed = (help: string) => [...help.matchAll(/^ {2}([a-z][a-z-]*) /gm)].map((m) => m[1]!).filter((c) => c !== 'help');
     const commands = [
       ...listed(top.stdout.split('Commands:')[1]!.split('\n\n')[0]!).filter((c) => c !== 'schedule'),
       ...listed(schedule.stdout.split('Commands:')[1]!).map((c) => `schedule ${c}`),
+      ...listed(repo.stdout.split('Commands:')[1]!).map((c) => `repo ${c}`),
     ];
     expect(commands).toEqual(expect.arrayContaining(COMMANDS.map((c) => c.command.join(' '))));
     for (const command of commands) {

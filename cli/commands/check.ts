@@ -1,0 +1,71 @@
+/**
+ * `ohbackup check`: a repository (restic's check, then every stored bundle
+ * against its index), or a plain set folder against its indexes.
+ */
+import { statSync } from 'node:fs';
+import type { Command } from 'commander';
+import { checkSetFolder, type SetCheck } from '../../client/sets/verify.js';
+import type { CheckResult } from '../../engine/repository/index.js';
+import { formatCheck } from '../output/repository.js';
+import { openRepository, repoAction, repoOptions, type RepoFlags } from '../repository.js';
+import { EXIT, usageError } from '../shared.js';
+
+function formatSetCheck(r: SetCheck): string {
+  const lines = r.bundles.flatMap((b) => (b.problems.length ? [`${b.bundleName}: DAMAGED`, ...b.problems.map((p) => `  ${p}`)] : [`${b.bundleName}: OK`]));
+  lines.push(`${r.ok ? 'Clean' : 'DAMAGED'}: ${r.set}`);
+  return lines.join('\n');
+}
+
+export function registerCheck(program: Command): void {
+  repoOptions(
+    program
+      .command('check')
+      .summary('check a repository (or a backup set folder) for damage')
+      .description(
+        "Check a repository: restic's own check of its structure (with --read-data, every pack read back), then every bundle of every snapshot " +
+          'against its stored index (what is stored, kind and size; with --read-data every file hashed against its SHA-256). ' +
+          'With a folder instead, check that backup set folder: every slice and big file against its index (SHA-256, tar entries).',
+      )
+      .argument('[dir]', 'a backup set folder to check instead of a repository'),
+  )
+    .option('--read-data', 'read every byte back and check it (slower)')
+    .option('--read-data-subset <n%>', "read back this part of the packs: n% or n/t or a size (restic's); bundles are checked by size")
+    .option('--json', 'print the result as JSON (ok, restic, damaged: [{ snapshot, bundleName, problem }], snapshotsChecked)')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 clean; 1 damaged (the output names each damaged snapshot and bundle), or the repository cannot be opened; 2 wrong usage.
+
+Examples:
+  $ ohbackup check --read-data
+  $ ohbackup check --repo s3:https://s3.example.com/bucket --read-data-subset 10%
+  $ ohbackup check ./set --json`,
+    )
+    .action(async (dir: string | undefined, opts: RepoFlags & { readData?: boolean; readDataSubset?: string; json?: boolean }, cmd: Command) => {
+      if (opts.readData && opts.readDataSubset !== undefined) usageError(cmd, '--read-data and --read-data-subset exclude each other.');
+      if (opts.readDataSubset !== undefined && !/^(\d+(\.\d+)?%|\d+\/\d+|\d+[KMGT]?)$/.test(opts.readDataSubset))
+        usageError(cmd, `--read-data-subset "${opts.readDataSubset}" is not n% (like 10%), n/t (like 1/5) or a size (like 500M).`);
+      if (dir !== undefined) {
+        if (opts.repo !== undefined) usageError(cmd, 'give a set folder or --repo, not both.');
+        if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) usageError(cmd, `${dir} is not a folder.`);
+        return repoAction(
+          { json: opts.json, failure: 'Checking the set failed', format: formatSetCheck, exitCode: (r) => (r.ok ? EXIT.ok : EXIT.failed) },
+          () => checkSetFolder(dir),
+        );
+      }
+      let name = '';
+      await repoAction(
+        {
+          json: opts.json,
+          failure: 'Checking the repository failed',
+          format: (r: CheckResult) => formatCheck(r, name),
+          exitCode: (r) => (r.ok ? EXIT.ok : EXIT.failed),
+        },
+        async () => {
+          const repository = await openRepository(opts);
+          name = repository.name;
+          return { repository: name, ...(await repository.check({ readData: opts.readData, readDataSubset: opts.readDataSubset })) };
+        },
+      );
+    });
+}

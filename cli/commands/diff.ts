@@ -1,0 +1,39 @@
+/** `ohbackup diff A B`: what changed between two snapshots of a device, per bundle. */
+import type { Command } from 'commander';
+import type { DiffResult } from '../../engine/repository/index.js';
+import { formatDiff } from '../output/repository.js';
+import { openRepository, repoAction, repoOptions, type RepoFlags } from '../repository.js';
+
+function toJson(r: DiffResult) {
+  const snap = (s: DiffResult['a']) => ({ id: s.id, time: s.time, device: s.device, kind: s.kind });
+  return { a: snap(r.a), b: snap(r.b), bundles: r.bundles };
+}
+
+export function registerDiff(program: Command): void {
+  repoOptions(
+    program
+      .command('diff')
+      .summary('what changed between two snapshots of a device')
+      .description(
+        'Compare two snapshots of one device, bundle by bundle: entries new in B, changed (other bytes or kind), deleted, and touched ' +
+          '(same bytes, another mode or mtime), from the stored manifests (or indexes applied over their bases).',
+      )
+      .argument('<a>', 'the older snapshot: an ID (or a prefix), "latest" or session:ID')
+      .argument('<b>', 'the newer snapshot'),
+  )
+    .option('--json', 'print the result as JSON (a, b, bundles: [{ bundleName, new, changed, deleted, touched, only }])')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 compared; 1 a snapshot is not there, they are of two devices, or the repository cannot be opened; 2 wrong usage.
+
+Examples:
+  $ ohbackup diff 1a2b3c4d latest
+  $ ohbackup diff --repo /backups/repo 1a2b3c4d 5e6f7a8b --json`,
+    )
+    .action(async (a: string, b: string, opts: RepoFlags & { json?: boolean }) => {
+      await repoAction({ json: opts.json, failure: 'Comparing snapshots failed', toJson, format: formatDiff }, async () =>
+        (await openRepository(opts)).diff(a, b),
+      );
+    });
+}

@@ -1,0 +1,83 @@
+/**
+ * `ohbackup forget`: restic's keep policy per device, never cutting a chain
+ * (a kept increment keeps every base it needs); `--prune` then removes the
+ * data no snapshot needs; `--dry-run` only says what would go and why.
+ */
+import type { Command } from 'commander';
+import type { ForgetResult, KeepPolicy } from '../../engine/repository/index.js';
+import { formatForget } from '../output/repository.js';
+import { openRepository, repoAction, repoOptions, type RepoFlags } from '../repository.js';
+import { parseDeviceId, parseIntOption, usageError } from '../shared.js';
+
+export type KeepFlags = Pick<KeepPolicy, 'keepLast' | 'keepDaily' | 'keepWeekly' | 'keepMonthly'>;
+
+/** Adds the keep-policy flags (forget, schedule create). */
+export function keepOptions(cmd: Command): Command {
+  return cmd
+    .option('--keep-last <n>', 'keep the newest n snapshots of each device', parseIntOption(1))
+    .option('--keep-daily <n>', 'keep the newest snapshot of each of the last n days that have one', parseIntOption(1))
+    .option('--keep-weekly <n>', 'keep the newest snapshot of each of the last n weeks that have one', parseIntOption(1))
+    .option('--keep-monthly <n>', 'keep the newest snapshot of each of the last n months that have one', parseIntOption(1));
+}
+
+/** The policy the flags give, or undefined when none was given. */
+export function keepPolicy(o: KeepFlags): KeepPolicy | undefined {
+  const p: KeepPolicy = {};
+  for (const k of ['keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly'] as const) if (o[k] !== undefined) p[k] = o[k];
+  return Object.keys(p).length ? p : undefined;
+}
+
+function toJson(r: ForgetResult & { repository: string }) {
+  return {
+    repository: r.repository,
+    dryRun: r.dryRun,
+    pruned: r.pruned,
+    forgotten: r.forgotten,
+    decisions: r.decisions.map((d) => ({
+      id: d.snapshot.id,
+      time: d.snapshot.time,
+      device: d.snapshot.device,
+      kind: d.snapshot.kind,
+      keep: d.keep,
+      reasons: d.reasons,
+    })),
+  };
+}
+
+export function registerForget(program: Command): void {
+  keepOptions(
+    repoOptions(
+      program
+        .command('forget')
+        .summary('remove old snapshots by a keep policy (chains kept whole)')
+        .description(
+          "Forget the snapshots a keep policy does not keep, per device (restic's policy, grouped by host), never one that a kept increment needs: " +
+            'a chain is kept or forgotten whole. With --prune, then remove the data no snapshot needs any more. ' +
+            'With --dry-run, only say which snapshots would go and which stay, and why.',
+        ),
+    ),
+  )
+    .option('--device <id>', 'only the snapshots of this device', parseDeviceId)
+    .option('--prune', 'then remove the data no remaining snapshot needs (restic prune)')
+    .option('--dry-run', 'change nothing: say what would be forgotten and why')
+    .option('--json', 'print the decisions as JSON (repository, dryRun, pruned, forgotten, decisions: [{ id, time, device, kind, keep, reasons }])')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 done (also when nothing goes); 1 the repository cannot be opened or changed; 2 wrong usage (no keep flag).
+
+Examples:
+  $ ohbackup forget --keep-last 1 --dry-run
+  $ ohbackup forget --repo /backups/repo --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --prune
+  $ ohbackup forget --device phone-1 --keep-last 3 --json`,
+    )
+    .action(async (opts: RepoFlags & KeepFlags & { device?: string; prune?: boolean; dryRun?: boolean; json?: boolean }, cmd: Command) => {
+      const policy = keepPolicy(opts);
+      if (!policy) usageError(cmd, 'give a keep policy: at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly.');
+      if (opts.dryRun && opts.prune) usageError(cmd, '--dry-run changes nothing, so it does not --prune: give one.');
+      await repoAction({ json: opts.json, failure: 'Forgetting snapshots failed', toJson, format: (r) => formatForget(r, r.repository) }, async () => {
+        const repository = await openRepository(opts);
+        return { repository: repository.name, ...(await repository.forget(policy, { device: opts.device, prune: opts.prune, dryRun: opts.dryRun })) };
+      });
+    });
+}

@@ -1,0 +1,60 @@
+/**
+ * `--repo` and `--password-file` as the commands take them, and opening the
+ * repository they name (config/repository.ts decides which). A repository
+ * error is a plain failure (exit 1) with the library's message, which names
+ * the repository without credentials.
+ */
+import { Option, type Command } from 'commander';
+import { readSettings } from '../config/env.js';
+import { resolveRepositorySpec, type RepositorySpec } from '../config/repository.js';
+import { openRepositorySpec } from '../client/runs/repositoryRuns.js';
+import type { Repository } from '../engine/repository/index.js';
+
+export interface RepoFlags {
+  repo?: string;
+  passwordFile?: string;
+}
+
+export const REPO_HELP =
+  'the restic repository: a local path, sftp:, s3:, rest:, … or an alias NAME (OHBACKUP_REPOSITORY_NAME); default $OHBACKUP_REPOSITORY, else the state folder\'s ("state")';
+
+/** Adds `--repo` and `--password-file` to a command. */
+export function repoOptions(cmd: Command, repoHelp = REPO_HELP): Command {
+  return cmd
+    .addOption(new Option('--repo <repo>', repoHelp))
+    .addOption(
+      new Option(
+        '--password-file <file>',
+        "a file holding the repository's password (default: RESTIC_PASSWORD_FILE, RESTIC_PASSWORD_COMMAND or RESTIC_PASSWORD; the state repository's own)",
+      ),
+    );
+}
+
+export function repositorySpec(flags: RepoFlags): RepositorySpec {
+  return resolveRepositorySpec(flags.repo, { stateDir: readSettings().stateDir, passwordFile: flags.passwordFile });
+}
+
+export function openRepository(flags: RepoFlags): Promise<Repository> {
+  return openRepositorySpec(repositorySpec(flags));
+}
+
+/**
+ * The skeleton of a repository command (snapshots, check, forget, diff,
+ * repo init): its result as JSON or text on stdout and its exit code; a
+ * failure as one message on stderr, exit 1.
+ */
+export async function repoAction<R>(
+  how: { json?: boolean; failure: string; toJson?: (r: R) => unknown; format: (r: R) => string; exitCode?: (r: R) => number },
+  body: () => Promise<R>,
+): Promise<void> {
+  let result: R;
+  try {
+    result = await body();
+  } catch (err) {
+    console.error(`${how.failure}: ${(err as Error)?.message ?? err}`);
+    process.exitCode = 1;
+    return;
+  }
+  console.log(how.json ? JSON.stringify(how.toJson ? how.toJson(result) : result, null, 2) : how.format(result));
+  process.exitCode = how.exitCode?.(result) ?? 0;
+}
