@@ -10,6 +10,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFile, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -242,15 +243,28 @@ describe('the command line on a local repository, damaged and interrupted', () =
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_c, s) => resolve(s)));
-    await new Promise<void>((resolve, reject) => {
-      child.stderr.on('data', (d: Buffer) => {
-        err += d.toString();
-        // The store's first progress line: restic is writing the snapshot.
-        if (/^repository {2}\d+%/m.test(err)) resolve();
-      });
-      void exited.then(() => reject(new Error(`the backup ended before storing began:\n${err}`)));
-    });
+    let ended = false;
+    void exited.then(() => (ended = true));
+    // The moment restic's `backup` runs under the CLI: the snapshot is being written (a small store takes under a
+    // second, so the CLI's progress lines may not come before it ends).
+    const storing = (): boolean =>
+      readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .some((pid) => {
+          try {
+            const ppid = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+            const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+            return ppid === child.pid && argv.some((a) => /restic$/.test(a)) && argv.includes('backup');
+          } catch {
+            return false; // gone meanwhile
+          }
+        });
+    while (!storing()) {
+      if (ended) throw new Error(`the backup ended before storing began:\n${err}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     process.kill(-child.pid!, 'SIGKILL');
     expect(await exited).toBe('SIGKILL');
     const check = await ohbackup(['check', '--repo', repo, '--read-data']);
