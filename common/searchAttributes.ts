@@ -4,9 +4,10 @@ import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/commo
 export const OhbackupKind = defineSearchAttributeKey('OhbackupKind', SearchAttributeType.KEYWORD);
 export const OhbackupBundles = defineSearchAttributeKey('OhbackupBundles', SearchAttributeType.KEYWORD_LIST);
 export const OhbackupState = defineSearchAttributeKey('OhbackupState', SearchAttributeType.KEYWORD);
+export const OhbackupDevice = defineSearchAttributeKey('OhbackupDevice', SearchAttributeType.KEYWORD);
 
 /** As `temporal server start-dev --search-attribute` takes them. */
-export const SEARCH_ATTRIBUTE_FLAGS = ['OhbackupKind=Keyword', 'OhbackupBundles=KeywordList', 'OhbackupState=Keyword'];
+export const SEARCH_ATTRIBUTE_FLAGS = ['OhbackupKind=Keyword', 'OhbackupBundles=KeywordList', 'OhbackupState=Keyword', 'OhbackupDevice=Keyword'];
 
 /**
  * The bundle names a session lists in OhbackupBundles: as many as fit in the

@@ -5,6 +5,7 @@ import { runBackup, type BackupProgressEvent, type BackupRunResult } from '../..
 import { BundleNameArg, SessionIdArg, parseArg } from '../../client/validate.js';
 import type { ProgressColumns } from '../output/progress.js';
 import { formatBackupResult, formatBytes } from '../output/results.js';
+import { runDeviceCommand } from './deviceRun.js';
 import { TOOL_TIMEOUT_HELP, parseDeviceId, parseDuration, parseIntOption, runCommand, usageError } from '../shared.js';
 
 function startSuffix(e: Extract<BackupProgressEvent, { type: 'start' }>): string {
@@ -35,6 +36,19 @@ function toJson({ sessionId, uiUrl, out, kind, base, bundles, error, endedElsewh
   return { sessionId, uiUrl, out, kind, ...(base ? { base } : {}), bundles, ...(error ? { error } : {}), ...(endedElsewhere ? { endedElsewhere } : {}) };
 }
 
+interface BackupCommandOptions {
+  out?: string;
+  repo?: string;
+  detach?: boolean;
+  rate?: number;
+  incremental?: boolean;
+  base?: string;
+  attach?: string;
+  device?: string;
+  toolTimeout?: number;
+  json?: boolean;
+}
+
 export function registerBackup(program: Command): void {
   program
     .command('backup')
@@ -47,7 +61,12 @@ export function registerBackup(program: Command): void {
         '(`ohbackup restore --from` the increment restores SET and the increment after it).',
     )
     .argument('[bundle...]', 'bundles to back up (default: every bundle the device reports as backup-able)')
-    .requiredOption('--out <dir>', 'the backup set folder to write (new or empty)')
+    .option('--out <dir>', 'the backup set folder to write (new or empty); required unless --device and --repo')
+    .option(
+      '--repo <name>',
+      "with --device: a device-side run into the repository the device's worker names so (OHBACKUP_REPOSITORY_<NAME>); --base is then a snapshot",
+    )
+    .option('--detach', 'with --device and --repo: start the run, print its ID and UI link, and leave it (`ohbackup follow ID` re-attaches)')
     .option('--rate <n>', 'files per second handed over per bundle (default 60; above 800 means 800)', parseIntOption(1))
     .option('--incremental', "an incremental session: every bundle in full (without --base), each bundle's manifest kept in the set")
     .option(
@@ -86,41 +105,48 @@ Examples:
   $ ohbackup restore --from ./inc2 --to ./new-device                # restores ./full, ./inc1, then ./inc2
   $ ohbackup backup --attach ohbackup-backup-1c9e… --out ./set      # the run writing ./set was killed: complete it`,
     )
-    .action(
-      async (
-        bundles: string[],
-        opts: { out: string; rate?: number; incremental?: boolean; base?: string; attach?: string; device?: string; toolTimeout?: number; json?: boolean },
-        cmd: Command,
-      ) => {
-        if (opts.attach !== undefined) {
-          if (!SessionIdArg.safeParse(opts.attach).success) usageError(cmd, `--attach "${opts.attach}" is not a session ID.`);
-          if (bundles.length || opts.incremental || opts.base !== undefined)
-            usageError(cmd, '--attach completes the set as its backup started it: name no bundles, --incremental or --base with it.');
-        }
-        for (const name of bundles) {
-          try {
-            parseArg(BundleNameArg, name, 'bundle');
-          } catch {
-            usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
-          }
-        }
-        if (opts.device) backup.configure({ device: opts.device });
-        await runCommand(
+    .action(async (bundles: string[], opts: BackupCommandOptions, cmd: Command) => {
+      if (opts.repo !== undefined || opts.detach) {
+        // A device-side run: the device's worker runs the whole tool side into its own repository.
+        if (!opts.device || opts.repo === undefined)
+          usageError(cmd, '--repo and --detach go with --device: the device-side run names the repository by its alias on the device.');
+        if (opts.out !== undefined || opts.attach !== undefined)
+          usageError(cmd, '--out and --attach are for a backup into a set folder on this host, not with --repo.');
+        return runDeviceCommand(
           cmd,
-          { progress: backupColumns, json: opts.json, toJson, format: formatBackupResult, failure: 'Backup failed' },
-          ({ onProgress, signal }) =>
-            runBackup({
-              out: opts.out,
-              bundles,
-              rate: opts.rate,
-              incremental: opts.incremental,
-              base: opts.base,
-              attach: opts.attach,
-              toolTimeoutMs: opts.toolTimeout,
-              onProgress,
-              signal,
-            }),
+          { kind: 'backup', device: opts.device, repository: opts.repo, bundles, rate: opts.rate, incremental: opts.incremental, base: opts.base },
+          opts,
         );
-      },
-    );
+      }
+      if (opts.out === undefined) usageError(cmd, "required option '--out <dir>' not specified (or --device D --repo NAME for a device-side run)");
+      if (opts.attach !== undefined) {
+        if (!SessionIdArg.safeParse(opts.attach).success) usageError(cmd, `--attach "${opts.attach}" is not a session ID.`);
+        if (bundles.length || opts.incremental || opts.base !== undefined)
+          usageError(cmd, '--attach completes the set as its backup started it: name no bundles, --incremental or --base with it.');
+      }
+      for (const name of bundles) {
+        try {
+          parseArg(BundleNameArg, name, 'bundle');
+        } catch {
+          usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
+        }
+      }
+      if (opts.device) backup.configure({ device: opts.device });
+      await runCommand(
+        cmd,
+        { progress: backupColumns, json: opts.json, toJson, format: formatBackupResult, failure: 'Backup failed' },
+        ({ onProgress, signal }) =>
+          runBackup({
+            out: opts.out!,
+            bundles,
+            rate: opts.rate,
+            incremental: opts.incremental,
+            base: opts.base,
+            attach: opts.attach,
+            toolTimeoutMs: opts.toolTimeout,
+            onProgress,
+            signal,
+          }),
+      );
+    });
 }

@@ -13,6 +13,7 @@ import { BundleNameArg } from '../../client/validate.js';
 import { startWorker } from '../../workers/embedded.js';
 import type { ProgressColumns } from '../output/progress.js';
 import { formatBytes, formatRestorePlan, formatRestoreResult, restoredOnto } from '../output/results.js';
+import { runDeviceCommand } from './deviceRun.js';
 import { TOOL_TIMEOUT_HELP, parseDeviceId, parseDuration, runCommand, usageError } from '../shared.js';
 
 function startLine(e: Extract<RestoreProgressEvent, { type: 'start' }>): string {
@@ -86,6 +87,9 @@ function parseMapping(value: string, previous: Record<string, string> = {}): Rec
 
 interface RestoreCommandOptions extends Omit<RestoreArgs, 'bundles' | 'toolTimeoutMs'> {
   device?: string;
+  repo?: string;
+  fromDevice?: string;
+  detach?: boolean;
   toolTimeout?: number;
   json?: boolean;
   dryRun?: boolean;
@@ -102,7 +106,10 @@ export function registerRestore(program: Command): void {
         'else onto the device whose worker serves the configured task queue (`ohbackup worker` or `ohbackup dev`).',
     )
     .argument('[bundle...]', 'bundles to restore (default: every bundle the set holds completely)')
-    .requiredOption('--from <set>', 'the backup set folder to restore from (an increment: with its chain of base sets)')
+    .requiredOption('--from <set>', 'the backup set folder to restore from (an increment: with its chain of base sets); with --repo a snapshot ID or latest')
+    .option('--repo <name>', "with --device: a device-side restore from the repository the device's worker names so (OHBACKUP_REPOSITORY_<NAME>)")
+    .option('--from-device <id>', 'with --repo: whose snapshot --from latest means (default the device restored onto)', parseDeviceId)
+    .option('--detach', 'with --device and --repo: start the run, print its ID and UI link, and leave it (`ohbackup follow ID` re-attaches)')
     .option('--to <data-root>', 'restore onto this device data root (created, 0700, if missing) with an in-process worker')
     .option('--map <old=new>', "restore a bundle's data into another bundle (app_mapping_relation); repeatable", parseMapping)
     .option('--device <id>', 'restore onto the device of this ID, served by `ohbackup worker --device ID` (not with --to)', parseDeviceId)
@@ -137,6 +144,27 @@ Examples:
     .action(async (bundles: string[], opts: RestoreCommandOptions, cmd: Command) => {
       for (const name of bundles) {
         if (!BundleNameArg.safeParse(name).success) usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
+      }
+      if (opts.repo !== undefined || opts.detach || opts.fromDevice) {
+        // A device-side restore: the device's worker reads its own repository and restores onto its own data.
+        if (!opts.device || opts.repo === undefined)
+          usageError(cmd, '--repo, --from-device and --detach go with --device: the device-side run names the repository by its alias on the device.');
+        if (opts.to !== undefined || opts.dryRun) usageError(cmd, '--to and --dry-run are for a restore from a set folder, not with --repo.');
+        return runDeviceCommand(
+          cmd,
+          {
+            kind: 'restore',
+            device: opts.device,
+            repository: opts.repo,
+            snapshot: opts.from,
+            ...(opts.fromDevice ? { fromDevice: opts.fromDevice } : {}),
+            ...(bundles.length ? { bundles } : {}),
+            ...(opts.map ? { map: opts.map } : {}),
+            force: opts.force,
+            keepPrevious: opts.keepPrevious,
+          },
+          opts,
+        );
       }
       if (opts.device && opts.to !== undefined)
         usageError(cmd, '--device and --to exclude each other: --to restores onto a data root on this machine through its own worker.');
