@@ -103,7 +103,9 @@ Examples:
   $ ohbackup backup --base ./full --out ./inc1                      # only what changed since ./full
   $ ohbackup backup --base ./inc1 --out ./inc2                      # ... and since ./inc1
   $ ohbackup restore --from ./inc2 --to ./new-device                # restores ./full, ./inc1, then ./inc2
-  $ ohbackup backup --attach ohbackup-backup-1c9e… --out ./set      # the run writing ./set was killed: complete it`,
+  $ ohbackup backup --attach ohbackup-backup-1c9e… --out ./set      # the run writing ./set was killed: complete it
+  $ ohbackup backup --device phone-1 --repo offsite --incremental   # run on phone-1's worker, into its repository "offsite"
+  $ ohbackup backup --device phone-1 --repo offsite --base latest   # an increment of phone-1's latest snapshot there`,
     )
     .action(async (bundles: string[], opts: BackupCommandOptions, cmd: Command) => {
       if (opts.repo !== undefined || opts.detach) {

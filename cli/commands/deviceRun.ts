@@ -133,6 +133,15 @@ export function registerDeviceRuns(program: Command): void {
     )
     .argument('<run-id>', 'the run ID the starting command printed (ohbackup-device-…)')
     .option('--json', 'print the result as one JSON object')
+    .addHelpText(
+      'after',
+      `
+Exit codes: as the command that started the run (0 done, 3 partial, 1 failed, 130 interrupted: Ctrl-C cancels the run).
+
+Examples:
+  $ ohbackup backup --device phone-1 --repo offsite --detach     # prints the run ID
+  $ ohbackup follow ohbackup-device-backup-phone-1-1c9e…`,
+    )
     .action(async (runId: string, opts: { json?: boolean }, cmd: Command) => {
       if (!SessionIdArg.safeParse(runId).success) usageError(cmd, `"${runId}" is not a run ID.`);
       const kind = /^ohbackup-device-(backup|restore|snapshots)-/.exec(runId)?.[1] as DeviceRunRequest['kind'] | undefined;
@@ -158,6 +167,16 @@ export function registerDeviceRuns(program: Command): void {
         'whether a worker polls now and when one was last seen, its ohbackup version, and the repository aliases it has configured (names only).',
     )
     .option('--json', 'print the devices as a JSON array')
+    .addHelpText(
+      'after',
+      `
+A device is listed once its worker has started (\`ohbackup worker --device ID\`); "live" means some worker polls its task
+queue now, and "last seen" is when one last did (the service forgets a silent poller after a few minutes).
+
+Examples:
+  $ ohbackup devices
+  $ ohbackup devices --json`,
+    )
     .action(async (opts: { json?: boolean }) => {
       try {
         const list = await listDevices(await connect());
@@ -194,6 +213,13 @@ export function registerDeviceSnapshots(program: Command): void {
     .requiredOption('--repo <name>', "the repository's alias on that device (OHBACKUP_REPOSITORY_<NAME> in its worker's environment)")
     .option('--of-device <id>', "only this device's snapshots", parseDeviceId)
     .option('--json', 'print the snapshots as a JSON array')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ ohbackup snapshots --device phone-1 --repo offsite                      # every device's snapshots in it
+  $ ohbackup snapshots --device phone-1 --repo offsite --of-device phone-2 --json`,
+    )
     .action(async (opts: { device: string; repo: string; ofDevice?: string; json?: boolean }, cmd: Command) => {
       type Listing = { outcome: 'done'; snapshots: DeviceRunSnapshot[] };
       await runCommand<AnyEvent, Listing>(

@@ -139,7 +139,8 @@ Examples:
   $ ohbackup restore --from ./set --device phone-2                  # onto the device whose worker runs \`ohbackup worker --device phone-2\`
   $ ohbackup restore --from ./set com.example.notes --map com.example.notes=com.example.notes2
   $ ohbackup restore --from ./set --to ./new-device --json com.example.docs
-  $ ohbackup restore --from ./inc2 --to ./new-device                # ./inc2 = backup --base ./inc1: restores ./full, ./inc1, ./inc2`,
+  $ ohbackup restore --from ./inc2 --to ./new-device                # ./inc2 = backup --base ./inc1: restores ./full, ./inc1, ./inc2
+  $ ohbackup restore --device phone-2 --repo offsite --from latest --from-device phone-1   # phone-1's data onto phone-2, run by phone-2's worker`,
     )
     .action(async (bundles: string[], opts: RestoreCommandOptions, cmd: Command) => {
       for (const name of bundles) {

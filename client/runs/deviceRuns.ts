@@ -118,8 +118,17 @@ export async function followDeviceRun(workflowId: string, opts: FollowOptions = 
   const cancel = () => {
     if (cancelled) return;
     cancelled = true;
-    opts.onNotice?.('Cancelling the run: the device releases its session ...');
-    void handle.cancel().catch(() => undefined);
+    void (async () => {
+      // No worker of the device to hear a cancellation (the run never started there): end the run outright.
+      const live = await deviceWorkerLive(client, request.device).catch(() => undefined);
+      if (live && !live.live) {
+        opts.onNotice?.(`Cancelling the run: no worker of device ${request.device} is there to run it; it ends now.`);
+        await handle.terminate(`cancelled before a worker of device ${request.device} ran it`);
+      } else {
+        opts.onNotice?.('Cancelling the run: the device releases its session ...');
+        await handle.cancel();
+      }
+    })().catch(() => undefined);
   };
   if (opts.signal?.aborted) cancel();
   opts.signal?.addEventListener('abort', cancel, { once: true });

@@ -40,6 +40,9 @@ const COMMANDS: Array<{ command: string[]; options: string[]; minimal?: string[]
   { command: ['schedule', 'unpause'], options: ['--note', '--json'], minimal: ['nightly'] },
   { command: ['schedule', 'trigger'], options: ['--wait', '--json'], minimal: ['nightly'] },
   { command: ['schedule', 'delete'], options: ['--json'], minimal: ['nightly'] },
+  { command: ['follow'], options: ['--json'], minimal: ['ohbackup-device-backup-x-1'] },
+  { command: ['devices'], options: ['--json'] },
+  { command: ['snapshots'], options: ['--device', '--repo', '--of-device', '--json'], minimal: ['--device', 'd', '--repo', 'r'] },
 ];
 
 describe('the command line help', () => {
