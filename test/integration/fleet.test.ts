@@ -463,6 +463,7 @@ describe.skipIf(unavailable !== undefined)('a fleet: device-side runs across net
     const r = await operatorJson<Run>(['follow', started.runId]);
     expect(r.outcome).toBe('done');
     expect(r.snapshot?.device).toBe('dev-1');
+    expect(r.attempt).toBe(1); // restic itself waited for the repository host: the run was not retried
   });
 
   it('the operator host never held backup data, and no history holds the repository password or the S3 secret', async () => {
