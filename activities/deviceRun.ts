@@ -34,6 +34,7 @@ import { backupToRepository, restoreFromRepository } from '../client/runs/reposi
 import type { BackupProgressEvent } from '../client/runs/runBackup.js';
 import type { RestoreProgressEvent } from '../client/runs/runRestore.js';
 import { SetupError } from '../client/runs/setup.js';
+import type { RunSummary } from '../client/runs/tally.js';
 import type { DeviceConfig } from './index.js';
 
 const setupFailure = (message: string) => ApplicationFailure.nonRetryable(message, DEVICE_RUN_SETUP);
@@ -163,6 +164,20 @@ export function createDeviceRunActivities(config: DeviceConfig) {
         }
         await rm(tempDir, { recursive: true, force: true });
         await mkdir(tempDir, { recursive: true, mode: 0o700 });
+        /** What a backup's or restore's run came to (a cancelled one ends the activity as cancelled: the session is released by now). */
+        const ended = (r: RunSummary & { sessionId: string }) => {
+          if (r.interrupted && ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+          for (const o of r.bundles) progress.end(o);
+          return {
+            ...common,
+            outcome: r.outcome === 'interrupted' ? ('failed' as const) : r.outcome,
+            sessionId: r.sessionId,
+            bundles: r.bundles,
+            files: progress.state.files,
+            bytes: progress.state.bytes,
+            ...(r.error ? { error: r.error } : {}),
+          };
+        };
         const run = {
           client: ctx.client,
           taskQueue: ctx.info.taskQueue,
@@ -188,21 +203,13 @@ export function createDeviceRunActivities(config: DeviceConfig) {
               progress.state.percent = Math.round(p.percent * 1000) / 10;
             },
           });
-          if (r.interrupted && ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
-          for (const o of r.bundles) progress.end(o);
           return {
-            ...common,
-            outcome: r.outcome === 'interrupted' ? 'failed' : r.outcome,
-            sessionId: r.sessionId,
-            bundles: r.bundles,
-            files: progress.state.files,
-            bytes: progress.state.bytes,
+            ...ended(r),
             ...(r.snapshot ? { snapshot: snapshotView(r.snapshot) } : {}),
             ...(r.baseSnapshot ? { baseSnapshot: snapshotView(r.baseSnapshot) } : {}),
             ...(r.store
               ? { store: { filesNew: r.store.filesNew, filesChanged: r.store.filesChanged, dataAdded: r.store.dataAdded, totalBytes: r.store.bytesProcessed } }
               : {}),
-            ...(r.error ? { error: r.error } : {}),
           };
         }
         progress.state.phase = 'reading';
@@ -220,18 +227,7 @@ export function createDeviceRunActivities(config: DeviceConfig) {
           force: req.force || !!earlier?.wrote,
           keepPrevious: req.keepPrevious,
         });
-        if (r.interrupted && ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
-        for (const o of r.bundles) progress.end(o);
-        return {
-          ...common,
-          outcome: r.outcome === 'interrupted' ? 'failed' : r.outcome,
-          sessionId: r.sessionId,
-          bundles: r.bundles,
-          files: progress.state.files,
-          bytes: progress.state.bytes,
-          snapshots: r.snapshots.map(snapshotView),
-          ...(r.error ? { error: r.error } : {}),
-        };
+        return { ...ended(r), snapshots: r.snapshots.map(snapshotView) };
       } catch (err) {
         // Refused before anything ran (nothing to back up, data there now without force, no such snapshot): retrying changes nothing.
         const refused = [SetupError, SnapshotNotFound, ChainBroken, NoPassword, SetMismatch].some((c) => err instanceof c);
