@@ -138,6 +138,20 @@ export function createDeviceRunActivities(config: DeviceConfig) {
           const list = await repository.snapshots({ ...(req.fromDevice ? { device: req.fromDevice } : {}), signal: ctx.cancellationSignal });
           return { ...common, outcome: 'done', bundles: [], files: 0, bytes: 0, snapshots: list.map(snapshotView) };
         }
+        if (req.kind === 'check') {
+          progress.state.phase = 'checking';
+          beat();
+          const c = await repository.check({ readData: !!req.readData, signal: ctx.cancellationSignal });
+          const check = {
+            ok: c.ok,
+            resticErrors: c.restic.errors,
+            brokenPacks: c.restic.brokenPacks,
+            damaged: c.damaged,
+            snapshotsChecked: c.snapshotsChecked,
+          };
+          // A damaged repository is this run's answer, not its failure: the command says so with exit 1.
+          return { ...common, outcome: 'done', bundles: [], files: 0, bytes: 0, check };
+        }
         if (earlier?.sessionId) {
           await ctx.client.workflow
             .getHandle(earlier.sessionId)

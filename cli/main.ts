@@ -10,7 +10,7 @@ import { registerRestore } from './commands/restore.js';
 import { registerSampleDevice } from './commands/sampleDevice.js';
 import { registerSchedule } from './commands/schedule/index.js';
 import { registerWorker } from './commands/worker.js';
-import { registerDeviceRuns, registerDeviceSnapshots } from './commands/deviceRun.js';
+import { registerDeviceCheck, registerDeviceRuns, registerDeviceSnapshots } from './commands/deviceRun.js';
 import { EXIT } from './shared.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -56,6 +56,7 @@ registerControl(program);
 registerSchedule(program);
 registerDeviceRuns(program);
 registerDeviceSnapshots(program);
+registerDeviceCheck(program);
 
 let code: number;
 try {

@@ -18,7 +18,7 @@ export const DEVICE_RUN_FAILED = 'OhbackupDeviceRunFailed';
 /** The ApplicationFailure type of a run whose setup failed on the device (no such alias, nothing to back up …): not retried. */
 export const DEVICE_RUN_SETUP = 'OhbackupDeviceRunSetup';
 
-export type DeviceRunKind = 'backup' | 'restore' | 'snapshots';
+export type DeviceRunKind = 'backup' | 'restore' | 'snapshots' | 'check';
 
 export interface DeviceRunRequest {
   kind: DeviceRunKind;
@@ -40,6 +40,8 @@ export interface DeviceRunRequest {
   map?: Record<string, string>;
   force?: boolean;
   keepPrevious?: boolean;
+  /** Check: read back and hash every byte (restic check --read-data, and every bundle's entries against its index). */
+  readData?: boolean;
 }
 
 /** One bundle as a run's progress shows it. */
@@ -55,7 +57,7 @@ export interface DeviceRunBundle {
 
 /** What the run's activity heartbeats (small: at most MAX_PROGRESS_BUNDLES bundles listed). */
 export interface DeviceRunProgress {
-  phase: 'starting' | 'session' | 'storing' | 'reading' | 'listing';
+  phase: 'starting' | 'session' | 'storing' | 'reading' | 'listing' | 'checking';
   /** The session of this attempt, once started (a retry releases it). */
   sessionId?: string;
   /** A restore session has started writing the device's data (a retry may replace it). */
@@ -100,6 +102,14 @@ export interface DeviceRunResult {
   baseSnapshot?: DeviceRunSnapshot;
   /** Backup: what storing added to the repository. */
   store?: { filesNew: number; filesChanged: number; dataAdded: number; totalBytes: number };
+  /** Check: restic's check and every bundle of every snapshot against its stored index. */
+  check?: {
+    ok: boolean;
+    resticErrors: number;
+    brokenPacks: string[];
+    damaged: Array<{ snapshot: string; bundleName: string; problem: string }>;
+    snapshotsChecked: number;
+  };
   error?: ErrorInfo;
   /** Which attempt of the run's activity finished it (2 and more: a worker died or restarted mid-run). */
   attempt: number;

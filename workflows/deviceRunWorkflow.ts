@@ -23,8 +23,9 @@ const { runDeviceRun } = proxyActivities<ReturnType<typeof createActivities>>({
 export async function deviceRunWorkflow(request: DeviceRunRequest): Promise<DeviceRunResult> {
   setCurrentDetails(`${request.kind} on device ${request.device}, repository "${request.repository}": running`);
   const result = await runDeviceRun(request);
-  const what =
-    result.kind === 'snapshots'
+  const what = result.check
+    ? `repository ${result.check.ok ? 'clean' : `damaged (${result.check.damaged.length} bundles, ${result.check.resticErrors} restic errors)`}`
+    : result.kind === 'snapshots'
       ? `${result.snapshots?.length ?? 0} snapshots`
       : `${result.bundles.length} bundles, ${result.files} files, ${result.bytes} bytes`;
   const snapshot = result.snapshot ? `, snapshot ${result.snapshot.shortId}` : '';

@@ -9,7 +9,15 @@ import { deviceTaskQueue } from '../../common/deviceQueue.js';
 import type { DeviceRunProgress, DeviceRunRequest, DeviceRunSnapshot } from '../../common/deviceRun.js';
 import { describeCode } from '../../common/errors.js';
 import type { BundleOutcome } from '../../common/session.js';
-import { deviceSnapshots, followDeviceRun, listDevices, startDeviceRun, type FollowedDeviceRun, type StartedDeviceRun } from '../../client/runs/deviceRuns.js';
+import {
+  deviceCheck,
+  deviceSnapshots,
+  followDeviceRun,
+  listDevices,
+  startDeviceRun,
+  type FollowedDeviceRun,
+  type StartedDeviceRun,
+} from '../../client/runs/deviceRuns.js';
 import { connect } from '../../client/runs/setup.js';
 import { SessionIdArg } from '../../client/validate.js';
 import type { ProgressColumns, ProgressEvent } from '../output/progress.js';
@@ -241,6 +249,60 @@ Examples:
             onNotice: (message) => onProgress({ type: 'notice', message }),
           }),
         }),
+      );
+    });
+}
+
+/** `ohbackup check --device D --repo NAME`: the device's worker checks the repository; exit 0 clean, 1 damaged. */
+export function registerDeviceCheck(program: Command): void {
+  program
+    .command('check')
+    .summary("check a repository's integrity through a device's worker")
+    .description(
+      "Check a repository through the worker of --device, which holds its configuration (alias --repo): restic's own check, then every bundle of " +
+        'every snapshot against its stored index. This host needs no repository credential and no route to it.',
+    )
+    .requiredOption('--device <id>', 'the device whose worker checks the repository', parseDeviceId)
+    .requiredOption('--repo <name>', "the repository's alias on that device (OHBACKUP_REPOSITORY_<NAME> in its worker's environment)")
+    .option('--read-data', 'read back every byte (restic check --read-data; every entry hashed against its index)')
+    .option('--json', 'print the result as one JSON object (ok, resticErrors, brokenPacks, damaged, snapshotsChecked)')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 clean; 1 damaged (what is damaged is named by snapshot and bundle), or the check could not run.
+
+Examples:
+  $ ohbackup check --device phone-1 --repo offsite
+  $ ohbackup check --device phone-1 --repo offsite --read-data --json`,
+    )
+    .action(async (opts: { device: string; repo: string; readData?: boolean; json?: boolean }, cmd: Command) => {
+      type Checked = NonNullable<FollowedDeviceRun['check']> & { outcome: 'done' | 'failed' };
+      await runCommand<AnyEvent, Checked>(
+        cmd,
+        {
+          progress: backupColumns as unknown as ProgressColumns<AnyEvent>,
+          json: opts.json,
+          toJson: ({ outcome: _o, ...c }) => c,
+          format: (c) =>
+            c.ok
+              ? `Repository "${opts.repo}" is clean: ${c.snapshotsChecked} snapshots checked.`
+              : [
+                  `Repository "${opts.repo}" is damaged:`,
+                  ...c.damaged.map((d) => `  snapshot ${d.snapshot.slice(0, 8)} ${d.bundleName}: ${d.problem}`),
+                  ...c.brokenPacks.map((p) => `  pack ${p}`),
+                ].join('\n'),
+          failure: 'Check failed',
+        },
+        async ({ signal, onProgress }) => {
+          const c = await deviceCheck({
+            device: opts.device,
+            repository: opts.repo,
+            readData: opts.readData,
+            signal,
+            onNotice: (message) => onProgress({ type: 'notice', message }),
+          });
+          return { ...c, outcome: c.ok ? 'done' : 'failed' };
+        },
       );
     });
 }

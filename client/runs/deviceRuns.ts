@@ -192,6 +192,25 @@ async function runRequest(handle: ReturnType<Client['workflow']['getHandle']>): 
   return request;
 }
 
+/** `ohbackup check --device D --repo NAME`: the device's worker checks the repository (restic's check and every bundle against its index). */
+export async function deviceCheck(opts: {
+  device: string;
+  repository: string;
+  readData?: boolean;
+  client?: Client;
+  signal?: AbortSignal;
+  onNotice?: (m: string) => void;
+}): Promise<NonNullable<DeviceRunResult['check']>> {
+  const client = opts.client ?? (await connect());
+  const started = await startDeviceRun(
+    { kind: 'check', device: opts.device, repository: opts.repository, ...(opts.readData ? { readData: true } : {}) },
+    client,
+  );
+  const r = await followDeviceRun(started.workflowId, { client, signal: opts.signal, onNotice: opts.onNotice });
+  if (r.outcome === 'interrupted' || !r.check) throw new SetupError('Interrupted: the check did not finish.', 'interrupted');
+  return r.check;
+}
+
 /** One device's run of `ohbackup snapshots --device D --repo NAME`: the device's worker lists the repository. */
 export async function deviceSnapshots(opts: {
   device: string;

@@ -42,6 +42,7 @@ const COMMANDS: Array<{ command: string[]; options: string[]; minimal?: string[]
   { command: ['schedule', 'delete'], options: ['--json'], minimal: ['nightly'] },
   { command: ['follow'], options: ['--json'], minimal: ['ohbackup-device-backup-x-1'] },
   { command: ['devices'], options: ['--json'] },
+  { command: ['check'], options: ['--device', '--repo', '--read-data', '--json'], minimal: ['--device', 'd', '--repo', 'r'] },
   { command: ['snapshots'], options: ['--device', '--repo', '--of-device', '--json'], minimal: ['--device', 'd', '--repo', 'r'] },
 ];
 

@@ -446,7 +446,7 @@ describe.skipIf(unavailable !== undefined)('a fleet: device-side runs across net
     expect(await exited).toBe(130);
   });
 
-  it('the repository link cut for 30 s while a run is under way: the run resumes and completes', async () => {
+  it('the repository link cut for 30 s while a run is under way: the run resumes and completes, and the repository checks clean', async () => {
     const started = await operatorJson<{ runId: string }>(['backup', '--device', 'dev-1', '--repo', 'fleet', '--rate', '2', '--detach', 'com.example.photos']);
     await waitFor('the run mid-session', async () => ((await progressOf(started.runId))?.files ?? 0) >= 1 || undefined);
     const link = `${tag}a3`; // device-1's side of its link to the repository host
@@ -464,6 +464,17 @@ describe.skipIf(unavailable !== undefined)('a fleet: device-side runs across net
     expect(r.outcome).toBe('done');
     expect(r.snapshot?.device).toBe('dev-1');
     expect(r.attempt).toBe(1); // restic itself waited for the repository host: the run was not retried
+    // Checked through the other device's worker: clean, every bundle of every snapshot read back.
+    const checked = await operatorJson<{ ok: boolean; snapshotsChecked: number; damaged: unknown[] }>([
+      'check',
+      '--device',
+      'dev-2',
+      '--repo',
+      'fleet',
+      '--read-data',
+    ]);
+    expect(checked).toMatchObject({ ok: true, damaged: [] });
+    expect(checked.snapshotsChecked).toBeGreaterThanOrEqual(6);
   });
 
   it('the operator host never held backup data, and no history holds the repository password or the S3 secret', async () => {
