@@ -36,19 +36,6 @@ function toJson({ sessionId, uiUrl, out, kind, base, bundles, error, endedElsewh
   return { sessionId, uiUrl, out, kind, ...(base ? { base } : {}), bundles, ...(error ? { error } : {}), ...(endedElsewhere ? { endedElsewhere } : {}) };
 }
 
-interface BackupCommandOptions {
-  out?: string;
-  repo?: string;
-  detach?: boolean;
-  rate?: number;
-  incremental?: boolean;
-  base?: string;
-  attach?: string;
-  device?: string;
-  toolTimeout?: number;
-  json?: boolean;
-}
-
 export function registerBackup(program: Command): void {
   program
     .command('backup')
@@ -107,48 +94,65 @@ Examples:
   $ ohbackup backup --device phone-1 --repo offsite --incremental   # run on phone-1's worker, into its repository "offsite"
   $ ohbackup backup --device phone-1 --repo offsite --base latest   # an increment of phone-1's latest snapshot there`,
     )
-    .action(async (bundles: string[], opts: BackupCommandOptions, cmd: Command) => {
-      if (opts.repo !== undefined || opts.detach) {
-        // A device-side run: the device's worker runs the whole tool side into its own repository.
-        if (!opts.device || opts.repo === undefined)
-          usageError(cmd, '--repo and --detach go with --device: the device-side run names the repository by its alias on the device.');
-        if (opts.out !== undefined || opts.attach !== undefined)
-          usageError(cmd, '--out and --attach are for a backup into a set folder on this host, not with --repo.');
-        return runDeviceCommand(
-          cmd,
-          { kind: 'backup', device: opts.device, repository: opts.repo, bundles, rate: opts.rate, incremental: opts.incremental, base: opts.base },
-          opts,
-        );
-      }
-      if (opts.out === undefined) usageError(cmd, "required option '--out <dir>' not specified (or --device D --repo NAME for a device-side run)");
-      if (opts.attach !== undefined) {
-        if (!SessionIdArg.safeParse(opts.attach).success) usageError(cmd, `--attach "${opts.attach}" is not a session ID.`);
-        if (bundles.length || opts.incremental || opts.base !== undefined)
-          usageError(cmd, '--attach completes the set as its backup started it: name no bundles, --incremental or --base with it.');
-      }
-      for (const name of bundles) {
-        try {
-          parseArg(BundleNameArg, name, 'bundle');
-        } catch {
-          usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
+    .action(
+      async (
+        bundles: string[],
+        opts: {
+          out?: string;
+          repo?: string;
+          detach?: boolean;
+          rate?: number;
+          incremental?: boolean;
+          base?: string;
+          attach?: string;
+          device?: string;
+          toolTimeout?: number;
+          json?: boolean;
+        },
+        cmd: Command,
+      ) => {
+        if (opts.repo !== undefined || opts.detach) {
+          // A device-side run: the device's worker runs the whole tool side into its own repository.
+          if (!opts.device || opts.repo === undefined)
+            usageError(cmd, '--repo and --detach go with --device: the device-side run names the repository by its alias on the device.');
+          if (opts.out !== undefined || opts.attach !== undefined)
+            usageError(cmd, '--out and --attach are for a backup into a set folder on this host, not with --repo.');
+          return runDeviceCommand(
+            cmd,
+            { kind: 'backup', device: opts.device, repository: opts.repo, bundles, rate: opts.rate, incremental: opts.incremental, base: opts.base },
+            opts,
+          );
         }
-      }
-      if (opts.device) backup.configure({ device: opts.device });
-      await runCommand(
-        cmd,
-        { progress: backupColumns, json: opts.json, toJson, format: formatBackupResult, failure: 'Backup failed' },
-        ({ onProgress, signal }) =>
-          runBackup({
-            out: opts.out!,
-            bundles,
-            rate: opts.rate,
-            incremental: opts.incremental,
-            base: opts.base,
-            attach: opts.attach,
-            toolTimeoutMs: opts.toolTimeout,
-            onProgress,
-            signal,
-          }),
-      );
-    });
+        if (opts.out === undefined) usageError(cmd, "required option '--out <dir>' not specified (or --device D --repo NAME for a device-side run)");
+        if (opts.attach !== undefined) {
+          if (!SessionIdArg.safeParse(opts.attach).success) usageError(cmd, `--attach "${opts.attach}" is not a session ID.`);
+          if (bundles.length || opts.incremental || opts.base !== undefined)
+            usageError(cmd, '--attach completes the set as its backup started it: name no bundles, --incremental or --base with it.');
+        }
+        for (const name of bundles) {
+          try {
+            parseArg(BundleNameArg, name, 'bundle');
+          } catch {
+            usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
+          }
+        }
+        if (opts.device) backup.configure({ device: opts.device });
+        await runCommand(
+          cmd,
+          { progress: backupColumns, json: opts.json, toJson, format: formatBackupResult, failure: 'Backup failed' },
+          ({ onProgress, signal }) =>
+            runBackup({
+              out: opts.out!,
+              bundles,
+              rate: opts.rate,
+              incremental: opts.incremental,
+              base: opts.base,
+              attach: opts.attach,
+              toolTimeoutMs: opts.toolTimeout,
+              onProgress,
+              signal,
+            }),
+        );
+      },
+    );
 }
