@@ -1,37 +1,13 @@
 /** `ohbackup backup`: flags and output around runBackup (client/runs/runBackup.ts). */
 import type { Command } from 'commander';
 import * as backup from '../../client/backup.js';
-import { runBackup, type BackupProgressEvent, type BackupRunResult } from '../../client/runs/runBackup.js';
+import { runBackup, type BackupRunResult } from '../../client/runs/runBackup.js';
 import { BundleNameArg, SessionIdArg, parseArg } from '../../client/validate.js';
-import type { ProgressColumns } from '../output/progress.js';
-import { formatBackupResult, formatBytes } from '../output/results.js';
+import { formatBackupResult } from '../output/results.js';
 import { TOOL_TIMEOUT_HELP, parseDeviceId, parseDuration, parseIntOption, runCommand, usageError } from '../shared.js';
 import { backupToRepositoryCommand } from './backupRepository.js';
+import { backupColumns } from '../output/columns.js';
 import { repoOptions } from '../repository.js';
-
-function startSuffix(e: Extract<BackupProgressEvent, { type: 'start' }>): string {
-  if (e.attached) return ' (re-attached: completing its set)';
-  if (e.base) return ` (incremental, base ${e.base})`;
-  return e.kind === 'incremental' ? ' (incremental session, in full)' : '';
-}
-
-/** A bar follows the bytes handed over against the capability file's estimate; it completes when the bundle ends. */
-export const backupColumns: ProgressColumns<BackupProgressEvent> = {
-  barFormat: ' {bundle} |{bar}| {files} files  {size}  {status}',
-  startLine: (e, onBar) =>
-    !onBar
-      ? `Session ${e.sessionId}: backing up ${e.bundles.join(', ')}${startSuffix(e)}`
-      : e.kind === 'incremental'
-        ? `Session ${e.sessionId}${startSuffix(e)}`
-        : undefined,
-  beginLine: (e) => `begin   ${e.bundleName}`,
-  begin: (e) => ({ total: Math.max(1, e.estimatedBytes ?? 1), fields: { files: 0, size: formatBytes(0), status: '' } }),
-  file: (e, total) => ({ value: Math.min(e.bytes, Math.floor(total * 0.99)), fields: { files: e.files, size: formatBytes(e.bytes) } }),
-  end: (o, total) => ({
-    value: total,
-    fields: { files: o.files, size: formatBytes(o.bytes), status: o.state === 'done' ? 'done' : `${o.state} ${o.error?.code ?? ''}` },
-  }),
-};
 
 function toJson({ sessionId, uiUrl, out, kind, base, bundles, error, endedElsewhere }: BackupRunResult) {
   return { sessionId, uiUrl, out, kind, ...(base ? { base } : {}), bundles, ...(error ? { error } : {}), ...(endedElsewhere ? { endedElsewhere } : {}) };

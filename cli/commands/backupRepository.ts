@@ -13,7 +13,7 @@ import { storeLine, storeStatus } from '../output/repository.js';
 import { formatBackupResult } from '../output/results.js';
 import { openRepository, type RepoFlags } from '../repository.js';
 import { runCommand } from '../shared.js';
-import { backupColumns } from './backup.js';
+import { backupColumns } from '../output/columns.js';
 
 export interface RepoBackupFlags extends RepoFlags {
   rate?: number;

@@ -3,46 +3,18 @@
  * (client/runs/runRestore.ts). With --to, the data root's worker runs in this
  * process (workers/embedded.ts) while the sessions run, and stops after.
  */
-import type { Client } from '@temporalio/client';
 import { InvalidArgumentError, type Command } from 'commander';
 import * as backup from '../../client/backup.js';
-import { deviceQueue, taskQueue } from '../../client/connection.js';
-import {
-  askDeviceData,
-  describePlan,
-  planRestore,
-  runRestore,
-  type RestoreProgressEvent,
-  type RestoreRunResult,
-  type RunRestoreOptions,
-} from '../../client/runs/runRestore.js';
-import { SetupError, connect, waitForWorkers } from '../../client/runs/setup.js';
-import { whenAborted } from '../../client/runs/tally.js';
+import { deviceQueue } from '../../client/connection.js';
+import { askDeviceData, describePlan, planRestore, runRestore, type RestoreProgressEvent, type RestoreRunResult } from '../../client/runs/runRestore.js';
+import { connect, waitForWorkers } from '../../client/runs/setup.js';
 import { BundleNameArg } from '../../client/validate.js';
-import { startWorker } from '../../workers/embedded.js';
-import type { ProgressColumns } from '../output/progress.js';
-import { formatBytes, formatRestorePlan, formatRestoreResult, restoredOnto } from '../output/results.js';
+import { formatRestorePlan, formatRestoreResult } from '../output/results.js';
 import { TOOL_TIMEOUT_HELP, parseDeviceId, parseDuration, runCommand, usageError } from '../shared.js';
 import { repoOptions, type RepoFlags } from '../repository.js';
 import { fromRepository, restoreFromRepositoryCommand } from './restoreRepository.js';
-
-function startLine(e: Extract<RestoreProgressEvent, { type: 'start' }>): string {
-  const set = e.steps && e.steps > 1 && e.from ? ` from ${e.from} (set ${e.step} of ${e.steps})` : '';
-  return `Session ${e.sessionId}: restoring ${e.bundles.join(', ')}${set} onto ${restoredOnto(e)}`;
-}
-
-/** A bar follows the files written against the bundle's total. */
-export const restoreColumns: ProgressColumns<RestoreProgressEvent> = {
-  barFormat: ' {bundle} |{bar}| {value}/{total} files  {status}',
-  startLine: (e) => startLine(e),
-  beginLine: (e) => `begin   ${e.bundleName}  ${e.total} files to write`,
-  begin: (e) => ({ total: Math.max(1, e.total), fields: { status: '' } }),
-  file: (e) => ({ value: e.files }),
-  end: (o, total) => ({
-    value: o.state === 'done' ? total : o.files,
-    fields: { status: o.state === 'done' ? `done, ${formatBytes(o.bytes)}` : `${o.state} ${o.error?.code ?? ''}` },
-  }),
-};
+import { restoreColumns } from '../output/columns.js';
+import { onTarget } from '../restoreTarget.js';
 
 function toJson({ sessionId, uiUrl, bundles, sets, error, incomplete }: RestoreRunResult) {
   return { sessionId, uiUrl, bundles, sets, ...(error ? { error } : {}), ...(incomplete ? { incomplete } : {}) };
@@ -68,30 +40,6 @@ async function restore(req: RestoreArgs, onProgress: (e: RestoreProgressEvent) =
     if (plan.to === undefined) await askDeviceData(plan, req, target.client, deviceQueue());
     return runRestore(plan, { ...target, onProgress, signal, toolTimeoutMs: req.toolTimeoutMs });
   });
-}
-
-/** Runs `run` against the configured device's workers, or (with `to`) a worker of our own for that data root, stopped after. */
-export async function onTarget<R>(
-  to: string | undefined,
-  signal: AbortSignal,
-  run: (target: Pick<RunRestoreOptions, 'client' | 'taskQueue' | 'workerStopped'> & { client: Client; taskQueue: string }) => Promise<R>,
-): Promise<R> {
-  const client = await connect();
-  if (to === undefined) {
-    await waitForWorkers(client).catch((err: unknown) => {
-      if (err instanceof SetupError) err.message += '\nOr restore onto a data root on this machine: `ohbackup restore --from SET --to DIR`.';
-      throw err;
-    });
-    return run({ client, taskQueue: taskQueue() });
-  }
-  const worker = await startWorker(to);
-  try {
-    // Building the worker (bundling its workflows) takes seconds: an interruption meanwhile ends the run here.
-    await Promise.race([worker.ready.catch((err: Error) => Promise.reject(new SetupError(err.message, 'failed'))), whenAborted(signal)]);
-    return await run({ client, taskQueue: worker.taskQueue, workerStopped: worker.stopped });
-  } finally {
-    await worker.stop();
-  }
 }
 
 /** `--map old=new`, collected over repeats. */

@@ -11,7 +11,8 @@ import { restoreFromRepository, type RepositoryRestoreResult } from '../../clien
 import { formatRestoreResult } from '../output/results.js';
 import { openRepository, type RepoFlags } from '../repository.js';
 import { runCommand } from '../shared.js';
-import { onTarget, restoreColumns } from './restore.js';
+import { restoreColumns } from '../output/columns.js';
+import { onTarget } from '../restoreTarget.js';
 
 export interface RepoRestoreFlags extends RepoFlags {
   from: string;
