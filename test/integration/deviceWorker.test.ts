@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { jsonSummary } from '../helpers/cliJson.js';
 import { backup } from '../../client/index.js';
 import { SET_CAPABILITIES } from '../../client/sets/layout.js';
 import { BackupSetWriter } from '../../client/sets/writer.js';
@@ -142,7 +143,7 @@ describe('a worker per device', () => {
       const out = path.join(root, 'cli-set');
       const cliBackup = await ohbackup(['backup', '--device', device, '--out', out, '--json', ONLY_ON_DEVICE], env);
       expect(cliBackup.code, cliBackup.stderr).toBe(0);
-      const cliResult = JSON.parse(cliBackup.stdout) as { sessionId: string; bundles: Array<{ state: string }> };
+      const cliResult = jsonSummary<{ sessionId: string; bundles: Array<{ state: string }> }>(cliBackup.stdout, 'backup');
       expect(cliResult.bundles.map((b) => b.state)).toEqual(['done']);
       expect(await compareBundleSet(out, deviceRoot, ONLY_ON_DEVICE)).toEqual([]);
       expect((await workflowTaskWorkers(client, bundleWorkflowId(cliResult.sessionId, ONLY_ON_DEVICE))).identities).toEqual(new Set([deviceId]));

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { jsonSummary } from '../helpers/cliJson.js';
 import type { ManageIndex } from '../../common/manageIndex.js';
 import { compareTrees } from '../helpers/compareTrees.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
@@ -75,7 +76,7 @@ describe('ohbackup backup --incremental / --base and chain restore', () => {
       // 1. An incremental session without a base: a full backup that keeps each bundle's manifest.
       const f = await ohbackup(['backup', '--incremental', '--out', full, '--json'], env);
       expect(f.code, f.stderr).toBe(0);
-      expect((JSON.parse(f.stdout) as { kind: string }).kind).toBe('incremental');
+      expect(jsonSummary<{ kind: string }>(f.stdout, 'backup').kind).toBe('incremental');
       const fullSummary = summaryOf(full);
       expect(fullSummary).toMatchObject({ kind: 'incremental' });
       expect(fullSummary.base).toBeUndefined();
@@ -139,11 +140,11 @@ describe('ohbackup backup --incremental / --base and chain restore', () => {
     const empty = path.join(root, 'empty');
     const r = await ohbackup(['restore', '--from', inc2, '--to', empty, '--json'], env);
     expect(r.code, r.stderr).toBe(0);
-    const result = JSON.parse(r.stdout) as {
+    const result = jsonSummary<{
       sessionId: string;
       bundles: Array<{ bundleName: string; state: string }>;
       sets: Array<{ from: string; sessionId: string; bundles: Array<{ bundleName: string; state: string }> }>;
-    };
+    }>(r.stdout, 'restore');
     expect(result.sets.map((s) => s.from)).toEqual([full, inc1, inc2]);
     expect(result.sessionId).toBe(result.sets[2]!.sessionId);
     for (const s of result.sets)

@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { jsonSummary } from '../helpers/cliJson.js';
 import type { Client } from '@temporalio/client';
 import { backup } from '../../client/index.js';
 import { bundleClaimWorkflowId, deviceKey } from '../../common/deviceKey.js';
@@ -109,7 +110,7 @@ describe('a CLI backup whose process is gone', () => {
 
       const next = spawnNode([CLI, 'backup', '--out', path.join(d.root, 'set2'), '--json', name], env);
       expect(await next.exited, next.err()).toBe(0);
-      expect((JSON.parse(next.out()) as { bundles: Array<{ state: string }> }).bundles.map((b) => b.state)).toEqual(['done']);
+      expect(jsonSummary<{ bundles: Array<{ state: string }> }>(next.out(), 'backup').bundles.map((b) => b.state)).toEqual(['done']);
     });
   });
 
@@ -132,9 +133,9 @@ describe('a CLI backup whose process is gone', () => {
       expect(result.endedBy).toBe('tool');
       expect(Object.values(await claimsOf(client, taskQueue))).not.toContain(sessionId);
       // What the tool reports it got is what its set holds.
-      const printed = JSON.parse(cli.out()) as { bundles: Array<{ bundleName: string; files: number }> };
+      const printed = jsonSummary<{ bundles: Array<{ bundleName: string; setFiles: number }> }>(cli.out(), 'backup');
       const kept = (await readdir(path.join(out, name))).filter((f) => f !== 'manifest.jsonl');
-      expect(kept.length).toBe(printed.bundles[0]!.files);
+      expect(kept.length).toBe(printed.bundles[0]!.setFiles);
       expect(kept.length).toBeGreaterThanOrEqual(2);
 
       const next = spawnNode([CLI, 'backup', '--out', path.join(d.root, 'set2'), name], env);
@@ -290,9 +291,12 @@ describe('a session released from outside', () => {
       expect(release.err()).toMatch(/warning: the tool of \S+ is still attached/);
       expect(await cli.exited, cli.err()).toBe(3);
       expect(cli.err()).toMatch(/The session was released by another client/);
-      const printed = JSON.parse(cli.out()) as { endedElsewhere?: string; bundles: Array<{ bundleName: string; state: string }>; error?: unknown };
+      const printed = jsonSummary<{ endedElsewhere: string | null; bundles: Array<{ bundleName: string; state: string }>; error: unknown }>(
+        cli.out(),
+        'backup',
+      );
       expect(printed.endedElsewhere).toBe('released by another client');
-      expect(printed.error).toBeUndefined();
+      expect(printed.error).toBeNull();
       expect(printed.bundles.find((b) => b.bundleName === 'com.f.quick')?.state).toBe('done');
       expect(printed.bundles.find((b) => b.bundleName === 'com.f.held')?.state).not.toBe('done');
 
