@@ -8,7 +8,7 @@
 import cliProgress from 'cli-progress';
 import type { BundleOutcome } from '../../common/session.js';
 import { printJsonProgress, type StatusLine } from './json.js';
-import { endLine, formatDuration } from './results.js';
+import { endLine } from './results.js';
 
 /** The events every run reports (client/runs/*: BackupProgressEvent, RestoreProgressEvent). */
 export type ProgressEvent =
@@ -86,7 +86,7 @@ function lineReporter<E extends ProgressEvent>(columns: ProgressColumns<E>, stre
 }
 
 /** Bundle names longer than this are cut in a bar (state and size must stay visible at 80 columns). */
-const NAME_WIDTH = 28;
+const NAME_WIDTH = 24;
 const STATE_WIDTH = 15; // "paused (rate 0)"
 
 /** `text` in pieces of at most `width` characters: a bar display turns line wrapping off, so a long line would be cut. */
@@ -112,8 +112,12 @@ export function barLine(width: number, f: { name: string; nameWidth: number; sta
   return `${head} |${'█'.repeat(full)}${'░'.repeat(room - full)}|${tail}`;
 }
 
+/** "ETA 6:53", "ETA 1:02:03": short, to leave the bar its room. */
 function etaText(seconds: number | null): string {
-  return seconds === null ? '' : `ETA ${formatDuration(seconds * 1000)}`;
+  if (seconds === null) return '';
+  const s = Math.round(seconds);
+  const mmss = `${Math.floor((s % 3600) / 60)}:${String(s % 60).padStart(2, '0')}`;
+  return `ETA ${s >= 3600 ? `${Math.floor(s / 3600)}:${mmss.padStart(5, '0')}` : mmss}`;
 }
 
 function barReporter<E extends ProgressEvent>(columns: ProgressColumns<E>, stream: NodeJS.WriteStream): ProgressReporter<E> {

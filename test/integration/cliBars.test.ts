@@ -1,0 +1,63 @@
+/**
+ * The progress bars in a real terminal of 80 columns (a pseudo-terminal from
+ * util-linux `script`): every bundle's bar keeps its state and size visible,
+ * a long bundle name is cut instead, no bar line is wider than the terminal,
+ * and the session's ID and UI link are printed as it starts.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { bigFiles, writeBundle } from '../helpers/device.js';
+import { temporalAddress, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
+
+const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+/** Runs `command` in a pseudo-terminal of `cols` columns; resolves with everything the terminal received and the exit code. */
+function inTerminal(command: string, cols: number, env: Record<string, string>): Promise<{ code: number | null; screen: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('script', ['-q', '-e', '-c', `stty cols ${cols} rows 40; ${command}`, '/dev/null'], {
+      env: { ...process.env, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let screen = '';
+    child.stdout.on('data', (d: Buffer) => (screen += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (screen += d.toString()));
+    child.once('exit', (code) => resolve({ code, screen }));
+  });
+}
+
+const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+// eslint-disable-next-line no-control-regex
+const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
+
+describe('progress bars in an 80-column terminal', () => {
+  it('show state and size of every bundle, never wider than the terminal', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'ohbackup-bars-'));
+    const dataRoot = path.join(root, 'device');
+    const names = ['com.example.an.extremely.long.bundle.name.for.the.bars', 'com.bars.two', 'com.bars.three'];
+    for (const name of names) await writeBundle(dataRoot, { name, files: { ...bigFiles(2), 'a.txt': name } });
+    const taskQueue = uniqueTaskQueue('bars');
+    const env = { TEMPORAL_ADDRESS: temporalAddress(), OHBACKUP_TASK_QUEUE: taskQueue, OHBACKUP_STATE_DIR: path.join(root, 'state') };
+    const out = path.join(root, 'set');
+    const run = await withWorker({ taskQueue, dataRoot, stateDir: path.join(root, 'state') }, () =>
+      inTerminal(`exec ${quote(process.execPath)} ${quote(CLI)} backup --out ${quote(out)} --rate 4 ${names.join(' ')}`, 80, env),
+    );
+    expect(run.code, run.screen).toBe(0);
+    // A cursor movement starts another line of the screen.
+    const segments = run.screen.replace(ANSI, '\n').split(/\r\n|\r|\n/);
+    expect(run.screen).toMatch(/Session (ohbackup-backup-\S+): backing up/);
+    expect(run.screen.replace(/\r?\n/g, '')).toMatch(/Temporal UI +http:\/\/\S+ohbackup-backup-/);
+    const bars = segments.filter((s) => /\|[█░]+\|/.test(s) || /^ \S.* (running|done|failed)/.test(s));
+    expect(bars.length, run.screen).toBeGreaterThan(0);
+    for (const line of bars) expect(line.length, line).toBeLessThanOrEqual(80);
+    for (const name of names) {
+      const shown = name.length > 24 ? `${name.slice(0, 23)}…` : name;
+      // The bar's last frame: the bundle's name (cut if long), its state, and its size "x of N".
+      const last = bars.filter((l) => l.startsWith(` ${shown}`)).at(-1);
+      expect(last, `${name}\n${bars.join('\n')}`).toMatch(/ done +\d+(\.\d+)? (B|KiB|MiB) of \d+(\.\d+)? (B|KiB|MiB)/);
+    }
+  });
+});
