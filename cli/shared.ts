@@ -13,7 +13,7 @@ import { closeConnection } from '../client/connection.js';
 import { toBusinessError } from '../client/failures.js';
 import { SetupError } from '../client/runs/setup.js';
 import { printJson, printJsonError } from './output/json.js';
-import { progressReporter, type ProgressColumns, type ProgressEvent } from './output/progress.js';
+import { progressReporter, type ProgressColumns, type ProgressEvent, type RateEvent } from './output/progress.js';
 
 export const EXIT = {
   ok: 0,
@@ -126,7 +126,7 @@ export interface CommandRun<E extends ProgressEvent, R extends { outcome: RunOut
 export async function runCommand<E extends ProgressEvent, R extends { outcome: RunOutcome }>(
   cmd: Command,
   how: CommandRun<E, R>,
-  body: (io: { onProgress: (event: E) => void; signal: AbortSignal }) => Promise<R>,
+  body: (io: { onProgress: (event: E | RateEvent) => void; signal: AbortSignal }) => Promise<R>,
 ): Promise<void> {
   const started = Date.now();
   const reporter = progressReporter(how.progress, { json: how.json ? how.jsonKind : undefined });
@@ -137,7 +137,7 @@ export async function runCommand<E extends ProgressEvent, R extends { outcome: R
   );
   let setupError: SetupError | undefined;
   try {
-    const result = await body({ onProgress: (e) => reporter.onProgress(e), signal: abort.signal });
+    const result = await body({ onProgress: (e) => reporter.onProgress(e as E), signal: abort.signal });
     reporter.stop();
     const elapsedMs = Date.now() - started;
     if (how.json) printJson(how.jsonKind, { ...how.toJson(result, elapsedMs), outcome: result.outcome, elapsedMs });

@@ -7,7 +7,8 @@ import { readBundleCounts, type BundleCounts } from '../../client/sets/counts.js
 import { sessionUiUrl } from '../../client/runs/setup.js';
 import { temporalTarget } from '../../config/temporalConfig.js';
 import { jsonBundle, jsonTotals } from '../output/schemas.js';
-import type { ProgressColumns } from '../output/progress.js';
+import { watchRates, type ProgressColumns } from '../output/progress.js';
+import { SessionControl } from '../../client/sessions/control.js';
 import { formatBackupResult, formatBytes } from '../output/results.js';
 import { TOOL_TIMEOUT_HELP, parseDeviceId, parseDuration, parseIntOption, runCommand, usageError } from '../shared.js';
 
@@ -129,20 +130,41 @@ Examples:
         await runCommand(
           cmd,
           { progress: backupColumns, json: opts.json, jsonKind: 'backup', toJson, format: formatBackupResult, failure: 'Backup failed' },
-          async ({ onProgress, signal }) =>
-            withCounts(
-              await runBackup({
-                out: opts.out,
-                bundles,
-                rate: opts.rate,
-                incremental: opts.incremental,
-                base: opts.base,
-                attach: opts.attach,
-                toolTimeoutMs: opts.toolTimeout,
-                onProgress,
-                signal,
-              }),
-            ),
+          async ({ onProgress, signal }) => {
+            // Another tool may pause a bundle (`ohbackup rate … 0`): the bars and lines say so.
+            const running = new Set<string>();
+            let stopWatching = () => {};
+            const progress = (e: BackupProgressEvent) => {
+              if (e.type === 'start') {
+                stopWatching();
+                const id = e.sessionId;
+                stopWatching = watchRates(
+                  async (names) => (await SessionControl.of(id)).sendRates(names.map((bundleName) => ({ bundleName, state: 'running' }))),
+                  () => [...running],
+                  onProgress,
+                );
+              } else if (e.type === 'begin') running.add(e.bundleName);
+              else if (e.type === 'end') running.delete(e.outcome.bundleName);
+              onProgress(e);
+            };
+            try {
+              return withCounts(
+                await runBackup({
+                  out: opts.out,
+                  bundles,
+                  rate: opts.rate,
+                  incremental: opts.incremental,
+                  base: opts.base,
+                  attach: opts.attach,
+                  toolTimeoutMs: opts.toolTimeout,
+                  onProgress: progress,
+                  signal,
+                }),
+              );
+            } finally {
+              stopWatching();
+            }
+          },
         );
       },
     );

@@ -16,7 +16,11 @@ export type ProgressEvent =
   | { type: 'begin'; bundleName: string }
   | { type: 'file'; bundleName: string }
   | { type: 'end'; outcome: BundleOutcome }
-  | { type: 'notice'; message: string };
+  | { type: 'notice'; message: string }
+  /** A running bundle's send rate as its session says (watchRates): 0 is paused. */
+  | RateEvent;
+
+export type RateEvent = { type: 'rate'; bundleName: string; rate: number };
 
 type Of<E, T> = Extract<E, { type: T }>;
 
@@ -80,6 +84,7 @@ function lineReporter<E extends ProgressEvent>(columns: ProgressColumns<E>, stre
       else if (e.type === 'begin') say(columns.beginLine(e as Of<E, 'begin'>));
       else if (e.type === 'end') say(endLine(e.outcome));
       else if (e.type === 'notice') say(e.message);
+      else if (e.type === 'rate') say(e.rate === 0 ? `paused  ${e.bundleName} (rate 0)` : `resumed ${e.bundleName} (rate ${e.rate} files/s)`);
     },
     stop() {},
   };
@@ -87,7 +92,8 @@ function lineReporter<E extends ProgressEvent>(columns: ProgressColumns<E>, stre
 
 /** Bundle names longer than this are cut in a bar (state and size must stay visible at 80 columns). */
 const NAME_WIDTH = 24;
-const STATE_WIDTH = 15; // "paused (rate 0)"
+const PAUSED = 'paused (rate 0)';
+const STATE_WIDTH = PAUSED.length;
 
 /** `text` in pieces of at most `width` characters: a bar display turns line wrapping off, so a long line would be cut. */
 export function hardWrap(text: string, width: number): string {
@@ -142,7 +148,7 @@ function barReporter<E extends ProgressEvent>(columns: ProgressColumns<E>, strea
         if (!b) return '';
         const total = columns.counts === 'bytes' ? b.amount.totalBytes : b.amount.totalFiles;
         const done = columns.counts === 'bytes' ? b.amount.bytes : b.amount.files;
-        const running = b.state === 'running';
+        const running = b.state === 'running' || b.state === PAUSED;
         const eta = running && total ? remaining(Date.now() - b.started, done / total) : null;
         return barLine(params.maxWidth || width(), {
           name: payload.name,
@@ -182,6 +188,11 @@ function barReporter<E extends ProgressEvent>(columns: ProgressColumns<E>, strea
         b.state = o.state === 'done' ? 'done' : `${o.state} ${o.error?.code ?? ''}`.trim();
         b.bar.update(1, { name: o.bundleName });
       } else if (e.type === 'notice') say(e.message);
+      else if (e.type === 'rate') {
+        const b = bars.get(e.bundleName);
+        if (b && (b.state === 'running' || b.state === PAUSED)) b.state = e.rate === 0 ? PAUSED : 'running';
+        b?.bar.update(0, { name: e.bundleName });
+      }
     },
     stop: () => {
       if (stopped) return;
@@ -189,6 +200,39 @@ function barReporter<E extends ProgressEvent>(columns: ProgressColumns<E>, strea
       multibar.stop();
     },
   };
+}
+
+/**
+ * Asks the session every `everyMs` for the send rate of each running bundle
+ * (another tool may pause it: `ohbackup rate … 0`) and reports a change as a
+ * `rate` event. Returns a function that stops asking.
+ */
+export function watchRates(
+  ask: (bundles: string[]) => Promise<Map<string, number>>,
+  running: () => string[],
+  report: (e: RateEvent) => void,
+  everyMs = 2000,
+): () => void {
+  const known = new Map<string, number>();
+  let busy = false;
+  const timer = setInterval(() => {
+    const names = running();
+    if (busy || !names.length) return;
+    busy = true;
+    ask(names)
+      .then((rates) => {
+        for (const [bundleName, rate] of rates) {
+          const before = known.get(bundleName);
+          known.set(bundleName, rate);
+          // The first answer reports only a pause; later ones every change.
+          if (before === undefined ? rate === 0 : before !== rate) report({ type: 'rate', bundleName, rate });
+        }
+      })
+      .catch(() => undefined)
+      .finally(() => (busy = false));
+  }, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /** Seconds left at this pace: null until some progress is made. */

@@ -70,7 +70,7 @@ export class SessionControl {
   }
 
   /** The send rate of each running backup bundle, as its child says (0: paused); bundles not running, or restoring, are left out. */
-  async sendRates(bundles: BundleOutcome[]): Promise<Map<string, number>> {
+  async sendRates(bundles: Array<Pick<BundleOutcome, 'bundleName' | 'state'>>): Promise<Map<string, number>> {
     const rates = new Map<string, number>();
     await Promise.all(
       bundles

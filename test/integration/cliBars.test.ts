@@ -10,23 +10,33 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cliJson.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
 import { temporalAddress, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
-/** Runs `command` in a pseudo-terminal of `cols` columns; resolves with everything the terminal received and the exit code. */
-function inTerminal(command: string, cols: number, env: Record<string, string>): Promise<{ code: number | null; screen: string }> {
-  return new Promise((resolve) => {
-    const child = spawn('script', ['-q', '-e', '-c', `stty cols ${cols} rows 40; ${command}`, '/dev/null'], {
-      env: { ...process.env, ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let screen = '';
-    child.stdout.on('data', (d: Buffer) => (screen += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (screen += d.toString()));
-    child.once('exit', (code) => resolve({ code, screen }));
+/** Runs `command` in a pseudo-terminal of `cols` columns: everything the terminal receives, a wait on it, and the exit code. */
+function inTerminal(command: string, cols: number, env: Record<string, string>) {
+  const child = spawn('script', ['-q', '-e', '-c', `stty cols ${cols} rows 40; ${command}`, '/dev/null'], {
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
+  let screen = '';
+  const waiters: Array<() => void> = [];
+  const wake = () => waiters.splice(0).forEach((w) => w());
+  child.stdout.on('data', (d: Buffer) => ((screen += d.toString()), wake()));
+  child.stderr.on('data', (d: Buffer) => ((screen += d.toString()), wake()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => (resolve(code), wake())));
+  const waitFor = async (re: RegExp): Promise<RegExpMatchArray> => {
+    for (;;) {
+      const m = screen.replace(ANSI, '\n').match(re);
+      if (m) return m;
+      if (child.exitCode !== null) throw new Error(`exited before ${re}:\n${screen}`);
+      await new Promise<void>((resolve) => waiters.push(resolve));
+    }
+  };
+  return { exited, waitFor, screen: () => screen };
 }
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -42,11 +52,17 @@ describe('progress bars in an 80-column terminal', () => {
     const taskQueue = uniqueTaskQueue('bars');
     const env = { TEMPORAL_ADDRESS: temporalAddress(), OHBACKUP_TASK_QUEUE: taskQueue, OHBACKUP_STATE_DIR: path.join(root, 'state') };
     const out = path.join(root, 'set');
-    const run = await withWorker({ taskQueue, dataRoot, stateDir: path.join(root, 'state') }, () =>
-      inTerminal(`exec ${quote(process.execPath)} ${quote(CLI)} backup --out ${quote(out)} --rate 4 ${names.join(' ')}`, 80, env),
-    );
-    expect(run.code, run.screen).toBe(0);
-    // A cursor movement starts another line of the screen.
+    const run = await withWorker({ taskQueue, dataRoot, stateDir: path.join(root, 'state') }, async () => {
+      const t = inTerminal(`exec ${quote(process.execPath)} ${quote(CLI)} backup --out ${quote(out)} --rate 1 ${names.join(' ')}`, 80, env);
+      const sessionId = (await t.waitFor(/Session (ohbackup-backup-\S+): backing up/))[1]!;
+      // Paused by another tool: its bar says so, state and size in place; then it goes on.
+      await t.waitFor(/com\.bars\.two +running/);
+      const paused = await runCli(CLI, ['rate', sessionId, 'com.bars.two', '0'], env);
+      expect(paused.stdout).toContain('paused (rate 0)');
+      await t.waitFor(/ com\.bars\.two +paused \(rate 0\) +\d/);
+      for (const name of names) expect((await runCli(CLI, ['rate', sessionId, name, '800'], env)).code).toBeLessThanOrEqual(1);
+      return { code: await t.exited, screen: t.screen() };
+    });
     const segments = run.screen.replace(ANSI, '\n').split(/\r\n|\r|\n/);
     expect(run.screen).toMatch(/Session (ohbackup-backup-\S+): backing up/);
     expect(run.screen.replace(/\r?\n/g, '')).toMatch(/Temporal UI +http:\/\/\S+ohbackup-backup-/);
