@@ -6,13 +6,12 @@
  * Release ends queued bundles too; a session released from outside is
  * reported so by its tool and by the steering commands.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { jsonSummary } from '../helpers/cliJson.js';
+import { jsonSummary, spawnCli } from '../helpers/cliJson.js';
 import type { Client } from '@temporalio/client';
 import { backup } from '../../client/index.js';
 import { bundleClaimWorkflowId, deviceKey } from '../../common/deviceKey.js';
@@ -26,24 +25,7 @@ const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const TOOL = fileURLToPath(new URL('../fixtures/tool.mjs', import.meta.url));
 
 /** A child process whose output is collected; `waitFor` resolves once its output matches. */
-function spawnNode(args: string[], env: Record<string, string>) {
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  const waiters: Array<() => void> = [];
-  const wake = () => waiters.splice(0).forEach((w) => w());
-  child.stdout.on('data', (d: Buffer) => ((stdout += d.toString()), wake()));
-  child.stderr.on('data', (d: Buffer) => ((stderr += d.toString()), wake()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))));
-  const waitFor = async (re: RegExp): Promise<RegExpMatchArray> => {
-    for (;;) {
-      const m = (stdout + stderr).match(re);
-      if (m) return m;
-      await new Promise<void>((resolve) => waiters.push(resolve));
-    }
-  };
-  return { child, exited, waitFor, out: () => stdout, err: () => stderr };
-}
+const spawnNode = ([script, ...args]: string[], env: Record<string, string>) => spawnCli(script!, args, env);
 
 /** Checks `probe` every 100 ms until it answers something (a bounded wait on a condition of the server). */
 async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
