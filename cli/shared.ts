@@ -132,7 +132,10 @@ export async function runCommand<E extends ProgressEvent, R extends { outcome: R
   const reporter = progressReporter(how.progress, { json: how.json ? how.jsonKind : undefined });
   const abort = new AbortController();
   const removeHandlers = onStopSignals(
-    () => abort.abort(),
+    () => {
+      reporter.toLines?.();
+      abort.abort();
+    },
     () => process.exit(EXIT.interrupted),
   );
   let setupError: SetupError | undefined;

@@ -51,6 +51,11 @@ export interface ProgressColumns<E extends ProgressEvent> {
 export interface ProgressReporter<E extends ProgressEvent> {
   onProgress(event: E): void;
   stop(): void;
+  /**
+   * On an interruption (Ctrl-C): the bars stop redrawing (the terminal has
+   * echoed ^C into them) and what follows is plain lines.
+   */
+  toLines?(): void;
 }
 
 interface Options {
@@ -61,17 +66,21 @@ interface Options {
 
 export function progressReporter<E extends ProgressEvent>(columns: ProgressColumns<E>, opts: Options = {}): ProgressReporter<E> {
   const stream = opts.stream ?? process.stderr;
-  const display = stream.isTTY ? barReporter(columns, stream) : lineReporter(columns, stream);
-  if (!opts.json) return display;
-  const status = statusReporter(columns, opts.json);
+  let display = stream.isTTY ? barReporter(columns, stream) : lineReporter(columns, stream);
+  const status = opts.json ? statusReporter(columns, opts.json) : undefined;
   return {
     onProgress(e) {
       display.onProgress(e);
-      status.onProgress(e);
+      status?.onProgress(e);
     },
     stop() {
-      status.stop();
+      status?.stop();
       display.stop();
+    },
+    toLines() {
+      if (!stream.isTTY) return;
+      display.stop();
+      display = lineReporter(columns, stream);
     },
   };
 }

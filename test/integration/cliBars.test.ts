@@ -36,7 +36,9 @@ function inTerminal(command: string, cols: number, env: Record<string, string>) 
       await new Promise<void>((resolve) => waiters.push(resolve));
     }
   };
-  return { exited, waitFor, screen: () => screen };
+  /** Keys typed at the terminal (\x03: Ctrl-C). */
+  const type = (keys: string) => child.stdin.write(keys);
+  return { exited, waitFor, type, screen: () => screen };
 }
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -75,5 +77,27 @@ describe('progress bars in an 80-column terminal', () => {
       const last = bars.filter((l) => l.startsWith(` ${shown}`)).at(-1);
       expect(last, `${name}\n${bars.join('\n')}`).toMatch(/ done +\d+(\.\d+)? (B|KiB|MiB) of \d+(\.\d+)? (B|KiB|MiB)/);
     }
+  });
+
+  it('survive Ctrl-C: the session is released, every line said once, none wider than the terminal', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'ohbackup-bars-int-'));
+    const dataRoot = path.join(root, 'device');
+    const names = ['com.barsint.one', 'com.barsint.two'];
+    for (const name of names) await writeBundle(dataRoot, { name, files: bigFiles(4) });
+    const taskQueue = uniqueTaskQueue('bars-int');
+    const env = { TEMPORAL_ADDRESS: temporalAddress(), OHBACKUP_TASK_QUEUE: taskQueue, OHBACKUP_STATE_DIR: path.join(root, 'state') };
+    const run = await withWorker({ taskQueue, dataRoot, stateDir: path.join(root, 'state') }, async () => {
+      const t = inTerminal(`exec ${quote(process.execPath)} ${quote(CLI)} backup --out ${quote(path.join(root, 'set'))} --rate 1 ${names.join(' ')}`, 80, env);
+      await t.waitFor(/com\.barsint\.one +running +[1-9]/);
+      t.type('\x03');
+      return { code: await t.exited, screen: t.screen() };
+    });
+    expect(run.code, run.screen).toBe(130);
+    const text = run.screen.replace(ANSI, '\n');
+    expect(text.match(/Interrupted: releasing the session/g), run.screen).toHaveLength(1);
+    expect(text.match(/Interrupted: the set is incomplete\./g), run.screen).toHaveLength(1);
+    expect(text.match(/^bundle +state +entries/gm), run.screen).toHaveLength(1);
+    const bars = text.split(/\r\n|\r|\n/).filter((l) => /\|[█░]+\|/.test(l));
+    for (const line of bars) expect(line.length, line).toBeLessThanOrEqual(80);
   });
 });
