@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cliJson.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
-import { temporalAddress, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
+import { bundleWorkflowId } from '../../common/session.js';
+import { temporalAddress, testClient, uniqueTaskQueue, until, withWorker } from '../helpers/temporal.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
@@ -62,6 +63,12 @@ describe('progress bars in an 80-column terminal', () => {
       const paused = await runCli(CLI, ['rate', sessionId, 'com.bars.two', '0'], env);
       expect(paused.stdout).toContain('paused (rate 0)');
       await t.waitFor(/ com\.bars\.two +paused \(rate 0\) +\d/);
+      // The UI's details of the bundle's workflow say so too.
+      const child = (await testClient()).workflow.getHandle(bundleWorkflowId(sessionId, 'com.bars.two'));
+      await until(async () => {
+        const meta = await child.query<{ currentDetails: string }>('__temporal_workflow_metadata');
+        return meta.currentDetails.startsWith('paused (rate 0)') ? true : undefined;
+      }, 'the paused details');
       for (const name of names) expect((await runCli(CLI, ['rate', sessionId, name, '800'], env)).code).toBeLessThanOrEqual(1);
       return { code: await t.exited, screen: t.screen() };
     });

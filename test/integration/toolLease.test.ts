@@ -19,24 +19,13 @@ import { bundleClaimsQuery, eventsQuery } from '../../common/messages.js';
 import type { SessionResult } from '../../common/session.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
 import { Recorder } from '../helpers/recorder.js';
-import { configureTool, temporalAddress, testClient, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
+import { configureTool, temporalAddress, testClient, uniqueTaskQueue, until, withWorker } from '../helpers/temporal.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const TOOL = fileURLToPath(new URL('../fixtures/tool.mjs', import.meta.url));
 
 /** A child process whose output is collected; `waitFor` resolves once its output matches. */
 const spawnNode = ([script, ...args]: string[], env: Record<string, string>) => spawnCli(script!, args, env);
-
-/** Checks `probe` every 100 ms until it answers something (a bounded wait on a condition of the server). */
-async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** Once the tool has acknowledged at least `seq` events of the session. */
 const ackedAtLeast = (client: Client, sessionId: string, seq: number) =>
