@@ -132,10 +132,7 @@ export async function runCommand<E extends ProgressEvent, R extends { outcome: R
   const reporter = progressReporter(how.progress, { json: how.json ? how.jsonKind : undefined });
   const abort = new AbortController();
   const removeHandlers = onStopSignals(
-    () => {
-      reporter.toLines?.();
-      abort.abort();
-    },
+    () => abort.abort(),
     () => process.exit(EXIT.interrupted),
   );
   let setupError: SetupError | undefined;

@@ -51,11 +51,6 @@ export interface ProgressColumns<E extends ProgressEvent> {
 export interface ProgressReporter<E extends ProgressEvent> {
   onProgress(event: E): void;
   stop(): void;
-  /**
-   * On an interruption (Ctrl-C): the bars stop redrawing (the terminal has
-   * echoed ^C into them) and what follows is plain lines.
-   */
-  toLines?(): void;
 }
 
 interface Options {
@@ -66,7 +61,7 @@ interface Options {
 
 export function progressReporter<E extends ProgressEvent>(columns: ProgressColumns<E>, opts: Options = {}): ProgressReporter<E> {
   const stream = opts.stream ?? process.stderr;
-  let display = stream.isTTY ? barReporter(columns, stream) : lineReporter(columns, stream);
+  const display = stream.isTTY ? barReporter(columns, stream) : lineReporter(columns, stream);
   const status = opts.json ? statusReporter(columns, opts.json) : undefined;
   return {
     onProgress(e) {
@@ -76,11 +71,6 @@ export function progressReporter<E extends ProgressEvent>(columns: ProgressColum
     stop() {
       status?.stop();
       display.stop();
-    },
-    toLines() {
-      if (!stream.isTTY) return;
-      display.stop();
-      display = lineReporter(columns, stream);
     },
   };
 }

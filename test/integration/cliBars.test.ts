@@ -4,7 +4,7 @@
  * a long bundle name is cut instead, no bar line is wider than the terminal,
  * and the session's ID and UI link are printed as it starts.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -86,25 +86,38 @@ describe('progress bars in an 80-column terminal', () => {
     }
   });
 
-  it('survive Ctrl-C: the session is released, every line said once, none wider than the terminal', async () => {
+  it('survive Ctrl-C: the session is released; on the rendered screen every bar and line once, none wider than the terminal', async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'ohbackup-bars-int-'));
     const dataRoot = path.join(root, 'device');
     const names = ['com.barsint.one', 'com.barsint.two'];
     for (const name of names) await writeBundle(dataRoot, { name, files: bigFiles(4) });
     const taskQueue = uniqueTaskQueue('bars-int');
     const env = { TEMPORAL_ADDRESS: temporalAddress(), OHBACKUP_TASK_QUEUE: taskQueue, OHBACKUP_STATE_DIR: path.join(root, 'state') };
-    const run = await withWorker({ taskQueue, dataRoot, stateDir: path.join(root, 'state') }, async () => {
-      const t = inTerminal(`exec ${quote(process.execPath)} ${quote(CLI)} backup --out ${quote(path.join(root, 'set'))} --rate 1 ${names.join(' ')}`, 80, env);
-      await t.waitFor(/com\.barsint\.one +running +[1-9]/);
-      t.type('\x03');
-      return { code: await t.exited, screen: t.screen() };
+    const screen = await withWorker({ taskQueue, dataRoot, stateDir: path.join(root, 'state') }, async () => {
+      // tmux renders what the terminal shows: rows as a user sees them after every cursor movement.
+      const tmux = (...args: string[]) =>
+        execFileSync('tmux', ['-L', `ohbackup-bars-${process.pid}`, '-f', '/dev/null', ...args], { env: { ...process.env, ...env } }).toString();
+      const command = `${quote(process.execPath)} ${quote(CLI)} backup --out ${quote(path.join(root, 'set'))} --rate 1 ${names.join(' ')}; echo "[exit $?]"; read _`;
+      tmux('new-session', '-d', '-x', '80', '-y', '50', command);
+      try {
+        const rendered = () => tmux('capture-pane', '-p', '-S', '-');
+        await until(async () => (/com\.barsint\.one +running +[1-9]/.test(rendered()) ? true : undefined), 'a running bar');
+        tmux('send-keys', 'C-c');
+        return await until(async () => {
+          const r = rendered();
+          return /\[exit \d+\]/.test(r) ? r : undefined;
+        }, 'the command to end');
+      } finally {
+        tmux('kill-server');
+      }
     });
-    expect(run.code, run.screen).toBe(130);
-    const text = run.screen.replace(ANSI, '\n');
-    expect(text.match(/Interrupted: releasing the session/g), run.screen).toHaveLength(1);
-    expect(text.match(/Interrupted: the set is incomplete\./g), run.screen).toHaveLength(1);
-    expect(text.match(/^bundle +state +entries/gm), run.screen).toHaveLength(1);
-    const bars = text.split(/\r\n|\r|\n/).filter((l) => /\|[█░]+\|/.test(l));
-    for (const line of bars) expect(line.length, line).toBeLessThanOrEqual(80);
+    expect(screen, screen).toMatch(/\[exit 130\]/);
+    const rows = screen.split('\n');
+    const count = (re: RegExp) => rows.filter((r) => re.test(r)).length;
+    expect(count(/Interrupted: releasing the session/), screen).toBe(1);
+    expect(count(/^Interrupted: the set is incomplete\./), screen).toBe(1);
+    expect(count(/^bundle +state +entries/), screen).toBe(1);
+    for (const name of names) expect(count(new RegExp(`^ ${name.replace(/\./g, '\\.')} +\\S`)), screen).toBe(1);
+    for (const row of rows) expect(row.length, row).toBeLessThanOrEqual(80);
   });
 });
