@@ -147,8 +147,10 @@ describe('a worker per device', () => {
       expect(cliResult.bundles.map((b) => b.state)).toEqual(['done']);
       expect(await compareBundleSet(out, deviceRoot, ONLY_ON_DEVICE)).toEqual([]);
       expect((await workflowTaskWorkers(client, bundleWorkflowId(cliResult.sessionId, ONLY_ON_DEVICE))).identities).toEqual(new Set([deviceId]));
-      const cliRestore = await ohbackup(['restore', '--device', device, '--from', out, '--json'], env);
-      expect(cliRestore.code, cliRestore.stderr).toBe(0);
+      // The device still holds the bundle's data: replacing it takes --force. Under --json a refusal is on stdout.
+      const cliRestore = await ohbackup(['restore', '--device', device, '--from', out, '--force', '--json'], env);
+      expect(cliRestore.code, cliRestore.stdout + cliRestore.stderr).toBe(0);
+      expect(jsonSummary<{ bundles: Array<{ state: string }> }>(cliRestore.stdout, 'restore').bundles.map((b) => b.state)).toEqual(['done']);
       const nobody = await ohbackup(['backup', '--device', 'no-such-device', '--out', path.join(root, 'none')], env);
       expect(nobody.code).toBe(1);
       expect(nobody.stderr).toContain('No ohbackup worker serves device "no-such-device"');
