@@ -108,7 +108,9 @@ export function hardWrap(text: string, width: number): string {
  * is cut at its end), then the bar in what width is left, then the ETA.
  */
 export function barLine(width: number, f: { name: string; nameWidth: number; state: string; size: string; progress: number; eta: string }): string {
-  const name = f.name.length > f.nameWidth ? `${f.name.slice(0, f.nameWidth - 1)}…` : f.name.padEnd(f.nameWidth);
+  // A narrow terminal takes its room from the name first: state and size stay whole.
+  const nameWidth = Math.max(8, Math.min(f.nameWidth, width - 3 - STATE_WIDTH - f.size.length));
+  const name = f.name.length > nameWidth ? `${f.name.slice(0, nameWidth - 1)}…` : f.name.padEnd(nameWidth);
   const head = ` ${name} ${f.state.padEnd(STATE_WIDTH)} ${f.size}`;
   const tail = f.eta ? ` ${f.eta}` : '';
   const room = width - head.length - tail.length - 4;
