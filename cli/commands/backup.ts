@@ -3,7 +3,12 @@ import type { Command } from 'commander';
 import * as backup from '../../client/backup.js';
 import { runBackup, type BackupProgressEvent, type BackupRunResult } from '../../client/runs/runBackup.js';
 import { BundleNameArg, SessionIdArg, parseArg } from '../../client/validate.js';
-import type { ProgressColumns } from '../output/progress.js';
+import { readBundleCounts, type BundleCounts } from '../../client/sets/counts.js';
+import { sessionUiUrl } from '../../client/runs/setup.js';
+import { temporalTarget } from '../../config/temporalConfig.js';
+import { jsonBundle, jsonTotals } from '../output/schemas.js';
+import { watchRates, type ProgressColumns, type RateEvent } from '../output/progress.js';
+import { SessionControl } from '../../client/sessions/control.js';
 import { formatBackupResult, formatBytes } from '../output/results.js';
 import { TOOL_TIMEOUT_HELP, parseDeviceId, parseDuration, parseIntOption, runCommand, usageError } from '../shared.js';
 import { backupToRepositoryCommand } from './backupRepository.js';
@@ -17,24 +22,67 @@ function startSuffix(e: Extract<BackupProgressEvent, { type: 'start' }>): string
 
 /** A bar follows the bytes handed over against the capability file's estimate; it completes when the bundle ends. */
 export const backupColumns: ProgressColumns<BackupProgressEvent> = {
-  barFormat: ' {bundle} |{bar}| {files} files  {size}  {status}',
-  startLine: (e, onBar) =>
-    !onBar
-      ? `Session ${e.sessionId}: backing up ${e.bundles.join(', ')}${startSuffix(e)}`
-      : e.kind === 'incremental'
-        ? `Session ${e.sessionId}${startSuffix(e)}`
-        : undefined,
+  startLine: (e) =>
+    `Session ${e.sessionId}: backing up ${e.bundles.join(', ')}${startSuffix(e)}\nTemporal UI  ${sessionUiUrl(temporalTarget().namespace, e.sessionId)}`,
   beginLine: (e) => `begin   ${e.bundleName}`,
-  begin: (e) => ({ total: Math.max(1, e.estimatedBytes ?? 1), fields: { files: 0, size: formatBytes(0), status: '' } }),
-  file: (e, total) => ({ value: Math.min(e.bytes, Math.floor(total * 0.99)), fields: { files: e.files, size: formatBytes(e.bytes) } }),
-  end: (o, total) => ({
-    value: total,
-    fields: { files: o.files, size: formatBytes(o.bytes), status: o.state === 'done' ? 'done' : `${o.state} ${o.error?.code ?? ''}` },
+  counts: 'bytes',
+  begin: (e) => ({ files: 0, bytes: 0, ...(e.estimatedBytes ? { totalBytes: e.estimatedBytes } : {}) }),
+  // The estimate is the capability file's: a bundle may hand over more; the bar stays short of full until it ends.
+  file: (e, before) => ({
+    ...before,
+    files: e.files,
+    bytes: e.bytes,
+    ...(before.totalBytes !== undefined ? { totalBytes: Math.max(before.totalBytes, Math.ceil(e.bytes / 0.99)) } : {}),
   }),
+  size: (a) => (a.totalBytes !== undefined ? `${formatBytes(a.bytes)} of ${formatBytes(a.totalBytes)}` : formatBytes(a.bytes)),
 };
 
-function toJson({ sessionId, uiUrl, out, kind, base, bundles, error, endedElsewhere }: BackupRunResult) {
-  return { sessionId, uiUrl, out, kind, ...(base ? { base } : {}), bundles, ...(error ? { error } : {}), ...(endedElsewhere ? { endedElsewhere } : {}) };
+type CountedBackup = BackupRunResult & { counts: Array<BundleCounts | null> };
+
+/** Each bundle's entries and data (its index in the set), beside its set files. */
+async function withCounts(r: BackupRunResult): Promise<CountedBackup> {
+  return { ...r, counts: await Promise.all(r.bundles.map((b) => readBundleCounts(r.out, b.bundleName, r.base))) };
+}
+
+function toJson({ sessionId, uiUrl, out, kind, base, bundles, counts, error, endedElsewhere, interrupted }: CountedBackup, elapsedMs: number) {
+  return {
+    sessionId,
+    uiUrl,
+    out,
+    kind,
+    base: base ?? null,
+    bundles: bundles.map((b, i) => jsonBundle(b, counts[i] ?? null)),
+    totals: jsonTotals(bundles, counts, elapsedMs),
+    error: error ?? null,
+    interrupted,
+    endedElsewhere: endedElsewhere ?? null,
+  };
+}
+
+/**
+ * Another tool may pause a bundle (`ohbackup rate … 0`): the bars and lines
+ * say so. Wraps a backup's progress: from its start, the running bundles'
+ * send rates are asked (output/progress.ts, watchRates) until `stop`.
+ */
+export function watchPauses<E extends BackupProgressEvent>(onProgress: (e: E | RateEvent) => void): { onProgress: (e: E) => void; stop(): void } {
+  const running = new Set<string>();
+  let stopWatching = () => {};
+  return {
+    onProgress: (e) => {
+      if (e.type === 'start') {
+        stopWatching();
+        const id = e.sessionId;
+        stopWatching = watchRates(
+          async (names) => (await SessionControl.of(id)).sendRates(names.map((bundleName) => ({ bundleName, state: 'running' }))),
+          () => [...running],
+          onProgress,
+        );
+      } else if (e.type === 'begin') running.add(e.bundleName);
+      else if (e.type === 'end') running.delete(e.outcome.bundleName);
+      onProgress(e);
+    },
+    stop: () => stopWatching(),
+  };
 }
 
 export function registerBackup(program: Command): void {
@@ -67,10 +115,7 @@ export function registerBackup(program: Command): void {
       parseDeviceId,
     )
     .option('--tool-timeout <duration>', TOOL_TIMEOUT_HELP, parseDuration)
-    .option(
-      '--json',
-      'print the result as one JSON object (sessionId, uiUrl, out, kind, base, bundles, endedElsewhere; with a repository also snapshot and store)',
-    )
+    .option('--json', 'print JSON Lines: status lines while it runs, then the summary (docs/cli.md, "JSON output"; with a repository also snapshot and store)')
     .addHelpText(
       'after',
       `
@@ -132,19 +177,27 @@ Examples:
       const out = opts.out;
       await runCommand(
         cmd,
-        { progress: backupColumns, json: opts.json, toJson, format: formatBackupResult, failure: 'Backup failed' },
-        ({ onProgress, signal }) =>
-          runBackup({
-            out,
-            bundles,
-            rate: opts.rate,
-            incremental: opts.incremental,
-            base: opts.base,
-            attach: opts.attach,
-            toolTimeoutMs: opts.toolTimeout,
-            onProgress,
-            signal,
-          }),
+        { progress: backupColumns, json: opts.json, jsonKind: 'backup', toJson, format: formatBackupResult, failure: 'Backup failed' },
+        async ({ onProgress, signal }) => {
+          const rates = watchPauses(onProgress);
+          try {
+            return withCounts(
+              await runBackup({
+                out,
+                bundles,
+                rate: opts.rate,
+                incremental: opts.incremental,
+                base: opts.base,
+                attach: opts.attach,
+                toolTimeoutMs: opts.toolTimeout,
+                onProgress: rates.onProgress,
+                signal,
+              }),
+            );
+          } finally {
+            rates.stop();
+          }
+        },
       );
     },
   );
