@@ -167,13 +167,14 @@ function barReporter<E extends ProgressEvent>(columns: ProgressColumns<E>, strea
       format: (_options, params, payload: { name?: string; step?: string }) => {
         const st = payload.step !== undefined ? steps.get(payload.step) : undefined;
         if (st)
+          // The step's name whole, its figures after the bar (cut at the line's end when long).
           return barLine(params.maxWidth || width(), {
             name: payload.step ?? '',
-            nameWidth,
+            nameWidth: Math.max(nameWidth, payload.step?.length ?? 0),
             state: st.done ? 'done' : 'storing',
-            size: st.status,
+            size: '',
             progress: st.fraction,
-            eta: '',
+            eta: st.status,
           });
         const b = bars.get(payload.name ?? '');
         if (!b) return '';

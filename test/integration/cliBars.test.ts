@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cliJson.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
 import { bundleWorkflowId } from '../../common/session.js';
+import { findRestic } from '../../engine/repository/index.js';
 import { temporalAddress, testClient, uniqueTaskQueue, until, withWorker } from '../helpers/temporal.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -84,6 +85,41 @@ describe('progress bars in an 80-column terminal', () => {
       const last = bars.filter((l) => l.startsWith(` ${shown}`)).at(-1);
       expect(last, `${name}\n${bars.join('\n')}`).toMatch(/ done +\d+(\.\d+)? (B|KiB|MiB) of \d+(\.\d+)? (B|KiB|MiB)/);
     }
+  });
+
+  it("a backup into a repository: the store's own bar after the bundles', state and figures visible, never wider than the terminal", async (ctx) => {
+    const missing = await findRestic().then(
+      () => undefined,
+      (err: Error) => err.message,
+    );
+    if (missing) {
+      console.warn(`the repository bar test is skipped: ${missing}`);
+      return ctx.skip();
+    }
+    const root = await mkdtemp(path.join(os.tmpdir(), 'ohbackup-bars-repo-'));
+    const dataRoot = path.join(root, 'device');
+    const names = ['com.barsrepo.one', 'com.barsrepo.two'];
+    for (const name of names) await writeBundle(dataRoot, { name, files: { ...bigFiles(2), 'a.txt': name } });
+    const taskQueue = uniqueTaskQueue('bars-repo');
+    // No --out and no --repo: the state folder's repository, made on first use.
+    const env = { TEMPORAL_ADDRESS: temporalAddress(), OHBACKUP_TASK_QUEUE: taskQueue, OHBACKUP_STATE_DIR: path.join(root, 'state') };
+    const run = await withWorker({ taskQueue, dataRoot, stateDir: path.join(root, 'worker-state') }, async () => {
+      const t = inTerminal(`exec ${quote(process.execPath)} ${quote(CLI)} backup ${names.join(' ')}`, 80, env);
+      return { code: await t.exited, screen: t.screen() };
+    });
+    expect(run.code, run.screen).toBe(0);
+    const segments = run.screen.replace(ANSI, '\n').split(/\r\n|\r|\n/);
+    const store = segments.filter((s) => /^ repository +(storing|done) /.test(s));
+    expect(store.length, run.screen).toBeGreaterThan(0);
+    for (const line of segments.filter((s) => /^ \S+ +(storing|running|done) /.test(s))) expect(line.length, line).toBeLessThanOrEqual(80);
+    // Its last frame: done, with the snapshot it made.
+    expect(store.at(-1), run.screen).toMatch(/^ repository +done +snapshot [0-9a-f]{8}: /);
+    for (const name of names)
+      expect(
+        segments.some((s) => new RegExp(`^ ${name.replace(/\./g, '\\.')} +done `).test(s)),
+        run.screen,
+      ).toBe(true);
+    expect(run.screen).toMatch(/Stored +\S/);
   });
 
   it('survive Ctrl-C: the session is released; on the rendered screen every bar and line once, none wider than the terminal', async () => {
