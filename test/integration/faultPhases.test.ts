@@ -184,8 +184,8 @@ describe('a worker killed inside each phase', () => {
       const resumedP = device.worker
         .output()
         .split('packBundleData resumed')
-        .find((s) => s.includes(`workflowId: '${bundleWorkflowId(sessionId, P)}'`));
-      expect(resumedP).toMatch(/(kept|reused): [1-9]/);
+        .find((s) => s.split('\n')[0]!.includes(`workflowId=${bundleWorkflowId(sessionId, P)}`));
+      expect(resumedP?.split('\n')[0]).toMatch(/\b(kept|reused)=[1-9]/);
     } finally {
       gate.cancel();
     }
