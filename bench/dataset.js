@@ -3,6 +3,7 @@
 // written, contents from the bench's own PRNG (incompressible), written in
 // chunks so no file is ever whole in memory.
 import { closeSync, ftruncateSync, mkdirSync, openSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Rng } from './prng.js';
 
@@ -10,11 +11,18 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const CHUNK = 256 * KiB;
 
-/** Sizes of the timed data set: full, or a tenth with `quick`. */
-export function datasetShape(quick) {
-  return quick
-    ? { bundles: 8, files: 200, folders: 40, bigFiles: 2, bigBytes: Math.round(2.4 * MiB), minBytes: 512, maxBytes: 64 * KiB }
-    : { bundles: 8, files: 2000, folders: 40, bigFiles: 2, bigBytes: 24 * MiB, minBytes: 512, maxBytes: 64 * KiB };
+/** Sizes of the timed data set: full, or a tenth with `quick`; `factor` scales files and big files (the --scale curve). */
+export function datasetShape(quick, factor = 1) {
+  const k = (quick ? 0.1 : 1) * factor;
+  return {
+    bundles: 8,
+    files: Math.max(1, Math.round(2000 * k)),
+    folders: 40,
+    bigFiles: 2,
+    bigBytes: Math.round(24 * MiB * k),
+    minBytes: 512,
+    maxBytes: 64 * KiB,
+  };
 }
 
 const chunk = Buffer.alloc(CHUNK);
@@ -51,11 +59,11 @@ function writeBundleShell(dataRoot, name) {
  * spread over `shape.folders` folders, plus `shape.bigFiles` big files.
  * Returns the plan (paths, sizes) so later steps can pick files deterministically.
  */
-export function writeDataset(dataRoot, shape, seed) {
+export function writeDataset(dataRoot, shape, seed, prefix = 'com.bench.app') {
   const plan = new Rng(seed);
   const bundles = [];
   for (let b = 0; b < shape.bundles; b++) {
-    const name = `com.bench.app${b}`;
+    const name = `${prefix}${b}`;
     const data = writeBundleShell(dataRoot, name);
     const folders = Array.from({ length: shape.folders }, (_, k) => `g${k % 5}/folder-${String(k).padStart(2, '0')}`);
     for (const f of folders) mkdirSync(path.join(data, f), { recursive: true });
@@ -128,4 +136,47 @@ export function writeEmptyBundles(dataRoot, n) {
     writeBundleShell(dataRoot, name);
     return name;
   });
+}
+
+/**
+ * `n` small bundles `com.bench.small<nn>` of `files` files of 1–4 KiB each
+ * (the Temporal cost of a backup of many bundles, where orchestration dominates).
+ */
+export function writeSmallBundles(dataRoot, n, files, seed) {
+  const rng = new Rng(seed);
+  return Array.from({ length: n }, (_, i) => {
+    const name = `com.bench.small${String(i).padStart(2, '0')}`;
+    const data = writeBundleShell(dataRoot, name);
+    for (let f = 0; f < files; f++) writeRandomFile(path.join(data, `file-${f}.bin`), rng.int(1024, 4096), rng.next());
+    return name;
+  });
+}
+
+/**
+ * One bundle `name` of `files` tiny files (16–200 bytes, each unique), 1 000
+ * per folder. Written with a few writes in flight at once (libuv's pool),
+ * which on ext4 is several times faster than one at a time. Returns its size.
+ */
+export async function writeManyFilesBundle(dataRoot, name, files, seed, { concurrency = 16, onProgress } = {}) {
+  const data = writeBundleShell(dataRoot, name);
+  const perFolder = 1000;
+  const folders = Math.ceil(files / perFolder);
+  for (let d = 0; d < folders; d++) mkdirSync(path.join(data, `d${String(d).padStart(4, '0')}`));
+  const rng = new Rng(seed);
+  const pad = Buffer.alloc(200);
+  let next = 0;
+  let bytes = 0;
+  const one = async () => {
+    while (next < files) {
+      const i = next++;
+      const size = 16 + (rng.next() % 185);
+      const head = Buffer.from(`${i}:${rng.next()}\n`);
+      const body = Buffer.concat([head, pad.subarray(0, Math.max(0, size - head.length))]);
+      bytes += body.length;
+      await writeFile(path.join(data, `d${String(Math.floor(i / perFolder)).padStart(4, '0')}`, `f${String(i % perFolder).padStart(3, '0')}`), body);
+      if (onProgress && i % 100_000 === 0) onProgress(i);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, one));
+  return { name, files, bytes };
 }

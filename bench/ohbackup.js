@@ -1,9 +1,15 @@
 // The ohbackup side of the bench, through the product's own entry points (dist/).
+import { spawn } from 'node:child_process';
 import { closeSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { runBackup } from '../dist/client/runs/runBackup.js';
 import { backup } from '../dist/client/index.js';
 import { getClient } from '../dist/client/connection.js';
 import { restoreFromSet } from '../dist/client/runs/restoreSession.js';
+import { track } from './procs.js';
+
+const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Rejects after `ms` with a message naming `what`. */
 export function withTimeout(promise, ms, what) {
@@ -129,7 +135,7 @@ async function session({ bundles, onBegin, timeoutMs, what }) {
   try {
     await s.appendBundles(bundles);
     const endedAt = await withTimeout(ended, timeoutMs, what);
-    return { ms: endedAt - started, times, readyAts, errors, serviceDied };
+    return { ms: endedAt - started, times, readyAts, errors, serviceDied, sessionId: s.sessionId };
   } catch (err) {
     const hint = await workflowTaskFailure(s.sessionId);
     if (hint && err instanceof Error) err.message += ` (session workflow ${s.sessionId}: workflow task failed: ${hint})`;
@@ -192,5 +198,43 @@ function leastSquaresRate(t) {
 export async function manyBundles({ bundles, timeoutMs }) {
   const r = await session({ bundles, timeoutMs, what: `the session of ${bundles.length} bundles` });
   if (r.errors.length) throw new Error(`the session of ${bundles.length} bundles had errors:\n  ${r.errors.slice(0, 5).join('\n  ')}`);
-  return { ms: r.ms, files: r.times.length, serviceDied: r.serviceDied };
+  return { ms: r.ms, files: r.times.length, serviceDied: r.serviceDied, sessionId: r.sessionId };
+}
+
+/**
+ * `ohbackup backup --out DIR --json BUNDLE…` as a user runs it: bin/ohbackup
+ * in a child process, default options (the command's own send rate). Timed
+ * from the spawn to the process's exit: Node start, connection, worker check,
+ * the session and the set.
+ */
+export async function cliBackup({ out, bundles, env, timeoutMs }) {
+  const started = performance.now();
+  const child = track(
+    spawn(path.join(projectRoot, 'bin/ohbackup'), ['backup', '--out', out, '--json', ...bundles], { env, stdio: ['ignore', 'pipe', 'pipe'] }),
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (b) => (stdout += b.toString()));
+  child.stderr.on('data', (b) => (stderr = (stderr + b.toString()).slice(-4000)));
+  const code = await withTimeout(
+    new Promise((resolve, reject) => {
+      child.once('error', reject);
+      child.once('exit', (c, signal) => resolve(signal ?? c));
+    }),
+    timeoutMs,
+    '`ohbackup backup`',
+  ).catch((err) => {
+    child.kill('SIGKILL');
+    throw err;
+  });
+  const ms = performance.now() - started;
+  if (code !== 0) throw new Error(`\`ohbackup backup --out\` exited ${code}:\n${stderr}${stdout.slice(-2000)}`);
+  // Exit 0: every bundle done (docs/cli.md); the JSON names the session.
+  let sessionId;
+  try {
+    sessionId = JSON.parse(stdout).sessionId;
+  } catch {
+    sessionId = undefined;
+  }
+  return { ms, sessionId };
 }

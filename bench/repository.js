@@ -10,11 +10,11 @@ import { Repository } from '../dist/engine/repository/index.js';
 import { changeOnePercent } from './dataset.js';
 import { withTimeout } from './ohbackup.js';
 
-async function timedBackup(repository, bundles, rate, timeoutMs, what, tempDir) {
+async function timedBackup(repository, bundles, rate, timeoutMs, what, tempDir, more = {}) {
   const t = performance.now();
   let storing;
   const r = await withTimeout(
-    backupToRepository({ repository, device: 'bench', bundles, rate, tempDir, onStoreProgress: () => (storing ??= performance.now()) }),
+    backupToRepository({ repository, device: 'bench', bundles, rate, tempDir, ...more, onStoreProgress: () => (storing ??= performance.now()) }),
     timeoutMs,
     what,
   );
@@ -24,6 +24,25 @@ async function timedBackup(repository, bundles, rate, timeoutMs, what, tempDir) 
   }
   // Until restic's first progress: the session, the set written and staged (every entry checked against its index).
   return { ms, beforeStoreMs: (storing ?? t + ms) - t, snapshot: r.snapshot.id, store: r.store };
+}
+
+/** A fresh repository `name` in `work` (its password file beside it), for one round. */
+export async function freshRepository({ work, restic, name }) {
+  const passwordFile = path.join(work, `${name}.password`);
+  writeFileSync(passwordFile, 'ohbackup-bench', { mode: 0o600 });
+  return Repository.init({ repository: path.join(work, name), passwordFile, restic, tempDir: work });
+}
+
+/**
+ * The rounds' repository figures, as a user keeping increments runs them:
+ * `first` = `ohbackup backup --repo R --incremental` (every bundle in full,
+ * manifests kept), `second` = `ohbackup backup --repo R --base latest` (only
+ * what changed). Session + set + restic's store, timed.
+ */
+export async function repositoryBackup({ repository, bundles, rate, timeoutMs, work, second }) {
+  const what = second ? 'the increment into the repository' : 'the backup into the repository';
+  const x = await timedBackup(repository, bundles, rate, timeoutMs, what, work, second ? { base: 'latest' } : { incremental: true });
+  return { ms: x.ms, beforeStoreMs: x.beforeStoreMs, storeSeconds: x.store.seconds, dataAdded: x.store.dataAdded, filesNew: x.store.filesNew };
 }
 
 export async function repositoryFigures({ work, restic, bundles, rate, dataset, seed, timeoutMs }) {
