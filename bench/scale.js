@@ -8,7 +8,7 @@ import { datasetShape, writeDataset, writeManyFilesBundle } from './dataset.js';
 import { fullBackup, restore } from './ohbackup.js';
 import { watchRss } from './procs.js';
 import { median } from './report.js';
-import { temporalCost } from './temporalCost.js';
+import { quiesce, temporalCost } from './temporalCost.js';
 
 export const SCALE_FACTORS = [0.1, 1, 3];
 
@@ -68,6 +68,7 @@ export async function millionFiles({ dataRoot, restoreRoot, work, files, seed, r
   const writeMs = performance.now() - t;
   log(`million: ${files} files (${(written.bytes / 2 ** 20).toFixed(1)} MiB) written in ${(writeMs / 1000).toFixed(1)} s`);
   const out = path.join(work, 'million-set');
+  await quiesce();
   const since = Date.now();
   let rss = watchRss(workers.backup.pid);
   let b;

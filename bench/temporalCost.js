@@ -30,6 +30,26 @@ async function runsInWindow(client, sinceMs) {
   return out;
 }
 
+/** Sessions (`ohbackup-<kind>-<uuid>`, common/sessions), their bundle children and the claims workflows: what a step leaves finishing. */
+const SESSION_WORK = /^ohbackup-(backup|restore|incremental)-|^ohbackup-bundle-claims\//;
+
+/**
+ * Waits (bounded) until no session, bundle or claims workflow runs: a
+ * released session of the step before still writing its last events would be
+ * counted with the next. Resolves with whether it got there.
+ */
+export async function quiesce(waitMs = 60_000) {
+  const client = await getClient();
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    let running = 0;
+    for await (const w of client.workflow.list()) if (w.status.name === 'RUNNING' && SESSION_WORK.test(w.workflowId)) running++;
+    if (running === 0) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 /**
  * History events of the run of session `sessionId` since `sinceMs` (wall
  * clock; the next step has not started). Waits (bounded) until the session's own workflows are closed
