@@ -63,7 +63,7 @@ export async function temporalCost({ sessionId, sinceMs, expectBundles, waitMs =
   let settled = false;
   // Visibility is eventually consistent: poll until the session and all its bundle children are listed closed.
   for (;;) {
-    runs = await runsInWindow(client, sinceMs - 1000);
+    runs = await runsInWindow(client, sinceMs);
     const own = runs.filter((w) => ['session', 'bundle'].includes(workflowKind(w.workflowId, sessionId)));
     const bundles = own.filter((w) => workflowKind(w.workflowId, sessionId) === 'bundle').length;
     if (bundles >= expectBundles && own.some((w) => w.workflowId === sessionId) && own.every((w) => w.status.name !== 'RUNNING')) {
@@ -78,7 +78,7 @@ export async function temporalCost({ sessionId, sinceMs, expectBundles, waitMs =
     const history = await client.workflow.getHandle(w.workflowId, w.runId).fetchHistory();
     const events = history.events ?? [];
     // Events from the run's start: those of a long-lived helper (the claims workflow) before it are another run's.
-    const counted = events.filter((e) => tsMs(e.eventTime) >= sinceMs - 1000).length;
+    const counted = events.filter((e) => tsMs(e.eventTime) >= sinceMs).length;
     if (counted === 0) continue;
     workflows.push({
       workflowId: w.workflowId,
