@@ -633,7 +633,7 @@ try {
             measure: `history events per session (${SMALL_BUNDLES} small bundles), all workflows`,
             value: cost.total,
             show: String,
-            note: describeCost(cost),
+            note: 'by workflow: see the notes',
           }),
         ]),
     ...(empty.error || empty.cost?.error
