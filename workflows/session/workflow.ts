@@ -20,6 +20,7 @@ import {
   proxySinks,
   setCurrentDetails,
   setHandler,
+  sleep,
   startChild,
   upsertMemo,
   upsertSearchAttributes,
@@ -195,15 +196,24 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     if (slot.published && !publishedAtStart) await child(slot.bundleName).signal(publishSignal);
   }
 
+  // The tool lease's timer: one at a time, kept across the loop's wakes (a timer per wake would cost two events
+  // each) and re-armed from the last acknowledgement only when it fires.
+  let leaseDue = false;
+  const armLease = () =>
+    void sleep(lease.remainingMs(Date.now())).then(
+      () => (leaseDue = true),
+      () => undefined, // cancelled with the session: its release follows
+    );
+  armLease();
   try {
     for (;;) {
       showDetails();
-      // The wait is also the tool lease's timer: one timer per wait, re-armed from the last acknowledgement when it fires early.
-      const woken = await condition(
-        () => session.released || session.canStart(maxConcurrent) || session.allEndDue() || workflowInfo().continueAsNewSuggested,
-        lease.remainingMs(Date.now()),
-      );
-      if (!woken && !session.released && lease.expired(Date.now())) session.abandon(lease.silence(Date.now()), new Date().toISOString());
+      await condition(() => session.released || leaseDue || session.canStart(maxConcurrent) || session.allEndDue() || workflowInfo().continueAsNewSuggested);
+      if (leaseDue) {
+        leaseDue = false;
+        if (!session.released && lease.expired(Date.now())) session.abandon(lease.silence(Date.now()), new Date().toISOString());
+        else armLease();
+      }
       if (session.released) break;
       await Promise.all(session.takeStartable(maxConcurrent).map(startBundle));
       session.announceAllEnded();
