@@ -112,7 +112,12 @@ describe('updateSendRate', () => {
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
         backup.updateSendRate(name, 7);
       },
+      onFileReady: (err, file) => {
+        readyAts.push(file.readyAt ?? 0);
+        rec.callbacks.onFileReady(err, file);
+      },
     };
+    const readyAts: number[] = [];
     let history: Awaited<ReturnType<ReturnType<typeof client.workflow.getHandle>['fetchHistory']>> | undefined;
     await withWorker({ taskQueue, dataRoot: d.dataRoot, stateDir: d.stateDir }, async () => {
       const session = new backup.SessionBackup(cb);
@@ -126,10 +131,12 @@ describe('updateSendRate', () => {
     expect(rec.of('com.r.quick').filter((c) => c.cb === 'onFileReady').length).toBeGreaterThan(0);
     const events = history!.events ?? [];
     const signalled = (name: string) => events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === name);
-    const handOver = events.findIndex((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'handOverFiles');
     expect(signalled('updateSendRate')).toBeGreaterThan(0);
     expect(signalled('toolBegun')).toBeGreaterThan(signalled('updateSendRate'));
-    expect(handOver).toBeGreaterThan(signalled('toolBegun'));
+    // The activity that packs and hands over let its first file go only once toolBegun had reached the bundle.
+    const toolBegunAt = Number(events[signalled('toolBegun')]!.eventTime!.seconds) * 1000 + Math.floor(events[signalled('toolBegun')]!.eventTime!.nanos! / 1e6);
+    expect(readyAts.length).toBeGreaterThan(0);
+    expect(Math.min(...readyAts)).toBeGreaterThanOrEqual(toolBegunAt);
   });
 });
 

@@ -30,7 +30,7 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
 
   await runBundleLifecycle(
     input,
-    async ({ report, reportBegin, hooks, startedAt }) => {
+    async ({ report, reportBegin, beginReported, hooks, startedAt }) => {
       // The bundle's own backup hook runs first (like the reference's onBackup/onBackupEx), under the deadline;
       // the tool sees the bundle begin before it. Without a hook, the pack activity reports the begin.
       const hook = preferredHook(hooks, 'backup');
@@ -51,7 +51,7 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
         kind: input.kind,
         baseManifestPath: input.request.baseManifestPath,
         baseTime: input.request.lastIncrementalTime,
-        reportBegin: !hook,
+        reportBegin: !hook && !beginReported,
         hookOutput,
         startedAt,
       });

@@ -49,6 +49,8 @@ export interface BundleWork {
    * activity reports the begin itself (one signal and workflow task fewer) does not call it.
    */
   reportBegin: () => void;
+  /** The session reported the begin already (reportBegin then does nothing). */
+  beginReported: boolean;
   /** The hooks the device bundle declares. */
   hooks: HookName[];
   /** When the bundle's life started (epoch ms), for its result's durationMs. */
@@ -82,14 +84,20 @@ export async function runBundleLifecycle(
   const workDone = scope.run(async () => {
     const startedAt = Date.now();
     const { targetBundle, install } = input.request;
-    const prepared = await prepareBundle({ bundleName: targetBundle ?? bundleName, kind: input.kind, install });
+    // A backup session checked the bundle when it was appended, and reported its begin as it started this child.
+    const checked = input.request.hooks;
+    const prepared = checked
+      ? { ok: true as const, hooks: checked as HookName[] }
+      : await prepareBundle({ bundleName: targetBundle ?? bundleName, kind: input.kind, install });
     if (!prepared.ok) throw new BundleRejected(prepared.error);
     begun = true;
     // Sent without waiting for it to land, so the work goes on in the same workflow task: the session holds back
     // a bundle's events that overtake its begin, and the bundle's end is reported only after its begin has landed.
     // Outside the work's scope: cancelling the work must not cancel the begin the tool is owed.
-    const reportBegin = () => void (beginLanded = CancellationScope.nonCancellable(() => report({ type: 'bundleBegin', bundleName })));
-    return work({ report, reportBegin, hooks: prepared.hooks, startedAt });
+    const reportBegin = () => {
+      if (!checked) beginLanded = CancellationScope.nonCancellable(() => report({ type: 'bundleBegin', bundleName }));
+    };
+    return work({ report, reportBegin, beginReported: checked !== undefined, hooks: prepared.hooks, startedAt });
   });
 
   let failure: ErrorInfo | undefined;

@@ -53,7 +53,7 @@ import { bundleBackupWorkflow } from '../bundle/backup.js';
 import { bundleRestoreWorkflow } from '../bundle/restore.js';
 import { claimSessionBundles, releaseSessionBundles } from './claims.js';
 import { ToolLease, type LeaseState } from './lease.js';
-import { SessionState, deviceBundleOf, type BundleSlot, type CarriedState } from './state.js';
+import { SessionState, deviceBundleOf, type AppendedBundle, type BundleSlot, type CarriedState } from './state.js';
 
 export interface SessionInput extends SessionStart {
   /** Set only by continue-as-new. */
@@ -110,11 +110,28 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     async ({ bundles }) => {
       const callNo = session.countAppend();
       // 13500013: a bundle another running session holds on this device begins and ends with that error; the rest run.
-      session.add(bundles, await claimSessionBundles(session.toClaim(bundles), callNo, input.deviceTaskQueue));
+      const [checked, held] = await Promise.all([checkAppended(bundles), claimSessionBundles(session.toClaim(bundles), callNo, input.deviceTaskQueue)]);
+      session.add(checked, held);
       markSearch();
     },
     { validator: (_request) => session.checkAppend() },
   );
+  /**
+   * Backup: checks the new bundles of an append in one activity (a bundle that cannot run begins and ends with why
+   * when its turn comes), so their children begin at once and the session reports their begin itself: no signal
+   * and no local activity per bundle. Restore checks (and installs) in each child, under its deadline.
+   */
+  async function checkAppended(bundles: AppendedBundle[]): Promise<AppendedBundle[]> {
+    const names = input.kind === 'restore' ? [] : session.toClaim(bundles);
+    if (names.length === 0) return bundles;
+    const answers = await deviceActivities.prepareBundles({ bundleNames: names, kind: input.kind });
+    const byName = new Map(names.map((name, i) => [name, answers[i]!]));
+    return bundles.map((b) => {
+      const answer = byName.get(deviceBundleOf(b));
+      if (!answer || b.rejected) return b;
+      return answer.ok ? { ...b, hooks: answer.hooks } : { ...b, rejected: answer.error };
+    });
+  }
   // A client that sends no request (an older tool) is the session's own tool.
   setHandler(releaseUpdate, (req) => session.release(req?.by ?? 'tool'), { validator: (_req) => session.checkRelease() });
   setHandler(cancelBundleUpdate, async (bundleName) => {
@@ -185,6 +202,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
       staticSummary: `${input.kind} of ${slot.bundleName}${target}`,
     });
     slot.childStarted = true;
+    // Checked when appended: it begins now, in this workflow task (the child then reports only files, result and end).
+    if (slot.request.hooks) session.accept({ type: 'bundleBegin', bundleName: slot.bundleName });
     // A failed or cancelled child has reported its end before it closed: its failure is no news here (and must not
     // reject unobserved). Only a child ended from outside without reporting (terminated) ends its bundle now.
     void handle.result().catch((err: unknown) => {
