@@ -1,3 +1,4 @@
+import { startWorkerProcess } from '../helpers/workerProcess.js';
 import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -119,13 +120,17 @@ describe('updateSendRate', () => {
     };
     const readyAts: number[] = [];
     let history: Awaited<ReturnType<ReturnType<typeof client.workflow.getHandle>['fetchHistory']>> | undefined;
-    await withWorker({ taskQueue, dataRoot: d.dataRoot, stateDir: d.stateDir }, async () => {
+    // A worker process of its own: the tool's blocking onBundleBegin must not hold the worker's activities too.
+    const worker = await startWorkerProcess({ taskQueue, dataRoot: d.dataRoot, stateDir: d.stateDir, prebuiltWorkflows: true });
+    try {
       const session = new backup.SessionBackup(cb);
       await session.appendBundles(['com.r.quick']);
       await rec.until(ended('com.r.quick'));
       history = await client.workflow.getHandle(bundleWorkflowId(session.sessionId, 'com.r.quick')).fetchHistory();
       await session.release();
-    });
+    } finally {
+      await worker.kill('SIGKILL');
+    }
     await client.connection.close();
     expect(endCode(rec, 'com.r.quick')).toBeUndefined();
     expect(rec.of('com.r.quick').filter((c) => c.cb === 'onFileReady').length).toBeGreaterThan(0);
