@@ -1,9 +1,11 @@
 /** The backup activities: packing a bundle (engine/pack), handing its files over, and cleaning up after. */
 import { rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import { ErrorCode } from '../common/errors.js';
-import { codedFailure } from '../common/rules.js';
-import { bundleWorkflowId, type SessionKind } from '../common/session.js';
+import { bundleEventsSignal, toolBegunQuery } from '../common/messages.js';
+import { backupResultJson, codedFailure, type PackedSummary } from '../common/rules.js';
+import { DEFAULTS, bundleWorkflowId, type SessionKind } from '../common/session.js';
 import { MANIFEST_NAME, type Device } from '../engine/device.js';
 import { readManifest, type ManifestEntry } from '../engine/formats/manifest.js';
 import { packBundle } from '../engine/pack/index.js';
@@ -12,74 +14,56 @@ import { handOverFiles, type HandOverResult } from './handOver.js';
 import { oneAttemptAtATime } from './oneAttemptAtATime.js';
 import { ProgressReporter } from './progressReporter.js';
 
+/** How often the hand-over asks whether the tool has seen the bundle begin. */
+const TOOL_BEGUN_POLL_MS = 25;
+
+export interface PackInput {
+  sessionId: string;
+  sessionWorkflowId: string;
+  bundleName: string;
+  kind?: SessionKind;
+  baseManifestPath?: string;
+  baseTime?: number;
+}
+
 export function createBackupActivities(device: Device) {
   return {
-    async packBundleData(input: {
-      sessionId: string;
-      sessionWorkflowId: string;
-      bundleName: string;
-      kind?: SessionKind;
-      baseManifestPath?: string;
-      baseTime?: number;
-    }) {
+    /**
+     * Packs the bundle and hands its files over, in one activity: a small bundle then costs its child one
+     * activity, and its session one signal for begin and one for files, result and end. `reportBegin`: this
+     * activity tells the session the bundle began (the workflow did not, as it does before a hook). Returns
+     * `ended` once the last file and the end went out; a rate of 0 stops it early (the workflow waits durably).
+     */
+    async packBundleData(input: PackInput & { reportBegin?: boolean; hookOutput: string; startedAt: number }) {
       return oneAttemptAtATime(`pack:${input.sessionId}/${input.bundleName}`, async () => {
         const ctx = Context.current();
-        const bundle = device.bundle(input.bundleName);
-        const loaded = await bundle.profile();
-        if (!loaded.ok) throw codedFailure(loaded.error.code, loaded.error.message);
-        const packDir = sessionBundle(device, input.sessionId, input.bundleName).packDir(input.sessionId);
-        // Incremental: compare against the previous backup's manifest and write the new full one.
-        let base: Map<string, ManifestEntry> | undefined;
-        if (input.baseManifestPath) {
-          try {
-            base = (await readManifest(input.baseManifestPath)).entries;
-          } catch (err) {
-            throw codedFailure(ErrorCode.INVALID_ARGUMENT, `the previous manifest of ${input.bundleName} is not valid: ${(err as Error).message}`);
-          }
+        const session = ctx.client.workflow.getHandle(input.sessionWorkflowId);
+        // Every attempt says so: the session keeps the first begin and drops repeats.
+        if (input.reportBegin) await session.signal(bundleEventsSignal, [{ type: 'bundleBegin', bundleName: input.bundleName }]);
+        const packed = await pack(input);
+        const self = ctx.client.workflow.getHandle(bundleWorkflowId(input.sessionId, input.bundleName));
+        // A rate the tool sets in onBundleBegin reaches the bundle before toolBegun does: wait for that (bounded:
+        // a tool that is away must not stall the bundle), then the rate paces the first file. Queries cost no history.
+        const waitUntil = Date.now() + DEFAULTS.toolBegunWaitMs;
+        while (!(await self.query(toolBegunQuery)) && Date.now() < waitUntil) {
+          ctx.heartbeat();
+          await sleep(TOOL_BEGUN_POLL_MS, undefined, { signal: ctx.cancellationSignal });
         }
-        const manifestPath = input.kind === 'incremental' ? `${packDir}/${MANIFEST_NAME}` : undefined;
-        const progress = new ProgressReporter(ctx.client, input.sessionWorkflowId, input.bundleName);
-        // A retry (say, after the worker was killed) keeps the slices and big files
-        // an earlier attempt completed; the first attempt starts clean.
-        const resume = ctx.info.attempt > 1;
-        progress.start(resume ? 'packing: resuming' : 'packing: 0 files, 0 bytes');
-        try {
-          const summary = await packBundle({
-            bundleName: input.bundleName,
-            dataDir: bundle.paths.data,
-            outDir: packDir,
-            profile: loaded.config,
-            resume,
-            base,
-            baseTime: input.baseTime,
-            manifestPath,
-            // The heartbeat carries the durable point: { files, bytes, phase, durable }.
-            onProgress: (p) => {
-              ctx.heartbeat(p);
-              progress.update(
-                p.phase === 'verify'
-                  ? `packing: resuming, ${p.durable} packed files checked`
-                  : `packing: ${p.files} files, ${p.bytes} bytes${p.phase === 'scan' ? ' (resuming)' : ''}`,
-              );
+        const { bundleName } = input;
+        const handed = await handOverFiles(ctx.client, {
+          ...handOverPaths(input),
+          bundleName,
+          from: 0,
+          closing: () => [
+            {
+              type: 'resultReport',
+              bundleName,
+              result: backupResultJson(bundleName, input.kind === 'incremental', input.hookOutput, packed, Date.now() - input.startedAt),
             },
-            signal: ctx.cancellationSignal,
-          });
-          if (summary.resumed) ctx.log.info('packBundleData resumed', { attempt: ctx.info.attempt, ...summary.resumed });
-          return {
-            files: summary.files,
-            dirs: summary.dirs,
-            bytes: summary.bytes,
-            skipped: summary.skipped,
-            handOver: summary.handOver + 1,
-            changed: summary.changed,
-            unchanged: summary.unchanged,
-            deleted: summary.deleted,
-          };
-        } catch (err) {
-          throw asFailure(err, ErrorCode.TAR_FAILED);
-        } finally {
-          progress.stop();
-        }
+            { type: 'bundleEnd', bundleName },
+          ],
+        });
+        return { ...packed, next: handed.next, ended: handed.next >= packed.handOver };
       });
     },
 
@@ -92,15 +76,11 @@ export function createBackupActivities(device: Device) {
       sendRate?: number;
     }): Promise<HandOverResult> {
       const ctx = Context.current();
-      const packDir = sessionBundle(device, input.sessionId, input.bundleName).packDir(input.sessionId);
       return handOverFiles(ctx.client, {
+        ...handOverPaths(input),
         // A retry may start long after it was scheduled: it asks the bundle for its rate instead.
         sendRate: ctx.info.attempt === 1 ? input.sendRate : undefined,
-        manifestPath: input.kind === 'incremental' ? `${packDir}/${MANIFEST_NAME}` : undefined,
-        sessionWorkflowId: input.sessionWorkflowId,
-        bundleWorkflowId: bundleWorkflowId(input.sessionId, input.bundleName),
         bundleName: input.bundleName,
-        packDir,
         from: input.from,
       });
     },
@@ -109,4 +89,76 @@ export function createBackupActivities(device: Device) {
       await rm(sessionBundle(device, input.sessionId, input.bundleName).packDir(input.sessionId), { recursive: true, force: true });
     },
   };
+
+  /** Where a bundle's hand-over reads its packed files, and the workflows it tells. */
+  function handOverPaths(input: { sessionId: string; sessionWorkflowId: string; bundleName: string; kind?: SessionKind }) {
+    const packDir = sessionBundle(device, input.sessionId, input.bundleName).packDir(input.sessionId);
+    return {
+      manifestPath: input.kind === 'incremental' ? `${packDir}/${MANIFEST_NAME}` : undefined,
+      sessionWorkflowId: input.sessionWorkflowId,
+      bundleWorkflowId: bundleWorkflowId(input.sessionId, input.bundleName),
+      packDir,
+    };
+  }
+
+  /** Packs the bundle (engine/pack); a retry resumes from what an earlier attempt completed. */
+  async function pack(input: PackInput): Promise<PackedSummary> {
+    const ctx = Context.current();
+    const bundle = device.bundle(input.bundleName);
+    const loaded = await bundle.profile();
+    if (!loaded.ok) throw codedFailure(loaded.error.code, loaded.error.message);
+    const packDir = sessionBundle(device, input.sessionId, input.bundleName).packDir(input.sessionId);
+    // Incremental: compare against the previous backup's manifest and write the new full one.
+    let base: Map<string, ManifestEntry> | undefined;
+    if (input.baseManifestPath) {
+      try {
+        base = (await readManifest(input.baseManifestPath)).entries;
+      } catch (err) {
+        throw codedFailure(ErrorCode.INVALID_ARGUMENT, `the previous manifest of ${input.bundleName} is not valid: ${(err as Error).message}`);
+      }
+    }
+    const manifestPath = input.kind === 'incremental' ? `${packDir}/${MANIFEST_NAME}` : undefined;
+    const progress = new ProgressReporter(ctx.client, input.sessionWorkflowId, input.bundleName);
+    // A retry (say, after the worker was killed) keeps the slices and big files
+    // an earlier attempt completed; the first attempt starts clean.
+    const resume = ctx.info.attempt > 1;
+    progress.start(resume ? 'packing: resuming' : 'packing: 0 files, 0 bytes');
+    try {
+      const summary = await packBundle({
+        bundleName: input.bundleName,
+        dataDir: bundle.paths.data,
+        outDir: packDir,
+        profile: loaded.config,
+        resume,
+        base,
+        baseTime: input.baseTime,
+        manifestPath,
+        // The heartbeat carries the durable point: { files, bytes, phase, durable }.
+        onProgress: (p) => {
+          ctx.heartbeat(p);
+          progress.update(
+            p.phase === 'verify'
+              ? `packing: resuming, ${p.durable} packed files checked`
+              : `packing: ${p.files} files, ${p.bytes} bytes${p.phase === 'scan' ? ' (resuming)' : ''}`,
+          );
+        },
+        signal: ctx.cancellationSignal,
+      });
+      if (summary.resumed) ctx.log.info('packBundleData resumed', { attempt: ctx.info.attempt, ...summary.resumed });
+      return {
+        files: summary.files,
+        dirs: summary.dirs,
+        bytes: summary.bytes,
+        skipped: summary.skipped,
+        handOver: summary.handOver + 1,
+        changed: summary.changed,
+        unchanged: summary.unchanged,
+        deleted: summary.deleted,
+      };
+    } catch (err) {
+      throw asFailure(err, ErrorCode.TAR_FAILED);
+    } finally {
+      progress.stop();
+    }
+  }
 }

@@ -18,20 +18,34 @@ import { ProgressReporter } from './progressReporter.js';
 export type HookResult = { ran: false; output: '' } | { ran: true; output: string; durationMs: number; truncated: boolean };
 
 export function createDeviceActivities(device: Device, stateDir: string) {
+  /** Checks a bundle before it begins (restore: installs it first when asked). */
+  async function prepareBundle(input: {
+    bundleName: string;
+    kind: SessionKind;
+    install?: BundleInstall;
+  }): Promise<{ ok: true; hooks: HookName[] } | { ok: false; error: ErrorInfo }> {
+    const bundle = device.bundle(input.bundleName);
+    if (input.kind === 'restore' && input.install) await bundle.install(input.install);
+    const loaded = await bundle.profile();
+    if (!loaded.ok) return loaded;
+    if (!loaded.config.allowToBackupRestore) {
+      return { ok: false, error: errorInfo(ErrorCode.BUNDLE_NOT_SUPPORTED, `${input.bundleName}: its profile does not allow backup and restore`) };
+    }
+    return { ok: true, hooks: Object.keys(loaded.bundle.extension ?? {}) as HookName[] };
+  }
+
   return {
-    async prepareBundle(input: {
-      bundleName: string;
-      kind: SessionKind;
-      install?: BundleInstall;
-    }): Promise<{ ok: true; hooks: HookName[] } | { ok: false; error: ErrorInfo }> {
-      const bundle = device.bundle(input.bundleName);
-      if (input.kind === 'restore' && input.install) await bundle.install(input.install);
-      const loaded = await bundle.profile();
-      if (!loaded.ok) return loaded;
-      if (!loaded.config.allowToBackupRestore) {
-        return { ok: false, error: errorInfo(ErrorCode.BUNDLE_NOT_SUPPORTED, `${input.bundleName}: its profile does not allow backup and restore`) };
+    prepareBundle,
+
+    /** A backup session's check of the bundles of one appendBundles call: one activity for all of them. */
+    async prepareBundles(input: { bundleNames: string[]; kind: SessionKind }) {
+      const answers: Awaited<ReturnType<typeof prepareBundle>>[] = [];
+      // A few at a time: an append of a thousand bundles must not open a thousand profiles at once.
+      for (let i = 0; i < input.bundleNames.length; i += 16) {
+        const some = input.bundleNames.slice(i, i + 16);
+        answers.push(...(await Promise.all(some.map((bundleName) => prepareBundle({ bundleName, kind: input.kind })))));
       }
-      return { ok: true, hooks: Object.keys(loaded.bundle.extension ?? {}) as HookName[] };
+      return answers;
     },
 
     /**

@@ -28,6 +28,8 @@ export interface HandOverInput {
   sendRate?: number;
   /** Incremental: the new manifest, named in every file event. */
   manifestPath?: string;
+  /** Events that follow the last file in its batch (the bundle's result and end): one signal fewer per bundle. */
+  closing?: () => EventBody[];
 }
 
 export interface HandOverResult {
@@ -111,9 +113,11 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
       next += 1;
       progress.update(`handing over: ${next}/${list.length} files`);
       // About a tenth of a second's worth of files per signal keeps history small and delivery smooth.
-      if (batch.length >= Math.max(1, Math.floor(bucket.rate / 10))) flush();
+      // (The last file waits for the final flush, which may carry the closing events.)
+      if (next < list.length && batch.length >= Math.max(1, Math.floor(bucket.rate / 10))) flush();
       else ctx.heartbeat({ next: confirmed });
     }
+    if (next >= list.length && input.closing) batch.push(...input.closing());
     flush();
     await sending;
   } finally {

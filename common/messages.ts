@@ -62,6 +62,8 @@ export const updateSendRateSignal = defineSignal<[number]>('updateSendRate');
 export const toolBegunSignal = defineSignal('toolBegun');
 /** The hand-over activity reads the current rate through this query. */
 export const sendRateQuery = defineQuery<number>('sendRate');
+/** Whether toolBegun has reached the bundle: the backup activity asks, instead of the workflow waiting on a timer. */
+export const toolBegunQuery = defineQuery<boolean>('toolBegun');
 /** Restore: the tool has written every file of the bundle (publishFile with uri ''). */
 export const publishSignal = defineSignal('publish');
 

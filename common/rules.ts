@@ -52,3 +52,32 @@ export function sessionOutcome(bundles: readonly Pick<BundleOutcome, 'state'>[])
 export function codedFailure(code: number, detail: string): ApplicationFailure {
   return ApplicationFailure.create({ type: FAILURE_TYPE, message: errorInfo(code, detail).message, details: [code], nonRetryable: true });
 }
+
+/** What a bundle's pack gave, for its onResultReport. */
+export interface PackedSummary {
+  files: number;
+  dirs: number;
+  bytes: number;
+  handOver: number;
+  skipped: number;
+  changed?: number;
+  unchanged?: number;
+  deleted?: number;
+}
+
+/** A backup bundle's onResultReport string: its hook's output when it has one, else what was packed and how long it took. */
+export function backupResultJson(bundleName: string, incremental: boolean, hookOutput: string, packed: PackedSummary, durationMs: number): string {
+  return (
+    hookOutput ||
+    JSON.stringify({
+      bundleName,
+      files: packed.files,
+      dirs: packed.dirs,
+      bytes: packed.bytes,
+      handedOver: packed.handOver,
+      skipped: packed.skipped,
+      ...(incremental ? { changed: packed.changed, unchanged: packed.unchanged, deleted: packed.deleted } : {}),
+      durationMs,
+    })
+  );
+}

@@ -32,6 +32,8 @@ export interface BundleRequest {
   parameters?: string;
   /** Restore: keep the data/ tree it replaces as `data.before-<sessionId>` beside it, instead of removing it. */
   keepPrevious?: boolean;
+  /** Backup: the hooks the device bundle declares, checked when it was appended; its session reports its begin. */
+  hooks?: string[];
 }
 
 /** What a capability file says of a bundle: enough to create it on a device that lacks it. */

@@ -1,3 +1,4 @@
+import { startWorkerProcess } from '../helpers/workerProcess.js';
 import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -112,24 +113,35 @@ describe('updateSendRate', () => {
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
         backup.updateSendRate(name, 7);
       },
+      onFileReady: (err, file) => {
+        readyAts.push(file.readyAt ?? 0);
+        rec.callbacks.onFileReady(err, file);
+      },
     };
+    const readyAts: number[] = [];
     let history: Awaited<ReturnType<ReturnType<typeof client.workflow.getHandle>['fetchHistory']>> | undefined;
-    await withWorker({ taskQueue, dataRoot: d.dataRoot, stateDir: d.stateDir }, async () => {
+    // A worker process of its own: the tool's blocking onBundleBegin must not hold the worker's activities too.
+    const worker = await startWorkerProcess({ taskQueue, dataRoot: d.dataRoot, stateDir: d.stateDir, prebuiltWorkflows: true });
+    try {
       const session = new backup.SessionBackup(cb);
       await session.appendBundles(['com.r.quick']);
       await rec.until(ended('com.r.quick'));
       history = await client.workflow.getHandle(bundleWorkflowId(session.sessionId, 'com.r.quick')).fetchHistory();
       await session.release();
-    });
+    } finally {
+      await worker.kill('SIGKILL');
+    }
     await client.connection.close();
     expect(endCode(rec, 'com.r.quick')).toBeUndefined();
     expect(rec.of('com.r.quick').filter((c) => c.cb === 'onFileReady').length).toBeGreaterThan(0);
     const events = history!.events ?? [];
     const signalled = (name: string) => events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === name);
-    const handOver = events.findIndex((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'handOverFiles');
     expect(signalled('updateSendRate')).toBeGreaterThan(0);
     expect(signalled('toolBegun')).toBeGreaterThan(signalled('updateSendRate'));
-    expect(handOver).toBeGreaterThan(signalled('toolBegun'));
+    // The activity that packs and hands over let its first file go only once toolBegun had reached the bundle.
+    const toolBegunAt = Number(events[signalled('toolBegun')]!.eventTime!.seconds) * 1000 + Math.floor(events[signalled('toolBegun')]!.eventTime!.nanos! / 1e6);
+    expect(readyAts.length).toBeGreaterThan(0);
+    expect(Math.min(...readyAts)).toBeGreaterThanOrEqual(toolBegunAt);
   });
 });
 

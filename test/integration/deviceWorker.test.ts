@@ -105,7 +105,7 @@ describe('a worker per device', () => {
       expect(sessionTasks.identities).toEqual(new Set([plainId]));
       // (The bundle claims, 13500013, touch no file: they may run on any worker of the session's queue.)
       const sessionActs = (await activityRuns(client, session.sessionId)).filter((r) => !['claimBundles', 'releaseBundleClaims'].includes(r.activity));
-      expect(sessionActs.map((r) => r.activity).sort()).toEqual(['cleanSessionTemp', 'scanBackupSize']);
+      expect(sessionActs.map((r) => r.activity).sort()).toEqual(['cleanSessionTemp', 'prepareBundles', 'scanBackupSize']);
       for (const r of sessionActs) expect(r).toMatchObject({ taskQueue: devQueue, identity: deviceId });
       // Each bundle child, and every activity it ran, on the device's worker.
       for (const name of names) {
@@ -115,7 +115,7 @@ describe('a worker per device', () => {
         expect(tasks.identities).toEqual(new Set([deviceId]));
         // (Local activities, such as a bundle's check before it begins, run in those workflow tasks.)
         const runs = await activityRuns(client, child);
-        expect(runs.map((r) => r.activity)).toEqual(expect.arrayContaining(['packBundleData', 'handOverFiles']));
+        expect(runs.map((r) => r.activity)).toEqual(expect.arrayContaining(['packBundleData']));
         for (const r of runs) expect(r).toMatchObject({ taskQueue: devQueue, identity: deviceId });
       }
 

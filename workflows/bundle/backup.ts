@@ -3,10 +3,10 @@
  * its backup hook, pack it, hand its files over under the send rate.
  */
 import { condition, proxyActivities, proxyLocalActivities, setCurrentDetails, setHandler } from '@temporalio/workflow';
-import { sendRateQuery, toolBegunSignal, updateSendRateSignal } from '../../common/messages.js';
+import { sendRateQuery, toolBegunQuery, toolBegunSignal, updateSendRateSignal } from '../../common/messages.js';
 import type { createActivities } from '../../activities/index.js';
 import { DEFAULTS, processJson } from '../../common/session.js';
-import { clampSendRate } from '../../common/rules.js';
+import { backupResultJson, clampSendRate, preferredHook } from '../../common/rules.js';
 import { runPreferredHook } from './hook.js';
 import { bundleActivityOptions, cleanupActivityOptions, runBundleLifecycle, type BundleWorkflowInput } from './lifecycle.js';
 
@@ -26,18 +26,24 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
   setHandler(toolBegunSignal, () => {
     toolBegun = true;
   });
+  setHandler(toolBegunQuery, () => toolBegun);
 
   await runBundleLifecycle(
     input,
-    async ({ report, hooks, startedAt }) => {
-      // The bundle's own backup hook runs first (like the reference's onBackup/onBackupEx), under the deadline.
+    async ({ report, reportBegin, beginReported, hooks, startedAt }) => {
+      // The bundle's own backup hook runs first (like the reference's onBackup/onBackupEx), under the deadline;
+      // the tool sees the bundle begin before it. Without a hook, the pack activity reports the begin.
+      const hook = preferredHook(hooks, 'backup');
+      if (hook) reportBegin();
       const hookOutput = await runPreferredHook(hooks, 'backup', {
         sessionWorkflowId: input.sessionWorkflowId,
         bundleName,
         input: input.request.info,
         parameters: input.request.parameters,
       });
-      setCurrentDetails('packing');
+      setCurrentDetails('packing and handing over');
+      // One activity packs and hands over (it waits, briefly, for toolBegun itself), and sends the result and
+      // end with the last files: the bundle's usual path costs its child one activity and no signal of its own.
       const packed = await packBundleData({
         sessionId: input.sessionId,
         sessionWorkflowId: input.sessionWorkflowId,
@@ -45,21 +51,18 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
         kind: input.kind,
         baseManifestPath: input.request.baseManifestPath,
         baseTime: input.request.lastIncrementalTime,
+        reportBegin: !hook && !beginReported,
+        hookOutput,
+        startedAt,
       });
-      // A rate the tool sets in onBundleBegin reaches this workflow before toolBegun does: wait for that
-      // (bounded: a tool that is away must not stall the bundle), then the rate paces the first file.
-      if (packed.handOver > 0 && !toolBegun) {
-        setCurrentDetails('waiting for the tool to see the bundle begin');
-        await condition(() => toolBegun, DEFAULTS.toolBegunWaitMs);
-      }
-      let next = 0;
+      let next = packed.next;
       while (next < packed.handOver) {
         // Paused (rate 0): a durable wait with no activity running; progress still reported every 5 s.
         while (!(await condition(() => sendRate > 0, '5 seconds'))) {
           await report({ type: 'process', bundleName, process: processJson(`paused at ${next}/${packed.handOver} files`, Date.now()) });
         }
         setCurrentDetails(`handing over from file ${next} of ${packed.handOver}`);
-        // The rate as this workflow holds it now (after toolBegun it includes the tool's own): saves the activity a first query.
+        // The rate as this workflow holds it now (it includes the tool's own): saves the activity a first query.
         const handedOver = await handOverFiles({
           sessionId: input.sessionId,
           sessionWorkflowId: input.sessionWorkflowId,
@@ -71,19 +74,8 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
         next = handedOver.next;
       }
       setCurrentDetails(`done: ${packed.files} files, ${packed.bytes} bytes`);
-      return (
-        hookOutput ||
-        JSON.stringify({
-          bundleName,
-          files: packed.files,
-          dirs: packed.dirs,
-          bytes: packed.bytes,
-          handedOver: packed.handOver,
-          skipped: packed.skipped,
-          ...(input.kind === 'incremental' ? { changed: packed.changed, unchanged: packed.unchanged, deleted: packed.deleted } : {}),
-          durationMs: Date.now() - startedAt,
-        })
-      );
+      if (packed.ended) return undefined;
+      return backupResultJson(bundleName, input.kind === 'incremental', hookOutput, packed, Date.now() - startedAt);
     },
     () => cleanBundleSession({ sessionId: input.sessionId, bundleName }),
   );

@@ -44,6 +44,13 @@ class BundleRejected extends Error {
 export interface BundleWork {
   /** Reports events to the session (in order). */
   report: (...events: EventBody[]) => Promise<void>;
+  /**
+   * Reports the bundle's begin from the workflow, without waiting for it to land. A work whose first
+   * activity reports the begin itself (one signal and workflow task fewer) does not call it.
+   */
+  reportBegin: () => void;
+  /** The session reported the begin already (reportBegin then does nothing). */
+  beginReported: boolean;
   /** The hooks the device bundle declares. */
   hooks: HookName[];
   /** When the bundle's life started (epoch ms), for its result's durationMs. */
@@ -55,10 +62,15 @@ class DeadlinePassed extends Error {}
 /**
  * Runs the bundle's life: prepareBundle checks the device bundle (restore:
  * installs it first when the request says how), the bundle begins, then
- * `work` runs and returns the onResultReport string. `cleanUp` drops the
+ * `work` runs and returns the onResultReport string (undefined: its activity
+ * reported the result and end). `cleanUp` drops the
  * bundle's half-made data after a failure.
  */
-export async function runBundleLifecycle(input: BundleWorkflowInput, work: (ctx: BundleWork) => Promise<string>, cleanUp: () => Promise<void>): Promise<void> {
+export async function runBundleLifecycle(
+  input: BundleWorkflowInput,
+  work: (ctx: BundleWork) => Promise<string | undefined>,
+  cleanUp: () => Promise<void>,
+): Promise<void> {
   const { bundleName } = input.request;
   const session = getExternalWorkflowHandle(input.sessionWorkflowId);
   const report = (...events: EventBody[]) => session.signal(bundleEventsSignal, events);
@@ -72,19 +84,25 @@ export async function runBundleLifecycle(input: BundleWorkflowInput, work: (ctx:
   const workDone = scope.run(async () => {
     const startedAt = Date.now();
     const { targetBundle, install } = input.request;
-    const prepared = await prepareBundle({ bundleName: targetBundle ?? bundleName, kind: input.kind, install });
+    // A backup session checked the bundle when it was appended, and reported its begin as it started this child.
+    const checked = input.request.hooks;
+    const prepared = checked
+      ? { ok: true as const, hooks: checked as HookName[] }
+      : await prepareBundle({ bundleName: targetBundle ?? bundleName, kind: input.kind, install });
     if (!prepared.ok) throw new BundleRejected(prepared.error);
     begun = true;
     // Sent without waiting for it to land, so the work goes on in the same workflow task: the session holds back
     // a bundle's events that overtake its begin, and the bundle's end is reported only after its begin has landed.
     // Outside the work's scope: cancelling the work must not cancel the begin the tool is owed.
-    beginLanded = CancellationScope.nonCancellable(() => report({ type: 'bundleBegin', bundleName }));
-    return work({ report, hooks: prepared.hooks, startedAt });
+    const reportBegin = () => {
+      if (!checked) beginLanded = CancellationScope.nonCancellable(() => report({ type: 'bundleBegin', bundleName }));
+    };
+    return work({ report, reportBegin, beginReported: checked !== undefined, hooks: prepared.hooks, startedAt });
   });
 
   let failure: ErrorInfo | undefined;
   let cancelled: unknown;
-  let result = '';
+  let result: string | undefined;
   try {
     result = await Promise.race([workDone, deadline.passed().then(() => Promise.reject(new DeadlinePassed()))]);
   } catch (err) {
@@ -97,7 +115,8 @@ export async function runBundleLifecycle(input: BundleWorkflowInput, work: (ctx:
   }
   if (!failure) {
     await beginLanded;
-    await report({ type: 'resultReport', bundleName, result }, { type: 'bundleEnd', bundleName });
+    // undefined: the work's activity reported the result and end with its last files.
+    if (result !== undefined) await report({ type: 'resultReport', bundleName, result }, { type: 'bundleEnd', bundleName });
     return;
   }
   const failed = failure;
@@ -109,8 +128,9 @@ export async function runBundleLifecycle(input: BundleWorkflowInput, work: (ctx:
     await beginLanded.catch(() => undefined);
     if (!begun) await report({ type: 'bundleBegin', bundleName, error: failed });
     else {
+      // Its begin may not have been reported yet (an activity that reports it was cut short): the session keeps one begin.
       const info = { resultInfo: { errorCode: failed.code, errorInfo: failed.message, type: 'ErrorInfo' } };
-      await report({ type: 'resultReport', bundleName, result: JSON.stringify(info) });
+      await report({ type: 'bundleBegin', bundleName }, { type: 'resultReport', bundleName, result: JSON.stringify(info) });
     }
     await report({ type: 'bundleEnd', bundleName, error: failed, cancelled: cancelled !== undefined });
   });

@@ -24,7 +24,8 @@ export async function bundleRestoreWorkflow(input: BundleWorkflowInput): Promise
 
   await runBundleLifecycle(
     input,
-    async ({ report, hooks, startedAt }) => {
+    async ({ report, reportBegin, hooks, startedAt }) => {
+      reportBegin();
       setCurrentDetails('waiting for the tool to write the files and publish them');
       while (!(await condition(() => published, '5 seconds'))) {
         await report({ type: 'process', bundleName, process: processJson('waiting for the tool to write the files and publish them', Date.now()) });

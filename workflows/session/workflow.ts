@@ -20,6 +20,7 @@ import {
   proxySinks,
   setCurrentDetails,
   setHandler,
+  sleep,
   startChild,
   upsertMemo,
   upsertSearchAttributes,
@@ -52,7 +53,7 @@ import { bundleBackupWorkflow } from '../bundle/backup.js';
 import { bundleRestoreWorkflow } from '../bundle/restore.js';
 import { claimSessionBundles, releaseSessionBundles } from './claims.js';
 import { ToolLease, type LeaseState } from './lease.js';
-import { SessionState, deviceBundleOf, type BundleSlot, type CarriedState } from './state.js';
+import { SessionState, deviceBundleOf, type AppendedBundle, type BundleSlot, type CarriedState } from './state.js';
 
 export interface SessionInput extends SessionStart {
   /** Set only by continue-as-new. */
@@ -109,11 +110,28 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     async ({ bundles }) => {
       const callNo = session.countAppend();
       // 13500013: a bundle another running session holds on this device begins and ends with that error; the rest run.
-      session.add(bundles, await claimSessionBundles(session.toClaim(bundles), callNo, input.deviceTaskQueue));
+      const [checked, held] = await Promise.all([checkAppended(bundles), claimSessionBundles(session.toClaim(bundles), callNo, input.deviceTaskQueue)]);
+      session.add(checked, held);
       markSearch();
     },
     { validator: (_request) => session.checkAppend() },
   );
+  /**
+   * Backup: checks the new bundles of an append in one activity (a bundle that cannot run begins and ends with why
+   * when its turn comes), so their children begin at once and the session reports their begin itself: no signal
+   * and no local activity per bundle. Restore checks (and installs) in each child, under its deadline.
+   */
+  async function checkAppended(bundles: AppendedBundle[]): Promise<AppendedBundle[]> {
+    const names = input.kind === 'restore' ? [] : session.toClaim(bundles);
+    if (names.length === 0) return bundles;
+    const answers = await deviceActivities.prepareBundles({ bundleNames: names, kind: input.kind });
+    const byName = new Map(names.map((name, i) => [name, answers[i]!]));
+    return bundles.map((b) => {
+      const answer = byName.get(deviceBundleOf(b));
+      if (!answer || b.rejected) return b;
+      return answer.ok ? { ...b, hooks: answer.hooks } : { ...b, rejected: answer.error };
+    });
+  }
   // A client that sends no request (an older tool) is the session's own tool.
   setHandler(releaseUpdate, (req) => session.release(req?.by ?? 'tool'), { validator: (_req) => session.checkRelease() });
   setHandler(cancelBundleUpdate, async (bundleName) => {
@@ -184,6 +202,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
       staticSummary: `${input.kind} of ${slot.bundleName}${target}`,
     });
     slot.childStarted = true;
+    // Checked when appended: it begins now, in this workflow task (the child then reports only files, result and end).
+    if (slot.request.hooks) session.accept({ type: 'bundleBegin', bundleName: slot.bundleName });
     // A failed or cancelled child has reported its end before it closed: its failure is no news here (and must not
     // reject unobserved). Only a child ended from outside without reporting (terminated) ends its bundle now.
     void handle.result().catch((err: unknown) => {
@@ -195,15 +215,24 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     if (slot.published && !publishedAtStart) await child(slot.bundleName).signal(publishSignal);
   }
 
+  // The tool lease's timer: one at a time, kept across the loop's wakes (a timer per wake would cost two events
+  // each) and re-armed from the last acknowledgement only when it fires.
+  let leaseDue = false;
+  const armLease = () =>
+    void sleep(lease.remainingMs(Date.now())).then(
+      () => (leaseDue = true),
+      () => undefined, // cancelled with the session: its release follows
+    );
+  armLease();
   try {
     for (;;) {
       showDetails();
-      // The wait is also the tool lease's timer: one timer per wait, re-armed from the last acknowledgement when it fires early.
-      const woken = await condition(
-        () => session.released || session.canStart(maxConcurrent) || session.allEndDue() || workflowInfo().continueAsNewSuggested,
-        lease.remainingMs(Date.now()),
-      );
-      if (!woken && !session.released && lease.expired(Date.now())) session.abandon(lease.silence(Date.now()), new Date().toISOString());
+      await condition(() => session.released || leaseDue || session.canStart(maxConcurrent) || session.allEndDue() || workflowInfo().continueAsNewSuggested);
+      if (leaseDue) {
+        leaseDue = false;
+        if (!session.released && lease.expired(Date.now())) session.abandon(lease.silence(Date.now()), new Date().toISOString());
+        else armLease();
+      }
       if (session.released) break;
       await Promise.all(session.takeStartable(maxConcurrent).map(startBundle));
       session.announceAllEnded();
