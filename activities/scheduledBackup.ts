@@ -21,6 +21,7 @@ import { readSettings } from '../config/env.js';
 import { DEFAULT_SNAPSHOT_DEVICE, resolveRepositorySpec } from '../config/repository.js';
 import { backupToRepository, openRepositorySpec } from '../client/runs/repositoryRuns.js';
 import type { Repository } from '../engine/repository/index.js';
+import { activityTags, metrics } from './metrics.js';
 
 /** What an attempt records in its heartbeat, for a retry to clean up after it. */
 interface AttemptDetails {
@@ -139,6 +140,7 @@ async function runScheduledToRepository(input: ScheduledBackupRequest & { setNam
       base,
     });
     if (r.interrupted && ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+    if (r.store) metrics().repositoryBytesAdded.add(r.store.dataAdded, { ...activityTags(ctx.info), repository: repository.name });
     const repo: NonNullable<ScheduledBackupSummary['repository']> = {
       name: repository.name,
       ...(r.snapshot ? { snapshot: r.snapshot.id } : {}),
