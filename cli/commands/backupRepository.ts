@@ -25,8 +25,8 @@ export interface RepoBackupFlags extends RepoFlags {
   json?: boolean;
 }
 
-function format(r: RepositoryBackupResult): string {
-  const lines = formatBackupResult({ ...r, out: '' })
+function format(r: RepositoryBackupResult, elapsedMs: number): string {
+  const lines = formatBackupResult({ ...r, out: '' }, elapsedMs)
     .split('\n')
     .filter((l) => !l.startsWith('Backup set'));
   const at = lines.findIndex((l) => l.startsWith('Session  '));

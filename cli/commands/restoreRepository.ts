@@ -31,8 +31,8 @@ export function fromRepository(opts: RepoRestoreFlags): boolean {
   return !statSync(opts.from, { throwIfNoEntry: false }) && SNAPSHOT_REF.test(opts.from);
 }
 
-function format(r: RepositoryRestoreResult): string {
-  return `${formatRestoreResult(r)}\nRepository   ${r.repository}\nSnapshots    ${r.snapshots.map((s) => s.shortId).join(' → ')}`;
+function format(r: RepositoryRestoreResult, elapsedMs: number): string {
+  return `${formatRestoreResult(r, elapsedMs)}\nRepository   ${r.repository}\nSnapshots    ${r.snapshots.map((s) => s.shortId).join(' → ')}`;
 }
 
 export async function restoreFromRepositoryCommand(cmd: Command, bundles: string[], opts: RepoRestoreFlags): Promise<void> {

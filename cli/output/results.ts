@@ -98,7 +98,7 @@ export function formatCountedOutcomes(
 }
 
 /** The per-bundle table, the totals, and where to look next. */
-export function formatBackupResult(r: BackupRunResult & { counts?: Array<Counted | null> }, elapsedMs = 0): string {
+export function formatBackupResult(r: BackupRunResult & { counts?: Array<Counted | null> }, elapsedMs: number): string {
   const lines = [
     r.counts ? formatCountedOutcomes(r.bundles, r.counts) : formatOutcomes(r.bundles),
     '',
@@ -114,7 +114,7 @@ export function formatBackupResult(r: BackupRunResult & { counts?: Array<Counted
 }
 
 /** The per-bundle table and where to look next; a chain lists each set's session. */
-export function formatRestoreResult(r: RestoreRunResult & { counts?: Array<Counted | null> }, elapsedMs = 0): string {
+export function formatRestoreResult(r: RestoreRunResult & { counts?: Array<Counted | null> }, elapsedMs: number): string {
   const label = (b: BundleOutcome) => (r.map[b.bundleName] ? `${b.bundleName} → ${r.map[b.bundleName]}` : b.bundleName);
   const lines = [
     r.counts ? formatCountedOutcomes(r.bundles, r.counts, label) : formatOutcomes(r.bundles, label),

@@ -149,6 +149,7 @@ const ScheduledSummarySchema = z.strictObject({
   bundles: z.array(BundleSchema),
   setFiles: n,
   setBytes: n,
+  elapsedMs: n.nullable(),
   outcome: z.enum(['done', 'partial', 'failed']),
   error: ErrorInfoSchema.nullable(),
 });
@@ -224,6 +225,7 @@ export function jsonScheduledSummary(s: ScheduledBackupSummary) {
     bundles: s.bundles.map((b) => jsonBundle(b, null)),
     setFiles: s.files,
     setBytes: s.bytes,
+    elapsedMs: s.elapsedMs ?? null,
     outcome: s.outcome,
     error: s.error ?? null,
   };

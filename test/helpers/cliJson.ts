@@ -37,3 +37,21 @@ export function runCli(cli: string, args: string[], env: Record<string, string>)
     );
   });
 }
+
+/**
+ * A backup's or restore's output off a terminal: each session (a restore of a
+ * chain runs one per set) and its UI link are named on stderr as it starts,
+ * the first before any bundle begins; without --json, the result ends with the
+ * totals line (elapsed time and throughput). Returns the sessions' IDs.
+ */
+export function expectStartAndTotals(run: { stdout: string; stderr: string }, opts: { json: boolean }): string[] {
+  const starts = [...run.stderr.matchAll(/^Session (ohbackup-[a-z]+-\S+): .*\nTemporal UI {2}(http\S+)$/gm)];
+  if (!starts.length) throw new Error(`no session and UI link on stderr:\n${run.stderr}`);
+  for (const [, sessionId, uiUrl] of starts)
+    if (!uiUrl!.endsWith(`/workflows/${sessionId}`)) throw new Error(`the UI link ${uiUrl} is not session ${sessionId}'s`);
+  const firstBegin = run.stderr.search(/^(begin|done|failed|cancelled) /m);
+  if (firstBegin !== -1 && firstBegin < starts[0]!.index) throw new Error(`the session line came after a bundle began:\n${run.stderr}`);
+  if (!opts.json && !/^Total {8}.* in \d[\d.]* (ms|s|min \d\d s|h \d\d min), [\d.]+ (B|KiB|MiB|GiB|TiB)\/s$/m.test(run.stdout))
+    throw new Error(`no totals line with elapsed time and throughput:\n${run.stdout}`);
+  return starts.map((m) => m[1]!);
+}

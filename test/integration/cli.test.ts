@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { jsonSummary } from '../helpers/cliJson.js';
+import { expectStartAndTotals, jsonSummary } from '../helpers/cliJson.js';
 import { backup } from '../../client/index.js';
 import { compareRestoredBundle } from '../helpers/compareTrees.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
@@ -36,6 +36,8 @@ describe('the ohbackup command line', () => {
       expect(run.code, run.stderr).toBe(0);
       const result = jsonSummary<{ sessionId: string; uiUrl: string; bundles: Array<{ bundleName: string; state: string }> }>(run.stdout, 'backup');
       expect(result.uiUrl).toContain(result.sessionId);
+      // Off a terminal, under --json too: the session and its UI link on stderr when it starts.
+      expect(expectStartAndTotals(run, { json: true })).toEqual([result.sessionId]);
       expect(result.bundles.map((b) => b.state)).toEqual(['done', 'done', 'done', 'done']);
       for (const b of result.bundles) expect(await compareBundleSet(out, dataRoot, b.bundleName)).toEqual([]);
 
@@ -46,6 +48,7 @@ describe('the ohbackup command line', () => {
       // A partial failure is its own exit code.
       const partial = await ohbackup(['backup', '--out', path.join(root, 'set2'), 'com.example.docs', 'com.example.locked'], env);
       expect(partial.code, partial.stderr).toBe(3);
+      expectStartAndTotals(partial, { json: false });
     });
   });
 
@@ -68,8 +71,13 @@ describe('the ohbackup command line', () => {
     expect(restored.code, restored.stderr).toBe(0);
     const result = jsonSummary<{ sessionId: string; uiUrl: string; bundles: Array<{ bundleName: string; state: string }> }>(restored.stdout, 'restore');
     expect(result.uiUrl).toContain(result.sessionId);
+    expect(expectStartAndTotals(restored, { json: true })).toEqual([result.sessionId]);
     expect(result.bundles.map((b) => b.state)).toEqual(['done', 'done', 'done', 'done']);
     for (const b of result.bundles) expect(await compareRestoredBundle(dataRoot, target, b.bundleName)).toEqual([]);
+    // In words: its totals line.
+    const words = await ohbackup(['restore', '--from', out, '--to', path.join(root, 'in-words'), 'com.example.docs'], env);
+    expect(words.code, words.stderr).toBe(0);
+    expectStartAndTotals(words, { json: false });
 
     const noFrom = await ohbackup(['restore', '--to', target], env);
     expect(noFrom.code).toBe(2);

@@ -204,6 +204,13 @@ describe('the --json contract', () => {
         expect(last.messageType, what).toBe(c.line);
         if (c.line === 'error') expect(last.exitCode, what).toBe(c.exit);
         covered.add(`${c.command} ${c.line}`);
+        // A scheduled run's summary has its elapsed time; in words, a totals line with its throughput.
+        if (c.command === 'schedule trigger' && c.exit === 0) {
+          expect((last.run as { summary: { elapsedMs: number } }).summary.elapsedMs, what).toBeGreaterThan(0);
+          const words = await runCli(CLI, c.args(ctx), env);
+          expect(words.code, words.stderr).toBe(0);
+          expect(words.stdout).toMatch(/^Total {8}.* set files handed over, .* in \d[\d.]* (ms|s), [\d.]+ (B|KiB|MiB)\/s$/m);
+        }
         // A paused bundle says so in status.
         if (c.command === 'rate' && c.exit === 0) {
           const s = await runCli(CLI, ['status', ctx.running], env);

@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeSampleDevice, type SampleDeviceSummary } from '../../engine/sampleDevice.js';
 import { findRestic } from '../../engine/repository/index.js';
 import type { JsonCommand } from '../../cli/output/schemas.js';
-import { jsonSummary } from '../helpers/cliJson.js';
+import { expectStartAndTotals, jsonSummary } from '../helpers/cliJson.js';
 import { compareRestoredBundle } from '../helpers/compareTrees.js';
 import { temporalAddress, testClient, uniqueTaskQueue } from '../helpers/temporal.js';
 import { startVersitygw, type S3Gateway } from '../helpers/versitygw.js';
@@ -62,7 +62,11 @@ function ohbackup(args: string[], env: Record<string, string> = {}): Promise<Run
 /** The summary line of a successful --json run, every line checked against its schema. */
 function json<T>(r: Run): T {
   expect(r.code, r.stderr + r.stdout).toBe(0);
-  return jsonSummary<T>(r.stdout, r.command);
+  const summary = jsonSummary<T>(r.stdout, r.command);
+  // A backup or restore names its session and UI link on stderr as it starts, off a terminal too.
+  const { sessionId } = summary as { sessionId?: string };
+  if (sessionId) expect(expectStartAndTotals(r, { json: true })).toContain(sessionId);
+  return summary;
 }
 
 const snapshotsOf = (r: Run): Snapshot[] => json<{ snapshots: Snapshot[] }>(r).snapshots;
@@ -285,6 +289,13 @@ describe('the command line on a local repository, damaged and interrupted', () =
     expect(next.outcome).toBe('done');
     expect(snapshotsOf(await ohbackup(['snapshots', '--repo', repo, '--json'])).map((s) => s.id)).toContain(next.snapshot.id);
     expect((await ohbackup(['check', '--repo', repo])).code).toBe(0);
+    // In words, into and out of a repository: each run's totals line with elapsed time and throughput.
+    const words = await ohbackup(['backup', '--repo', repo, 'com.example.docs']);
+    expect(words.code, words.stderr).toBe(0);
+    expectStartAndTotals(words, { json: false });
+    const back = await ohbackup(['restore', '--repo', repo, '--from', 'latest', '--to', path.join(path.dirname(repo), 'in-words'), 'com.example.docs']);
+    expect(back.code, back.stderr).toBe(0);
+    expectStartAndTotals(back, { json: false });
   }, 600_000);
 
   it('never puts the password into a workflow history', async (ctx) => {
