@@ -79,6 +79,11 @@ describe('progress bars in an 80-column terminal', () => {
     const bars = segments.filter((s) => /\|[█░]+\|/.test(s) || /^ \S.* (running|done|failed)/.test(s));
     expect(bars.length, run.screen).toBeGreaterThan(0);
     for (const line of bars) expect(line.length, line).toBeLessThanOrEqual(80);
+    // A running bar with some progress says how long is left.
+    expect(
+      bars.some((l) => / running .*ETA \d+:\d\d/.test(l)),
+      bars.join('\n'),
+    ).toBe(true);
     for (const name of names) {
       const shown = name.length > 24 ? `${name.slice(0, 23)}…` : name;
       // The bar's last frame: the bundle's name (cut if long), its state, and its size "x of N".

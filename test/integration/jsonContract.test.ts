@@ -170,6 +170,8 @@ describe('the --json contract', () => {
       const lines = checkJsonOutput('backup', slow.out());
       const status = lines.filter((l) => l.messageType === 'status');
       expect(status.length).toBeGreaterThan(1);
+      // Like restic's: percent done and seconds remaining once some of it is done.
+      expect(status.some((l) => typeof l.percentDone === 'number' && l.percentDone > 0 && typeof l.secondsRemaining === 'number')).toBe(true);
       expect(lines.at(-1)).toMatchObject({ messageType: 'summary', outcome: 'done', bundles: [{ bundleName: SLOW, state: 'done' }] });
       const summary = lines.at(-1) as { sessionId: string; bundles: Array<{ entries: number; dataBytes: number; setFiles: number }> };
       // 8 files and 1 folder; the data bytes are the files' bytes, not the set files'.
