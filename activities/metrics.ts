@@ -3,7 +3,7 @@
  * "Metrics" lists them). Emitted on the runtime's meter with explicit labels
  * in Temporal's snake_case (namespace, task_queue, workflow_type,
  * activity_type), beside ours (kind, device, outcome, error_code,
- * bundle_name). Workflows reach them through the ohbackupMetrics sink.
+ * bundle_name, repository). Workflows reach them through the ohbackupMetrics sink.
  */
 import type { MetricTags } from '@temporalio/common';
 import { Runtime, type InjectedSinks } from '@temporalio/worker';
@@ -30,6 +30,11 @@ function instruments() {
     handedFiles: m.createCounter('ohbackup_files_handed_over', 'files', 'files handed over to tools, by device'),
     handedBytes: m.createCounter('ohbackup_bytes_handed_over', 'bytes', 'bytes handed over to tools, by device'),
     verificationFailures: m.createCounter('ohbackup_restore_verification_failures', 'bundles', 'restores refused by verification, by device'),
+    repositoryBytesAdded: m.createCounter(
+      'ohbackup_repository_bytes_added',
+      'bytes',
+      "bytes scheduled runs added to their repository (restic's data_added, after deduplication), by device and repository",
+    ),
   };
 }
 

@@ -21,6 +21,7 @@ import { readSettings } from '../config/env.js';
 import { DEFAULT_SNAPSHOT_DEVICE, resolveRepositorySpec } from '../config/repository.js';
 import { backupToRepository, openRepositorySpec } from '../client/runs/repositoryRuns.js';
 import type { Repository } from '../engine/repository/index.js';
+import { activityTags, metrics } from './metrics.js';
 
 /** What an attempt records in its heartbeat, for a retry to clean up after it. */
 interface AttemptDetails {
@@ -139,6 +140,7 @@ async function runScheduledToRepository(input: ScheduledBackupRequest & { setNam
       base,
     });
     if (r.interrupted && ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+    if (r.store) metrics().repositoryBytesAdded.add(r.store.dataAdded, { ...activityTags(ctx.info), repository: repository.name });
     const repo: NonNullable<ScheduledBackupSummary['repository']> = {
       name: repository.name,
       ...(r.snapshot ? { snapshot: r.snapshot.id } : {}),
@@ -200,11 +202,13 @@ async function markPruned(stateDir: string, name: string): Promise<void> {
   await writeFile(pruneStamp(stateDir, name), new Date().toISOString(), { mode: 0o600 });
 }
 
+/** The run's summary; its elapsed time is this attempt's (the one that ran the backup). */
 function summarize({ base, error, ...s }: Omit<ScheduledBackupSummary, 'files' | 'bytes' | 'outcome'>): ScheduledBackupSummary {
   const outcome = runOutcome(s.bundles, { error }) as ScheduledBackupSummary['outcome'];
   const files = s.bundles.reduce((n, b) => n + b.files, 0);
   const bytes = s.bundles.reduce((n, b) => n + b.bytes, 0);
-  return { ...s, ...(base ? { base } : {}), files, bytes, outcome, ...(error ? { error } : {}) };
+  const elapsedMs = Date.now() - Context.current().info.currentAttemptScheduledTimestampMs;
+  return { ...s, ...(base ? { base } : {}), files, bytes, elapsedMs, outcome, ...(error ? { error } : {}) };
 }
 
 /** The summary of `out` when an earlier attempt wrote it with every bundle done; else undefined. */
@@ -218,7 +222,8 @@ async function completeSet(out: string): Promise<ScheduledBackupSummary | undefi
   const bundles: BundleOutcome[] = Array.isArray(summary.bundles) ? summary.bundles : [];
   if (!bundles.length || bundles.some((b) => b.state !== 'done')) return undefined;
   const namespace = Context.current().info.namespace;
-  return summarize({
+  // An earlier attempt wrote the set: how long that took is not known.
+  const { elapsedMs: _unknown, ...done } = summarize({
     set: out,
     sessionId: summary.sessionId,
     uiUrl: sessionUiUrl(namespace, summary.sessionId),
@@ -226,6 +231,7 @@ async function completeSet(out: string): Promise<ScheduledBackupSummary | undefi
     base: summary.base,
     bundles,
   });
+  return done;
 }
 
 /**

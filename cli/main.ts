@@ -16,7 +16,10 @@ import { registerDiff } from './commands/diff.js';
 import { registerForget } from './commands/forget.js';
 import { registerRepo } from './commands/repo.js';
 import { registerSnapshots } from './commands/snapshots.js';
+import { jsonRequested, printJsonError } from './output/json.js';
 import { EXIT } from './shared.js';
+
+const json = jsonRequested();
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -28,6 +31,8 @@ const program = new Command('ohbackup')
   .exitOverride()
   .showHelpAfterError('(add --help for usage)')
   .showSuggestionAfterError()
+  // --json: commander's own error (an unknown option, a bad argument) is printed as the JSON error line below instead.
+  .configureOutput({ outputError: (text, write) => (json ? undefined : write(text)) })
   .addHelpText(
     'after',
     `
@@ -76,8 +81,11 @@ try {
   if (err instanceof CommanderError) {
     // --help and --version "exit" with 0; anything else commander reports is wrong usage.
     code = err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    if (json && code !== EXIT.ok) printJsonError({ code: err.code, message: err.message.replace(/^error: /, '') }, code);
   } else {
-    console.error(`ohbackup: ${err instanceof BusinessError ? `${err.code} ` : ''}${(err as Error)?.message ?? err}`);
+    const message = (err as Error)?.message ?? String(err);
+    if (json) printJsonError({ code: err instanceof BusinessError ? err.code : 'ohbackup.failed', message }, EXIT.failed);
+    else console.error(`ohbackup: ${err instanceof BusinessError ? `${err.code} ` : ''}${message}`);
     code = EXIT.failed;
   }
 }

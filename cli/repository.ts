@@ -9,6 +9,8 @@ import { readSettings } from '../config/env.js';
 import { resolveRepositorySpec, type RepositorySpec } from '../config/repository.js';
 import { openRepositorySpec } from '../client/runs/repositoryRuns.js';
 import type { Repository } from '../engine/repository/index.js';
+import { printJson, printJsonError } from './output/json.js';
+import { EXIT } from './shared.js';
 
 export interface RepoFlags {
   repo?: string;
@@ -40,21 +42,32 @@ export function openRepository(flags: RepoFlags): Promise<Repository> {
 
 /**
  * The skeleton of a repository command (snapshots, check, forget, diff,
- * repo init): its result as JSON or text on stdout and its exit code; a
- * failure as one message on stderr, exit 1.
+ * repo init): its result as text, or under --json the summary line of
+ * `jsonKind` (output/json.ts), on stdout, and its exit code; a failure as one
+ * message on stderr (under --json an error line on stdout), exit 1.
  */
 export async function repoAction<R>(
-  how: { json?: boolean; failure: string; toJson?: (r: R) => unknown; format: (r: R) => string; exitCode?: (r: R) => number },
+  how: {
+    json?: boolean;
+    jsonKind: string;
+    failure: string;
+    toJson: (r: R) => Record<string, unknown>;
+    format: (r: R) => string;
+    exitCode?: (r: R) => number;
+  },
   body: () => Promise<R>,
 ): Promise<void> {
   let result: R;
   try {
     result = await body();
   } catch (err) {
-    console.error(`${how.failure}: ${(err as Error)?.message ?? err}`);
-    process.exitCode = 1;
+    const message = `${how.failure}: ${(err as Error)?.message ?? err}`;
+    if (how.json) printJsonError({ code: 'ohbackup.failed', message }, EXIT.failed);
+    else console.error(message);
+    process.exitCode = EXIT.failed;
     return;
   }
-  console.log(how.json ? JSON.stringify(how.toJson ? how.toJson(result) : result, null, 2) : how.format(result));
-  process.exitCode = how.exitCode?.(result) ?? 0;
+  if (how.json) printJson(how.jsonKind, how.toJson(result));
+  else console.log(how.format(result));
+  process.exitCode = how.exitCode?.(result) ?? EXIT.ok;
 }

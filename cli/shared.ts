@@ -12,7 +12,8 @@ import type { RunOutcome } from '../common/rules.js';
 import { closeConnection } from '../client/connection.js';
 import { toBusinessError } from '../client/failures.js';
 import { SetupError } from '../client/runs/setup.js';
-import { progressReporter, type ProgressColumns, type ProgressEvent } from './output/progress.js';
+import { printJson, printJsonError } from './output/json.js';
+import { progressReporter, type ProgressColumns, type ProgressEvent, type RateEvent } from './output/progress.js';
 
 export const EXIT = {
   ok: 0,
@@ -107,10 +108,11 @@ export function onStopSignals(onFirst: (signal: NodeJS.Signals) => void, onSecon
 export interface CommandRun<E extends ProgressEvent, R extends { outcome: RunOutcome }> {
   /** The progress display (output/progress.ts). */
   progress: ProgressColumns<E>;
-  /** --json: print `json(result)` instead of the table. */
+  /** --json: stream status lines, then print `toJson(result)` as the summary line of `jsonKind` (output/json.ts), instead of the table. */
   json?: boolean;
-  toJson(result: R): unknown;
-  format(result: R): string;
+  jsonKind: string;
+  toJson(result: R, elapsedMs: number): Record<string, unknown>;
+  format(result: R, elapsedMs: number): string;
   /** How an unexpected failure starts its message, e.g. "Backup failed". */
   failure: string;
 }
@@ -124,9 +126,10 @@ export interface CommandRun<E extends ProgressEvent, R extends { outcome: RunOut
 export async function runCommand<E extends ProgressEvent, R extends { outcome: RunOutcome }>(
   cmd: Command,
   how: CommandRun<E, R>,
-  body: (io: { onProgress: (event: E) => void; signal: AbortSignal }) => Promise<R>,
+  body: (io: { onProgress: (event: E | RateEvent) => void; signal: AbortSignal }) => Promise<R>,
 ): Promise<void> {
-  const reporter = progressReporter(how.progress);
+  const started = Date.now();
+  const reporter = progressReporter(how.progress, { json: how.json ? how.jsonKind : undefined });
   const abort = new AbortController();
   const removeHandlers = onStopSignals(
     () => abort.abort(),
@@ -134,15 +137,19 @@ export async function runCommand<E extends ProgressEvent, R extends { outcome: R
   );
   let setupError: SetupError | undefined;
   try {
-    const result = await body({ onProgress: (e) => reporter.onProgress(e), signal: abort.signal });
+    const result = await body({ onProgress: (e) => reporter.onProgress(e as E), signal: abort.signal });
     reporter.stop();
-    console.log(how.json ? JSON.stringify(how.toJson(result), null, 2) : `\n${how.format(result)}`);
+    const elapsedMs = Date.now() - started;
+    if (how.json) printJson(how.jsonKind, { ...how.toJson(result, elapsedMs), outcome: result.outcome, elapsedMs });
+    else console.log(`\n${how.format(result, elapsedMs)}`);
     process.exitCode = exitCodeFor(result.outcome);
   } catch (err) {
     reporter.stop();
     if (err instanceof SetupError) setupError = err;
     else {
-      console.error(`${how.failure}: ${toBusinessError(err).message}`);
+      const e = toBusinessError(err);
+      if (how.json) printJsonError(e, EXIT.failed);
+      else console.error(`${how.failure}: ${e.message}`);
       process.exitCode = EXIT.failed;
     }
   } finally {
@@ -151,7 +158,8 @@ export async function runCommand<E extends ProgressEvent, R extends { outcome: R
   }
   if (setupError?.kind === 'usage') usageError(cmd, setupError.message);
   if (setupError) {
-    console.error(setupError.message);
+    if (how.json) printJsonError({ code: `ohbackup.${setupError.kind}`, message: setupError.message }, exitCodeFor(setupError.kind));
+    else console.error(setupError.message);
     process.exitCode = exitCodeFor(setupError.kind);
   }
 }

@@ -67,6 +67,8 @@ export interface ScheduledBackupSummary {
   /** Files and bytes handed over, every bundle together. */
   files: number;
   bytes: number;
+  /** How long the run took (ms); absent for a set an earlier attempt finished, and from older workers. */
+  elapsedMs?: number;
   /** done: every bundle done; partial: some; failed: none, or the session failed. */
   outcome: 'done' | 'partial' | 'failed';
   /** The session's own failure, when it failed as a whole. */

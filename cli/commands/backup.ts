@@ -3,14 +3,35 @@ import type { Command } from 'commander';
 import * as backup from '../../client/backup.js';
 import { runBackup, type BackupRunResult } from '../../client/runs/runBackup.js';
 import { BundleNameArg, SessionIdArg, parseArg } from '../../client/validate.js';
+import { readBundleCounts, type BundleCounts } from '../../client/sets/counts.js';
+import { jsonBundle, jsonTotals } from '../output/schemas.js';
+import { backupColumns } from '../output/columns.js';
+import { watchPauses } from '../pauses.js';
 import { formatBackupResult } from '../output/results.js';
 import { TOOL_TIMEOUT_HELP, parseDeviceId, parseDuration, parseIntOption, runCommand, usageError } from '../shared.js';
 import { backupToRepositoryCommand } from './backupRepository.js';
-import { backupColumns } from '../output/columns.js';
 import { repoOptions } from '../repository.js';
 
-function toJson({ sessionId, uiUrl, out, kind, base, bundles, error, endedElsewhere }: BackupRunResult) {
-  return { sessionId, uiUrl, out, kind, ...(base ? { base } : {}), bundles, ...(error ? { error } : {}), ...(endedElsewhere ? { endedElsewhere } : {}) };
+type CountedBackup = BackupRunResult & { counts: Array<BundleCounts | null> };
+
+/** Each bundle's entries and data (its index in the set), beside its set files. */
+async function withCounts(r: BackupRunResult): Promise<CountedBackup> {
+  return { ...r, counts: await Promise.all(r.bundles.map((b) => readBundleCounts(r.out, b.bundleName, r.base))) };
+}
+
+function toJson({ sessionId, uiUrl, out, kind, base, bundles, counts, error, endedElsewhere, interrupted }: CountedBackup, elapsedMs: number) {
+  return {
+    sessionId,
+    uiUrl,
+    out,
+    kind,
+    base: base ?? null,
+    bundles: bundles.map((b, i) => jsonBundle(b, counts[i] ?? null)),
+    totals: jsonTotals(bundles, counts, elapsedMs),
+    error: error ?? null,
+    interrupted,
+    endedElsewhere: endedElsewhere ?? null,
+  };
 }
 
 export function registerBackup(program: Command): void {
@@ -43,10 +64,7 @@ export function registerBackup(program: Command): void {
       parseDeviceId,
     )
     .option('--tool-timeout <duration>', TOOL_TIMEOUT_HELP, parseDuration)
-    .option(
-      '--json',
-      'print the result as one JSON object (sessionId, uiUrl, out, kind, base, bundles, endedElsewhere; with a repository also snapshot and store)',
-    )
+    .option('--json', 'print JSON Lines: status lines while it runs, then the summary (docs/cli.md, "JSON output"; with a repository also snapshot and store)')
     .addHelpText(
       'after',
       `
@@ -108,19 +126,27 @@ Examples:
       const out = opts.out;
       await runCommand(
         cmd,
-        { progress: backupColumns, json: opts.json, toJson, format: formatBackupResult, failure: 'Backup failed' },
-        ({ onProgress, signal }) =>
-          runBackup({
-            out,
-            bundles,
-            rate: opts.rate,
-            incremental: opts.incremental,
-            base: opts.base,
-            attach: opts.attach,
-            toolTimeoutMs: opts.toolTimeout,
-            onProgress,
-            signal,
-          }),
+        { progress: backupColumns, json: opts.json, jsonKind: 'backup', toJson, format: formatBackupResult, failure: 'Backup failed' },
+        async ({ onProgress, signal }) => {
+          const rates = watchPauses(onProgress);
+          try {
+            return withCounts(
+              await runBackup({
+                out,
+                bundles,
+                rate: opts.rate,
+                incremental: opts.incremental,
+                base: opts.base,
+                attach: opts.attach,
+                toolTimeoutMs: opts.toolTimeout,
+                onProgress: rates.onProgress,
+                signal,
+              }),
+            );
+          } finally {
+            rates.stop();
+          }
+        },
       );
     },
   );

@@ -11,9 +11,11 @@ import type { BackupProgressEvent } from '../../client/runs/runBackup.js';
 import type { ProgressColumns, StepEvent } from '../output/progress.js';
 import { storeLine, storeStatus } from '../output/repository.js';
 import { formatBackupResult } from '../output/results.js';
+import { jsonRepositoryBackup } from '../output/schemas.js';
 import { openRepository, type RepoFlags } from '../repository.js';
 import { runCommand } from '../shared.js';
 import { backupColumns } from '../output/columns.js';
+import { watchPauses } from '../pauses.js';
 
 export interface RepoBackupFlags extends RepoFlags {
   rate?: number;
@@ -23,23 +25,8 @@ export interface RepoBackupFlags extends RepoFlags {
   json?: boolean;
 }
 
-function toJson({ sessionId, uiUrl, repository, kind, bundles, error, snapshot, store, baseSnapshot, outcome }: RepositoryBackupResult) {
-  return {
-    sessionId,
-    uiUrl,
-    repository,
-    kind,
-    outcome,
-    ...(snapshot ? { snapshot: { id: snapshot.id, shortId: snapshot.shortId, device: snapshot.device, time: snapshot.time, bundles: snapshot.bundles } } : {}),
-    ...(baseSnapshot ? { baseSnapshot: baseSnapshot.id } : {}),
-    ...(store ? { store } : {}),
-    bundles,
-    ...(error ? { error } : {}),
-  };
-}
-
-function format(r: RepositoryBackupResult): string {
-  const lines = formatBackupResult({ ...r, out: '' })
+function format(r: RepositoryBackupResult, elapsedMs: number): string {
+  const lines = formatBackupResult({ ...r, out: '' }, elapsedMs)
     .split('\n')
     .filter((l) => !l.startsWith('Backup set'));
   const at = lines.findIndex((l) => l.startsWith('Session  '));
@@ -58,12 +45,14 @@ export async function backupToRepositoryCommand(cmd: Command, bundles: string[],
     {
       progress: backupColumns as ProgressColumns<BackupProgressEvent | StepEvent>,
       json: opts.json,
-      toJson,
+      jsonKind: 'backup',
+      toJson: jsonRepositoryBackup,
       format,
       failure: 'Backup failed',
     },
     async ({ onProgress, signal }) => {
       const repository = await openRepository(opts);
+      const rates = watchPauses(onProgress);
       const r = await backupToRepository({
         repository,
         device: opts.device ?? readSettings().device ?? DEFAULT_SNAPSHOT_DEVICE,
@@ -72,9 +61,9 @@ export async function backupToRepositoryCommand(cmd: Command, bundles: string[],
         incremental: opts.incremental,
         base: opts.base,
         signal,
-        onProgress,
+        onProgress: rates.onProgress,
         onStoreProgress: (p) => onProgress({ type: 'step', step: 'repository', fraction: p.percent, status: storeStatus(p) }),
-      });
+      }).finally(() => rates.stop());
       if (r.store) onProgress({ type: 'step', step: 'repository', fraction: 1, status: `snapshot ${r.snapshot?.shortId}: ${storeLine(r.store)}`, done: true });
       return r;
     },

@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { checkSetFolder, type SetCheck } from '../../client/sets/verify.js';
 import type { CheckResult } from '../../engine/repository/index.js';
 import { formatCheck } from '../output/repository.js';
+import { jsonRepository } from '../output/schemas.js';
 import { openRepository, repoAction, repoOptions, type RepoFlags } from '../repository.js';
 import { EXIT, usageError } from '../shared.js';
 
@@ -30,7 +31,10 @@ export function registerCheck(program: Command): void {
   )
     .option('--read-data', 'read every byte back and check it (slower)')
     .option('--read-data-subset <n%>', "read back this part of the packs: n% or n/t or a size (restic's); bundles are checked by size")
-    .option('--json', 'print the result as JSON (ok, restic, damaged: [{ snapshot, bundleName, problem }], snapshotsChecked)')
+    .option(
+      '--json',
+      'print the summary line: repository, ok, restic, damaged: [{ snapshot, bundleName, problem }], snapshotsChecked (a set folder: set, ok, bundles)',
+    )
     .addHelpText(
       'after',
       `
@@ -49,7 +53,14 @@ Examples:
         if (opts.repo !== undefined) usageError(cmd, 'give a set folder or --repo, not both.');
         if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) usageError(cmd, `${dir} is not a folder.`);
         return repoAction(
-          { json: opts.json, failure: 'Checking the set failed', format: formatSetCheck, exitCode: (r) => (r.ok ? EXIT.ok : EXIT.failed) },
+          {
+            json: opts.json,
+            jsonKind: 'check',
+            failure: 'Checking the set failed',
+            toJson: jsonRepository.checkSet,
+            format: formatSetCheck,
+            exitCode: (r) => (r.ok ? EXIT.ok : EXIT.failed),
+          },
           () => checkSetFolder(dir),
         );
       }
@@ -57,7 +68,9 @@ Examples:
       await repoAction(
         {
           json: opts.json,
+          jsonKind: 'check',
           failure: 'Checking the repository failed',
+          toJson: jsonRepository.check,
           format: (r: CheckResult) => formatCheck(r, name),
           exitCode: (r) => (r.ok ? EXIT.ok : EXIT.failed),
         },

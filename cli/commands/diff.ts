@@ -1,13 +1,8 @@
 /** `ohbackup diff A B`: what changed between two snapshots of a device, per bundle. */
 import type { Command } from 'commander';
-import type { DiffResult } from '../../engine/repository/index.js';
 import { formatDiff } from '../output/repository.js';
+import { jsonRepository } from '../output/schemas.js';
 import { openRepository, repoAction, repoOptions, type RepoFlags } from '../repository.js';
-
-function toJson(r: DiffResult) {
-  const snap = (s: DiffResult['a']) => ({ id: s.id, time: s.time, device: s.device, kind: s.kind });
-  return { a: snap(r.a), b: snap(r.b), bundles: r.bundles };
-}
 
 export function registerDiff(program: Command): void {
   repoOptions(
@@ -21,7 +16,7 @@ export function registerDiff(program: Command): void {
       .argument('<a>', 'the older snapshot: an ID (or a prefix), "latest" or session:ID')
       .argument('<b>', 'the newer snapshot'),
   )
-    .option('--json', 'print the result as JSON (a, b, bundles: [{ bundleName, new, changed, deleted, touched, only }])')
+    .option('--json', 'print the summary line: repository, a, b (snapshots), bundles: [{ bundleName, new, changed, deleted, touched, only }]')
     .addHelpText(
       'after',
       `
@@ -32,8 +27,14 @@ Examples:
   $ ohbackup diff --repo /backups/repo 1a2b3c4d 5e6f7a8b --json`,
     )
     .action(async (a: string, b: string, opts: RepoFlags & { json?: boolean }) => {
-      await repoAction({ json: opts.json, failure: 'Comparing snapshots failed', toJson, format: formatDiff }, async () =>
-        (await openRepository(opts)).diff(a, b),
+      let name = '';
+      await repoAction(
+        { json: opts.json, jsonKind: 'diff', failure: 'Comparing snapshots failed', toJson: (r) => jsonRepository.diff(name, r), format: formatDiff },
+        async () => {
+          const repository = await openRepository(opts);
+          name = repository.name;
+          return repository.diff(a, b);
+        },
       );
     });
 }

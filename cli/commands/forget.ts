@@ -4,8 +4,9 @@
  * data no snapshot needs; `--dry-run` only says what would go and why.
  */
 import type { Command } from 'commander';
-import type { ForgetResult, KeepPolicy } from '../../engine/repository/index.js';
+import type { KeepPolicy } from '../../engine/repository/index.js';
 import { formatForget } from '../output/repository.js';
+import { jsonRepository } from '../output/schemas.js';
 import { openRepository, repoAction, repoOptions, type RepoFlags } from '../repository.js';
 import { parseDeviceId, parseIntOption, usageError } from '../shared.js';
 
@@ -27,23 +28,6 @@ export function keepPolicy(o: KeepFlags): KeepPolicy | undefined {
   return Object.keys(p).length ? p : undefined;
 }
 
-function toJson(r: ForgetResult & { repository: string }) {
-  return {
-    repository: r.repository,
-    dryRun: r.dryRun,
-    pruned: r.pruned,
-    forgotten: r.forgotten,
-    decisions: r.decisions.map((d) => ({
-      id: d.snapshot.id,
-      time: d.snapshot.time,
-      device: d.snapshot.device,
-      kind: d.snapshot.kind,
-      keep: d.keep,
-      reasons: d.reasons,
-    })),
-  };
-}
-
 export function registerForget(program: Command): void {
   keepOptions(
     repoOptions(
@@ -60,7 +44,7 @@ export function registerForget(program: Command): void {
     .option('--device <id>', 'only the snapshots of this device', parseDeviceId)
     .option('--prune', 'then remove the data no remaining snapshot needs (restic prune)')
     .option('--dry-run', 'change nothing: say what would be forgotten and why')
-    .option('--json', 'print the decisions as JSON (repository, dryRun, pruned, forgotten, decisions: [{ id, time, device, kind, keep, reasons }])')
+    .option('--json', 'print the summary line: repository, dryRun, pruned, forgotten, decisions: [{ snapshot, keep, reasons }]')
     .addHelpText(
       'after',
       `
@@ -75,9 +59,18 @@ Examples:
       const policy = keepPolicy(opts);
       if (!policy) usageError(cmd, 'give a keep policy: at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly.');
       if (opts.dryRun && opts.prune) usageError(cmd, '--dry-run changes nothing, so it does not --prune: give one.');
-      await repoAction({ json: opts.json, failure: 'Forgetting snapshots failed', toJson, format: (r) => formatForget(r, r.repository) }, async () => {
-        const repository = await openRepository(opts);
-        return { repository: repository.name, ...(await repository.forget(policy, { device: opts.device, prune: opts.prune, dryRun: opts.dryRun })) };
-      });
+      await repoAction(
+        {
+          json: opts.json,
+          jsonKind: 'forget',
+          failure: 'Forgetting snapshots failed',
+          toJson: jsonRepository.forget,
+          format: (r) => formatForget(r, r.repository),
+        },
+        async () => {
+          const repository = await openRepository(opts);
+          return { repository: repository.name, ...(await repository.forget(policy, { device: opts.device, prune: opts.prune, dryRun: opts.dryRun })) };
+        },
+      );
     });
 }

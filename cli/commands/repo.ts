@@ -18,7 +18,7 @@ export function registerRepo(program: Command): void {
           'RESTIC_PASSWORD_COMMAND, RESTIC_PASSWORD or --password-file. Exit 1 if there is a repository there already.',
       ),
   )
-    .option('--json', 'print { repository } as JSON')
+    .option('--json', 'print the summary line: repository (docs/cli.md, "JSON output")')
     .addHelpText(
       'after',
       `
@@ -29,7 +29,13 @@ Examples:
     )
     .action(async (opts: RepoFlags & { json?: boolean }) => {
       await repoAction(
-        { json: opts.json, failure: 'Creating the repository failed', format: (r: { repository: string }) => `Created repository ${r.repository}.` },
+        {
+          json: opts.json,
+          jsonKind: 'repo init',
+          failure: 'Creating the repository failed',
+          toJson: (r: { repository: string }) => r,
+          format: (r) => `Created repository ${r.repository}.`,
+        },
         async () => {
           const spec = repositorySpec(opts);
           const r = await Repository.init(

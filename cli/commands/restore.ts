@@ -9,6 +9,7 @@ import { deviceQueue } from '../../client/connection.js';
 import { askDeviceData, describePlan, planRestore, runRestore, type RestoreProgressEvent, type RestoreRunResult } from '../../client/runs/runRestore.js';
 import { connect, waitForWorkers } from '../../client/runs/setup.js';
 import { BundleNameArg } from '../../client/validate.js';
+import { jsonBundle, jsonRestoredSet, jsonTotals } from '../output/schemas.js';
 import { formatRestorePlan, formatRestoreResult } from '../output/results.js';
 import { TOOL_TIMEOUT_HELP, parseDeviceId, parseDuration, runCommand, usageError } from '../shared.js';
 import { repoOptions, type RepoFlags } from '../repository.js';
@@ -16,8 +17,26 @@ import { fromRepository, restoreFromRepositoryCommand } from './restoreRepositor
 import { restoreColumns } from '../output/columns.js';
 import { onTarget } from '../restoreTarget.js';
 
-function toJson({ sessionId, uiUrl, bundles, sets, error, incomplete }: RestoreRunResult) {
-  return { sessionId, uiUrl, bundles, sets, ...(error ? { error } : {}), ...(incomplete ? { incomplete } : {}) };
+type Counted = { entries: number; dataBytes: number; increment: null };
+type CountedRestore = RestoreRunResult & { counts: Array<Counted | null> };
+
+function toJson(r: CountedRestore, elapsedMs: number) {
+  return {
+    sessionId: r.sessionId,
+    uiUrl: r.uiUrl,
+    from: r.from,
+    to: r.to ?? null,
+    device: r.device ?? null,
+    taskQueue: r.taskQueue,
+    map: r.map,
+    bundles: r.bundles.map((b, i) => jsonBundle(b, r.counts[i] ?? null)),
+    sets: r.sets.map(jsonRestoredSet),
+    totals: jsonTotals(r.bundles, r.counts, elapsedMs),
+    error: r.error ?? null,
+    interrupted: r.interrupted,
+    endedElsewhere: r.endedElsewhere ?? null,
+    incomplete: r.incomplete ?? null,
+  };
 }
 
 type DryRun = Parameters<typeof formatRestorePlan>[0] & { outcome: 'done' };
@@ -33,12 +52,15 @@ interface RestoreArgs {
 }
 
 /** Onto the configured device (some worker serves its queue), or onto `--to` through a worker of our own. */
-async function restore(req: RestoreArgs, onProgress: (e: RestoreProgressEvent) => void, signal: AbortSignal) {
+async function restore(req: RestoreArgs, onProgress: (e: RestoreProgressEvent) => void, signal: AbortSignal): Promise<CountedRestore> {
   // Every refusal (data there now without --force, a wrong set) comes before anything connects or writes.
   const plan = planRestore(req);
+  // What each bundle holds, summed over its chain: its entries and data bytes, beside the set files written.
+  const planned = new Map(describePlan(plan).map((b) => [b.bundleName, { entries: b.entries, dataBytes: b.bytes, increment: null }]));
+  const counted = (r: RestoreRunResult): CountedRestore => ({ ...r, counts: r.bundles.map((b) => planned.get(b.bundleName) ?? null) });
   return onTarget(plan.to, signal, async (target) => {
     if (plan.to === undefined) await askDeviceData(plan, req, target.client, deviceQueue());
-    return runRestore(plan, { ...target, onProgress, signal, toolTimeoutMs: req.toolTimeoutMs });
+    return counted(await runRestore(plan, { ...target, onProgress, signal, toolTimeoutMs: req.toolTimeoutMs }));
   });
 }
 
@@ -87,7 +109,7 @@ export function registerRestore(program: Command): void {
     .option('--force', 'replace the data of bundles whose data/ is not empty (without it such a restore is refused, exit 2, and nothing is written)')
     .option('--keep-previous', 'keep the data/ tree a restore replaces, as data.before-<session> beside it (each session of a chain keeps its own)')
     .option('--dry-run', 'print what would be restored (bundles, entries, bytes, which replace data there now) and write nothing')
-    .option('--json', 'print the result as one JSON object (sessionId, uiUrl, bundles, sets, incomplete; with --dry-run the plan)')
+    .option('--json', 'print JSON Lines: status lines while it runs, then the summary (with --dry-run the plan; docs/cli.md, "JSON output")')
     .addHelpText(
       'after',
       `
@@ -133,7 +155,26 @@ Examples:
     if (opts.dryRun) {
       await runCommand<RestoreProgressEvent, DryRun>(
         cmd,
-        { progress: restoreColumns, json: opts.json, toJson: ({ outcome: _, ...p }) => p, format: formatRestorePlan, failure: 'Restore failed' },
+        {
+          progress: restoreColumns,
+          json: opts.json,
+          jsonKind: 'restore --dry-run',
+          toJson: (p) => ({
+            from: p.from,
+            to: p.to ?? null,
+            bundles: p.bundles.map((b) => ({
+              bundleName: b.bundleName,
+              target: b.target,
+              sets: b.sets,
+              entries: b.entries,
+              dataBytes: b.bytes,
+              replacesData: b.replacesData,
+            })),
+            incomplete: p.incomplete ?? null,
+          }),
+          format: formatRestorePlan,
+          failure: 'Restore failed',
+        },
         async (): Promise<DryRun> => {
           const plan = planRestore({ ...req, dryRun: true });
           if (!plan.dataRootKnown) {
@@ -149,7 +190,7 @@ Examples:
     }
     await runCommand(
       cmd,
-      { progress: restoreColumns, json: opts.json, toJson, format: formatRestoreResult, failure: 'Restore failed' },
+      { progress: restoreColumns, json: opts.json, jsonKind: 'restore', toJson, format: formatRestoreResult, failure: 'Restore failed' },
       ({ onProgress, signal }) => restore(req, onProgress, signal),
     );
   });

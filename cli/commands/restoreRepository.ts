@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import * as backup from '../../client/backup.js';
 import { restoreFromRepository, type RepositoryRestoreResult } from '../../client/runs/repositoryRuns.js';
 import { formatRestoreResult } from '../output/results.js';
+import { jsonRepositoryRestore } from '../output/schemas.js';
 import { openRepository, type RepoFlags } from '../repository.js';
 import { runCommand } from '../shared.js';
 import { restoreColumns } from '../output/columns.js';
@@ -30,39 +31,30 @@ export function fromRepository(opts: RepoRestoreFlags): boolean {
   return !statSync(opts.from, { throwIfNoEntry: false }) && SNAPSHOT_REF.test(opts.from);
 }
 
-function toJson({ sessionId, uiUrl, bundles, sets, error, repository, snapshots, outcome }: RepositoryRestoreResult) {
-  return {
-    sessionId,
-    uiUrl,
-    repository,
-    outcome,
-    snapshots: snapshots.map((s) => ({ id: s.id, shortId: s.shortId, kind: s.kind, time: s.time, bundles: s.bundles })),
-    bundles,
-    sets,
-    ...(error ? { error } : {}),
-  };
-}
-
-function format(r: RepositoryRestoreResult): string {
-  return `${formatRestoreResult(r)}\nRepository   ${r.repository}\nSnapshots    ${r.snapshots.map((s) => s.shortId).join(' → ')}`;
+function format(r: RepositoryRestoreResult, elapsedMs: number): string {
+  return `${formatRestoreResult(r, elapsedMs)}\nRepository   ${r.repository}\nSnapshots    ${r.snapshots.map((s) => s.shortId).join(' → ')}`;
 }
 
 export async function restoreFromRepositoryCommand(cmd: Command, bundles: string[], opts: RepoRestoreFlags): Promise<void> {
   if (opts.device && opts.to === undefined) backup.configure({ device: opts.device });
-  await runCommand(cmd, { progress: restoreColumns, json: opts.json, toJson, format, failure: 'Restore failed' }, async ({ onProgress, signal }) => {
-    const repository = await openRepository(opts);
-    return onTarget(opts.to !== undefined ? path.resolve(opts.to) : undefined, signal, (target) =>
-      restoreFromRepository({
-        repository,
-        snapshot: opts.from,
-        device: opts.device,
-        bundles: bundles.length ? bundles : undefined,
-        ...(opts.to !== undefined ? { to: opts.to } : {}),
-        ...(opts.map ? { map: opts.map } : {}),
-        ...target,
-        onProgress,
-        signal,
-      }),
-    );
-  });
+  await runCommand(
+    cmd,
+    { progress: restoreColumns, json: opts.json, jsonKind: 'restore', toJson: jsonRepositoryRestore, format, failure: 'Restore failed' },
+    async ({ onProgress, signal }) => {
+      const repository = await openRepository(opts);
+      return onTarget(opts.to !== undefined ? path.resolve(opts.to) : undefined, signal, (target) =>
+        restoreFromRepository({
+          repository,
+          snapshot: opts.from,
+          device: opts.device,
+          bundles: bundles.length ? bundles : undefined,
+          ...(opts.to !== undefined ? { to: opts.to } : {}),
+          ...(opts.map ? { map: opts.map } : {}),
+          ...target,
+          onProgress,
+          signal,
+        }),
+      );
+    },
+  );
 }

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { writeSampleDevice } from '../../engine/sampleDevice.js';
+import { printJson } from '../output/json.js';
 import { formatBytes, formatTable } from '../output/results.js';
 import { parseIntOption, parsePositiveNumber } from '../shared.js';
 
@@ -15,7 +16,7 @@ export function registerSampleDevice(program: Command): void {
     .argument('<dir>', 'the device data root to write')
     .option('--scale <x>', 'multiplies the number of files (1 = about 2,100 files, 27 MiB)', parsePositiveNumber, 1)
     .option('--seed <n>', 'seed of the generator: the same seed and scale give the same device', parseIntOption(0, 0xffffffff), 1)
-    .option('--json', 'print the summary as JSON')
+    .option('--json', 'print the summary line: dir, bundles (bundleName, files, bytes, backupable, excludedFiles, excludedBytes)')
     .addHelpText(
       'after',
       `
@@ -27,7 +28,7 @@ Examples:
     .action(async (dir: string, opts: { scale: number; seed: number; json?: boolean }) => {
       const summary = await writeSampleDevice(path.resolve(dir), { scale: opts.scale, seed: opts.seed });
       if (opts.json) {
-        console.log(JSON.stringify(summary, null, 2));
+        printJson('sample-device', { dir: summary.dir, bundles: summary.bundles.map(({ name, ...b }) => ({ bundleName: name, ...b })) });
         return;
       }
       const rows = summary.bundles.map((b) => [b.name, String(b.files), formatBytes(b.bytes), b.backupable ? 'yes' : 'no']);

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { BundleNameArg } from '../../client/validate.js';
 import { formatSnapshots } from '../output/repository.js';
+import { jsonRepository } from '../output/schemas.js';
 import { openRepository, repoAction, repoOptions, type RepoFlags } from '../repository.js';
 import { parseDeviceId, usageError } from '../shared.js';
 
@@ -17,7 +18,7 @@ export function registerSnapshots(program: Command): void {
   )
     .option('--device <id>', 'only the snapshots of this device', parseDeviceId)
     .option('--bundle <name>', 'only the snapshots that store this bundle')
-    .option('--json', 'print the snapshots as a JSON array (id, time, device, sessionId, kind, bundles, partial, base, size, dataAdded)')
+    .option('--json', 'print the summary line: repository, snapshots (id, shortId, time, device, sessionId, kind, bundles, partial, base, size, dataAdded)')
     .addHelpText(
       'after',
       `
@@ -33,8 +34,9 @@ Examples:
       await repoAction(
         {
           json: opts.json,
+          jsonKind: 'snapshots',
           failure: 'Listing snapshots failed',
-          toJson: (list) => list.map(({ tags: _tags, ...s }) => s),
+          toJson: (list) => jsonRepository.snapshots(name, list),
           format: (list) => formatSnapshots(list, name),
         },
         async () => {

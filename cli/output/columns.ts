@@ -1,6 +1,8 @@
 /** The progress columns of backup and restore runs: what their bars and lines show (cli/output/progress.ts draws them). */
 import type { BackupProgressEvent } from '../../client/runs/runBackup.js';
 import type { RestoreProgressEvent } from '../../client/runs/runRestore.js';
+import { sessionUiUrl } from '../../client/runs/setup.js';
+import { temporalTarget } from '../../config/temporalConfig.js';
 import type { ProgressColumns } from './progress.js';
 import { formatBytes, restoredOnto } from './results.js';
 
@@ -12,36 +14,32 @@ function backupStartSuffix(e: Extract<BackupProgressEvent, { type: 'start' }>): 
 
 /** A bar follows the bytes handed over against the capability file's estimate; it completes when the bundle ends. */
 export const backupColumns: ProgressColumns<BackupProgressEvent> = {
-  barFormat: ' {bundle} |{bar}| {files} files  {size}  {status}',
-  startLine: (e, onBar) =>
-    !onBar
-      ? `Session ${e.sessionId}: backing up ${e.bundles.join(', ')}${backupStartSuffix(e)}`
-      : e.kind === 'incremental'
-        ? `Session ${e.sessionId}${backupStartSuffix(e)}`
-        : undefined,
+  startLine: (e) =>
+    `Session ${e.sessionId}: backing up ${e.bundles.join(', ')}${backupStartSuffix(e)}\nTemporal UI  ${sessionUiUrl(temporalTarget().namespace, e.sessionId)}`,
   beginLine: (e) => `begin   ${e.bundleName}`,
-  begin: (e) => ({ total: Math.max(1, e.estimatedBytes ?? 1), fields: { files: 0, size: formatBytes(0), status: '' } }),
-  file: (e, total) => ({ value: Math.min(e.bytes, Math.floor(total * 0.99)), fields: { files: e.files, size: formatBytes(e.bytes) } }),
-  end: (o, total) => ({
-    value: total,
-    fields: { files: o.files, size: formatBytes(o.bytes), status: o.state === 'done' ? 'done' : `${o.state} ${o.error?.code ?? ''}` },
+  counts: 'bytes',
+  begin: (e) => ({ files: 0, bytes: 0, ...(e.estimatedBytes ? { totalBytes: e.estimatedBytes } : {}) }),
+  // The estimate is the capability file's: a bundle may hand over more; the bar stays short of full until it ends.
+  file: (e, before) => ({
+    ...before,
+    files: e.files,
+    bytes: e.bytes,
+    ...(before.totalBytes !== undefined ? { totalBytes: Math.max(before.totalBytes, Math.ceil(e.bytes / 0.99)) } : {}),
   }),
+  size: (a) => (a.totalBytes !== undefined ? `${formatBytes(a.bytes)} of ${formatBytes(a.totalBytes)}` : formatBytes(a.bytes)),
 };
 
 function restoreStartLine(e: Extract<RestoreProgressEvent, { type: 'start' }>): string {
   const set = e.steps && e.steps > 1 && e.from ? ` from ${e.from} (set ${e.step} of ${e.steps})` : '';
-  return `Session ${e.sessionId}: restoring ${e.bundles.join(', ')}${set} onto ${restoredOnto(e)}`;
+  return `Session ${e.sessionId}: restoring ${e.bundles.join(', ')}${set} onto ${restoredOnto(e)}\nTemporal UI  ${sessionUiUrl(temporalTarget().namespace, e.sessionId)}`;
 }
 
 /** A bar follows the files written against the bundle's total. */
 export const restoreColumns: ProgressColumns<RestoreProgressEvent> = {
-  barFormat: ' {bundle} |{bar}| {value}/{total} files  {status}',
-  startLine: (e) => restoreStartLine(e),
+  startLine: restoreStartLine,
   beginLine: (e) => `begin   ${e.bundleName}  ${e.total} files to write`,
-  begin: (e) => ({ total: Math.max(1, e.total), fields: { status: '' } }),
-  file: (e) => ({ value: e.files }),
-  end: (o, total) => ({
-    value: o.state === 'done' ? total : o.files,
-    fields: { status: o.state === 'done' ? `done, ${formatBytes(o.bytes)}` : `${o.state} ${o.error?.code ?? ''}` },
-  }),
+  counts: 'files',
+  begin: (e) => ({ files: 0, bytes: 0, totalFiles: e.total }),
+  file: (e, before) => ({ ...before, files: e.files, totalFiles: e.total }),
+  size: (a) => (a.totalFiles !== undefined ? `${a.files} of ${a.totalFiles} files` : `${a.files} files`),
 };

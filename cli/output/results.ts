@@ -3,9 +3,33 @@ import { deviceTaskQueue } from '../../common/deviceQueue.js';
 import { formatBytes } from '../../common/format.js';
 import type { BundleOutcome } from '../../common/session.js';
 import type { BackupRunResult } from '../../client/runs/runBackup.js';
+import type { BundleCounts } from '../../client/sets/counts.js';
 import type { PlannedBundle, RestoreRunResult } from '../../client/runs/runRestore.js';
 
 export { formatBytes };
+
+/** What a bundle holds, as the tables show it (client/sets/counts.ts; a restore's plan). */
+export type Counted = Pick<BundleCounts, 'entries' | 'dataBytes'> & { increment?: BundleCounts['increment'] };
+
+/** A duration in words: 850 ms, 12.3 s, 4 min 05 s, 1 h 02 min. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${String(Math.round(s % 60)).padStart(2, '0')} s`;
+  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, '0')} min`;
+}
+
+/** A run's totals line: entries and data, the set files handed over, elapsed time and throughput. */
+export function totalsLine(bundles: BundleOutcome[], counts: Array<Counted | null> | undefined, elapsedMs: number, verb: string): string {
+  const files = bundles.reduce((n, b) => n + b.files, 0);
+  const bytes = bundles.reduce((n, b) => n + b.bytes, 0);
+  const known = counts?.filter((c): c is Counted => c !== null) ?? [];
+  const data = known.length ? `${known.reduce((n, c) => n + c.entries, 0)} entries, ${formatBytes(known.reduce((n, c) => n + c.dataBytes, 0))} of data; ` : '';
+  const rate = elapsedMs > 0 ? `, ${formatBytes(Math.round((bytes * 1000) / elapsedMs))}/s` : '';
+  return `Total        ${data}${files} set files ${verb}, ${formatBytes(bytes)}, in ${formatDuration(elapsedMs)}${rate}`;
+}
 
 /** A plain table: columns padded to their widest cell; `right` columns aligned right (numbers). */
 export function formatTable(header: string[], rows: string[][], right: number[] = []): string {
@@ -25,15 +49,61 @@ export function endLine(o: BundleOutcome): string {
   return o.state === 'done' ? `done    ${o.bundleName}  ${o.files} files, ${formatBytes(o.bytes)}` : `${o.state.padEnd(7)} ${o.bundleName}  ${errorText(o)}`;
 }
 
-/** The bundle / state / files / bytes / error table; `label` names a bundle (a restore shows its mapping). */
+/** The bundle / state / set files / set bytes / error table; `label` names a bundle (a restore shows its mapping). */
 export function formatOutcomes(bundles: BundleOutcome[], label: (o: BundleOutcome) => string = (o) => o.bundleName): string {
   const rows = bundles.map((b) => [label(b), b.state, String(b.files), formatBytes(b.bytes), errorText(b)]);
-  return formatTable(['bundle', 'state', 'files', 'bytes', 'error'], rows, [2, 3]);
+  return formatTable(['bundle', 'state', 'set files', 'set bytes', 'error'], rows, [2, 3]);
 }
 
-/** The per-bundle table and where to look next. */
-export function formatBackupResult(r: BackupRunResult): string {
-  const lines = [formatOutcomes(r.bundles), ''];
+/**
+ * The bundle table with what each holds: entries and data bytes (its index),
+ * the set files and bytes handed over, and for an increment the files new,
+ * changed, deleted, touched and unmodified since the base.
+ */
+export function formatCountedOutcomes(
+  bundles: BundleOutcome[],
+  counts: Array<Counted | null>,
+  label: (o: BundleOutcome) => string = (o) => o.bundleName,
+): string {
+  const inc = counts.some((c) => c?.increment);
+  const header = [
+    'bundle',
+    'state',
+    'entries',
+    'data',
+    'set files',
+    'set bytes',
+    ...(inc ? ['new', 'changed', 'deleted', 'touched', 'unmodified'] : []),
+    'error',
+  ];
+  const rows = bundles.map((b, i) => {
+    const c = counts[i];
+    const n = c?.increment;
+    return [
+      label(b),
+      b.state,
+      c ? String(c.entries) : '-',
+      c ? formatBytes(c.dataBytes) : '-',
+      String(b.files),
+      formatBytes(b.bytes),
+      ...(inc ? (n ? [n.new, n.changed, n.deleted, n.touched, n.unmodified].map(String) : ['-', '-', '-', '-', '-']) : []),
+      errorText(b),
+    ];
+  });
+  return formatTable(
+    header,
+    rows,
+    [...Array(header.length - 3).keys()].map((i) => i + 2),
+  );
+}
+
+/** The per-bundle table, the totals, and where to look next. */
+export function formatBackupResult(r: BackupRunResult & { counts?: Array<Counted | null> }, elapsedMs: number): string {
+  const lines = [
+    r.counts ? formatCountedOutcomes(r.bundles, r.counts) : formatOutcomes(r.bundles),
+    '',
+    totalsLine(r.bundles, r.counts, elapsedMs, 'handed over'),
+  ];
   if (r.error) lines.push(`Session failed: ${r.error.code} ${r.error.message}`);
   if (r.interrupted) lines.push('Interrupted: the set is incomplete.');
   if (r.endedElsewhere) lines.push(`The session was ${r.endedElsewhere}: the set is incomplete.`);
@@ -44,8 +114,13 @@ export function formatBackupResult(r: BackupRunResult): string {
 }
 
 /** The per-bundle table and where to look next; a chain lists each set's session. */
-export function formatRestoreResult(r: RestoreRunResult): string {
-  const lines = [formatOutcomes(r.bundles, (b) => (r.map[b.bundleName] ? `${b.bundleName} → ${r.map[b.bundleName]}` : b.bundleName)), ''];
+export function formatRestoreResult(r: RestoreRunResult & { counts?: Array<Counted | null> }, elapsedMs: number): string {
+  const label = (b: BundleOutcome) => (r.map[b.bundleName] ? `${b.bundleName} → ${r.map[b.bundleName]}` : b.bundleName);
+  const lines = [
+    r.counts ? formatCountedOutcomes(r.bundles, r.counts, label) : formatOutcomes(r.bundles, label),
+    '',
+    totalsLine(r.bundles, r.counts, elapsedMs, 'written'),
+  ];
   if (r.error) lines.push(`Session failed: ${r.error.code} ${r.error.message}`);
   if (r.interrupted) lines.push('Interrupted: the session was released; bundles not done were not restored.');
   if (r.incomplete) lines.push(`Warning: ${r.incomplete}`);

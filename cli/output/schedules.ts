@@ -1,7 +1,7 @@
 /** The schedule commands' text: a schedule, one of its runs, a run's summary. */
 import type { ScheduledBackupSummary } from '../../common/scheduledBackup.js';
 import type { ScheduleView, ScheduledRun } from '../../client/schedules.js';
-import { formatBytes, formatOutcomes } from './results.js';
+import { formatBytes, formatOutcomes, totalsLine } from './results.js';
 
 function runLine(r: ScheduledRun): string {
   const summary = r.summary;
@@ -48,6 +48,8 @@ export function formatSummary(summary: ScheduledBackupSummary): string {
   return [
     formatOutcomes(summary.bundles),
     '',
+    // Elapsed time and throughput where the worker measured them.
+    ...(summary.elapsedMs !== undefined ? [totalsLine(summary.bundles, undefined, summary.elapsedMs, 'handed over')] : []),
     ...(summary.error ? [`Session failed: ${summary.error.code} ${summary.error.message}`] : []),
     `Backup set   ${summary.set}${summary.kind === 'incremental' ? ' (incremental)' : ''}`,
     ...(summary.base ? [`Base set     ${summary.base}`] : []),

@@ -11,6 +11,7 @@ import { clampSendRate } from '../../common/rules.js';
 import {
   cancelBundleUpdate,
   eventsQuery,
+  sendRateQuery,
   outcomesQuery,
   releaseUpdate,
   toolBegunSignal,
@@ -66,6 +67,23 @@ export class SessionControl {
             : [];
       return { sessionId: this.sessionId, status: d.status.name, startTime: d.startTime.toISOString(), closeTime: d.closeTime?.toISOString(), bundles };
     });
+  }
+
+  /** The send rate of each running backup bundle, as its child says (0: paused); bundles not running, or restoring, are left out. */
+  async sendRates(bundles: Array<Pick<BundleOutcome, 'bundleName' | 'state'>>): Promise<Map<string, number>> {
+    const rates = new Map<string, number>();
+    await Promise.all(
+      bundles
+        .filter((b) => b.state === 'running')
+        .map(async (b) => {
+          const rate = await this.client.workflow
+            .getHandle(bundleWorkflowId(this.sessionId, b.bundleName))
+            .query(sendRateQuery)
+            .catch(() => undefined);
+          if (typeof rate === 'number') rates.set(b.bundleName, rate);
+        }),
+    );
+    return rates;
   }
 
   /** 0, 13500011 or 13500012, as the workflow decides. */

@@ -53,3 +53,14 @@ export async function withWorker<T>(opts: { taskQueue: string; dataRoot: string;
 export function configureTool(taskQueue: string, address = temporalAddress()): void {
   backup.configure({ address, taskQueue });
 }
+
+/** Asks `probe` every 100 ms until it answers (a bounded wait on a condition of the server). */
+export async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

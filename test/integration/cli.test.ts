@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { expectStartAndTotals, jsonSummary } from '../helpers/cliJson.js';
 import { backup } from '../../client/index.js';
 import { compareRestoredBundle } from '../helpers/compareTrees.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
@@ -33,18 +34,21 @@ describe('the ohbackup command line', () => {
       const out = path.join(root, 'set');
       const run = await ohbackup(['backup', '--out', out, '--json'], env);
       expect(run.code, run.stderr).toBe(0);
-      const result = JSON.parse(run.stdout) as { sessionId: string; uiUrl: string; bundles: Array<{ bundleName: string; state: string }> };
+      const result = jsonSummary<{ sessionId: string; uiUrl: string; bundles: Array<{ bundleName: string; state: string }> }>(run.stdout, 'backup');
       expect(result.uiUrl).toContain(result.sessionId);
+      // Off a terminal, under --json too: the session and its UI link on stderr when it starts.
+      expect(expectStartAndTotals(run, { json: true })).toEqual([result.sessionId]);
       expect(result.bundles.map((b) => b.state)).toEqual(['done', 'done', 'done', 'done']);
       for (const b of result.bundles) expect(await compareBundleSet(out, dataRoot, b.bundleName)).toEqual([]);
 
       const status = await ohbackup(['status', result.sessionId, '--json'], env);
       expect(status.code, status.stderr).toBe(0);
-      expect(JSON.parse(status.stdout)).toMatchObject({ status: 'COMPLETED' });
+      expect(jsonSummary(status.stdout, 'status')).toMatchObject({ status: 'COMPLETED' });
 
       // A partial failure is its own exit code.
       const partial = await ohbackup(['backup', '--out', path.join(root, 'set2'), 'com.example.docs', 'com.example.locked'], env);
       expect(partial.code, partial.stderr).toBe(3);
+      expectStartAndTotals(partial, { json: false });
     });
   });
 
@@ -65,10 +69,15 @@ describe('the ohbackup command line', () => {
     const target = path.join(root, 'new-device');
     const restored = await ohbackup(['restore', '--from', out, '--to', target, '--json'], env);
     expect(restored.code, restored.stderr).toBe(0);
-    const result = JSON.parse(restored.stdout) as { sessionId: string; uiUrl: string; bundles: Array<{ bundleName: string; state: string }> };
+    const result = jsonSummary<{ sessionId: string; uiUrl: string; bundles: Array<{ bundleName: string; state: string }> }>(restored.stdout, 'restore');
     expect(result.uiUrl).toContain(result.sessionId);
+    expect(expectStartAndTotals(restored, { json: true })).toEqual([result.sessionId]);
     expect(result.bundles.map((b) => b.state)).toEqual(['done', 'done', 'done', 'done']);
     for (const b of result.bundles) expect(await compareRestoredBundle(dataRoot, target, b.bundleName)).toEqual([]);
+    // In words: its totals line.
+    const words = await ohbackup(['restore', '--from', out, '--to', path.join(root, 'in-words'), 'com.example.docs'], env);
+    expect(words.code, words.stderr).toBe(0);
+    expectStartAndTotals(words, { json: false });
 
     const noFrom = await ohbackup(['restore', '--to', target], env);
     expect(noFrom.code).toBe(2);
@@ -95,18 +104,20 @@ describe('the ohbackup command line', () => {
       await session.appendBundles(['com.k.held', 'com.k.later']);
       await rec.until((c) => c.some((x) => x.cb === 'onBundleBegin'));
       const id = session.sessionId;
-      expect((await ohbackup(['rate', id, 'com.k.held', '0'], env)).stdout.trim()).toBe('true');
-      expect((await ohbackup(['timer', id, 'com.k.held', '60000'], env)).stdout.trim()).toBe('true');
+      expect((await ohbackup(['rate', id, 'com.k.held', '0'], env)).stdout.trim()).toBe(`com.k.held in ${id}: paused (rate 0)`);
+      expect((await ohbackup(['timer', id, 'com.k.held', '60000'], env)).stdout.trim()).toMatch(
+        new RegExp(`^com\\.k\\.held in ${id}: deadline moved to \\d\\d:\\d\\d:\\d\\d UTC \\(in 1 min 00 s\\)$`),
+      );
       const notRunning = await ohbackup(['timer', id, 'com.k.later', '1000'], env);
-      expect([notRunning.code, notRunning.stdout.trim()]).toEqual([1, 'false: that bundle is not running']);
-      expect((await ohbackup(['cancel', id, 'com.k.later'], env)).stdout.trim()).toBe('13500011');
+      expect([notRunning.code, notRunning.stdout.trim()]).toEqual([1, `com.k.later in ${id}: not running: its deadline was not moved`]);
+      expect((await ohbackup(['cancel', id, 'com.k.later'], env)).stdout.trim()).toBe(`com.k.later in ${id}: not cancelled: it has not started yet (13500011)`);
       expect((await ohbackup(['timer', id, 'com.k.held', '99999999'], env)).code).toBe(2);
       await writeFile(path.join(held, 'go'), '');
-      expect((await ohbackup(['cancel', id, 'com.k.held'], env)).stdout.trim()).toBe('0');
+      expect((await ohbackup(['cancel', id, 'com.k.held'], env)).stdout.trim()).toBe(`com.k.held in ${id}: cancel requested`);
       await rec.until((c) => c.some((x) => x.cb === 'onBundleEnd' && x.bundleName === 'com.k.held'));
       const released = await ohbackup(['release', id, '--json'], env);
       expect(released.code, released.stderr).toBe(0);
-      const outcome = JSON.parse(released.stdout) as { bundles: Array<{ bundleName: string; state: string }> };
+      const outcome = jsonSummary<{ bundles: Array<{ bundleName: string; state: string }> }>(released.stdout, 'release');
       expect(outcome.bundles.find((b) => b.bundleName === 'com.k.held')?.state).toBe('cancelled');
       await expect(session.release()).rejects.toMatchObject({ code: 13900001 });
     });

@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { jsonSummary } from '../helpers/cliJson.js';
 import type { ManageIndex } from '../../common/manageIndex.js';
 import { compareRestoredBundle } from '../helpers/compareTrees.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
@@ -113,7 +114,10 @@ describe('ohbackup backup: completing, claiming and describing its set', () => {
 
       const attached = await ohbackup(['backup', '--attach', during.sessionId, '--out', out, '--json'], env);
       expect(attached.code, attached.stderr).toBe(0);
-      const result = JSON.parse(attached.stdout) as { sessionId: string; bundles: Array<{ bundleName: string; state: string; files: number; bytes: number }> };
+      const result = jsonSummary<{ sessionId: string; bundles: Array<{ bundleName: string; state: string; setFiles: number; setBytes: number }> }>(
+        attached.stdout,
+        'backup',
+      );
       expect(result.sessionId).toBe(during.sessionId);
       const summary = summaryOf(out);
       expect(summary.complete).toBe(true);
@@ -125,8 +129,8 @@ describe('ohbackup backup: completing, claiming and describing its set', () => {
         // Exactly the files of the index and the index itself; counted once each.
         expect(heldFiles(out, name).sort()).toEqual([...index.files.map((f) => f.uri), 'manage.json'].sort());
         const o = result.bundles.find((b) => b.bundleName === name)!;
-        expect(o.files).toBe(index.files.length + 1);
-        expect(o.bytes).toBe(heldFiles(out, name).reduce((n, f) => n + readFileSync(path.join(out, name, f)).length, 0));
+        expect(o.setFiles).toBe(index.files.length + 1);
+        expect(o.setBytes).toBe(heldFiles(out, name).reduce((n, f) => n + readFileSync(path.join(out, name, f)).length, 0));
       }
       expect(readdirSync(out).filter((f) => f.startsWith('.'))).toEqual([]);
 
@@ -146,8 +150,12 @@ describe('ohbackup backup: completing, claiming and describing its set', () => {
       const [a, b] = await Promise.all([ohbackup(['backup', '--out', out, '--json'], env), ohbackup(['backup', '--out', out, '--json'], env)]);
       expect([a.code, b.code].sort(), `${a.stderr}\n${b.stderr}`).toEqual([0, 2]);
       const loser = a.code === 2 ? a : b;
-      expect(loser.stderr).toMatch(/another backup|new or empty/);
-      const winner = JSON.parse((a.code === 0 ? a : b).stdout) as { sessionId: string };
+      // Under --json the refusal is the error line on stdout.
+      expect(jsonSummary<{ error: { message: string }; exitCode: number }>(loser.stdout, 'backup')).toMatchObject({
+        error: { message: expect.stringMatching(/another backup|new or empty/) },
+        exitCode: 2,
+      });
+      const winner = jsonSummary<{ sessionId: string }>((a.code === 0 ? a : b).stdout, 'backup');
       const summary = summaryOf(out);
       expect(summary).toMatchObject({ sessionId: winner.sessionId, complete: true });
       for (const name of names) expect(await compareBundleSet(out, dataRoot, name)).toEqual([]);
@@ -187,7 +195,7 @@ describe('ohbackup backup: completing, claiming and describing its set', () => {
 
     const all = await ohbackup(['restore', '--from', out, '--to', path.join(root, 'all'), '--json'], env);
     expect(all.code, all.stderr).toBe(3);
-    expect((JSON.parse(all.stdout) as { incomplete?: string }).incomplete).toMatch(/not complete/);
+    expect(jsonSummary<{ incomplete: string | null }>(all.stdout, 'restore').incomplete).toMatch(/not complete/);
     expect(all.stderr).toMatch(/Warning: the backup set .* is not complete/);
     expect(await compareRestoredBundle(dataRoot, path.join(root, 'all'), QUICK)).toEqual([]);
     const named = await ohbackup(['restore', '--from', out, '--to', path.join(root, 'named'), QUICK], env);
@@ -235,13 +243,16 @@ describe('ohbackup restore asks before replacing data', () => {
     expect(dry.stdout).toMatch(new RegExp(`${A.replace(/\./g, '\\.')} .*entries.*REPLACES`));
     const dryJson = await ohbackup(['restore', '--from', out, '--to', target, '--dry-run', '--json'], env);
     expect(dryJson.code, dryJson.stderr).toBe(0);
-    const plan = JSON.parse(dryJson.stdout) as { bundles: Array<{ bundleName: string; entries: number; bytes: number; replacesData: boolean }> };
+    const plan = jsonSummary<{ bundles: Array<{ bundleName: string; entries: number; dataBytes: number; replacesData: boolean }> }>(
+      dryJson.stdout,
+      'restore --dry-run',
+    );
     expect(plan.bundles.map((b) => [b.bundleName, b.replacesData])).toEqual([
       [A, true],
       [B, false],
     ]);
     const index = indexOf(out, A);
-    expect(plan.bundles[0]).toMatchObject({ entries: index.totals.files + index.totals.dirs, bytes: index.totals.bytes });
+    expect(plan.bundles[0]).toMatchObject({ entries: index.totals.files + index.totals.dirs, dataBytes: index.totals.bytes });
     expect(await treeState(target)).toEqual(before);
 
     const beforeA = await treeState(path.join(target, A, 'data'));
@@ -250,7 +261,7 @@ describe('ohbackup restore asks before replacing data', () => {
     for (const name of [A, B]) expect(await compareRestoredBundle(dataRoot, target, name)).toEqual([]);
     expect(existsSync(path.join(target, A, 'data', 'written-since.txt'))).toBe(false);
     // The tree it replaced, as it was: the file written since the backup included.
-    const { sessionId } = JSON.parse(forced.stdout) as { sessionId: string };
+    const { sessionId } = jsonSummary<{ sessionId: string }>(forced.stdout, 'restore');
     expect(await treeState(path.join(target, A, `data.before-${sessionId}`))).toEqual(beforeA);
 
     // Without --keep-previous the replaced tree is gone.

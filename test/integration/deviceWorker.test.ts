@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { jsonSummary } from '../helpers/cliJson.js';
 import { backup } from '../../client/index.js';
 import { SET_CAPABILITIES } from '../../client/sets/layout.js';
 import { BackupSetWriter } from '../../client/sets/writer.js';
@@ -142,12 +143,14 @@ describe('a worker per device', () => {
       const out = path.join(root, 'cli-set');
       const cliBackup = await ohbackup(['backup', '--device', device, '--out', out, '--json', ONLY_ON_DEVICE], env);
       expect(cliBackup.code, cliBackup.stderr).toBe(0);
-      const cliResult = JSON.parse(cliBackup.stdout) as { sessionId: string; bundles: Array<{ state: string }> };
+      const cliResult = jsonSummary<{ sessionId: string; bundles: Array<{ state: string }> }>(cliBackup.stdout, 'backup');
       expect(cliResult.bundles.map((b) => b.state)).toEqual(['done']);
       expect(await compareBundleSet(out, deviceRoot, ONLY_ON_DEVICE)).toEqual([]);
       expect((await workflowTaskWorkers(client, bundleWorkflowId(cliResult.sessionId, ONLY_ON_DEVICE))).identities).toEqual(new Set([deviceId]));
+      // The device still holds the bundle's data: replacing it takes --force. Under --json a refusal is on stdout.
       const cliRestore = await ohbackup(['restore', '--device', device, '--from', out, '--force', '--json'], env);
-      expect(cliRestore.code, cliRestore.stderr).toBe(0);
+      expect(cliRestore.code, cliRestore.stdout + cliRestore.stderr).toBe(0);
+      expect(jsonSummary<{ bundles: Array<{ state: string }> }>(cliRestore.stdout, 'restore').bundles.map((b) => b.state)).toEqual(['done']);
       const nobody = await ohbackup(['backup', '--device', 'no-such-device', '--out', path.join(root, 'none')], env);
       expect(nobody.code).toBe(1);
       expect(nobody.stderr).toContain('No ohbackup worker serves device "no-such-device"');

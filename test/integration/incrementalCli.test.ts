@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { jsonSummary } from '../helpers/cliJson.js';
 import type { ManageIndex } from '../../common/manageIndex.js';
 import { compareTrees } from '../helpers/compareTrees.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
@@ -75,7 +76,7 @@ describe('ohbackup backup --incremental / --base and chain restore', () => {
       // 1. An incremental session without a base: a full backup that keeps each bundle's manifest.
       const f = await ohbackup(['backup', '--incremental', '--out', full, '--json'], env);
       expect(f.code, f.stderr).toBe(0);
-      expect((JSON.parse(f.stdout) as { kind: string }).kind).toBe('incremental');
+      expect(jsonSummary<{ kind: string }>(f.stdout, 'backup').kind).toBe('incremental');
       const fullSummary = summaryOf(full);
       expect(fullSummary).toMatchObject({ kind: 'incremental' });
       expect(fullSummary.base).toBeUndefined();
@@ -103,6 +104,12 @@ describe('ohbackup backup --incremental / --base and chain restore', () => {
 
       const i1 = await ohbackup(['backup', '--base', full, '--out', inc1, '--json'], env);
       expect(i1.code, i1.stderr).toBe(0);
+      // The increment in restic's words: new / changed / deleted / touched / unmodified files against the base.
+      const i1Json = jsonSummary<{ bundles: Array<{ bundleName: string; increment: unknown; entries: number }> }>(i1.stdout, 'backup');
+      expect(i1Json.bundles.map((x) => [x.bundleName, x.increment])).toEqual([
+        [ALPHA, { new: 3, changed: 1, deleted: 3, touched: 1, unmodified: 3 }],
+        [BETA, { new: 0, changed: 0, deleted: 0, touched: 0, unmodified: 2 }],
+      ]);
       const inc1Summary = summaryOf(inc1);
       expect(inc1Summary).toMatchObject({ kind: 'incremental', base: full });
       expect(inc1Summary.time).toBeGreaterThanOrEqual(fullSummary.time);
@@ -128,6 +135,10 @@ describe('ohbackup backup --incremental / --base and chain restore', () => {
 
       const i2 = await ohbackup(['backup', '--base', inc1, '--out', inc2], env);
       expect(i2.code, i2.stderr).toBe(0);
+      // The table says it too, with the run's totals, elapsed time and throughput.
+      expect(i2.stdout).toMatch(/new +changed +deleted +touched +unmodified/);
+      expect(i2.stdout).toMatch(new RegExp(`${ALPHA.replace(/\./g, '\\.')} +done +\\d+ +[\\d.]+ \\S+ +\\d+ +[\\d.]+ \\S+ +1 +1 +1 +1 +5\\b`));
+      expect(i2.stdout).toMatch(/Total +\d+ entries, .* of data; \d+ set files handed over, .* in [\d.]+ (ms|s), .*\/s/);
       expect(summaryOf(inc2)).toMatchObject({ kind: 'incremental', base: inc1 });
       expect(handedFiles(indexOf(inc2, ALPHA))).toEqual(['docs/late.md', 'new.txt']);
       expect(indexOf(inc2, ALPHA).incremental!.deleted.map((d) => d.path)).toEqual(['newdir/n.txt']);
@@ -139,11 +150,11 @@ describe('ohbackup backup --incremental / --base and chain restore', () => {
     const empty = path.join(root, 'empty');
     const r = await ohbackup(['restore', '--from', inc2, '--to', empty, '--json'], env);
     expect(r.code, r.stderr).toBe(0);
-    const result = JSON.parse(r.stdout) as {
+    const result = jsonSummary<{
       sessionId: string;
       bundles: Array<{ bundleName: string; state: string }>;
       sets: Array<{ from: string; sessionId: string; bundles: Array<{ bundleName: string; state: string }> }>;
-    };
+    }>(r.stdout, 'restore');
     expect(result.sets.map((s) => s.from)).toEqual([full, inc1, inc2]);
     expect(result.sessionId).toBe(result.sets[2]!.sessionId);
     for (const s of result.sets)

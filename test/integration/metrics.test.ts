@@ -1,10 +1,12 @@
 import { createServer } from 'node:net';
-import { readFile, mkdtemp } from 'node:fs/promises';
+import { readFile, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { backup } from '../../client/index.js';
+import { createSchedule, deleteSchedule, triggerSchedule, waitForRun } from '../../client/schedules.js';
+import { findRestic, Repository } from '../../engine/repository/index.js';
 import { freePort } from '../../workers/devServer.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
 import { Recorder } from '../helpers/recorder.js';
@@ -35,13 +37,29 @@ describe('worker metrics', () => {
     await writeBundle(dataRoot, { name: 'com.m.crash', hooks: { onBackup: 'exit 7' } });
     const taskQueue = uniqueTaskQueue('metrics');
     configureTool(taskQueue);
+    // A repository for one scheduled run (what it adds is counted), where restic is found.
+    const restic = await findRestic().then(
+      () => true,
+      (err: Error) => (console.warn(`metrics: no scheduled run into a repository: ${err.message}`), false),
+    );
+    const repoPath = path.join(root, 'repo');
+    const passwordFile = path.join(root, 'repo-password');
+    if (restic) {
+      await writeFile(passwordFile, 'metrics', { mode: 0o600 });
+      await Repository.init({ repository: repoPath, passwordFile });
+    }
     const address = `127.0.0.1:${await freePort()}`;
     const worker = await startWorkerProcess({
       taskQueue,
       dataRoot,
       stateDir: path.join(root, 'state'),
       prebuiltWorkflows: true,
-      env: { OHBACKUP_METRICS_ADDRESS: address, OHBACKUP_LOG_FORMAT: 'json' },
+      env: {
+        OHBACKUP_METRICS_ADDRESS: address,
+        OHBACKUP_LOG_FORMAT: 'json',
+        OHBACKUP_REPOSITORY_METRICS: repoPath,
+        OHBACKUP_REPOSITORY_METRICS_PASSWORD_FILE: passwordFile,
+      },
     });
     const scrape = async () => (await fetch(`http://${address}/metrics`)).text();
     const value = (text: string, pattern: RegExp) => Number(text.match(pattern)?.[1] ?? NaN);
@@ -79,7 +97,28 @@ describe('worker metrics', () => {
       expect(rec2.calls.find((c) => c.cb === 'onBundleEnd')?.code).toBe(13500013);
       await second.release();
       await session.release();
+
+      // A scheduled run into the repository: the bytes its snapshot added, by repository.
+      let added: number | undefined;
+      if (restic) {
+        const scheduleId = `metrics-${process.pid}`;
+        await createSchedule({ scheduleId, every: '24h', paused: true, repository: 'metrics', bundles: ['com.m.one'], incremental: false, taskQueue });
+        try {
+          const t = await triggerSchedule(scheduleId);
+          if (t.skipped) throw new Error(`trigger skipped: ${t.reason}`);
+          const run = await waitForRun(t.run);
+          expect(run.status, run.error).toBe('COMPLETED');
+          added = run.summary?.repository?.dataAdded;
+          expect(added).toBeGreaterThan(0);
+        } finally {
+          await deleteSchedule(scheduleId).catch(() => undefined);
+        }
+      }
       const after = await scrape();
+      if (restic) {
+        const repoLabel = `repository="${repoPath.replace(/[.\\]/g, '\\$&')}"`;
+        expect(value(after, new RegExp(`^ohbackup_repository_bytes_added_total\\{[^}]*${repoLabel}[^}]*\\} (\\d+)`, 'm'))).toBe(added);
+      }
       expect(value(after, /^ohbackup_bundles_total\{[^}]*error_code="13500013"[^}]*outcome="failed"[^}]*\} (\d+)/m)).toBe(1);
       expect(value(after, /^ohbackup_sessions_total\{[^}]*outcome="failed"[^}]*\} (\d+)/m)).toBe(1);
       expect(value(after, /^ohbackup_sessions_total\{[^}]*outcome="partial"[^}]*\} (\d+)/m)).toBe(1);
@@ -88,8 +127,9 @@ describe('worker metrics', () => {
       // Label names as Temporal's own: snake_case.
       for (const label of ohbackupLabels(after)) expect(label).toMatch(/^[a-z]+(_[a-z]+)*$/);
 
-      // Every metric the shipped dashboard and alert rules use is served (`up` is Prometheus' own).
+      // Every metric the shipped dashboard and alert rules use is served (`up` is Prometheus' own; the repository's only where restic runs).
       const served = seriesNames(after);
+      if (!restic) served.add('ohbackup_repository_bytes_added_total');
 
       for (const file of ['grafana-dashboard.json', 'prometheus-alerts.yml']) {
         const text = await readFile(path.join(DOCS, file), 'utf8');
@@ -118,6 +158,7 @@ describe('worker metrics', () => {
     expect(entries.filter((e) => e.message === 'session ended').map((e) => [e.outcome, e.bundles])).toEqual([
       ['failed', 1],
       ['partial', 3],
+      ...(restic ? [['done', 1]] : []),
     ]);
     expect(lines.filter((l) => l && !l.startsWith('{') && !l.startsWith('ohbackup worker ready'))).toEqual([]);
   });

@@ -18,6 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { jsonSummary } from '../helpers/cliJson.js';
 import { temporalTarget } from '../../config/temporalConfig.js';
 import { makeCerts, opensslAvailable } from '../helpers/certs.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
@@ -194,7 +195,7 @@ describe('the Temporal connection configuration', () => {
         const out = path.join(root, 'set');
         const run = await ohbackup(['backup', '--out', out, '--json'], tool);
         expect(run.code, run.stderr).toBe(0);
-        const result = JSON.parse(run.stdout) as { bundles: Array<{ bundleName: string; state: string }> };
+        const result = jsonSummary<{ bundles: Array<{ bundleName: string; state: string }> }>(run.stdout, 'backup');
         expect(result.bundles.map((b) => [b.bundleName, b.state])).toEqual(names.map((n) => [n, 'done']));
         for (const n of names) expect(await compareBundleSet(out, dataRoot, n)).toEqual([]);
 

@@ -17,6 +17,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeSampleDevice, type SampleDeviceSummary } from '../../engine/sampleDevice.js';
 import { findRestic } from '../../engine/repository/index.js';
+import type { JsonCommand } from '../../cli/output/schemas.js';
+import { expectStartAndTotals, jsonSummary } from '../helpers/cliJson.js';
 import { compareRestoredBundle } from '../helpers/compareTrees.js';
 import { temporalAddress, testClient, uniqueTaskQueue } from '../helpers/temporal.js';
 import { startVersitygw, type S3Gateway } from '../helpers/versitygw.js';
@@ -40,20 +42,34 @@ interface Run {
   code: number;
   stdout: string;
   stderr: string;
+  /** The command as its JSON summary names it, e.g. "repo init", "snapshots". */
+  command: JsonCommand;
 }
 
 function ohbackup(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
     execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...baseEnv, ...env }, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      resolve({
+        code: err ? ((err as { code?: number }).code ?? 1) : 0,
+        stdout,
+        stderr,
+        command: (args[0] === 'repo' ? `repo ${args[1]}` : args[0]) as JsonCommand,
+      }),
     );
   });
 }
 
+/** The summary line of a successful --json run, every line checked against its schema. */
 function json<T>(r: Run): T {
   expect(r.code, r.stderr + r.stdout).toBe(0);
-  return JSON.parse(r.stdout) as T;
+  const summary = jsonSummary<T>(r.stdout, r.command);
+  // A backup or restore names its session and UI link on stderr as it starts, off a terminal too.
+  const { sessionId } = summary as { sessionId?: string };
+  if (sessionId) expect(expectStartAndTotals(r, { json: true })).toContain(sessionId);
+  return summary;
 }
+
+const snapshotsOf = (r: Run): Snapshot[] => json<{ snapshots: Snapshot[] }>(r).snapshots;
 
 const backupable = () => device.bundles.filter((b) => b.backupable).map((b) => b.name);
 
@@ -80,8 +96,8 @@ interface Snapshot {
   kind: string;
   device: string;
   bundles: string[];
-  base?: { id: string; sessionId: string };
-  size?: number;
+  base: { id: string; sessionId: string } | null;
+  size: number | null;
 }
 
 beforeAll(async () => {
@@ -134,16 +150,16 @@ describe.each<Backend>(['local', 's3'])('the command line on a %s repository', (
     const inc2 = json<{ snapshot: Snapshot; baseSnapshot: string }>(await ohbackup(['backup', '--repo', repo, '--base', inc1.snapshot.shortId, '--json'], env));
     expect(inc2.baseSnapshot).toBe(inc1.snapshot.id);
 
-    const list = json<Snapshot[]>(await ohbackup(['snapshots', '--repo', repo, '--json'], env));
+    const list = snapshotsOf(await ohbackup(['snapshots', '--repo', repo, '--json'], env));
     expect(list.map((s) => s.id)).toEqual([plain.snapshot.id, full.snapshot.id, inc1.snapshot.id, inc2.snapshot.id]);
     expect(list.map((s) => s.kind)).toEqual(['backup', 'incremental', 'incremental', 'incremental']);
     expect(list.every((s) => s.device === 'default')).toBe(true);
     expect(list[3]!.base?.id).toBe(inc1.snapshot.id);
     expect(list[0]!.bundles.sort()).toEqual(['com.example.docs', 'com.example.notes']);
     expect(list.slice(1).every((s) => s.bundles.sort().join() === backupable().sort().join())).toBe(true);
-    const gallery = json<Snapshot[]>(await ohbackup(['snapshots', '--repo', repo, '--bundle', 'com.example.gallery', '--json'], env));
+    const gallery = snapshotsOf(await ohbackup(['snapshots', '--repo', repo, '--bundle', 'com.example.gallery', '--json'], env));
     expect(gallery.map((s) => s.id)).toEqual([full.snapshot.id, inc1.snapshot.id, inc2.snapshot.id]);
-    expect(json<Snapshot[]>(await ohbackup(['snapshots', '--repo', repo, '--device', 'other', '--json'], env))).toEqual([]);
+    expect(snapshotsOf(await ohbackup(['snapshots', '--repo', repo, '--device', 'other', '--json'], env))).toEqual([]);
 
     const diff = json<{ bundles: Array<{ bundleName: string; new: string[]; changed: string[] }> }>(
       await ohbackup(['diff', '--repo', repo, full.snapshot.id, inc2.snapshot.id, '--json'], env),
@@ -173,14 +189,14 @@ describe.each<Backend>(['local', 's3'])('the command line on a %s repository', (
     expect(check.stdout).toMatch(/Clean: .* 4 snapshots checked/);
 
     // keep-last 1 keeps inc2 and, for it, inc1 and the full one; only the plain full goes.
-    const dry = json<{ decisions: Array<{ id: string; keep: boolean; reasons: string[] }>; forgotten: string[] }>(
+    const dry = json<{ decisions: Array<{ snapshot: Snapshot; keep: boolean; reasons: string[] }>; forgotten: string[] }>(
       await ohbackup(['forget', '--repo', repo, '--keep-last', '1', '--dry-run', '--json'], env),
     );
     expect(dry.forgotten).toEqual([plain.snapshot.id]);
-    expect(dry.decisions.find((d) => d.id === full.snapshot.id)?.reasons.join()).toMatch(/base of/);
+    expect(dry.decisions.find((d) => d.snapshot.id === full.snapshot.id)?.reasons.join()).toMatch(/base of/);
     const forget = json<{ forgotten: string[]; pruned: boolean }>(await ohbackup(['forget', '--repo', repo, '--keep-last', '1', '--prune', '--json'], env));
     expect(forget).toMatchObject({ forgotten: [plain.snapshot.id], pruned: true });
-    expect(json<Snapshot[]>(await ohbackup(['snapshots', '--repo', repo, '--json'], env)).map((s) => s.id)).toEqual([
+    expect(snapshotsOf(await ohbackup(['snapshots', '--repo', repo, '--json'], env)).map((s) => s.id)).toEqual([
       full.snapshot.id,
       inc1.snapshot.id,
       inc2.snapshot.id,
@@ -220,7 +236,7 @@ describe('the command line on a local repository, damaged and interrupted', () =
     await fh.close();
     const check = await ohbackup(['check', '--repo', repo, '--read-data', '--json']);
     expect(check.code, check.stderr).toBe(1);
-    const r = JSON.parse(check.stdout) as { ok: boolean; damaged: Array<{ snapshot: string; bundleName: string }> };
+    const r = jsonSummary<{ ok: boolean; damaged: Array<{ snapshot: string; bundleName: string }> }>(check.stdout, 'check');
     expect(r.ok).toBe(false);
     expect(r.damaged.length).toBeGreaterThan(0);
     expect(
@@ -271,8 +287,15 @@ describe('the command line on a local repository, damaged and interrupted', () =
     expect(check.code, check.stdout + check.stderr).toBe(0);
     const next = json<{ snapshot: Snapshot; outcome: string }>(await ohbackup(['backup', '--repo', repo, '--json']));
     expect(next.outcome).toBe('done');
-    expect(json<Snapshot[]>(await ohbackup(['snapshots', '--repo', repo, '--json'])).map((s) => s.id)).toContain(next.snapshot.id);
+    expect(snapshotsOf(await ohbackup(['snapshots', '--repo', repo, '--json'])).map((s) => s.id)).toContain(next.snapshot.id);
     expect((await ohbackup(['check', '--repo', repo])).code).toBe(0);
+    // In words, into and out of a repository: each run's totals line with elapsed time and throughput.
+    const words = await ohbackup(['backup', '--repo', repo, 'com.example.docs']);
+    expect(words.code, words.stderr).toBe(0);
+    expectStartAndTotals(words, { json: false });
+    const back = await ohbackup(['restore', '--repo', repo, '--from', 'latest', '--to', path.join(path.dirname(repo), 'in-words'), 'com.example.docs']);
+    expect(back.code, back.stderr).toBe(0);
+    expectStartAndTotals(back, { json: false });
   }, 600_000);
 
   it('never puts the password into a workflow history', async (ctx) => {

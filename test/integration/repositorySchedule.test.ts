@@ -18,6 +18,7 @@ import { findRestic, Repository } from '../../engine/repository/index.js';
 import { writeBundle } from '../helpers/device.js';
 import { configureTool, temporalAddress, testClient, uniqueTaskQueue } from '../helpers/temporal.js';
 import { startWorkerProcess, type WorkerProcess } from '../helpers/workerProcess.js';
+import { jsonSummary } from '../helpers/cliJson.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const PASSWORD = `pw-${randomBytes(12).toString('hex')}`;
@@ -92,12 +93,15 @@ describe('a schedule into a repository', () => {
       env,
     );
     expect(created.code, created.stderr).toBe(0);
-    expect(JSON.parse(created.stdout).request).toEqual({
+    expect(jsonSummary<{ request: unknown }>(created.stdout, 'schedule create').request).toEqual({
+      dest: null,
       repository: 'offsite',
-      incremental: true,
-      keep: { keepLast: 1 },
+      keep: { keepLast: 1, keepDaily: null, keepWeekly: null, keepMonthly: null },
       fullEvery: 1,
       bundleTimeoutMs: 1_800_000,
+      bundles: null,
+      incremental: true,
+      rate: null,
     });
     const run = async (): Promise<NonNullable<ScheduledRun['summary']>> => {
       const t = await triggerSchedule(id);

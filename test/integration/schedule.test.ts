@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { jsonSummary } from '../helpers/cliJson.js';
 import { readSetInfo } from '../../client/sets/layout.js';
 import {
   createSchedule,
@@ -153,7 +154,7 @@ describe('ohbackup schedule (Temporal Schedules)', () => {
     const env = { TEMPORAL_ADDRESS: temporalAddress(), OHBACKUP_STATE_DIR: stateDir };
     const restored = await ohbackup(['restore', '--from', increment, '--to', target, '--json'], env);
     expect(restored.code, restored.stderr).toBe(0);
-    expect((JSON.parse(restored.stdout) as { sets: Array<{ from: string }> }).sets).toHaveLength(2);
+    expect(jsonSummary<{ sets: Array<{ from: string }> }>(restored.stdout, 'restore').sets).toHaveLength(2);
     for (const b of [NOTES, DOCS]) expect(await compareTrees(path.join(dataRoot, b, 'data'), path.join(target, b, 'data')), b).toEqual([]);
   });
 
@@ -198,7 +199,7 @@ describe('ohbackup schedule (Temporal Schedules)', () => {
       env,
     );
     expect(created.code, created.stderr).toBe(0);
-    expect(JSON.parse(created.stdout)).toMatchObject({
+    expect(jsonSummary(created.stdout, 'schedule create')).toMatchObject({
       scheduleId: id,
       when: 'every 24h',
       paused: true,
@@ -217,13 +218,13 @@ describe('ohbackup schedule (Temporal Schedules)', () => {
     for (let i = 0; i < 50 && !rows.some((r) => r.scheduleId === id); i++) {
       const list = await ohbackup(['schedule', 'list', '--json'], env);
       expect(list.code, list.stderr).toBe(0);
-      rows = JSON.parse(list.stdout) as typeof rows;
+      rows = jsonSummary<{ schedules: typeof rows }>(list.stdout, 'schedule list').schedules;
     }
     expect(rows.find((r) => r.scheduleId === id)).toMatchObject({ when: 'every 24h', paused: true });
 
     const unpaused = await ohbackup(['schedule', 'unpause', id, '--json'], env);
     expect(unpaused.code, unpaused.stderr).toBe(0);
-    const view = JSON.parse(unpaused.stdout) as { paused: boolean; nextRuns: string[] };
+    const view = jsonSummary<{ paused: boolean; nextRuns: string[] }>(unpaused.stdout, 'schedule unpause');
     expect(view.paused).toBe(false);
     expect(view.nextRuns.length).toBeGreaterThan(0);
     const described = await ohbackup(['schedule', 'describe', id], env);
@@ -233,7 +234,7 @@ describe('ohbackup schedule (Temporal Schedules)', () => {
 
     const deleted = await ohbackup(['schedule', 'delete', id, '--json'], env);
     expect(deleted.code, deleted.stderr).toBe(0);
-    expect(JSON.parse(deleted.stdout)).toEqual({ scheduleId: id, deleted: true });
+    expect(jsonSummary(deleted.stdout, 'schedule delete')).toMatchObject({ scheduleId: id, deleted: true });
 
     const unknown = await ohbackup(['schedule', 'describe', id], env);
     expect(unknown.code).toBe(1);

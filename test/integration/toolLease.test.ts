@@ -6,12 +6,12 @@
  * Release ends queued bundles too; a session released from outside is
  * reported so by its tool and by the steering commands.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { jsonSummary, spawnCli } from '../helpers/cliJson.js';
 import type { Client } from '@temporalio/client';
 import { backup } from '../../client/index.js';
 import { bundleClaimWorkflowId, deviceKey } from '../../common/deviceKey.js';
@@ -19,41 +19,13 @@ import { bundleClaimsQuery, eventsQuery } from '../../common/messages.js';
 import type { SessionResult } from '../../common/session.js';
 import { bigFiles, writeBundle } from '../helpers/device.js';
 import { Recorder } from '../helpers/recorder.js';
-import { configureTool, temporalAddress, testClient, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
+import { configureTool, temporalAddress, testClient, uniqueTaskQueue, until, withWorker } from '../helpers/temporal.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const TOOL = fileURLToPath(new URL('../fixtures/tool.mjs', import.meta.url));
 
 /** A child process whose output is collected; `waitFor` resolves once its output matches. */
-function spawnNode(args: string[], env: Record<string, string>) {
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  const waiters: Array<() => void> = [];
-  const wake = () => waiters.splice(0).forEach((w) => w());
-  child.stdout.on('data', (d: Buffer) => ((stdout += d.toString()), wake()));
-  child.stderr.on('data', (d: Buffer) => ((stderr += d.toString()), wake()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))));
-  const waitFor = async (re: RegExp): Promise<RegExpMatchArray> => {
-    for (;;) {
-      const m = (stdout + stderr).match(re);
-      if (m) return m;
-      await new Promise<void>((resolve) => waiters.push(resolve));
-    }
-  };
-  return { child, exited, waitFor, out: () => stdout, err: () => stderr };
-}
-
-/** Checks `probe` every 100 ms until it answers something (a bounded wait on a condition of the server). */
-async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const spawnNode = ([script, ...args]: string[], env: Record<string, string>) => spawnCli(script!, args, env);
 
 /** Once the tool has acknowledged at least `seq` events of the session. */
 const ackedAtLeast = (client: Client, sessionId: string, seq: number) =>
@@ -109,7 +81,7 @@ describe('a CLI backup whose process is gone', () => {
 
       const next = spawnNode([CLI, 'backup', '--out', path.join(d.root, 'set2'), '--json', name], env);
       expect(await next.exited, next.err()).toBe(0);
-      expect((JSON.parse(next.out()) as { bundles: Array<{ state: string }> }).bundles.map((b) => b.state)).toEqual(['done']);
+      expect(jsonSummary<{ bundles: Array<{ state: string }> }>(next.out(), 'backup').bundles.map((b) => b.state)).toEqual(['done']);
     });
   });
 
@@ -132,9 +104,9 @@ describe('a CLI backup whose process is gone', () => {
       expect(result.endedBy).toBe('tool');
       expect(Object.values(await claimsOf(client, taskQueue))).not.toContain(sessionId);
       // What the tool reports it got is what its set holds.
-      const printed = JSON.parse(cli.out()) as { bundles: Array<{ bundleName: string; files: number }> };
+      const printed = jsonSummary<{ bundles: Array<{ bundleName: string; setFiles: number }> }>(cli.out(), 'backup');
       const kept = (await readdir(path.join(out, name))).filter((f) => f !== 'manifest.jsonl');
-      expect(kept.length).toBe(printed.bundles[0]!.files);
+      expect(kept.length).toBe(printed.bundles[0]!.setFiles);
       expect(kept.length).toBeGreaterThanOrEqual(2);
 
       const next = spawnNode([CLI, 'backup', '--out', path.join(d.root, 'set2'), name], env);
@@ -290,9 +262,12 @@ describe('a session released from outside', () => {
       expect(release.err()).toMatch(/warning: the tool of \S+ is still attached/);
       expect(await cli.exited, cli.err()).toBe(3);
       expect(cli.err()).toMatch(/The session was released by another client/);
-      const printed = JSON.parse(cli.out()) as { endedElsewhere?: string; bundles: Array<{ bundleName: string; state: string }>; error?: unknown };
+      const printed = jsonSummary<{ endedElsewhere: string | null; bundles: Array<{ bundleName: string; state: string }>; error: unknown }>(
+        cli.out(),
+        'backup',
+      );
       expect(printed.endedElsewhere).toBe('released by another client');
-      expect(printed.error).toBeUndefined();
+      expect(printed.error).toBeNull();
       expect(printed.bundles.find((b) => b.bundleName === 'com.f.quick')?.state).toBe('done');
       expect(printed.bundles.find((b) => b.bundleName === 'com.f.held')?.state).not.toBe('done');
 

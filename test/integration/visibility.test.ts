@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { jsonSummary } from '../helpers/cliJson.js';
 import { backup } from '../../client/index.js';
 import { OhbackupBundles, OhbackupKind, OhbackupState } from '../../common/searchAttributes.js';
 import { bundleWorkflowId } from '../../common/session.js';
@@ -53,7 +54,7 @@ describe('what people see in the Temporal UI', () => {
           process.execPath,
           [CLI, 'sessions', '--bundle', 'com.v.two', '--json'],
           { env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress() } },
-          (err, out) => (err ? reject(err) : resolve(JSON.parse(out))),
+          (err, out) => (err ? reject(err) : resolve(jsonSummary<{ sessions: typeof listed }>(out, 'sessions').sessions)),
         ),
       );
     }

@@ -58,6 +58,7 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
       let next = packed.next;
       while (next < packed.handOver) {
         // Paused (rate 0): a durable wait with no activity running; progress still reported every 5 s.
+        if (sendRate === 0) setCurrentDetails(`paused (rate 0) at file ${next} of ${packed.handOver}`);
         while (!(await condition(() => sendRate > 0, '5 seconds'))) {
           await report({ type: 'process', bundleName, process: processJson(`paused at ${next}/${packed.handOver} files`, Date.now()) });
         }

@@ -13,6 +13,7 @@ import { keepOptions, keepPolicy, type KeepFlags } from '../forget.js';
 function repoForWorker(repo: string): string {
   return /^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(repo) || /^[a-z0-9]+:/i.test(repo) ? repo : path.resolve(repo);
 }
+import { jsonSchedule } from '../../output/schemas.js';
 import { CONNECTION_HELP, checkId, scheduleAction } from './action.js';
 
 export function registerScheduleCreate(schedule: Command): void {
@@ -48,7 +49,7 @@ export function registerScheduleCreate(schedule: Command): void {
     .option('--task-queue <name>', 'the device task queue whose worker runs the backups (default: $OHBACKUP_TASK_QUEUE, else "ohbackup")')
     .option('--paused', 'create it paused: no run starts until `schedule unpause` (`schedule trigger` still does)')
     .option('--note <text>', 'a note kept with the schedule, shown by describe and in the Temporal UI')
-    .option('--json', 'print the new schedule as one JSON object (as `schedule describe --json`)')
+    .option('--json', 'print the new schedule as the summary line (as `schedule describe --json`)')
     .addHelpText(
       'after',
       `
@@ -129,6 +130,7 @@ ${CONNECTION_HELP} An existing ID fails with exit 1.`,
             note: o.note,
           }),
         (v) => `Created schedule ${v.scheduleId}.\n${formatView(v)}`,
+        jsonSchedule.view,
       );
     },
   );

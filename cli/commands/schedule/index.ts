@@ -5,6 +5,7 @@ import { deleteSchedule, describeSchedule, listSchedules, pauseSchedule, trigger
 import { formatTable } from '../../output/results.js';
 import { formatSummary, formatView } from '../../output/schedules.js';
 import { EXIT, exitCodeFor } from '../../shared.js';
+import { jsonSchedule, jsonScheduleListing, jsonTrigger } from '../../output/schemas.js';
 import { CONNECTION_HELP, checkId, scheduleAction } from './action.js';
 import { registerScheduleCreate } from './create.js';
 
@@ -40,24 +41,29 @@ ${CONNECTION_HELP}`,
     .description(
       'List the ohbackup schedules of the namespace: times, state, next run, and the last run with its result. New schedules can take a moment to appear (Temporal lists them eventually consistently).',
     )
-    .option('--json', 'print one JSON array (scheduleId, when, paused, note, request, nextRun, lastRun)')
+    .option('--json', 'print the summary line: schedules, each with scheduleId, when, paused, note, request, nextRun, lastRun')
     .addHelpText('after', `\nExamples:\n  $ ohbackup schedule list\n  $ ohbackup schedule list --json\n${CONNECTION_HELP}`)
     .action(async (o: { json?: boolean }, cmd: Command) => {
-      await scheduleAction(cmd, o.json, listSchedules, (rows) =>
-        rows.length === 0
-          ? 'no schedules (create one with `ohbackup schedule create`)'
-          : formatTable(
-              ['schedule', 'when', 'state', 'next run', 'last run', 'result', 'destination'],
-              rows.map((r) => [
-                r.scheduleId,
-                r.when,
-                r.paused ? 'paused' : 'active',
-                r.nextRun ?? '',
-                r.lastRun?.takenAt ?? '',
-                r.lastRun ? (r.lastRun.summary?.outcome ?? r.lastRun.status.toLowerCase()) : '',
-                r.request?.dest ?? '',
-              ]),
-            ),
+      await scheduleAction(
+        cmd,
+        o.json,
+        listSchedules,
+        (rows) =>
+          rows.length === 0
+            ? 'no schedules (create one with `ohbackup schedule create`)'
+            : formatTable(
+                ['schedule', 'when', 'state', 'next run', 'last run', 'result', 'destination'],
+                rows.map((r) => [
+                  r.scheduleId,
+                  r.when,
+                  r.paused ? 'paused' : 'active',
+                  r.nextRun ?? '',
+                  r.lastRun?.takenAt ?? '',
+                  r.lastRun ? (r.lastRun.summary?.outcome ?? r.lastRun.status.toLowerCase()) : '',
+                  r.request?.dest ?? '',
+                ]),
+              ),
+        (rows) => ({ schedules: rows.map(jsonScheduleListing) }),
       );
     });
 
@@ -68,11 +74,11 @@ ${CONNECTION_HELP}`,
       'Show one schedule: its times, what each run backs up, the next run times, and the recent runs with their results (set, files, bytes, outcome).',
     )
     .argument('<id>', 'the schedule ID')
-    .option('--json', 'print one JSON object (when, paused, request, nextRuns, recentRuns with each summary, running, uiUrl, ...)')
+    .option('--json', 'print the summary line: the schedule (when, paused, request, nextRuns, recentRuns with each summary, running, uiUrl, ...)')
     .addHelpText('after', `\nExamples:\n  $ ohbackup schedule describe nightly\n  $ ohbackup schedule describe nightly --json\n${CONNECTION_HELP}`)
     .action(async (id: string, o: { json?: boolean }, cmd: Command) => {
       checkId(cmd, id);
-      await scheduleAction(cmd, o.json, () => describeSchedule(id), formatView);
+      await scheduleAction(cmd, o.json, () => describeSchedule(id), formatView, jsonSchedule.view);
     });
 
   for (const [name, fn, summary, description] of [
@@ -90,7 +96,7 @@ ${CONNECTION_HELP}`,
       .description(description)
       .argument('<id>', 'the schedule ID')
       .option('--note <text>', `why, kept with the schedule and shown by describe (default: "${name}d with ohbackup schedule ${name}")`)
-      .option('--json', 'print the schedule as one JSON object (as `schedule describe --json`)')
+      .option('--json', 'print the schedule as the summary line (as `schedule describe --json`)')
       .addHelpText(
         'after',
         `\nExamples:\n  $ ohbackup schedule ${name} nightly\n  $ ohbackup schedule ${name} nightly --note "disk maintenance"\n${CONNECTION_HELP}`,
@@ -102,6 +108,7 @@ ${CONNECTION_HELP}`,
           o.json,
           () => fn(id, o.note),
           (v) => `Schedule ${v.scheduleId} ${v.paused ? 'paused' : 'active'}.`,
+          jsonSchedule.view,
         );
       });
   }
@@ -115,7 +122,7 @@ ${CONNECTION_HELP}`,
     )
     .argument('<id>', 'the schedule ID')
     .option('--wait', 'wait for the run to end; the exit code is then its outcome (0 every bundle done, 3 some, 1 none)')
-    .option('--json', 'print one JSON object (scheduleId, skipped, run: workflowId, status, uiUrl, summary)')
+    .option('--json', 'print the summary line: scheduleId, skipped, reason, run (workflowId, status, uiUrl, summary)')
     .addHelpText(
       'after',
       `
@@ -139,6 +146,7 @@ ${CONNECTION_HELP} With --wait: 0 every bundle done, 3 some failed, 1 none done 
           if (!o.wait) return head;
           return `${head}\n${r.run.error ? `Failed: ${r.run.error}\n` : ''}${r.run.summary ? `\n${formatSummary(r.run.summary)}` : ''}`;
         },
+        jsonTrigger,
         (r) => (r.skipped ? EXIT.failed : o.wait ? outcomeExit(r.run.summary) : EXIT.ok),
       );
     });
@@ -148,7 +156,7 @@ ${CONNECTION_HELP} With --wait: 0 every bundle done, 3 some failed, 1 none done 
     .summary('delete a schedule (its backup sets are kept)')
     .description('Delete a schedule. A run in progress goes on; the backup sets in its destination are kept.')
     .argument('<id>', 'the schedule ID')
-    .option('--json', 'print one JSON object ({"scheduleId", "deleted": true})')
+    .option('--json', 'print the summary line: scheduleId, deleted (true)')
     .addHelpText('after', `\nExamples:\n  $ ohbackup schedule delete nightly\n  $ ohbackup schedule delete nightly --json\n${CONNECTION_HELP}`)
     .action(async (id: string, o: { json?: boolean }, cmd: Command) => {
       checkId(cmd, id);
@@ -160,6 +168,7 @@ ${CONNECTION_HELP} With --wait: 0 every bundle done, 3 some failed, 1 none done 
           return { scheduleId: id, deleted: true };
         },
         (r) => `Deleted schedule ${r.scheduleId} (a run in progress goes on; its backup sets are kept).`,
+        (r) => r,
       );
     });
 }
