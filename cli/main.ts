@@ -16,6 +16,7 @@ import { registerDiff } from './commands/diff.js';
 import { registerForget } from './commands/forget.js';
 import { registerRepo } from './commands/repo.js';
 import { registerSnapshots } from './commands/snapshots.js';
+import { registerDeviceRuns } from './commands/deviceRun.js';
 import { EXIT } from './shared.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -67,6 +68,7 @@ registerSnapshots(program);
 registerCheck(program);
 registerForget(program);
 registerDiff(program);
+registerDeviceRuns(program);
 
 let code: number;
 try {

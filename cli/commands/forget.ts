@@ -8,6 +8,7 @@ import type { ForgetResult, KeepPolicy } from '../../engine/repository/index.js'
 import { formatForget } from '../output/repository.js';
 import { openRepository, repoAction, repoOptions, type RepoFlags } from '../repository.js';
 import { parseDeviceId, parseIntOption, usageError } from '../shared.js';
+import { ON_DEVICE_HELP, deviceQueryCommand } from './deviceRun.js';
 
 export type KeepFlags = Pick<KeepPolicy, 'keepLast' | 'keepDaily' | 'keepWeekly' | 'keepMonthly'>;
 
@@ -57,7 +58,9 @@ export function registerForget(program: Command): void {
         ),
     ),
   )
-    .option('--device <id>', 'only the snapshots of this device', parseDeviceId)
+    .option('--device <id>', 'only the snapshots of this device; with --on-device, the device whose worker forgets', parseDeviceId)
+    .option('--on-device', ON_DEVICE_HELP)
+    .option('--of-device <id>', "with --on-device: only this device's snapshots (default every device's, each by its own policy)", parseDeviceId)
     .option('--prune', 'then remove the data no remaining snapshot needs (restic prune)')
     .option('--dry-run', 'change nothing: say what would be forgotten and why')
     .option('--json', 'print the decisions as JSON (repository, dryRun, pruned, forgotten, decisions: [{ id, time, device, kind, keep, reasons }])')
@@ -69,15 +72,33 @@ Exit codes: 0 done (also when nothing goes); 1 the repository cannot be opened o
 Examples:
   $ ohbackup forget --keep-last 1 --dry-run
   $ ohbackup forget --repo /backups/repo --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --prune
-  $ ohbackup forget --device phone-1 --keep-last 3 --json`,
+  $ ohbackup forget --device phone-1 --keep-last 3 --json
+  $ ohbackup forget --device phone-1 --repo offsite --on-device --of-device phone-1 --keep-last 3 --prune`,
     )
-    .action(async (opts: RepoFlags & KeepFlags & { device?: string; prune?: boolean; dryRun?: boolean; json?: boolean }, cmd: Command) => {
-      const policy = keepPolicy(opts);
-      if (!policy) usageError(cmd, 'give a keep policy: at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly.');
-      if (opts.dryRun && opts.prune) usageError(cmd, '--dry-run changes nothing, so it does not --prune: give one.');
-      await repoAction({ json: opts.json, failure: 'Forgetting snapshots failed', toJson, format: (r) => formatForget(r, r.repository) }, async () => {
-        const repository = await openRepository(opts);
-        return { repository: repository.name, ...(await repository.forget(policy, { device: opts.device, prune: opts.prune, dryRun: opts.dryRun })) };
-      });
-    });
+    .action(
+      async (
+        opts: RepoFlags & KeepFlags & { device?: string; onDevice?: boolean; ofDevice?: string; prune?: boolean; dryRun?: boolean; json?: boolean },
+        cmd: Command,
+      ) => {
+        const policy = keepPolicy(opts);
+        if (!policy) usageError(cmd, 'give a keep policy: at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly.');
+        if (opts.dryRun && opts.prune) usageError(cmd, '--dry-run changes nothing, so it does not --prune: give one.');
+        if (opts.onDevice)
+          return deviceQueryCommand(
+            cmd,
+            { kind: 'forget', device: opts.device, repository: opts.repo, keep: policy, fromDevice: opts.ofDevice, prune: opts.prune, dryRun: opts.dryRun },
+            {
+              json: opts.json,
+              failure: 'Forgetting snapshots failed',
+              toJson,
+              format: (r: ForgetResult & { repository: string }) => formatForget(r, `"${opts.repo}" on ${opts.device}`),
+            },
+          );
+        if (opts.ofDevice !== undefined) usageError(cmd, '--of-device goes with --on-device (without it, --device names whose snapshots).');
+        await repoAction({ json: opts.json, failure: 'Forgetting snapshots failed', toJson, format: (r) => formatForget(r, r.repository) }, async () => {
+          const repository = await openRepository(opts);
+          return { repository: repository.name, ...(await repository.forget(policy, { device: opts.device, prune: opts.prune, dryRun: opts.dryRun })) };
+        });
+      },
+    );
 }

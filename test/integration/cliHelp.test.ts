@@ -23,23 +23,23 @@ const COMMANDS: Array<{ command: string[]; options: string[]; minimal?: string[]
   { command: ['sample-device'], options: ['--scale', '--seed', '--json'], minimal: ['/tmp/nowhere'] },
   {
     command: ['backup'],
-    options: ['--out', '--repo', '--password-file', '--rate', '--incremental', '--base', '--attach', '--json'],
+    options: ['--out', '--repo', '--password-file', '--rate', '--incremental', '--base', '--attach', '--on-device', '--detach', '--json'],
     minimal: ['--out', '/tmp/nowhere'],
   },
   {
     command: ['restore'],
-    options: ['--from', '--repo', '--password-file', '--to', '--map', '--force', '--keep-previous', '--dry-run', '--json'],
+    options: ['--from', '--repo', '--password-file', '--to', '--map', '--force', '--keep-previous', '--dry-run', '--on-device', '--from-device', '--detach', '--json'],
     minimal: ['--from', '/tmp/nowhere'],
   },
   { command: ['repo', 'init'], options: ['--repo', '--password-file', '--json'] },
-  { command: ['snapshots'], options: ['--repo', '--password-file', '--device', '--bundle', '--json'] },
-  { command: ['check'], options: ['--repo', '--password-file', '--read-data', '--read-data-subset', '--json'] },
+  { command: ['snapshots'], options: ['--repo', '--password-file', '--device', '--on-device', '--of-device', '--bundle', '--json'] },
+  { command: ['check'], options: ['--repo', '--password-file', '--read-data', '--read-data-subset', '--on-device', '--device', '--json'] },
   {
     command: ['forget'],
-    options: ['--repo', '--keep-last', '--keep-daily', '--keep-weekly', '--keep-monthly', '--device', '--prune', '--dry-run', '--json'],
+    options: ['--repo', '--keep-last', '--keep-daily', '--keep-weekly', '--keep-monthly', '--device', '--on-device', '--of-device', '--prune', '--dry-run', '--json'],
     minimal: ['--keep-last', '1'],
   },
-  { command: ['diff'], options: ['--repo', '--password-file', '--json'], minimal: ['aaaa', 'bbbb'] },
+  { command: ['diff'], options: ['--repo', '--password-file', '--on-device', '--device', '--json'], minimal: ['aaaa', 'bbbb'] },
   { command: ['sessions'], options: ['--running', '--bundle', '--kind', '--limit', '--json'] },
   { command: ['status'], options: ['--json'], minimal: ['some-session'] },
   { command: ['cancel'], options: ['--json'], minimal: ['some-session', 'com.example.notes'] },
@@ -75,6 +75,8 @@ const COMMANDS: Array<{ command: string[]; options: string[]; minimal?: string[]
   { command: ['schedule', 'trigger'], options: ['--wait', '--json'], minimal: ['nightly'] },
   { command: ['schedule', 'delete'], options: ['--json'], minimal: ['nightly'] },
   { command: ['completion'], options: [], minimal: ['bash'] },
+  { command: ['follow'], options: ['--json'], minimal: ['ohbackup-device-backup-x-1'] },
+  { command: ['devices'], options: ['--json'] },
 ];
 
 describe('the command line help', () => {
