@@ -95,18 +95,6 @@ Examples:
       },
       cmd: Command,
     ) => {
-      if (opts.onDevice || opts.detach) {
-        // A device-side run: the device's worker runs the whole tool side into its own repository.
-        if (!opts.onDevice || !opts.device || opts.repo === undefined)
-          usageError(cmd, '--detach goes with --on-device, and --on-device with --device D --repo NAME (the repository by its alias on the device).');
-        if (opts.out !== undefined || opts.attach !== undefined || opts.passwordFile !== undefined || opts.toolTimeout !== undefined)
-          usageError(cmd, '--out, --attach, --password-file and --tool-timeout are for a run on this host, not with --on-device.');
-        return runDeviceCommand(
-          cmd,
-          { kind: 'backup', device: opts.device, repository: opts.repo, bundles, rate: opts.rate, incremental: opts.incremental, base: opts.base },
-          opts,
-        );
-      }
       if (opts.attach !== undefined) {
         if (!SessionIdArg.safeParse(opts.attach).success) usageError(cmd, `--attach "${opts.attach}" is not a session ID.`);
         if (bundles.length || opts.incremental || opts.base !== undefined)
@@ -119,6 +107,18 @@ Examples:
         } catch {
           usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
         }
+      }
+      if (opts.onDevice || opts.detach) {
+        // A device-side run: the device's worker runs the whole tool side into its own repository.
+        if (!opts.onDevice || !opts.device || opts.repo === undefined)
+          usageError(cmd, '--detach goes with --on-device, and --on-device with --device D --repo NAME (the repository by its alias on the device).');
+        if (opts.out !== undefined || opts.attach !== undefined || opts.passwordFile !== undefined || opts.toolTimeout !== undefined)
+          usageError(cmd, '--out, --attach, --password-file and --tool-timeout are for a run on this host, not with --on-device.');
+        return runDeviceCommand(
+          cmd,
+          { kind: 'backup', device: opts.device, repository: opts.repo, bundles, rate: opts.rate, incremental: opts.incremental, base: opts.base },
+          opts,
+        );
       }
       if (opts.device) backup.configure({ device: opts.device });
       if (opts.out === undefined) return backupToRepositoryCommand(cmd, bundles, opts);
