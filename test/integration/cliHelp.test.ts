@@ -173,6 +173,20 @@ describe('the command line help', () => {
     const badKind = await ohbackup(['sessions', '--kind', 'weekly']);
     expect(badKind.code).toBe(2);
     expect(badKind.stderr).toMatch(/expected one of backup, restore, incremental/);
+    // Where a run runs is stated: --on-device needs the device and its alias; the device-only options need --on-device.
+    for (const [args, message] of [
+      [['backup', '--on-device', '--repo', 'offsite'], /--on-device with --device D --repo NAME/],
+      [['backup', '--device', 'd', '--repo', 'offsite', '--detach'], /--detach goes with --on-device/],
+      [['backup', '--device', 'd', '--repo', 'offsite', '--on-device', '--out', '/tmp/nowhere'], /not with --on-device/],
+      [['restore', '--device', 'd', '--repo', 'offsite', '--on-device', '--from', 'latest', '--to', '/tmp/nowhere'], /not with --on-device/],
+      [['snapshots', '--repo', 'offsite', '--of-device', 'd'], /--of-device goes with --on-device/],
+      [['check', '--repo', 'offsite', '--on-device'], /--on-device goes with --device D --repo NAME/],
+      [['diff', '--device', 'd', 'aaaa', 'bbbb'], /--device goes with --on-device/],
+    ] as const) {
+      const r = await ohbackup([...args]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+    }
     const badId = await ohbackup(['schedule', 'describe', '../x']);
     expect(badId.code).toBe(2);
     expect(badId.stderr).toMatch(/is not a schedule ID/);

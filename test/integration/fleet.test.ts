@@ -476,19 +476,16 @@ describe.skipIf(unavailable !== undefined)('a fleet: device-side runs across net
     // Nor does a plain (no TLS) client.
     await expect(Connection.connect({ address: TEMPORAL, connectTimeout: 2000 }).then((c) => c.workflowService.getSystemInfo({}))).rejects.toThrow();
     // restic to S3 over TLS: the repository host's certificate is trusted through the private CA only.
-    const untrusted = await inNs(NS.d1, restic, ['snapshots', '--no-lock', '-q'], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOME: root,
-        RESTIC_REPOSITORY: `s3:https://${S3}/fleet`,
-        RESTIC_PASSWORD_FILE: path.join(root, 'repository.password'),
-        AWS_ACCESS_KEY_ID: accessKey,
-        AWS_SECRET_ACCESS_KEY: secretKey,
-      },
-      timeoutMs: 60_000,
-    });
-    expect(untrusted.code).not.toBe(0);
-    expect(untrusted.stderr).toMatch(/certificate/);
+    const tlsProbe = (ca?: string) =>
+      inNs(NS.d1, process.execPath, [
+        '-e',
+        `require('tls').connect({ host: '10.213.0.2', port: 7070${ca ? `, ca: require('fs').readFileSync('${ca}')` : ''} })` +
+          `.on('secureConnect', () => process.exit(0)).on('error', (e) => { console.error(e.code); process.exit(7); })`,
+      ]);
+    const untrusted = await tlsProbe();
+    expect(untrusted.code).toBe(7);
+    expect(untrusted.stderr).toMatch(/UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED|UNABLE_TO_GET_ISSUER/);
+    expect((await tlsProbe(path.join(pki, 'ca.pem'))).code).toBe(0);
 
     const list = await waitFor('both devices listed', async () => {
       const l = await operatorJson<Array<{ device: string; live: boolean; repositories: string[]; taskQueue: string; version: string }>>(['devices']);
@@ -679,6 +676,21 @@ describe.skipIf(unavailable !== undefined)('a fleet: device-side runs across net
     ]);
     expect(checked).toMatchObject({ ok: true, damaged: [] });
     expect(checked.snapshotsChecked).toBe(2);
+  });
+
+  it('in the Temporal UI a run shows its device, repository, bundles, bytes and outcome, and the device search attribute finds it', async () => {
+    const runs: string[] = [];
+    for await (const w of client.workflow.list({
+      query: `WorkflowType = 'deviceRunWorkflow' AND OhbackupDevice = 'dev-2' AND OhbackupKind = 'device-restore' AND ExecutionStatus = 'Completed'`,
+    }))
+      runs.push(w.workflowId);
+    expect(runs).toHaveLength(2); // the two restores onto device-2
+    const handle = client.workflow.getHandle(runs[0]!);
+    const d = await handle.describe();
+    expect(await d.staticSummary()).toBe('ohbackup restore on device dev-2, repository "fleet"');
+    // The run's current details (the UI's "current details"), set by the workflow at its end.
+    const meta = await handle.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
+    expect(meta.currentDetails).toMatch(/^done: 1 bundles, \d+ files, \d+ bytes \(device dev-2, repository "fleet"\)$/);
   });
 
   it('the operator host never held backup data, and no history holds the repository password or the S3 secret', async () => {
