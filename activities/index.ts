@@ -9,6 +9,7 @@ import { createClaimActivities } from './claims.js';
 import { createDeviceActivities } from './device.js';
 import { createRestoreActivities } from './restore.js';
 import { runScheduledBackup } from './scheduledBackup.js';
+import { createDeviceRunActivities } from './deviceRun.js';
 
 export type { HookResult } from './device.js';
 
@@ -28,5 +29,6 @@ export function createActivities(config: DeviceConfig) {
     ...createRestoreActivities(device),
     /** One run of an `ohbackup schedule`: plays the tool's part of a backup session into a new set (scheduledBackup.ts). */
     runScheduledBackup,
+    ...createDeviceRunActivities(config),
   };
 }

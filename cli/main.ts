@@ -16,6 +16,7 @@ import { registerDiff } from './commands/diff.js';
 import { registerForget } from './commands/forget.js';
 import { registerRepo } from './commands/repo.js';
 import { registerSnapshots } from './commands/snapshots.js';
+import { registerDeviceRuns } from './commands/deviceRun.js';
 import { jsonRequested, printJsonError } from './output/json.js';
 import { EXIT } from './shared.js';
 
@@ -72,6 +73,7 @@ registerSnapshots(program);
 registerCheck(program);
 registerForget(program);
 registerDiff(program);
+registerDeviceRuns(program);
 
 let code: number;
 try {

@@ -8,6 +8,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { ErrorInfo } from './errors.js';
 import type { HookName } from './device.js';
 import type { ScheduledBackupRequest, ScheduledBackupSummary } from './scheduledBackup.js';
+import type { DeviceRecord, DeviceRunRequest, DeviceRunResult } from './deviceRun.js';
 import type { BundleOutcome, BundleRequest, EventBody, EventsPage, SessionKind, SessionResult } from './session.js';
 
 // ---- The session workflow (one per session) ----
@@ -130,3 +131,9 @@ export type CapabilitiesWorkflow = (input: { only?: Array<{ bundleName: string; 
 export type BundleHookWorkflow = (input: { bundleName: string; hook: HookName; input?: string; timeoutMs: number }) => Promise<string>;
 export type CleanBundleTempWorkflow = (input: { bundleName: string }) => Promise<boolean>;
 export type ScheduledBackupWorkflow = (request: ScheduledBackupRequest) => Promise<ScheduledBackupSummary>;
+
+// ---- Device-side runs (common/deviceRun.ts) ----
+export type DeviceRunWorkflow = (request: DeviceRunRequest) => Promise<DeviceRunResult>;
+/** A device's worker (re)started: its record now says so (the record keeps it in its memo, readable with no worker). */
+export const deviceRecordSignal = defineSignal<[DeviceRecord]>('deviceRecord');
+export type DeviceRecordWorkflow = (record: DeviceRecord, seen?: number) => Promise<void>;

@@ -63,3 +63,24 @@ export function travelProblem(repository: string): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * The repository a device's worker names `name` (a device-side run, whose
+ * request carries only that name): an alias of this environment, nothing
+ * else, so that no repository string or secret need travel to the device.
+ */
+export function resolveDeviceAlias(name: string, env: NodeJS.ProcessEnv = process.env): { repository: string; passwordFile?: string; alias: string } {
+  if (!ALIAS.test(name)) throw new TypeError(`"${name}" is not a repository alias (a letter, then up to 63 letters, digits or "_")`);
+  const spec = resolveRepositorySpec(name, { env: { ...env, OHBACKUP_REPOSITORY: undefined }, stateDir: '' });
+  if (spec.kind !== 'location' || spec.alias === undefined)
+    throw new Error(`this device has no repository "${name}": ${aliasVar(name)} is not set in its worker's environment`);
+  return { repository: spec.repository, ...(spec.passwordFile ? { passwordFile: spec.passwordFile } : {}), alias: name };
+}
+
+/** The aliases this environment defines (names only, lower case): what a device's worker says it serves. */
+export function repositoryAliasNames(env: NodeJS.ProcessEnv = process.env): string[] {
+  return Object.keys(env)
+    .filter((k) => k.startsWith('OHBACKUP_REPOSITORY_') && !k.endsWith('_PASSWORD_FILE') && env[k] && ALIAS.test(k.slice('OHBACKUP_REPOSITORY_'.length)))
+    .map((k) => k.slice('OHBACKUP_REPOSITORY_'.length).toLowerCase())
+    .sort();
+}

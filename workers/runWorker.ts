@@ -7,6 +7,7 @@ import { workerTaskQueue } from '../common/deviceQueue.js';
 import { temporalTarget } from '../config/temporalConfig.js';
 import { createOhbackupWorker } from './createWorker.js';
 import { WorkerLogger, parseLogFormat, type LogFormat } from './logFormat.js';
+import { announceDevice } from './deviceRecord.js';
 
 export interface RunWorkerOptions {
   settings: Settings;
@@ -99,8 +100,16 @@ export async function runWorker(opts: RunWorkerOptions): Promise<void> {
     if (opts.signal?.aborted) return;
     const stop = () => worker.shutdown();
     opts.signal?.addEventListener('abort', stop, { once: true });
+    const running = worker.run();
+    running.catch(() => undefined); // awaited below; not unhandled meanwhile
+    if (opts.device) {
+      // A worker that cannot say so still serves: the record is what `ohbackup devices` shows, not what runs.
+      await announceDevice({ connection, namespace: target.namespace, device: opts.device, taskQueue, identity: opts.identity }).catch((err: unknown) =>
+        console.error(`The device record of ${opts.device} was not updated: ${(err as Error).message}`),
+      );
+    }
     opts.onReady?.(taskQueue);
-    await worker.run();
+    await running;
   } finally {
     await connection.close();
   }

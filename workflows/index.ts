@@ -5,3 +5,5 @@ export { bundleRestoreWorkflow } from './bundle/restore.js';
 export { capabilitiesWorkflow, bundleHookWorkflow, cleanBundleTempWorkflow } from './deviceRequestWorkflows.js';
 export { scheduledBackupWorkflow } from './scheduledBackupWorkflow.js';
 export { bundleClaimWorkflow } from './bundleClaimWorkflow.js';
+export { deviceRunWorkflow } from './deviceRunWorkflow.js';
+export { deviceRecordWorkflow } from './deviceRecordWorkflow.js';

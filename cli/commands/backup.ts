@@ -11,6 +11,7 @@ import { formatBackupResult } from '../output/results.js';
 import { TOOL_TIMEOUT_HELP, parseDeviceId, parseDuration, parseIntOption, runCommand, usageError } from '../shared.js';
 import { backupToRepositoryCommand } from './backupRepository.js';
 import { repoOptions } from '../repository.js';
+import { ON_DEVICE_HELP, DETACH_HELP, runDeviceCommand } from './deviceRun.js';
 
 type CountedBackup = BackupRunResult & { counts: Array<BundleCounts | null> };
 
@@ -63,6 +64,8 @@ export function registerBackup(program: Command): void {
       'back up the device of this ID, served by `ohbackup worker --device ID` (its bundle work runs on its own task queue)',
       parseDeviceId,
     )
+    .option('--on-device', ON_DEVICE_HELP)
+    .option('--detach', DETACH_HELP)
     .option('--tool-timeout <duration>', TOOL_TIMEOUT_HELP, parseDuration)
     .option('--json', 'print JSON Lines: status lines while it runs, then the summary (docs/cli.md, "JSON output"; with a repository also snapshot and store)')
     .addHelpText(
@@ -87,7 +90,9 @@ Examples:
   $ ohbackup backup --attach ohbackup-backup-1c9e… --out ./set      # the run writing ./set was killed: complete it
   $ ohbackup backup                                                 # a snapshot in the state folder's repository
   $ ohbackup backup --repo s3:https://s3.example.com/b --incremental  # a full snapshot that keeps manifests (RESTIC_PASSWORD_FILE set)
-  $ ohbackup backup --repo s3:https://s3.example.com/b --base latest  # an increment of the device's newest snapshot`,
+  $ ohbackup backup --repo s3:https://s3.example.com/b --base latest  # an increment of the device's newest snapshot
+  $ ohbackup backup --device phone-1 --repo offsite --on-device --incremental   # run on phone-1's worker, into its repository "offsite"
+  $ ohbackup backup --device phone-1 --repo offsite --on-device --base latest   # an increment of phone-1's latest snapshot there`,
     );
   repoOptions(command).action(
     async (
@@ -101,6 +106,8 @@ Examples:
         base?: string;
         attach?: string;
         device?: string;
+        onDevice?: boolean;
+        detach?: boolean;
         toolTimeout?: number;
         json?: boolean;
       },
@@ -118,6 +125,18 @@ Examples:
         } catch {
           usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
         }
+      }
+      if (opts.onDevice || opts.detach) {
+        // A device-side run: the device's worker runs the whole tool side into its own repository.
+        if (!opts.onDevice || !opts.device || opts.repo === undefined)
+          usageError(cmd, '--detach goes with --on-device, and --on-device with --device D --repo NAME (the repository by its alias on the device).');
+        if (opts.out !== undefined || opts.attach !== undefined || opts.passwordFile !== undefined || opts.toolTimeout !== undefined)
+          usageError(cmd, '--out, --attach, --password-file and --tool-timeout are for a run on this host, not with --on-device.');
+        return runDeviceCommand(
+          cmd,
+          { kind: 'backup', device: opts.device, repository: opts.repo, bundles, rate: opts.rate, incremental: opts.incremental, base: opts.base },
+          opts,
+        );
       }
       if (opts.device) backup.configure({ device: opts.device });
       if (opts.out === undefined) return backupToRepositoryCommand(cmd, bundles, opts);

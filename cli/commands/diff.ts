@@ -1,8 +1,11 @@
 /** `ohbackup diff A B`: what changed between two snapshots of a device, per bundle. */
 import type { Command } from 'commander';
+import type { DiffResult } from '../../engine/repository/index.js';
 import { formatDiff } from '../output/repository.js';
 import { jsonRepository } from '../output/schemas.js';
 import { openRepository, repoAction, repoOptions, type RepoFlags } from '../repository.js';
+import { parseDeviceId, usageError } from '../shared.js';
+import { ON_DEVICE_HELP, deviceQueryCommand } from './deviceRun.js';
 
 export function registerDiff(program: Command): void {
   repoOptions(
@@ -16,6 +19,8 @@ export function registerDiff(program: Command): void {
       .argument('<a>', 'the older snapshot: an ID (or a prefix), "latest" or session:ID')
       .argument('<b>', 'the newer snapshot'),
   )
+    .option('--on-device', ON_DEVICE_HELP)
+    .option('--device <id>', 'with --on-device: the device whose worker compares the snapshots', parseDeviceId)
     .option('--json', 'print the summary line: repository, a, b (snapshots), bundles: [{ bundleName, new, changed, deleted, touched, only }]')
     .addHelpText(
       'after',
@@ -24,9 +29,25 @@ Exit codes: 0 compared; 1 a snapshot is not there, they are of two devices, or t
 
 Examples:
   $ ohbackup diff 1a2b3c4d latest
-  $ ohbackup diff --repo /backups/repo 1a2b3c4d 5e6f7a8b --json`,
+  $ ohbackup diff --repo /backups/repo 1a2b3c4d 5e6f7a8b --json
+  $ ohbackup diff --device phone-1 --repo offsite --on-device 1a2b3c4d latest`,
     )
-    .action(async (a: string, b: string, opts: RepoFlags & { json?: boolean }) => {
+    .action(async (a: string, b: string, opts: RepoFlags & { onDevice?: boolean; device?: string; json?: boolean }, cmd: Command) => {
+      if (opts.onDevice) {
+        const where = `"${opts.repo}" on ${opts.device}`;
+        return deviceQueryCommand(
+          cmd,
+          { kind: 'diff', device: opts.device, repository: opts.repo, a, b },
+          {
+            json: opts.json,
+            jsonKind: 'diff',
+            failure: 'Comparing snapshots failed',
+            toJson: (r: DiffResult) => jsonRepository.diff(where, r),
+            format: formatDiff,
+          },
+        );
+      }
+      if (opts.device !== undefined) usageError(cmd, '--device goes with --on-device.');
       let name = '';
       await repoAction(
         { json: opts.json, jsonKind: 'diff', failure: 'Comparing snapshots failed', toJson: (r) => jsonRepository.diff(name, r), format: formatDiff },

@@ -4,11 +4,12 @@
  * data no snapshot needs; `--dry-run` only says what would go and why.
  */
 import type { Command } from 'commander';
-import type { KeepPolicy } from '../../engine/repository/index.js';
+import type { ForgetResult, KeepPolicy } from '../../engine/repository/index.js';
 import { formatForget } from '../output/repository.js';
 import { jsonRepository } from '../output/schemas.js';
 import { openRepository, repoAction, repoOptions, type RepoFlags } from '../repository.js';
 import { parseDeviceId, parseIntOption, usageError } from '../shared.js';
+import { ON_DEVICE_HELP, deviceQueryCommand } from './deviceRun.js';
 
 export type KeepFlags = Pick<KeepPolicy, 'keepLast' | 'keepDaily' | 'keepWeekly' | 'keepMonthly'>;
 
@@ -41,7 +42,9 @@ export function registerForget(program: Command): void {
         ),
     ),
   )
-    .option('--device <id>', 'only the snapshots of this device', parseDeviceId)
+    .option('--device <id>', 'only the snapshots of this device; with --on-device, the device whose worker forgets', parseDeviceId)
+    .option('--on-device', ON_DEVICE_HELP)
+    .option('--of-device <id>', "with --on-device: only this device's snapshots (default every device's, each by its own policy)", parseDeviceId)
     .option('--prune', 'then remove the data no remaining snapshot needs (restic prune)')
     .option('--dry-run', 'change nothing: say what would be forgotten and why')
     .option('--json', 'print the summary line: repository, dryRun, pruned, forgotten, decisions: [{ snapshot, keep, reasons }]')
@@ -53,24 +56,45 @@ Exit codes: 0 done (also when nothing goes); 1 the repository cannot be opened o
 Examples:
   $ ohbackup forget --keep-last 1 --dry-run
   $ ohbackup forget --repo /backups/repo --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --prune
-  $ ohbackup forget --device phone-1 --keep-last 3 --json`,
+  $ ohbackup forget --device phone-1 --keep-last 3 --json
+  $ ohbackup forget --device phone-1 --repo offsite --on-device --of-device phone-1 --keep-last 3 --prune`,
     )
-    .action(async (opts: RepoFlags & KeepFlags & { device?: string; prune?: boolean; dryRun?: boolean; json?: boolean }, cmd: Command) => {
-      const policy = keepPolicy(opts);
-      if (!policy) usageError(cmd, 'give a keep policy: at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly.');
-      if (opts.dryRun && opts.prune) usageError(cmd, '--dry-run changes nothing, so it does not --prune: give one.');
-      await repoAction(
-        {
-          json: opts.json,
-          jsonKind: 'forget',
-          failure: 'Forgetting snapshots failed',
-          toJson: jsonRepository.forget,
-          format: (r) => formatForget(r, r.repository),
-        },
-        async () => {
-          const repository = await openRepository(opts);
-          return { repository: repository.name, ...(await repository.forget(policy, { device: opts.device, prune: opts.prune, dryRun: opts.dryRun })) };
-        },
-      );
-    });
+    .action(
+      async (
+        opts: RepoFlags & KeepFlags & { device?: string; onDevice?: boolean; ofDevice?: string; prune?: boolean; dryRun?: boolean; json?: boolean },
+        cmd: Command,
+      ) => {
+        const policy = keepPolicy(opts);
+        if (!policy) usageError(cmd, 'give a keep policy: at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly.');
+        if (opts.dryRun && opts.prune) usageError(cmd, '--dry-run changes nothing, so it does not --prune: give one.');
+        if (opts.onDevice) {
+          const where = `"${opts.repo}" on ${opts.device}`;
+          return deviceQueryCommand(
+            cmd,
+            { kind: 'forget', device: opts.device, repository: opts.repo, keep: policy, fromDevice: opts.ofDevice, prune: opts.prune, dryRun: opts.dryRun },
+            {
+              json: opts.json,
+              jsonKind: 'forget',
+              failure: 'Forgetting snapshots failed',
+              toJson: (r: ForgetResult) => jsonRepository.forget({ ...r, repository: where }),
+              format: (r: ForgetResult) => formatForget(r, where),
+            },
+          );
+        }
+        if (opts.ofDevice !== undefined) usageError(cmd, '--of-device goes with --on-device (without it, --device names whose snapshots).');
+        await repoAction(
+          {
+            json: opts.json,
+            jsonKind: 'forget',
+            failure: 'Forgetting snapshots failed',
+            toJson: jsonRepository.forget,
+            format: (r) => formatForget(r, r.repository),
+          },
+          async () => {
+            const repository = await openRepository(opts);
+            return { repository: repository.name, ...(await repository.forget(policy, { device: opts.device, prune: opts.prune, dryRun: opts.dryRun })) };
+          },
+        );
+      },
+    );
 }

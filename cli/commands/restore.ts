@@ -16,6 +16,7 @@ import { repoOptions, type RepoFlags } from '../repository.js';
 import { fromRepository, restoreFromRepositoryCommand } from './restoreRepository.js';
 import { restoreColumns } from '../output/columns.js';
 import { onTarget } from '../restoreTarget.js';
+import { DETACH_HELP, ON_DEVICE_HELP, runDeviceCommand } from './deviceRun.js';
 
 type Counted = { entries: number; dataBytes: number; increment: null };
 type CountedRestore = RestoreRunResult & { counts: Array<Counted | null> };
@@ -78,6 +79,9 @@ function parseMapping(value: string, previous: Record<string, string> = {}): Rec
 
 interface RestoreCommandOptions extends Omit<RestoreArgs, 'bundles' | 'toolTimeoutMs'>, RepoFlags {
   device?: string;
+  onDevice?: boolean;
+  fromDevice?: string;
+  detach?: boolean;
   toolTimeout?: number;
   json?: boolean;
   dryRun?: boolean;
@@ -105,6 +109,9 @@ export function registerRestore(program: Command): void {
       'restore onto the device of this ID, served by `ohbackup worker --device ID` (not with --to); from a repository also whose snapshot "latest" is',
       parseDeviceId,
     )
+    .option('--on-device', ON_DEVICE_HELP)
+    .option('--from-device <id>', 'with --on-device: whose snapshot --from latest means (default the device restored onto)', parseDeviceId)
+    .option('--detach', DETACH_HELP)
     .option('--tool-timeout <duration>', TOOL_TIMEOUT_HELP, parseDuration)
     .option('--force', 'replace the data of bundles whose data/ is not empty (without it such a restore is refused, exit 2, and nothing is written)')
     .option('--keep-previous', 'keep the data/ tree a restore replaces, as data.before-<session> beside it (each session of a chain keeps its own)')
@@ -133,11 +140,37 @@ Examples:
   $ ohbackup restore --from ./set --to ./new-device --json com.example.docs
   $ ohbackup restore --from ./inc2 --to ./new-device                # ./inc2 = backup --base ./inc1: restores ./full, ./inc1, ./inc2
   $ ohbackup restore --from latest --to ./new-device                # the newest snapshot of the state folder's repository
-  $ ohbackup restore --from 1a2b3c4d --repo s3:https://s3.example.com/b --device phone-1   # a snapshot and its chain`,
+  $ ohbackup restore --from 1a2b3c4d --repo s3:https://s3.example.com/b --device phone-1   # a snapshot and its chain
+  $ ohbackup restore --device phone-2 --repo offsite --on-device --from latest --from-device phone-1   # phone-1's data onto phone-2, run by phone-2's worker`,
     );
   repoOptions(command).action(async (bundles: string[], opts: RestoreCommandOptions, cmd: Command) => {
     for (const name of bundles) {
       if (!BundleNameArg.safeParse(name).success) usageError(cmd, `"${name}" is not a bundle name (like com.example.notes).`);
+    }
+    if (opts.onDevice || opts.detach || opts.fromDevice !== undefined) {
+      // A device-side restore: the device's worker reads its own repository and restores onto its own data.
+      if (!opts.onDevice || !opts.device || opts.repo === undefined)
+        usageError(
+          cmd,
+          '--detach and --from-device go with --on-device, and --on-device with --device D --repo NAME (the repository by its alias on the device).',
+        );
+      if (opts.to !== undefined || opts.dryRun || opts.passwordFile !== undefined || opts.toolTimeout !== undefined)
+        usageError(cmd, '--to, --dry-run, --password-file and --tool-timeout are for a restore run on this host, not with --on-device.');
+      return runDeviceCommand(
+        cmd,
+        {
+          kind: 'restore',
+          device: opts.device,
+          repository: opts.repo,
+          snapshot: opts.from,
+          ...(opts.fromDevice ? { fromDevice: opts.fromDevice } : {}),
+          ...(bundles.length ? { bundles } : {}),
+          ...(opts.map ? { map: opts.map } : {}),
+          force: opts.force,
+          keepPrevious: opts.keepPrevious,
+        },
+        opts,
+      );
     }
     if (fromRepository(opts)) return restoreFromRepositoryCommand(cmd, bundles, opts);
     if (opts.device && opts.to !== undefined)

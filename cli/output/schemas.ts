@@ -12,6 +12,7 @@ import type { ScheduledBackupSummary } from '../../common/scheduledBackup.js';
 import type { ScheduleListing, ScheduleView, ScheduledRun, TriggerResult } from '../../client/schedules.js';
 import type { BundleCounts } from '../../client/sets/counts.js';
 import type { SetCheck } from '../../client/sets/verify.js';
+import type { DeviceView, FollowedDeviceRun, StartedDeviceRun } from '../../client/runs/deviceRuns.js';
 import type { RepositoryBackupResult, RepositoryRestoreResult } from '../../client/runs/repositoryRuns.js';
 import type { CheckResult, DiffResult, ForgetResult, SnapshotInfo, StoreSummary } from '../../engine/repository/index.js';
 import { SCHEMA_VERSION } from './json.js';
@@ -267,7 +268,7 @@ const SnapshotSchema = z.strictObject({
   size: n.nullable(),
   dataAdded: n.nullable(),
 });
-export function jsonSnapshot(s: SnapshotInfo): z.infer<typeof SnapshotSchema> {
+export function jsonSnapshot(s: Omit<SnapshotInfo, 'tags'>): z.infer<typeof SnapshotSchema> {
   return {
     id: s.id,
     shortId: s.shortId,
@@ -393,8 +394,73 @@ const RunEnd = {
 const Steered = { sessionId: z.string(), bundleName: z.string(), message: z.string() };
 const SessionBundleSchema = BundleSchema.extend({ sendRate: n.nullable() });
 
+const DeviceRunShape = {
+  runId: z.string(),
+  uiUrl: z.string(),
+  kind: z.enum(['backup', 'restore', 'snapshots', 'check', 'forget', 'diff']),
+  device: z.string(),
+  repository: z.string(),
+  outcome: Outcome,
+  sessionId: z.string().nullable(),
+  /** Which attempt of the run's activity finished it (2 and more: a device worker died mid-run). */
+  attempt: n,
+  bundles: z.array(BundleSchema),
+  files: n,
+  bytes: n,
+  snapshot: SnapshotSchema.nullable(),
+  snapshots: z.array(SnapshotSchema).nullable(),
+  baseSnapshot: SnapshotSchema.nullable(),
+  store: z.strictObject({ filesNew: n, filesChanged: n, dataAdded: n, totalBytes: n }).nullable(),
+  error: ErrorInfoSchema.nullable(),
+};
+/** A device-side run's result (backup/restore --on-device, follow). */
+export const jsonDeviceRun = (r: FollowedDeviceRun) => ({
+  runId: r.workflowId,
+  uiUrl: r.uiUrl,
+  kind: r.kind,
+  device: r.device,
+  repository: r.repository,
+  outcome: r.outcome,
+  sessionId: r.sessionId ?? null,
+  attempt: r.attempt,
+  bundles: r.bundles.map((b) => jsonBundle(b, null)),
+  files: r.files,
+  bytes: r.bytes,
+  snapshot: r.snapshot ? jsonSnapshot(r.snapshot) : null,
+  snapshots: r.snapshots ? r.snapshots.map(jsonSnapshot) : null,
+  baseSnapshot: r.baseSnapshot ? jsonSnapshot(r.baseSnapshot) : null,
+  store: r.store ?? null,
+  error: r.error ?? null,
+});
+export const jsonDeviceRunStarted = (s: StartedDeviceRun) => ({ runId: s.workflowId, uiUrl: s.uiUrl, device: s.device, waitingForWorker: s.waitingForWorker });
+const DeviceSchema = z.strictObject({
+  device: z.string(),
+  taskQueue: z.string(),
+  live: z.boolean(),
+  lastSeen: z.string().nullable(),
+  version: z.string().nullable(),
+  repositories: z.array(z.string()),
+  startedAt: z.string().nullable(),
+  identity: z.string().nullable(),
+});
+export const jsonDevices = (list: DeviceView[]) => ({
+  devices: list.map((d) => ({
+    device: d.device,
+    taskQueue: d.taskQueue,
+    live: d.live,
+    lastSeen: d.lastSeen ?? null,
+    version: d.version ?? null,
+    repositories: d.repositories ?? [],
+    startedAt: d.startedAt ?? null,
+    identity: d.identity ?? null,
+  })),
+});
+
 /** The summary line of every command, by the `command` it names. */
 export const COMMAND_SCHEMAS = {
+  'device run': Summary('device run', DeviceRunShape),
+  'device run started': Summary('device run started', { runId: z.string(), uiUrl: z.string(), device: z.string(), waitingForWorker: z.boolean() }),
+  devices: Summary('devices', { devices: z.array(DeviceSchema) }),
   // Into a set folder (`out`, `base`) or into a repository (`repository`, `snapshot`, `baseSnapshot`, `store`).
   backup: z.union([
     Summary('backup', {

@@ -23,23 +23,48 @@ const COMMANDS: Array<{ command: string[]; options: string[]; minimal?: string[]
   { command: ['sample-device'], options: ['--scale', '--seed', '--json'], minimal: ['/tmp/nowhere'] },
   {
     command: ['backup'],
-    options: ['--out', '--repo', '--password-file', '--rate', '--incremental', '--base', '--attach', '--json'],
+    options: ['--out', '--repo', '--password-file', '--rate', '--incremental', '--base', '--attach', '--on-device', '--detach', '--json'],
     minimal: ['--out', '/tmp/nowhere'],
   },
   {
     command: ['restore'],
-    options: ['--from', '--repo', '--password-file', '--to', '--map', '--force', '--keep-previous', '--dry-run', '--json'],
+    options: [
+      '--from',
+      '--repo',
+      '--password-file',
+      '--to',
+      '--map',
+      '--force',
+      '--keep-previous',
+      '--dry-run',
+      '--on-device',
+      '--from-device',
+      '--detach',
+      '--json',
+    ],
     minimal: ['--from', '/tmp/nowhere'],
   },
   { command: ['repo', 'init'], options: ['--repo', '--password-file', '--json'] },
-  { command: ['snapshots'], options: ['--repo', '--password-file', '--device', '--bundle', '--json'] },
-  { command: ['check'], options: ['--repo', '--password-file', '--read-data', '--read-data-subset', '--json'] },
+  { command: ['snapshots'], options: ['--repo', '--password-file', '--device', '--on-device', '--of-device', '--bundle', '--json'] },
+  { command: ['check'], options: ['--repo', '--password-file', '--read-data', '--read-data-subset', '--on-device', '--device', '--json'] },
   {
     command: ['forget'],
-    options: ['--repo', '--keep-last', '--keep-daily', '--keep-weekly', '--keep-monthly', '--device', '--prune', '--dry-run', '--json'],
+    options: [
+      '--repo',
+      '--keep-last',
+      '--keep-daily',
+      '--keep-weekly',
+      '--keep-monthly',
+      '--device',
+      '--on-device',
+      '--of-device',
+      '--prune',
+      '--dry-run',
+      '--json',
+    ],
     minimal: ['--keep-last', '1'],
   },
-  { command: ['diff'], options: ['--repo', '--password-file', '--json'], minimal: ['aaaa', 'bbbb'] },
+  { command: ['diff'], options: ['--repo', '--password-file', '--on-device', '--device', '--json'], minimal: ['aaaa', 'bbbb'] },
   { command: ['sessions'], options: ['--running', '--bundle', '--kind', '--limit', '--json'] },
   { command: ['status'], options: ['--json'], minimal: ['some-session'] },
   { command: ['cancel'], options: ['--json'], minimal: ['some-session', 'com.example.notes'] },
@@ -75,6 +100,8 @@ const COMMANDS: Array<{ command: string[]; options: string[]; minimal?: string[]
   { command: ['schedule', 'trigger'], options: ['--wait', '--json'], minimal: ['nightly'] },
   { command: ['schedule', 'delete'], options: ['--json'], minimal: ['nightly'] },
   { command: ['completion'], options: [], minimal: ['bash'] },
+  { command: ['follow'], options: ['--json'], minimal: ['ohbackup-device-backup-x-1'] },
+  { command: ['devices'], options: ['--json'] },
 ];
 
 describe('the command line help', () => {
@@ -146,6 +173,20 @@ describe('the command line help', () => {
     const badKind = await ohbackup(['sessions', '--kind', 'weekly']);
     expect(badKind.code).toBe(2);
     expect(badKind.stderr).toMatch(/expected one of backup, restore, incremental/);
+    // Where a run runs is stated: --on-device needs the device and its alias; the device-only options need --on-device.
+    for (const [args, message] of [
+      [['backup', '--on-device', '--repo', 'offsite'], /--on-device with --device D --repo NAME/],
+      [['backup', '--device', 'd', '--repo', 'offsite', '--detach'], /--detach goes with --on-device/],
+      [['backup', '--device', 'd', '--repo', 'offsite', '--on-device', '--out', '/tmp/nowhere'], /not with --on-device/],
+      [['restore', '--device', 'd', '--repo', 'offsite', '--on-device', '--from', 'latest', '--to', '/tmp/nowhere'], /not with --on-device/],
+      [['snapshots', '--repo', 'offsite', '--of-device', 'd'], /--of-device goes with --on-device/],
+      [['check', '--repo', 'offsite', '--on-device'], /--on-device goes with --device D --repo NAME/],
+      [['diff', '--device', 'd', 'aaaa', 'bbbb'], /--device goes with --on-device/],
+    ] as const) {
+      const r = await ohbackup([...args]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+    }
     const badId = await ohbackup(['schedule', 'describe', '../x']);
     expect(badId.code).toBe(2);
     expect(badId.stderr).toMatch(/is not a schedule ID/);
