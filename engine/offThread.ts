@@ -8,8 +8,9 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { PackOptions, PackProgress, PackSummary } from './pack/index.js';
-import { RestoreRejected, type ApplyRestoreOptions, type ApplyRestoreResult } from './unpack/index.js';
+import { readManifest, type ManifestEntry } from './formats/manifest.js';
+import { packBundle, type PackOptions, type PackProgress, type PackSummary } from './pack/index.js';
+import { RestoreRejected, applyRestore, type ApplyRestoreOptions, type ApplyRestoreResult } from './unpack/index.js';
 
 /** packBundle's options as a thread takes them: the base is read there from its manifest file. */
 export type PackJob = Omit<PackOptions, 'onProgress' | 'signal' | 'base'> & { baseManifestPath?: string };
@@ -24,6 +25,26 @@ export type JobKind = keyof Jobs;
 /** The base manifest given to a pack job could not be read or is not valid. */
 export class BaseManifestInvalid extends Error {
   override name = 'BaseManifestInvalid';
+}
+
+/** Runs one job in this thread: what a pool thread does with each job it is given. */
+export async function runJob<K extends JobKind>(
+  kind: K,
+  opts: Jobs[K]['opts'],
+  signal: AbortSignal | undefined,
+  onProgress?: (p: Jobs[K]['progress']) => void,
+): Promise<Jobs[K]['result']> {
+  if (kind === 'restore') return applyRestore({ ...(opts as RestoreJob), signal, onProgress });
+  const { baseManifestPath, ...rest } = opts as PackJob;
+  let base: Map<string, ManifestEntry> | undefined;
+  if (baseManifestPath) {
+    try {
+      base = (await readManifest(baseManifestPath)).entries;
+    } catch (err) {
+      throw new BaseManifestInvalid((err as Error).message);
+    }
+  }
+  return packBundle({ ...rest, ...(base ? { base } : {}), signal, onProgress: onProgress as ((p: PackProgress) => void) | undefined });
 }
 
 /** An error as it crosses the thread boundary: what the activities look at (class, errno fields) survives. */
@@ -71,8 +92,9 @@ class EngineThread {
   readonly worker: Worker;
   readonly jobs = new Map<number, Running>();
   dead = false;
+  #idle: NodeJS.Timeout | undefined;
 
-  constructor(onGone: (t: EngineThread) => void) {
+  constructor(private readonly onGone: (t: EngineThread) => void) {
     this.worker = new Worker(new URL('./offThreadEntry.js', import.meta.url));
     // An idle pool does not keep the process alive.
     this.worker.unref();
@@ -87,7 +109,7 @@ class EngineThread {
     const gone = (why: Error) => {
       if (this.dead) return;
       this.dead = true;
-      onGone(this);
+      this.onGone(this);
       for (const [id, job] of this.jobs) {
         this.jobs.delete(id);
         job.reject(why);
@@ -98,13 +120,20 @@ class EngineThread {
   }
 
   add(id: number, job: Running): void {
+    clearTimeout(this.#idle);
     if (this.jobs.size === 0) this.worker.ref(); // a running job keeps the process alive, as it did on the main thread
     this.jobs.set(id, job);
   }
 
   settle(id: number): void {
     this.jobs.delete(id);
-    if (this.jobs.size === 0) this.worker.unref();
+    if (this.jobs.size > 0) return;
+    this.worker.unref();
+    // An idle thread gives its heap back: a worker between sessions holds none.
+    this.#idle = setTimeout(() => {
+      this.onGone(this); // out of the pool first: no job is given to a thread that is ending
+      void this.worker.terminate();
+    }, IDLE_MS).unref();
   }
 
   post(m: ToThread): void {
@@ -112,8 +141,13 @@ class EngineThread {
   }
 }
 
-/** Threads in the pool: one per core, at most 4 (each costs a V8 heap); jobs go to the least busy. */
-const POOL_SIZE = Math.max(1, Math.min(availableParallelism(), 4));
+/**
+ * Threads in the pool: one per core but the main thread's, at least one, at most 3 (each costs
+ * its own V8 heap, some 20 MiB); jobs go to the least busy, several share one.
+ */
+const POOL_SIZE = Math.max(1, Math.min(availableParallelism() - 1, 3));
+/** A thread idle this long ends. */
+const IDLE_MS = 10_000;
 const pool: EngineThread[] = [];
 let nextId = 1;
 
@@ -129,6 +163,11 @@ function pickThread(): EngineThread {
   return pool.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
 }
 
+/** Threads the pool holds now (a test's view: idle ones end). */
+export function engineThreads(): number {
+  return pool.length;
+}
+
 /**
  * Runs a pack or restore job on a pool thread. `onProgress` gets what the
  * engine reports; aborting `signal` aborts the job there, and the call then
@@ -141,6 +180,8 @@ export function runOffThread<K extends JobKind>(
 ): Promise<Jobs[K]['result']> {
   const { signal } = hooks;
   if (signal?.aborted) return Promise.reject(signal.reason);
+  // Run from the TypeScript sources (the tests' in-process workers), there is no built entry for a thread: run here.
+  if (!import.meta.url.endsWith('.js')) return runJob(kind, opts, signal, hooks.onProgress);
   const thread = pickThread();
   const id = nextId++;
   return new Promise<Jobs[K]['result']>((resolve, reject) => {

@@ -6,7 +6,7 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BaseManifestInvalid, runOffThread } from '../../dist/engine/offThread.js';
+import { BaseManifestInvalid, engineThreads, runOffThread } from '../../dist/engine/offThread.js';
 import { packBundle } from '../../dist/engine/pack/index.js';
 import { readManifest } from '../../dist/engine/formats/manifest.js';
 import { RestoreRejected } from '../../dist/engine/unpack/index.js';
@@ -129,5 +129,13 @@ describe('runOffThread', () => {
     await fsp.rm(path.join(data, 'huge'), { recursive: true });
     const again = await runOffThread('pack', job(path.join(root, 'out-after')));
     expect(again.files).toBe(41);
+  });
+
+  it('ends a thread idle for 10 s; the next job starts one again', async () => {
+    expect(engineThreads()).toBeGreaterThan(0);
+    await expect.poll(() => engineThreads(), { timeout: 30_000, interval: 500 }).toBe(0);
+    const again = await runOffThread('pack', job(path.join(root, 'out-after-idle')));
+    expect(again.files).toBe(41);
+    expect(engineThreads()).toBe(1);
   });
 });
