@@ -50,7 +50,6 @@ export async function applyRestore(opts: ApplyRestoreOptions): Promise<ApplyRest
       signal?.throwIfAborted();
       if (h.kind === 'tar') await tree.extractSlice(h);
       else await tree.placeBigFile(h);
-      tree.startWriteback();
       progress.emit(); // one report per handed file at least
     }
     await tree.finish(plan);

@@ -42,8 +42,6 @@ export class StagingTree {
   /** Folders created so far, relative to the staging root ('' is the root). */
   readonly dirs = new Set<string>(['']);
   readonly moved: Moved[] = [];
-  /** A writeback started while the tree is still being built (see startWriteback). */
-  #writeback: Promise<void> | undefined;
 
   constructor(
     readonly stagingDir: string,
@@ -244,21 +242,8 @@ export class StagingTree {
     }
   }
 
-  /**
-   * Starts flushing what is written so far, in the background (one at a time), so the disk
-   * writes while the next handed file is extracted and finish's syncfs has little left to wait
-   * for. Only a head start: finish's syncfs is still what makes the tree durable.
-   */
-  startWriteback(): void {
-    if (this.#writeback) return;
-    this.#writeback = syncFileSystem(this.stagingDir)
-      .catch(() => {}) // finish's own syncfs reports what matters
-      .finally(() => (this.#writeback = undefined));
-  }
-
   /** Folders' modes and mtimes, deepest first, then the root (0700); then the whole tree synced. */
   async finish(plan: Plan): Promise<void> {
-    await this.#writeback;
     for (const d of this.foldersToStamp(plan)) {
       this.checkAbort();
       const p = this.abs(d.path);
