@@ -7,8 +7,7 @@ import { bundleEventsSignal, toolBegunQuery } from '../common/messages.js';
 import { backupResultJson, codedFailure, type PackedSummary } from '../common/rules.js';
 import { DEFAULTS, bundleWorkflowId, type SessionKind } from '../common/session.js';
 import { MANIFEST_NAME, type Device } from '../engine/device.js';
-import { readManifest, type ManifestEntry } from '../engine/formats/manifest.js';
-import { packBundle } from '../engine/pack/index.js';
+import { BaseManifestInvalid, runOffThread } from '../engine/offThread.js';
 import { asFailure, sessionBundle } from './failures.js';
 import { handOverFiles, type HandOverResult } from './handOver.js';
 import { oneAttemptAtATime } from './oneAttemptAtATime.js';
@@ -108,15 +107,6 @@ export function createBackupActivities(device: Device) {
     const loaded = await bundle.profile();
     if (!loaded.ok) throw codedFailure(loaded.error.code, loaded.error.message);
     const packDir = sessionBundle(device, input.sessionId, input.bundleName).packDir(input.sessionId);
-    // Incremental: compare against the previous backup's manifest and write the new full one.
-    let base: Map<string, ManifestEntry> | undefined;
-    if (input.baseManifestPath) {
-      try {
-        base = (await readManifest(input.baseManifestPath)).entries;
-      } catch (err) {
-        throw codedFailure(ErrorCode.INVALID_ARGUMENT, `the previous manifest of ${input.bundleName} is not valid: ${(err as Error).message}`);
-      }
-    }
     const manifestPath = input.kind === 'incremental' ? `${packDir}/${MANIFEST_NAME}` : undefined;
     const progress = new ProgressReporter(ctx.client, input.sessionWorkflowId, input.bundleName);
     // A retry (say, after the worker was killed) keeps the slices and big files
@@ -124,26 +114,33 @@ export function createBackupActivities(device: Device) {
     const resume = ctx.info.attempt > 1;
     progress.start(resume ? 'packing: resuming' : 'packing: 0 files, 0 bytes');
     try {
-      const summary = await packBundle({
-        bundleName: input.bundleName,
-        dataDir: bundle.paths.data,
-        outDir: packDir,
-        profile: loaded.config,
-        resume,
-        base,
-        baseTime: input.baseTime,
-        manifestPath,
-        // The heartbeat carries the durable point: { files, bytes, phase, durable }.
-        onProgress: (p) => {
-          ctx.heartbeat(p);
-          progress.update(
-            p.phase === 'verify'
-              ? `packing: resuming, ${p.durable} packed files checked`
-              : `packing: ${p.files} files, ${p.bytes} bytes${p.phase === 'scan' ? ' (resuming)' : ''}`,
-          );
+      // On a thread of the engine's pool: hashing and slice writing on another core.
+      const summary = await runOffThread(
+        'pack',
+        {
+          bundleName: input.bundleName,
+          dataDir: bundle.paths.data,
+          outDir: packDir,
+          profile: loaded.config,
+          resume,
+          // Incremental: compared against the previous backup's manifest (read there), the new full one written.
+          ...(input.baseManifestPath ? { baseManifestPath: input.baseManifestPath } : {}),
+          baseTime: input.baseTime,
+          manifestPath,
         },
-        signal: ctx.cancellationSignal,
-      });
+        {
+          // The heartbeat carries the durable point: { files, bytes, phase, durable }.
+          onProgress: (p) => {
+            ctx.heartbeat(p);
+            progress.update(
+              p.phase === 'verify'
+                ? `packing: resuming, ${p.durable} packed files checked`
+                : `packing: ${p.files} files, ${p.bytes} bytes${p.phase === 'scan' ? ' (resuming)' : ''}`,
+            );
+          },
+          signal: ctx.cancellationSignal,
+        },
+      );
       if (summary.resumed) ctx.log.info('packBundleData resumed', { attempt: ctx.info.attempt, ...summary.resumed });
       return {
         files: summary.files,
@@ -156,6 +153,9 @@ export function createBackupActivities(device: Device) {
         deleted: summary.deleted,
       };
     } catch (err) {
+      if (err instanceof BaseManifestInvalid) {
+        throw codedFailure(ErrorCode.INVALID_ARGUMENT, `the previous manifest of ${input.bundleName} is not valid: ${err.message}`);
+      }
       throw asFailure(err, ErrorCode.TAR_FAILED);
     } finally {
       progress.stop();

@@ -8,7 +8,8 @@ import { INDEX_URI } from '../common/manageIndex.js';
 import { codedFailure, isPlainUri } from '../common/rules.js';
 import type { Device } from '../engine/device.js';
 import { readManageIndex } from '../engine/formats/manageIndex.js';
-import { applyRestore, RestoreRejected } from '../engine/unpack/index.js';
+import { runOffThread } from '../engine/offThread.js';
+import { RestoreRejected } from '../engine/unpack/index.js';
 import { asFailure, sessionBundle } from './failures.js';
 import { oneAttemptAtATime } from './oneAttemptAtATime.js';
 import { ProgressReporter } from './progressReporter.js';
@@ -60,20 +61,26 @@ export function createRestoreActivities(device: Device) {
             () => false, // applyRestore reports the invalid index itself
           );
           const tempOnly = loaded.config.fullBackupOnly && !increment;
-          return await applyRestore({
-            bundleName: input.bundleName,
-            restoreDir: `${work}/files`,
-            dataDir: paths.data,
-            // fullBackupOnly: the verified tree stays in the temp area, outside the session's folder so release keeps it.
-            stagingDir: tempOnly ? `${paths.restoreTemp}/restored-${input.sessionId}` : `${work}/staging`,
-            mode: increment ? 'merge' : tempOnly ? 'tempOnly' : 'apply',
-            ...(input.keepPrevious ? { keepPreviousAs: `${paths.data}.before-${input.sessionId}` } : {}),
-            signal: ctx.cancellationSignal,
-            onProgress: (p) => {
-              ctx.heartbeat(p);
-              progress.update(`restoring: ${p.files} files, ${p.bytes} bytes`);
+          // On a thread of the engine's pool: verifying and creating files on another core, bundles side by side.
+          return await runOffThread(
+            'restore',
+            {
+              bundleName: input.bundleName,
+              restoreDir: `${work}/files`,
+              dataDir: paths.data,
+              // fullBackupOnly: the verified tree stays in the temp area, outside the session's folder so release keeps it.
+              stagingDir: tempOnly ? `${paths.restoreTemp}/restored-${input.sessionId}` : `${work}/staging`,
+              mode: increment ? 'merge' : tempOnly ? 'tempOnly' : 'apply',
+              ...(input.keepPrevious ? { keepPreviousAs: `${paths.data}.before-${input.sessionId}` } : {}),
             },
-          });
+            {
+              signal: ctx.cancellationSignal,
+              onProgress: (p) => {
+                ctx.heartbeat(p);
+                progress.update(`restoring: ${p.files} files, ${p.bytes} bytes`);
+              },
+            },
+          );
         } catch (err) {
           if (err instanceof RestoreRejected) {
             metrics().verificationFailures.add(1, activityTags(ctx.info));

@@ -4,7 +4,6 @@ import { taskQueue } from '../client/connection.js';
 import type { RunRestoreOptions } from '../client/runs/runRestore.js';
 import { SetupError, connect, waitForWorkers } from '../client/runs/setup.js';
 import { whenAborted } from '../client/runs/tally.js';
-import { startWorker } from '../workers/embedded.js';
 
 /** Runs `run` against the configured device's workers, or (with `to`) a worker of our own for that data root, stopped after. */
 export async function onTarget<R>(
@@ -20,6 +19,8 @@ export async function onTarget<R>(
     });
     return run({ client, taskQueue: taskQueue() });
   }
+  // Loaded only for --to: a restore to the served device starts without the worker SDK.
+  const { startWorker } = await import('../workers/embedded.js');
   const worker = await startWorker(to);
   try {
     // Building the worker (bundling its workflows) takes seconds: an interruption meanwhile ends the run here.

@@ -4,6 +4,7 @@ import * as backup from '../../client/backup.js';
 import { runBackup, type BackupRunResult } from '../../client/runs/runBackup.js';
 import { BundleNameArg, SessionIdArg, parseArg } from '../../client/validate.js';
 import { readBundleCounts, type BundleCounts } from '../../client/sets/counts.js';
+import { DEFAULTS } from '../../common/session.js';
 import { jsonBundle, jsonTotals } from '../output/schemas.js';
 import { backupColumns } from '../output/columns.js';
 import { watchPauses } from '../pauses.js';
@@ -49,7 +50,11 @@ export function registerBackup(program: Command): void {
     )
     .argument('[bundle...]', 'bundles to back up (default: every bundle the device reports as backup-able)')
     .option('--out <dir>', 'the backup set folder to write (new or empty); without it, a snapshot in the repository (--repo)')
-    .option('--rate <n>', 'files per second handed over per bundle (default 60; above 800 means 800)', parseIntOption(1))
+    .option(
+      '--rate <n>',
+      "files per second handed over per bundle (default 800, a session's most; the library's sessions keep the reference's 60)",
+      parseIntOption(1),
+    )
     .option('--incremental', "an incremental session: every bundle in full (without --base), each bundle's manifest kept in the set")
     .option(
       '--attach <session-id>',
@@ -113,6 +118,9 @@ Examples:
       },
       cmd: Command,
     ) => {
+      // An operator's tool copies or links each file as it comes and closes its fd at once (and the session caps the fds
+      // it holds open), so the reference's pacing of 60/s would only make the run slower: docs/design/performance.md.
+      opts.rate ??= DEFAULTS.maxSendRate;
       if (opts.attach !== undefined) {
         if (!SessionIdArg.safeParse(opts.attach).success) usageError(cmd, `--attach "${opts.attach}" is not a session ID.`);
         if (bundles.length || opts.incremental || opts.base !== undefined)

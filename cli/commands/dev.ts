@@ -4,9 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { DEFAULT_UI_URL, readSettings } from '../../config/env.js';
 import { StateFolderInUse, lockStateFolder, type DevLock } from '../../engine/stateLock.js';
-import { startDevServer, type DevServer } from '../../workers/devServer.js';
-import { runWorker } from '../../workers/runWorker.js';
-import { TemporalCliMissing } from '../../workers/temporalCli.js';
+import type { DevServer } from '../../workers/devServer.js';
 import { EXIT, onStopSignals, parsePort, requireDataRoot } from '../shared.js';
 
 interface DevOptions {
@@ -70,6 +68,12 @@ with a Go toolchain it is built once if missing.`,
         },
       );
 
+      // Loaded here, not at start-up: every other command starts without the worker SDK.
+      const [{ startDevServer }, { runWorker }, { TemporalCliMissing }] = await Promise.all([
+        import('../../workers/devServer.js'),
+        import('../../workers/runWorker.js'),
+        import('../../workers/temporalCli.js'),
+      ]);
       try {
         server = await startDevServer({ port: opts.port, uiPort: opts.uiPort, headless: opts.headless, dbFile });
       } catch (err) {

@@ -3,8 +3,7 @@ import { Option, type Command } from 'commander';
 import { DeviceIdSchema } from '../../common/deviceQueue.js';
 import { DEFAULT_TEMPORAL_ADDRESS, readSettings } from '../../config/env.js';
 import { temporalTarget } from '../../config/temporalConfig.js';
-import { runWorker } from '../../workers/runWorker.js';
-import { LOG_FORMATS, parseLogFormat, type LogFormat } from '../../workers/logFormat.js';
+import type { LogFormat } from '../../workers/logFormat.js';
 import { isConnectFailure, unreachableMessage } from '../../client/runs/setup.js';
 import { EXIT, onStopSignals, parseDeviceId, requireDataRoot, usageError } from '../shared.js';
 
@@ -26,7 +25,12 @@ export function registerWorker(program: Command): void {
         .argParser(parseDeviceId)
         .conflicts('taskQueue'),
     )
-    .addOption(new Option('--log-format <format>', 'one log line per entry as text or json (default: $OHBACKUP_LOG_FORMAT, else text)').choices(LOG_FORMATS))
+    .addOption(
+      new Option('--log-format <format>', 'one log line per entry as text or json (default: $OHBACKUP_LOG_FORMAT, else text)').choices([
+        'text',
+        'json',
+      ] satisfies LogFormat[]),
+    )
     .addHelpText(
       'after',
       `
@@ -51,6 +55,8 @@ For a local Temporal server with a worker in one command, use \`ohbackup dev\`.`
     )
     .action(async (opts: { dataRoot?: string; taskQueue?: string; device?: string; logFormat?: LogFormat }, cmd: Command) => {
       const dataRoot = requireDataRoot(cmd, opts.dataRoot);
+      // Loaded here, not at start-up: every other command starts without the worker SDK.
+      const [{ runWorker }, { parseLogFormat }] = await Promise.all([import('../../workers/runWorker.js'), import('../../workers/logFormat.js')]);
       let logFormat: LogFormat;
       try {
         logFormat = opts.logFormat ?? parseLogFormat(process.env.OHBACKUP_LOG_FORMAT);

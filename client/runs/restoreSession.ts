@@ -22,6 +22,7 @@ import type { SessionOptions } from '../sessions/base.js';
 import { SessionRestore } from '../sessions/restore.js';
 import { SET_CAPABILITIES } from '../sets/layout.js';
 import type { GeneralCallbacks } from '../types.js';
+import { RUN_CONCURRENT_BUNDLES } from './setup.js';
 import { BundleTally, errorOf, never, watchSessionClosed, whenAborted, type RunSummary } from './tally.js';
 
 const openFd = promisify(open);
@@ -100,7 +101,7 @@ export async function restoreSession(opts: RestoreSessionOptions): Promise<Resto
     },
     opts.observe,
   );
-  const session = new SessionRestore(feeder.callbacks, opts.session);
+  const session = new SessionRestore(feeder.callbacks, { maxConcurrentBundles: RUN_CONCURRENT_BUNDLES, ...opts.session });
   feeder.session = session;
   const { sessionId } = session;
   const closed = watchSessionClosed(client, sessionId, armed).then((err) => (allEnded ? never : err));

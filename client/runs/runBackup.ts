@@ -25,7 +25,7 @@ import { SET_CAPABILITIES, SET_CURSOR, SET_MANIFEST, SET_SUMMARY, readSetInfo, t
 import { manifestFromIndex } from '../sets/manifest.js';
 import { BackupSetWriter } from '../sets/writer.js';
 import type { GeneralCallbacks, IncrementalBackupData } from '../types.js';
-import { SetupError, connect, readDeviceCapabilities, sessionUiUrl, waitForWorkers } from './setup.js';
+import { RUN_CONCURRENT_BUNDLES, SetupError, connect, readDeviceCapabilities, sessionUiUrl, waitForWorkers } from './setup.js';
 import { BundleTally, errorOf, watchSessionClosed, whenAborted, type RunSummary } from './tally.js';
 
 export type BackupProgressEvent =
@@ -144,6 +144,7 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
     taskQueue: queue,
     target: `backup set ${out}`,
     cursorFile,
+    maxConcurrentBundles: RUN_CONCURRENT_BUNDLES,
     ...(opts.client ? { client: opts.client } : {}),
     ...(opts.toolTimeoutMs !== undefined ? { toolTimeoutMs: opts.toolTimeoutMs } : {}),
   };

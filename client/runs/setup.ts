@@ -17,6 +17,14 @@ import { toBusinessError } from '../failures.js';
  * such set, a bad --out); `failed`: it cannot run (no service, no worker,
  * nothing to back up); `interrupted`: stopped before anything started.
  */
+/**
+ * Bundles a whole run (a backup into a set, a restore from one) runs at once. A
+ * session on its own keeps the reference's 3; a run is the operator's tool, and
+ * its bundles' packs and restores go to the worker's thread pool, so starting
+ * more at once overlaps their round trips instead of waiting for them in waves.
+ */
+export const RUN_CONCURRENT_BUNDLES = 8;
+
 export class SetupError extends Error {
   constructor(
     message: string,
