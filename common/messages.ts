@@ -56,11 +56,15 @@ export const outcomesQuery = defineQuery<BundleOutcome[]>('outcomes');
 export const updateTimerSignal = defineSignal<[number]>('updateTimer');
 /** updateSendRate: files per second handed to the tool; 0 pauses. */
 export const updateSendRateSignal = defineSignal<[number]>('updateSendRate');
+/** What toolBegun carries: a send rate the tool set inside onBundleBegin (one signal instead of two). */
+export interface ToolBegun {
+  sendRate?: number;
+}
 /**
- * The tool has run onBundleBegin (sent after any rate it set there, on the same
- * ordered channel): the hand-over waits for it, briefly, so that rate paces the first file.
+ * The tool has run onBundleBegin, with any rate it set there: the hand-over
+ * waits for it, briefly, so that rate paces the first file.
  */
-export const toolBegunSignal = defineSignal('toolBegun');
+export const toolBegunSignal = defineSignal<[ToolBegun?]>('toolBegun');
 /** The hand-over activity reads the current rate through this query. */
 export const sendRateQuery = defineQuery<number>('sendRate');
 /** Whether toolBegun has reached the bundle: the backup activity asks, instead of the workflow waiting on a timer. */

@@ -98,6 +98,8 @@ export abstract class SessionBase implements OpenSession {
   protected released = false;
   private bound?: { pump: EventPump };
   private signals: Promise<void> = Promise.resolve();
+  /** Bundles whose onBundleBegin runs now, with the rate the tool set there. */
+  private readonly beginning = new Map<string, { sendRate?: number }>();
   private readonly ready: Promise<{ client: Client; handle: WorkflowHandle<SessionWorkflow>; pump: EventPump }>;
 
   protected readonly options: SessionOptions;
@@ -173,8 +175,16 @@ export abstract class SessionBase implements OpenSession {
       onDeliveryStopped: (bundleName, error, got) => {
         void handle.signal(deliveryStoppedSignal, { bundleName, error, ...got }).catch((err) => warn('the end of a delivery', err));
       },
-      // Backup hand-over waits (briefly) for this; it follows any rate set in onBundleBegin on the same ordered channel.
-      onBundleBegun: kind === 'restore' ? undefined : (bundleName) => this.signalBundle(bundleName, 'toolBegun'),
+      // Backup hand-over waits (briefly) for toolBegun; a rate set inside onBundleBegin rides on it (one signal, not two).
+      onBundleBeginning: kind === 'restore' ? undefined : (bundleName) => this.beginning.set(bundleName, {}),
+      onBundleBegun:
+        kind === 'restore'
+          ? undefined
+          : (bundleName) => {
+              const begun = this.beginning.get(bundleName);
+              this.beginning.delete(bundleName);
+              this.signalBundle(bundleName, 'toolBegun', begun?.sendRate);
+            },
     });
     pump.start();
     return { client, handle, pump };
@@ -279,10 +289,22 @@ export abstract class SessionBase implements OpenSession {
   }
 
   signalBundle(bundleName: string, what: 'updateTimer' | 'updateSendRate' | 'toolBegun', value?: number): void {
+    const begun = this.beginning.get(bundleName);
+    if (what === 'updateSendRate' && begun) {
+      begun.sendRate = value;
+      return;
+    }
     // One after another: two quick calls must reach the bundle in the order they were made.
     this.signals = this.signals
       .then(() => this.ready)
-      .then(({ client }) => signalBundle(client, this.sessionId, bundleName, what === 'toolBegun' ? { what } : { what, value: value! }))
+      .then(({ client }) =>
+        signalBundle(
+          client,
+          this.sessionId,
+          bundleName,
+          what === 'toolBegun' ? { what, ...(value === undefined ? {} : { sendRate: value }) } : { what, value: value! },
+        ),
+      )
       // A bundle with nothing to hand over may have ended before toolBegun reaches it: nothing lost.
       .catch((err) => (what === 'toolBegun' ? undefined : warn(what, err)));
   }

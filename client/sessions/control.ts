@@ -24,12 +24,12 @@ import { toBusinessError } from '../failures.js';
 import { BundleNameArg, SendRateArg, TimeoutArg, parseArg } from '../validate.js';
 
 /** What a tool tells a running bundle child: a new deadline, a new send rate, or that it got onBundleBegin. */
-export type BundleSignal = { what: 'updateTimer'; value: number } | { what: 'updateSendRate'; value: number } | { what: 'toolBegun' };
+export type BundleSignal = { what: 'updateTimer'; value: number } | { what: 'updateSendRate'; value: number } | { what: 'toolBegun'; sendRate?: number };
 
 /** Signals the bundle child `<sessionId>/<bundleName>`: the one way both a session and SessionControl reach a running bundle. */
 export function signalBundle(client: Client, sessionId: string, bundleName: string, signal: BundleSignal): Promise<void> {
   const child = client.workflow.getHandle(bundleWorkflowId(sessionId, bundleName));
-  if (signal.what === 'toolBegun') return child.signal(toolBegunSignal);
+  if (signal.what === 'toolBegun') return child.signal(toolBegunSignal, signal.sendRate === undefined ? {} : { sendRate: signal.sendRate });
   return child.signal(signal.what === 'updateTimer' ? updateTimerSignal : updateSendRateSignal, signal.value);
 }
 

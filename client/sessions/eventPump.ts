@@ -56,7 +56,8 @@ export interface PumpOptions {
   fdWaitMs: number;
   /** A bundle's delivery stopped on the tool's side: what the tool did get of it. */
   onDeliveryStopped?: (bundleName: string, error: ErrorInfo, got: { files: number; bytes: number }) => void;
-  /** The tool's onBundleBegin for a bundle that runs has returned. */
+  /** The tool's onBundleBegin for a bundle that runs is about to be called, and has returned. */
+  onBundleBeginning?: (bundleName: string) => void;
   onBundleBegun?: (bundleName: string) => void;
 }
 
@@ -208,6 +209,7 @@ export class EventPump {
     switch (ev.type) {
       case 'bundleBegin':
         this.bundles.set(ev.bundleName, ev.error ? 'ended' : 'running');
+        if (!ev.error) this.safely(() => this.options.onBundleBeginning?.(ev.bundleName));
         this.safely(() => cb.onBundleBegin(err(ev.error, ev.bundleName), ev.bundleName));
         if (!ev.error) this.safely(() => this.options.onBundleBegun?.(ev.bundleName));
         return;

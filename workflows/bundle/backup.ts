@@ -23,7 +23,8 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
   });
   setHandler(sendRateQuery, () => sendRate);
   let toolBegun = false;
-  setHandler(toolBegunSignal, () => {
+  setHandler(toolBegunSignal, (begun) => {
+    if (begun?.sendRate !== undefined) sendRate = clampSendRate(begun.sendRate);
     toolBegun = true;
   });
   setHandler(toolBegunQuery, () => toolBegun);
