@@ -68,7 +68,8 @@ export type EventBody =
       readyAt?: number;
       error?: ErrorInfo;
     }
-  | { type: 'process'; bundleName: string; process: string }
+  /** `paused`: the bundle waits at send rate 0 (the session's details say so); its next file or end clears it. */
+  | { type: 'process'; bundleName: string; process: string; paused?: boolean }
   | { type: 'resultReport'; bundleName: string; result: string }
   | { type: 'bundleEnd'; bundleName: string; error?: ErrorInfo; cancelled?: boolean }
   | { type: 'allBundlesEnd'; error?: ErrorInfo }

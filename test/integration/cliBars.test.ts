@@ -70,6 +70,12 @@ describe('progress bars in an 80-column terminal', () => {
         const meta = await child.query<{ currentDetails: string }>('__temporal_workflow_metadata');
         return meta.currentDetails.startsWith('paused (rate 0)') ? true : undefined;
       }, 'the paused details');
+      // And the session's own details list it as paused.
+      const session = (await testClient()).workflow.getHandle(sessionId);
+      await until(async () => {
+        const meta = await session.query<{ currentDetails: string }>('__temporal_workflow_metadata');
+        return meta.currentDetails.includes('`com.bars.two`: paused (rate 0)') ? true : undefined;
+      }, "the session's paused details");
       for (const name of names) expect((await runCli(CLI, ['rate', sessionId, name, '800'], env)).code).toBeLessThanOrEqual(1);
       return { code: await t.exited, screen: t.screen() };
     });

@@ -59,10 +59,13 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
       let next = packed.next;
       while (next < packed.handOver) {
         // Paused (rate 0): a durable wait with no activity running; progress still reported every 5 s.
-        if (sendRate === 0) setCurrentDetails(`paused (rate 0) at file ${next} of ${packed.handOver}`);
-        while (!(await condition(() => sendRate > 0, '5 seconds'))) {
-          await report({ type: 'process', bundleName, process: processJson(`paused at ${next}/${packed.handOver} files`, Date.now()) });
+        const paused = () =>
+          report({ type: 'process', bundleName, process: processJson(`paused at ${next}/${packed.handOver} files`, Date.now()), paused: true });
+        if (sendRate === 0) {
+          setCurrentDetails(`paused (rate 0) at file ${next} of ${packed.handOver}`);
+          await paused();
         }
+        while (!(await condition(() => sendRate > 0, '5 seconds'))) await paused();
         setCurrentDetails(`handing over from file ${next} of ${packed.handOver}`);
         // The rate as this workflow holds it now (it includes the tool's own): saves the activity a first query.
         const handedOver = await handOverFiles({

@@ -29,6 +29,8 @@ export interface BundleSlot extends BundleOutcome {
   nextFileIndex: number;
   /** onBundleBegin (without error) was emitted: file events may follow. */
   begun: boolean;
+  /** It waits at send rate 0 (the last process report said so, no file since). */
+  paused?: boolean;
   /** Its child workflow exists (signals can reach it). */
   childStarted: boolean;
   /** Restore: the tool published the bundle's files. */
@@ -329,10 +331,14 @@ export class SessionState {
       case 'fileReady':
         if (ended || slot.deliveryError || body.fileIndex < slot.nextFileIndex) return;
         slot.nextFileIndex = body.fileIndex + 1;
+        slot.paused = false;
         slot.files += 1;
         slot.bytes += body.size;
         break;
       case 'process':
+        if (ended) return;
+        slot.paused = body.paused === true;
+        break;
       case 'resultReport':
         if (ended) return;
         break;
@@ -441,7 +447,8 @@ export class SessionState {
           ? ['**released by another client**', '']
           : [];
     const bundles = this.slots.map(
-      (b) => `- \`${b.bundleName}\`: ${b.state}, ${b.files} files, ${formatBytes(b.bytes)}${b.error ? ` (error ${b.error.code})` : ''}`,
+      (b) =>
+        `- \`${b.bundleName}\`: ${b.state === 'running' && b.paused ? 'paused (rate 0)' : b.state}, ${b.files} files, ${formatBytes(b.bytes)}${b.error ? ` (error ${b.error.code})` : ''}`,
     );
     return [...ended, ...bundles].join('\n');
   }
