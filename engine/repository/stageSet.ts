@@ -231,14 +231,7 @@ async function stageBundle(from: string, to: string, bundle: string, staged: Tal
 }
 
 /** Streams one slice through its SHA-256 into files, checking each entry against the index as it comes. */
-async function unpackSlice(
-  slicePath: string,
-  f: HandedFile,
-  data: string,
-  bundle: string,
-  dirs: IndexEntry[],
-  staged: Tally,
-): Promise<void> {
+async function unpackSlice(slicePath: string, f: HandedFile, data: string, bundle: string, dirs: IndexEntry[], staged: Tally): Promise<void> {
   const bad = (why: string) => new SetMismatch(`${bundle}/${f.uri}: ${why}`, bundle);
   const sliceHash = createHash('sha256');
   let sliceBytes = 0;
@@ -261,7 +254,14 @@ async function unpackSlice(
       if (e.kind === 'dir') {
         if (entry.header.type !== 'directory') throw bad(`${e.path} is a ${entry.header.type} in the slice, a folder in the index`);
         for await (const _ of entry as AsyncIterable<Buffer>) void _;
-        if (staged.keptTree && !(await fsp.lstat(target).then((st) => st.isDirectory(), () => true))) await clearTarget(target);
+        if (
+          staged.keptTree &&
+          !(await fsp.lstat(target).then(
+            (st) => st.isDirectory(),
+            () => true,
+          ))
+        )
+          await clearTarget(target);
         await fsp.mkdir(target, { recursive: true, mode: 0o700 });
         staged.madeDirs.add(target);
         staged.placed.add(path.relative(staged.stageDir, target));
