@@ -22,6 +22,7 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { StagedRecord, StagedRecords } from './stageSet.js';
+import { alive } from './stagingArea.js';
 
 const STATE = 'state.json';
 const LOCK = 'lock';
@@ -47,15 +48,6 @@ interface StateFile {
 /** The tree's folder name: a hash, so device and repository names need no escaping (and a repository URL is never written out). */
 export function keptTreeKey(device: string, repository: string): string {
   return createHash('sha256').update(`${device}\0${repository}`).digest('hex').slice(0, 24);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function takeLock(file: string): Promise<boolean> {
