@@ -116,15 +116,16 @@ describe('a kept staging tree', () => {
     expect(await setDigest(out)).toEqual(await setDigest(second.dir));
   });
 
-  it('refuses a set that does not match its index, and the next store still gives its set back', async (ctx) => {
+  it('refuses a set that does not match its index, even in an entry the tree holds unchanged, and the next store still gives its set back', async (ctx) => {
     if (unavailable) return ctx.skip();
     const { repo, data, cache, k } = await fixture();
     await repo.storeSet((await set(data, `bad-a-${k}`)).dir, { device: 'u1' }, undefined, { keepStaging: cache });
-    await fsp.writeFile(path.join(data, 's0', 'f000.txt'), 'changed once');
+    await fsp.writeFile(path.join(data, 's1', 'f001.txt'), 'changed once');
     const bad = await set(data, `bad-b-${k}`);
     const slice = path.join(bad.dir, BUNDLE, 'part.0.tar');
     const fh = await fsp.open(slice, 'r+');
-    await fh.write(Buffer.from('X'), 0, 1, 1024 + 10); // inside the first file's data
+    // Inside the first file's data (s0/f000.txt, unchanged: the kept tree holds it as it was, the slice is still checked).
+    await fh.write(Buffer.from('X'), 0, 1, 1024 + 10);
     await fh.close();
     const err = await repo.storeSet(bad.dir, { device: 'u1' }, undefined, { keepStaging: cache }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(SetMismatch);
