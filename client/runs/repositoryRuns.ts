@@ -17,6 +17,7 @@ import type { RepositorySpec } from '../../config/repository.js';
 import { runBackup, type BackupRunResult, type RunBackupOptions } from './runBackup.js';
 import { planRestore, runRestore, type RestoreRequest, type RestoreRunResult, type RunRestoreOptions } from './runRestore.js';
 import { SetupError } from './setup.js';
+import { readSettings } from '../../config/env.js';
 
 export interface RepositoryBackupOptions extends Omit<RunBackupOptions, 'out' | 'base'> {
   repository: Repository;
@@ -26,6 +27,11 @@ export interface RepositoryBackupOptions extends Omit<RunBackupOptions, 'out' | 
   base?: string;
   /** Where the private temp folders go (default the OS temp folder; the same filesystem as the worker's files lets big files be linked). */
   tempDir?: string;
+  /**
+   * Where the device's staging tree is kept between backups (Repository.storeSet's keepStaging):
+   * default `<state folder>/repository-staging`; false stages privately each time.
+   */
+  stagingDir?: string | false;
   onStoreProgress?: (p: StoreProgress) => void;
 }
 
@@ -43,6 +49,9 @@ export function openRepositorySpec(spec: RepositorySpec): Promise<Repository> {
   return Repository.open({ repository: spec.repository, passwordFile: spec.passwordFile });
 }
 
+/** The state folder's kept staging trees (one per device and repository). */
+export const STAGING_DIR = 'repository-staging';
+
 async function withTemp<T>(tempDir: string | undefined, fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(path.join(tempDir ?? os.tmpdir(), 'ohbackup-run-'));
   try {
@@ -53,7 +62,8 @@ async function withTemp<T>(tempDir: string | undefined, fn: (dir: string) => Pro
 }
 
 export async function backupToRepository(opts: RepositoryBackupOptions): Promise<RepositoryBackupResult> {
-  const { repository, device, base, tempDir, onStoreProgress, ...run } = opts;
+  const { repository, device, base, tempDir, stagingDir, onStoreProgress, ...run } = opts;
+  const keepStaging = stagingDir ?? path.join(readSettings().stateDir, STAGING_DIR);
   return withTemp(tempDir, async (tmp) => {
     const baseSnapshot = base ? await repository.materializeBase(base, path.join(tmp, 'base'), { device }) : undefined;
     const r = await runBackup({ ...run, out: path.join(tmp, 'set'), ...(baseSnapshot ? { base: path.join(tmp, 'base'), incremental: true } : {}) });
@@ -63,6 +73,8 @@ export async function backupToRepository(opts: RepositoryBackupOptions): Promise
     try {
       const stored = await repository.storeSet(path.join(tmp, 'set'), { device, ...(baseSnapshot ? { base: baseSnapshot.id } : {}) }, onStoreProgress, {
         signal: run.signal,
+        // The set is this run's own and removed right after: its big files may move into the kept tree.
+        ...(keepStaging ? { keepStaging, moveBigFiles: true } : {}),
       });
       return { ...common, snapshot: stored.snapshot, store: stored.summary };
     } catch (err) {

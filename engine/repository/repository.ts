@@ -25,7 +25,8 @@ import { findRestic } from './resticBinary.js';
 import { exitError, runRestic, spawnRestic, watchRestic, withStaleLocksRemoved, type ResticContext } from './resticProcess.js';
 import { dumpLines, dumpText, listStored } from './snapshotReader.js';
 import { OHBACKUP_TAG, parseSnapshot, snapshotTags, type SnapshotInfo } from './snapshotTags.js';
-import { readSetSummary, stageSet } from './stageSet.js';
+import { readSetSummary, stageSet, type StagedSet } from './stageSet.js';
+import { keptTreeKey, withKeptTree, type KeptTree } from './stagingCache.js';
 import { withStagingDir } from './stagingArea.js';
 import { INDEX_FILE, SET_MANIFEST, SET_SUMMARY, type SetSummary } from './storedLayout.js';
 import { ManageIndexSchema } from '../../common/manageIndex.js';
@@ -57,6 +58,18 @@ export interface StoreMeta {
   base?: string;
 }
 
+export interface StoreOptions {
+  signal?: AbortSignal;
+  /**
+   * Keep the device's staging tree in this folder between stores
+   * (stagingCache.ts): what did not change is neither staged nor read by
+   * restic again. Without it, each store stages into a private temp folder.
+   */
+  keepStaging?: string;
+  /** The set is given up after the store: its big files may be moved into a kept tree rather than copied. */
+  moveBigFiles?: boolean;
+}
+
 export interface StoreResult {
   snapshot: SnapshotInfo;
   summary: StoreSummary;
@@ -65,6 +78,8 @@ export interface StoreResult {
   notStored: string[];
   /** True when the session was in the repository already: nothing was stored again. */
   existed: boolean;
+  /** Files a kept staging tree already held as the index says (not staged again). */
+  kept?: number;
 }
 
 export interface CheckResult {
@@ -147,7 +162,7 @@ export class Repository {
    * snapshot (tags and `baseSnapshot`/`baseSession` in the stored summary).
    * Storing a session that is in the repository already stores nothing.
    */
-  async storeSet(setDir: string, meta: StoreMeta, onProgress?: (p: StoreProgress) => void, opts: { signal?: AbortSignal } = {}): Promise<StoreResult> {
+  async storeSet(setDir: string, meta: StoreMeta, onProgress?: (p: StoreProgress) => void, opts: StoreOptions = {}): Promise<StoreResult> {
     const summary = await readSetSummary(setDir);
     const all = await this.snapshots({ device: meta.device });
     const existing = all.find((s) => s.sessionId === summary.sessionId);
@@ -177,16 +192,29 @@ export class Repository {
       ...(base ? { base: { id: base.id, sessionId: base.sessionId } } : {}),
     });
     const time = Number.isFinite(Date.parse(summary.createdAt)) ? new Date(summary.createdAt) : new Date();
-    return withStagingDir('stage', this.options.tempDir, async (stage) => {
-      const staged = await stageSet(setDir, stage, {
+    const store = async (stage: string, kept?: KeptTree): Promise<StoreResult> => {
+      const stageOpts = {
         signal: opts.signal,
-        summaryPatch: (s) => {
+        summaryPatch: (s: SetSummary) => {
           const { base: _b, baseRelative: _r, baseSnapshot: _s, baseSession: _ss, ...rest } = s;
           return { ...rest, ...(base ? { baseSnapshot: base.id, baseSession: base.sessionId } : {}) } as SetSummary;
         },
-      });
+        ...(kept ? { previous: kept.previous, moveBigFiles: opts.moveBigFiles } : {}),
+      };
+      let staged: StagedSet;
+      try {
+        staged = await stageSet(setDir, stage, stageOpts);
+      } catch (err) {
+        if (!kept || err instanceof SetMismatch || opts.signal?.aborted) throw err;
+        // Something in the kept tree was in the way (a hand in it): stage it afresh once.
+        await fsp.rm(stage, { recursive: true, force: true });
+        await fsp.mkdir(stage, { mode: 0o700 });
+        staged = await stageSet(setDir, stage, { ...stageOpts, previous: new Map() });
+      }
       let result: StoreSummary | undefined;
-      const args = ['backup', '--json', '--host', meta.device, '--time', resticTime(time), ...tags.flatMap((t) => ['--tag', t]), '.'];
+      // The kept tree's last snapshot as parent: restic then skips the files left as they were (same inode, ctime, mtime, size).
+      const parent = kept?.parent && all.some((s) => s.id === kept.parent) ? ['--parent', kept.parent] : [];
+      const args = ['backup', '--json', '--host', meta.device, '--time', resticTime(time), ...tags.flatMap((t) => ['--tag', t]), ...parent, '.'];
       const r = await runRestic(this.ctx, {
         args,
         cwd: stage,
@@ -205,6 +233,7 @@ export class Repository {
         await runRestic(this.ctx, { args: ['forget', result.snapshotId] }).catch(() => undefined);
         throw new ResticFailed(`restic could not read every staged file of ${setDir}; the snapshot was not kept: ${r.stderr.slice(-3).join(' ')}`, 3);
       }
+      await kept?.save(staged.records, result.snapshotId);
       // What `snapshots()` would list for it, without opening the repository once more.
       const snapshot = parseSnapshot({
         id: result.snapshotId,
@@ -213,8 +242,11 @@ export class Repository {
         tags,
         summary: { total_bytes_processed: result.bytesProcessed, data_added: result.dataAdded },
       })!;
-      return { snapshot, summary: result, bundles: staged.bundles, notStored, existed: false };
-    });
+      return { snapshot, summary: result, bundles: staged.bundles, notStored, existed: false, kept: staged.kept };
+    };
+    const privately = () => withStagingDir('stage', this.options.tempDir, (stage) => store(stage));
+    if (!opts.keepStaging) return privately();
+    return withKeptTree(opts.keepStaging, keptTreeKey(meta.device, this.name), (kept) => (kept ? store(kept.tree, kept) : privately()));
   }
 
   /** The base snapshot of an increment being stored, or undefined for a full one. */

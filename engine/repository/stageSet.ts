@@ -12,9 +12,16 @@
  * read what it stores; the index stays the authority on modes at restore. A
  * linked big file keeps the set file's own mode and mtime (changing them
  * would change the set's file too).
+ *
+ * Staging into a kept tree (stagingCache.ts): a file whose record says it
+ * holds the entry's SHA-256, and whose inode, size, mtime and ctime are still
+ * the recorded ones (nothing wrote to it since it was checked), is left as it
+ * is — a slice entry is still read and checked, only not written again; a big
+ * file is not read at all. Its unchanged inode and ctime let restic (given the
+ * last snapshot as parent) skip reading it too.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { createReadStream, createWriteStream, promises as fsp, type BigIntStats } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
@@ -22,6 +29,7 @@ import { readManageIndex } from '../formats/manageIndex.js';
 import type { HandedFile, IndexEntry, ManageIndex } from '../../common/manageIndex.js';
 import { manifestPathProblem } from '../../common/manifest.js';
 import { SetMismatch } from './errors.js';
+import { pruneTree } from './stagingCache.js';
 import { DATA_DIR, INDEX_FILE, SET_CAPABILITIES, SET_MANIFEST, SET_SUMMARY, SetSummarySchema, bundleNameProblem, type SetSummary } from './storedLayout.js';
 
 export interface StagedSet {
@@ -33,12 +41,35 @@ export interface StagedSet {
   /** Files and bytes staged under the bundles' data folders. */
   files: number;
   bytes: number;
+  /** Of those, files left as they were in a kept tree (their bytes unchanged). */
+  kept: number;
+  /** Every staged file, by path relative to the staging folder: what it holds, and its stat when checked. */
+  records: StagedRecords;
 }
+
+/** A staged file's SHA-256 and its lstat (inode, size, mtime and ctime in ns) after it was checked. */
+export interface StagedRecord {
+  sha256: string;
+  ino: string;
+  size: number;
+  mtimeNs: string;
+  ctimeNs: string;
+}
+export type StagedRecords = Map<string, StagedRecord>;
 
 export interface StageOptions {
   /** Replaces the summary's fields in the staged backup_set.json (the base by snapshot). */
   summaryPatch?: (summary: SetSummary) => SetSummary;
   signal?: AbortSignal;
+  /**
+   * Staging into a kept tree (stagingCache.ts): its records (files still
+   * matching one are not written again). Big files are then copied (or moved,
+   * with `moveBigFiles`), never linked: a link shares the set file's inode,
+   * whose ctime moves when the set is removed, and restic would read it again.
+   */
+  previous?: StagedRecords;
+  /** The set is given up after the store (a run's private set): its big files may be moved into the staging tree. */
+  moveBigFiles?: boolean;
 }
 
 /** Reads and checks `<setDir>/backup_set.json`. */
@@ -62,7 +93,18 @@ export async function stageSet(setDir: string, stageDir: string, opts: StageOpti
     const why = bundleNameProblem(b);
     if (why) throw new SetMismatch(`${setDir}: ${why}`, b);
   }
-  const staged = { files: 0, bytes: 0 };
+  const staged: Tally = {
+    files: 0,
+    bytes: 0,
+    kept: 0,
+    records: new Map(),
+    previous: opts.previous ?? new Map(),
+    keptTree: opts.previous !== undefined,
+    move: opts.moveBigFiles === true,
+    stageDir,
+    placed: new Set([SET_CAPABILITIES, SET_SUMMARY]),
+    madeDirs: new Set(),
+  };
   for (const bundle of done) {
     opts.signal?.throwIfAborted();
     await stageBundle(path.join(setDir, bundle), path.join(stageDir, bundle), bundle, staged, opts.signal);
@@ -72,18 +114,83 @@ export async function stageSet(setDir: string, stageDir: string, opts: StageOpti
   });
   const stored = opts.summaryPatch ? opts.summaryPatch(summary) : summary;
   await fsp.writeFile(path.join(stageDir, SET_SUMMARY), JSON.stringify(stored, null, 2), { mode: 0o600 });
+  // What the last store staged and this one does not (gone entries, bundles not stored now) must not be stored again.
+  if (staged.keptTree) await pruneTree(stageDir, new Set([...staged.placed, ...staged.records.keys()]));
   return {
     summary: stored,
     bundles: done,
     notStored: summary.bundles.filter((b) => b.state !== 'done').map((b) => b.bundleName),
-    ...staged,
+    files: staged.files,
+    bytes: staged.bytes,
+    kept: staged.kept,
+    records: staged.records,
   };
+}
+
+interface Tally {
+  files: number;
+  bytes: number;
+  kept: number;
+  records: StagedRecords;
+  previous: StagedRecords;
+  keptTree: boolean;
+  move: boolean;
+  stageDir: string;
+  /** Paths (relative to stageDir) staged by this store: in a kept tree, everything else is removed. */
+  placed: Set<string>;
+  madeDirs: Set<string>;
+}
+
+/** Entries up to this size are read whole, checked, then written in one go; larger ones stream. */
+const WHOLE_BYTES = 4 << 20;
+
+const recordOf = (st: BigIntStats, sha256: string): StagedRecord => ({
+  sha256,
+  ino: String(st.ino),
+  size: Number(st.size),
+  mtimeNs: String(st.mtimeNs),
+  ctimeNs: String(st.ctimeNs),
+});
+
+async function statRecord(file: string, sha256: string): Promise<StagedRecord> {
+  return recordOf(await fsp.lstat(file, { bigint: true }), sha256);
+}
+
+/** The folder of `target`, made once per store. */
+async function makeParent(staged: Tally, target: string): Promise<void> {
+  const dir = path.dirname(target);
+  if (staged.madeDirs.has(dir)) return;
+  await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+  staged.madeDirs.add(dir);
+}
+
+/** Runs `make` (which fails with EEXIST when something is at `target`); in a kept tree, whatever is there goes first. */
+async function fresh<T>(staged: Tally, target: string, make: () => Promise<T>): Promise<T> {
+  try {
+    return await make();
+  } catch (err) {
+    if (!staged.keptTree || (err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    await clearTarget(target);
+    return make();
+  }
+}
+
+/** Whether `file` still is what `prev` recorded, holding `sha256`: same inode, size, mtime and ctime. */
+async function stillHolds(file: string, prev: StagedRecord | undefined, sha256: string, size: number): Promise<boolean> {
+  if (!prev || prev.sha256 !== sha256 || prev.size !== size) return false;
+  const now = await statRecord(file, sha256).catch(() => undefined);
+  return !!now && now.ino === prev.ino && now.size === prev.size && now.mtimeNs === prev.mtimeNs && now.ctimeNs === prev.ctimeNs;
+}
+
+/** Makes room for a new file at `target`: whatever is there goes (a kept tree's stale file). */
+async function clearTarget(target: string): Promise<void> {
+  await fsp.rm(target, { recursive: true, force: true });
 }
 
 const fileMode = (mode: number) => (mode & 0o7777) | 0o400;
 const dirMode = (mode: number) => (mode & 0o7777) | 0o700;
 
-async function stageBundle(from: string, to: string, bundle: string, staged: { files: number; bytes: number }, signal?: AbortSignal): Promise<void> {
+async function stageBundle(from: string, to: string, bundle: string, staged: Tally, signal?: AbortSignal): Promise<void> {
   let index: ManageIndex;
   try {
     index = await readManageIndex(path.join(from, INDEX_FILE));
@@ -106,9 +213,14 @@ async function stageBundle(from: string, to: string, bundle: string, staged: { f
     else await placeBigFile(path.join(from, f.uri), f, data, bundle, staged);
   }
   await fsp.copyFile(path.join(from, INDEX_FILE), path.join(to, INDEX_FILE));
-  await fsp.copyFile(path.join(from, SET_MANIFEST), path.join(to, SET_MANIFEST)).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') throw err;
-  });
+  staged.placed.add(path.relative(staged.stageDir, path.join(to, INDEX_FILE)));
+  await fsp.copyFile(path.join(from, SET_MANIFEST), path.join(to, SET_MANIFEST)).then(
+    () => staged.placed.add(path.relative(staged.stageDir, path.join(to, SET_MANIFEST))),
+    (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    },
+  );
+  staged.placed.add(path.relative(staged.stageDir, data));
   // Folders last, deepest first: making their contents moved their mtimes.
   dirs.sort((a, b) => b.path.split('/').length - a.path.split('/').length);
   for (const d of dirs) {
@@ -119,14 +231,7 @@ async function stageBundle(from: string, to: string, bundle: string, staged: { f
 }
 
 /** Streams one slice through its SHA-256 into files, checking each entry against the index as it comes. */
-async function unpackSlice(
-  slicePath: string,
-  f: HandedFile,
-  data: string,
-  bundle: string,
-  dirs: IndexEntry[],
-  staged: { files: number; bytes: number },
-): Promise<void> {
+async function unpackSlice(slicePath: string, f: HandedFile, data: string, bundle: string, dirs: IndexEntry[], staged: Tally): Promise<void> {
   const bad = (why: string) => new SetMismatch(`${bundle}/${f.uri}: ${why}`, bundle);
   const sliceHash = createHash('sha256');
   let sliceBytes = 0;
@@ -149,26 +254,68 @@ async function unpackSlice(
       if (e.kind === 'dir') {
         if (entry.header.type !== 'directory') throw bad(`${e.path} is a ${entry.header.type} in the slice, a folder in the index`);
         for await (const _ of entry as AsyncIterable<Buffer>) void _;
+        if (
+          staged.keptTree &&
+          !(await fsp.lstat(target).then(
+            (st) => st.isDirectory(),
+            () => true,
+          ))
+        )
+          await clearTarget(target);
         await fsp.mkdir(target, { recursive: true, mode: 0o700 });
+        staged.madeDirs.add(target);
+        staged.placed.add(path.relative(staged.stageDir, target));
         dirs.push(e);
         continue;
       }
       if (entry.header.type !== 'file') throw bad(`${e.path} is a ${entry.header.type} in the slice, a file in the index`);
       if (entry.header.size !== e.size) throw bad(`${e.path} has ${entry.header.size} bytes in the slice, ${e.size} in the index`);
-      await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+      const rel = path.relative(staged.stageDir, target);
+      const prev = staged.previous.get(rel);
       const hash = createHash('sha256');
-      await pipeline(
-        async function* () {
-          for await (const chunk of entry as AsyncIterable<Buffer>) {
-            hash.update(chunk);
-            yield chunk;
-          }
-        },
-        createWriteStream(target, { flags: 'wx', mode: 0o600 }),
-      );
-      if (hash.digest('hex') !== e.sha256) throw bad(`${e.path}'s SHA-256 differs from the index`);
-      await fsp.chmod(target, fileMode(e.mode));
-      await fsp.utimes(target, e.mtimeMs / 1000, e.mtimeMs / 1000);
+      if (await stillHolds(target, prev, e.sha256, e.size)) {
+        // Checked all the same: the slice must hold what its index says.
+        for await (const chunk of entry as AsyncIterable<Buffer>) hash.update(chunk);
+        if (hash.digest('hex') !== e.sha256) throw bad(`${e.path}'s SHA-256 differs from the index`);
+        staged.records.set(rel, prev!);
+        staged.kept++;
+      } else if (e.size <= WHOLE_BYTES) {
+        // Small (all of a slice's entries are under the big-file limit): checked whole before a byte is written, one open file.
+        const chunks: Buffer[] = [];
+        for await (const chunk of entry as AsyncIterable<Buffer>) {
+          hash.update(chunk);
+          chunks.push(chunk);
+        }
+        const sha = hash.digest('hex');
+        if (sha !== e.sha256) throw bad(`${e.path}'s SHA-256 differs from the index`);
+        await makeParent(staged, target);
+        const fh = await fresh(staged, target, () => fsp.open(target, 'wx', 0o600));
+        try {
+          await fh.writeFile(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+          await fh.chmod(fileMode(e.mode));
+          await fh.utimes(e.mtimeMs / 1000, e.mtimeMs / 1000);
+          staged.records.set(rel, recordOf(await fh.stat({ bigint: true }), sha));
+        } finally {
+          await fh.close();
+        }
+      } else {
+        await makeParent(staged, target);
+        if (staged.keptTree) await clearTarget(target);
+        await pipeline(
+          async function* () {
+            for await (const chunk of entry as AsyncIterable<Buffer>) {
+              hash.update(chunk);
+              yield chunk;
+            }
+          },
+          createWriteStream(target, { flags: 'wx', mode: 0o600 }),
+        );
+        const sha = hash.digest('hex');
+        if (sha !== e.sha256) throw bad(`${e.path}'s SHA-256 differs from the index`);
+        await fsp.chmod(target, fileMode(e.mode));
+        await fsp.utimes(target, e.mtimeMs / 1000, e.mtimeMs / 1000);
+        staged.records.set(rel, await statRecord(target, sha));
+      }
       staged.files++;
       staged.bytes += e.size;
     }
@@ -182,22 +329,41 @@ async function unpackSlice(
   if (sliceHash.digest('hex') !== f.sha256) throw bad(`its SHA-256 differs from the index`);
 }
 
-/** Links (else copies) a big file into place and checks its bytes against the index. */
-async function placeBigFile(file: string, f: HandedFile, data: string, bundle: string, staged: { files: number; bytes: number }): Promise<void> {
+/** Links, moves or copies a big file into place (StageOptions.previous) and checks its bytes against the index. */
+async function placeBigFile(file: string, f: HandedFile, data: string, bundle: string, staged: Tally): Promise<void> {
   const bad = (why: string) => new SetMismatch(`${bundle}/${f.uri}: ${why}`, bundle);
   const e = f.entries[0];
   if (f.entries.length !== 1 || !e || e.kind !== 'file') throw bad('a big file must hold exactly one file entry');
+  if (f.sha256 !== e.sha256 || f.size !== e.size) throw bad(`the index gives the big file and its entry different sizes or SHA-256`);
   const target = path.join(data, e.path);
-  await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
-  let linked = true;
-  try {
-    await fsp.link(file, target);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw bad('missing from the set');
-    linked = false;
-    await fsp.copyFile(file, target, fsp.constants.COPYFILE_EXCL | fsp.constants.COPYFILE_FICLONE);
+  const rel = path.relative(staged.stageDir, target);
+  const prev = staged.previous.get(rel);
+  if (await stillHolds(target, prev, e.sha256, e.size)) {
+    // The kept file was checked against this SHA-256 when staged and nothing wrote to it since: what is stored is what the index says.
+    staged.records.set(rel, prev!);
+    staged.kept++;
+    staged.files++;
+    staged.bytes += e.size;
+    return;
   }
+  await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+  if (staged.keptTree) await clearTarget(target);
+  // A link shares the set file (its mode and mtime stay the set's); a moved or copied file is the tree's own.
+  const how = !staged.keptTree ? 'link' : staged.move ? 'move' : 'copy';
+  let placed = false;
+  if (how !== 'copy') {
+    try {
+      await (how === 'link' ? fsp.link(file, target) : fsp.rename(file, target));
+      placed = true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw bad('missing from the set');
+    }
+  }
+  if (!placed)
+    await fsp.copyFile(file, target, fsp.constants.COPYFILE_EXCL | fsp.constants.COPYFILE_FICLONE).catch((err: NodeJS.ErrnoException) => {
+      throw err.code === 'ENOENT' ? bad('missing from the set') : err;
+    });
+  const shared = placed && how === 'link';
   const hash = createHash('sha256');
   let size = 0;
   for await (const chunk of createReadStream(target, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
@@ -207,10 +373,11 @@ async function placeBigFile(file: string, f: HandedFile, data: string, bundle: s
   const sha = hash.digest('hex');
   if (size !== f.size || size !== e.size) throw bad(`has ${size} bytes, the index says ${f.size}`);
   if (sha !== f.sha256 || sha !== e.sha256) throw bad(`its SHA-256 differs from the index`);
-  if (!linked) {
+  if (!shared) {
     await fsp.chmod(target, fileMode(e.mode));
     await fsp.utimes(target, e.mtimeMs / 1000, e.mtimeMs / 1000);
   }
+  staged.records.set(rel, await statRecord(target, sha));
   staged.files++;
   staged.bytes += size;
 }

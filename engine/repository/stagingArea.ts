@@ -13,7 +13,8 @@ import path from 'node:path';
 
 const LEFT_BEHIND = /^ohbackup-[a-z]+-(\d+)-/;
 
-function alive(pid: number): boolean {
+/** Whether process `pid` lives (another user's counts as alive: not ours to touch). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
