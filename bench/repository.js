@@ -14,7 +14,17 @@ async function timedBackup(repository, bundles, rate, timeoutMs, what, tempDir, 
   const t = performance.now();
   let storing;
   const r = await withTimeout(
-    backupToRepository({ repository, device: 'bench', bundles, rate, tempDir, ...more, onStoreProgress: () => (storing ??= performance.now()) }),
+    backupToRepository({
+      repository,
+      device: 'bench',
+      bundles,
+      rate,
+      tempDir,
+      // The kept staging tree (one per device and repository) inside the bench's work folder, removed with it.
+      stagingDir: path.join(tempDir, 'repository-staging'),
+      ...more,
+      onStoreProgress: () => (storing ??= performance.now()),
+    }),
     timeoutMs,
     what,
   );
