@@ -111,6 +111,8 @@ export interface CommandRun<E extends ProgressEvent, R extends { outcome: RunOut
   /** --json: stream status lines, then print `toJson(result)` as the summary line of `jsonKind` (output/json.ts), instead of the table. */
   json?: boolean;
   jsonKind: string;
+  /** The summary without the run's `outcome` and `elapsedMs`: a query answered by a device prints what the local command prints. */
+  answerOnly?: boolean;
   toJson(result: R, elapsedMs: number): Record<string, unknown>;
   format(result: R, elapsedMs: number): string;
   /** How an unexpected failure starts its message, e.g. "Backup failed". */
@@ -140,7 +142,8 @@ export async function runCommand<E extends ProgressEvent, R extends { outcome: R
     const result = await body({ onProgress: (e) => reporter.onProgress(e as E), signal: abort.signal });
     reporter.stop();
     const elapsedMs = Date.now() - started;
-    if (how.json) printJson(how.jsonKind, { ...how.toJson(result, elapsedMs), outcome: result.outcome, elapsedMs });
+    if (how.json)
+      printJson(how.jsonKind, how.answerOnly ? how.toJson(result, elapsedMs) : { ...how.toJson(result, elapsedMs), outcome: result.outcome, elapsedMs });
     else console.log(`\n${how.format(result, elapsedMs)}`);
     process.exitCode = exitCodeFor(result.outcome);
   } catch (err) {

@@ -220,6 +220,7 @@ export async function deviceQueryCommand(
       progress: backupColumns as unknown as ProgressColumns<AnyEvent>,
       json: how.json,
       jsonKind: how.jsonKind,
+      answerOnly: true,
       toJson: (r) => how.toJson(r.answer),
       format: (r) => how.format(r.answer),
       failure: how.failure,

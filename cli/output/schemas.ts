@@ -412,6 +412,7 @@ const DeviceRunShape = {
   baseSnapshot: SnapshotSchema.nullable(),
   store: z.strictObject({ filesNew: n, filesChanged: n, dataAdded: n, totalBytes: n }).nullable(),
   error: ErrorInfoSchema.nullable(),
+  elapsedMs: n,
 };
 /** A device-side run's result (backup/restore --on-device, follow). */
 export const jsonDeviceRun = (r: FollowedDeviceRun) => ({
@@ -459,7 +460,14 @@ export const jsonDevices = (list: DeviceView[]) => ({
 /** The summary line of every command, by the `command` it names. */
 export const COMMAND_SCHEMAS = {
   'device run': Summary('device run', DeviceRunShape),
-  'device run started': Summary('device run started', { runId: z.string(), uiUrl: z.string(), device: z.string(), waitingForWorker: z.boolean() }),
+  'device run started': Summary('device run started', {
+    runId: z.string(),
+    uiUrl: z.string(),
+    device: z.string(),
+    waitingForWorker: z.boolean(),
+    outcome: z.literal('done'),
+    elapsedMs: n,
+  }),
   devices: Summary('devices', { devices: z.array(DeviceSchema) }),
   // Into a set folder (`out`, `base`) or into a repository (`repository`, `snapshot`, `baseSnapshot`, `store`).
   backup: z.union([
