@@ -10,6 +10,7 @@
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as backupModule from '../dist/client/backup.js';
+import { RUN_CONCURRENT_BUNDLES } from '../dist/client/runs/setup.js';
 import { BackupSetWriter } from '../dist/client/sets/writer.js';
 import { withTimeout } from './ohbackup.js';
 
@@ -38,33 +39,37 @@ export async function incrementalRun({ bundles, base, out, manifestDir, rate, ti
   const ended = new Promise((resolve) => (allEnded = resolve));
   const baseFds = bundles.map((name) => (base ? openSync(base[name].file, 'r') : -1));
   const started = performance.now();
-  const session = new Session({
-    onBundleBegin(err, name) {
-      if (err) errors.push(`${name}: onBundleBegin ${err.code} ${err.message}`);
-      else if (rate !== undefined) backupModule.updateSendRate(name, rate);
-    },
-    onFileReady(err, file) {
-      if (err) return void errors.push(`${file.bundleName}/${file.uri}: ${err.code} ${err.message}`);
-      if (typeof file.manifestFd === 'number' && file.manifestFd >= 0) {
-        if (file.uri === 'manage.json') {
-          const text = readFileSync(file.manifestFd, 'utf8');
-          const target = path.join(manifestDir, `${file.bundleName}.jsonl`);
-          writeFileSync(target, text);
-          manifests[file.bundleName] = { file: target, time: JSON.parse(text.slice(0, text.indexOf('\n'))).time };
+  const session = new Session(
+    {
+      onBundleBegin(err, name) {
+        if (err) errors.push(`${name}: onBundleBegin ${err.code} ${err.message}`);
+        else if (rate !== undefined) backupModule.updateSendRate(name, rate);
+      },
+      onFileReady(err, file) {
+        if (err) return void errors.push(`${file.bundleName}/${file.uri}: ${err.code} ${err.message}`);
+        if (typeof file.manifestFd === 'number' && file.manifestFd >= 0) {
+          if (file.uri === 'manage.json') {
+            const text = readFileSync(file.manifestFd, 'utf8');
+            const target = path.join(manifestDir, `${file.bundleName}.jsonl`);
+            writeFileSync(target, text);
+            manifests[file.bundleName] = { file: target, time: JSON.parse(text.slice(0, text.indexOf('\n'))).time };
+          }
+          closeSync(file.manifestFd);
         }
-        closeSync(file.manifestFd);
-      }
-      files++;
-      bytes += fstatSync(file.fd).size;
-      set.keep(file.bundleName, file.uri, file.fd);
+        files++;
+        bytes += fstatSync(file.fd).size;
+        set.keep(file.bundleName, file.uri, file.fd);
+      },
+      onBundleEnd: (err, name) => err && errors.push(`${name}: onBundleEnd ${err.code} ${err.message}`),
+      onAllBundlesEnd: (err) => {
+        if (err) errors.push(`onAllBundlesEnd ${err.code} ${err.message}`);
+        allEnded();
+      },
+      onBackupServiceDied: () => undefined,
+      // As the command line's whole runs do (client/runs/setup.ts): every bundle's scan at once, not in waves of the reference's 3.
     },
-    onBundleEnd: (err, name) => err && errors.push(`${name}: onBundleEnd ${err.code} ${err.message}`),
-    onAllBundlesEnd: (err) => {
-      if (err) errors.push(`onAllBundlesEnd ${err.code} ${err.message}`);
-      allEnded();
-    },
-    onBackupServiceDied: () => undefined,
-  });
+    { maxConcurrentBundles: RUN_CONCURRENT_BUNDLES },
+  );
   try {
     await session.appendBundles(
       bundles.map((bundleName, i) => ({ bundleName, lastIncrementalTime: base ? base[bundleName].time : 0, manifestFd: baseFds[i] })),
