@@ -78,7 +78,11 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
       await session.signal(bundleEventsSignal, events);
       inFlight--;
       confirmed = upTo;
-      metrics().handedFiles.add(events.length, tags);
+      // The last batch also carries the bundle's result and end: only files count.
+      metrics().handedFiles.add(
+        events.reduce((n, e) => n + (e.type === 'fileReady' ? 1 : 0), 0),
+        tags,
+      );
       metrics().handedBytes.add(
         events.reduce((n, e) => n + (e.type === 'fileReady' ? e.size : 0), 0),
         tags,
