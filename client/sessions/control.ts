@@ -3,7 +3,8 @@
  * status/cancel/timer/rate/release): the workflow's authoritative answers,
  * not a tool's local view.
  */
-import type { Client } from '@temporalio/client';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { BusinessError } from '../../common/businessError.js';
 import { ErrorCode } from '../../common/errors.js';
 import { bundleWorkflowId, describeEnd, type BundleOutcome, type SessionResult } from '../../common/session.js';
@@ -27,11 +28,33 @@ import { BundleNameArg, SendRateArg, TimeoutArg, parseArg } from '../validate.js
 export type BundleSignal = { what: 'updateTimer'; value: number } | { what: 'updateSendRate'; value: number } | { what: 'toolBegun'; sendRate?: number };
 
 /** Signals the bundle child `<sessionId>/<bundleName>`: the one way both a session and SessionControl reach a running bundle. */
-export function signalBundle(client: Client, sessionId: string, bundleName: string, signal: BundleSignal): Promise<void> {
+export async function signalBundle(client: Client, sessionId: string, bundleName: string, signal: BundleSignal): Promise<void> {
   const child = client.workflow.getHandle(bundleWorkflowId(sessionId, bundleName));
-  if (signal.what === 'toolBegun') return child.signal(toolBegunSignal, signal.sendRate === undefined ? {} : { sendRate: signal.sendRate });
-  return child.signal(signal.what === 'updateTimer' ? updateTimerSignal : updateSendRateSignal, signal.value);
+  const send = () =>
+    signal.what === 'toolBegun'
+      ? child.signal(toolBegunSignal, signal.sendRate === undefined ? {} : { sendRate: signal.sendRate })
+      : child.signal(signal.what === 'updateTimer' ? updateTimerSignal : updateSendRateSignal, signal.value);
+  // The session reports a bundle's begin as it starts the child, and the service creates the child a moment
+  // later: a signal that overtakes it is sent again once the child exists (a closed child is no retry).
+  const until = Date.now() + CHILD_START_WAIT_MS;
+  for (let pause = 20; ; pause = Math.min(pause * 2, 250)) {
+    try {
+      return await send();
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError) || Date.now() > until) throw err;
+      if (
+        await child.describe().then(
+          () => true,
+          () => false,
+        )
+      )
+        throw err;
+      await sleep(pause);
+    }
+  }
 }
+/** How long a signal waits for a bundle child that its session has just started. */
+const CHILD_START_WAIT_MS = 5_000;
 
 export interface SessionStatus {
   sessionId: string;
