@@ -39,13 +39,16 @@ export function createBackupActivities(device: Device) {
         const session = ctx.client.workflow.getHandle(input.sessionWorkflowId);
         // Every attempt says so: the session keeps the first begin and drops repeats.
         if (input.reportBegin) await session.signal(bundleEventsSignal, [{ type: 'bundleBegin', bundleName: input.bundleName }]);
-        const packed = await pack(input);
+        // An earlier attempt that got as far as the hand-over packed it all, and the tool may be reading those files:
+        // packing again (a resume rewrites the index) would change them under it. Its heartbeat kept the summary.
+        const earlier = ctx.info.heartbeatDetails as { packed?: PackedSummary } | undefined;
+        const packed = earlier?.packed ?? (await pack(input));
         const self = ctx.client.workflow.getHandle(bundleWorkflowId(input.sessionId, input.bundleName));
         // A rate the tool sets in onBundleBegin reaches the bundle before toolBegun does: wait for that (bounded:
         // a tool that is away must not stall the bundle), then the rate paces the first file. Queries cost no history.
         const waitUntil = Date.now() + DEFAULTS.toolBegunWaitMs;
         while (!(await self.query(toolBegunQuery)) && Date.now() < waitUntil) {
-          ctx.heartbeat();
+          ctx.heartbeat({ packed });
           await sleep(TOOL_BEGUN_POLL_MS, undefined, { signal: ctx.cancellationSignal });
         }
         const { bundleName } = input;
@@ -53,6 +56,7 @@ export function createBackupActivities(device: Device) {
           ...handOverPaths(input),
           bundleName,
           from: 0,
+          heartbeat: { packed },
           closing: () => [
             {
               type: 'resultReport',

@@ -30,6 +30,8 @@ export interface HandOverInput {
   manifestPath?: string;
   /** Events that follow the last file in its batch (the bundle's result and end): one signal fewer per bundle. */
   closing?: () => EventBody[];
+  /** More to keep in every heartbeat (what a retry of the activity must know besides the next file). */
+  heartbeat?: Record<string, unknown>;
 }
 
 export interface HandOverResult {
@@ -87,7 +89,7 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
         events.reduce((n, e) => n + (e.type === 'fileReady' ? e.size : 0), 0),
         tags,
       );
-      ctx.heartbeat({ next: confirmed });
+      ctx.heartbeat({ ...input.heartbeat, next: confirmed });
     });
     sending.catch(() => undefined); // observed by the awaits below
   };
@@ -119,7 +121,7 @@ export async function handOverFiles(client: Client, input: HandOverInput): Promi
       // About a tenth of a second's worth of files per signal keeps history small and delivery smooth.
       // (The last file waits for the final flush, which may carry the closing events.)
       if (next < list.length && batch.length >= Math.max(1, Math.floor(bucket.rate / 10))) flush();
-      else ctx.heartbeat({ next: confirmed });
+      else ctx.heartbeat({ ...input.heartbeat, next: confirmed });
     }
     if (next >= list.length && input.closing) batch.push(...input.closing());
     flush();

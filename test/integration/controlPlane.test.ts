@@ -136,8 +136,11 @@ describe('updateSendRate', () => {
     expect(rec.of('com.r.quick').filter((c) => c.cb === 'onFileReady').length).toBeGreaterThan(0);
     const events = history!.events ?? [];
     const signalled = (name: string) => events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === name);
-    expect(signalled('updateSendRate')).toBeGreaterThan(0);
-    expect(signalled('toolBegun')).toBeGreaterThan(signalled('updateSendRate'));
+    // The rate rides on toolBegun (one signal, not two), and reached the bundle with it.
+    expect(signalled('updateSendRate')).toBe(-1);
+    expect(signalled('toolBegun')).toBeGreaterThan(0);
+    const begun = events[signalled('toolBegun')]!.workflowExecutionSignaledEventAttributes!.input!.payloads![0]!.data!;
+    expect(JSON.parse(Buffer.from(begun).toString('utf8'))).toEqual({ sendRate: 7 });
     // The activity that packs and hands over let its first file go only once toolBegun had reached the bundle.
     const toolBegunAt = Number(events[signalled('toolBegun')]!.eventTime!.seconds) * 1000 + Math.floor(events[signalled('toolBegun')]!.eventTime!.nanos! / 1e6);
     expect(readyAts.length).toBeGreaterThan(0);
