@@ -735,7 +735,7 @@ describe.skipIf(unavailable !== undefined)('a fleet: device-side runs across net
       for (const secret of [password, secretKey, path.join(root, 'repository.password')])
         expect(bytes.includes(secret), `${w.workflowId} holds a secret`).toBe(false);
       // The run names its repository by alias only (a session's history need not name it at all).
-      if (w.type === 'deviceRunWorkflow') expect(bytes.includes('fleet'), 'the alias travels').toBe(true);
+      if (w.type === 'deviceRunWorkflow') expect(bytes.includes('fleet') || bytes.includes('offsite'), 'the alias travels').toBe(true);
       scanned++;
     }
     expect(scanned).toBeGreaterThan(10);
