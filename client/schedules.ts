@@ -252,6 +252,9 @@ export async function deleteSchedule(scheduleId: string): Promise<void> {
   await guard(scheduleId, () => client.schedule.getHandle(scheduleId).delete());
 }
 
+/** Past the second boundary, for clocks of server and client a little apart. */
+const SECOND_MARGIN_MS = 150;
+
 /**
  * Starts a run now (also when paused), under the schedule's overlap policy:
  * while a run is in progress the trigger is skipped. Returns the run it
@@ -262,6 +265,11 @@ export async function triggerSchedule(scheduleId: string, waitMs = 60_000): Prom
   const handle = client.schedule.getHandle(scheduleId);
   const before = await guard(scheduleId, () => handle.describe());
   const seen = new Set(before.info.recentActions.map((a) => a.action.workflow.workflowId));
+  // A run's workflow ID ends in its start time to the second, and the server silently drops a start whose ID
+  // is taken: a trigger in the same second as the last run would never run. Wait for the next second.
+  const lastSecond = Math.max(0, ...before.info.recentActions.map((a) => Math.floor(a.scheduledAt.getTime() / 1000)));
+  const sameSecondMs = (lastSecond + 1) * 1000 + SECOND_MARGIN_MS - Date.now();
+  if (sameSecondMs > 0) await new Promise((r) => setTimeout(r, sameSecondMs));
   // The client's default for a trigger is ALLOW_ALL: name the schedule's own policy so a trigger is skipped like a due run.
   await guard(scheduleId, () => handle.trigger(before.policies.overlap ?? ScheduleOverlapPolicy.SKIP));
   // The schedule records the trigger asynchronously: look until it counts a new action or a skip.

@@ -188,6 +188,35 @@ describe('ohbackup schedule (Temporal Schedules)', () => {
     });
   });
 
+  it('a trigger in the same second as the last run still starts a run (run IDs end in the second they start)', async () => {
+    // Overlap ALLOW_ALL and a queue no worker polls: every trigger starts a run that stays running, none is skipped.
+    configureTool(uniqueTaskQueue('same-second'));
+    const client = await testClient();
+    const id = `it-same-second-${randomUUID().slice(0, 8)}`;
+    await client.schedule.create({
+      scheduleId: id,
+      spec: { intervals: [{ every: '365d' }] },
+      state: { paused: true },
+      policies: { overlap: 'ALLOW_ALL' },
+      action: { type: 'startWorkflow', workflowType: 'sessionWorkflow', taskQueue: uniqueTaskQueue('never-polled'), args: [] },
+    });
+    try {
+      // Start at the top of a second, so the second trigger falls in the first one's second unless it waits.
+      await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000)));
+      const runs: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const t = await triggerSchedule(id, 10_000);
+        if (t.skipped) throw new Error(`trigger ${i} skipped: ${t.reason}`);
+        runs.push(t.run.workflowId);
+      }
+      expect(new Set(runs).size).toBe(3);
+    } finally {
+      const d = await client.schedule.getHandle(id).describe();
+      for (const r of d.info.runningActions) await client.workflow.getHandle(r.workflow.workflowId).terminate('test over').catch(() => undefined);
+      await client.schedule.getHandle(id).delete();
+    }
+  });
+
   it('the command line: create, list, describe, delete with --json; clear errors and exit codes', async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'ohbackup-schedule-cli-'));
     const env = { TEMPORAL_ADDRESS: temporalAddress(), OHBACKUP_TASK_QUEUE: uniqueTaskQueue('schedule-cli') };
