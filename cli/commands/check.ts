@@ -60,16 +60,14 @@ Examples:
           usageError(cmd, `--read-data-subset "${opts.readDataSubset}" is not n% (like 10%), n/t (like 1/5) or a size (like 500M).`);
         if (opts.onDevice) {
           if (dir !== undefined) usageError(cmd, '--on-device checks a repository of the device, not a set folder.');
-          const where = `"${opts.repo}" on ${opts.device}`;
           return deviceQueryCommand(
             cmd,
             { kind: 'check', device: opts.device, repository: opts.repo, readData: opts.readData, readDataSubset: opts.readDataSubset },
             {
               json: opts.json,
-              jsonKind: 'check',
               failure: 'Checking the repository failed',
-              toJson: (r: CheckResult) => jsonRepository.check({ ...r, repository: where }),
-              format: (r: CheckResult) => formatCheck(r, where),
+              toJson: (r: CheckResult, where) => jsonRepository.check({ ...r, repository: where }),
+              format: formatCheck,
               ok: (r: CheckResult) => r.ok,
             },
           );

@@ -197,32 +197,33 @@ export const DETACH_HELP = 'with --on-device: start the run, print its ID and UI
 /**
  * A repository command with `--on-device`: the worker of `--device` answers
  * it with its own alias of `--repo`; the answer is printed as the command
- * prints a local one (`how`), exit 1 when `ok` says so.
+ * prints a local one (`how`, given the repository's label `"NAME" on DEVICE`),
+ * under the command's own JSON kind, exit 1 when `ok` says so.
  */
 export async function deviceQueryCommand(
   cmd: Command,
   request: Omit<DeviceRunRequest, 'kind' | 'device' | 'repository'> & { kind: DeviceQueryKind; device?: string; repository?: string },
   how: {
     json?: boolean;
-    jsonKind: string;
     failure: string;
-    toJson: (answer: never) => Record<string, unknown>;
-    format: (answer: never) => string;
+    toJson: (answer: never, where: string) => Record<string, unknown>;
+    format: (answer: never, where: string) => string;
     ok?: (answer: never) => boolean;
   },
 ): Promise<void> {
   const { device, repository } = request;
   if (!device || repository === undefined) usageError(cmd, '--on-device goes with --device D --repo NAME (the repository by its alias on the device).');
+  const where = `"${repository}" on ${device}`;
   type Answered = { outcome: 'done' | 'failed'; answer: never };
   await runCommand<AnyEvent, Answered>(
     cmd,
     {
       progress: backupColumns as unknown as ProgressColumns<AnyEvent>,
       json: how.json,
-      jsonKind: how.jsonKind,
+      jsonKind: request.kind,
       answerOnly: true,
-      toJson: (r) => how.toJson(r.answer),
-      format: (r) => how.format(r.answer),
+      toJson: (r) => how.toJson(r.answer, where),
+      format: (r) => how.format(r.answer, where),
       failure: how.failure,
     },
     async ({ signal, onProgress }) => {

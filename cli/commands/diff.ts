@@ -34,15 +34,13 @@ Examples:
     )
     .action(async (a: string, b: string, opts: RepoFlags & { onDevice?: boolean; device?: string; json?: boolean }, cmd: Command) => {
       if (opts.onDevice) {
-        const where = `"${opts.repo}" on ${opts.device}`;
         return deviceQueryCommand(
           cmd,
           { kind: 'diff', device: opts.device, repository: opts.repo, a, b },
           {
             json: opts.json,
-            jsonKind: 'diff',
             failure: 'Comparing snapshots failed',
-            toJson: (r: DiffResult) => jsonRepository.diff(where, r),
+            toJson: (r: DiffResult, where) => jsonRepository.diff(where, r),
             format: formatDiff,
           },
         );

@@ -68,16 +68,14 @@ Examples:
         if (!policy) usageError(cmd, 'give a keep policy: at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly.');
         if (opts.dryRun && opts.prune) usageError(cmd, '--dry-run changes nothing, so it does not --prune: give one.');
         if (opts.onDevice) {
-          const where = `"${opts.repo}" on ${opts.device}`;
           return deviceQueryCommand(
             cmd,
             { kind: 'forget', device: opts.device, repository: opts.repo, keep: policy, fromDevice: opts.ofDevice, prune: opts.prune, dryRun: opts.dryRun },
             {
               json: opts.json,
-              jsonKind: 'forget',
               failure: 'Forgetting snapshots failed',
-              toJson: (r: ForgetResult) => jsonRepository.forget({ ...r, repository: where }),
-              format: (r: ForgetResult) => formatForget(r, where),
+              toJson: (r: ForgetResult, where) => jsonRepository.forget({ ...r, repository: where }),
+              format: formatForget,
             },
           );
         }

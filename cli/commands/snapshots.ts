@@ -36,16 +36,14 @@ Examples:
     .action(async (opts: RepoFlags & { device?: string; onDevice?: boolean; ofDevice?: string; bundle?: string; json?: boolean }, cmd: Command) => {
       if (opts.bundle !== undefined && !BundleNameArg.safeParse(opts.bundle).success) usageError(cmd, `"${opts.bundle}" is not a bundle name.`);
       if (opts.onDevice) {
-        const where = `"${opts.repo}" on ${opts.device}`;
         return deviceQueryCommand(
           cmd,
           { kind: 'snapshots', device: opts.device, repository: opts.repo, fromDevice: opts.ofDevice, bundle: opts.bundle },
           {
             json: opts.json,
-            jsonKind: 'snapshots',
             failure: 'Listing snapshots failed',
-            toJson: (list: SnapshotInfo[]) => jsonRepository.snapshots(where, list),
-            format: (list: SnapshotInfo[]) => formatSnapshots(list, where),
+            toJson: (list: SnapshotInfo[], where) => jsonRepository.snapshots(where, list),
+            format: formatSnapshots,
           },
         );
       }
