@@ -212,7 +212,11 @@ describe('ohbackup schedule (Temporal Schedules)', () => {
       expect(new Set(runs).size).toBe(3);
     } finally {
       const d = await client.schedule.getHandle(id).describe();
-      for (const r of d.info.runningActions) await client.workflow.getHandle(r.workflow.workflowId).terminate('test over').catch(() => undefined);
+      for (const r of d.info.runningActions)
+        await client.workflow
+          .getHandle(r.workflow.workflowId)
+          .terminate('test over')
+          .catch(() => undefined);
       await client.schedule.getHandle(id).delete();
     }
   });
