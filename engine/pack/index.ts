@@ -9,7 +9,7 @@ import path from 'node:path';
 import { PACK_LIMITS } from '../../common/device.js';
 import { INDEX_URI, INDEX_VERSION, type ManageIndex } from '../../common/manageIndex.js';
 import { ManifestWriter } from '../formats/manifest.js';
-import { isSystemError, writeAtomically } from '../fsx.js';
+import { writeAtomically } from '../fsx.js';
 import { LoopYield } from '../loopYield.js';
 import { walkBundle } from '../walk.js';
 import { EntryPacker } from './entryPacker.js';
@@ -58,10 +58,8 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
     await cursor.finish();
   } catch (err) {
     await writer?.abort();
-    // When writing a slice fails (say ENOSPC), tar-stream only tells the entry
-    // that its stream was destroyed: report the system error instead.
-    const writeErr = await out.slice?.abort(err);
-    throw isSystemError(writeErr) ? writeErr : err;
+    out.slice?.abort();
+    throw err;
   }
 
   const { files, skipped, totals } = out;
