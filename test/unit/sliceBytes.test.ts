@@ -12,6 +12,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { IndexEntry } from '../../common/manageIndex.js';
 import { readManageIndex } from '../../engine/formats/manageIndex.js';
 import { sliceEntryHeader } from '../../engine/formats/sliceEntry.js';
+import { encodeHeader, tarStreamEncodeHeader } from '../../engine/formats/tarHeader.js';
 import { packBundle } from '../../engine/pack/index.js';
 
 let root: string;
@@ -79,5 +80,41 @@ it('a slice is byte for byte the tar-stream pack of its entries (long and non-AS
     const written = await fsp.readFile(path.join(out, s.uri));
     expect(written.length, s.uri).toBe(s.size);
     expect(written.equals(await tarStreamSlice(data, s.entries)), s.uri).toBe(true);
+  }
+});
+
+it("the header encoder's fast path gives tar-stream's bytes (names, modes, sizes, times at and past the fields' limits)", () => {
+  let seed = 12345;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  const names = [
+    'a',
+    'x'.repeat(99),
+    'y'.repeat(100),
+    'z'.repeat(101),
+    `${'d'.repeat(60)}/${'e'.repeat(60)}`,
+    'naïve',
+    'ä'.repeat(50),
+    'sp ace/tab\tx',
+    'nul\0in',
+  ];
+  const sizes = [0, 1, 511, 512, 8 ** 11 - 1, 8 ** 11, 2 ** 40, 123456789];
+  const times = [0, 999, 1000, 1_600_000_000_123.456, -1000, -1, 2 ** 31 * 1000, 8 ** 11 * 1000, Date.UTC(2106, 1, 7)];
+  const modes = [0o644, 0o7777, 0o17777, 0, 0o100755];
+  for (let i = 0; i < 3000; i++) {
+    const h = {
+      name: names[rnd(names.length)]!,
+      type: (['file', 'directory', 'pax-header'] as const)[rnd(3)]!,
+      size: i < 1000 ? sizes[rnd(sizes.length)]! : rnd(2 ** 30),
+      mode: i < 1000 ? modes[rnd(modes.length)]! : rnd(0o10000),
+      uid: i % 97 === 0 ? 1 : 0,
+      gid: 0,
+      mtime: new Date(i < 1000 ? times[rnd(times.length)]! : rnd(2 ** 31) * 1000 + rnd(1000)),
+    };
+    const want = tarStreamEncodeHeader(h);
+    const got = encodeHeader(h);
+    expect(got === null ? null : got.toString('hex'), JSON.stringify(h)).toBe(want === null ? null : want.toString('hex'));
   }
 });
