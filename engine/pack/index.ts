@@ -43,12 +43,13 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
     for await (const item of walkBundle(opts.dataDir, opts.profile)) {
       signal?.throwIfAborted();
       progress.tick();
-      const key = walkKey(item.path);
-      if (await cursor.covers(item, key)) continue;
+      // Without an earlier attempt's outputs (no resume) there is nothing to compare a walk key with.
+      const key = cursor.holdsNothing ? undefined : walkKey(item.path);
+      if (key && (await cursor.covers(item, key))) continue;
       progress.phase = 'pack';
       const turn = loopYield.due();
       if (turn) await turn;
-      const reusable = await cursor.reusableBigFile(item, key);
+      const reusable = key && (await cursor.reusableBigFile(item, key));
       if (reusable) await packer.reusedBigFile(reusable);
       else if (item.type === 'skipped') out.skip(item.path, item.reason);
       else if (item.kind === 'dir') await packer.dir(item);

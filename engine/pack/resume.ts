@@ -252,6 +252,11 @@ export class ResumeCursor {
     this.#keptEntries = recorder && resumed ? resumed.files.flatMap((f) => f.entries).sort((a, b) => Buffer.compare(walkKey(a.path), walkKey(b.path))) : [];
   }
 
+  /** Nothing of an earlier attempt to cover, record or re-use: covers() and reusableBigFile() would answer false and undefined. */
+  get holdsNothing(): boolean {
+    return this.#afterKey === undefined && this.#pending.length === 0 && this.#nextKept >= this.#keptEntries.length;
+  }
+
   /** Whether the kept outputs reach into the walk (the run starts by scanning past them). */
   get scanning(): boolean {
     return this.#afterKey !== undefined;
