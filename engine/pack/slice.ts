@@ -75,7 +75,7 @@ export class Slice {
 
   #put(chunk: Buffer): void {
     if (this.#held + chunk.length > this.#buf.length) this.#flush();
-    if (chunk.length >= this.#buf.length / 2) return this.#writeOut(chunk); // not worth a copy
+    if (chunk.length > this.#buf.length) return this.#writeOut(chunk); // after what was held
     chunk.copy(this.#buf, this.#held);
     this.#held += chunk.length;
   }
