@@ -64,6 +64,37 @@ export const ManifestEntrySchema = z
   });
 export type ManifestEntry = z.infer<typeof ManifestEntrySchema>;
 
+/**
+ * ManifestEntrySchema.safeParse, fast for the usual entry: a plain object the
+ * schema accepts is checked by hand (a base manifest has one per file, and
+ * zod costs some microseconds each); anything else gets the schema's own
+ * verdict and message.
+ */
+export function parseManifestEntry(value: unknown): ReturnType<typeof ManifestEntrySchema.safeParse> {
+  if (typeof value === 'object' && value !== null) {
+    const { path, kind, mode, size, mtimeMs, sha256 } = value as Record<string, unknown>;
+    if (
+      typeof path === 'string' &&
+      (kind === 'file' || kind === 'dir') &&
+      typeof mode === 'number' &&
+      Number.isSafeInteger(mode) &&
+      mode >= 0 &&
+      mode <= 0o7777 &&
+      typeof size === 'number' &&
+      Number.isSafeInteger(size) &&
+      size >= 0 &&
+      typeof mtimeMs === 'number' &&
+      Number.isFinite(mtimeMs) &&
+      typeof sha256 === 'string' &&
+      (kind === 'file' ? SHA256_HEX.test(sha256) : size === 0 && sha256 === '') &&
+      manifestPathProblem(path) === undefined
+    ) {
+      return { success: true, data: { path, kind, mode, size, mtimeMs, sha256 } };
+    }
+  }
+  return ManifestEntrySchema.safeParse(value);
+}
+
 export const ManifestHeaderSchema = z.object({
   format: z.literal(MANIFEST_FORMAT),
   version: z.literal(MANIFEST_VERSION),

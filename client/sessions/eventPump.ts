@@ -18,7 +18,7 @@
  * costs its session one signal per third of the timeout and a dead one is
  * noticed (the session then ends by itself).
  */
-import { open, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, open, openSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import type { WorkflowHandle } from '@temporalio/client';
 import { BusinessError } from '../../common/businessError.js';
@@ -30,10 +30,36 @@ import type { GeneralCallbacks } from '../types.js';
 
 const openFd = promisify(open);
 
-/** Replaces the cursor atomically: a kill mid-write must never leave it empty or short. */
-function saveCursor(file: string, seq: number): void {
-  writeFileSync(`${file}.tmp`, String(seq));
-  renameSync(`${file}.tmp`, file);
+/** A cursor is a decimal seq, space-padded on the left to this width, so that each save overwrites the whole of it. */
+const CURSOR_WIDTH = 16;
+
+/**
+ * Records the cursor: a kill mid-save must never leave it empty or short. The
+ * first save replaces the file atomically (whatever it held before); the
+ * later ones overwrite its fixed-width content in place with one write,
+ * which a kill cannot tear: a rename per event cost more than the event
+ * (ext4 starts writing a file out when it is renamed over another).
+ */
+export class CursorWriter {
+  #replaced = false;
+
+  constructor(readonly file: string) {}
+
+  save(seq: number): void {
+    const text = String(seq).padStart(CURSOR_WIDTH, ' ');
+    if (!this.#replaced) {
+      writeFileSync(`${this.file}.tmp`, text);
+      renameSync(`${this.file}.tmp`, this.file);
+      this.#replaced = true;
+      return;
+    }
+    const fd = openSync(this.file, 'r+');
+    try {
+      writeSync(fd, text, 0);
+    } finally {
+      closeSync(fd);
+    }
+  }
 }
 
 export type BundleView = 'appended' | 'running' | 'ended';
@@ -80,7 +106,7 @@ export class EventPump {
   private readonly cancelled = new Set<string>();
   /** Files (and bytes) of each bundle the tool was given. */
   private readonly got = new Map<string, { files: number; bytes: number }>();
-  private readonly cursorFile?: string;
+  private readonly cursor?: CursorWriter;
   private heartbeat?: { everyMs: number; timer: NodeJS.Timeout };
 
   constructor(
@@ -91,7 +117,7 @@ export class EventPump {
   ) {
     this.delivered = startAfter;
     this.acked = startAfter;
-    this.cursorFile = options.cursorFile;
+    if (options.cursorFile) this.cursor = new CursorWriter(options.cursorFile);
   }
 
   start(): void {
@@ -199,7 +225,7 @@ export class EventPump {
     try {
       await this.dispatch(ev);
     } finally {
-      if (this.cursorFile) saveCursor(this.cursorFile, ev.seq);
+      this.cursor?.save(ev.seq);
     }
   }
 

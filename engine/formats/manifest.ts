@@ -11,7 +11,7 @@ import { constants as fsc, promises as fsp, read as fsRead } from 'node:fs';
 import {
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
-  ManifestEntrySchema,
+  parseManifestEntry,
   ManifestHeaderSchema,
   ManifestInvalid,
   describeIssues,
@@ -89,7 +89,7 @@ export class ManifestWriter {
     if (this.#closed) throw new Error('manifest writer is closed');
     // Only the known keys, in the documented order.
     const e = { path: entry.path, kind: entry.kind, mode: entry.mode, size: entry.size, mtimeMs: entry.mtimeMs, sha256: entry.sha256 };
-    const parsed = ManifestEntrySchema.safeParse(e);
+    const parsed = parseManifestEntry(e);
     if (!parsed.success) throw new TypeError(`bad manifest entry "${entry.path}": ${describeIssues(parsed.error)}`);
     if (this.#paths.has(e.path)) throw new TypeError(`manifest entry "${e.path}" added twice`);
     this.#paths.add(e.path);
@@ -185,28 +185,30 @@ export async function readManifest(source: string | number): Promise<ReadManifes
     let header: ManifestHeader | undefined;
     const entries = new Map<string, ManifestEntry>();
     let lineNo = 0;
-    for await (const line of lines) {
-      lineNo++;
-      let json: unknown;
-      try {
-        json = JSON.parse(line);
-      } catch (err) {
-        throw new ManifestInvalid(`not JSON (${(err as Error).message})`, lineNo);
+    for await (const batch of lines) {
+      for (const line of batch) {
+        lineNo++;
+        let json: unknown;
+        try {
+          json = JSON.parse(line);
+        } catch (err) {
+          throw new ManifestInvalid(`not JSON (${(err as Error).message})`, lineNo);
+        }
+        if (header === undefined) {
+          const fmt = (json as { format?: unknown } | null)?.format;
+          if (fmt !== MANIFEST_FORMAT) throw new ManifestInvalid(`the header's format is not "${MANIFEST_FORMAT}"`, lineNo);
+          const version = (json as { version?: unknown }).version;
+          if (version !== MANIFEST_VERSION) throw new ManifestInvalid(`unsupported version ${JSON.stringify(version)}`, lineNo);
+          const h = ManifestHeaderSchema.safeParse(json);
+          if (!h.success) throw new ManifestInvalid(`bad header: ${describeIssues(h.error)}`, lineNo);
+          header = h.data;
+          continue;
+        }
+        const e = parseManifestEntry(json);
+        if (!e.success) throw new ManifestInvalid(`bad entry: ${describeIssues(e.error)}`, lineNo);
+        if (entries.has(e.data.path)) throw new ManifestInvalid(`duplicate path ${JSON.stringify(e.data.path)}`, lineNo);
+        entries.set(e.data.path, e.data);
       }
-      if (header === undefined) {
-        const fmt = (json as { format?: unknown } | null)?.format;
-        if (fmt !== MANIFEST_FORMAT) throw new ManifestInvalid(`the header's format is not "${MANIFEST_FORMAT}"`, lineNo);
-        const version = (json as { version?: unknown }).version;
-        if (version !== MANIFEST_VERSION) throw new ManifestInvalid(`unsupported version ${JSON.stringify(version)}`, lineNo);
-        const h = ManifestHeaderSchema.safeParse(json);
-        if (!h.success) throw new ManifestInvalid(`bad header: ${describeIssues(h.error)}`, lineNo);
-        header = h.data;
-        continue;
-      }
-      const e = ManifestEntrySchema.safeParse(json);
-      if (!e.success) throw new ManifestInvalid(`bad entry: ${describeIssues(e.error)}`, lineNo);
-      if (entries.has(e.data.path)) throw new ManifestInvalid(`duplicate path ${JSON.stringify(e.data.path)}`, lineNo);
-      entries.set(e.data.path, e.data);
     }
     if (header === undefined) throw new ManifestInvalid('empty: no header line');
     if (entries.size !== header.entries) {
@@ -228,9 +230,10 @@ const MAX_LINE_BYTES = 1024 * 1024;
  * `readline` also breaks at) stays one line, and a character split across two
  * chunks is decoded whole. One '\r' before the '\n' is dropped (CRLF files);
  * a last line without '\n' is yielded, an empty one after the final '\n' is
- * not. Pulls the next chunk only when the caller asks for the next line.
+ * not. Yields the lines of each chunk together (one await per chunk, not per
+ * line) and pulls the next chunk only when the caller asks for more.
  */
-async function* splitLines(chunks: AsyncIterable<Buffer>): AsyncGenerator<string> {
+async function* splitLines(chunks: AsyncIterable<Buffer>): AsyncGenerator<string[]> {
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   let lineNo = 1;
@@ -245,18 +248,23 @@ async function* splitLines(chunks: AsyncIterable<Buffer>): AsyncGenerator<string
   const tooLong = () => new ManifestInvalid(`longer than ${MAX_LINE_BYTES} bytes`, lineNo);
   for await (const chunk of chunks) {
     let start = 0;
+    const batch: string[] = [];
     for (let nl = chunk.indexOf(0x0a, start); nl !== -1; nl = chunk.indexOf(0x0a, start)) {
-      if (pendingBytes + nl - start > MAX_LINE_BYTES) throw tooLong();
-      yield line(chunk.subarray(start, nl));
+      if (pendingBytes + nl - start > MAX_LINE_BYTES) {
+        if (batch.length) yield batch; // the lines before it are read (and checked) first
+        throw tooLong();
+      }
+      batch.push(line(chunk.subarray(start, nl)));
       start = nl + 1;
     }
+    if (batch.length) yield batch;
     if (start < chunk.length) {
       pending.push(chunk.subarray(start));
       pendingBytes += chunk.length - start;
       if (pendingBytes > MAX_LINE_BYTES) throw tooLong();
     }
   }
-  if (pendingBytes > 0) yield line(Buffer.alloc(0));
+  if (pendingBytes > 0) yield [line(Buffer.alloc(0))];
 }
 
 async function writeAllAt(fh: fsp.FileHandle, bytes: Buffer, at: number): Promise<void> {

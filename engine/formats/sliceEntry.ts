@@ -5,6 +5,7 @@
  * one handed over (same header, same data, same tar writer).
  */
 import type tar from 'tar-stream';
+import { tarHeaderBlocks } from './tarHeader.js';
 
 type Headers = Parameters<ReturnType<typeof tar.pack>['entry']>[0];
 
@@ -20,4 +21,15 @@ export function sliceEntryHeader(e: SliceEntryFields): Headers {
   return e.kind === 'dir'
     ? { name: e.path, type: 'directory', mode: e.mode, mtime: new Date(e.mtimeMs) }
     : { name: e.path, type: 'file', size: e.size, mode: e.mode, mtime: new Date(e.mtimeMs) };
+}
+
+/** The tar blocks before the entry's data, byte for byte what `tar.pack().entry(sliceEntryHeader(e))` writes. */
+export function sliceEntryBlocks(e: SliceEntryFields): Buffer[] {
+  return tarHeaderBlocks({
+    name: e.path,
+    type: e.kind === 'dir' ? 'directory' : 'file',
+    size: e.kind === 'dir' ? 0 : e.size,
+    mode: e.mode,
+    mtime: new Date(e.mtimeMs),
+  });
 }

@@ -3,7 +3,7 @@
  * (read whole when small, streamed otherwise) or alone as a big file; or not
  * at all when an increment's base already holds its bytes.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { HandedFile } from '../../common/manageIndex.js';
 import type { ManifestEntry } from '../../common/manifest.js';
 import type { WalkEntry } from '../walk.js';
@@ -17,6 +17,9 @@ import { tarEntryBytes } from './slice.js';
 import { hashOpenFile, openSource, readSmallFile } from './sources.js';
 
 export class EntryPacker {
+  /** Where small files are read whole, one after the other (the packer reads one at a time). */
+  readonly #scratch: Buffer;
+
   constructor(
     private readonly out: PackOutputs,
     private readonly cursor: ResumeCursor,
@@ -26,11 +29,13 @@ export class EntryPacker {
     private readonly outDir: string,
     private readonly progress: PackProgressMeter,
     private readonly signal: AbortSignal | undefined,
-  ) {}
+  ) {
+    this.#scratch = Buffer.allocUnsafe(Math.min(limits.bigFileBytes, WHOLE_READ_BYTES) + 1);
+  }
 
   async dir(item: WalkEntry): Promise<void> {
     const s = await this.out.sliceFor(tarEntryBytes(item.path, 0));
-    await s.addDir(item);
+    s.addDir(item);
     await this.recorder?.record(s.handed.entries.at(-1)!);
     this.out.totals.dirs++;
   }
@@ -49,17 +54,17 @@ export class EntryPacker {
     }
     // A small file, read whole by one synchronous read: far cheaper than a stream per file.
     const wholeRead = Math.min(limits.bigFileBytes, WHOLE_READ_BYTES);
-    const small = item.size <= wholeRead ? readSmallFile(item.absPath, wholeRead) : 'big';
+    const small = item.size <= wholeRead ? readSmallFile(item.absPath, wholeRead, this.#scratch) : 'big';
     if (small !== 'big') {
       if ('skip' in small) return out.skip(item.path, small.skip);
-      const sha256 = createHash('sha256').update(small.data).digest('hex');
+      const sha256 = hash('sha256', small.data, 'hex');
       // Size or mtime moved: packed unless the bytes are still the base's.
       if (track && b?.kind === 'file' && b.size === small.data.length && b.sha256 === sha256) {
         await track.recordUnchanged({ path: item.path, mode: small.mode, mtimeMs: small.mtimeMs }, b);
         return;
       }
       const s = await out.sliceFor(tarEntryBytes(item.path, small.data.length));
-      await s.addBuffer(item.path, small.data, sha256, small.mode, small.mtimeMs, progress);
+      s.addBuffer(item.path, small.data, sha256, small.mode, small.mtimeMs, progress);
       if (small.changed) out.skip(item.path, small.changed);
       await track?.record(s.handed.entries.at(-1)!);
       out.totals.files++;

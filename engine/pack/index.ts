@@ -9,7 +9,7 @@ import path from 'node:path';
 import { PACK_LIMITS } from '../../common/device.js';
 import { INDEX_URI, INDEX_VERSION, type ManageIndex } from '../../common/manageIndex.js';
 import { ManifestWriter } from '../formats/manifest.js';
-import { isSystemError, writeAtomically } from '../fsx.js';
+import { writeAtomically } from '../fsx.js';
 import { LoopYield } from '../loopYield.js';
 import { walkBundle } from '../walk.js';
 import { EntryPacker } from './entryPacker.js';
@@ -43,12 +43,13 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
     for await (const item of walkBundle(opts.dataDir, opts.profile)) {
       signal?.throwIfAborted();
       progress.tick();
-      const key = walkKey(item.path);
-      if (await cursor.covers(item, key)) continue;
+      // Without an earlier attempt's outputs (no resume) there is nothing to compare a walk key with.
+      const key = cursor.holdsNothing ? undefined : walkKey(item.path);
+      if (key && (await cursor.covers(item, key))) continue;
       progress.phase = 'pack';
       const turn = loopYield.due();
       if (turn) await turn;
-      const reusable = await cursor.reusableBigFile(item, key);
+      const reusable = key && (await cursor.reusableBigFile(item, key));
       if (reusable) await packer.reusedBigFile(reusable);
       else if (item.type === 'skipped') out.skip(item.path, item.reason);
       else if (item.kind === 'dir') await packer.dir(item);
@@ -58,10 +59,8 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
     await cursor.finish();
   } catch (err) {
     await writer?.abort();
-    // When writing a slice fails (say ENOSPC), tar-stream only tells the entry
-    // that its stream was destroyed: report the system error instead.
-    const writeErr = await out.slice?.abort(err);
-    throw isSystemError(writeErr) ? writeErr : err;
+    out.slice?.abort();
+    throw err;
   }
 
   const { files, skipped, totals } = out;

@@ -67,7 +67,7 @@ export class PackOutputs {
   async closeSlice(): Promise<void> {
     const s = this.slice;
     if (!s) return;
-    await s.close();
+    s.close();
     this.slice = undefined;
     const last = walkKey(lastPath(s.handed));
     const skipped = this.skipped;

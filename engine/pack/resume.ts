@@ -60,9 +60,10 @@ export function configDigest(opts: PackOptions, limits: PackLimits): string {
 }
 
 function baseDigest(base: Map<string, ManifestEntry>): string {
-  const hash = createHash('sha256');
-  for (const e of base.values()) hash.update(JSON.stringify([e.path, e.kind, e.mode, e.size, e.mtimeMs, e.sha256])).update('\n');
-  return hash.digest('hex');
+  // One hash call over all the lines: the same digest as one per line, without a call per entry.
+  let lines = '';
+  for (const e of base.values()) lines += `${JSON.stringify([e.path, e.kind, e.mode, e.size, e.mtimeMs, e.sha256])}\n`;
+  return createHash('sha256').update(lines).digest('hex');
 }
 
 /** Key ordering paths the way walkBundle yields them: per component, by UTF-8 bytes, a folder before its contents. */
@@ -249,6 +250,11 @@ export class ResumeCursor {
     this.#afterKey = resumed?.after === undefined ? undefined : walkKey(resumed.after);
     this.#pending = resumed?.pending ?? [];
     this.#keptEntries = recorder && resumed ? resumed.files.flatMap((f) => f.entries).sort((a, b) => Buffer.compare(walkKey(a.path), walkKey(b.path))) : [];
+  }
+
+  /** Nothing of an earlier attempt to cover, record or re-use: covers() and reusableBigFile() would answer false and undefined. */
+  get holdsNothing(): boolean {
+    return this.#afterKey === undefined && this.#pending.length === 0 && this.#nextKept >= this.#keptEntries.length;
   }
 
   /** Whether the kept outputs reach into the walk (the run starts by scanning past them). */

@@ -1,10 +1,8 @@
 /** One tar slice `part.<n>.tar` being written, and what an entry costs in one. */
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import { closeSync, constants as fsc, openSync, promises as fsp, writeSync } from 'node:fs';
-import tar from 'tar-stream';
 import type { HandedFile, IndexEntry } from '../../common/manageIndex.js';
-import { sliceEntryHeader } from '../formats/sliceEntry.js';
+import { sliceEntryBlocks } from '../formats/sliceEntry.js';
 import type { WalkEntry } from '../walk.js';
 import { FILE_MODE, WRITE_BATCH_BYTES, type OpenedStat, type PackLimits } from './options.js';
 import type { PackProgressMeter } from './progress.js';
@@ -28,13 +26,22 @@ export function tarEntryBytes(name: string, size: number): number {
   return BLOCK + pax + pad512(size);
 }
 
-/** One open tar slice: a tar-stream pack drained into `part.<n>.tar` while entries are added. */
+/**
+ * One open tar slice, written synchronously: headers (tar-stream's encoder,
+ * so the bytes are what `tar.pack()` writes), data and padding are gathered
+ * in one buffer and written, and hashed, about a MiB at a time. A page-cache
+ * write costs less than a thread-pool round trip, and one hash call on a MiB
+ * far less than one per 512-byte header.
+ */
 export class Slice {
-  readonly pack = tar.pack();
   readonly handed: HandedFile;
   bytes = 2 * BLOCK; // the end-of-archive marker
-  readonly #written: Promise<void>;
+  readonly #fd: number;
   readonly #hash = createHash('sha256');
+  readonly #buf = Buffer.allocUnsafe(WRITE_BATCH_BYTES);
+  #held = 0;
+  #written = 0;
+  #open = true;
 
   /**
    * @param pos the slice's place in the index's list of files
@@ -45,38 +52,7 @@ export class Slice {
     readonly pos: number,
   ) {
     this.handed = { uri, kind: 'tar', size: 0, sha256: '', entries: [] };
-    const pack = this.pack;
-    const hash = this.#hash;
-    // tar-stream's streams are streamx, not Node streams: read it as an async iterable. Its
-    // chunks are small (512-byte headers, file data): gathered and written synchronously about a
-    // MiB at a time, which costs far less than a thread-pool round trip per chunk. The loop takes
-    // the next chunk only after writing, so the pack is still held back by the disk.
-    this.#written = (async () => {
-      const fd = openSync(filePath, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, FILE_MODE);
-      try {
-        let held: Buffer[] = [];
-        let heldBytes = 0;
-        const flush = () => {
-          const buf = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
-          for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off);
-          held = [];
-          heldBytes = 0;
-        };
-        for await (const chunk of pack as AsyncIterable<Buffer>) {
-          hash.update(chunk);
-          held.push(chunk);
-          heldBytes += chunk.length;
-          if (heldBytes >= WRITE_BATCH_BYTES || held.length >= 512) flush();
-        }
-        flush();
-      } finally {
-        closeSync(fd);
-      }
-    })();
-    // Failures are observed through #written and entry callbacks; without these
-    // no-op handlers a destroyed streamx stream's 'error' event would crash the process.
-    this.#written.catch(() => {});
-    this.pack.on('error', () => {});
+    this.#fd = openSync(filePath, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, FILE_MODE);
   }
 
   fits(entryBytes: number, limits: PackLimits): boolean {
@@ -85,37 +61,58 @@ export class Slice {
     return n + 1 <= limits.sliceEntries && this.bytes + entryBytes <= limits.sliceBytes;
   }
 
-  async addDir(e: WalkEntry): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.pack
-        .entry(sliceEntryHeader({ path: e.path, kind: 'dir', size: 0, mode: e.mode, mtimeMs: e.mtimeMs }), (err) => (err ? reject(err) : resolve()))
-        .on('error', () => {}) // reported through the callback
-        .end(undefined); // streamx's typings want an argument; undefined means "no more data"
-    });
-    this.#record({ path: e.path, kind: 'dir', size: 0, mode: e.mode, mtimeMs: e.mtimeMs, sha256: '' });
+  #flush(): void {
+    if (this.#held === 0) return;
+    this.#writeOut(this.#buf.subarray(0, this.#held));
+    this.#held = 0;
+  }
+
+  #writeOut(buf: Buffer): void {
+    this.#hash.update(buf);
+    for (let off = 0; off < buf.length;) off += writeSync(this.#fd, buf, off);
+    this.#written += buf.length;
+  }
+
+  #put(chunk: Buffer): void {
+    if (this.#held + chunk.length > this.#buf.length) this.#flush();
+    if (chunk.length > this.#buf.length) return this.#writeOut(chunk); // after what was held
+    chunk.copy(this.#buf, this.#held);
+    this.#held += chunk.length;
+  }
+
+  #pad(size: number): void {
+    const rest = size % BLOCK;
+    if (rest) this.#put(ZEROS.subarray(0, BLOCK - rest));
+  }
+
+  #header(e: IndexEntry): void {
+    if (!this.#open) throw new Error('the slice is closed');
+    for (const b of sliceEntryBlocks(e)) this.#put(b);
+  }
+
+  addDir(e: WalkEntry): void {
+    const entry: IndexEntry = { path: e.path, kind: 'dir', size: 0, mode: e.mode, mtimeMs: e.mtimeMs, sha256: '' };
+    this.#header(entry);
+    this.#record(entry);
   }
 
   /**
-   * Streams exactly `st.size` bytes of `fh` into a file entry, with
-   * backpressure. The header already promised that many bytes, so a file that
-   * changes length meanwhile is stored as tar does: cut at that length when it
-   * grew, zero-padded to it when it shrank. The index entry describes the
-   * bytes stored (their SHA-256), so the slice stays valid and verifiable.
-   * Returns why the stored bytes may not be one moment's state of the file.
+   * Copies exactly `st.size` bytes of `fh` into a file entry. The header
+   * already promised that many bytes, so a file that changes length meanwhile
+   * is stored as tar does: cut at that length when it grew, zero-padded to it
+   * when it shrank. The index entry describes the bytes stored (their
+   * SHA-256), so the slice stays valid and verifiable. Returns why the stored
+   * bytes may not be one moment's state of the file.
    */
   async addFile(rel: string, fh: fsp.FileHandle, st: OpenedStat, progress: PackProgressMeter): Promise<string | undefined> {
     const { size, mode, mtimeMs } = st;
+    const entry: IndexEntry = { path: rel, kind: 'file', size, mode, mtimeMs, sha256: '' };
+    this.#header(entry);
     const hash = createHash('sha256');
-    let sink!: ReturnType<tar.Pack['entry']>;
-    const done = new Promise<void>((resolve, reject) => {
-      sink = this.pack.entry(sliceEntryHeader({ path: rel, kind: 'file', size, mode, mtimeMs }), (err) => (err ? reject(err) : resolve()));
-    });
-    done.catch(() => {});
-    sink.on('error', () => {}); // reported through `done`
-    const put = async (chunk: Buffer) => {
+    const put = (chunk: Buffer) => {
       hash.update(chunk);
       progress.add(0, chunk.length);
-      if (!sink.write(chunk)) await Promise.race([once(sink, 'drain'), done]);
+      this.#put(chunk);
     };
     let read = 0;
     let sizeReason: string | undefined;
@@ -123,33 +120,33 @@ export class Slice {
     for await (const chunk of fh.createReadStream({ autoClose: false, start: 0, end: size }) as AsyncIterable<Buffer>) {
       const room = size - read;
       if (chunk.length > room) {
-        if (room > 0) await put(chunk.subarray(0, room));
+        if (room > 0) put(chunk.subarray(0, room));
         read = size;
         sizeReason = `grew past ${size} bytes, the first ${size} stored`;
         break;
       }
-      await put(chunk);
+      put(chunk);
       read += chunk.length;
     }
     if (read < size) {
       sizeReason = `shrank to ${read} bytes, zero-padded to ${size}`;
-      for (let left = size - read; left > 0; left -= ZEROS.length) await put(left >= ZEROS.length ? ZEROS : ZEROS.subarray(0, left));
+      for (let left = size - read; left > 0; left -= ZEROS.length) put(left >= ZEROS.length ? ZEROS : ZEROS.subarray(0, left));
     }
-    sink.end(undefined);
-    await done;
+    this.#pad(size);
     progress.add(1, 0);
-    this.#record({ path: rel, kind: 'file', size, mode, mtimeMs, sha256: hash.digest('hex') });
+    entry.sha256 = hash.digest('hex');
+    this.#record(entry);
     return changedWhileRead(fh, st, sizeReason);
   }
 
   /** Adds a small file already read whole (its header states exactly the bytes read). */
-  async addBuffer(rel: string, data: Buffer, sha256: string, mode: number, mtimeMs: number, progress: PackProgressMeter): Promise<void> {
-    // The callback fires once the pack took the data, which waits for the slice file to drain: backpressure.
-    await new Promise<void>((resolve, reject) => {
-      this.pack.entry(sliceEntryHeader({ path: rel, kind: 'file', size: data.length, mode, mtimeMs }), data, (err) => (err ? reject(err) : resolve()));
-    });
+  addBuffer(rel: string, data: Buffer, sha256: string, mode: number, mtimeMs: number, progress: PackProgressMeter): void {
+    const entry: IndexEntry = { path: rel, kind: 'file', size: data.length, mode, mtimeMs, sha256 };
+    this.#header(entry);
+    this.#put(data);
+    this.#pad(data.length);
     progress.add(1, data.length);
-    this.#record({ path: rel, kind: 'file', size: data.length, mode, mtimeMs, sha256 });
+    this.#record(entry);
   }
 
   #record(entry: IndexEntry): void {
@@ -157,23 +154,28 @@ export class Slice {
     this.bytes += tarEntryBytes(entry.path, entry.size);
   }
 
-  async close(): Promise<void> {
-    this.pack.finalize();
-    await this.#written;
-    this.handed.size = (await fsp.stat(this.filePath)).size;
+  close(): void {
+    this.#put(ZEROS.subarray(0, 2 * BLOCK)); // the end-of-archive marker
+    this.#flush();
+    this.#open = false;
+    closeSync(this.#fd);
+    this.handed.size = this.#written;
     this.handed.sha256 = this.#hash.digest('hex');
     // No fsync: a resumed attempt re-hashes every output it keeps, so a torn one is repacked, not trusted.
   }
 
   /**
-   * Tears the slice down after a failure (the file is left for the next attempt
-   * to clear) and returns the error writing the slice failed with, if any.
+   * Closes the slice's file after a failure (it is left for the next attempt
+   * to clear). Writes are synchronous: a failed one was thrown to the caller.
    */
-  async abort(reason: unknown): Promise<unknown> {
-    this.pack.destroy(reason instanceof Error ? reason : new Error(String(reason)));
-    return this.#written.then(
-      () => undefined,
-      (err: unknown) => err,
-    );
+  abort(): void {
+    if (this.#open) {
+      this.#open = false;
+      try {
+        closeSync(this.#fd);
+      } catch {
+        // Closing after a failed write; the attempt's error is the one reported.
+      }
+    }
   }
 }

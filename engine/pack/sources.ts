@@ -62,15 +62,23 @@ export async function openSource(absPath: string): Promise<({ fh: fsp.FileHandle
 }
 
 /**
- * Reads a small file whole. Synchronous on purpose: a page-cache read of a few
- * KiB costs less than the thread-pool round trips of a stream, and the
- * LoopYield lets the event loop run often enough. Memory is bounded by
- * `maxBytes` (WHOLE_READ_BYTES at most): a file found larger, or growing past
- * it, is 'big' and streamed instead. The bytes returned are the bytes
- * recorded: a file that changed meanwhile is stored as read, never with a
- * header that lies.
+ * Reads a small file whole into `scratch` (at least `maxBytes` + 1 bytes, the
+ * caller's own, re-used from file to file: no buffer per file to collect).
+ * Synchronous on purpose: a page-cache read of a few KiB costs less than the
+ * thread-pool round trips of a stream, and the LoopYield lets the event loop
+ * run often enough. A file found larger than `maxBytes` (WHOLE_READ_BYTES at
+ * most), or growing past it, is 'big' and streamed instead. The bytes returned
+ * (a view of `scratch`, valid until its next use) are the bytes recorded: a
+ * file that changed meanwhile is stored as read, never with a header that
+ * lies.
  */
-export function readSmallFile(absPath: string, maxBytes: number): { data: Buffer; mode: number; mtimeMs: number; changed?: string } | { skip: string } | 'big' {
+export function readSmallFile(
+  absPath: string,
+  maxBytes: number,
+  scratch: Buffer,
+): { data: Buffer; mode: number; mtimeMs: number; changed?: string } | { skip: string } | 'big' {
+  if (scratch.length <= maxBytes)
+    throw new RangeError(`readSmallFile: a scratch buffer of ${scratch.length} bytes cannot tell a file of ${maxBytes} from a bigger one`);
   let fd: number;
   try {
     fd = openSync(absPath, SOURCE_FLAGS);
@@ -81,20 +89,20 @@ export function readSmallFile(absPath: string, maxBytes: number): { data: Buffer
     const st = fstatSync(fd);
     if (!st.isFile()) return { skip: specialKind(st) };
     if (st.size > maxBytes) return 'big';
-    let buf = Buffer.allocUnsafe(st.size + 1); // one byte more tells at once whether it grew
+    const room = maxBytes + 1; // one byte more tells whether it grew past maxBytes
     let n = 0;
     for (;;) {
-      const r = readSync(fd, buf, n, buf.length - n, n);
+      const want = room - n;
+      const r = readSync(fd, scratch, n, want, n);
       if (r === 0) break;
       n += r;
-      if (n < buf.length) continue;
       if (n > maxBytes) return 'big';
-      const grown = Buffer.allocUnsafe(Math.min(maxBytes + 1, buf.length * 2));
-      buf.copy(grown, 0, 0, n);
-      buf = grown;
+      // A short read that ends at the size fstat gave is the end of the file (no read more to be told
+      // so); a file that grows right after is seen by the fstat below.
+      if (r < want && n === st.size) break;
     }
     const changed = changeSeen(st, fstatSync(fd), n !== st.size ? `${st.size} bytes when opened, ${n} read and stored` : undefined);
-    return { data: buf.subarray(0, n), mode: st.mode & 0o7777, mtimeMs: st.mtimeMs, changed };
+    return { data: scratch.subarray(0, n), mode: st.mode & 0o7777, mtimeMs: st.mtimeMs, changed };
   } finally {
     closeSync(fd);
   }
