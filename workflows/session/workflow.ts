@@ -46,7 +46,7 @@ import type { createActivities } from '../../activities/index.js';
 import { ErrorCode, FAILURE_TYPE, errorInfo } from '../../common/errors.js';
 import { DEFAULTS, bundleWorkflowId, type SessionKind, type SessionOutcome, type SessionResult } from '../../common/session.js';
 import type { OhbackupSinks } from '../../common/metrics.js';
-import { deviceLabel } from '../../common/deviceQueue.js';
+import { deviceLabel } from '../../common/deviceLabel.js';
 import { sessionOutcome } from '../../common/rules.js';
 import { searchableBundles } from '../../common/searchAttributes.js';
 import { bundleBackupWorkflow } from '../bundle/backup.js';
