@@ -74,8 +74,9 @@ const scanActivityOptions: ActivityOptions = {
   retry: { initialInterval: '1 second', maximumAttempts: 3 },
 };
 
-/** How many events past the suggestion a continue-as-new waits at most for the session to quiet down. */
+/** How long, and how many events past the suggestion, a continue-as-new waits at most for the session to quiet down. */
 const CAN_DRAIN_EVENTS = 1000;
+const CAN_DRAIN_MS = 10_000;
 
 export async function sessionWorkflow(input: SessionInput): Promise<SessionResult> {
   const maxConcurrent = input.maxConcurrentBundles ?? DEFAULTS.maxConcurrentBundles;
@@ -236,9 +237,11 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   // Continue-as-new, once suggested, waits (no new bundle starts) until this run's children have closed and the
   // tool has acknowledged every event: a signal or child close that lands during the continue-as-new fails its
   // workflow task (unhandled command), and the retry replays the whole history while the tool's queries wait.
-  // Bounded: a long bundle or a silent tool does not hold it past CAN_DRAIN_EVENTS more events.
+  // Bounded: a long or paused bundle, or a silent tool, holds it (and the bundles waiting to start) at most
+  // CAN_DRAIN_MS (one timer per continue-as-new) or CAN_DRAIN_EVENTS more events.
   let drainUntil: number | undefined;
-  const drained = () => (openChildren === 0 && session.log.allAcked()) || workflowInfo().historyLength >= drainUntil!;
+  let drainTimedOut = false;
+  const drained = () => (openChildren === 0 && session.log.allAcked()) || drainTimedOut || workflowInfo().historyLength >= drainUntil!;
   try {
     for (;;) {
       showDetails();
@@ -258,7 +261,14 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
       if (drainUntil === undefined) await Promise.all(session.takeStartable(maxConcurrent).map(startBundle));
       session.announceAllEnded();
       if (workflowInfo().continueAsNewSuggested && !session.released) {
-        drainUntil ??= workflowInfo().historyLength + CAN_DRAIN_EVENTS;
+        if (drainUntil === undefined) {
+          drainUntil = workflowInfo().historyLength + CAN_DRAIN_EVENTS;
+          if (!drained())
+            void sleep(CAN_DRAIN_MS).then(
+              () => (drainTimedOut = true),
+              () => undefined, // cancelled with the session: its release follows
+            );
+        }
         if (!drained()) continue;
         await condition(() => allHandlersFinished() && sizeScansRunning === 0);
         // Released meanwhile: end here instead.
