@@ -47,15 +47,19 @@ export function createBackupActivities(device: Device) {
         // A rate the tool sets in onBundleBegin reaches the bundle before toolBegun does: wait for that (bounded:
         // a tool that is away must not stall the bundle), then the rate paces the first file. Queries cost no history.
         const waitUntil = Date.now() + DEFAULTS.toolBegunWaitMs;
-        while (!(await self.query(toolBegunQuery)) && Date.now() < waitUntil) {
+        let begun = await self.query(toolBegunQuery);
+        while (begun === false && Date.now() < waitUntil) {
           ctx.heartbeat({ packed });
           await sleep(TOOL_BEGUN_POLL_MS, undefined, { signal: ctx.cancellationSignal });
+          begun = await self.query(toolBegunQuery);
         }
         const { bundleName } = input;
         const handed = await handOverFiles(ctx.client, {
           ...handOverPaths(input),
           bundleName,
           from: 0,
+          // The rate toolBegun brought (undefined: the tool is away; the hand-over asks the bundle).
+          sendRate: begun === false ? undefined : begun,
           heartbeat: { packed },
           closing: () => [
             {

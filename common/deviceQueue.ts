@@ -6,13 +6,14 @@
  * queue. Pure: safe anywhere.
  */
 import { z } from 'zod';
+import { DEVICE_QUEUE_PREFIX } from './deviceLabel.js';
+
+export { deviceLabel } from './deviceLabel.js';
 
 /** A device ID: a letter or digit, then letters, digits, '.', '_' or '-'; at most 64 characters. */
 export const DeviceIdSchema = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a device ID is 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
-
-const DEVICE_QUEUE_PREFIX = 'ohbackup-device-';
 
 /** `ohbackup-device-<id>`: the task queue of the worker started with `--device <id>`. */
 export function deviceTaskQueue(id: string): string {
@@ -24,13 +25,4 @@ export function deviceTaskQueue(id: string): string {
 /** The task queue a worker polls: its device's own queue when it serves a named device, else the ordinary one. */
 export function workerTaskQueue(taskQueue: string, device?: string): string {
   return device ? deviceTaskQueue(device) : taskQueue;
-}
-
-/**
- * The device a task queue serves, as metrics labels and the OhbackupDevice
- * search attribute name it: the device ID of a device's own queue, else the
- * queue's name (one device per ordinary queue).
- */
-export function deviceLabel(taskQueue: string): string {
-  return taskQueue.startsWith(DEVICE_QUEUE_PREFIX) ? taskQueue.slice(DEVICE_QUEUE_PREFIX.length) : taskQueue;
 }

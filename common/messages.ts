@@ -67,8 +67,11 @@ export interface ToolBegun {
 export const toolBegunSignal = defineSignal<[ToolBegun?]>('toolBegun');
 /** The hand-over activity reads the current rate through this query. */
 export const sendRateQuery = defineQuery<number>('sendRate');
-/** Whether toolBegun has reached the bundle: the backup activity asks, instead of the workflow waiting on a timer. */
-export const toolBegunQuery = defineQuery<boolean>('toolBegun');
+/**
+ * Whether toolBegun has reached the bundle (false until it has), then the bundle's send rate, so the hand-over
+ * needs no query of its own for it: the backup activity asks, instead of the workflow waiting on a timer.
+ */
+export const toolBegunQuery = defineQuery<number | false>('toolBegun');
 /** Restore: the tool has written every file of the bundle (publishFile with uri ''). */
 export const publishSignal = defineSignal('publish');
 

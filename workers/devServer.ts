@@ -22,6 +22,8 @@ export interface DevServerOptions {
   /** Where the server's own log lines go (default: dropped). */
   log?: (line: string) => void;
   readyTimeoutMs?: number;
+  /** More `--dynamic-config-value` settings, `key=value` (tests: e.g. an early continue-as-new suggestion). */
+  dynamicConfig?: string[];
 }
 
 export interface DevServer {
@@ -77,6 +79,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   // second by default: every workflow task, child start and signal then waits up to 50 ms in the queue, and
   // a bundle is a chain of a dozen of them. Reading on demand cut 100 empty bundles from 17.0 s to 11.7 s.
   args.push('--dynamic-config-value', 'history.transferProcessorMaxPollRPS=1000', '--dynamic-config-value', 'history.timerProcessorMaxPollRPS=1000');
+  for (const setting of opts.dynamicConfig ?? []) args.push('--dynamic-config-value', setting);
   const child = spawn(cli, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = opts.log ?? (() => undefined);
   let tail = '';

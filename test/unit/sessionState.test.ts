@@ -281,6 +281,29 @@ describe('SessionState: continue-as-new', () => {
     expect(next.log.page(0).events.map((e) => e.seq)).toEqual([1, 2, 3]);
     expect(next.toCarried().appendCalls).toBe(1);
   });
+
+  it('the next run schedules from the carried slots: what runs counts, the queue goes on in order, the details say the same', () => {
+    const state = session('backup', [{ bundleName: A }, { bundleName: B, priority: 1 }, { bundleName: C }]);
+    expect(state.takeStartable(1).map((s) => s.bundleName)).toEqual([B]);
+    state.accept(begin(B));
+    const next = new SessionState('backup', structuredClone(state.toCarried()));
+    expect(next.canStart(1)).toBe(false);
+    expect(next.details()).toBe(['- `com.a`: pending, 0 files, 0 B', '- `com.b`: running, 0 files, 0 B', '- `com.c`: pending, 0 files, 0 B'].join('\n'));
+    next.accept(end(B));
+    expect(next.takeStartable(2).map((s) => s.bundleName)).toEqual([A, C]);
+    expect(next.allEnded()).toBe(false);
+    next.accept(begin(A));
+    next.accept(file(A, 0, 2048));
+    next.accept(end(A));
+    next.accept(begin(C));
+    next.accept(end(C, { error: { code: ErrorCode.TASK_FAILED, message: 'no' } }));
+    expect(next.allEnded()).toBe(true);
+    expect(next.details().split('\n')).toEqual([
+      '- `com.a`: done, 1 files, 2.00 KiB',
+      '- `com.b`: done, 0 files, 0 B',
+      `- \`com.c\`: failed, 0 files, 0 B (error ${ErrorCode.TASK_FAILED})`,
+    ]);
+  });
 });
 
 /** A backup session with `names` appended, the first `run` of them running and begun. */

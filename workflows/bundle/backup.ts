@@ -27,7 +27,7 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
     if (begun?.sendRate !== undefined) sendRate = clampSendRate(begun.sendRate);
     toolBegun = true;
   });
-  setHandler(toolBegunQuery, () => toolBegun);
+  setHandler(toolBegunQuery, () => (toolBegun ? sendRate : false));
 
   await runBundleLifecycle(
     input,

@@ -52,6 +52,11 @@ export class EventLog {
     return this.events.filter((e) => e.seq > this.acked);
   }
 
+  /** The tool has acknowledged every event. */
+  allAcked(): boolean {
+    return this.acked >= this.lastSeq;
+  }
+
   toCarried(): EventLogState {
     return { events: this.events, lastSeq: this.lastSeq, acked: this.acked };
   }

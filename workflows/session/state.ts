@@ -13,6 +13,7 @@ import {
   type AcknowledgedFiles,
   type BundleOutcome,
   type BundleRequest,
+  type BundleState,
   type EventBody,
   type EventsPage,
   type SessionAbandoned,
@@ -87,6 +88,18 @@ export class SessionState {
   private abandonedAs?: { reason: string; at: string };
   /** Called once per bundle, when its end is accepted (metrics and logs; the state itself stays pure). */
   onEnded?: (slot: BundleSlot) => void;
+  // Derived from the slots (rebuilt, not carried), so a workflow task's work does not grow with the session's
+  // bundles: the checks after every activation and each event's slot look-up are O(1), not scans of every slot.
+  private readonly byName = new Map<string, BundleSlot>();
+  private readonly counts: Record<BundleState, number> = { pending: 0, running: 0, done: 0, failed: 0, cancelled: 0, notStarted: 0 };
+  /** Pending slots in start order (priority, then append order); undefined: to be sorted again. */
+  private queue?: BundleSlot[];
+  private queueHead = 0;
+  /** Each slot's line of the current details, redrawn only when the slot changed. */
+  private readonly lines: string[] = [];
+  private readonly lineOf = new Map<BundleSlot, number>();
+  private readonly changed = new Set<BundleSlot>();
+  private linesText = '';
 
   constructor(
     readonly kind: SessionKind,
@@ -98,6 +111,22 @@ export class SessionState {
     this.nextOrder = carried?.nextOrder ?? 0;
     this.allEndSentFor = carried?.allEndSentFor ?? 0;
     this.releasedFlag = carried?.released ?? false;
+    for (const slot of this.slots) this.index(slot);
+  }
+
+  private index(slot: BundleSlot): void {
+    this.byName.set(slot.bundleName, slot);
+    this.counts[slot.state] += 1;
+    this.lineOf.set(slot, this.lines.push('') - 1);
+    this.changed.add(slot);
+  }
+
+  /** Every change of a slot's state goes through here (the counts follow). */
+  private setState(slot: BundleSlot, state: BundleState): void {
+    this.counts[slot.state] -= 1;
+    this.counts[state] += 1;
+    slot.state = state;
+    this.changed.add(slot);
   }
 
   get released(): boolean {
@@ -105,7 +134,7 @@ export class SessionState {
   }
 
   slot(bundleName: string): BundleSlot | undefined {
-    return this.slots.find((b) => b.bundleName === bundleName);
+    return this.byName.get(bundleName);
   }
 
   // ---- appendBundles and release ----
@@ -130,7 +159,8 @@ export class SessionState {
     for (const b of bundles) {
       if (this.slot(b.bundleName)) continue;
       const conflict = b.rejected ? undefined : held.get(deviceBundleOf(b));
-      this.slots.push({
+      this.queue = undefined;
+      const slot: BundleSlot = {
         bundleName: b.bundleName,
         state: this.releasedFlag ? 'notStarted' : 'pending',
         files: 0,
@@ -142,7 +172,9 @@ export class SessionState {
         deferred: [],
         requested: [],
         request: { ...b, ...(conflict ? { rejected: conflict } : {}), priority: b.priority ?? 0, order: this.nextOrder++ },
-      });
+      };
+      this.slots.push(slot);
+      this.index(slot);
     }
   }
 
@@ -182,7 +214,7 @@ export class SessionState {
       const error = slot.request.rejected ?? errorInfo(ErrorCode.CANCEL_NOT_STARTED, why);
       this.log.append({ type: 'bundleBegin', bundleName: slot.bundleName, error });
       this.log.append({ type: 'bundleEnd', bundleName: slot.bundleName, error });
-      slot.state = 'notStarted';
+      this.setState(slot, 'notStarted');
       slot.error = error;
       this.onEnded?.(slot);
     }
@@ -200,8 +232,9 @@ export class SessionState {
       const acked = slot.acknowledged ?? { files: 0, bytes: 0, uris: [], ended: false };
       slot.files = acked.files;
       slot.bytes = acked.bytes;
+      this.changed.add(slot);
       if (!acked.ended && slot.state === 'done') {
-        slot.state = 'failed';
+        this.setState(slot, 'failed');
         slot.error = error;
       }
       return { bundleName: slot.bundleName, ...acked };
@@ -296,11 +329,12 @@ export class SessionState {
     slot.deliveryError = error;
     slot.files = files;
     slot.bytes = bytes;
+    this.changed.add(slot);
     // Running: nothing more of it will reach the tool; its end then carries `error`.
     if (slot.state === 'running') return slot.childStarted;
     if (slot.state === 'done' || slot.state === 'cancelled') {
       // Ended already (a bundle's own failure stays its outcome).
-      slot.state = 'failed';
+      this.setState(slot, 'failed');
       slot.error = error;
     }
     return false;
@@ -313,6 +347,7 @@ export class SessionState {
     if (body.type === 'allBundlesEnd' || body.type === 'sizeReport') return void this.log.append(body);
     const slot = this.slot(body.bundleName);
     if (!slot) return;
+    this.changed.add(slot);
     if (body.type !== 'bundleBegin' && slot.state === 'running' && !slot.begun && !slot.error) {
       (slot.early ??= []).push(body);
       return;
@@ -346,7 +381,7 @@ export class SessionState {
         if (ended) return;
         // The tool did not get all of it: it ends with why, unless it failed on its own (its cancel was the session's doing).
         if (slot.deliveryError && (!body.error || body.cancelled)) body = { ...body, error: slot.deliveryError, cancelled: false };
-        slot.state = body.cancelled ? 'cancelled' : body.error ? 'failed' : 'done';
+        this.setState(slot, body.cancelled ? 'cancelled' : body.error ? 'failed' : 'done');
         if (body.error) slot.error = body.error;
         slot.endedAt = Date.now();
         this.log.append(body);
@@ -389,22 +424,36 @@ export class SessionState {
 
   /** The bundle to start next: ready, then highest priority, then first appended. */
   nextPending(): BundleSlot | undefined {
-    return this.slots
-      .filter((b) => b.state === 'pending' && this.ready(b))
-      .sort((x, y) => y.request.priority - x.request.priority || x.request.order - y.request.order)[0];
+    if (this.counts.pending === 0) return undefined;
+    if (!this.queue) {
+      this.queue = this.slots.filter((b) => b.state === 'pending').sort((x, y) => y.request.priority - x.request.priority || x.request.order - y.request.order);
+      this.queueHead = 0;
+    }
+    // Slots leave the queue only by starting (or at release): the head skips those, the rest keep their order.
+    while (this.queueHead < this.queue.length && this.queue[this.queueHead]!.state !== 'pending') this.queueHead += 1;
+    for (let i = this.queueHead; i < this.queue.length; i++) {
+      const b = this.queue[i]!;
+      if (b.state === 'pending' && this.ready(b)) return b;
+    }
+    return undefined;
   }
 
   canStart(maxConcurrent: number): boolean {
-    return this.running().length < maxConcurrent && this.nextPending() !== undefined;
+    return this.counts.running < maxConcurrent && this.nextPending() !== undefined;
+  }
+
+  /** How many bundles run now. */
+  get runningCount(): number {
+    return this.counts.running;
   }
 
   /** Marks running, and answers, every bundle that may start now (started together: one workflow task, not one each). */
   takeStartable(maxConcurrent: number): BundleSlot[] {
     const starting: BundleSlot[] = [];
-    while (this.running().length < maxConcurrent) {
+    while (this.counts.running < maxConcurrent) {
       const slot = this.nextPending();
       if (!slot) break;
-      slot.state = 'running';
+      this.setState(slot, 'running');
       slot.startedAt = Date.now();
       starting.push(slot);
     }
@@ -418,7 +467,7 @@ export class SessionState {
   }
 
   allEnded(): boolean {
-    return this.slots.length > 0 && this.slots.every((b) => !isActive(b));
+    return this.slots.length > 0 && this.counts.pending + this.counts.running === 0;
   }
 
   /** Every bundle appended so far has ended and onAllBundlesEnd was not sent for them (an incremental append may add more). */
@@ -446,11 +495,14 @@ export class SessionState {
         : this.endedByWhom === 'another client'
           ? ['**released by another client**', '']
           : [];
-    const bundles = this.slots.map(
-      (b) =>
-        `- \`${b.bundleName}\`: ${b.state === 'running' && b.paused ? 'paused (rate 0)' : b.state}, ${b.files} files, ${formatBytes(b.bytes)}${b.error ? ` (error ${b.error.code})` : ''}`,
-    );
-    return [...ended, ...bundles].join('\n');
+    if (this.changed.size > 0) {
+      for (const b of this.changed)
+        this.lines[this.lineOf.get(b)!] =
+          `- \`${b.bundleName}\`: ${b.state === 'running' && b.paused ? 'paused (rate 0)' : b.state}, ${b.files} files, ${formatBytes(b.bytes)}${b.error ? ` (error ${b.error.code})` : ''}`;
+      this.changed.clear();
+      this.linesText = this.lines.join('\n');
+    }
+    return [...ended, ...(this.lines.length > 0 ? [this.linesText] : [])].join('\n');
   }
 
   /**

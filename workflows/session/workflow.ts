@@ -46,7 +46,7 @@ import type { createActivities } from '../../activities/index.js';
 import { ErrorCode, FAILURE_TYPE, errorInfo } from '../../common/errors.js';
 import { DEFAULTS, bundleWorkflowId, type SessionKind, type SessionOutcome, type SessionResult } from '../../common/session.js';
 import type { OhbackupSinks } from '../../common/metrics.js';
-import { deviceLabel } from '../../common/deviceQueue.js';
+import { deviceLabel } from '../../common/deviceLabel.js';
 import { sessionOutcome } from '../../common/rules.js';
 import { searchableBundles } from '../../common/searchAttributes.js';
 import { bundleBackupWorkflow } from '../bundle/backup.js';
@@ -74,6 +74,10 @@ const scanActivityOptions: ActivityOptions = {
   retry: { initialInterval: '1 second', maximumAttempts: 3 },
 };
 
+/** How long, and how many events past the suggestion, a continue-as-new waits at most for the session to quiet down. */
+const CAN_DRAIN_EVENTS = 1000;
+const CAN_DRAIN_MS = 10_000;
+
 export async function sessionWorkflow(input: SessionInput): Promise<SessionResult> {
   const maxConcurrent = input.maxConcurrentBundles ?? DEFAULTS.maxConcurrentBundles;
   // Every activity here touches the device's files: on a named device's own queue when there is one (undefined: the session's queue).
@@ -83,6 +87,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   const lease = new ToolLease(input.toolTimeoutMs ?? DEFAULTS.toolTimeoutMs, Date.now(), input.lease);
   const child = (bundleName: string) => getExternalWorkflowHandle(bundleWorkflowId(input.sessionId, bundleName));
   let sizeScansRunning = 0;
+  /** Children this run started that have not closed yet (their close is an event of this run). */
+  let openChildren = 0;
 
   const device = deviceLabel(input.deviceTaskQueue ?? workflowInfo().taskQueue);
   // The chain's start, so a session that continued as new is timed from its first run.
@@ -202,15 +208,19 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
       staticSummary: `${input.kind} of ${slot.bundleName}${target}`,
     });
     slot.childStarted = true;
+    openChildren += 1;
     // Checked when appended: it begins now, in this workflow task (the child then reports only files, result and end).
     if (slot.request.hooks) session.accept({ type: 'bundleBegin', bundleName: slot.bundleName });
     // A failed or cancelled child has reported its end before it closed: its failure is no news here (and must not
     // reject unobserved). Only a child ended from outside without reporting (terminated) ends its bundle now.
-    void handle.result().catch((err: unknown) => {
-      const detail = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
-      session.childClosed(slot.bundleName, errorInfo(ErrorCode.EXTENSION_DIED, `its workflow ended without reporting its end (${detail})`));
-      showDetails();
-    });
+    void handle
+      .result()
+      .catch((err: unknown) => {
+        const detail = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
+        session.childClosed(slot.bundleName, errorInfo(ErrorCode.EXTENSION_DIED, `its workflow ended without reporting its end (${detail})`));
+        showDetails();
+      })
+      .finally(() => (openChildren -= 1));
     // Published while the child was being started: tell it now.
     if (slot.published && !publishedAtStart) await child(slot.bundleName).signal(publishSignal);
   }
@@ -224,19 +234,42 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
       () => undefined, // cancelled with the session: its release follows
     );
   armLease();
+  // Continue-as-new, once suggested, waits (no new bundle starts) until this run's children have closed and the
+  // tool has acknowledged every event: a signal or child close that lands during the continue-as-new fails its
+  // workflow task (unhandled command), and the retry replays the whole history while the tool's queries wait.
+  // Bounded: a long or paused bundle, or a silent tool, holds it (and the bundles waiting to start) at most
+  // CAN_DRAIN_MS (one timer per continue-as-new) or CAN_DRAIN_EVENTS more events.
+  let drainUntil: number | undefined;
+  let drainTimedOut = false;
+  const drained = () => (openChildren === 0 && session.log.allAcked()) || drainTimedOut || workflowInfo().historyLength >= drainUntil!;
   try {
     for (;;) {
       showDetails();
-      await condition(() => session.released || leaseDue || session.canStart(maxConcurrent) || session.allEndDue() || workflowInfo().continueAsNewSuggested);
+      await condition(
+        () =>
+          session.released ||
+          leaseDue ||
+          session.allEndDue() ||
+          (drainUntil === undefined ? session.canStart(maxConcurrent) || workflowInfo().continueAsNewSuggested : drained()),
+      );
       if (leaseDue) {
         leaseDue = false;
         if (!session.released && lease.expired(Date.now())) session.abandon(lease.silence(Date.now()), new Date().toISOString());
         else armLease();
       }
       if (session.released) break;
-      await Promise.all(session.takeStartable(maxConcurrent).map(startBundle));
+      if (drainUntil === undefined) await Promise.all(session.takeStartable(maxConcurrent).map(startBundle));
       session.announceAllEnded();
       if (workflowInfo().continueAsNewSuggested && !session.released) {
+        if (drainUntil === undefined) {
+          drainUntil = workflowInfo().historyLength + CAN_DRAIN_EVENTS;
+          if (!drained())
+            void sleep(CAN_DRAIN_MS).then(
+              () => (drainTimedOut = true),
+              () => undefined, // cancelled with the session: its release follows
+            );
+        }
+        if (!drained()) continue;
         await condition(() => allHandlersFinished() && sizeScansRunning === 0);
         // Released meanwhile: end here instead.
         if (!session.released) return continueAsNew<typeof sessionWorkflow>({ ...input, carried: session.toCarried(), lease: lease.toCarried() });
