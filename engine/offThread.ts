@@ -142,16 +142,16 @@ class EngineThread {
 }
 
 /**
- * Threads the pool may hold: OHBACKUP_ENGINE_THREADS when set (0: every job on the calling thread),
- * else one per core but the main thread's, at most 3 (each costs its own V8 heap), and none on two
- * cores or fewer: measured there (the bench), a thread made backups no faster and the worker some
- * 100 MiB bigger. Jobs go to the least busy thread, several share one.
+ * Threads the pool may hold: OHBACKUP_ENGINE_THREADS when set (0: every job on the calling thread,
+ * for a device short of memory), else one per core but the main thread's, at least one, at most 3
+ * (each costs its own V8 heap). On 2 busy cores none made the worker some 70 MiB smaller at its peak
+ * but full backups slower (docs/design/performance.md). Jobs go to the least busy thread, several share one.
  */
 function poolSize(): number {
   const set = process.env.OHBACKUP_ENGINE_THREADS;
   if (set !== undefined && /^\d+$/.test(set.trim())) return Math.min(Number(set), 8);
   const cores = availableParallelism();
-  return cores <= 2 ? 0 : Math.min(cores - 1, 3);
+  return Math.max(1, Math.min(cores - 1, 3));
 }
 /** A thread idle this long ends. */
 const IDLE_MS = 10_000;

@@ -31,7 +31,7 @@ async function indexOf(outDir: string) {
 const job = (outDir: string, extra: object = {}) => ({ bundleName: 'com.example.thread', dataDir: data, outDir, profile: { excludes: [] }, ...extra });
 
 beforeAll(async () => {
-  // One thread, whatever the machine's cores (on two or fewer the pool holds none by default).
+  // One thread, whatever the machine's cores and the environment (0 would run the jobs here).
   process.env.OHBACKUP_ENGINE_THREADS = '1';
   root = await fsp.mkdtemp(path.join(os.tmpdir(), 'offThread-'));
   data = path.join(root, 'data');
