@@ -72,6 +72,8 @@ export function createRestoreActivities(device: Device) {
               stagingDir: tempOnly ? `${paths.restoreTemp}/restored-${input.sessionId}` : `${work}/staging`,
               mode: increment ? 'merge' : tempOnly ? 'tempOnly' : 'apply',
               ...(input.keepPrevious ? { keepPreviousAs: `${paths.data}.before-${input.sessionId}` } : {}),
+              // In the session's folder: a retry after the swap finds the apply done; released with the session.
+              appliedRecord: `${work}/applied.json`,
             },
             {
               signal: ctx.cancellationSignal,

@@ -44,11 +44,12 @@ export async function stopChild(child, graceMs = 15_000) {
 export async function startWorkerProcess({ label, address, dataRoot, stateDir, taskQueue, logFile, nodeArgs = [], readyTimeoutMs = 180_000 }) {
   const log = createWriteStream(logFile, { flags: 'a' });
   const child = track(
-    spawn(process.execPath, [...nodeArgs, path.join(projectRoot, 'dist/workers/main.js')], {
+    spawn(process.execPath, ['--max-semi-space-size=2', ...nodeArgs, path.join(projectRoot, 'dist/workers/main.js')], {
       cwd: projectRoot,
-      // Two malloc arenas, as bin/ohbackup starts every worker.
+      // Malloc and V8 settings as bin/ohbackup starts every worker.
       env: {
         MALLOC_ARENA_MAX: '2',
+        MALLOC_MMAP_THRESHOLD_: '262144',
         ...process.env,
         TEMPORAL_ADDRESS: address,
         OHBACKUP_DATA_ROOT: dataRoot,

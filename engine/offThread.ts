@@ -142,17 +142,24 @@ class EngineThread {
 }
 
 /**
- * Threads in the pool: one per core but the main thread's, at least one, at most 3 (each costs
- * its own V8 heap, some 20 MiB); jobs go to the least busy, several share one.
+ * Threads the pool may hold: OHBACKUP_ENGINE_THREADS when set (0: every job on the calling thread,
+ * for a device short of memory), else one per core but the main thread's, at least one, at most 3
+ * (each costs its own V8 heap). On 2 busy cores none made the worker some 70 MiB smaller at its peak
+ * but full backups slower (docs/design/performance.md). Jobs go to the least busy thread, several share one.
  */
-const POOL_SIZE = Math.max(1, Math.min(availableParallelism() - 1, 3));
+function poolSize(): number {
+  const set = process.env.OHBACKUP_ENGINE_THREADS;
+  if (set !== undefined && /^\d+$/.test(set.trim())) return Math.min(Number(set), 8);
+  const cores = availableParallelism();
+  return Math.max(1, Math.min(cores - 1, 3));
+}
 /** A thread idle this long ends. */
 const IDLE_MS = 10_000;
 const pool: EngineThread[] = [];
 let nextId = 1;
 
 function pickThread(): EngineThread {
-  if (pool.length < POOL_SIZE && pool.every((t) => t.jobs.size > 0)) {
+  if (pool.length < poolSize() && pool.every((t) => t.jobs.size > 0)) {
     const t = new EngineThread((gone) => {
       const i = pool.indexOf(gone);
       if (i >= 0) pool.splice(i, 1); // a thread that died is replaced by the next job's
@@ -181,7 +188,7 @@ export function runOffThread<K extends JobKind>(
   const { signal } = hooks;
   if (signal?.aborted) return Promise.reject(signal.reason);
   // Run from the TypeScript sources (the tests' in-process workers), there is no built entry for a thread: run here.
-  if (!import.meta.url.endsWith('.js')) return runJob(kind, opts, signal, hooks.onProgress);
+  if (!import.meta.url.endsWith('.js') || poolSize() === 0) return runJob(kind, opts, signal, hooks.onProgress);
   const thread = pickThread();
   const id = nextId++;
   return new Promise<Jobs[K]['result']>((resolve, reject) => {

@@ -14,7 +14,7 @@ import { invalid, type ApplyRestoreOptions, type ApplyRestoreResult } from './op
 import { checkLayout } from './pathRules.js';
 import { readIndex, validateIndex } from './plan.js';
 import { StagingTree, precheckHanded } from './stagingTree.js';
-import { reclaimBigFiles, recoverInterruptedSwap, resetStaging, swapIn, undoBuild } from './swap.js';
+import { alreadyApplied, noteSwapping, reclaimBigFiles, recoverInterruptedSwap, resetStaging, swapIn, undoBuild } from './swap.js';
 
 export { RestoreRejected, type ApplyRestoreOptions, type ApplyRestoreResult } from './options.js';
 export { unsafePathReason } from './pathRules.js';
@@ -27,7 +27,11 @@ export async function applyRestore(opts: ApplyRestoreOptions): Promise<ApplyRest
   checkLayout(restoreDir, dataDir, stagingDir);
   signal?.throwIfAborted();
 
-  await recoverInterruptedSwap(dataDir);
+  const appliedTo = opts.mode === 'tempOnly' ? stagingDir : dataDir;
+  // A retry after an earlier attempt's swap: the tree is in place and its big files are no longer in restoreDir.
+  const done = opts.appliedRecord ? await alreadyApplied(opts.appliedRecord, appliedTo) : undefined;
+  await recoverInterruptedSwap(dataDir, done ? opts.keepPreviousAs : undefined);
+  if (done) return done;
   const index = await readIndex(restoreDir);
   if (opts.mode === 'merge' && !index.incremental) throw invalid(`not an increment: ${INDEX_URI} has no "incremental" block (restore it with 'apply')`);
   if (opts.mode === 'apply' && index.incremental) throw invalid(`${INDEX_URI} describes an increment, which only 'merge' can apply`);
@@ -38,6 +42,7 @@ export async function applyRestore(opts: ApplyRestoreOptions): Promise<ApplyRest
   const progress = new ProgressMeter(opts.onProgress);
   const merge = opts.mode === 'merge' ? new MergeTree(stagingDir, restoreDir, progress, signal) : undefined;
   const tree = merge ?? new StagingTree(stagingDir, restoreDir, progress, signal);
+  let result: ApplyRestoreResult;
   try {
     signal?.throwIfAborted();
     await precheckHanded(index, restoreDir);
@@ -54,6 +59,10 @@ export async function applyRestore(opts: ApplyRestoreOptions): Promise<ApplyRest
     }
     await tree.finish(plan);
     signal?.throwIfAborted();
+    result = { files: plan.files, dirs: plan.dirs, bytes: plan.bytes, appliedTo };
+    if (merge) result.merged = { ...merge.merged };
+    // Noted before the swap moves the big files out of reach of a retry's redo (see alreadyApplied).
+    if (opts.appliedRecord) await noteSwapping(opts.appliedRecord, stagingDir, result);
     if (opts.mode !== 'tempOnly') await swapIn(dataDir, stagingDir, opts.keepPreviousAs);
   } catch (err) {
     await undoBuild(tree.moved, stagingDir).catch(() => {});
@@ -61,12 +70,5 @@ export async function applyRestore(opts: ApplyRestoreOptions): Promise<ApplyRest
     throw err;
   }
   progress.emit();
-  const result: ApplyRestoreResult = {
-    files: plan.files,
-    dirs: plan.dirs,
-    bytes: plan.bytes,
-    appliedTo: opts.mode === 'tempOnly' ? stagingDir : dataDir,
-  };
-  if (merge) result.merged = { ...merge.merged };
   return result;
 }

@@ -17,6 +17,12 @@ export interface ApplyRestoreOptions {
   mode: 'apply' | 'tempOnly' | 'merge';
   /** Keep the tree dataDir held before under this name (a sibling of dataDir) instead of removing it. */
   keepPreviousAs?: string;
+  /**
+   * Where the apply notes, just before its swap, the tree it swaps in and its result (a file outside
+   * restoreDir and the trees, removed with the session's folder). A retry after the swap (the big files
+   * now live in the applied tree, not in restoreDir) answers that result instead of applying again.
+   */
+  appliedRecord?: string;
   signal?: AbortSignal;
   onProgress?: (p: { files: number; bytes: number }) => void;
 }

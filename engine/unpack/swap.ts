@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp, type Stats } from 'node:fs';
 import path from 'node:path';
 import type { ManageIndex } from '../../common/manageIndex.js';
-import { errnoOf, fsyncDir, lstatOrUndefined, removeTree } from '../fsx.js';
-import { DIR_MODE, FILE_MODE, PERM_MASK } from './options.js';
+import { errnoOf, fsyncDir, lstatOrUndefined, removeTree, writeAtomically } from '../fsx.js';
+import { DIR_MODE, FILE_MODE, PERM_MASK, type ApplyRestoreResult } from './options.js';
 
 const OLD_INFIX = '.old-';
 const OLD_SUFFIX = /^[0-9a-f]{16}$/;
@@ -16,9 +16,10 @@ const OLD_SUFFIX = /^[0-9a-f]{16}$/;
 /**
  * A run that died between `rename(dataDir, old)` and `rename(staging, dataDir)`
  * leaves dataDir missing and an old sibling: put it back. With dataDir present,
- * old siblings are the remains of a finished swap: remove them.
+ * old siblings are the remains of a finished swap: remove them, or, when that
+ * swap was this restore's own (`keepFinishedAs`), keep the newest under that name.
  */
-export async function recoverInterruptedSwap(dataDir: string): Promise<void> {
+export async function recoverInterruptedSwap(dataDir: string, keepFinishedAs?: string): Promise<void> {
   const parent = path.dirname(dataDir);
   const prefix = path.basename(dataDir) + OLD_INFIX;
   let names: string[];
@@ -37,8 +38,7 @@ export async function recoverInterruptedSwap(dataDir: string): Promise<void> {
   }
   if (olds.length === 0) return;
   if ((await lstatOrUndefined(dataDir)) === undefined) {
-    const dirs = olds.filter((o) => o.st.isDirectory()).sort((a, b) => b.st.ctimeMs - a.st.ctimeMs);
-    const newest = dirs[0];
+    const newest = newestDir(olds);
     if (newest) {
       await fsp.rename(newest.p, dataDir);
       await fsyncDir(parent);
@@ -46,7 +46,53 @@ export async function recoverInterruptedSwap(dataDir: string): Promise<void> {
     for (const o of olds) if (o !== newest) await removeTree(o.p);
     return;
   }
-  for (const o of olds) await removeTree(o.p);
+  const kept = keepFinishedAs ? newestDir(olds) : undefined;
+  if (kept && keepFinishedAs) {
+    await removeTree(keepFinishedAs);
+    await fsp.rename(kept.p, keepFinishedAs);
+  }
+  for (const o of olds) if (o !== kept) await removeTree(o.p);
+}
+
+function newestDir(olds: { p: string; st: Stats }[]): { p: string; st: Stats } | undefined {
+  return olds.filter((o) => o.st.isDirectory()).sort((a, b) => b.st.ctimeMs - a.st.ctimeMs)[0];
+}
+
+/** What an apply notes before its swap: the folder it swaps in, by identity (kept across the rename), and its result. */
+interface AppliedRecord {
+  dev: number;
+  ino: number;
+  birthtimeMs: number;
+  result: ApplyRestoreResult;
+}
+
+/** Notes, durably, that `tree` is about to be swapped in with this result (see alreadyApplied). */
+export async function noteSwapping(record: string, tree: string, result: ApplyRestoreResult): Promise<void> {
+  const st = await fsp.lstat(tree);
+  const rec: AppliedRecord = { dev: st.dev, ino: st.ino, birthtimeMs: st.birthtimeMs, result };
+  await writeAtomically(record, JSON.stringify(rec));
+}
+
+/**
+ * An earlier attempt's result when its swap is done: the folder at `appliedTo`
+ * is the very one it noted. Otherwise undefined, and the record is dropped (the
+ * swap never happened, or did not survive a crash: the apply is redone).
+ */
+export async function alreadyApplied(record: string, appliedTo: string): Promise<ApplyRestoreResult | undefined> {
+  let rec: AppliedRecord;
+  try {
+    rec = JSON.parse(await fsp.readFile(record, 'utf8')) as AppliedRecord;
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return undefined;
+    await fsp.rm(record, { force: true });
+    return undefined;
+  }
+  const st = await lstatOrUndefined(appliedTo);
+  if (st?.isDirectory() && st.dev === rec.dev && st.ino === rec.ino && st.birthtimeMs === rec.birthtimeMs && rec.result.appliedTo === appliedTo) {
+    return rec.result;
+  }
+  await fsp.rm(record, { force: true });
+  return undefined;
 }
 
 /** A big file moved from restoreDir into the staging tree; moved back if the build fails. */

@@ -24,6 +24,7 @@ export async function startWorkerProcess(opts: {
   const child = spawn(process.execPath, [MAIN], {
     env: {
       MALLOC_ARENA_MAX: '2', // as bin/ohbackup starts workers
+      MALLOC_MMAP_THRESHOLD_: '262144',
       ...process.env,
       TEMPORAL_ADDRESS: opts.address ?? temporalAddress(),
       OHBACKUP_TASK_QUEUE: opts.taskQueue,

@@ -7,6 +7,7 @@
  * phases: faultPhases.test.ts.)
  */
 import { execFileSync } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -112,6 +113,44 @@ describe('a worker killed inside a restore', () => {
       expect(result.bundles.map((b) => [b.bundleName, b.state, b.error?.message])).toEqual([[U, 'done', undefined]]);
       expect(await compareTrees(path.join(source, U, 'data'), path.join(device.dataRoot, U, 'data'))).toEqual([]);
       expectOnce(rec, U);
+    } finally {
+      gate.cancel();
+    }
+  });
+
+  it('swap: killed once the new tree is swapped in (its big files moved out of the restore files), the retry finds it applied', async () => {
+    const sessionId = `ohbackup-phase-restore-${path.basename(root)}-${++sessions}`;
+    const bundleDir = path.join(device.dataRoot, U);
+    const work = path.join(bundleDir, 'backup', 'restore', sessionId);
+    const before = statSync(path.join(bundleDir, 'data')).ino;
+    const pid = device.worker.child.pid!;
+    lowestPriority(pid);
+    // Stopped the moment data/ is another folder: the staging tree renamed into place, the activity not yet done.
+    const swapped = (n: string) => {
+      if (n !== 'data') return false;
+      try {
+        return statSync(path.join(bundleDir, n)).ino !== before;
+      } catch {
+        return false;
+      }
+    };
+    const gate = stopWhenCreated(bundleDir, swapped, pid);
+    const rec = new Recorder(undefined, { observer: true });
+    try {
+      const restoring = restoreFromSet({ from: setDir, bundles: [U], session: { sessionId }, observe: rec.callbacks });
+      await gate.stopped;
+      expect(await pendingActivities(client, bundleWorkflowId(sessionId, U))).toEqual(['applyRestoreData']);
+      // The apply has consumed the received big files: they now live in data/.
+      const left = await readdir(path.join(work, 'files'));
+      expect(left.filter((n) => n.startsWith('file.'))).toEqual([]);
+      await device.replaceWorker();
+      const result = await restoring;
+      expect(result.bundles.map((b) => [b.bundleName, b.state, b.error?.message])).toEqual([[U, 'done', undefined]]);
+      expect(await compareTrees(path.join(source, U, 'data'), path.join(bundleDir, 'data'))).toEqual([]);
+      expectOnce(rec, U);
+      // Nothing left behind: the session's restore folder, the staging tree, an old tree.
+      expect((await readdir(bundleDir)).filter((n) => n.startsWith('data.'))).toEqual([]);
+      expect(await readdir(path.join(bundleDir, 'backup', 'restore'))).not.toContain(sessionId);
     } finally {
       gate.cancel();
     }

@@ -31,6 +31,8 @@ async function indexOf(outDir: string) {
 const job = (outDir: string, extra: object = {}) => ({ bundleName: 'com.example.thread', dataDir: data, outDir, profile: { excludes: [] }, ...extra });
 
 beforeAll(async () => {
+  // One thread, whatever the machine's cores and the environment (0 would run the jobs here).
+  process.env.OHBACKUP_ENGINE_THREADS = '1';
   root = await fsp.mkdtemp(path.join(os.tmpdir(), 'offThread-'));
   data = path.join(root, 'data');
   for (let i = 0; i < 40; i++) await write(`d${i % 4}/f${i}.bin`, randomBytes(500 + i * 900));

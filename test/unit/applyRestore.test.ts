@@ -667,6 +667,28 @@ describe('applyRestore: abort and recovery', () => {
     expect(await oldSiblings(l.dataDir)).toEqual([]);
   });
 
+  it('a retry after the swap (its big file moved out of the restore files) answers the noted result; without a swap it redoes', async () => {
+    const l = await layout('retried');
+    await buildSourceTree(l.src);
+    await pack(l);
+    await seedOldData(l.dataDir);
+    const appliedRecord = path.join(l.base, 'applied.json');
+    const keepPreviousAs = `${l.dataDir}.before`;
+    const first = await applyRestore(opts(l, { appliedRecord, keepPreviousAs }));
+    const restored = listing(await snapshot(l.dataDir));
+    const kept = listing(await snapshot(keepPreviousAs));
+    // Died after the swap, before the kept tree got its name: the next attempt finishes that, applies nothing.
+    await fsp.rename(keepPreviousAs, `${l.dataDir}.old-0123456789abcdef`);
+    expect(await applyRestore(opts(l, { appliedRecord, keepPreviousAs }))).toEqual(first);
+    expect(listing(await snapshot(l.dataDir))).toEqual(restored);
+    expect(listing(await snapshot(keepPreviousAs))).toEqual(kept);
+    expect(await oldSiblings(l.dataDir)).toEqual([]);
+    // A record whose tree is not the one in place (the swap did not happen or was lost): dropped, the apply is redone.
+    await fsp.rm(l.dataDir, { recursive: true, force: true });
+    await expectRejected(applyRestore(opts(l, { appliedRecord })), ErrorCode.UNTAR_FAILED, /missing from the restore files/);
+    expect(await exists(appliedRecord)).toBe(false);
+  });
+
   it('refuses overlapping folders', async () => {
     const l = await layout('overlap');
     await expectRejected(applyRestore(opts(l, { stagingDir: path.join(l.dataDir, 'staging') })), ErrorCode.INVALID_ARGUMENT);
