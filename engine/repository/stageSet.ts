@@ -43,7 +43,7 @@ export interface StagedSet {
   bytes: number;
   /** Of those, files left as they were in a kept tree (their bytes unchanged). */
   kept: number;
-  /** Every staged file, by path relative to the staging folder: what it holds, and its stat when checked. */
+  /** Every staged file (data, and the summary, indexes and manifests), by path relative to the staging folder: what it holds, and its stat when checked. */
   records: StagedRecords;
 }
 
@@ -113,7 +113,7 @@ export async function stageSet(setDir: string, stageDir: string, opts: StageOpti
     throw new SetMismatch(`${setDir} is not a whole backup set: ${SET_CAPABILITIES} cannot be read (${(err as Error).message})`);
   });
   const stored = opts.summaryPatch ? opts.summaryPatch(summary) : summary;
-  await fsp.writeFile(path.join(stageDir, SET_SUMMARY), JSON.stringify(stored, null, 2), { mode: 0o600 });
+  await writeRecorded(staged, path.join(stageDir, SET_SUMMARY), Buffer.from(JSON.stringify(stored, null, 2)));
   // What the last store staged and this one does not (gone entries, bundles not stored now) must not be stored again.
   if (staged.keptTree) await pruneTree(stageDir, new Set([...staged.placed, ...staged.records.keys()]));
   return {
@@ -154,6 +154,18 @@ const recordOf = (st: BigIntStats, sha256: string): StagedRecord => ({
 
 async function statRecord(file: string, sha256: string): Promise<StagedRecord> {
   return recordOf(await fsp.lstat(file, { bigint: true }), sha256);
+}
+
+/**
+ * Writes one of the set's own files (summary, index, manifest) and records
+ * it like a data file: a kept tree's record of them is what lets the next
+ * increment read its base's manifests from the tree (baseManifests.ts).
+ */
+async function writeRecorded(staged: Tally, target: string, bytes: Buffer): Promise<void> {
+  await fsp.writeFile(target, bytes, { mode: 0o600 });
+  const rel = path.relative(staged.stageDir, target);
+  staged.records.set(rel, await statRecord(target, createHash('sha256').update(bytes).digest('hex')));
+  staged.placed.add(rel);
 }
 
 /** The folder of `target`, made once per store. */
@@ -212,14 +224,11 @@ async function stageBundle(from: string, to: string, bundle: string, staged: Tal
     if (f.kind === 'tar') await unpackSlice(path.join(from, f.uri), f, data, bundle, dirs, staged);
     else await placeBigFile(path.join(from, f.uri), f, data, bundle, staged);
   }
-  await fsp.copyFile(path.join(from, INDEX_FILE), path.join(to, INDEX_FILE));
-  staged.placed.add(path.relative(staged.stageDir, path.join(to, INDEX_FILE)));
-  await fsp.copyFile(path.join(from, SET_MANIFEST), path.join(to, SET_MANIFEST)).then(
-    () => staged.placed.add(path.relative(staged.stageDir, path.join(to, SET_MANIFEST))),
-    (err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw err;
-    },
-  );
+  await writeRecorded(staged, path.join(to, INDEX_FILE), await fsp.readFile(path.join(from, INDEX_FILE)));
+  const manifest = await fsp.readFile(path.join(from, SET_MANIFEST)).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
+  if (manifest) await writeRecorded(staged, path.join(to, SET_MANIFEST), manifest);
   staged.placed.add(path.relative(staged.stageDir, data));
   // Folders last, deepest first: making their contents moved their mtimes.
   dirs.sort((a, b) => b.path.split('/').length - a.path.split('/').length);
