@@ -61,11 +61,17 @@ async function withTemp<T>(tempDir: string | undefined, fn: (dir: string) => Pro
   }
 }
 
+/** The increment's base (its manifests read from the kept tree when that holds the base snapshot). */
+async function materializeBase(repository: Repository, ref: string, dir: string, device: string, keepStaging: string | false): Promise<SnapshotInfo> {
+  const { fromKeptTree: _kept, ...s } = await repository.materializeBase(ref, dir, { device, ...(keepStaging ? { keepStaging } : {}) });
+  return s;
+}
+
 export async function backupToRepository(opts: RepositoryBackupOptions): Promise<RepositoryBackupResult> {
   const { repository, device, base, tempDir, stagingDir, onStoreProgress, ...run } = opts;
   const keepStaging = stagingDir ?? path.join(readSettings().stateDir, STAGING_DIR);
   return withTemp(tempDir, async (tmp) => {
-    const baseSnapshot = base ? await repository.materializeBase(base, path.join(tmp, 'base'), { device }) : undefined;
+    const baseSnapshot = base ? await materializeBase(repository, base, path.join(tmp, 'base'), device, keepStaging) : undefined;
     const r = await runBackup({ ...run, out: path.join(tmp, 'set'), ...(baseSnapshot ? { base: path.join(tmp, 'base'), incremental: true } : {}) });
     const { out: _out, base: _base, ...result } = r;
     const common = { ...result, repository: repository.name, ...(baseSnapshot ? { baseSnapshot } : {}) };

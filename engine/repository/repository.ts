@@ -12,7 +12,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { materializeBaseManifests } from './baseManifests.js';
+import { baseFromKeptTree, materializeBaseManifests } from './baseManifests.js';
 import { chainOf } from './chain.js';
 import { checkBundle, type BundleProblem } from './checkBundles.js';
 import { type RepositoryLocation } from './environment.js';
@@ -246,7 +246,9 @@ export class Repository {
     };
     const privately = () => withStagingDir('stage', this.options.tempDir, (stage) => store(stage));
     if (!opts.keepStaging) return privately();
-    return withKeptTree(opts.keepStaging, keptTreeKey(meta.device, this.name), (kept) => (kept ? store(kept.tree, kept) : privately()));
+    return withKeptTree(opts.keepStaging, keptTreeKey(meta.device, this.name, base ? 'increment' : 'full'), (kept) =>
+      kept ? store(kept.tree, kept) : privately(),
+    );
   }
 
   /** The base snapshot of an increment being stored, or undefined for a full one. */
@@ -371,12 +373,28 @@ export class Repository {
   /**
    * The base of a new increment, as a set folder without data: the
    * snapshot's backup_set.json and each bundle's manifest (baseManifests.ts).
-   * Store the increment with `{ base: <this snapshot's ID> }`.
+   * Store the increment with `{ base: <this snapshot's ID> }`. With
+   * `keepStaging` (storeSet's), the files are read from the device's kept
+   * tree when it was the one stored as that snapshot and still holds it.
    */
-  async materializeBase(ref: string, outDir: string, opts: { device?: string; signal?: AbortSignal } = {}): Promise<SnapshotInfo> {
+  async materializeBase(
+    ref: string,
+    outDir: string,
+    opts: { device?: string; signal?: AbortSignal; keepStaging?: string } = {},
+  ): Promise<SnapshotInfo & { fromKeptTree: boolean }> {
     const s = await this.resolve(ref, { device: opts.device });
+    if (opts.keepStaging)
+      for (const kind of ['increment', 'full'] as const) {
+        const read = await withKeptTree(
+          opts.keepStaging,
+          keptTreeKey(s.device, this.name, kind),
+          async (kept) => !!kept && kept.parent === s.id && !!(await baseFromKeptTree(kept.tree, kept.previous, s.sessionId, outDir, s.bundles)),
+          { onlyIfThere: true },
+        );
+        if (read) return { ...s, fromKeptTree: true };
+      }
     await materializeBaseManifests(this.ctx, s.id, outDir, s.bundles, opts.signal);
-    return s;
+    return { ...s, fromKeptTree: false };
   }
 
   /** The summary (backup_set.json) a snapshot stores. */

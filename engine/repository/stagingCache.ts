@@ -45,9 +45,16 @@ interface StateFile {
   files: Array<[string, string, string, number, string, string]>;
 }
 
-/** The tree's folder name: a hash, so device and repository names need no escaping (and a repository URL is never written out). */
-export function keptTreeKey(device: string, repository: string): string {
-  return createHash('sha256').update(`${device}\0${repository}`).digest('hex').slice(0, 24);
+/**
+ * The tree's folder name: a hash, so device and repository names need no
+ * escaping (and a repository URL is never written out). Increments keep a
+ * tree of their own: an increment stores only what changed, so staging it
+ * into the full backup's tree would remove (and the next full backup write
+ * again) every unchanged file.
+ */
+export function keptTreeKey(device: string, repository: string, kind: 'full' | 'increment' = 'full'): string {
+  const key = createHash('sha256').update(`${device}\0${repository}`).digest('hex').slice(0, 24);
+  return kind === 'full' ? key : `${key}-increments`;
 }
 
 async function takeLock(file: string): Promise<boolean> {
@@ -79,10 +86,24 @@ async function readState(file: string): Promise<{ previous: StagedRecords; paren
 
 /**
  * Runs `fn` with the kept tree of `key` under `cacheDir`, or with undefined
- * when another live store holds it.
+ * when another live store holds it (or, with `onlyIfThere`, when there is
+ * no such tree: a reader makes nothing).
  */
-export async function withKeptTree<T>(cacheDir: string, key: string, fn: (kept: KeptTree | undefined) => Promise<T>): Promise<T> {
+export async function withKeptTree<T>(
+  cacheDir: string,
+  key: string,
+  fn: (kept: KeptTree | undefined) => Promise<T>,
+  opts: { onlyIfThere?: boolean } = {},
+): Promise<T> {
   const dir = path.join(cacheDir, key);
+  if (
+    opts.onlyIfThere &&
+    !(await fsp.stat(path.join(dir, STATE)).then(
+      () => true,
+      () => false,
+    ))
+  )
+    return fn(undefined);
   await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
   await fsp.chmod(cacheDir, 0o700);
   await fsp.chmod(dir, 0o700);

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ManageIndex } from '../../common/manageIndex.js';
 import { Repository, SetMismatch, findRestic } from '../../engine/repository/index.js';
+import { stageSet } from '../../engine/repository/stageSet.js';
 import { keptTreeKey } from '../../engine/repository/stagingCache.js';
 import { makePackedSet, setDigest } from '../helpers/packedSet.js';
 
@@ -152,5 +153,111 @@ describe('a kept staging tree', () => {
     const c = await repo.storeSet(third.dir, { device: 'u1' }, undefined, { keepStaging: cache });
     expect(c.kept).toBe(31);
     await expect(fsp.stat(lock)).rejects.toThrow(/ENOENT/);
+  });
+});
+
+/** Every file of a base folder (relative path → bytes as text). */
+async function baseFiles(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (rel: string) => {
+    for (const d of await fsp.readdir(path.join(dir, rel), { withFileTypes: true })) {
+      const r = rel ? `${rel}/${d.name}` : d.name;
+      if (d.isDirectory()) await walk(r);
+      else out[r] = await fsp.readFile(path.join(dir, r), 'utf8');
+    }
+  };
+  await walk('');
+  return out;
+}
+
+async function watchedFixture() {
+  const f = await fixture();
+  const commands: string[] = [];
+  const repo = await Repository.open({ repository: path.join(root, `repo-${f.k}`), passwordFile, tempDir: root, onChild: (c) => commands.push(c.command) });
+  return { ...f, repo, commands };
+}
+
+describe("an increment's base", () => {
+  it('is read from the kept tree that stored it (the files restic would give), the full tree stays whole, and the increments restore byte for byte', async (ctx) => {
+    if (unavailable) return ctx.skip();
+    const { repo, data, cache, tree, k, commands } = await watchedFixture();
+    const first = await set(data, `inc-a-${k}`);
+    const a = await repo.storeSet(first.dir, { device: 'u1' }, undefined, { keepStaging: cache });
+    commands.length = 0;
+    const baseKept = path.join(root, `inc-base-kept-${k}`);
+    const fromTree = await repo.materializeBase('latest', baseKept, { device: 'u1', keepStaging: cache });
+    expect(fromTree.id).toBe(a.snapshot.id);
+    expect(fromTree.fromKeptTree).toBe(true);
+    expect(commands).toEqual(['snapshots']); // nothing read from the repository but the list
+    const baseRestic = path.join(root, `inc-base-restic-${k}`);
+    expect((await repo.materializeBase('latest', baseRestic, { device: 'u1' })).fromKeptTree).toBe(false);
+    expect(await baseFiles(baseKept)).toEqual(await baseFiles(baseRestic));
+
+    const unchanged = path.join(tree, BUNDLE, 'data', 's1', 'f001.txt');
+    const before = await fsp.stat(unchanged);
+    await fsp.writeFile(path.join(data, 's0', 'f000.txt'), 'changed');
+    await fsp.writeFile(path.join(data, 's0', 'new.txt'), 'new');
+    const inc = await makePackedSet({ bundles: { [BUNDLE]: data }, out: path.join(root, `inc-b-${k}`), base: baseKept, scratch: root });
+    const b = await repo.storeSet(inc.dir, { device: 'u1', base: fromTree.id }, undefined, { keepStaging: cache });
+    // The increment staged into its own tree: the full one still holds every file as stored, for the next full backup.
+    expect((await fsp.stat(unchanged)).ino).toBe(before.ino);
+    expect((await fsp.stat(unchanged)).ctimeMs).toBe(before.ctimeMs);
+
+    const base2 = path.join(root, `inc-base2-${k}`);
+    const second = await repo.materializeBase('latest', base2, { device: 'u1', keepStaging: cache });
+    expect([second.id, second.fromKeptTree]).toEqual([b.snapshot.id, true]);
+    await fsp.writeFile(path.join(data, 's1', 'f001.txt'), 'changed too');
+    const inc2 = await makePackedSet({ bundles: { [BUNDLE]: data }, out: path.join(root, `inc-c-${k}`), base: base2, scratch: root });
+    const c = await repo.storeSet(inc2.dir, { device: 'u1', base: second.id }, undefined, { keepStaging: cache });
+
+    const sets = await repo.materializeChain(c.snapshot.id, path.join(root, `inc-chain-${k}`));
+    expect(sets).toHaveLength(3);
+    expect(await setDigest(sets[0]!.dir)).toEqual(await setDigest(first.dir));
+    expect(await setDigest(sets[1]!.dir)).toEqual(await setDigest(inc.dir));
+    expect(await setDigest(sets[2]!.dir)).toEqual(await setDigest(inc2.dir));
+    expect((await repo.check({ readData: true })).ok).toBe(true);
+  });
+
+  it('comes from restic when the kept tree is stale, was written to since, or its record does not hold', async (ctx) => {
+    if (unavailable) return ctx.skip();
+    const { repo, data, cache, tree, k } = await watchedFixture();
+    const stateFile = path.join(path.dirname(tree), 'state.json');
+    const first = await set(data, `untrusted-a-${k}`);
+    await repo.storeSet(first.dir, { device: 'u1' }, undefined, { keepStaging: cache });
+    const expectFromRestic = async (what: string) => {
+      const viaTree = path.join(root, `untrusted-${what}-${k}`);
+      const viaRestic = path.join(root, `untrusted-${what}-restic-${k}`);
+      expect((await repo.materializeBase('latest', viaTree, { device: 'u1', keepStaging: cache })).fromKeptTree).toBe(false);
+      await repo.materializeBase('latest', viaRestic, { device: 'u1' });
+      expect(await baseFiles(viaTree)).toEqual(await baseFiles(viaRestic));
+    };
+    const manifest = path.join(tree, BUNDLE, 'manifest.jsonl');
+    const kept = await fsp.readFile(manifest);
+
+    // A hand in the tree: same size and mtime, only the ctime tells.
+    const st = await fsp.stat(manifest);
+    await fsp.writeFile(manifest, Buffer.alloc(kept.length, 0x20));
+    await fsp.utimes(manifest, st.atime, st.mtime);
+    await expectFromRestic('written');
+
+    // A record made to match the changed file's stat: its SHA-256 still does not.
+    const now = await fsp.stat(manifest, { bigint: true });
+    const state = JSON.parse(await fsp.readFile(stateFile, 'utf8')) as { files: Array<[string, string, string, number, string, string]> };
+    const rec = state.files.find((f) => f[0] === `${BUNDLE}/manifest.jsonl`)!;
+    [rec[2], rec[3], rec[4], rec[5]] = [String(now.ino), Number(now.size), String(now.mtimeNs), String(now.ctimeNs)];
+    await fsp.writeFile(stateFile, JSON.stringify(state));
+    await expectFromRestic('forged');
+
+    // A store that died after staging into the tree, before its snapshot was recorded: the tree holds another set now.
+    await fsp.writeFile(path.join(data, 's0', 'f000.txt'), 'changed');
+    const next = await set(data, `untrusted-b-${k}`);
+    await stageSet(next.dir, tree, { previous: new Map() }); // what storeSet does before restic, which never ran
+    expect(await repo.snapshots()).toHaveLength(1);
+    await expectFromRestic('crashed');
+
+    // Stale: the latest snapshot was not stored from this tree.
+    await repo.storeSet((await set(data, `untrusted-c-${k}`)).dir, { device: 'u1' }, undefined, { keepStaging: cache });
+    await repo.storeSet((await set(data, `untrusted-d-${k}`)).dir, { device: 'u1' });
+    await expectFromRestic('stale');
   });
 });
