@@ -8,6 +8,7 @@
  */
 import type { ErrorInfo } from './errors.js';
 import type { BundleOutcome, BundleState } from './session.js';
+import type { SnapshotView } from './snapshot.js';
 
 export const DEVICE_RUN_WORKFLOW = 'deviceRunWorkflow';
 export const DEVICE_RECORD_WORKFLOW = 'deviceRecordWorkflow';
@@ -88,19 +89,7 @@ export interface DeviceRunProgress {
 export const MAX_PROGRESS_BUNDLES = 64;
 
 /** A snapshot as a device run reports it (engine/repository's SnapshotInfo, without its raw tags). */
-export interface DeviceRunSnapshot {
-  id: string;
-  shortId: string;
-  time: string;
-  device: string;
-  sessionId: string;
-  kind: 'backup' | 'incremental';
-  bundles: string[];
-  partial?: boolean;
-  base?: { id: string; sessionId: string };
-  size?: number;
-  dataAdded?: number;
-}
+export type DeviceRunSnapshot = SnapshotView;
 
 export interface DeviceRunResult {
   kind: DeviceRunKind;

@@ -6,31 +6,14 @@
  * increment, `base=<snapshot ID>` and `base-session=<session ID>`.
  * Only snapshots tagged `ohbackup` are ever read, changed or forgotten.
  */
+import type { SnapshotMeta, SnapshotView } from '../../common/snapshot.js';
 
 export const OHBACKUP_TAG = 'ohbackup';
 
-export interface SnapshotMeta {
-  device: string;
-  sessionId: string;
-  kind: 'backup' | 'incremental';
-  /** Bundles stored completely. */
-  bundles: string[];
-  /** Some bundle of the session is not stored (failed or not started). */
-  partial?: boolean;
-  /** An increment's base: its snapshot ID (a hint: copies get new IDs) and its session (what resolves it). */
-  base?: { id: string; sessionId: string };
-}
+export type { SnapshotMeta } from '../../common/snapshot.js';
 
-/** A snapshot of ohbackup's, as `snapshots()` lists it. */
-export interface SnapshotInfo extends SnapshotMeta {
-  id: string;
-  shortId: string;
-  /** The session's start (restic's snapshot time), ISO 8601. */
-  time: string;
-  /** Bytes of the snapshot's files (restic's total_bytes_processed), when restic recorded it. */
-  size?: number;
-  /** Bytes this snapshot added to the repository when it was made (restic's data_added). */
-  dataAdded?: number;
+/** A snapshot of ohbackup's, as `snapshots()` lists it: what a device run reports, and restic's raw tags. */
+export interface SnapshotInfo extends SnapshotView {
   tags: string[];
 }
 

@@ -7,35 +7,17 @@
  * a tree held by a live store is not shared.
  */
 import { promises as fsp } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ManageIndex } from '../../common/manageIndex.js';
-import { Repository, SetMismatch, findRestic } from '../../engine/repository/index.js';
+import { Repository, SetMismatch } from '../../engine/repository/index.js';
 import { stageSet } from '../../engine/repository/stageSet.js';
 import { keptTreeKey } from '../../engine/repository/stagingCache.js';
+import { resticWorkspace } from '../helpers/resticWorkspace.js';
 import { makePackedSet, setDigest } from '../helpers/packedSet.js';
 
-let root: string;
-let unavailable: string | undefined;
-let passwordFile: string;
+const w = resticWorkspace('ohbackup-kept-unit-');
 let n = 0;
-
-beforeAll(async () => {
-  root = await fsp.mkdtemp(path.join(os.tmpdir(), 'ohbackup-kept-unit-'));
-  passwordFile = path.join(root, 'pw');
-  await fsp.writeFile(passwordFile, 'unit-test-password', { mode: 0o600 });
-  try {
-    await findRestic();
-  } catch (err) {
-    unavailable = (err as Error).message;
-    console.warn(`restic tests skipped: ${unavailable}`);
-  }
-}, 900_000);
-
-afterAll(async () => {
-  await fsp.rm(root, { recursive: true, force: true });
-});
 
 async function writeData(dir: string, files: number): Promise<void> {
   for (let i = 0; i < files; i++) {
@@ -47,21 +29,21 @@ async function writeData(dir: string, files: number): Promise<void> {
 }
 
 const BUNDLE = 'com.u.kept';
-const set = (data: string, name: string) => makePackedSet({ bundles: { [BUNDLE]: data }, out: path.join(root, name), scratch: root });
+const set = (data: string, name: string) => makePackedSet({ bundles: { [BUNDLE]: data }, out: path.join(w.root, name), scratch: w.root });
 
 async function fixture() {
   const k = n++;
-  const repo = await Repository.init({ repository: path.join(root, `repo-${k}`), passwordFile, tempDir: root });
-  const data = path.join(root, `data-${k}`);
+  const repo = await Repository.init({ repository: path.join(w.root, `repo-${k}`), passwordFile: w.passwordFile, tempDir: w.root });
+  const data = path.join(w.root, `data-${k}`);
   await writeData(data, 30);
-  const cache = path.join(root, `cache-${k}`);
+  const cache = path.join(w.root, `cache-${k}`);
   const tree = path.join(cache, keptTreeKey('u1', repo.name), 'tree');
   return { repo, data, cache, tree, k };
 }
 
 describe('a kept staging tree', () => {
   it('stages and lets restic read only what changed, and every snapshot gives its set back byte for byte', async (ctx) => {
-    if (unavailable) return ctx.skip();
+    if (w.unavailable) return ctx.skip();
     const { repo, data, cache, tree, k } = await fixture();
     const first = await set(data, `kept-a-${k}`);
     const a = await repo.storeSet(first.dir, { device: 'u1' }, undefined, { keepStaging: cache });
@@ -84,8 +66,8 @@ describe('a kept staging tree', () => {
     expect((await fsp.stat(big)).ctimeMs).toBe(before.big.ctimeMs);
     await expect(fsp.stat(path.join(tree, BUNDLE, 'data', 's2', 'f002.txt'))).rejects.toThrow(/ENOENT/);
 
-    const outA = path.join(root, `kept-out-a-${k}`);
-    const outB = path.join(root, `kept-out-b-${k}`);
+    const outA = path.join(w.root, `kept-out-a-${k}`);
+    const outB = path.join(w.root, `kept-out-b-${k}`);
     await repo.materializeSet(a.snapshot.id, outA);
     await repo.materializeSet(b.snapshot.id, outB);
     expect(await setDigest(outA)).toEqual(await setDigest(first.dir));
@@ -94,7 +76,7 @@ describe('a kept staging tree', () => {
   });
 
   it('never trusts a staged file something wrote to since: it is staged again from the set', async (ctx) => {
-    if (unavailable) return ctx.skip();
+    if (w.unavailable) return ctx.skip();
     const { repo, data, cache, tree, k } = await fixture();
     const first = await set(data, `tamper-a-${k}`);
     await repo.storeSet(first.dir, { device: 'u1' }, undefined, { keepStaging: cache });
@@ -112,13 +94,13 @@ describe('a kept staging tree', () => {
     const b = await repo.storeSet(second.dir, { device: 'u1' }, undefined, { keepStaging: cache });
     expect(b.kept).toBe(30);
     expect(await fsp.readFile(staged)).toEqual(bytes);
-    const out = path.join(root, `tamper-out-${k}`);
+    const out = path.join(w.root, `tamper-out-${k}`);
     await repo.materializeSet(b.snapshot.id, out);
     expect(await setDigest(out)).toEqual(await setDigest(second.dir));
   });
 
   it('refuses a set that does not match its index, even in an entry the tree holds unchanged, and the next store still gives its set back', async (ctx) => {
-    if (unavailable) return ctx.skip();
+    if (w.unavailable) return ctx.skip();
     const { repo, data, cache, k } = await fixture();
     await repo.storeSet((await set(data, `bad-a-${k}`)).dir, { device: 'u1' }, undefined, { keepStaging: cache });
     await fsp.writeFile(path.join(data, 's1', 'f001.txt'), 'changed once');
@@ -133,13 +115,13 @@ describe('a kept staging tree', () => {
     expect(await repo.snapshots()).toHaveLength(1);
     const good = await set(data, `bad-c-${k}`);
     const c = await repo.storeSet(good.dir, { device: 'u1' }, undefined, { keepStaging: cache });
-    const out = path.join(root, `bad-out-${k}`);
+    const out = path.join(w.root, `bad-out-${k}`);
     await repo.materializeSet(c.snapshot.id, out);
     expect(await setDigest(out)).toEqual(await setDigest(good.dir));
   });
 
   it('is not shared with a second store while a live one holds it: that one stages privately', async (ctx) => {
-    if (unavailable) return ctx.skip();
+    if (w.unavailable) return ctx.skip();
     const { repo, data, cache, tree, k } = await fixture();
     await repo.storeSet((await set(data, `lock-a-${k}`)).dir, { device: 'u1' }, undefined, { keepStaging: cache });
     const lock = path.join(path.dirname(tree), 'lock');
@@ -173,23 +155,28 @@ async function baseFiles(dir: string): Promise<Record<string, string>> {
 async function watchedFixture() {
   const f = await fixture();
   const commands: string[] = [];
-  const repo = await Repository.open({ repository: path.join(root, `repo-${f.k}`), passwordFile, tempDir: root, onChild: (c) => commands.push(c.command) });
+  const repo = await Repository.open({
+    repository: path.join(w.root, `repo-${f.k}`),
+    passwordFile: w.passwordFile,
+    tempDir: w.root,
+    onChild: (c) => commands.push(c.command),
+  });
   return { ...f, repo, commands };
 }
 
 describe("an increment's base", () => {
   it('is read from the kept tree that stored it (the files restic would give), the full tree stays whole, and the increments restore byte for byte', async (ctx) => {
-    if (unavailable) return ctx.skip();
+    if (w.unavailable) return ctx.skip();
     const { repo, data, cache, tree, k, commands } = await watchedFixture();
     const first = await set(data, `inc-a-${k}`);
     const a = await repo.storeSet(first.dir, { device: 'u1' }, undefined, { keepStaging: cache });
     commands.length = 0;
-    const baseKept = path.join(root, `inc-base-kept-${k}`);
+    const baseKept = path.join(w.root, `inc-base-kept-${k}`);
     const fromTree = await repo.materializeBase('latest', baseKept, { device: 'u1', keepStaging: cache });
     expect(fromTree.id).toBe(a.snapshot.id);
     expect(fromTree.fromKeptTree).toBe(true);
     expect(commands).toEqual(['snapshots']); // nothing read from the repository but the list
-    const baseRestic = path.join(root, `inc-base-restic-${k}`);
+    const baseRestic = path.join(w.root, `inc-base-restic-${k}`);
     expect((await repo.materializeBase('latest', baseRestic, { device: 'u1' })).fromKeptTree).toBe(false);
     expect(await baseFiles(baseKept)).toEqual(await baseFiles(baseRestic));
 
@@ -197,20 +184,20 @@ describe("an increment's base", () => {
     const before = await fsp.stat(unchanged);
     await fsp.writeFile(path.join(data, 's0', 'f000.txt'), 'changed');
     await fsp.writeFile(path.join(data, 's0', 'new.txt'), 'new');
-    const inc = await makePackedSet({ bundles: { [BUNDLE]: data }, out: path.join(root, `inc-b-${k}`), base: baseKept, scratch: root });
+    const inc = await makePackedSet({ bundles: { [BUNDLE]: data }, out: path.join(w.root, `inc-b-${k}`), base: baseKept, scratch: w.root });
     const b = await repo.storeSet(inc.dir, { device: 'u1', base: fromTree.id }, undefined, { keepStaging: cache });
     // The increment staged into its own tree: the full one still holds every file as stored, for the next full backup.
     expect((await fsp.stat(unchanged)).ino).toBe(before.ino);
     expect((await fsp.stat(unchanged)).ctimeMs).toBe(before.ctimeMs);
 
-    const base2 = path.join(root, `inc-base2-${k}`);
+    const base2 = path.join(w.root, `inc-base2-${k}`);
     const second = await repo.materializeBase('latest', base2, { device: 'u1', keepStaging: cache });
     expect([second.id, second.fromKeptTree]).toEqual([b.snapshot.id, true]);
     await fsp.writeFile(path.join(data, 's1', 'f001.txt'), 'changed too');
-    const inc2 = await makePackedSet({ bundles: { [BUNDLE]: data }, out: path.join(root, `inc-c-${k}`), base: base2, scratch: root });
+    const inc2 = await makePackedSet({ bundles: { [BUNDLE]: data }, out: path.join(w.root, `inc-c-${k}`), base: base2, scratch: w.root });
     const c = await repo.storeSet(inc2.dir, { device: 'u1', base: second.id }, undefined, { keepStaging: cache });
 
-    const sets = await repo.materializeChain(c.snapshot.id, path.join(root, `inc-chain-${k}`));
+    const sets = await repo.materializeChain(c.snapshot.id, path.join(w.root, `inc-chain-${k}`));
     expect(sets).toHaveLength(3);
     expect(await setDigest(sets[0]!.dir)).toEqual(await setDigest(first.dir));
     expect(await setDigest(sets[1]!.dir)).toEqual(await setDigest(inc.dir));
@@ -219,14 +206,14 @@ describe("an increment's base", () => {
   });
 
   it('comes from restic when the kept tree is stale, was written to since, or its record does not hold', async (ctx) => {
-    if (unavailable) return ctx.skip();
+    if (w.unavailable) return ctx.skip();
     const { repo, data, cache, tree, k } = await watchedFixture();
     const stateFile = path.join(path.dirname(tree), 'state.json');
     const first = await set(data, `untrusted-a-${k}`);
     await repo.storeSet(first.dir, { device: 'u1' }, undefined, { keepStaging: cache });
     const expectFromRestic = async (what: string) => {
-      const viaTree = path.join(root, `untrusted-${what}-${k}`);
-      const viaRestic = path.join(root, `untrusted-${what}-restic-${k}`);
+      const viaTree = path.join(w.root, `untrusted-${what}-${k}`);
+      const viaRestic = path.join(w.root, `untrusted-${what}-restic-${k}`);
       expect((await repo.materializeBase('latest', viaTree, { device: 'u1', keepStaging: cache })).fromKeptTree).toBe(false);
       await repo.materializeBase('latest', viaRestic, { device: 'u1' });
       expect(await baseFiles(viaTree)).toEqual(await baseFiles(viaRestic));
