@@ -62,8 +62,15 @@ async function withTemp<T>(tempDir: string | undefined, fn: (dir: string) => Pro
 }
 
 /** The increment's base (its manifests read from the kept tree when that holds the base snapshot). */
-async function materializeBase(repository: Repository, ref: string, dir: string, device: string, keepStaging: string | false): Promise<SnapshotInfo> {
-  const { fromKeptTree: _kept, ...s } = await repository.materializeBase(ref, dir, { device, ...(keepStaging ? { keepStaging } : {}) });
+async function materializeBase(
+  repository: Repository,
+  ref: string,
+  dir: string,
+  device: string,
+  keepStaging: string | false,
+  among: SnapshotInfo[],
+): Promise<SnapshotInfo> {
+  const { fromKeptTree: _kept, ...s } = await repository.materializeBase(ref, dir, { device, among, ...(keepStaging ? { keepStaging } : {}) });
   return s;
 }
 
@@ -71,7 +78,9 @@ export async function backupToRepository(opts: RepositoryBackupOptions): Promise
   const { repository, device, base, tempDir, stagingDir, onStoreProgress, ...run } = opts;
   const keepStaging = stagingDir ?? path.join(readSettings().stateDir, STAGING_DIR);
   return withTemp(tempDir, async (tmp) => {
-    const baseSnapshot = base ? await materializeBase(repository, base, path.join(tmp, 'base'), device, keepStaging) : undefined;
+    // One listing serves the base's resolve and the store (each restic call opens the repository again).
+    const listed = base ? await repository.snapshots({ device, signal: run.signal }) : undefined;
+    const baseSnapshot = base ? await materializeBase(repository, base, path.join(tmp, 'base'), device, keepStaging, listed!) : undefined;
     const r = await runBackup({ ...run, out: path.join(tmp, 'set'), ...(baseSnapshot ? { base: path.join(tmp, 'base'), incremental: true } : {}) });
     const { out: _out, base: _base, ...result } = r;
     const common = { ...result, repository: repository.name, ...(baseSnapshot ? { baseSnapshot } : {}) };
@@ -79,6 +88,8 @@ export async function backupToRepository(opts: RepositoryBackupOptions): Promise
     try {
       const stored = await repository.storeSet(path.join(tmp, 'set'), { device, ...(baseSnapshot ? { base: baseSnapshot.id } : {}) }, onStoreProgress, {
         signal: run.signal,
+        // This run's session is new to the repository: the listing above still holds all the store needs.
+        ...(listed ? { snapshots: listed } : {}),
         // The set is this run's own and removed right after: its big files may move into the kept tree.
         ...(keepStaging ? { keepStaging, moveBigFiles: true } : {}),
       });

@@ -68,6 +68,12 @@ export interface StoreOptions {
   keepStaging?: string;
   /** The set is given up after the store: its big files may be moved into a kept tree rather than copied. */
   moveBigFiles?: boolean;
+  /**
+   * The device's snapshots as the caller has just listed them (the listing
+   * that resolved the increment's base): the store does not list them again.
+   * Only for a set whose session the repository cannot hold yet (a run's own).
+   */
+  snapshots?: SnapshotInfo[];
 }
 
 export interface StoreResult {
@@ -164,7 +170,7 @@ export class Repository {
    */
   async storeSet(setDir: string, meta: StoreMeta, onProgress?: (p: StoreProgress) => void, opts: StoreOptions = {}): Promise<StoreResult> {
     const summary = await readSetSummary(setDir);
-    const all = await this.snapshots({ device: meta.device });
+    const all = opts.snapshots ?? (await this.snapshots({ device: meta.device, signal: opts.signal }));
     const existing = all.find((s) => s.sessionId === summary.sessionId);
     const stored = summary.bundles.filter((b) => b.state === 'done').map((b) => b.bundleName);
     const notStored = summary.bundles.filter((b) => b.state !== 'done').map((b) => b.bundleName);
@@ -380,9 +386,9 @@ export class Repository {
   async materializeBase(
     ref: string,
     outDir: string,
-    opts: { device?: string; signal?: AbortSignal; keepStaging?: string } = {},
+    opts: { device?: string; signal?: AbortSignal; keepStaging?: string; among?: SnapshotInfo[] } = {},
   ): Promise<SnapshotInfo & { fromKeptTree: boolean }> {
-    const s = await this.resolve(ref, { device: opts.device });
+    const s = await this.resolve(ref, { device: opts.device, ...(opts.among ? { among: opts.among } : {}) });
     if (opts.keepStaging)
       for (const kind of ['increment', 'full'] as const) {
         const read = await withKeptTree(

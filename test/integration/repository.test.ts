@@ -412,7 +412,15 @@ describe.each<Backend>(['local', 's3'])('repository on %s', (backend) => {
     const big = randomBytes(3 * 1024 * 1024);
     await writeBundle(dataRoot, { name: 'com.r.notes', files: { 'a.txt': 'alpha', 'dir/b.txt': 'beta', 'big.bin': big } });
     await writeBundle(dataRoot, { name: 'com.r.photos', files: { 'p1.jpg': randomBytes(5000), 'p2.jpg': randomBytes(7000) } });
-    const repo = await Repository.init(location(backend, 'runs'));
+    const loc = location(backend, 'runs');
+    const commands: string[] = [];
+    const repo = await Repository.init({
+      ...loc,
+      onChild: (c) => {
+        loc.onChild?.(c);
+        commands.push(c.command);
+      },
+    });
     const taskQueue = uniqueTaskQueue('repo-runs');
     configureTool(taskQueue);
     const { full, inc } = await withWorker({ taskQueue, dataRoot, stateDir: path.join(root, `state-runs-${backend}`) }, async () => {
@@ -420,9 +428,12 @@ describe.each<Backend>(['local', 's3'])('repository on %s', (backend) => {
       await writeFile(path.join(dataRoot, 'com.r.notes', 'data', 'a.txt'), 'alpha, edited');
       await writeFile(path.join(dataRoot, 'com.r.notes', 'data', 'c.txt'), 'new');
       await rm(path.join(dataRoot, 'com.r.photos', 'data', 'p1.jpg'));
+      commands.length = 0;
       const inc = await backupToRepository({ repository: repo, device: 'phone-r', base: 'latest', tempDir: root });
       return { full, inc };
     });
+    // One listing resolves the base and serves the store.
+    expect(commands.filter((c) => c === 'snapshots')).toEqual(['snapshots']);
     expect(full.outcome, JSON.stringify(full)).toBe('done');
     expect(inc.outcome, JSON.stringify(inc)).toBe('done');
     expect(inc.snapshot!.base).toEqual({ id: full.snapshot!.id, sessionId: full.sessionId });
