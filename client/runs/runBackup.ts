@@ -159,7 +159,7 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   emit({ type: 'start', sessionId, bundles: names, kind, ...(base ? { base: base.dir } : {}), ...(resumed ? { attached: true } : {}) });
   const waited = await appendAndWait(session, { client, names, base: resumed ? undefined : base, attached: !!resumed, emit, ended, signal: opts.signal });
   const { interrupted } = waited;
-  const finished = await finishSet(session, set);
+  const finished = await finishSet(session, set, !!resumed);
   const endedElsewhere = waited.endedElsewhere ?? finished.endedElsewhere;
   if (endedElsewhere) emit({ type: 'notice', message: `The session was ${endedElsewhere}: the set holds what was handed over until then.` });
   const error = finished.error ?? waited.error;
@@ -439,7 +439,11 @@ async function appendAndWait(
  * its trailing events: the ends of stopped bundles). A session another client
  * released, or that its tool timeout abandoned, is no error of the run: it says how it ended.
  */
-async function finishSet(session: { release(): Promise<void> }, set: BackupSetWriter): Promise<{ error?: ErrorInfo; endedElsewhere?: string }> {
+async function finishSet(
+  session: { release(): Promise<void> },
+  set: BackupSetWriter,
+  resumed: boolean,
+): Promise<{ error?: ErrorInfo; endedElsewhere?: string }> {
   let error: ErrorInfo | undefined;
   let endedElsewhere: string | undefined;
   try {
@@ -454,6 +458,12 @@ async function finishSet(session: { release(): Promise<void> }, set: BackupSetWr
     if (err instanceof SessionEndedElsewhere) endedElsewhere = err.how;
     else error ??= errorOf(toBusinessError(err));
     await set.flush().catch(() => undefined);
+  }
+  try {
+    // On disk before the summary can say complete: a power cut after the run reported done takes nothing back.
+    await set.makeDurable({ everything: resumed });
+  } catch (err) {
+    error ??= { code: ErrorCode.IO_ERROR, message: `Writing the backup set to disk failed: ${(err as Error).message}` };
   }
   return { error, endedElsewhere };
 }

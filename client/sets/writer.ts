@@ -2,6 +2,9 @@
  * Writes a backup set (sets/layout.ts): private to its owner (folders 0700,
  * files 0600); a file becomes visible under its name only once completely
  * copied, and is hard-linked instead of copied where the worker's file allows.
+ * Durable once `makeDurable` has returned: each file is flushed in the
+ * background as it comes (its writeback overlaps the packs still running),
+ * then the folders; the run writes its summary only after that.
  */
 import {
   close,
@@ -22,10 +25,11 @@ import {
   openSync,
   writeSync,
 } from 'node:fs';
-import { chmod, copyFile, link, lstat, mkdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, link, lstat, mkdir, open, readdir, readlink, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
+import { fsyncDir, writeAtomically } from '../../engine/fsx.js';
 
 const closeFd = promisify(close);
 const fstatFd = promisify(fstat);
@@ -77,9 +81,35 @@ async function copyFd(fd: number, to: string): Promise<void> {
   await pipeline(createReadStream('', { fd, autoClose: false, start: 0 }), createWriteStream(to, { mode: 0o600 }));
 }
 
+/** fdatasync of one file by name (the fd it came from is the tool's and closed by now). */
+async function datasyncFile(file: string): Promise<void> {
+  const fh = await open(file, 'r');
+  try {
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The set's files: those at its top and in its bundles' folders (a set is two levels deep). */
+async function filesUnder(dir: string): Promise<string[]> {
+  const files: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isFile()) files.push(p);
+    else if (e.isDirectory()) for (const f of await readdir(p, { withFileTypes: true })) if (f.isFile()) files.push(path.join(p, f.name));
+  }
+  return files;
+}
+
 export class BackupSetWriter {
   private pending = new Set<Promise<void>>();
   private failures: Error[] = [];
+  /** Files kept but not yet flushed, flushed one at a time in the background; the folders that got a new name. */
+  private unsynced: string[] = [];
+  private syncing: Promise<void> | undefined;
+  private syncFailure: Error | undefined;
+  private dirsTouched = new Set<string>();
 
   constructor(readonly dir: string) {}
 
@@ -106,6 +136,34 @@ export class BackupSetWriter {
       await closeFd(fd);
     }
     await rename(partial, target);
+    this.flushLater(target);
+  }
+
+  /** Starts (or extends) the background flush: one file at a time, so the flushes never crowd the thread pool. */
+  private flushLater(file: string): void {
+    this.unsynced.push(file);
+    this.dirsTouched.add(path.dirname(file));
+    this.syncing ??= (async () => {
+      for (let next = this.unsynced.shift(); next !== undefined; next = this.unsynced.shift()) {
+        await datasyncFile(next).catch((err: Error) => void (this.syncFailure ??= err));
+      }
+      this.syncing = undefined;
+    })();
+  }
+
+  /**
+   * Every file kept so far, and the folders holding their names, on disk
+   * (what a power cut cannot take back): call after `flush`, before the
+   * summary that says the set is complete. Throws what failed.
+   */
+  async makeDurable(opts: { everything?: boolean } = {}): Promise<void> {
+    // A resumed run holds files an earlier process kept and may not have flushed: all of them then.
+    if (opts.everything) for (const file of await filesUnder(this.dir)) this.flushLater(file);
+    while (this.syncing) await this.syncing;
+    if (this.syncFailure) throw this.syncFailure;
+    for (const dir of this.dirsTouched) await fsyncDir(dir);
+    if (this.dirsTouched.size) await fsyncDir(this.dir);
+    this.dirsTouched.clear();
   }
 
   /**
@@ -130,6 +188,7 @@ export class BackupSetWriter {
     }
     const again = existsSync(target);
     renameSync(partial, target);
+    this.flushLater(target);
     return again;
   }
 
@@ -164,10 +223,8 @@ export class BackupSetWriter {
     if (this.failures.length) throw this.failures[0];
   }
 
-  /** Writes `<dir>/<name>` atomically (a temp file renamed over it): a reader sees the old or the new, whole. */
+  /** Writes `<dir>/<name>` atomically and durably (a temp file flushed, renamed over it, the folder flushed): a reader sees the old or the new, whole. */
   async writeJson(name: string, value: unknown): Promise<void> {
-    const file = path.join(this.dir, name);
-    await writeFile(`${file}.tmp`, JSON.stringify(value, null, 2), { mode: 0o600 });
-    await rename(`${file}.tmp`, file);
+    await writeAtomically(path.join(this.dir, name), JSON.stringify(value, null, 2));
   }
 }
