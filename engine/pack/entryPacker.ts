@@ -9,7 +9,7 @@ import type { ManifestEntry } from '../../common/manifest.js';
 import type { WalkEntry } from '../walk.js';
 import { packBigFile } from './bigFile.js';
 import type { IncrementRecorder } from './increment.js';
-import { WHOLE_READ_BYTES, type PackLimits } from './options.js';
+import { WHOLE_READ_BYTES, WRITE_BATCH_BYTES, type PackLimits } from './options.js';
 import type { PackOutputs } from './outputs.js';
 import type { PackProgressMeter } from './progress.js';
 import type { Done, ResumeCursor } from './resume.js';
@@ -19,6 +19,8 @@ import { hashOpenFile, openSource, readSmallFile } from './sources.js';
 export class EntryPacker {
   /** Where small files are read whole, one after the other (the packer reads one at a time). */
   readonly #scratch: Buffer;
+  /** Where big files are copied through, a chunk at a time (made at the first: most bundles have none). */
+  #copyBuf: Buffer | undefined;
 
   constructor(
     private readonly out: PackOutputs,
@@ -85,7 +87,8 @@ export class EntryPacker {
       if (src.size > limits.bigFileBytes) {
         await this.cursor.dropPending(); // its number is taken by this one
         let handed: HandedFile;
-        ({ handed, changed } = await packBigFile(src.fh, item.path, src, out.nextBigFileUri(), this.outDir, progress, signal));
+        this.#copyBuf ??= Buffer.allocUnsafe(WRITE_BATCH_BYTES);
+        ({ handed, changed } = await packBigFile(src.fh, item.path, src, out.nextBigFileUri(), this.outDir, this.#copyBuf, progress, signal));
         await out.addBigFile(handed);
         size = handed.size;
         await track?.record(handed.entries[0]!);
