@@ -13,9 +13,9 @@ import { changedWhileRead } from './sources.js';
  * copied (all of them when it shrank meanwhile); `changed` says why they may
  * not be one moment's state of the file.
  *
- * `buf` (the packer's, re-used from file to file) carries every chunk: a
- * stream would allocate a MiB per read and leave it for the collector, and
- * eight packs at once held 50-60 MiB of such garbage (docs/design/performance.md).
+ * `buf` (the packer's small-file scratch, 256 KiB) carries every chunk: a
+ * stream allocated a MiB per read and left it for the collector, and eight
+ * packs at once held 50-60 MiB of such garbage (docs/design/performance.md).
  */
 export async function packBigFile(
   fh: fsp.FileHandle,
@@ -31,7 +31,7 @@ export async function packBigFile(
   let size = 0;
   const out = await fsp.open(path.join(outDir, uri), 'wx', FILE_MODE);
   try {
-    // MiB-sized chunks: a big file costs a few dozen thread-pool round trips, not thousands.
+    // Chunks of 256 KiB: a big file costs a few hundred thread-pool round trips, not thousands.
     while (size < st.size) {
       signal?.throwIfAborted();
       const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, st.size - size), size);

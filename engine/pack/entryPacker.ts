@@ -9,7 +9,7 @@ import type { ManifestEntry } from '../../common/manifest.js';
 import type { WalkEntry } from '../walk.js';
 import { packBigFile } from './bigFile.js';
 import type { IncrementRecorder } from './increment.js';
-import { WHOLE_READ_BYTES, WRITE_BATCH_BYTES, type PackLimits } from './options.js';
+import { WHOLE_READ_BYTES, type PackLimits } from './options.js';
 import type { PackOutputs } from './outputs.js';
 import type { PackProgressMeter } from './progress.js';
 import type { Done, ResumeCursor } from './resume.js';
@@ -17,10 +17,11 @@ import { tarEntryBytes } from './slice.js';
 import { hashOpenFile, openSource, readSmallFile } from './sources.js';
 
 export class EntryPacker {
-  /** Where small files are read whole, one after the other (the packer reads one at a time). */
+  /**
+   * Where small files are read whole, one after the other (the packer reads one at a time), and big
+   * files copied through a chunk at a time: no buffer of its own per pack (eight run at once).
+   */
   readonly #scratch: Buffer;
-  /** Where big files are copied through, a chunk at a time (made at the first: most bundles have none). */
-  #copyBuf: Buffer | undefined;
 
   constructor(
     private readonly out: PackOutputs,
@@ -87,8 +88,7 @@ export class EntryPacker {
       if (src.size > limits.bigFileBytes) {
         await this.cursor.dropPending(); // its number is taken by this one
         let handed: HandedFile;
-        this.#copyBuf ??= Buffer.allocUnsafe(WRITE_BATCH_BYTES);
-        ({ handed, changed } = await packBigFile(src.fh, item.path, src, out.nextBigFileUri(), this.outDir, this.#copyBuf, progress, signal));
+        ({ handed, changed } = await packBigFile(src.fh, item.path, src, out.nextBigFileUri(), this.outDir, this.#scratch, progress, signal));
         await out.addBigFile(handed);
         size = handed.size;
         await track?.record(handed.entries[0]!);
