@@ -1,11 +1,10 @@
 /** A big file, copied alone into `file.<n>`. */
 import { createHash } from 'node:crypto';
-import { createWriteStream, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type { HandedFile, IndexEntry } from '../../common/manageIndex.js';
-import { FILE_MODE, WRITE_BATCH_BYTES, type OpenedStat } from './options.js';
-import { hashing, type PackProgressMeter } from './progress.js';
+import { FILE_MODE, type OpenedStat } from './options.js';
+import type { PackProgressMeter } from './progress.js';
 import { changedWhileRead } from './sources.js';
 
 /**
@@ -13,6 +12,10 @@ import { changedWhileRead } from './sources.js';
  * keeps growing cannot hold the pack up. Its record describes the bytes
  * copied (all of them when it shrank meanwhile); `changed` says why they may
  * not be one moment's state of the file.
+ *
+ * `buf` (the packer's small-file scratch, 256 KiB) carries every chunk: a
+ * stream allocated a MiB per read and left it for the collector, and eight
+ * packs at once held 50-60 MiB of such garbage (docs/design/performance.md).
  */
 export async function packBigFile(
   fh: fsp.FileHandle,
@@ -20,27 +23,27 @@ export async function packBigFile(
   st: OpenedStat,
   uri: string,
   outDir: string,
+  buf: Buffer,
   progress: PackProgressMeter,
   signal: AbortSignal | undefined,
 ): Promise<{ handed: HandedFile; changed?: string }> {
-  const outPath = path.join(outDir, uri);
   const hash = createHash('sha256');
   let size = 0;
+  const out = await fsp.open(path.join(outDir, uri), 'wx', FILE_MODE);
   try {
-    // MiB-sized chunks: a big file costs a few dozen thread-pool round trips, not thousands.
-    await pipeline(
-      fh.createReadStream({ autoClose: false, start: 0, end: st.size - 1, highWaterMark: WRITE_BATCH_BYTES }),
-      hashing(hash, (n) => {
-        size += n;
-        progress.add(0, n);
-      }),
-      createWriteStream(outPath, { flags: 'wx', mode: FILE_MODE, highWaterMark: WRITE_BATCH_BYTES }),
-      { signal },
-    );
-  } catch (err) {
-    // An abort mid-file surfaces as the signal's reason, like an abort between entries.
-    signal?.throwIfAborted();
-    throw err;
+    // Chunks of 256 KiB: a big file costs a few hundred thread-pool round trips, not thousands.
+    while (size < st.size) {
+      signal?.throwIfAborted();
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, st.size - size), size);
+      if (bytesRead === 0) break; // it shrank
+      const chunk = buf.subarray(0, bytesRead);
+      hash.update(chunk);
+      for (let off = 0; off < bytesRead;) off += (await out.write(chunk, off)).bytesWritten;
+      size += bytesRead;
+      progress.add(0, bytesRead);
+    }
+  } finally {
+    await out.close();
   }
   const sha256 = hash.digest('hex');
   const entry: IndexEntry = { path: rel, kind: 'file', size: size, mode: st.mode, mtimeMs: st.mtimeMs, sha256 };

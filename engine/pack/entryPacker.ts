@@ -17,7 +17,10 @@ import { tarEntryBytes } from './slice.js';
 import { hashOpenFile, openSource, readSmallFile } from './sources.js';
 
 export class EntryPacker {
-  /** Where small files are read whole, one after the other (the packer reads one at a time). */
+  /**
+   * Where small files are read whole, one after the other (the packer reads one at a time), and big
+   * files copied through a chunk at a time: no buffer of its own per pack (eight run at once).
+   */
   readonly #scratch: Buffer;
 
   constructor(
@@ -85,7 +88,7 @@ export class EntryPacker {
       if (src.size > limits.bigFileBytes) {
         await this.cursor.dropPending(); // its number is taken by this one
         let handed: HandedFile;
-        ({ handed, changed } = await packBigFile(src.fh, item.path, src, out.nextBigFileUri(), this.outDir, progress, signal));
+        ({ handed, changed } = await packBigFile(src.fh, item.path, src, out.nextBigFileUri(), this.outDir, this.#scratch, progress, signal));
         await out.addBigFile(handed);
         size = handed.size;
         await track?.record(handed.entries[0]!);

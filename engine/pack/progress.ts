@@ -1,5 +1,4 @@
-/** The packer's throttled progress, and a pipeline step that hashes and counts what passes. */
-import type { Hash } from 'node:crypto';
+/** The packer's throttled progress. */
 import { PROGRESS_EVERY_MS, ProgressMeter } from '../progressMeter.js';
 import type { PackPhase, PackProgress } from './options.js';
 
@@ -27,16 +26,4 @@ export class PackProgressMeter extends ProgressMeter<PackProgress> {
   protected override snapshot(): PackProgress {
     return { files: this.files, bytes: this.bytes, phase: this.phase, durable: this.durable };
   }
-}
-
-/** Hashes and counts bytes on their way through a pipeline. */
-export function hashing(hash: Hash, onChunk: (n: number) => void) {
-  return async function* (source: AsyncIterable<Buffer | string>): AsyncGenerator<Buffer> {
-    for await (const c of source) {
-      const chunk = typeof c === 'string' ? Buffer.from(c) : c;
-      hash.update(chunk);
-      onChunk(chunk.length);
-      yield chunk;
-    }
-  };
 }

@@ -29,8 +29,8 @@ export function tarEntryBytes(name: string, size: number): number {
 /**
  * One open tar slice, written synchronously: headers (tar-stream's encoder,
  * so the bytes are what `tar.pack()` writes), data and padding are gathered
- * in one buffer and written, and hashed, about a MiB at a time. A page-cache
- * write costs less than a thread-pool round trip, and one hash call on a MiB
+ * in one buffer and written, and hashed, 256 KiB at a time. A page-cache
+ * write costs less than a thread-pool round trip, and one hash call on 256 KiB
  * far less than one per 512-byte header.
  */
 export class Slice {
