@@ -138,6 +138,12 @@ export function timed(cmd, args, opts = {}) {
   });
 }
 
+/**
+ * Flushes every file system (`sync`, untimed for the figures) and resolves with how long it took:
+ * a timed step then starts with no dirty pages of earlier steps to write back. The page cache stays.
+ */
+export const settle = () => timed('sync', []);
+
 /** Runs a command and returns its stdout (untimed helpers: versions, restic init). */
 export function output(cmd, args, opts = {}) {
   return new Promise((resolve, reject) => {

@@ -16,7 +16,7 @@ export const perSec = (r) => (Number.isFinite(r) ? `${r.toFixed(r < 10 ? 3 : 1)}
  * A figure compared with an anchor: `ratio = value / anchor`, PASS when `ratio ≤ max`
  * (or, with `within`, when |ratio − 1| ≤ within); with neither, shown for comparison only.
  */
-export function row({ measure, value, show, anchorName, anchor, showAnchor = show, max, within, target, na }) {
+export function row({ measure, value, show, anchorName, anchor, showAnchor = show, max, within, target, na, context }) {
   if (na) return { measure, value: null, display: na, anchor: anchorName ?? null, anchorValue: null, ratio: null, target, result: 'n/a' };
   const hasAnchor = anchor !== undefined;
   const ratio = hasAnchor ? value / anchor : undefined;
@@ -31,6 +31,8 @@ export function row({ measure, value, show, anchorName, anchor, showAnchor = sho
     ratio: hasAnchor ? ratio : null,
     target,
     result: max === undefined && within === undefined ? '' : Number.isFinite(x) ? (ok ? 'PASS' : 'MISS') : 'MISS',
+    // Shown beside the target, never judged: e.g. the durable anchor of a restore.
+    ...(context && { context }),
   };
 }
 
@@ -55,11 +57,13 @@ export function formatTable(header, rows, right = []) {
   return [header, widths.map((w) => '-'.repeat(w)), ...rows].map((r) => cells(r).join('  ').trimEnd()).join('\n');
 }
 
+/** The table; a `context` column after the result when some row has context. */
 export function formatRows(rows) {
   const ratio = (r) => (r.ratio === null || r.ratio === undefined ? '—' : r.ratio >= 10 ? `${r.ratio.toFixed(1)}×` : `${r.ratio.toFixed(3)}×`);
+  const withContext = rows.some((r) => r.context);
   return formatTable(
-    ['measure', 'value', 'anchor', 'ratio', 'target', 'result'],
-    rows.map((r) => [r.measure, r.display, r.anchor, ratio(r), r.target, r.result]),
+    ['measure', 'value', 'anchor', 'ratio', 'target', 'result', ...(withContext ? ['context'] : [])],
+    rows.map((r) => [r.measure, r.display, r.anchor, ratio(r), r.target, r.result, ...(withContext ? [r.context ?? ''] : [])]),
     [1, 3],
   );
 }

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { compareBundleSet, compareRestoredBundle } from '../dist/client/sets/verify.js';
 import { datasetShape, writeDataset, writeManyFilesBundle } from './dataset.js';
 import { fullBackup, restore } from './ohbackup.js';
-import { watchRss } from './procs.js';
+import { settle, watchRss } from './procs.js';
 import { median } from './report.js';
 import { quiesce, temporalCost } from './temporalCost.js';
 
@@ -29,6 +29,7 @@ export async function scaleCurve({ sets, dataRoot, work, rounds, rate, timeoutMs
     const order = SCALE_FACTORS.map((_, i) => SCALE_FACTORS[(i + r) % SCALE_FACTORS.length]);
     for (const k of order) {
       const out = path.join(work, `scale-${k}-${r}`);
+      await settle(); // as the rounds: no writeback left by the set's writing or the last backup
       const x = await fullBackup({ out, bundles: sets[k].names, rate, timeoutMs });
       if (r === 0) {
         const problems = [];

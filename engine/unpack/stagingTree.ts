@@ -3,7 +3,6 @@
  * big file verified against the index as it is written, modes and mtimes from
  * the index, and one syncfs before the swap. MergeTree (merge.ts) extends it.
  */
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, fchmodSync, futimesSync, openSync, promises as fsp, writeSync } from 'node:fs';
 import path from 'node:path';
@@ -12,6 +11,7 @@ import tar from 'tar-stream';
 import type { HandedFile, IndexEntry, ManageIndex } from '../../common/manageIndex.js';
 import { copyHashing, errnoOf, isSystemError, lstatOrUndefined } from '../fsx.js';
 import type { ProgressMeter } from '../progressMeter.js';
+import { syncFileSystem } from '../syncFs.js';
 import { CREATE_FLAGS, DIR_MODE, FILE_MODE, PERM_MASK, READ_FLAGS, ROOT_MODE, RestoreRejected, untar } from './options.js';
 import { unsafePathReason } from './pathRules.js';
 import type { Plan } from './plan.js';
@@ -115,11 +115,14 @@ export class StagingTree {
           }
           let name = hd.name;
           if (type === 'directory' && name.endsWith('/') && name.length > 1) name = name.slice(0, -1);
-          const why = unsafePathReason(name, this.stagingDir);
-          if (why) throw untar(`${h.uri}: entry "${hd.name}" refused: ${why}`);
           const want = h.entries[next++];
+          // The index's paths passed these rules already (validateIndex): only a name that differs is checked.
+          if (!want || want.path !== name) {
+            const why = unsafePathReason(name, this.stagingDir);
+            if (why) throw untar(`${h.uri}: entry "${hd.name}" refused: ${why}`);
+            throw untar(`${h.uri}: entry "${name}" is not the next one in the index`);
+          }
           const kind = type === 'directory' ? 'dir' : 'file';
-          if (!want || want.path !== name) throw untar(`${h.uri}: entry "${name}" is not the next one in the index`);
           if (want.kind !== kind || want.size !== (hd.size ?? 0)) {
             throw untar(`${h.uri}: entry "${name}" does not match the index (kind or size)`);
           }
@@ -290,10 +293,4 @@ export async function precheckHanded(index: ManageIndex, restoreDir: string): Pr
     if (!st.isFile()) throw untar(`${h.uri}: not a regular file`);
     if (st.size !== h.size) throw untar(`${h.uri}: ${st.size} bytes, the index says ${h.size} (tampered or incomplete)`);
   }
-}
-
-/** Flushes the file system holding `p` (syncfs, via coreutils `sync -f`); falls back to a global sync. */
-async function syncFileSystem(p: string): Promise<void> {
-  const run = (args: string[]) => new Promise<void>((resolve, reject) => execFile('sync', args, (err) => (err ? reject(err) : resolve())));
-  await run(['-f', p]).catch(() => run([]));
 }
