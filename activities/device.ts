@@ -124,12 +124,14 @@ export function createDeviceActivities(device: Device, stateDir: string) {
     },
 
     async cleanSessionTemp(input: { sessionId: string; bundleNames: string[] }): Promise<void> {
+      const dirs = new Set<string>();
       for (const name of input.bundleNames) {
         if (!BundleNameSchema.safeParse(name).success) continue;
         const bundle = sessionBundle(device, input.sessionId, name);
-        await rm(bundle.packDir(input.sessionId), { recursive: true, force: true });
-        await rm(bundle.restoreDir(input.sessionId), { recursive: true, force: true });
+        dirs.add(bundle.packDir(input.sessionId)).add(bundle.restoreDir(input.sessionId));
       }
+      // Side by side: each removal is a chain of thread-pool round trips, and the folders are distinct.
+      await Promise.all([...dirs].map((dir) => rm(dir, { recursive: true, force: true })));
     },
 
     /** Writes the capability file where the tool can open it; the tool unlinks it once it holds an fd. */

@@ -233,7 +233,8 @@ export abstract class SessionBase implements OpenSession {
             return (endedElsewhere = ended);
           },
         );
-        await pump.stop();
+        // Completed: its result holds the events not acknowledged yet.
+        await pump.stop(true);
         await pump.deliverAll(result.trailingEvents);
       } finally {
         registry.remove(this);

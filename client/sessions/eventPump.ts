@@ -67,6 +67,11 @@ export type BundleView = 'appended' | 'running' | 'ended';
 /** Idle polling starts this often and slows down to IDLE_POLL_MAX_MS while nothing happens: each query is work for a worker. */
 const IDLE_POLL_MS = 25;
 const IDLE_POLL_MAX_MS = 400;
+/**
+ * The slowest polling while a bundle of the tool's is appended or running: its next event (files after a pack,
+ * its end, the session's end) is due, and the poll's wait is latency added to the whole session.
+ */
+const BUSY_POLL_MAX_MS = 100;
 const QUERY_DEADLINE_MS = 5_000;
 /** Acknowledgements are signals, each a workflow task and a history event for the session: at most this often (and at the end). */
 const ACK_EVERY_MS = 300;
@@ -95,6 +100,7 @@ export class EventPump {
   private acked: number;
   private lastAckAt = 0;
   private stopped = false;
+  private closed = false;
   private wake?: () => void;
   private loop?: Promise<void>;
   private failingSince?: number;
@@ -124,9 +130,13 @@ export class EventPump {
     this.loop ??= this.run();
   }
 
-  /** Stops polling; events after this are delivered only through `deliverAll`. */
-  async stop(): Promise<void> {
+  /**
+   * Stops polling; events after this are delivered only through `deliverAll`. `closed`: the session workflow has
+   * completed, so no last acknowledgement is sent (it could only fail; its result holds what was not acknowledged).
+   */
+  async stop(closed = false): Promise<void> {
     this.stopped = true;
+    this.closed = closed;
     clearInterval(this.heartbeat?.timer);
     this.wake?.();
     await this.loop;
@@ -167,11 +177,11 @@ export class EventPump {
       if (events.length > 0) idle = IDLE_POLL_MS;
       else {
         await this.pause(idle);
-        idle = Math.min(IDLE_POLL_MAX_MS, Math.round(idle * 1.5));
+        idle = Math.min(this.expecting() ? BUSY_POLL_MAX_MS : IDLE_POLL_MAX_MS, Math.round(idle * 1.5));
       }
     }
     clearInterval(this.heartbeat?.timer);
-    await this.ack(true);
+    if (!this.closed) await this.ack(true);
   }
 
   /**
@@ -208,6 +218,12 @@ export class EventPump {
     } catch {
       // The next round acknowledges again; the workflow keeps the events until then.
     }
+  }
+
+  /** A bundle the tool appended has not ended: events are due. */
+  private expecting(): boolean {
+    for (const view of this.bundles.values()) if (view !== 'ended') return true;
+    return false;
   }
 
   private pause(ms: number): Promise<void> {

@@ -1,9 +1,12 @@
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../../bin/ohbackup', import.meta.url));
 const CLI_DOC = fileURLToPath(new URL('../../docs/cli.md', import.meta.url));
 
 function ohbackup(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -190,5 +193,24 @@ describe('the command line help', () => {
     const badId = await ohbackup(['schedule', 'describe', '../x']);
     expect(badId.code).toBe(2);
     expect(badId.stderr).toMatch(/is not a schedule ID/);
+  });
+
+  it("bin/ohbackup runs the command line with its compile cache in the user's cache folder", async () => {
+    const cache = mkdtempSync(path.join(os.tmpdir(), 'ohbackup-cache-'));
+    try {
+      const env = { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:1', XDG_CACHE_HOME: cache };
+      delete env.NODE_DISABLE_COMPILE_CACHE;
+      const run = () =>
+        new Promise<{ code: number; stdout: string }>((resolve) =>
+          execFile(BIN, ['--version'], { env }, (err, stdout) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout })),
+        );
+      const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+      // Twice: the second run reads what the first one cached.
+      for (let i = 0; i < 2; i++) expect(await run()).toEqual({ code: 0, stdout: `${version}\n` });
+      const dir = path.join(cache, 'ohbackup', 'node-compile-cache');
+      expect(existsSync(dir) && readdirSync(dir).length).toBeGreaterThan(0);
+    } finally {
+      rmSync(cache, { recursive: true, force: true });
+    }
   });
 });

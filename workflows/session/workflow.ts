@@ -295,7 +295,12 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     session.markNotStarted();
     session.announceAllEnded();
     const abandoned = session.settleAbandoned();
-    await deviceActivities.cleanSessionTemp({ sessionId: input.sessionId, bundleNames: session.slots.map((b) => deviceBundleOf(b.request)) });
+    // Its bundles are free for other sessions on the device (13500013) while its own temp data goes: another
+    // session packs and restores in folders of its own (packDir, restoreDir are per session), so one round trip, not two.
+    await Promise.all([
+      deviceActivities.cleanSessionTemp({ sessionId: input.sessionId, bundleNames: session.slots.map((b) => deviceBundleOf(b.request)) }),
+      session.slots.some((b) => !b.request.rejected) ? releaseSessionBundles(input.deviceTaskQueue) : undefined,
+    ]);
     await condition(allHandlersFinished);
     const outcome: SessionOutcome = abandoned ? 'abandoned' : sessionOutcome(session.slots);
     markSearch(abandoned ? 'abandoned' : 'released', outcome);
@@ -307,8 +312,6 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     const files = session.slots.reduce((n, b) => n + b.files, 0);
     const bytes = session.slots.reduce((n, b) => n + b.bytes, 0);
     log.info('session ended', { kind: input.kind, device, outcome, bundles: session.slots.length, files, bytes, endedBy: session.endedBy });
-    // Its bundles are free for other sessions on the device (13500013).
-    if (session.slots.some((b) => !b.request.rejected)) await releaseSessionBundles(input.deviceTaskQueue);
     return {
       sessionId: input.sessionId,
       kind: input.kind,
