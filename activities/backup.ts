@@ -44,8 +44,9 @@ export function createBackupActivities(device: Device) {
         const earlier = ctx.info.heartbeatDetails as { packed?: PackedSummary } | undefined;
         const packed = earlier?.packed ?? (await pack(input));
         const self = ctx.client.workflow.getHandle(bundleWorkflowId(input.sessionId, input.bundleName));
-        // A rate the tool sets in onBundleBegin reaches the bundle before toolBegun does: wait for that (bounded:
-        // a tool that is away must not stall the bundle), then the rate paces the first file. Queries cost no history.
+        // A rate the tool sets in onBundleBegin reaches the bundle before the tool's toolBegun mark does: wait for
+        // that (bounded: a tool that is away must not stall the bundle), then the rate paces the first file.
+        // Queries cost no history.
         const waitUntil = Date.now() + DEFAULTS.toolBegunWaitMs;
         let begun = await self.query(toolBegunQuery);
         while (begun === false && Date.now() < waitUntil) {

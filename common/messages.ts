@@ -56,22 +56,16 @@ export const outcomesQuery = defineQuery<BundleOutcome[]>('outcomes');
 export const updateTimerSignal = defineSignal<[number]>('updateTimer');
 /** updateSendRate: files per second handed to the tool; 0 pauses. */
 export const updateSendRateSignal = defineSignal<[number]>('updateSendRate');
-/** What toolBegun carries: a send rate the tool set inside onBundleBegin (one signal instead of two). */
-export interface ToolBegun {
-  sendRate?: number;
-}
-/**
- * The tool has run onBundleBegin, with any rate it set there: the hand-over
- * waits for it, briefly, so that rate paces the first file.
- */
-export const toolBegunSignal = defineSignal<[ToolBegun?]>('toolBegun');
 /** The hand-over activity reads the current rate through this query. */
 export const sendRateQuery = defineQuery<number>('sendRate');
 /**
- * Whether toolBegun has reached the bundle (false until it has), then the bundle's send rate, so the hand-over
- * needs no query of its own for it: the backup activity asks, instead of the workflow waiting on a timer.
+ * Whether the tool has run the bundle's onBundleBegin (false until it has), then the bundle's send rate, so the
+ * hand-over needs no query of its own for it. The tool says so by asking it with `begun` true, once any rate it set
+ * in onBundleBegin has landed (updateSendRate): a query, not a signal, so it costs no history and does not wake the
+ * bundle's workflow. The mark is kept in memory only, and only this query reads it: no command depends on it, and a
+ * bundle replayed meanwhile (evicted from the worker's cache) forgets it, so its hand-over waits out its bound (2 s).
  */
-export const toolBegunQuery = defineQuery<number | false>('toolBegun');
+export const toolBegunQuery = defineQuery<number | false, [begun?: boolean]>('toolBegun');
 /** Restore: the tool has written every file of the bundle (publishFile with uri ''). */
 export const publishSignal = defineSignal('publish');
 

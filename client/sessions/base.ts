@@ -24,7 +24,7 @@ import {
 import { z } from 'zod';
 import { DeviceIdSchema, deviceLabel, workerTaskQueue } from '../../common/deviceQueue.js';
 import { device as configuredDevice, getClient, taskQueue } from '../connection.js';
-import { signalBundle } from './control.js';
+import { signalBundle, type BundleSignal } from './control.js';
 import { EventPump } from './eventPump.js';
 import { SessionEndedElsewhere, toBusinessError } from '../failures.js';
 import { openCapabilities } from '../capabilities.js';
@@ -175,7 +175,8 @@ export abstract class SessionBase implements OpenSession {
       onDeliveryStopped: (bundleName, error, got) => {
         void handle.signal(deliveryStoppedSignal, { bundleName, error, ...got }).catch((err) => warn('the end of a delivery', err));
       },
-      // Backup hand-over waits (briefly) for toolBegun; a rate set inside onBundleBegin rides on it (one signal, not two).
+      // Backup hand-over waits (briefly) for the tool's mark (a query on the bundle, no history); a rate set inside
+      // onBundleBegin goes first, as its one signal.
       onBundleBeginning: kind === 'restore' ? undefined : (bundleName) => this.beginning.set(bundleName, {}),
       onBundleBegun:
         kind === 'restore'
@@ -183,7 +184,8 @@ export abstract class SessionBase implements OpenSession {
           : (bundleName) => {
               const begun = this.beginning.get(bundleName);
               this.beginning.delete(bundleName);
-              this.signalBundle(bundleName, 'toolBegun', begun?.sendRate);
+              if (begun?.sendRate !== undefined) this.signalBundle(bundleName, 'updateSendRate', begun.sendRate);
+              this.tell(bundleName, { what: 'toolBegun' });
             },
     });
     pump.start();
@@ -289,25 +291,22 @@ export abstract class SessionBase implements OpenSession {
     return this.bound?.pump.bundles.get(bundleName);
   }
 
-  signalBundle(bundleName: string, what: 'updateTimer' | 'updateSendRate' | 'toolBegun', value?: number): void {
+  signalBundle(bundleName: string, what: 'updateTimer' | 'updateSendRate', value: number): void {
     const begun = this.beginning.get(bundleName);
     if (what === 'updateSendRate' && begun) {
       begun.sendRate = value;
       return;
     }
-    // One after another: two quick calls must reach the bundle in the order they were made.
+    this.tell(bundleName, { what, value });
+  }
+
+  /** One after another: two quick calls must reach the bundle in the order they were made (a rate before the mark). */
+  private tell(bundleName: string, signal: BundleSignal): void {
     this.signals = this.signals
       .then(() => this.ready)
-      .then(({ client }) =>
-        signalBundle(
-          client,
-          this.sessionId,
-          bundleName,
-          what === 'toolBegun' ? { what, ...(value === undefined ? {} : { sendRate: value }) } : { what, value: value! },
-        ),
-      )
-      // A bundle with nothing to hand over may have ended before toolBegun reaches it: nothing lost.
-      .catch((err) => (what === 'toolBegun' ? undefined : warn(what, err)));
+      .then(({ client }) => signalBundle(client, this.sessionId, bundleName, signal))
+      // A bundle with nothing to hand over may have ended before the mark reaches it: nothing lost.
+      .catch((err) => (signal.what === 'toolBegun' ? undefined : warn(signal.what, err)));
   }
 }
 

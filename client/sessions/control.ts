@@ -13,9 +13,9 @@ import {
   cancelBundleUpdate,
   eventsQuery,
   sendRateQuery,
+  toolBegunQuery,
   outcomesQuery,
   releaseUpdate,
-  toolBegunSignal,
   updateSendRateSignal,
   updateTimerSignal,
 } from '../../common/messages.js';
@@ -24,16 +24,16 @@ import { OhbackupBundles, OhbackupKind } from '../../common/searchAttributes.js'
 import { toBusinessError } from '../failures.js';
 import { BundleNameArg, SendRateArg, TimeoutArg, parseArg } from '../validate.js';
 
-/** What a tool tells a running bundle child: a new deadline, a new send rate, or that it got onBundleBegin. */
-export type BundleSignal = { what: 'updateTimer'; value: number } | { what: 'updateSendRate'; value: number } | { what: 'toolBegun'; sendRate?: number };
+/** What a tool tells a running bundle child: a new deadline, a new send rate, or that it ran onBundleBegin (a query). */
+export type BundleSignal = { what: 'updateTimer' | 'updateSendRate'; value: number } | { what: 'toolBegun' };
 
-/** Signals the bundle child `<sessionId>/<bundleName>`: the one way both a session and SessionControl reach a running bundle. */
+/** Tells the bundle child `<sessionId>/<bundleName>`: the one way both a session and SessionControl reach a running bundle. */
 export async function signalBundle(client: Client, sessionId: string, bundleName: string, signal: BundleSignal): Promise<void> {
   const child = client.workflow.getHandle(bundleWorkflowId(sessionId, bundleName));
-  const send = () =>
-    signal.what === 'toolBegun'
-      ? child.signal(toolBegunSignal, signal.sendRate === undefined ? {} : { sendRate: signal.sendRate })
-      : child.signal(signal.what === 'updateTimer' ? updateTimerSignal : updateSendRateSignal, signal.value);
+  const send = async () => {
+    if (signal.what === 'toolBegun') await child.query(toolBegunQuery, true);
+    else await child.signal(signal.what === 'updateTimer' ? updateTimerSignal : updateSendRateSignal, signal.value);
+  };
   // The session reports a bundle's begin as it starts the child, and the service creates the child a moment
   // later: a signal that overtakes it is sent again once the child exists (a closed child is no retry).
   const until = Date.now() + CHILD_START_WAIT_MS;

@@ -3,7 +3,7 @@
  * its backup hook, pack it, hand its files over under the send rate.
  */
 import { condition, proxyActivities, proxyLocalActivities, setCurrentDetails, setHandler } from '@temporalio/workflow';
-import { sendRateQuery, toolBegunQuery, toolBegunSignal, updateSendRateSignal } from '../../common/messages.js';
+import { sendRateQuery, toolBegunQuery, updateSendRateSignal } from '../../common/messages.js';
 import type { createActivities } from '../../activities/index.js';
 import { DEFAULTS, processJson } from '../../common/session.js';
 import { backupResultJson, clampSendRate, preferredHook } from '../../common/rules.js';
@@ -22,12 +22,12 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
     sendRate = clampSendRate(rate);
   });
   setHandler(sendRateQuery, () => sendRate);
+  // In memory, read only by this query (common/messages.ts toolBegunQuery): the tool's mark changes no command.
   let toolBegun = false;
-  setHandler(toolBegunSignal, (begun) => {
-    if (begun?.sendRate !== undefined) sendRate = clampSendRate(begun.sendRate);
-    toolBegun = true;
+  setHandler(toolBegunQuery, (begun) => {
+    if (begun === true) toolBegun = true;
+    return toolBegun ? sendRate : false;
   });
-  setHandler(toolBegunQuery, () => (toolBegun ? sendRate : false));
 
   await runBundleLifecycle(
     input,
