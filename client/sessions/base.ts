@@ -225,13 +225,17 @@ export abstract class SessionBase implements OpenSession {
     let endedElsewhere: SessionResult | undefined;
     await this.call(async ({ handle, pump }) => {
       this.released = true;
+      pump.holdAcks(true);
       try {
         const result = await handle.executeUpdate(releaseUpdate, { args: [{}] }).then(
           () => handle.result(),
           async (err: unknown) => {
             // Released by another client, or abandoned: its result still holds the ends this tool has not seen.
             const ended = await completedResult(handle);
-            if (!ended) throw err;
+            if (!ended) {
+              pump.holdAcks(false);
+              throw err;
+            }
             return (endedElsewhere = ended);
           },
         );

@@ -101,6 +101,7 @@ export class EventPump {
   private lastAckAt = 0;
   private stopped = false;
   private closed = false;
+  private acksHeld = false;
   private wake?: () => void;
   private loop?: Promise<void>;
   private failingSince?: number;
@@ -140,6 +141,15 @@ export class EventPump {
     clearInterval(this.heartbeat?.timer);
     this.wake?.();
     await this.loop;
+  }
+
+  /**
+   * While the session releases: no acknowledgement and no lease renewal (signals). One landing while the
+   * workflow completes fails its completing workflow task (an unhandled command) and replays it; its result
+   * holds the events not acknowledged anyway. Polling (queries) goes on. `false` again if the release is refused.
+   */
+  holdAcks(hold: boolean): void {
+    this.acksHeld = hold;
   }
 
   /** Delivers events not delivered yet (e.g. a completed session's trailing events). */
@@ -195,7 +205,7 @@ export class EventPump {
     if (this.stopped || this.heartbeat?.everyMs === everyMs) return;
     clearInterval(this.heartbeat?.timer);
     const tick = () => {
-      if (Date.now() - this.lastAckAt < everyMs) return;
+      if (this.acksHeld || Date.now() - this.lastAckAt < everyMs) return;
       this.lastAckAt = Date.now();
       this.handle.signal(ackSignal, this.acked).catch(() => {
         // An outage: the next tick tries again.
@@ -209,7 +219,7 @@ export class EventPump {
   }
 
   private async ack(now: boolean, upTo = this.delivered): Promise<void> {
-    if (upTo <= this.acked) return;
+    if (upTo <= this.acked || this.acksHeld) return;
     if (!now && Date.now() - this.lastAckAt < ACK_EVERY_MS) return;
     try {
       await this.handle.signal(ackSignal, upTo);
