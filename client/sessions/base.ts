@@ -184,8 +184,9 @@ export abstract class SessionBase implements OpenSession {
           : (bundleName) => {
               const begun = this.beginning.get(bundleName);
               this.beginning.delete(bundleName);
-              if (begun?.sendRate !== undefined) this.signalBundle(bundleName, 'updateSendRate', begun.sendRate);
-              this.tell(bundleName, { what: 'toolBegun' });
+              // A bundle with nothing to hand over may have ended before either reaches it: nothing lost.
+              if (begun?.sendRate !== undefined) this.tell(bundleName, { what: 'updateSendRate', value: begun.sendRate }, true);
+              this.tell(bundleName, { what: 'toolBegun' }, true);
             },
     });
     pump.start();
@@ -305,12 +306,11 @@ export abstract class SessionBase implements OpenSession {
   }
 
   /** One after another: two quick calls must reach the bundle in the order they were made (a rate before the mark). */
-  private tell(bundleName: string, signal: BundleSignal): void {
+  private tell(bundleName: string, signal: BundleSignal, endedIsFine = false): void {
     this.signals = this.signals
       .then(() => this.ready)
       .then(({ client }) => signalBundle(client, this.sessionId, bundleName, signal))
-      // A bundle with nothing to hand over may have ended before the mark reaches it: nothing lost.
-      .catch((err) => (signal.what === 'toolBegun' ? undefined : warn(signal.what, err)));
+      .catch((err) => (endedIsFine && (err as Error)?.name === 'WorkflowNotFoundError' ? undefined : warn(signal.what, err)));
   }
 }
 
