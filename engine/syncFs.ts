@@ -1,5 +1,5 @@
 /**
- * syncfs for restores, shared: the bundles restored at once on one thread
+ * syncfs, shared (restores; a resumed backup set): the bundles restored at once on one thread
  * reach their final flush at about the same time, and each used to spawn its
  * own `sync -f` (a process each, all waiting on the same writeback). Callers
  * on one file system now share flushes: one that arrives while a flush runs

@@ -80,7 +80,7 @@ export async function backupToRepository(opts: RepositoryBackupOptions): Promise
   return withTemp(tempDir, async (tmp) => {
     // One listing serves the base's resolve and the store (each restic call opens the repository again).
     const listed = base ? await repository.snapshots({ device, signal: run.signal }) : undefined;
-    const baseSnapshot = base ? await materializeBase(repository, base, path.join(tmp, 'base'), device, keepStaging, listed!) : undefined;
+    const baseSnapshot = base && listed ? await materializeBase(repository, base, path.join(tmp, 'base'), device, keepStaging, listed) : undefined;
     const r = await runBackup({ ...run, out: path.join(tmp, 'set'), ...(baseSnapshot ? { base: path.join(tmp, 'base'), incremental: true } : {}) });
     const { out: _out, base: _base, ...result } = r;
     const common = { ...result, repository: repository.name, ...(baseSnapshot ? { baseSnapshot } : {}) };

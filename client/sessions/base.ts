@@ -240,8 +240,8 @@ export abstract class SessionBase implements OpenSession {
             return (endedElsewhere = ended);
           },
         );
-        // Completed: its result holds the events not acknowledged yet.
-        await pump.stop(true);
+        // Completed, acknowledgements still held: its result holds the events not acknowledged yet.
+        await pump.stop();
         await pump.deliverAll(result.trailingEvents);
       } finally {
         registry.remove(this);

@@ -100,7 +100,6 @@ export class EventPump {
   private acked: number;
   private lastAckAt = 0;
   private stopped = false;
-  private closed = false;
   private acksHeld = false;
   private wake?: () => void;
   private loop?: Promise<void>;
@@ -131,13 +130,9 @@ export class EventPump {
     this.loop ??= this.run();
   }
 
-  /**
-   * Stops polling; events after this are delivered only through `deliverAll`. `closed`: the session workflow has
-   * completed, so no last acknowledgement is sent (it could only fail; its result holds what was not acknowledged).
-   */
-  async stop(closed = false): Promise<void> {
+  /** Stops polling, with a last acknowledgement unless they are held; events after this are delivered only through `deliverAll`. */
+  async stop(): Promise<void> {
     this.stopped = true;
-    this.closed = closed;
     clearInterval(this.heartbeat?.timer);
     this.wake?.();
     await this.loop;
@@ -191,7 +186,7 @@ export class EventPump {
       }
     }
     clearInterval(this.heartbeat?.timer);
-    if (!this.closed) await this.ack(true);
+    await this.ack(true);
   }
 
   /**

@@ -25,11 +25,12 @@ import {
   openSync,
   writeSync,
 } from 'node:fs';
-import { chmod, copyFile, link, lstat, mkdir, open, readdir, readlink, rename, rm } from 'node:fs/promises';
+import { chmod, copyFile, link, lstat, mkdir, open, readlink, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { fsyncDir, writeAtomically } from '../../engine/fsx.js';
+import { syncFileSystem } from '../../engine/syncFs.js';
 
 const closeFd = promisify(close);
 const fstatFd = promisify(fstat);
@@ -91,17 +92,6 @@ async function datasyncFile(file: string): Promise<void> {
   }
 }
 
-/** The set's files: those at its top and in its bundles' folders (a set is two levels deep). */
-async function filesUnder(dir: string): Promise<string[]> {
-  const files: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isFile()) files.push(p);
-    else if (e.isDirectory()) for (const f of await readdir(p, { withFileTypes: true })) if (f.isFile()) files.push(path.join(p, f.name));
-  }
-  return files;
-}
-
 export class BackupSetWriter {
   private pending = new Set<Promise<void>>();
   private failures: Error[] = [];
@@ -157,9 +147,9 @@ export class BackupSetWriter {
    * summary that says the set is complete. Throws what failed.
    */
   async makeDurable(opts: { everything?: boolean } = {}): Promise<void> {
-    // A resumed run holds files an earlier process kept and may not have flushed: all of them then.
-    if (opts.everything) for (const file of await filesUnder(this.dir)) this.flushLater(file);
     while (this.syncing) await this.syncing;
+    // A resumed run holds files an earlier process kept and may not have flushed: the whole file system then.
+    if (opts.everything) await syncFileSystem(this.dir);
     if (this.syncFailure) throw this.syncFailure;
     for (const dir of this.dirsTouched) await fsyncDir(dir);
     if (this.dirsTouched.size) await fsyncDir(this.dir);
