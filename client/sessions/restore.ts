@@ -9,6 +9,7 @@ import { readCapabilityFile } from '../capabilities.js';
 import { appMappings } from '../infos.js';
 import { settle } from '../settle.js';
 import { SessionBase, attachOptions, type SessionOptions } from './base.js';
+import { InFlightLimit } from './inFlight.js';
 import type { AsyncCallback, FileMeta, GeneralCallbacks } from '../types.js';
 import { BundleListArg, BundleNameArg, InfosArg, checkAppendSize, parseArg } from '../validate.js';
 
@@ -17,10 +18,13 @@ const FdArg = z.number().int().nonnegative();
 const FileMetaArg = z.object({ bundleName: BundleNameArg, uri: z.string() });
 /** A file name, as the filesystem allows one. */
 const MAX_URI_LENGTH = 255;
+/** getFileHandle and publishFile updates sent at once, under Temporal's 10 per workflow (room left for the session's other calls). */
+const UPDATES_IN_FLIGHT = 8;
 
 export class SessionRestore extends SessionBase {
   protected readonly kind = 'restore' as const;
   private appended = false;
+  private readonly updates = new InFlightLimit(UPDATES_IN_FLIGHT);
 
   constructor(callbacks: GeneralCallbacks, options: SessionOptions = {}) {
     super(callbacks, 'restore', options);
@@ -90,7 +94,9 @@ export class SessionRestore extends SessionBase {
   getFileHandle(fileMeta: FileMeta): Promise<void>;
   getFileHandle(fileMeta: FileMeta, callback?: AsyncCallback<void>): Promise<void> | void {
     const meta = parseArg(FileMetaArg, fileMeta, 'fileMeta');
-    const done = checkUri(meta.uri, false).then(() => this.call(({ handle }) => handle.executeUpdate(getFileHandleUpdate, { args: [meta] })));
+    const done = checkUri(meta.uri, false).then(() =>
+      this.updates.run(() => this.call(({ handle }) => handle.executeUpdate(getFileHandleUpdate, { args: [meta] }))),
+    );
     return settle(done, callback);
   }
 
@@ -99,7 +105,9 @@ export class SessionRestore extends SessionBase {
   publishFile(fileMeta: FileMeta): Promise<void>;
   publishFile(fileMeta: FileMeta, callback?: AsyncCallback<void>): Promise<void> | void {
     const meta = parseArg(FileMetaArg, fileMeta, 'fileMeta');
-    const done = checkUri(meta.uri, true).then(() => this.call(({ handle }) => handle.executeUpdate(publishFileUpdate, { args: [meta] })));
+    const done = checkUri(meta.uri, true).then(() =>
+      this.updates.run(() => this.call(({ handle }) => handle.executeUpdate(publishFileUpdate, { args: [meta] }))),
+    );
     return settle(done, callback);
   }
 }

@@ -1,8 +1,9 @@
 /**
  * tar-stream's own header encoder (ustar, and a pax header pair for names
  * ustar cannot hold), for writers that put the blocks together themselves:
- * the bytes are tar-stream's by construction. Its package exports only the
- * stream API, so the module is loaded by its file.
+ * the bytes are tar-stream's by construction; and its decoder, for readers
+ * that take the blocks apart themselves (engine/unpack/sliceReader.ts). Its
+ * package exports only the stream API, so the module is loaded by its file.
  */
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -18,10 +19,27 @@ export interface HeaderFields {
 }
 
 const require = createRequire(import.meta.url);
+/** A header as tar-stream's decoder gives it (the fields a reader here looks at). */
+export interface DecodedHeader {
+  name: string;
+  /** null: a typeflag tar-stream does not know. */
+  type: string | null;
+  size: number;
+  mode: number;
+}
+
 const headers = require(path.join(path.dirname(require.resolve('tar-stream')), 'headers.js')) as {
   encode(h: HeaderFields): Buffer | null;
   encodePax(o: { name: string }): Buffer;
+  decode(block: Buffer, filenameEncoding: string, allowUnknownFormat: boolean): DecodedHeader | null;
+  decodePax(body: Buffer): Record<string, string>;
+  decodeLongPath(body: Buffer, encoding: string): string;
 };
+
+/** tar-stream's decoder of one 512-byte block, as its extract calls it: null for a zero block; throws on a bad checksum or format. */
+export const decodeHeader = (block: Buffer): DecodedHeader | null => headers.decode(block, 'utf-8', false);
+export const decodePax = (body: Buffer): Record<string, string> => headers.decodePax(body);
+export const decodeLongPath = (body: Buffer): string => headers.decodeLongPath(body, 'utf-8');
 
 /** An empty ustar header with the fields every header here shares: magic, version, uid, gid, device numbers. */
 const TEMPLATE = (() => {

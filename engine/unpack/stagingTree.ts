@@ -4,32 +4,24 @@
  * the index, and one syncfs before the swap. MergeTree (merge.ts) extends it.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fchmodSync, futimesSync, openSync, promises as fsp, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, futimesSync, openSync, promises as fsp, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { Transform, type TransformCallback } from 'node:stream';
-import tar from 'tar-stream';
 import type { HandedFile, IndexEntry, ManageIndex } from '../../common/manageIndex.js';
 import { copyHashing, errnoOf, isSystemError, lstatOrUndefined } from '../fsx.js';
+import { LoopYield } from '../loopYield.js';
 import type { ProgressMeter } from '../progressMeter.js';
 import { syncFileSystem } from '../syncFs.js';
 import { CREATE_FLAGS, DIR_MODE, FILE_MODE, PERM_MASK, READ_FLAGS, ROOT_MODE, RestoreRejected, untar } from './options.js';
 import { unsafePathReason } from './pathRules.js';
 import type { Plan } from './plan.js';
+import { SliceReader } from './sliceReader.js';
 import type { Moved } from './swap.js';
 
-/** Handed files are read this much at a time. */
-const READ_CHUNK = 1 << 20;
-
-/** Transform that hashes and counts what passes through. */
-class Hashing extends Transform {
-  readonly hash = createHash('sha256');
-  bytes = 0;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    cb(null, chunk);
-  }
-}
+/**
+ * Handed files are read this much at a time, into one buffer per tree (its
+ * handed files are read one after another): as the packer writes its slices.
+ */
+const READ_CHUNK = 256 * 1024;
 
 /** Sets the index's mode and mtime (atime = mtime) through an open descriptor. */
 export async function applyMeta(fh: fsp.FileHandle, e: IndexEntry): Promise<void> {
@@ -42,6 +34,9 @@ export class StagingTree {
   /** Folders created so far, relative to the staging root ('' is the root). */
   readonly dirs = new Set<string>(['']);
   readonly moved: Moved[] = [];
+  /** The reads are synchronous: the event loop (progress, cancellation, the other bundles' jobs) runs between them. */
+  protected readonly yielder = new LoopYield();
+  #scratch: Buffer | undefined;
 
   constructor(
     readonly stagingDir: string,
@@ -56,6 +51,11 @@ export class StagingTree {
 
   checkAbort(): void {
     this.signal?.throwIfAborted();
+  }
+
+  /** The tree's read buffer, made at its first read. */
+  protected scratch(): Buffer {
+    return (this.#scratch ??= Buffer.allocUnsafe(READ_CHUNK));
   }
 
   /** Makes room for a file at `rel`: nothing is ever in the way of one in a fresh tree (a merge overrides this). */
@@ -95,20 +95,12 @@ export class StagingTree {
   async extractSlice(h: HandedFile): Promise<void> {
     const src = path.join(this.restoreDir, h.uri);
     const fh = await openHanded(src, h);
-    // MiB reads: a slice costs a few dozen thread-pool round trips, not thousands.
-    const input = fh.createReadStream({ autoClose: false, start: 0, highWaterMark: READ_CHUNK });
-    const hashing = new Hashing();
-    const extract = tar.extract();
-    input.on('error', (err) => extract.destroy(err));
-    hashing.on('error', (err) => extract.destroy(err));
-    extract.on('error', () => {}); // observed through the iterator
-    input.pipe(hashing).pipe(extract);
+    const reader = new SliceReader(fh.fd, this.scratch());
     let next = 0;
     try {
       try {
-        for await (const entry of extract) {
+        for (let hd = reader.nextHeader(); hd; hd = reader.nextHeader()) {
           this.checkAbort();
-          const hd = entry.header;
           const type = hd.type;
           if (type !== 'file' && type !== 'directory') {
             throw untar(`${h.uri}: entry "${hd.name}" refused: type ${type ?? 'unknown'} (only files and folders are restored)`);
@@ -123,40 +115,33 @@ export class StagingTree {
             throw untar(`${h.uri}: entry "${name}" is not the next one in the index`);
           }
           const kind = type === 'directory' ? 'dir' : 'file';
-          if (want.kind !== kind || want.size !== (hd.size ?? 0)) {
+          if (want.kind !== kind || want.size !== hd.size) {
             throw untar(`${h.uri}: entry "${name}" does not match the index (kind or size)`);
           }
-          if (kind === 'dir') {
-            await this.ensureDir(name);
-            continue;
-          }
-          await this.writeEntry(h, want, entry as AsyncIterable<Buffer>);
+          if (kind === 'dir') await this.ensureDir(name);
+          else await this.writeEntry(h, want, reader);
+          await this.yielder.due();
         }
       } catch (err) {
         if (err instanceof RestoreRejected || isSystemError(err) || this.signal?.aborted) throw err;
         throw untar(`${h.uri}: not a valid tar archive: ${(err as Error).message}`);
       }
       if (next !== h.entries.length) throw untar(`${h.uri}: ends before the index's entry "${h.entries[next]!.path}"`);
-      if (hashing.bytes !== h.size || hashing.hash.digest('hex') !== h.sha256) {
+      if (reader.bytes !== h.size || reader.digest() !== h.sha256) {
         throw untar(`${h.uri}: SHA-256 does not match the index (tampered or incomplete)`);
       }
     } finally {
-      input.unpipe();
-      hashing.unpipe();
-      input.destroy();
-      hashing.destroy();
-      extract.destroy();
       await fh.close();
     }
   }
 
   /**
-   * Writes one tar entry. The file is created, written and stamped with
-   * synchronous calls on purpose: each is a page-cache operation of a few
-   * microseconds, cheaper than its thread-pool round trip, and the event loop
-   * still runs between the entry's chunks.
+   * Writes one tar entry, its data read from the slice. The file is created,
+   * written and stamped with synchronous calls on purpose: each is a
+   * page-cache operation of a few microseconds, cheaper than its thread-pool
+   * round trip; the slice yields to the event loop between entries.
    */
-  async writeEntry(h: HandedFile, e: IndexEntry, data: AsyncIterable<Buffer>): Promise<void> {
+  async writeEntry(h: HandedFile, e: IndexEntry, reader: SliceReader): Promise<void> {
     await this.ensureParent(e.path);
     await this.makeRoomForFile(e.path);
     let out: number;
@@ -169,16 +154,16 @@ export class StagingTree {
     }
     try {
       const hash = createHash('sha256');
-      let n = 0;
-      for await (const chunk of data) {
+      for (let left = e.size; left > 0;) {
         this.checkAbort();
+        const chunk = reader.data(left);
         hash.update(chunk);
-        n += chunk.length;
-        if (n > e.size) break;
+        left -= chunk.length;
         for (let off = 0; off < chunk.length;) off += writeSync(out, chunk, off);
         this.progress.add(0, chunk.length);
       }
-      if (n !== e.size || hash.digest('hex') !== e.sha256) {
+      reader.endEntry(e.size);
+      if (hash.digest('hex') !== e.sha256) {
         throw untar(`${h.uri}: entry "${e.path}": SHA-256 does not match the index (tampered or incomplete)`);
       }
       fchmodSync(out, e.mode & PERM_MASK);
@@ -220,12 +205,18 @@ export class StagingTree {
     this.progress.add(1, 0);
   }
 
+  /** SHA-256 of a handed file, read synchronously through the tree's buffer (yielding to the event loop between reads). */
   async hashFd(fh: fsp.FileHandle, count: boolean): Promise<string> {
     const hash = createHash('sha256');
-    for await (const chunk of fh.createReadStream({ autoClose: false, start: 0, highWaterMark: READ_CHUNK }) as AsyncIterable<Buffer>) {
+    const buf = this.scratch();
+    for (let pos = 0; ;) {
       this.checkAbort();
-      hash.update(chunk);
-      if (count) this.progress.add(0, chunk.length);
+      const n = readSync(fh.fd, buf, 0, buf.length, pos);
+      if (n === 0) break;
+      pos += n;
+      hash.update(buf.subarray(0, n));
+      if (count) this.progress.add(0, n);
+      await this.yielder.due();
     }
     return hash.digest('hex');
   }
