@@ -176,6 +176,7 @@ export async function handOverRate({ bundle, rate, timeoutMs }) {
     slopeSource: released ? 'file.readyAt (worker)' : 'onFileReady (tool)',
     received: { achieved, slope: leastSquaresRate(t) },
     serviceDied: r.serviceDied,
+    sessionId: r.sessionId,
   };
 }
 
