@@ -85,7 +85,7 @@ for (let i = 0; i < runs; i++) {
   const cost = await temporalCost({ sessionId: x.sessionId, sinceMs: since, expectBundles: bundles });
   const f = {
     s: +((x.ms ?? x.spanS * 1000) / 1000).toFixed(2),
-    ...(rate ? { rate: +x.slope.toFixed(1), received: +x.received.slope.toFixed(1) } : {}),
+    ...(rate ? { rate: +x.slope.toFixed(1), received: +x.received.slope.toFixed(1), longestGaps: x.longestGaps } : {}),
     workerCpuS: +cpu[0].toFixed(2),
     serverCpuS: +cpu[1].toFixed(2),
     perBundle: +(cost.total / bundles).toFixed(1),

@@ -208,7 +208,14 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     const handle = await startChild(input.kind === 'restore' ? bundleRestoreWorkflow : bundleBackupWorkflow, {
       workflowId: bundleWorkflowId(input.sessionId, slot.bundleName),
       args: [
-        { sessionId: input.sessionId, sessionWorkflowId: workflowInfo().workflowId, kind: input.kind, request: slot.request, published: publishedAtStart },
+        {
+          sessionId: input.sessionId,
+          sessionWorkflowId: workflowInfo().workflowId,
+          kind: input.kind,
+          request: slot.request,
+          published: publishedAtStart,
+          ...(input.sendRate !== undefined ? { sendRate: input.sendRate } : {}),
+        },
       ],
       // The session may continue-as-new while children run; it stops them itself on release.
       parentClosePolicy: ParentClosePolicy.ABANDON,
