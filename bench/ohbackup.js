@@ -175,8 +175,20 @@ export async function handOverRate({ bundle, rate, timeoutMs }) {
     slope: released ? leastSquaresRate(released) : leastSquaresRate(t),
     slopeSource: released ? 'file.readyAt (worker)' : 'onFileReady (tool)',
     received: { achieved, slope: leastSquaresRate(t) },
+    // A stall (the worker, the service or the disk busy) shows as one long gap, a pacing error as none.
+    longestGaps: released ? longestGaps(released) : longestGaps(t),
     serviceDied: r.serviceDied,
+    sessionId: r.sessionId,
   };
+}
+
+/** The 3 longest gaps between consecutive times (ms), with the file after each. */
+function longestGaps(t) {
+  return t
+    .slice(1)
+    .map((x, i) => ({ file: i + 1, ms: Math.round(x - t[i]) }))
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, 3);
 }
 
 /** Least-squares slope of file number on time (files per second; times in ms). */

@@ -78,9 +78,11 @@ export async function temporalCost({ sessionId, sinceMs, expectBundles, waitMs =
     const history = await client.workflow.getHandle(w.workflowId, w.runId).fetchHistory();
     const events = history.events ?? [];
     // Events from the run's start: those of a long-lived helper (the claims workflow) before it are another run's.
-    const counted = events.filter((e) => tsMs(e.eventTime) >= sinceMs).length;
+    const mine = events.filter((e) => tsMs(e.eventTime) >= sinceMs);
+    const counted = mine.length;
     if (counted === 0) continue;
     workflows.push({
+      byType: countByType(mine),
       workflowId: w.workflowId,
       runId: w.runId,
       type: w.type,
@@ -92,10 +94,11 @@ export async function temporalCost({ sessionId, sinceMs, expectBundles, waitMs =
   }
   const byKind = {};
   for (const w of workflows) {
-    const k = (byKind[w.kind] ??= { workflows: 0, events: 0, maxEvents: 0 });
+    const k = (byKind[w.kind] ??= { workflows: 0, events: 0, maxEvents: 0, byType: {} });
     k.workflows++;
     k.events += w.events;
     k.maxEvents = Math.max(k.maxEvents, w.events);
+    for (const [type, n] of Object.entries(w.byType)) k.byType[type] = (k.byType[type] ?? 0) + n;
   }
   const total = workflows.reduce((n, w) => n + w.events, 0);
   return {
@@ -106,6 +109,21 @@ export async function temporalCost({ sessionId, sinceMs, expectBundles, waitMs =
     longestHistory: Math.max(0, ...workflows.map((w) => w.historyLength)),
     list: workflows,
   };
+}
+
+/**
+ * What a history is made of: events counted by type (the attributes' name, `workflowTaskCompleted`), signals
+ * by name (`signal:ack`), so an A/B says which events a change added or saved.
+ */
+export function countByType(events) {
+  const out = {};
+  for (const e of events) {
+    const attrs = Object.keys(e).find((k) => k.endsWith('EventAttributes') && e[k]);
+    let type = attrs ? attrs.slice(0, -'EventAttributes'.length) : `type ${e.eventType}`;
+    if (type === 'workflowExecutionSignaled') type = `signal:${e.workflowExecutionSignaledEventAttributes.signalName}`;
+    out[type] = (out[type] ?? 0) + 1;
+  }
+  return Object.fromEntries(Object.entries(out).sort((a, b) => b[1] - a[1]));
 }
 
 /** "session 97, bundle 50 × 34–39 …": a short account of where the events went. */

@@ -72,6 +72,7 @@ export const SessionOptionsArg = z.object(
     sessionId: SessionIdArg.optional(),
     taskQueue: z.string().min(1).max(1000).optional(),
     maxConcurrentBundles: z.number().int().min(1).max(1000).optional(),
+    sendRate: SendRateArg.optional(),
     attachTo: SessionIdArg.optional(),
     cursorFile: z.string().min(1).max(4096).optional(),
     maxOpenFds: z.number().int().min(1).max(1_000_000).optional(),

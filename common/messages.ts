@@ -104,6 +104,8 @@ export interface SessionStart {
   sessionId: string;
   kind: SessionKind;
   maxConcurrentBundles?: number;
+  /** Backup: the send rate each bundle starts at (default DEFAULTS.sendRate); updateSendRate changes it per bundle. */
+  sendRate?: number;
   /** Keep the ohbackup search attributes up to date (they must be registered on the namespace). */
   searchAttributes?: boolean;
   /**

@@ -145,6 +145,8 @@ export interface EventsPage {
   toolTimeoutMs?: number;
   /** When the session last heard from its tool (epoch ms, workflow time). */
   toolSeenAt?: number;
+  /** The session waits for the tool's acknowledgement (to continue as new): what was delivered is acknowledged at once. */
+  ackNow?: boolean;
 }
 
 export const DEFAULTS = {

@@ -124,15 +124,22 @@ process.on('exit', () => {
   killAllSync();
   removeWork();
 });
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    log(`\n${sig}: stopping the workers and the dev server${keep ? '' : ', removing the work folder'} ...`);
-    process.exit(130);
-  });
-}
-
 let server;
 const workers = {};
+let stopping = false;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    // A second signal does not wait.
+    if (stopping) process.exit(130);
+    stopping = true;
+    log(`\n${sig}: stopping the workers and the dev server${keep ? '' : ', removing the work folder'} ...`);
+    // Gracefully first (SIGTERM, SIGKILL after 15 s): a worker under --cpu-prof writes its profile only as it exits.
+    Promise.all(Object.values(workers).map((w) => w?.stop()))
+      .then(() => server?.stop())
+      .catch(() => undefined)
+      .finally(() => process.exit(130));
+  });
+}
 const results = { rounds: [], handOver: [], manyBundles: undefined, workerRss: {}, verified: {}, settled: [] };
 const notes = [];
 let failed;

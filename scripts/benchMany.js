@@ -1,19 +1,25 @@
-// `node scripts/benchMany.js [--bundles N] [--runs N] [--cpu-prof]`
+// `node scripts/benchMany.js [--bundles N] [--small N] [--rate R] [--runs N] [--cpu-prof]`
 //
-// Only the bench's "empty bundles" step (scripts/bench.js), for A/B work on
-// the orchestration: a headless dev server with a temporary database, one
-// backup worker process, then `--runs` sessions of `--bundles` empty bundles
-// (default 1 000, 3 runs), each timed from the session's start to
-// onAllBundlesEnd, its history events per bundle, and the CPU time the worker
-// and the dev server spent meanwhile (/proc: comparable on a loaded machine,
-// where the wall time is not). With `--cpu-prof` the
-// worker runs under node --cpu-prof (profiles in the work folder, kept).
-// Prints one JSON line with every run's figures and their medians.
+// Only the bench's orchestration steps (scripts/bench.js), for A/B work: a
+// headless dev server with a temporary database, one backup worker process,
+// then `--runs` (default 3) of one step:
+// - by default, sessions of `--bundles` empty bundles (default 1 000), each
+//   timed from the session's start to onAllBundlesEnd;
+// - `--small N`: runBackup of N bundles of 20 small files (the bench's
+//   "Temporal cost" step at N = 50), timed as the bench times it;
+// - `--rate R`: the hand-over at send rate R (a bundle of R × 5 sparse
+//   2.1 MiB files), its rate as the bench computes it.
+// Each run: its history events per bundle, by workflow kind and event type
+// (signals by name), and the CPU time the worker and the dev server spent
+// meanwhile (/proc: comparable on a loaded machine, where the wall time is
+// not). With `--cpu-prof` the worker runs under node --cpu-prof (profiles in
+// the work folder, kept). Prints one JSON line with every run's figures and
+// their medians.
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { startDevServer } from '../dist/workers/devServer.js';
-import { writeEmptyBundles } from '../bench/dataset.js';
-import { manyBundles } from '../bench/ohbackup.js';
+import { writeEmptyBundles, writeRateBundles, writeSmallBundles } from '../bench/dataset.js';
+import { fullBackup, handOverRate, manyBundles } from '../bench/ohbackup.js';
 import { quiesce, temporalCost } from '../bench/temporalCost.js';
 import { killAllSync, startWorkerProcess, track } from '../bench/procs.js';
 import { median } from '../bench/report.js';
@@ -23,7 +29,9 @@ const flag = (name, fallback) => {
   const i = argv.indexOf(name);
   return i < 0 ? fallback : Number(argv[i + 1]);
 };
-const bundles = flag('--bundles', 1000);
+const small = flag('--small', 0);
+const rate = flag('--rate', 0);
+const bundles = small || (rate ? 1 : flag('--bundles', 1000));
 const runs = flag('--runs', 3);
 const cpuProf = argv.includes('--cpu-prof');
 
@@ -38,7 +46,11 @@ process.on('exit', () => {
 });
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
 
-const names = writeEmptyBundles(dataRoot, bundles);
+const names = small
+  ? writeSmallBundles(dataRoot, small, 20, 20247000)
+  : rate
+    ? [writeRateBundles(dataRoot, { [rate]: rate * 5 })[rate].name]
+    : writeEmptyBundles(dataRoot, bundles);
 const server = await startDevServer({ headless: true, port: 0, dbFile: path.join(work, 'temporal.db') });
 track(server.process);
 process.env.TEMPORAL_ADDRESS = server.address;
@@ -64,11 +76,16 @@ for (let i = 0; i < runs; i++) {
   await quiesce();
   const since = Date.now();
   const cpu0 = [cpuS(worker.pid), cpuS(server.process.pid)];
-  const x = await manyBundles({ bundles: names, timeoutMs: 30 * 60_000 });
+  const x = small
+    ? await fullBackup({ out: path.join(work, `set-${i}`), bundles: names, rate: 800, timeoutMs: 30 * 60_000 })
+    : rate
+      ? await handOverRate({ bundle: names[0], rate, timeoutMs: 30 * 60_000 })
+      : await manyBundles({ bundles: names, timeoutMs: 30 * 60_000 });
   const cpu = [cpuS(worker.pid) - cpu0[0], cpuS(server.process.pid) - cpu0[1]];
   const cost = await temporalCost({ sessionId: x.sessionId, sinceMs: since, expectBundles: bundles });
   const f = {
-    s: +(x.ms / 1000).toFixed(2),
+    s: +((x.ms ?? x.spanS * 1000) / 1000).toFixed(2),
+    ...(rate ? { rate: +x.slope.toFixed(1), received: +x.received.slope.toFixed(1), longestGaps: x.longestGaps } : {}),
     workerCpuS: +cpu[0].toFixed(2),
     serverCpuS: +cpu[1].toFixed(2),
     perBundle: +(cost.total / bundles).toFixed(1),
@@ -76,13 +93,15 @@ for (let i = 0; i < runs; i++) {
     byKind: cost.byKind,
   };
   figures.push(f);
+  const what = small ? `${bundles} small bundles` : rate ? `the hand-over at ${rate}/s` : `${bundles} empty bundles`;
   log(
-    `run ${i + 1}: ${bundles} empty bundles in ${f.s} s (CPU: worker ${f.workerCpuS} s, server ${f.serverCpuS} s), ${f.perBundle} events per bundle${x.serviceDied ? `, onBackupServiceDied × ${x.serviceDied}` : ''}`,
+    `run ${i + 1}: ${what} in ${f.s} s${rate ? ` (${f.rate}/s)` : ''} (CPU: worker ${f.workerCpuS} s, server ${f.serverCpuS} s), ${f.perBundle} events per bundle${x.serviceDied ? `, onBackupServiceDied × ${x.serviceDied}` : ''}`,
   );
 }
 console.log(
   JSON.stringify({
     bundles,
+    ...(small ? { small } : rate ? { rate, medianRate: median(figures.map((f) => f.rate)) } : {}),
     medianS: median(figures.map((f) => f.s)),
     medianWorkerCpuS: median(figures.map((f) => f.workerCpuS)),
     medianServerCpuS: median(figures.map((f) => f.serverCpuS)),
@@ -91,4 +110,7 @@ console.log(
     ...(cpuProf ? { profiles: work } : {}),
   }),
 );
+// Gracefully (SIGTERM, then SIGKILL after a bound): a worker under --cpu-prof writes its profile as it exits.
+await worker.stop();
+await server.stop().catch(() => undefined);
 process.exit(0);

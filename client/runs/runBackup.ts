@@ -42,7 +42,7 @@ export interface RunBackupOptions {
   out: string;
   /** Bundles to back up; none = every bundle the device reports as backup-able. */
   bundles?: string[];
-  /** Files per second handed over, set on each bundle as it begins (updateSendRate). */
+  /** Files per second handed over: the session's rate (an attached session's bundles are told as they begin, updateSendRate). */
   rate?: number;
   /** Each bundle's deadline in ms, set as it begins (updateTimer); default the session's (15 minutes). */
   bundleTimeoutMs?: number;
@@ -136,7 +136,17 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   const estimate = new Map(caps.bundleInfos.map((b) => [b.name, b.spaceOccupied]));
   let allEnded!: (err: BusinessError | undefined) => void;
   const ended = new Promise<BusinessError | undefined>((resolve) => (allEnded = resolve));
-  const callbacks = backupCallbacks({ tally, set, kind, rate: opts.rate, bundleTimeoutMs: opts.bundleTimeoutMs, estimate, emit, onAllEnded: allEnded });
+  // A new session takes the rate as its own (sessionOptions): only an attached one is told per bundle.
+  const callbacks = backupCallbacks({
+    tally,
+    set,
+    kind,
+    rate: resumed ? opts.rate : undefined,
+    bundleTimeoutMs: opts.bundleTimeoutMs,
+    estimate,
+    emit,
+    onAllEnded: allEnded,
+  });
 
   // Every run keeps a cursor in its set: `--attach` resumes after the last file the set holds.
   const cursorFile = path.join(out, SET_CURSOR);
@@ -145,6 +155,7 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
     target: `backup set ${out}`,
     cursorFile,
     maxConcurrentBundles: RUN_CONCURRENT_BUNDLES,
+    ...(opts.rate !== undefined ? { sendRate: opts.rate } : {}),
     ...(opts.client ? { client: opts.client } : {}),
     ...(opts.toolTimeoutMs !== undefined ? { toolTimeoutMs: opts.toolTimeoutMs } : {}),
   };

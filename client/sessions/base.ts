@@ -9,6 +9,7 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { BusinessError } from '../../common/businessError.js';
 import { OhbackupDevice, OhbackupKind, OhbackupState } from '../../common/searchAttributes.js';
 import { ErrorCode } from '../../common/errors.js';
+import { clampSendRate } from '../../common/rules.js';
 import type { SessionKind, SessionResult } from '../../common/session.js';
 import {
   appendBundlesUpdate,
@@ -48,6 +49,13 @@ export interface SessionOptions {
   device?: string | null;
   /** Bundles run at once (default 3). */
   maxConcurrentBundles?: number;
+  /**
+   * Backup: the send rate (files per second, 0–800, above 800 is 800) each
+   * bundle of a new session starts at, instead of the reference's 60:
+   * `updateSendRate` still changes it per bundle, but a rate set here costs
+   * no signal per bundle. Ignored on attach (the session keeps its own).
+   */
+  sendRate?: number;
   /** Bind to this running session instead of starting one (re-attach after a tool restart). */
   attachTo?: string;
   /**
@@ -139,6 +147,7 @@ export abstract class SessionBase implements OpenSession {
             kind,
             origin,
             maxConcurrentBundles: o.maxConcurrentBundles,
+            ...(o.sendRate !== undefined ? { sendRate: clampSendRate(o.sendRate) } : {}),
             ...(o.toolTimeoutMs !== undefined ? { toolTimeoutMs: o.toolTimeoutMs } : {}),
             searchAttributes: searchAttributesOn(),
             ...(this.device ? { deviceTaskQueue: this.deviceQueue } : {}),

@@ -1,8 +1,8 @@
 /**
  * Turns a session's numbered event stream into GeneralCallbacks calls, in
  * order, each once. It reads the session workflow with a query (no history
- * cost), delivers, then acknowledges what it delivered so the workflow can
- * drop it and a re-attaching tool resumes after it. A query that cannot be
+ * cost), delivers, then acknowledges what it delivered, a burst at a time, so
+ * the workflow can drop it and a re-attaching tool resumes after it. A query that cannot be
  * answered (no worker serving the session, or no Temporal service) is an
  * outage: `onBackupServiceDied` fires once for it.
  *
@@ -23,7 +23,7 @@ import { promisify } from 'node:util';
 import type { WorkflowHandle } from '@temporalio/client';
 import { BusinessError } from '../../common/businessError.js';
 import { ErrorCode, codeForSystemError, errorInfo, type ErrorInfo } from '../../common/errors.js';
-import type { SessionEvent } from '../../common/session.js';
+import type { EventsPage, SessionEvent } from '../../common/session.js';
 import { ackSignal, eventsQuery } from '../../common/messages.js';
 import { OpenFds } from './openFds.js';
 import type { GeneralCallbacks } from '../types.js';
@@ -73,8 +73,14 @@ const IDLE_POLL_MAX_MS = 400;
  */
 const BUSY_POLL_MAX_MS = 100;
 const QUERY_DEADLINE_MS = 5_000;
-/** Acknowledgements are signals, each a workflow task and a history event for the session: at most this often (and at the end). */
-const ACK_EVERY_MS = 300;
+/**
+ * Acknowledgements are signals, each a history event and mostly a workflow task of the session's, and bundles'
+ * events come in bursts (a begin, a batch of files, an end): what was delivered is acknowledged once it has waited
+ * this long, or once this many events wait (they are the session's state, and what a re-attaching tool without a
+ * cursor gets again), at once when the session asks (a continue-as-new waits for it), and at the end.
+ */
+const ACK_AFTER_MS = 1_000;
+const ACK_PENDING_MAX = 256;
 /** Failures shorter than this (e.g. the workflow's first task still running) are not an outage. */
 const OUTAGE_AFTER_MS = 2_000;
 
@@ -99,6 +105,8 @@ export class EventPump {
   readonly bundles = new Map<string, BundleView>();
   private acked: number;
   private lastAckAt = 0;
+  /** When the oldest event delivered and not acknowledged yet was delivered. */
+  private unackedSince?: number;
   private stopped = false;
   private acksHeld = false;
   private wake?: () => void;
@@ -156,12 +164,9 @@ export class EventPump {
     let idle = IDLE_POLL_MS;
     while (!this.stopped) {
       const asked = Date.now();
-      let events: SessionEvent[];
+      let page: EventsPage;
       try {
-        const page = await this.handle.client.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () =>
-          this.handle.query(eventsQuery, this.delivered, 500),
-        );
-        events = page.events;
+        page = await this.handle.client.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () => this.handle.query(eventsQuery, this.delivered, 500));
         if (page.toolTimeoutMs) this.keepLease(page.toolTimeoutMs);
         this.failingSince = undefined;
         this.inOutage = false;
@@ -174,11 +179,12 @@ export class EventPump {
         await this.pause(500);
         continue;
       }
+      const { events } = page;
       for (const ev of events) {
         if (this.stopped) break;
         if (ev.seq > this.delivered) await this.deliver(ev);
       }
-      await this.ack(false);
+      await this.ack(page.ackNow === true);
       if (events.length > 0) idle = IDLE_POLL_MS;
       else {
         await this.pause(idle);
@@ -215,11 +221,13 @@ export class EventPump {
 
   private async ack(now: boolean, upTo = this.delivered): Promise<void> {
     if (upTo <= this.acked || this.acksHeld) return;
-    if (!now && Date.now() - this.lastAckAt < ACK_EVERY_MS) return;
+    if (!now && upTo - this.acked < ACK_PENDING_MAX && Date.now() - (this.unackedSince ?? Date.now()) < ACK_AFTER_MS) return;
     try {
       await this.handle.signal(ackSignal, upTo);
       this.acked = upTo;
       this.lastAckAt = Date.now();
+      // Delivered meanwhile, or past `upTo` (the fd cap's wait acknowledges what came before its file): wait anew.
+      this.unackedSince = this.delivered > this.acked ? this.lastAckAt : undefined;
     } catch {
       // The next round acknowledges again; the workflow keeps the events until then.
     }
@@ -243,6 +251,7 @@ export class EventPump {
 
   private async deliver(ev: SessionEvent): Promise<void> {
     this.delivered = ev.seq;
+    this.unackedSince ??= Date.now();
     try {
       await this.dispatch(ev);
     } finally {

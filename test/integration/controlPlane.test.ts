@@ -97,6 +97,30 @@ describe('updateSendRate', () => {
     expect(await compareBundleSet(set.dir, d.dataRoot, 'com.r.paused')).toEqual([]);
   });
 
+  it('a session started with sendRate 0 holds every bundle from its first file, without a signal; a rate set then lets it finish', async () => {
+    const d = await freshDevice('rate-option');
+    await writeBundle(d.dataRoot, { name: 'com.r.option', files: { 'a.txt': 'a', 'b.txt': 'b' } });
+    const taskQueue = uniqueTaskQueue('rate-option');
+    configureTool(taskQueue);
+    const rec = new Recorder();
+    const client = await testClient();
+    await withWorker({ taskQueue, dataRoot: d.dataRoot, stateDir: d.stateDir }, async () => {
+      const session = new backup.SessionBackup(rec.callbacks, { sendRate: 0 });
+      await session.appendBundles(['com.r.option']);
+      await rec.until((c) => c.some((x) => x.cb === 'onProcess' && x.payload!.includes('paused at 0/')));
+      const child = client.workflow.getHandle(bundleWorkflowId(session.sessionId, 'com.r.option'));
+      expect(await child.query(sendRateQuery)).toBe(0);
+      const signals = (await child.fetchHistory()).events!.filter((e) => e.workflowExecutionSignaledEventAttributes);
+      expect(signals).toHaveLength(0);
+      expect(backup.updateSendRate('com.r.option', 800)).toBe(true);
+      await rec.until(ended('com.r.option'));
+      await session.release();
+    });
+    await client.connection.close();
+    expect(endCode(rec, 'com.r.option')).toBeUndefined();
+    expect(rec.of('com.r.option').filter((c) => c.cb === 'onFileReady').length).toBeGreaterThan(0);
+  });
+
   it('a rate set in onBundleBegin reaches the bundle before its first file is handed over, even from a slow tool and a bundle that packs at once', async () => {
     const d = await freshDevice('rate-begin');
     // Small files, no hook: packing takes milliseconds, so without the wait for the tool the default 60/s would win.

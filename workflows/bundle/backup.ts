@@ -17,7 +17,8 @@ const { cleanBundleSession } = proxyLocalActivities<ReturnType<typeof createActi
 
 export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<void> {
   const { bundleName } = input.request;
-  let sendRate: number = DEFAULTS.sendRate;
+  // The session's rate when its tool set one up front: no updateSendRate signal (a history event and a task) per bundle.
+  let sendRate: number = clampSendRate(input.sendRate ?? DEFAULTS.sendRate);
   setHandler(updateSendRateSignal, (rate) => {
     sendRate = clampSendRate(rate);
   });

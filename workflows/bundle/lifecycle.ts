@@ -31,6 +31,8 @@ export interface BundleWorkflowInput {
   request: BundleRequest;
   /** Restore only: the tool already published the bundle's files before the child started. */
   published?: boolean;
+  /** Backup: the send rate it starts at (the session's; default DEFAULTS.sendRate). */
+  sendRate?: number;
 }
 
 /** The bundle cannot run at all (prepareBundle said why): it ends with onBundleBegin(err) + onBundleEnd(err). */

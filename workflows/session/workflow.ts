@@ -89,6 +89,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   let sizeScansRunning = 0;
   /** Children this run started that have not closed yet (their close is an event of this run). */
   let openChildren = 0;
+  /** Set once continue-as-new was suggested: the history length up to which the run waits for it to quiet down. */
+  let drainUntil: number | undefined;
 
   const device = deviceLabel(input.deviceTaskQueue ?? workflowInfo().taskQueue);
   // The chain's start, so a session that continued as new is timed from its first run.
@@ -189,7 +191,13 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     for (const body of bodies) session.accept(body);
     showDetails();
   });
-  setHandler(eventsQuery, (after, max) => ({ ...session.eventsPage(after, max), toolTimeoutMs: lease.timeoutMs, toolSeenAt: lease.lastSeen }));
+  // A continue-as-new waiting only for the tool's acknowledgement asks for it (the tool otherwise acknowledges lazily).
+  setHandler(eventsQuery, (after, max) => ({
+    ...session.eventsPage(after, max),
+    toolTimeoutMs: lease.timeoutMs,
+    toolSeenAt: lease.lastSeen,
+    ...(drainUntil !== undefined && openChildren === 0 && !session.log.allAcked() ? { ackNow: true } : {}),
+  }));
   setHandler(outcomesQuery, () => session.outcomes());
 
   /** Starts the child of a slot already marked running. */
@@ -200,7 +208,14 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     const handle = await startChild(input.kind === 'restore' ? bundleRestoreWorkflow : bundleBackupWorkflow, {
       workflowId: bundleWorkflowId(input.sessionId, slot.bundleName),
       args: [
-        { sessionId: input.sessionId, sessionWorkflowId: workflowInfo().workflowId, kind: input.kind, request: slot.request, published: publishedAtStart },
+        {
+          sessionId: input.sessionId,
+          sessionWorkflowId: workflowInfo().workflowId,
+          kind: input.kind,
+          request: slot.request,
+          published: publishedAtStart,
+          ...(input.sendRate !== undefined ? { sendRate: input.sendRate } : {}),
+        },
       ],
       // The session may continue-as-new while children run; it stops them itself on release.
       parentClosePolicy: ParentClosePolicy.ABANDON,
@@ -239,7 +254,6 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   // workflow task (unhandled command), and the retry replays the whole history while the tool's queries wait.
   // Bounded: a long or paused bundle, or a silent tool, holds it (and the bundles waiting to start) at most
   // CAN_DRAIN_MS (one timer per continue-as-new) or CAN_DRAIN_EVENTS more events.
-  let drainUntil: number | undefined;
   let drainTimedOut = false;
   const drained = () => (openChildren === 0 && session.log.allAcked()) || drainTimedOut || workflowInfo().historyLength >= drainUntil!;
   try {
