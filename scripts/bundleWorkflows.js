@@ -8,4 +8,20 @@ import { DefaultLogger, bundleWorkflowCode } from '@temporalio/worker';
 const workflowsPath = fileURLToPath(new URL('../dist/workflows/index.js', import.meta.url));
 const target = fileURLToPath(new URL('../dist/workflow-bundle.js', import.meta.url));
 const { code } = await bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger('WARN') });
-await writeFile(target, code);
+await writeFile(target, withoutSourcesContent(code));
+
+/**
+ * The bundle's inline source map without the sources' text (`sourcesContent`, over a third of the bundle): a worker
+ * keeps the bundle and its parsed map in its main isolate and its workflow thread, and the SDK reads the text only
+ * with `showStackTraceSources`, which no worker here sets. The mappings stay, so workflow stack traces (the UI's
+ * stack trace, failures) still name the source files and lines.
+ */
+function withoutSourcesContent(bundle) {
+  const at = bundle.lastIndexOf('//# sourceMappingURL=data:');
+  const data = at < 0 ? -1 : bundle.indexOf('base64,', at);
+  if (data < 0) return bundle;
+  const start = data + 'base64,'.length;
+  const map = JSON.parse(Buffer.from(bundle.slice(start).trim(), 'base64').toString('utf8'));
+  delete map.sourcesContent;
+  return `${bundle.slice(0, start)}${Buffer.from(JSON.stringify(map)).toString('base64')}\n`;
+}
