@@ -9,15 +9,14 @@
 // The worker's, the server's and the tool's CPU time per increment are printed too (load-independent
 // more than the wall time). To compare two builds, run each in its own tree,
 // alternated; every figure is one line of JSON on stdout.
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
-import { startDevServer } from '../dist/workers/devServer.js';
 import { changeOnePercent, datasetShape, writeDataset } from '../bench/dataset.js';
 import { incrementalRun } from '../bench/increment.js';
-import { killAllSync, settle, startWorkerProcess, track } from '../bench/procs.js';
+import { cpuMs, killAllSync, settle, startServiceAndWorker } from '../bench/procs.js';
 
 const argv = process.argv.slice(2);
 const flag = (name, fallback) => {
@@ -75,11 +74,6 @@ async function timeline(client, sessionId, names, marks, t0) {
   return lines.sort((a, b) => a[0] - b[0]);
 }
 
-/** CPU time (user + system) of a process so far, ms, from /proc (clock ticks of 10 ms). */
-const cpuOf = (pid) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10;
-};
 const ownCpu = () => {
   const c = process.cpuUsage();
   return (c.user + c.system) / 1000;
@@ -91,21 +85,14 @@ try {
   const dataRoot = path.join(work, 'device');
   const dataset = writeDataset(dataRoot, shape, seed);
   const names = dataset.bundles.map((b) => b.name);
-  server = await startDevServer({ headless: true, port: 0, dbFile: path.join(work, 'temporal.db') });
-  track(server.process);
-  process.env.TEMPORAL_ADDRESS = server.address;
-  const taskQueue = `ohbackup-bench-inc-${process.pid}`;
-  process.env.OHBACKUP_TASK_QUEUE = taskQueue;
-  const worker = await startWorkerProcess({
-    label: 'backup',
-    address: server.address,
+  let worker;
+  ({ server, worker } = await startServiceAndWorker({
+    work,
     dataRoot,
-    stateDir: path.join(work, 'worker-state'),
-    taskQueue,
-    logFile: path.join(work, 'worker.log'),
+    queue: 'ohbackup-bench-inc',
     // Every thread's profile, written when the worker stops (SIGTERM: it shuts down and exits).
     nodeArgs: cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve('.ohbackup', 'bench', `increment-prof-${process.pid}`)}`] : [],
-  });
+  }));
   const client = new Client({ connection: await Connection.connect({ address: server.address }) });
   let n = 0;
   const run = async (base) => {
@@ -130,12 +117,12 @@ try {
   for (let r = 0; r < runs; r++) {
     const changed = changeOnePercent(dataset, seed + 1000 + r);
     await settle();
-    const cpu0 = [cpuOf(worker.pid), cpuOf(server.process.pid), ownCpu()];
+    const cpu0 = [cpuMs(worker.pid), cpuMs(server.process.pid), ownCpu()];
     // The monotonic clock the profiles' timestamps use (µs): the increment's window in them.
     const from = Number(process.hrtime.bigint() / 1000n);
     const inc = await run(base);
     const to = Number(process.hrtime.bigint() / 1000n);
-    const [workerCpuMs, serverCpuMs, toolCpuMs] = [cpuOf(worker.pid), cpuOf(server.process.pid), ownCpu()].map((c, i) => Math.round(c - cpu0[i]));
+    const [workerCpuMs, serverCpuMs, toolCpuMs] = [cpuMs(worker.pid), cpuMs(server.process.pid), ownCpu()].map((c, i) => Math.round(c - cpu0[i]));
     base = inc.manifests;
     const load = Number(os.loadavg()[0].toFixed(1));
     console.log(
