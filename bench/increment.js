@@ -24,8 +24,9 @@ export function incrementalSession() {
  * else an increment against `base` (bundle → manifest file, with its time).
  * Handed files are copied into `out`; each bundle's new manifest is written to
  * `manifestDir`. Resolves with the time from session start to release.
+ * `mark(what, bundleName?)` is told of each callback and step, as it happens (a trace's tool side).
  */
-export async function incrementalRun({ bundles, base, out, manifestDir, rate, timeoutMs }) {
+export async function incrementalRun({ bundles, base, out, manifestDir, rate, timeoutMs, mark = () => undefined }) {
   const Session = incrementalSession();
   if (!Session) return undefined;
   mkdirSync(manifestDir, { recursive: true });
@@ -42,10 +43,12 @@ export async function incrementalRun({ bundles, base, out, manifestDir, rate, ti
   const session = new Session(
     {
       onBundleBegin(err, name) {
+        mark('onBundleBegin', name);
         if (err) errors.push(`${name}: onBundleBegin ${err.code} ${err.message}`);
         else if (rate !== undefined) backupModule.updateSendRate(name, rate);
       },
       onFileReady(err, file) {
+        mark('onFileReady', file.bundleName);
         if (err) return void errors.push(`${file.bundleName}/${file.uri}: ${err.code} ${err.message}`);
         if (typeof file.manifestFd === 'number' && file.manifestFd >= 0) {
           if (file.uri === 'manage.json') {
@@ -60,8 +63,12 @@ export async function incrementalRun({ bundles, base, out, manifestDir, rate, ti
         bytes += fstatSync(file.fd).size;
         set.keep(file.bundleName, file.uri, file.fd);
       },
-      onBundleEnd: (err, name) => err && errors.push(`${name}: onBundleEnd ${err.code} ${err.message}`),
+      onBundleEnd: (err, name) => {
+        mark('onBundleEnd', name);
+        if (err) errors.push(`${name}: onBundleEnd ${err.code} ${err.message}`);
+      },
       onAllBundlesEnd: (err) => {
+        mark('onAllBundlesEnd');
         if (err) errors.push(`onAllBundlesEnd ${err.code} ${err.message}`);
         allEnded();
       },
@@ -74,11 +81,14 @@ export async function incrementalRun({ bundles, base, out, manifestDir, rate, ti
     await session.appendBundles(
       bundles.map((bundleName, i) => ({ bundleName, lastIncrementalTime: base ? base[bundleName].time : 0, manifestFd: baseFds[i] })),
     );
+    mark('appended');
     await withTimeout(ended, timeoutMs, 'the incremental backup');
     await set.flush();
+    mark('set flushed');
   } finally {
     for (const fd of baseFds) if (fd >= 0) closeSync(fd);
     await session.release().catch(() => undefined);
+    mark('released');
   }
   const ms = performance.now() - started;
   if (errors.length) throw new Error(`the incremental backup had errors:\n  ${errors.slice(0, 5).join('\n  ')}`);

@@ -84,6 +84,36 @@ export async function startWorkerProcess({ label, address, dataRoot, stateDir, t
   return { label, child, pid: child.pid, logFile, stop: () => stopChild(child), tail: () => tail };
 }
 
+/**
+ * What the step-alone scripts (scripts/benchMany.js, scripts/benchIncrement.js) run on: a headless dev server
+ * (its database in `work`) and one backup worker process for `dataRoot` on a task queue of its own, which
+ * OHBACKUP_TASK_QUEUE and TEMPORAL_ADDRESS then name for the sessions this process starts.
+ */
+export async function startServiceAndWorker({ work, dataRoot, queue, nodeArgs = [] }) {
+  const { startDevServer } = await import('../dist/workers/devServer.js');
+  const server = await startDevServer({ headless: true, port: 0, dbFile: path.join(work, 'temporal.db') });
+  track(server.process);
+  process.env.TEMPORAL_ADDRESS = server.address;
+  const taskQueue = `${queue}-${process.pid}`;
+  process.env.OHBACKUP_TASK_QUEUE = taskQueue;
+  const worker = await startWorkerProcess({
+    label: 'backup',
+    address: server.address,
+    dataRoot,
+    stateDir: path.join(work, 'worker-state'),
+    taskQueue,
+    logFile: path.join(work, 'worker.log'),
+    nodeArgs,
+  });
+  return { server, worker };
+}
+
+/** CPU time (user + system) a process has used so far, in ms (/proc's clock ticks of 10 ms). */
+export function cpuMs(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 /** A /proc/<pid>/status field in bytes (VmRSS, VmHWM), or undefined. */
 export function procStatus(pid, field) {
   try {

@@ -15,13 +15,12 @@
 // not). With `--cpu-prof` the worker runs under node --cpu-prof (profiles in
 // the work folder, kept). Prints one JSON line with every run's figures and
 // their medians.
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { startDevServer } from '../dist/workers/devServer.js';
 import { writeEmptyBundles, writeRateBundles, writeSmallBundles } from '../bench/dataset.js';
 import { fullBackup, handOverRate, manyBundles } from '../bench/ohbackup.js';
 import { quiesce, temporalCost } from '../bench/temporalCost.js';
-import { killAllSync, startWorkerProcess, track } from '../bench/procs.js';
+import { cpuMs, killAllSync, startServiceAndWorker } from '../bench/procs.js';
 import { median } from '../bench/report.js';
 
 const argv = process.argv.slice(2);
@@ -51,26 +50,15 @@ const names = small
   : rate
     ? [writeRateBundles(dataRoot, { [rate]: rate * 5 })[rate].name]
     : writeEmptyBundles(dataRoot, bundles);
-const server = await startDevServer({ headless: true, port: 0, dbFile: path.join(work, 'temporal.db') });
-track(server.process);
-process.env.TEMPORAL_ADDRESS = server.address;
-const taskQueue = `ohbackup-bench-many-${process.pid}`;
-process.env.OHBACKUP_TASK_QUEUE = taskQueue;
-const worker = await startWorkerProcess({
-  label: 'backup',
-  address: server.address,
+const { server, worker } = await startServiceAndWorker({
+  work,
   dataRoot,
-  stateDir: path.join(work, 'worker-state'),
-  taskQueue,
-  logFile: path.join(work, 'worker.log'),
+  queue: 'ohbackup-bench-many',
   nodeArgs: cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${work}`] : [],
 });
 
 /** CPU seconds (user + system) a process has used so far. */
-const cpuS = (pid) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-};
+const cpuS = (pid) => cpuMs(pid) / 1000;
 const figures = [];
 for (let i = 0; i < runs; i++) {
   await quiesce();

@@ -105,7 +105,8 @@ export abstract class SessionBase implements OpenSession {
   readonly deviceQueue: string;
   protected released = false;
   private bound?: { pump: EventPump };
-  private signals: Promise<void> = Promise.resolve();
+  /** Each bundle's last message on its way: the next one to that bundle goes after it (other bundles' go at once). */
+  private readonly signals = new Map<string, Promise<void>>();
   /** Bundles whose onBundleBegin runs now, with the rate the tool set there. */
   private readonly beginning = new Map<string, { sendRate?: number }>();
   private readonly ready: Promise<{ client: Client; handle: WorkflowHandle<SessionWorkflow>; pump: EventPump }>;
@@ -237,8 +238,15 @@ export abstract class SessionBase implements OpenSession {
       this.released = true;
       pump.holdAcks(true);
       try {
+        let stopping: Promise<void> | undefined;
         const result = await handle.executeUpdate(releaseUpdate, { args: [{}] }).then(
-          () => handle.result(),
+          () => {
+            // Released: what the tool has not been given comes with the result (acknowledgements are held), so no
+            // more polls. One still running as the workflow completes would have it replayed to answer, and the
+            // release would wait for that.
+            stopping = pump.stop();
+            return handle.result();
+          },
           async (err: unknown) => {
             // Released by another client, or abandoned: its result still holds the ends this tool has not seen.
             const ended = await completedResult(handle);
@@ -250,7 +258,7 @@ export abstract class SessionBase implements OpenSession {
           },
         );
         // Completed, acknowledgements still held: its result holds the events not acknowledged yet.
-        await pump.stop();
+        await (stopping ?? pump.stop());
         await pump.deliverAll(result.trailingEvents);
       } finally {
         registry.remove(this);
@@ -314,12 +322,19 @@ export abstract class SessionBase implements OpenSession {
     this.tell(bundleName, { what, value });
   }
 
-  /** One after another: two quick calls must reach the bundle in the order they were made (a rate before the mark). */
+  /**
+   * One after another per bundle: two quick calls must reach the bundle in the order they were made (a rate
+   * before the mark). Bundles do not wait for each other: an increment's packs end within a second, and each
+   * hand-over waits for its own mark, which queued behind every other bundle's signal and query took 8 round trips.
+   */
   private tell(bundleName: string, signal: BundleSignal, endedIsFine = false): void {
-    this.signals = this.signals
+    const sent = (this.signals.get(bundleName) ?? Promise.resolve())
       .then(() => this.ready)
       .then(({ client }) => signalBundle(client, this.sessionId, bundleName, signal))
       .catch((err) => (endedIsFine && (err as Error)?.name === 'WorkflowNotFoundError' ? undefined : warn(signal.what, err)));
+    this.signals.set(bundleName, sent);
+    // The last one sent drops its entry: the map holds only bundles with a message on its way.
+    void sent.finally(() => this.signals.get(bundleName) === sent && this.signals.delete(bundleName));
   }
 }
 
