@@ -52,7 +52,8 @@ describe('progress bars in an 80-column terminal', () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'ohbackup-bars-'));
     const dataRoot = path.join(root, 'device');
     const names = ['com.example.an.extremely.long.bundle.name.for.the.bars', 'com.bars.two', 'com.bars.three'];
-    for (const name of names) await writeBundle(dataRoot, { name, files: { ...bigFiles(2), 'a.txt': name } });
+    // Big files are handed over one each, 1/s here: com.bars.two's 8 keep it running while another tool starts and pauses it.
+    for (const name of names) await writeBundle(dataRoot, { name, files: { ...bigFiles(name === 'com.bars.two' ? 8 : 2), 'a.txt': name } });
     const taskQueue = uniqueTaskQueue('bars');
     const env = { TEMPORAL_ADDRESS: temporalAddress(), OHBACKUP_TASK_QUEUE: taskQueue, OHBACKUP_STATE_DIR: path.join(root, 'state') };
     const out = path.join(root, 'set');
