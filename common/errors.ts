@@ -66,6 +66,12 @@ export function errorInfo(code: number, detail?: string): ErrorInfo {
 /** The ApplicationFailure `type` under which workflows and activities carry a reference code. */
 export const FAILURE_TYPE = 'OhbackupError';
 
+/**
+ * The ApplicationFailure `type` of a restore update the session refuses for a moment while it continues as new
+ * (Temporal caps the updates one run takes): the tool asks again shortly, on the next run.
+ */
+export const CONTINUING_TYPE = 'OhbackupSessionContinuing';
+
 /** Maps a Node.js system error (errno code) to the reference's code. */
 export function codeForSystemError(err: unknown): number {
   const c = (err as NodeJS.ErrnoException | undefined)?.code;

@@ -9,6 +9,7 @@ import { readCapabilityFile } from '../capabilities.js';
 import { appMappings } from '../infos.js';
 import { settle } from '../settle.js';
 import { SessionBase, attachOptions, type SessionOptions } from './base.js';
+import { askAgainWhileContinuing } from './continuing.js';
 import { InFlightLimit } from './inFlight.js';
 import type { AsyncCallback, FileMeta, GeneralCallbacks } from '../types.js';
 import { BundleListArg, BundleNameArg, InfosArg, checkAppendSize, parseArg } from '../validate.js';
@@ -95,7 +96,7 @@ export class SessionRestore extends SessionBase {
   getFileHandle(fileMeta: FileMeta, callback?: AsyncCallback<void>): Promise<void> | void {
     const meta = parseArg(FileMetaArg, fileMeta, 'fileMeta');
     const done = checkUri(meta.uri, false).then(() =>
-      this.updates.run(() => this.call(({ handle }) => handle.executeUpdate(getFileHandleUpdate, { args: [meta] }))),
+      this.updates.run(() => this.call(({ handle }) => askAgainWhileContinuing(() => handle.executeUpdate(getFileHandleUpdate, { args: [meta] })))),
     );
     return settle(done, callback);
   }
@@ -106,7 +107,7 @@ export class SessionRestore extends SessionBase {
   publishFile(fileMeta: FileMeta, callback?: AsyncCallback<void>): Promise<void> | void {
     const meta = parseArg(FileMetaArg, fileMeta, 'fileMeta');
     const done = checkUri(meta.uri, true).then(() =>
-      this.updates.run(() => this.call(({ handle }) => handle.executeUpdate(publishFileUpdate, { args: [meta] }))),
+      this.updates.run(() => this.call(({ handle }) => askAgainWhileContinuing(() => handle.executeUpdate(publishFileUpdate, { args: [meta] })))),
     );
     return settle(done, callback);
   }

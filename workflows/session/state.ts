@@ -313,6 +313,12 @@ export class SessionState {
     else slot.deferred.push(event);
   }
 
+  /** Restore: the bundle runs, its child has begun, and it waits for the tool to publish it. */
+  waitsForPublish(bundleName: string): boolean {
+    const s = this.slot(bundleName);
+    return s !== undefined && s.state === 'running' && s.childStarted && s.begun && !s.published;
+  }
+
   /** publishFile: marks the bundle published; answers whether its running child must be told now. */
   publish(meta: FileMetaInput): boolean {
     const slot = this.restoreSlot(meta, 'publishFile');

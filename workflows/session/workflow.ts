@@ -8,6 +8,7 @@
  */
 import {
   type ActivityOptions,
+  ApplicationFailure,
   CancellationScope,
   ParentClosePolicy,
   allHandlersFinished,
@@ -43,7 +44,7 @@ import {
   type SessionWorkflow,
 } from '../../common/messages.js';
 import type { createActivities } from '../../activities/index.js';
-import { ErrorCode, FAILURE_TYPE, errorInfo } from '../../common/errors.js';
+import { CONTINUING_TYPE, ErrorCode, FAILURE_TYPE, errorInfo } from '../../common/errors.js';
 import { DEFAULTS, bundleWorkflowId, type SessionKind, type SessionOutcome, type SessionResult } from '../../common/session.js';
 import type { OhbackupSinks } from '../../common/metrics.js';
 import { deviceLabel } from '../../common/deviceLabel.js';
@@ -88,7 +89,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   const child = (bundleName: string) => getExternalWorkflowHandle(bundleWorkflowId(input.sessionId, bundleName));
   let sizeScansRunning = 0;
   /** Children this run started that have not closed yet (their close is an event of this run). */
-  let openChildren = 0;
+  const openChildren = new Set<string>();
   /** Set once continue-as-new was suggested: the history length up to which the run waits for it to quiet down. */
   let drainUntil: number | undefined;
 
@@ -148,6 +149,16 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     await child(bundleName).cancel();
     return 0;
   });
+  /**
+   * Temporal refuses a run more than `history.maxTotalUpdates` updates (2 000; continue-as-new is suggested at 90%),
+   * and a restore takes two per handed file: while this run drains for its continue-as-new, file updates are refused
+   * (a refusal is not recorded, so it does not count) and the tool asks the next run. Taking them on would also keep
+   * the drain from ending: a restore child closes only after its bundle is published.
+   */
+  function refuseWhileContinuing(): void {
+    if (drainUntil !== undefined && !session.released)
+      throw ApplicationFailure.create({ type: CONTINUING_TYPE, message: 'the session is continuing as new: ask again', nonRetryable: false });
+  }
   setHandler(
     getFileHandleUpdate,
     async (meta) => {
@@ -155,14 +166,24 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
       const target = await deviceActivities.createRestoreTarget({ sessionId: input.sessionId, bundleName: deviceBundleOf(slot.request), uri: meta.uri });
       session.targetMade(slot, meta.uri, target);
     },
-    { validator: (meta) => session.checkTargetRequest(meta) },
+    {
+      validator: (meta) => {
+        refuseWhileContinuing();
+        session.checkTargetRequest(meta);
+      },
+    },
   );
   setHandler(
     publishFileUpdate,
     async (meta) => {
       if (session.publish(meta)) await child(meta.bundleName).signal(publishSignal);
     },
-    { validator: (meta) => session.checkPublish(meta) },
+    {
+      validator: (meta) => {
+        refuseWhileContinuing();
+        session.checkPublish(meta);
+      },
+    },
   );
   setHandler(
     getBackupDataSizeUpdate,
@@ -196,7 +217,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     ...session.eventsPage(after, max),
     toolTimeoutMs: lease.timeoutMs,
     toolSeenAt: lease.lastSeen,
-    ...(drainUntil !== undefined && openChildren === 0 && !session.log.allAcked() ? { ackNow: true } : {}),
+    ...(drainUntil !== undefined && busyChildren() === 0 && !session.log.allAcked() ? { ackNow: true } : {}),
   }));
   setHandler(outcomesQuery, () => session.outcomes());
 
@@ -223,7 +244,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
       staticSummary: `${input.kind} of ${slot.bundleName}${target}`,
     });
     slot.childStarted = true;
-    openChildren += 1;
+    openChildren.add(slot.bundleName);
     // Checked when appended: it begins now, in this workflow task (the child then reports only files, result and end).
     if (slot.request.hooks) session.accept({ type: 'bundleBegin', bundleName: slot.bundleName });
     // A failed or cancelled child has reported its end before it closed: its failure is no news here (and must not
@@ -235,7 +256,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
         session.childClosed(slot.bundleName, errorInfo(ErrorCode.EXTENSION_DIED, `its workflow ended without reporting its end (${detail})`));
         showDetails();
       })
-      .finally(() => (openChildren -= 1));
+      .finally(() => openChildren.delete(slot.bundleName));
     // Published while the child was being started: tell it now.
     if (slot.published && !publishedAtStart) await child(slot.bundleName).signal(publishSignal);
   }
@@ -255,7 +276,13 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   // Bounded: a long or paused bundle, or a silent tool, holds it (and the bundles waiting to start) at most
   // CAN_DRAIN_MS (one timer per continue-as-new) or CAN_DRAIN_EVENTS more events.
   let drainTimedOut = false;
-  const drained = () => (openChildren === 0 && session.log.allAcked()) || drainTimedOut || workflowInfo().historyLength >= drainUntil!;
+  // A restore child that has begun and waits for its bundle's publish (refused meanwhile) sends nothing: it holds nothing up.
+  const busyChildren = () => {
+    let busy = 0;
+    for (const name of openChildren) if (!(input.kind === 'restore' && session.waitsForPublish(name))) busy += 1;
+    return busy;
+  };
+  const drained = () => (busyChildren() === 0 && session.log.allAcked()) || drainTimedOut || workflowInfo().historyLength >= drainUntil!;
   try {
     for (;;) {
       showDetails();
