@@ -216,6 +216,19 @@ describe('manifest', () => {
     expect(err.message).toMatch(/longer than/);
   });
 
+  it('reads the lines before an over-long one, in the same read, and names its line', async () => {
+    const p = path.join(root, 'm10.jsonl');
+    const hdr = JSON.stringify({ format: 'ohbackup-manifest', version: 1, ...header, entries: 3 }) + '\n';
+    const good = entries.slice(0, 2).map((e) => `${JSON.stringify(e)}\n`);
+    await fsp.writeFile(p, hdr + good.join('') + 'x'.repeat(2 * 1024 * 1024) + '\n' + good[0]);
+    const err = await rejection(readManifest(p));
+    expect(err.line).toBe(4);
+    expect(err.message).toMatch(/longer than/);
+    // A bad line before it is what is reported.
+    await fsp.writeFile(p, hdr + good[0] + '{bad\n' + 'x'.repeat(2 * 1024 * 1024) + '\n');
+    expect((await rejection(readManifest(p))).line).toBe(3);
+  });
+
   it('throws I/O errors as they are', async () => {
     await expect(readManifest(path.join(root, 'absent.jsonl'))).rejects.toMatchObject({ code: 'ENOENT' });
   });

@@ -1,6 +1,6 @@
 /** The hand check of a manifest entry gives the schema's verdict and data, for every variant of every field. */
 import { expect, it } from 'vitest';
-import { ManifestEntrySchema, parseManifestEntry } from '../../common/manifest.js';
+import { ManifestEntrySchema, manifestPathProblem, parseManifestEntry } from '../../common/manifest.js';
 
 const SHA = 'ab'.repeat(32);
 
@@ -30,4 +30,21 @@ it('parseManifestEntry agrees with ManifestEntrySchema.safeParse (success, data,
     if (want.success) expect(got.data, JSON.stringify(c)).toStrictEqual(want.data);
     else expect(got.error?.issues, JSON.stringify(c)).toEqual(want.error.issues);
   }
+});
+
+it('manifestPathProblem gives the verdict and reason of a check segment by segment, for every kind of segment', () => {
+  const reference = (p: string): string | undefined => {
+    if (p === '') return 'empty path';
+    if (p.includes('\0')) return 'NUL in path';
+    if (p.startsWith('/')) return 'absolute path';
+    for (const s of p.split('/')) {
+      if (s === '') return 'empty path segment';
+      if (s === '.' || s === '..') return `'${s}' segment`;
+    }
+    return undefined;
+  };
+  const parts = ['a', '.', '..', '...', '.a', 'a.', '..a', '', 'ü', 'a\0'];
+  const paths = [''];
+  for (const x of parts) for (const y of parts) for (const z of ['', ...parts]) paths.push(x, `${x}/${y}`, `/${x}`, `${x}/${y}/${z}`, `${x}/${y}/`);
+  for (const p of paths) expect(manifestPathProblem(p), JSON.stringify(p)).toBe(reference(p));
 });
