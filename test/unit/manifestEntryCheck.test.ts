@@ -34,14 +34,9 @@ it('parseManifestEntry agrees with ManifestEntrySchema.safeParse (success, data,
 
 it('manifestPathProblem gives the verdict and reason of a check segment by segment, for every kind of segment', () => {
   const reference = (p: string): string | undefined => {
-    if (p === '') return 'empty path';
-    if (p.includes('\0')) return 'NUL in path';
-    if (p.startsWith('/')) return 'absolute path';
-    for (const s of p.split('/')) {
-      if (s === '') return 'empty path segment';
-      if (s === '.' || s === '..') return `'${s}' segment`;
-    }
-    return undefined;
+    const bad = p.split('/').find((s) => s === '' || s === '.' || s === '..');
+    if (p === '' || p.includes('\0') || p.startsWith('/')) return p === '' ? 'empty path' : p.includes('\0') ? 'NUL in path' : 'absolute path';
+    return bad === undefined ? undefined : bad === '' ? 'empty path segment' : `'${bad}' segment`;
   };
   const parts = ['a', '.', '..', '...', '.a', 'a.', '..a', '', 'ü', 'a\0'];
   const paths = [''];
