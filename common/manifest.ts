@@ -26,8 +26,13 @@ export const MANIFEST_VERSION = 1;
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
+/** An empty, '.' or '..' segment anywhere in a path that does not start with '/'. */
+const BAD_SEGMENT = /(?:^|\/)\.{0,2}(?:\/|$)/;
+
 /** Why `p` is not a plain relative '/'-separated path, or undefined when it is one. */
 export function manifestPathProblem(p: string): string | undefined {
+  // The usual path, checked without splitting it (one per manifest line, read and written).
+  if (p !== '' && !p.includes('\0') && p.charCodeAt(0) !== 0x2f && !BAD_SEGMENT.test(p)) return undefined;
   if (p === '') return 'empty path';
   if (p.includes('\0')) return 'NUL in path';
   if (p.startsWith('/')) return 'absolute path';

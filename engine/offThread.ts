@@ -13,7 +13,7 @@ import { packBundle, type PackOptions, type PackProgress, type PackSummary } fro
 import { RestoreRejected, applyRestore, type ApplyRestoreOptions, type ApplyRestoreResult } from './unpack/index.js';
 
 /** packBundle's options as a thread takes them: the base is read there from its manifest file. */
-export type PackJob = Omit<PackOptions, 'onProgress' | 'signal' | 'base'> & { baseManifestPath?: string };
+export type PackJob = Omit<PackOptions, 'onProgress' | 'signal' | 'base' | 'baseDigest'> & { baseManifestPath?: string };
 export type RestoreJob = Omit<ApplyRestoreOptions, 'onProgress' | 'signal'>;
 
 interface Jobs {
@@ -37,14 +37,15 @@ export async function runJob<K extends JobKind>(
   if (kind === 'restore') return applyRestore({ ...(opts as RestoreJob), signal, onProgress });
   const { baseManifestPath, ...rest } = opts as PackJob;
   let base: Map<string, ManifestEntry> | undefined;
+  let baseDigest: string | undefined;
   if (baseManifestPath) {
     try {
-      base = (await readManifest(baseManifestPath)).entries;
+      ({ entries: base, digest: baseDigest } = await readManifest(baseManifestPath));
     } catch (err) {
       throw new BaseManifestInvalid((err as Error).message);
     }
   }
-  return packBundle({ ...rest, ...(base ? { base } : {}), signal, onProgress: onProgress as ((p: PackProgress) => void) | undefined });
+  return packBundle({ ...rest, ...(base ? { base, baseDigest } : {}), signal, onProgress: onProgress as ((p: PackProgress) => void) | undefined });
 }
 
 /** An error as it crosses the thread boundary: what the activities look at (class, errno fields) survives. */

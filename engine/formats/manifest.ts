@@ -7,6 +7,7 @@
  * patched into the header, the file is fsynced, renamed over `<path>` and the
  * folder fsynced, so a reader sees a whole manifest or the previous one.
  */
+import { createHash } from 'node:crypto';
 import { constants as fsc, promises as fsp, read as fsRead } from 'node:fs';
 import {
   MANIFEST_FORMAT,
@@ -33,6 +34,8 @@ export interface ReadManifestResult {
   header: ManifestHeader;
   /** Every entry by path, in file (walk) order. */
   entries: Map<string, ManifestEntry>;
+  /** Hex SHA-256 of the bytes read: the same manifest, the same digest. */
+  digest: string;
 }
 
 /**
@@ -87,13 +90,16 @@ export class ManifestWriter {
 
   async add(entry: ManifestEntry): Promise<void> {
     if (this.#closed) throw new Error('manifest writer is closed');
-    // Only the known keys, in the documented order.
-    const e = { path: entry.path, kind: entry.kind, mode: entry.mode, size: entry.size, mtimeMs: entry.mtimeMs, sha256: entry.sha256 };
-    const parsed = parseManifestEntry(e);
+    // The parsed copy holds only the known keys, in the documented order.
+    const parsed = parseManifestEntry(entry);
     if (!parsed.success) throw new TypeError(`bad manifest entry "${entry.path}": ${describeIssues(parsed.error)}`);
-    if (this.#paths.has(e.path)) throw new TypeError(`manifest entry "${e.path}" added twice`);
+    const e = parsed.data;
+    const seen = this.#paths.size;
     this.#paths.add(e.path);
-    const line = `${JSON.stringify(e)}\n`;
+    if (this.#paths.size === seen) throw new TypeError(`manifest entry "${e.path}" added twice`);
+    // JSON.stringify(e)'s line, built by hand: only the path can need escaping (kind and sha256 are
+    // checked to be plain words, the numbers finite), and a template costs less than the object walk.
+    const line = `{"path":${JSON.stringify(e.path)},"kind":"${e.kind}","mode":${e.mode},"size":${e.size},"mtimeMs":${e.mtimeMs},"sha256":"${e.sha256}"}\n`;
     this.#buf.push(line);
     this.#bufBytes += line.length; // UTF-16 units: only a flush threshold
     this.#count++;
@@ -170,6 +176,7 @@ export async function readManifest(source: string | number): Promise<ReadManifes
     fh = opened;
     readAt = async (buf, pos) => (await opened.read(buf, 0, buf.length, pos)).bytesRead;
   }
+  const hash = createHash('sha256');
   async function* chunks(): AsyncGenerator<Buffer> {
     let pos = 0;
     for (;;) {
@@ -177,6 +184,7 @@ export async function readManifest(source: string | number): Promise<ReadManifes
       const n = await readAt(buf, pos);
       if (n === 0) return;
       pos += n;
+      hash.update(buf.subarray(0, n));
       yield buf.subarray(0, n);
     }
   }
@@ -206,15 +214,16 @@ export async function readManifest(source: string | number): Promise<ReadManifes
         }
         const e = parseManifestEntry(json);
         if (!e.success) throw new ManifestInvalid(`bad entry: ${describeIssues(e.error)}`, lineNo);
-        if (entries.has(e.data.path)) throw new ManifestInvalid(`duplicate path ${JSON.stringify(e.data.path)}`, lineNo);
-        entries.set(e.data.path, e.data);
+        const size = entries.size;
+        entries.set(e.data.path, e.data); // one lookup: a duplicate leaves the size as it was (and the read fails)
+        if (entries.size === size) throw new ManifestInvalid(`duplicate path ${JSON.stringify(e.data.path)}`, lineNo);
       }
     }
     if (header === undefined) throw new ManifestInvalid('empty: no header line');
     if (entries.size !== header.entries) {
       throw new ManifestInvalid(`the header announces ${header.entries} entries, ${entries.size} follow (truncated?)`);
     }
-    return { header, entries };
+    return { header, entries, digest: hash.digest('hex') };
   } finally {
     await lines.return(undefined);
     await fh?.close();
@@ -225,46 +234,57 @@ export async function readManifest(source: string | number): Promise<ReadManifes
 const MAX_LINE_BYTES = 1024 * 1024;
 
 /**
- * Splits a byte stream into lines at the byte 0x0A only, then decodes each
- * line as UTF-8: a name holding U+2028, U+2029 or a lone '\r' (which
- * `readline` also breaks at) stays one line, and a character split across two
- * chunks is decoded whole. One '\r' before the '\n' is dropped (CRLF files);
- * a last line without '\n' is yielded, an empty one after the final '\n' is
- * not. Yields the lines of each chunk together (one await per chunk, not per
- * line) and pulls the next chunk only when the caller asks for more.
+ * Splits a byte stream into lines at the byte 0x0A only, then decodes them as
+ * UTF-8: a name holding U+2028, U+2029 or a lone '\r' (which `readline` also
+ * breaks at) stays one line, and a character split across two chunks is
+ * decoded whole. One '\r' before the '\n' is dropped (CRLF files); a last
+ * line without '\n' is yielded, an empty one after the final '\n' is not.
+ * Yields the lines of each chunk together (one await per chunk, not per line)
+ * and pulls the next chunk only when the caller asks for more. The whole lines
+ * of a chunk are decoded as one string and split there: a 0x0A byte is never
+ * part of a multi-byte UTF-8 sequence, so this decodes each line as decoding
+ * it alone would, without a Buffer and a decoder call per line.
  */
 async function* splitLines(chunks: AsyncIterable<Buffer>): AsyncGenerator<string[]> {
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   let lineNo = 1;
-  const line = (tail: Buffer): string => {
-    let bytes = pending.length === 0 ? tail : Buffer.concat([...pending, tail]);
-    pending = [];
-    pendingBytes = 0;
-    if (bytes.length > 0 && bytes[bytes.length - 1] === 0x0d) bytes = bytes.subarray(0, -1);
-    lineNo++;
-    return bytes.toString('utf8');
-  };
   const tooLong = () => new ManifestInvalid(`longer than ${MAX_LINE_BYTES} bytes`, lineNo);
+  const dropCr = (l: string) => (l.charCodeAt(l.length - 1) === 0x0d ? l.slice(0, -1) : l);
   for await (const chunk of chunks) {
-    let start = 0;
-    const batch: string[] = [];
-    for (let nl = chunk.indexOf(0x0a, start); nl !== -1; nl = chunk.indexOf(0x0a, start)) {
-      if (pendingBytes + nl - start > MAX_LINE_BYTES) {
-        if (batch.length) yield batch; // the lines before it are read (and checked) first
-        throw tooLong();
+    const last = chunk.lastIndexOf(0x0a);
+    if (last !== -1) {
+      // The lengths are checked on the bytes, before decoding, so an over-long line is never decoded whole.
+      const batch: string[] = [];
+      let start = 0;
+      let tooLongAt = -1;
+      for (let nl = chunk.indexOf(0x0a); nl !== -1 && nl <= last; nl = chunk.indexOf(0x0a, start)) {
+        if ((start === 0 ? pendingBytes : 0) + nl - start > MAX_LINE_BYTES) {
+          tooLongAt = start;
+          break;
+        }
+        start = nl + 1;
       }
-      batch.push(line(chunk.subarray(start, nl)));
-      start = nl + 1;
+      const whole = tooLongAt === -1 ? last + 1 : tooLongAt;
+      if (whole > 0) {
+        const head = chunk.subarray(0, whole - 1); // without the last '\n'
+        const text = (pending.length === 0 ? head : Buffer.concat([...pending, head])).toString('utf8');
+        pending = [];
+        pendingBytes = 0;
+        for (const l of text.split('\n')) batch.push(dropCr(l));
+        lineNo += batch.length;
+        yield batch; // the lines before an over-long one are read (and checked) first
+      }
+      if (tooLongAt !== -1) throw tooLong();
     }
-    if (batch.length) yield batch;
-    if (start < chunk.length) {
-      pending.push(chunk.subarray(start));
-      pendingBytes += chunk.length - start;
+    const rest = last === -1 ? chunk : chunk.subarray(last + 1);
+    if (rest.length > 0) {
+      pending.push(rest);
+      pendingBytes += rest.length;
       if (pendingBytes > MAX_LINE_BYTES) throw tooLong();
     }
   }
-  if (pendingBytes > 0) yield [line(Buffer.alloc(0))];
+  if (pendingBytes > 0) yield [dropCr(Buffer.concat(pending).toString('utf8'))];
 }
 
 async function writeAllAt(fh: fsp.FileHandle, bytes: Buffer, at: number): Promise<void> {

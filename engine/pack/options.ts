@@ -43,6 +43,12 @@ export interface PackOptions {
    * only what is new or changed since, and record what was deleted.
    */
   base?: Map<string, ManifestEntry>;
+  /**
+   * SHA-256 of the base manifest's bytes (readManifest(...).digest), which
+   * stands for the base in the resume config: cheaper than a digest of every
+   * entry. Without it the entries are digested.
+   */
+  baseDigest?: string;
   /** The base backup's time (its manifest header's `time`, seconds), recorded as `incremental.baseTime`. Default 0. */
   baseTime?: number;
   /** Where to write the new full manifest (atomically, 0600). Works for full backups too. */

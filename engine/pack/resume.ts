@@ -54,7 +54,7 @@ export function configDigest(opts: PackOptions, limits: PackLimits): string {
     excludes: opts.profile.excludes,
     limits: [limits.bigFileBytes, limits.sliceBytes, limits.sliceEntries],
     // Outputs of an incremental run depend on its base; full runs keep the digest they always had.
-    ...(opts.base ? { base: baseDigest(opts.base) } : {}),
+    ...(opts.base ? { base: opts.baseDigest ?? baseDigest(opts.base) } : {}),
   });
   return createHash('sha256').update(key).digest('hex');
 }

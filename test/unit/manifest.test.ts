@@ -57,6 +57,7 @@ describe('manifest', () => {
     expect(lines[0]).toMatch(/^\{"format":"ohbackup-manifest","version":1,"bundleName":"com\.example\.app","time":1700000000,"entries":5 *\}$/);
     expect(lines[2]).toBe(`{"path":"a\\nb","kind":"file","mode":384,"size":3,"mtimeMs":1600000001000,"sha256":"${H}"}`);
     expect(lines.slice(1).map((l) => JSON.parse(l))).toEqual(entries); // key order and values, walk order kept
+    expect(lines.slice(1)).toEqual(entries.map((e) => JSON.stringify(e))); // byte for byte what JSON.stringify writes
 
     expect((await fsp.stat(p)).mode & 0o777).toBe(0o600);
     expect((await fsp.readdir(root)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
@@ -66,6 +67,18 @@ describe('manifest', () => {
     expect([...got.entries.keys()]).toEqual(entries.map((e) => e.path));
     expect([...got.entries.values()]).toEqual(entries);
     expect(got.entries.get('a\nb')?.sha256).toBe(H);
+  });
+
+  it('gives the digest of the bytes read: the same for the same manifest, another for another', async () => {
+    const p = path.join(root, 'm11.jsonl');
+    await writeManifest(p, header, entries);
+    const { createHash } = await import('node:crypto');
+    const want = createHash('sha256')
+      .update(await fsp.readFile(p))
+      .digest('hex');
+    expect((await readManifest(p)).digest).toBe(want);
+    await writeManifest(p, header, entries.slice(1));
+    expect((await readManifest(p)).digest).not.toBe(want);
   });
 
   it('writes an empty manifest and replaces an existing one atomically', async () => {
@@ -214,6 +227,19 @@ describe('manifest', () => {
     const err = await rejection(readManifest(p));
     expect(err.line).toBe(2);
     expect(err.message).toMatch(/longer than/);
+  });
+
+  it('reads the lines before an over-long one, in the same read, and names its line', async () => {
+    const p = path.join(root, 'm10.jsonl');
+    const hdr = JSON.stringify({ format: 'ohbackup-manifest', version: 1, ...header, entries: 3 }) + '\n';
+    const good = entries.slice(0, 2).map((e) => `${JSON.stringify(e)}\n`);
+    await fsp.writeFile(p, hdr + good.join('') + 'x'.repeat(2 * 1024 * 1024) + '\n' + good[0]);
+    const err = await rejection(readManifest(p));
+    expect(err.line).toBe(4);
+    expect(err.message).toMatch(/longer than/);
+    // A bad line before it is what is reported.
+    await fsp.writeFile(p, hdr + good[0] + '{bad\n' + 'x'.repeat(2 * 1024 * 1024) + '\n');
+    expect((await rejection(readManifest(p))).line).toBe(3);
   });
 
   it('throws I/O errors as they are', async () => {

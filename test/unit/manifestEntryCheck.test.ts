@@ -1,6 +1,6 @@
 /** The hand check of a manifest entry gives the schema's verdict and data, for every variant of every field. */
 import { expect, it } from 'vitest';
-import { ManifestEntrySchema, parseManifestEntry } from '../../common/manifest.js';
+import { ManifestEntrySchema, manifestPathProblem, parseManifestEntry } from '../../common/manifest.js';
 
 const SHA = 'ab'.repeat(32);
 
@@ -30,4 +30,16 @@ it('parseManifestEntry agrees with ManifestEntrySchema.safeParse (success, data,
     if (want.success) expect(got.data, JSON.stringify(c)).toStrictEqual(want.data);
     else expect(got.error?.issues, JSON.stringify(c)).toEqual(want.error.issues);
   }
+});
+
+it('manifestPathProblem gives the verdict and reason of a check segment by segment, for every kind of segment', () => {
+  const reference = (p: string): string | undefined => {
+    const bad = p.split('/').find((s) => s === '' || s === '.' || s === '..');
+    if (p === '' || p.includes('\0') || p.startsWith('/')) return p === '' ? 'empty path' : p.includes('\0') ? 'NUL in path' : 'absolute path';
+    return bad === undefined ? undefined : bad === '' ? 'empty path segment' : `'${bad}' segment`;
+  };
+  const parts = ['a', '.', '..', '...', '.a', 'a.', '..a', '', 'ü', 'a\0'];
+  const paths = [''];
+  for (const x of parts) for (const y of parts) for (const z of ['', ...parts]) paths.push(x, `${x}/${y}`, `/${x}`, `${x}/${y}/${z}`, `${x}/${y}/`);
+  for (const p of paths) expect(manifestPathProblem(p), JSON.stringify(p)).toBe(reference(p));
 });

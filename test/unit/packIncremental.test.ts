@@ -544,6 +544,12 @@ describe('incremental pack: resume', () => {
     await runPack(l, 'other-base', opts);
     const other = await runPack(l, 'other-base', { ...opts, base: new Map(), resume: true });
     expect(other.summary.resumed).toEqual({ restartedBecause: expect.stringMatching(/another profile or limits/) });
+    // The base manifest's digest, when given, stands for the base: the same one keeps the outputs, another does not.
+    await runPack(l, 'digest', { ...opts, baseDigest: 'a'.repeat(64) });
+    const same = await runPack(l, 'digest', { ...opts, baseDigest: 'a'.repeat(64), resume: true });
+    expect(same.summary.resumed).toMatchObject({ kept: expect.any(Number) });
+    const changed = await runPack(l, 'digest', { ...opts, baseDigest: 'b'.repeat(64), resume: true });
+    expect(changed.summary.resumed).toEqual({ restartedBecause: expect.stringMatching(/another profile or limits/) });
   });
 
   it('when the tree changes between attempts, the manifest stays consistent with what the restore holds', async () => {
