@@ -6,7 +6,7 @@
  * not on its own: a busy worker, e.g. replaying a long session history after
  * a failed workflow task, misses the query's deadline once and then answers.
  * Only `SILENT_AFTER_MS` with no answer at all is an outage then (a worker
- * killed leaves queries unanswered, not refused).
+ * or server killed leaves queries unanswered, not refused).
  */
 /** Errors shorter than this (e.g. the workflow's first task still running) are not an outage. */
 export const ERRORS_AFTER_MS = 2_000;
