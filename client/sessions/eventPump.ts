@@ -4,7 +4,8 @@
  * cost), delivers, then acknowledges what it delivered, a burst at a time, so
  * the workflow can drop it and a re-attaching tool resumes after it. A query that cannot be
  * answered (no worker serving the session, or no Temporal service) is an
- * outage: `onBackupServiceDied` fires once for it.
+ * outage: `onBackupServiceDied` fires once for it (`./outage.ts` tells it
+ * from a service that is only slow to answer).
  *
  * The fds it hands over are capped per session (`maxOpenFds`): at the cap it
  * stops pulling events (and acknowledging them) until the tool closes one. If
@@ -26,6 +27,7 @@ import { ErrorCode, codeForSystemError, errorInfo, type ErrorInfo } from '../../
 import type { EventsPage, SessionEvent } from '../../common/session.js';
 import { ackSignal, eventsQuery } from '../../common/messages.js';
 import { OpenFds } from './openFds.js';
+import { OutageWatch, failureOf } from './outage.js';
 import type { GeneralCallbacks } from '../types.js';
 
 const openFd = promisify(open);
@@ -81,8 +83,6 @@ const QUERY_DEADLINE_MS = 5_000;
  */
 const ACK_AFTER_MS = 1_000;
 const ACK_PENDING_MAX = 256;
-/** Failures shorter than this (e.g. the workflow's first task still running) are not an outage. */
-const OUTAGE_AFTER_MS = 2_000;
 
 export interface PumpOptions {
   /** Where the last delivered seq is recorded after each callback, so a re-attaching tool skips exactly what it delivered. */
@@ -111,8 +111,7 @@ export class EventPump {
   private acksHeld = false;
   private wake?: () => void;
   private loop?: Promise<void>;
-  private failingSince?: number;
-  private inOutage = false;
+  private readonly outage = new OutageWatch();
   private readonly fds = new OpenFds();
   /** Bundles whose delivery ended on the tool's side, and why. */
   private readonly deliveryStopped = new Map<string, ErrorInfo>();
@@ -168,14 +167,9 @@ export class EventPump {
       try {
         page = await this.handle.client.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () => this.handle.query(eventsQuery, this.delivered, 500));
         if (page.toolTimeoutMs) this.keepLease(page.toolTimeoutMs);
-        this.failingSince = undefined;
-        this.inOutage = false;
+        this.outage.answered();
       } catch (err) {
-        this.failingSince ??= asked;
-        if (!this.inOutage && (Date.now() - asked >= OUTAGE_AFTER_MS || Date.now() - this.failingSince >= OUTAGE_AFTER_MS)) {
-          this.inOutage = true;
-          this.safely(() => this.callbacks.onBackupServiceDied());
-        }
+        if (this.outage.failed(failureOf(err), asked, Date.now())) this.safely(() => this.callbacks.onBackupServiceDied());
         await this.pause(500);
         continue;
       }
