@@ -5,7 +5,8 @@
  * cannot be made), the index, manifest, capabilities and summary beside them.
  * Every entry is checked against the bundle's index on the way — name, kind,
  * size and SHA-256, and every slice's and big file's own size and SHA-256 —
- * so nothing that does not match its index is ever stored. Streams only.
+ * so nothing that does not match its index is ever stored. Slices are read
+ * with the restore's SliceReader, never held whole.
  *
  * Modes and mtimes of the index are applied to what is staged, with the
  * owner's read bit (files) or rwx bits (folders) added so that restic can
@@ -20,24 +21,12 @@
  * file is not read at all. Its unchanged inode and ctime let restic (given the
  * last snapshot as parent) skip reading it too.
  */
-import { createHash } from 'node:crypto';
-import {
-  closeSync,
-  createReadStream,
-  createWriteStream,
-  fchmodSync,
-  fstatSync,
-  futimesSync,
-  lstatSync,
-  openSync,
-  promises as fsp,
-  writeSync,
-  type BigIntStats,
-} from 'node:fs';
+import { createHash, type Hash } from 'node:crypto';
+import { closeSync, createReadStream, fchmodSync, fstatSync, futimesSync, lstatSync, openSync, promises as fsp, writeSync, type BigIntStats } from 'node:fs';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import { readManageIndex } from '../formats/manageIndex.js';
+import { LoopYield } from '../loopYield.js';
+import { SliceReader } from '../unpack/sliceReader.js';
 import type { HandedFile, IndexEntry, ManageIndex } from '../../common/manageIndex.js';
 import { manifestPathProblem } from '../../common/manifest.js';
 import { SetMismatch } from './errors.js';
@@ -116,6 +105,7 @@ export async function stageSet(setDir: string, stageDir: string, opts: StageOpti
     stageDir,
     placed: new Set([SET_CAPABILITIES, SET_SUMMARY]),
     madeDirs: new Set(),
+    yielder: new LoopYield(),
   };
   for (const bundle of done) {
     opts.signal?.throwIfAborted();
@@ -151,6 +141,9 @@ interface Tally {
   /** Paths (relative to stageDir) staged by this store: in a kept tree, everything else is removed. */
   placed: Set<string>;
   madeDirs: Set<string>;
+  /** The slices' read buffer, one per store. */
+  scratch?: Buffer;
+  yielder: LoopYield;
 }
 
 /** Entries up to this size are read whole, checked, then written in one go; larger ones stream. */
@@ -235,7 +228,7 @@ async function stageBundle(from: string, to: string, bundle: string, staged: Tal
       if (seen.has(e.path)) throw new SetMismatch(`${bundle}: the index lists ${e.path} twice`, bundle);
       seen.add(e.path);
     }
-    if (f.kind === 'tar') await unpackSlice(path.join(from, f.uri), f, data, bundle, dirs, staged);
+    if (f.kind === 'tar') await unpackSlice(path.join(from, f.uri), f, data, bundle, dirs, staged, signal);
     else await placeBigFile(path.join(from, f.uri), f, data, bundle, staged);
   }
   await writeRecorded(staged, path.join(to, INDEX_FILE), await fsp.readFile(path.join(from, INDEX_FILE)));
@@ -272,31 +265,45 @@ function writeSmallFile(target: string, bytes: Buffer, e: IndexEntry, sha256: st
   }
 }
 
-/** Streams one slice through its SHA-256 into files, checking each entry against the index as it comes. */
-async function unpackSlice(slicePath: string, f: HandedFile, data: string, bundle: string, dirs: IndexEntry[], staged: Tally): Promise<void> {
+/** Read size for slices: the restore's (SliceReader's buffer, one per store). */
+const READ_CHUNK = 256 * 1024;
+
+/**
+ * Takes one slice apart with the restore's SliceReader (synchronous reads
+ * into one buffer, tar-stream's header decoder, every byte hashed as read):
+ * tar-stream's extract made a stream, a promise and buffer copies per entry,
+ * most of staging's CPU. Each entry is checked against the index as it comes.
+ */
+async function unpackSlice(
+  slicePath: string,
+  f: HandedFile,
+  data: string,
+  bundle: string,
+  dirs: IndexEntry[],
+  staged: Tally,
+  signal?: AbortSignal,
+): Promise<void> {
   const bad = (why: string) => new SetMismatch(`${bundle}/${f.uri}: ${why}`, bundle);
-  const sliceHash = createHash('sha256');
-  let sliceBytes = 0;
-  // Large reads: a slice is read once, start to end (fewer round trips through the thread pool).
-  const input = createReadStream(slicePath, { highWaterMark: 1 << 20 });
-  const extract = tar.extract();
-  input.on('data', (c) => {
-    sliceHash.update(c as Buffer);
-    sliceBytes += c.length;
-  });
-  input.on('error', (err) => extract.destroy(err));
-  input.pipe(extract as unknown as NodeJS.WritableStream);
+  let fd: number;
+  try {
+    fd = openSync(slicePath, 'r');
+  } catch (err) {
+    throw bad(`cannot be read as a slice: ${(err as Error).message}`);
+  }
+  const reader = new SliceReader(fd, (staged.scratch ??= Buffer.allocUnsafe(READ_CHUNK)));
   let i = 0;
   try {
-    for await (const entry of extract) {
+    for (let hd = reader.nextHeader(); hd; hd = reader.nextHeader()) {
+      signal?.throwIfAborted();
       const e = f.entries[i++];
-      const name = entry.header.name.replace(/\/$/, '');
+      const name = hd.name.replace(/\/$/, '');
       if (!e) throw bad(`holds more entries than the index lists (${name})`);
       if (name !== e.path) throw bad(`entry ${i - 1} is ${name}, the index says ${e.path}`);
       const target = path.join(data, e.path);
       if (e.kind === 'dir') {
-        if (entry.header.type !== 'directory') throw bad(`${e.path} is a ${entry.header.type} in the slice, a folder in the index`);
-        for await (const _ of entry as AsyncIterable<Buffer>) void _;
+        if (hd.type !== 'directory') throw bad(`${e.path} is a ${hd.type} in the slice, a folder in the index`);
+        reader.skip(hd.size);
+        reader.endEntry(hd.size);
         if (
           staged.keptTree &&
           !(await fsp.lstat(target).then(
@@ -311,58 +318,76 @@ async function unpackSlice(slicePath: string, f: HandedFile, data: string, bundl
         dirs.push(e);
         continue;
       }
-      if (entry.header.type !== 'file') throw bad(`${e.path} is a ${entry.header.type} in the slice, a file in the index`);
-      if (entry.header.size !== e.size) throw bad(`${e.path} has ${entry.header.size} bytes in the slice, ${e.size} in the index`);
+      if (hd.type !== 'file') throw bad(`${e.path} is a ${hd.type} in the slice, a file in the index`);
+      if (hd.size !== e.size) throw bad(`${e.path} has ${hd.size} bytes in the slice, ${e.size} in the index`);
       const rel = path.relative(staged.stageDir, target);
       const prev = staged.previous.get(rel);
       const hash = createHash('sha256');
       if (await stillHolds(target, prev, e.sha256, e.size)) {
         // Checked all the same: the slice must hold what its index says.
-        for await (const chunk of entry as AsyncIterable<Buffer>) hash.update(chunk);
+        for (let left = e.size; left > 0;) {
+          const chunk = reader.data(left);
+          hash.update(chunk);
+          left -= chunk.length;
+        }
+        reader.endEntry(e.size);
         if (hash.digest('hex') !== e.sha256) throw bad(`${e.path}'s SHA-256 differs from the index`);
         staged.records.set(rel, prev!);
         staged.kept++;
       } else if (e.size <= WHOLE_BYTES) {
         // Small (all of a slice's entries are under the big-file limit): checked whole before a byte is written, one open file.
-        const chunks: Buffer[] = [];
-        for await (const chunk of entry as AsyncIterable<Buffer>) {
+        // Copied out of the reader's buffer, whose views last only until its next read.
+        const bytes = Buffer.allocUnsafe(e.size);
+        for (let off = 0; off < e.size;) {
+          const chunk = reader.data(e.size - off);
           hash.update(chunk);
-          chunks.push(chunk);
+          off += chunk.copy(bytes, off);
         }
+        reader.endEntry(e.size);
         const sha = hash.digest('hex');
         if (sha !== e.sha256) throw bad(`${e.path}'s SHA-256 differs from the index`);
         await makeParent(staged, target);
-        const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
         staged.records.set(rel, await fresh(staged, target, async () => writeSmallFile(target, bytes, e, sha)));
       } else {
         await makeParent(staged, target);
         if (staged.keptTree) await clearTarget(target);
-        await pipeline(
-          async function* () {
-            for await (const chunk of entry as AsyncIterable<Buffer>) {
-              hash.update(chunk);
-              yield chunk;
-            }
-          },
-          createWriteStream(target, { flags: 'wx', mode: 0o600 }),
-        );
-        const sha = hash.digest('hex');
-        if (sha !== e.sha256) throw bad(`${e.path}'s SHA-256 differs from the index`);
-        await fsp.chmod(target, fileMode(e.mode));
-        await fsp.utimes(target, e.mtimeMs / 1000, e.mtimeMs / 1000);
-        staged.records.set(rel, await statRecord(target, sha));
+        staged.records.set(rel, writeLargeEntry(target, reader, e, hash, bad));
       }
       staged.files++;
       staged.bytes += e.size;
+      // The reads and writes are synchronous: the loop (signals, progress, Temporal's heartbeats) still runs every few ms.
+      await staged.yielder.due();
     }
   } catch (err) {
-    input.destroy();
-    if (err instanceof SetMismatch) throw err;
+    if (err instanceof SetMismatch || signal?.aborted) throw err;
     throw bad(`cannot be read as a slice: ${(err as Error).message}`);
+  } finally {
+    closeSync(fd);
   }
   if (i !== f.entries.length) throw bad(`holds ${i} entries, the index lists ${f.entries.length}`);
-  if (sliceBytes !== f.size) throw bad(`has ${sliceBytes} bytes, the index says ${f.size}`);
-  if (sliceHash.digest('hex') !== f.sha256) throw bad(`its SHA-256 differs from the index`);
+  if (reader.bytes !== f.size) throw bad(`has ${reader.bytes} bytes, the index says ${f.size}`);
+  if (reader.digest() !== f.sha256) throw bad(`its SHA-256 differs from the index`);
+}
+
+/** An entry too large to hold whole, written as it is read; its SHA-256 checked at the end (a mismatch fails the store, so the file is never stored). */
+function writeLargeEntry(target: string, reader: SliceReader, e: IndexEntry, hash: Hash, bad: (why: string) => SetMismatch): StagedRecord {
+  const fd = openSync(target, 'wx', 0o600);
+  try {
+    for (let left = e.size; left > 0;) {
+      const chunk = reader.data(left);
+      hash.update(chunk);
+      left -= chunk.length;
+      for (let off = 0; off < chunk.length;) off += writeSync(fd, chunk, off, chunk.length - off);
+    }
+    reader.endEntry(e.size);
+    const sha = hash.digest('hex');
+    if (sha !== e.sha256) throw bad(`${e.path}'s SHA-256 differs from the index`);
+    fchmodSync(fd, fileMode(e.mode));
+    futimesSync(fd, e.mtimeMs / 1000, e.mtimeMs / 1000);
+    return recordOf(fstatSync(fd, { bigint: true }), sha);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Links, moves or copies a big file into place (StageOptions.previous) and checks its bytes against the index. */
