@@ -98,12 +98,10 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   const queue = opts.taskQueue ?? taskQueue();
   const namespace = client.options.namespace;
   await waitForWorkers(client, queue);
-  const caps = resumed?.caps ?? (await readDeviceCapabilities(client, opts.taskQueue ? queue : deviceQueue()));
-  const names = resumed
-    ? resumed.summary.bundles.map((b) => b.bundleName)
-    : opts.bundles?.length
-      ? [...new Set(opts.bundles)]
-      : caps.bundleInfos.filter((b) => b.allToBackup).map((b) => b.name);
+  const named = !resumed && opts.bundles?.length ? [...new Set(opts.bundles)] : undefined;
+  // Bundles named: their capability file alone; the device's others are not walked for their sizes (seconds on a device of many).
+  const caps = resumed?.caps ?? (await readDeviceCapabilities(client, opts.taskQueue ? queue : deviceQueue(), named));
+  const names = resumed ? resumed.summary.bundles.map((b) => b.bundleName) : (named ?? caps.bundleInfos.filter((b) => b.allToBackup).map((b) => b.name));
   if (!names.length) throw new SetupError('The device reports no backup-able bundles: nothing to back up.', 'failed');
   checkOutsideData(out, names);
 

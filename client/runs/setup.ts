@@ -106,9 +106,13 @@ export async function waitForWorkers(client: Client, queue = taskQueue()): Promi
   if (named) await waitForWorker(client, deviceQueue(), undefined, named);
 }
 
-/** getLocalCapabilities: the fd of the device's capability file; we read it and close it. */
-export async function readDeviceCapabilities(client: Client, queue: string): Promise<Capabilities> {
-  const { fd } = await openCapabilities(client, queue).catch((err: unknown) => {
+/**
+ * getLocalCapabilities: the fd of the device's capability file; we read it and close it.
+ * `only`: the file of those bundles alone (its dataList, each since 0), so no other bundle is walked for its size.
+ */
+export async function readDeviceCapabilities(client: Client, queue: string, only?: string[]): Promise<Capabilities> {
+  const dataList = only?.map((bundleName) => ({ bundleName, lastIncrementalTime: 0 }));
+  const { fd } = await openCapabilities(client, queue, dataList).catch((err: unknown) => {
     throw toBusinessError(err);
   });
   let text: string;

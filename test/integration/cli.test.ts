@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,6 +49,9 @@ describe('the ohbackup command line', () => {
       const partial = await ohbackup(['backup', '--out', path.join(root, 'set2'), 'com.example.docs', 'com.example.locked'], env);
       expect(partial.code, partial.stderr).toBe(3);
       expectStartAndTotals(partial, { json: false });
+      // Bundles named: the device was asked for their capability file alone, which the set keeps.
+      const caps = JSON.parse(await readFile(path.join(root, 'set2', 'capabilities.json'), 'utf8')) as { bundleInfos: Array<{ name: string }> };
+      expect(caps.bundleInfos.map((b) => b.name).sort()).toEqual(['com.example.docs', 'com.example.locked']);
     });
   });
 
