@@ -8,6 +8,7 @@ import { applyRestore, RestoreRejected, unsafePathReason, type ApplyRestoreOptio
 import { packBundle } from '../../engine/pack/index.js';
 import { readManageIndex } from '../../engine/formats/manageIndex.js';
 import { ErrorCode } from '../../common/errors.js';
+import { removeTree } from '../../engine/fsx.js';
 import type { IndexEntry, ManageIndex } from '../../common/manageIndex.js';
 
 const MiB = 1024 * 1024;
@@ -687,6 +688,59 @@ describe('applyRestore: abort and recovery', () => {
     await fsp.rm(l.dataDir, { recursive: true, force: true });
     await expectRejected(applyRestore(opts(l, { appliedRecord })), ErrorCode.UNTAR_FAILED, /missing from the restore files/);
     expect(await exists(appliedRecord)).toBe(false);
+  });
+
+  it('drops the slices once the tree is built; a retry that finds them dropped resumes from the verified tree, or fails as incomplete', async () => {
+    const l = await layout('dropped');
+    await buildSourceTree(l.src);
+    const index = await pack(l);
+    await seedOldData(l.dataDir);
+    const dataBefore = listing(await snapshot(l.dataDir));
+    const appliedRecord = path.join(l.base, 'applied.json');
+    const slices = index.files.filter((h) => h.kind === 'tar').map((h) => h.uri);
+    expect(slices.length).toBeGreaterThan(1);
+    // An attempt that died after its syncfs, before it noted its swap: as tempOnly leaves it, its swap record gone.
+    await applyRestore(opts(l, { appliedRecord, mode: 'tempOnly' }));
+    for (const uri of slices) expect(await exists(path.join(l.restoreDir, uri))).toBe(false);
+    await fsp.rm(appliedRecord);
+    const staged = await snapshot(l.stagingDir);
+    expectSameTree(staged, await snapshot(l.src));
+
+    // A tree that lost a file's bytes (a power cut before the syncfs): not swapped in; the slices are gone, so incomplete.
+    const victim = [...staged.entries()].find(([rel, n]) => n.type === 'file' && n.size > 0 && !rel.startsWith('ro/'))![0];
+    await flipByte(path.join(l.stagingDir, victim), 0);
+    await expectRejected(applyRestore(opts(l, { appliedRecord })), ErrorCode.UNTAR_FAILED, /missing from the restore files/);
+    expect(listing(await snapshot(l.dataDir))).toEqual(dataBefore);
+
+    // The same, the tree intact but for one file more than the index's.
+    await removeTree(l.stagingDir); // its folders are stamped (one is 0555)
+    await fsp.rm(l.restoreDir, { recursive: true, force: true });
+    await fsp.mkdir(l.restoreDir, { recursive: true });
+    await pack(l);
+    await applyRestore(opts(l, { appliedRecord, mode: 'tempOnly' }));
+    await fsp.rm(appliedRecord);
+    await fsp.writeFile(path.join(l.stagingDir, 'stray.txt'), 'not in the index');
+    await expectRejected(applyRestore(opts(l, { appliedRecord })), ErrorCode.UNTAR_FAILED, /missing from the restore files/);
+
+    // Intact: verified, synced and swapped in, without a slice.
+    await removeTree(l.stagingDir); // its folders are stamped (one is 0555)
+    await fsp.rm(l.restoreDir, { recursive: true, force: true });
+    await fsp.mkdir(l.restoreDir, { recursive: true });
+    await pack(l);
+    await applyRestore(opts(l, { appliedRecord, mode: 'tempOnly' }));
+    await fsp.rm(appliedRecord);
+    const result = await applyRestore(opts(l, { appliedRecord }));
+    expect(result.appliedTo).toBe(path.resolve(l.dataDir));
+    expectSameTree(await snapshot(l.dataDir), await snapshot(l.src));
+    expect(await exists(l.stagingDir)).toBe(false);
+  });
+
+  it('keeps the slices without a record to resume from', async () => {
+    const l = await layout('kept');
+    await buildSourceTree(l.src);
+    const index = await pack(l);
+    await applyRestore(opts(l));
+    for (const h of index.files.filter((f) => f.kind === 'tar')) expect(await exists(path.join(l.restoreDir, h.uri))).toBe(true);
   });
 
   it('refuses overlapping folders', async () => {
