@@ -37,8 +37,9 @@ export async function applyRestore(opts: ApplyRestoreOptions): Promise<ApplyRest
   if (opts.mode === 'merge' && !index.incremental) throw invalid(`not an increment: ${INDEX_URI} has no "incremental" block (restore it with 'apply')`);
   if (opts.mode === 'apply' && index.incremental) throw invalid(`${INDEX_URI} describes an increment, which only 'merge' can apply`);
   const plan = validateIndex(index, stagingDir, restoreDir);
-  // A merge's staging tree holds the data folder's files too: its slices are kept, its retries rebuild.
-  const built = opts.appliedRecord && opts.mode !== 'merge' ? builtRecordOf(opts.appliedRecord) : undefined;
+  // Only for 'apply': a merge's staging tree holds the data folder's files too, and a tempOnly one lies
+  // outside the session's folder, where a failed attempt's tree would outlive the session; both rebuild.
+  const built = opts.appliedRecord && opts.mode === 'apply' ? builtRecordOf(opts.appliedRecord) : undefined;
   // An earlier attempt built the tree and dropped the slices: verified again, not rebuilt (consumed.ts).
   const resumed = built !== undefined && (await builtBefore(built, stagingDir)) && (await verifyBuilt(index, stagingDir, signal));
   if (!resumed) {
