@@ -14,13 +14,12 @@
  * was not yet synced) leaves the slices missing, and the apply fails as
  * incomplete, never swapping in a partial tree.
  */
-import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { IndexEntry, ManageIndex } from '../../common/manageIndex.js';
 import { ancestors, errnoOf, lstatOrUndefined, writeAtomically } from '../fsx.js';
 import { READ_FLAGS } from './options.js';
-import { applyMeta } from './stagingTree.js';
+import { applyMeta, type StagingTree } from './stagingTree.js';
 
 interface BuiltRecord {
   dev: number;
@@ -64,7 +63,8 @@ export async function builtBefore(record: string, stagingDir: string): Promise<b
  * parents), its files, each a lone regular file of the index's size and
  * SHA-256 (re-stamped with its mode and mtime), nothing else, no link.
  */
-export async function verifyBuilt(index: ManageIndex, stagingDir: string, signal?: AbortSignal): Promise<boolean> {
+export async function verifyBuilt(index: ManageIndex, tree: StagingTree): Promise<boolean> {
+  const { stagingDir, signal } = tree;
   const files = new Map(index.files.flatMap((h) => h.entries.filter((e) => e.kind === 'file').map((e) => [e.path, e] as const)));
   const dirs = new Set<string>();
   for (const h of index.files) {
@@ -82,7 +82,7 @@ export async function verifyBuilt(index: ManageIndex, stagingDir: string, signal
         if (!dirs.has(childRel) || !(await walk(childRel))) return false;
       } else if (d.isFile()) {
         const e = files.get(childRel);
-        if (!e || !(await verifyFile(path.join(stagingDir, childRel), e, signal))) return false;
+        if (!e || !(await verifyFile(path.join(stagingDir, childRel), e, tree))) return false;
         seen++;
       } else return false;
     }
@@ -91,7 +91,7 @@ export async function verifyBuilt(index: ManageIndex, stagingDir: string, signal
   return (await walk('')) && seen === files.size;
 }
 
-async function verifyFile(p: string, e: IndexEntry, signal?: AbortSignal): Promise<boolean> {
+async function verifyFile(p: string, e: IndexEntry, tree: StagingTree): Promise<boolean> {
   let fh: fsp.FileHandle;
   try {
     fh = await fsp.open(p, READ_FLAGS);
@@ -101,16 +101,7 @@ async function verifyFile(p: string, e: IndexEntry, signal?: AbortSignal): Promi
   try {
     const st = await fh.stat();
     if (!st.isFile() || st.nlink !== 1 || st.size !== e.size) return false;
-    const hash = createHash('sha256');
-    const buf = Buffer.allocUnsafe(256 * 1024);
-    for (let pos = 0; ;) {
-      signal?.throwIfAborted();
-      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-      if (bytesRead === 0) break;
-      hash.update(buf.subarray(0, bytesRead));
-      pos += bytesRead;
-    }
-    if (hash.digest('hex') !== e.sha256) return false;
+    if ((await tree.hashFd(fh, false)) !== e.sha256) return false;
     await applyMeta(fh, e);
     return true;
   } finally {

@@ -40,16 +40,15 @@ export async function applyRestore(opts: ApplyRestoreOptions): Promise<ApplyRest
   // Only for 'apply': a merge's staging tree holds the data folder's files too, and a tempOnly one lies
   // outside the session's folder, where a failed attempt's tree would outlive the session; both rebuild.
   const built = opts.appliedRecord && opts.mode === 'apply' ? builtRecordOf(opts.appliedRecord) : undefined;
+  const progress = new ProgressMeter(opts.onProgress);
+  const merge = opts.mode === 'merge' ? new MergeTree(stagingDir, restoreDir, progress, signal) : undefined;
+  const tree = merge ?? new StagingTree(stagingDir, restoreDir, progress, signal);
   // An earlier attempt built the tree and dropped the slices: verified again, not rebuilt (consumed.ts).
-  const resumed = built !== undefined && (await builtBefore(built, stagingDir)) && (await verifyBuilt(index, stagingDir, signal));
+  const resumed = built !== undefined && (await builtBefore(built, stagingDir)) && (await verifyBuilt(index, tree));
   if (!resumed) {
     await reclaimBigFiles(index, restoreDir, stagingDir);
     await resetStaging(stagingDir);
   }
-
-  const progress = new ProgressMeter(opts.onProgress);
-  const merge = opts.mode === 'merge' ? new MergeTree(stagingDir, restoreDir, progress, signal) : undefined;
-  const tree = merge ?? new StagingTree(stagingDir, restoreDir, progress, signal);
   /** Once the slices are dropped, the staging tree is all a retry has: kept on failure. */
   let dropped = resumed;
   let result: ApplyRestoreResult;
