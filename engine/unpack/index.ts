@@ -9,6 +9,7 @@
 import path from 'node:path';
 import { INDEX_URI } from '../../common/manageIndex.js';
 import { ProgressMeter } from '../progressMeter.js';
+import { builtBefore, builtRecordOf, noteBuiltAndDropSlices, verifyBuilt } from './consumed.js';
 import { MergeTree } from './merge.js';
 import { invalid, type ApplyRestoreOptions, type ApplyRestoreResult } from './options.js';
 import { checkLayout } from './pathRules.js';
@@ -36,28 +37,43 @@ export async function applyRestore(opts: ApplyRestoreOptions): Promise<ApplyRest
   if (opts.mode === 'merge' && !index.incremental) throw invalid(`not an increment: ${INDEX_URI} has no "incremental" block (restore it with 'apply')`);
   if (opts.mode === 'apply' && index.incremental) throw invalid(`${INDEX_URI} describes an increment, which only 'merge' can apply`);
   const plan = validateIndex(index, stagingDir, restoreDir);
-  await reclaimBigFiles(index, restoreDir, stagingDir);
-  await resetStaging(stagingDir);
-
+  // Only for 'apply': a merge's staging tree holds the data folder's files too, and a tempOnly one lies
+  // outside the session's folder, where a failed attempt's tree would outlive the session; both rebuild.
+  const built = opts.appliedRecord && opts.mode === 'apply' ? builtRecordOf(opts.appliedRecord) : undefined;
   const progress = new ProgressMeter(opts.onProgress);
   const merge = opts.mode === 'merge' ? new MergeTree(stagingDir, restoreDir, progress, signal) : undefined;
   const tree = merge ?? new StagingTree(stagingDir, restoreDir, progress, signal);
+  // An earlier attempt built the tree and dropped the slices: verified again, not rebuilt (consumed.ts).
+  const resumed = built !== undefined && (await builtBefore(built, stagingDir)) && (await verifyBuilt(index, tree));
+  if (!resumed) {
+    await reclaimBigFiles(index, restoreDir, stagingDir);
+    await resetStaging(stagingDir);
+  }
+  /** Once the slices are dropped, the staging tree is all a retry has: kept on failure. */
+  let dropped = resumed;
   let result: ApplyRestoreResult;
   try {
     signal?.throwIfAborted();
-    await precheckHanded(index, restoreDir);
-    if (merge) {
-      await merge.seed(dataDir);
-      await merge.applyDeletions(plan.deleted);
-      await merge.applyTouched(plan.touched);
+    if (!resumed) {
+      await precheckHanded(index, restoreDir);
+      if (merge) {
+        await merge.seed(dataDir);
+        await merge.applyDeletions(plan.deleted);
+        await merge.applyTouched(plan.touched);
+      }
+      for (const h of index.files) {
+        signal?.throwIfAborted();
+        if (h.kind === 'tar') await tree.extractSlice(h);
+        else await tree.placeBigFile(h);
+        progress.emit(); // one report per handed file at least
+      }
     }
-    for (const h of index.files) {
-      signal?.throwIfAborted();
-      if (h.kind === 'tar') await tree.extractSlice(h);
-      else await tree.placeBigFile(h);
-      progress.emit(); // one report per handed file at least
+    await tree.stampFolders(plan);
+    if (built && !dropped) {
+      await noteBuiltAndDropSlices(built, stagingDir, index, restoreDir);
+      dropped = true;
     }
-    await tree.finish(plan);
+    await tree.flush();
     signal?.throwIfAborted();
     result = { files: plan.files, dirs: plan.dirs, bytes: plan.bytes, appliedTo };
     if (merge) result.merged = { ...merge.merged };
@@ -65,7 +81,7 @@ export async function applyRestore(opts: ApplyRestoreOptions): Promise<ApplyRest
     if (opts.appliedRecord) await noteSwapping(opts.appliedRecord, stagingDir, result);
     if (opts.mode !== 'tempOnly') await swapIn(dataDir, stagingDir, opts.keepPreviousAs);
   } catch (err) {
-    await undoBuild(tree.moved, stagingDir).catch(() => {});
+    if (!dropped) await undoBuild(tree.moved, stagingDir).catch(() => {});
     if (signal?.aborted) throw signal.reason;
     throw err;
   }

@@ -236,8 +236,8 @@ export class StagingTree {
     }
   }
 
-  /** Folders' modes and mtimes, deepest first, then the root (0700); then the whole tree synced. */
-  async finish(plan: Plan): Promise<void> {
+  /** Folders' modes and mtimes, deepest first, then the root (0700). */
+  async stampFolders(plan: Plan): Promise<void> {
     for (const d of this.foldersToStamp(plan)) {
       this.checkAbort();
       const p = this.abs(d.path);
@@ -246,6 +246,10 @@ export class StagingTree {
       await fsp.utimes(p, t, t);
     }
     await fsp.chmod(this.stagingDir, ROOT_MODE);
+  }
+
+  /** The whole tree synced. */
+  async flush(): Promise<void> {
     // One syncfs for the whole tree instead of an fsync per file and folder: the
     // new tree is on disk before it is swapped in, at a fraction of the cost.
     await syncFileSystem(this.stagingDir);

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import tar, { type Header } from 'tar-stream';
@@ -8,6 +8,7 @@ import { applyRestore, RestoreRejected, unsafePathReason, type ApplyRestoreOptio
 import { packBundle } from '../../engine/pack/index.js';
 import { readManageIndex } from '../../engine/formats/manageIndex.js';
 import { ErrorCode } from '../../common/errors.js';
+import { removeTree } from '../../engine/fsx.js';
 import type { IndexEntry, ManageIndex } from '../../common/manageIndex.js';
 
 const MiB = 1024 * 1024;
@@ -687,6 +688,75 @@ describe('applyRestore: abort and recovery', () => {
     await fsp.rm(l.dataDir, { recursive: true, force: true });
     await expectRejected(applyRestore(opts(l, { appliedRecord })), ErrorCode.UNTAR_FAILED, /missing from the restore files/);
     expect(await exists(appliedRecord)).toBe(false);
+  });
+
+  it('drops the slices once the tree is built; a retry that finds them dropped resumes from the verified tree, or fails as incomplete', async () => {
+    const l = await layout('dropped');
+    await buildSourceTree(l.src);
+    await seedOldData(l.dataDir);
+    let dataBefore = listing(await snapshot(l.dataDir));
+    const appliedRecord = path.join(l.base, 'applied.json');
+    /** An attempt that dies once its slices are dropped (a signal that fires then: after the syncfs, before the swap). */
+    const dieAfterDrop = async () => {
+      await removeTree(l.stagingDir); // a tree of an earlier case; its folders are stamped (one is 0555)
+      await fsp.rm(l.restoreDir, { recursive: true, force: true });
+      await fsp.mkdir(l.restoreDir, { recursive: true });
+      const index = await pack(l);
+      const slices = index.files.filter((h) => h.kind === 'tar').map((h) => path.join(l.restoreDir, h.uri));
+      expect(slices.length).toBeGreaterThan(1);
+      const reason = new Error('died');
+      const gone = () => slices.every((p) => !existsSync(p));
+      const signal = {
+        get aborted() {
+          return gone();
+        },
+        reason,
+        throwIfAborted: () => {
+          if (gone()) throw reason;
+        },
+      } as unknown as AbortSignal;
+      await expect(applyRestore(opts(l, { appliedRecord, signal }))).rejects.toBe(reason);
+      expect(listing(await snapshot(l.dataDir))).toEqual(dataBefore);
+      return snapshot(l.stagingDir);
+    };
+
+    // Intact: verified, synced and swapped in, without a slice.
+    expectSameTree(await dieAfterDrop(), await snapshot(l.src));
+    const result = await applyRestore(opts(l, { appliedRecord }));
+    expect(result.appliedTo).toBe(path.resolve(l.dataDir));
+    expectSameTree(await snapshot(l.dataDir), await snapshot(l.src));
+    expect(await exists(l.stagingDir)).toBe(false);
+    await fsp.rm(l.dataDir, { recursive: true, force: true });
+    await seedOldData(l.dataDir);
+    dataBefore = listing(await snapshot(l.dataDir));
+    await fsp.rm(appliedRecord, { force: true });
+
+    // A tree that lost a file's bytes (a power cut before the syncfs): not swapped in; the slices are gone, so incomplete.
+    const staged = await dieAfterDrop();
+    const victim = [...staged.entries()].find(([rel, n]) => n.type === 'file' && n.size > 0 && !rel.startsWith('ro/'))![0];
+    await flipByte(path.join(l.stagingDir, victim), 0);
+    await expectRejected(applyRestore(opts(l, { appliedRecord })), ErrorCode.UNTAR_FAILED, /missing from the restore files/);
+    expect(listing(await snapshot(l.dataDir))).toEqual(dataBefore);
+
+    // The same, the tree intact but for one file more than the index's.
+    await dieAfterDrop();
+    await fsp.writeFile(path.join(l.stagingDir, 'stray.txt'), 'not in the index');
+    await expectRejected(applyRestore(opts(l, { appliedRecord })), ErrorCode.UNTAR_FAILED, /missing from the restore files/);
+    expect(listing(await snapshot(l.dataDir))).toEqual(dataBefore);
+  });
+
+  it('keeps the slices without a record to resume from, and in tempOnly', async () => {
+    const l = await layout('kept');
+    await buildSourceTree(l.src);
+    const index = await pack(l);
+    const slices = index.files.filter((f) => f.kind === 'tar').map((h) => path.join(l.restoreDir, h.uri));
+    await applyRestore(opts(l));
+    for (const p of slices) expect(await exists(p)).toBe(true);
+    await fsp.rm(l.restoreDir, { recursive: true, force: true }); // its big file is in the restored tree now
+    await fsp.mkdir(l.restoreDir, { recursive: true });
+    await pack(l);
+    await applyRestore(opts(l, { mode: 'tempOnly', appliedRecord: path.join(l.base, 'applied.json') }));
+    for (const p of slices) expect(await exists(p)).toBe(true);
   });
 
   it('refuses overlapping folders', async () => {
