@@ -17,22 +17,49 @@
 // their medians.
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { parseArgs } from 'node:util';
 import { writeEmptyBundles, writeRateBundles, writeSmallBundles } from '../bench/dataset.js';
 import { fullBackup, handOverRate, manyBundles } from '../bench/ohbackup.js';
 import { quiesce, temporalCost } from '../bench/temporalCost.js';
 import { cpuMs, killAllSync, startServiceAndWorker } from '../bench/procs.js';
 import { median } from '../bench/report.js';
 
-const argv = process.argv.slice(2);
-const flag = (name, fallback) => {
-  const i = argv.indexOf(name);
-  return i < 0 ? fallback : Number(argv[i + 1]);
+const USAGE = 'Usage: node scripts/benchMany.js [--bundles N] [--small N] [--rate R] [--runs N] [--cpu-prof]';
+
+// Strict: an unknown or misspelt option (even --help) is refused, never the 1 000-bundle run started by default.
+let values;
+try {
+  ({ values } = parseArgs({
+    options: {
+      bundles: { type: 'string' },
+      small: { type: 'string' },
+      rate: { type: 'string' },
+      runs: { type: 'string' },
+      'cpu-prof': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  }));
+} catch (err) {
+  console.error(`${err.message}\n${USAGE}`);
+  process.exit(2);
+}
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const count = (name, fallback) => {
+  const n = values[name] === undefined ? fallback : Number(values[name]);
+  if (!Number.isInteger(n) || n < 0) {
+    console.error(`--${name} wants a whole number, got ${values[name]}\n${USAGE}`);
+    process.exit(2);
+  }
+  return n;
 };
-const small = flag('--small', 0);
-const rate = flag('--rate', 0);
-const bundles = small || (rate ? 1 : flag('--bundles', 1000));
-const runs = flag('--runs', 3);
-const cpuProf = argv.includes('--cpu-prof');
+const small = count('small', 0);
+const rate = count('rate', 0);
+const bundles = small || (rate ? 1 : count('bundles', 1000));
+const runs = count('runs', 3);
+const cpuProf = values['cpu-prof'] === true;
 
 const stateDir = path.resolve(process.env.OHBACKUP_STATE_DIR ?? '.ohbackup');
 const work = path.join(stateDir, 'bench', `many-${new Date().toISOString().replace(/[:.]/g, '-')}`);
