@@ -95,9 +95,7 @@ export class SessionRestore extends SessionBase {
   getFileHandle(fileMeta: FileMeta): Promise<void>;
   getFileHandle(fileMeta: FileMeta, callback?: AsyncCallback<void>): Promise<void> | void {
     const meta = parseArg(FileMetaArg, fileMeta, 'fileMeta');
-    const done = checkUri(meta.uri, false).then(() =>
-      this.updates.run(() => this.call(({ handle }) => askAgainWhileContinuing(() => handle.executeUpdate(getFileHandleUpdate, { args: [meta] })))),
-    );
+    const done = checkUri(meta.uri, false).then(() => this.fileUpdate(getFileHandleUpdate, meta));
     return settle(done, callback);
   }
 
@@ -106,10 +104,12 @@ export class SessionRestore extends SessionBase {
   publishFile(fileMeta: FileMeta): Promise<void>;
   publishFile(fileMeta: FileMeta, callback?: AsyncCallback<void>): Promise<void> | void {
     const meta = parseArg(FileMetaArg, fileMeta, 'fileMeta');
-    const done = checkUri(meta.uri, true).then(() =>
-      this.updates.run(() => this.call(({ handle }) => askAgainWhileContinuing(() => handle.executeUpdate(publishFileUpdate, { args: [meta] })))),
-    );
+    const done = checkUri(meta.uri, true).then(() => this.fileUpdate(publishFileUpdate, meta));
     return settle(done, callback);
+  }
+  /** A file's update: at most UPDATES_IN_FLIGHT at once, asked again while the session continues as new. */
+  private fileUpdate(update: typeof getFileHandleUpdate | typeof publishFileUpdate, meta: FileMeta): Promise<void> {
+    return this.updates.run(() => this.call(({ handle }) => askAgainWhileContinuing(() => handle.executeUpdate(update, { args: [meta] }))));
   }
 }
 

@@ -217,7 +217,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     ...session.eventsPage(after, max),
     toolTimeoutMs: lease.timeoutMs,
     toolSeenAt: lease.lastSeen,
-    ...(drainUntil !== undefined && busyChildren() === 0 && !session.log.allAcked() ? { ackNow: true } : {}),
+    ...(drainUntil !== undefined && !childrenBusy() && !session.log.allAcked() ? { ackNow: true } : {}),
   }));
   setHandler(outcomesQuery, () => session.outcomes());
 
@@ -277,12 +277,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   // CAN_DRAIN_MS (one timer per continue-as-new) or CAN_DRAIN_EVENTS more events.
   let drainTimedOut = false;
   // A restore child that has begun and waits for its bundle's publish (refused meanwhile) sends nothing: it holds nothing up.
-  const busyChildren = () => {
-    let busy = 0;
-    for (const name of openChildren) if (!(input.kind === 'restore' && session.waitsForPublish(name))) busy += 1;
-    return busy;
-  };
-  const drained = () => (busyChildren() === 0 && session.log.allAcked()) || drainTimedOut || workflowInfo().historyLength >= drainUntil!;
+  const childrenBusy = () => [...openChildren].some((name) => !(input.kind === 'restore' && session.waitsForPublish(name)));
+  const drained = () => (!childrenBusy() && session.log.allAcked()) || drainTimedOut || workflowInfo().historyLength >= drainUntil!;
   try {
     for (;;) {
       showDetails();
