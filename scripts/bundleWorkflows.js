@@ -4,10 +4,15 @@
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { DefaultLogger, bundleWorkflowCode } from '@temporalio/worker';
+import { sharedWorkflowModules } from '../dist/workers/createWorker.js';
 
 const workflowsPath = fileURLToPath(new URL('../dist/workflows/index.js', import.meta.url));
 const target = fileURLToPath(new URL('../dist/workflow-bundle.js', import.meta.url));
-const { code } = await bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger('WARN') });
+const { code } = await bundleWorkflowCode({
+  workflowsPath,
+  preloadModules: sharedWorkflowModules(workflowsPath),
+  logger: new DefaultLogger('WARN'),
+});
 await writeFile(target, withoutSourcesContent(code));
 
 /**

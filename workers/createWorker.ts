@@ -49,12 +49,26 @@ export async function createOhbackupWorker(opts: OhbackupWorkerOptions): Promise
   });
 }
 
-/** Lets webpack resolve the `.js` specifiers of our ESM sources to their `.ts` files. */
+/**
+ * Lets webpack resolve the `.js` specifiers of our ESM sources to their `.ts` files, and preloads the workflows
+ * (see sharedWorkflowModules).
+ */
 export function bundlerOptions(): WorkerOptions['bundlerOptions'] {
   return {
+    preloadModules: sharedWorkflowModules(workflowsPath()),
     webpackConfigHook: (config) => {
       config.resolve = { ...config.resolve, extensionAlias: { '.js': ['.ts', '.js'] } };
       return config;
     },
   };
+}
+
+/**
+ * The modules the workflow thread's one V8 context evaluates once, before any workflow, and shares: the workflows
+ * entry and all it imports. Without this, every new workflow (every bundle child) evaluates them again. Shared
+ * modules are frozen, so they must keep no per-workflow state at module scope: ours hold constants, definitions
+ * (defineSignal and the like) and proxyActivities proxies, which look up the running workflow only when called.
+ */
+export function sharedWorkflowModules(entry: string): string[] {
+  return [entry];
 }
