@@ -5,8 +5,8 @@
  * device's filesystem). Reads are positioned: the fd's offset is neither used
  * nor moved, and the tool keeps and closes its fd.
  */
-import { createReadStream, createWriteStream, fstatSync } from 'node:fs';
-import { pipeline } from 'node:stream/promises';
+import { constants as fsc, fstatSync } from 'node:fs';
+import { chmod, copyFile } from 'node:fs/promises';
 import { readManifest } from '../engine/formats/manifest.js';
 import { BusinessError } from '../common/businessError.js';
 import { ErrorCode } from '../common/errors.js';
@@ -32,7 +32,12 @@ export async function checkBaseManifest(fd: number, bundleName: string): Promise
   if (header.bundleName !== bundleName) throw invalid(`it is the manifest of ${JSON.stringify(header.bundleName)}`);
 }
 
-/** Copies the manifest from `fd` to `file`, a new file (0600) the worker reads. */
+/**
+ * Copies the manifest from `fd` to `file`, a new file (0600) the worker reads. In the kernel, through the fd's
+ * /proc/self/fd entry (a file description of its own, so the tool's offset stays where it was).
+ */
 export async function copyBaseManifest(fd: number, file: string): Promise<void> {
-  await pipeline(createReadStream('', { fd, autoClose: false, start: 0 }), createWriteStream(file, { mode: 0o600, flags: 'wx' }));
+  await copyFile(`/proc/self/fd/${fd}`, file, fsc.COPYFILE_EXCL);
+  // The copy takes the source's mode; the transfer folder is the tool's own (0700) meanwhile.
+  await chmod(file, 0o600);
 }

@@ -92,6 +92,16 @@ function byteOrder(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
+const SURROGATE = /[\uD800-\uDFFF]/;
+
+/**
+ * Sorts names by their UTF-8 bytes. Without surrogates (characters beyond U+FFFF) UTF-16 code unit order is
+ * code point order, which is UTF-8 byte order: the default sort, without two Buffers per comparison.
+ */
+export function sortByBytes(names: string[]): string[] {
+  return names.some((n) => SURROGATE.test(n)) ? names.sort(byteOrder) : names.sort();
+}
+
 interface PendingDir {
   entry: WalkEntry;
   yielded: boolean;
@@ -130,7 +140,7 @@ export async function* walkBundle(dataDir: string, profile: WalkProfile): AsyncG
     names: string[];
     next: number;
   }
-  const listing = (abs: string) => readdirSync(abs).sort(byteOrder);
+  const listing = (abs: string) => sortByBytes(readdirSync(abs));
   const stack: Frame[] = [{ rel: '', abs: dataDir, names: listing(dataDir), next: 0 }];
   // All of it is synchronous: a walk of a big tree must still let heartbeats and queries through.
   const loopYield = new LoopYield();
@@ -146,7 +156,8 @@ export async function* walkBundle(dataDir: string, profile: WalkProfile): AsyncG
     const name = top.names[top.next++]!;
     const childRel = top.rel === '' ? name : `${top.rel}/${name}`;
     if (excluded(childRel)) continue;
-    const childAbs = path.join(top.abs, name);
+    // Below the root, top.abs is already normal and a listed name has no '/' and is not '.' or '..': path.join's result.
+    const childAbs = top.rel === '' ? path.join(top.abs, name) : `${top.abs}/${name}`;
     let st: Stats;
     try {
       // Synchronous: a metadata lookup costs less than its thread-pool round trip.

@@ -517,10 +517,11 @@ async function baseManifest(base: BaseSet, bundleName: string, scratch: string, 
     return undefined;
   };
   if (!base.done.includes(bundleName)) return full('the base set does not hold it completely');
-  let file = path.join(base.dir, bundleName, SET_MANIFEST);
+  const file = path.join(base.dir, bundleName, SET_MANIFEST);
   if (!statSync(file, { throwIfNoEntry: false })?.isFile()) {
     try {
-      file = await manifestFromIndex(base, bundleName, path.join(scratch, `${bundleName}.${SET_MANIFEST}`));
+      // Made here from the checked index, every entry checked as it was written: not read back to be checked again.
+      return await manifestFromIndex(base, bundleName, path.join(scratch, `${bundleName}.${SET_MANIFEST}`));
     } catch (err) {
       return full(`the base set has no ${SET_MANIFEST} for it, and its index cannot stand in (${(err as Error).message})`);
     }

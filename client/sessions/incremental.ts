@@ -90,7 +90,7 @@ export class IncrementalBackupSession extends SessionBase {
     if (this.released) throw new BusinessError(ErrorCode.NOT_PERMITTED, 'Operation not permitted: the session was released');
     const incremental = (b: IncrementalBackupData) => b.lastIncrementalTime !== 0 && b.manifestFd >= 0;
     // Every base manifest is checked before anything is written: a call refused for one leaves no file behind.
-    for (const b of bundles) if (incremental(b)) await checkBaseManifest(b.manifestFd, b.bundleName);
+    await Promise.all(bundles.filter(incremental).map((b) => checkBaseManifest(b.manifestFd, b.bundleName)));
     const dir = this.transferDir();
     const kept: string[] = [];
     try {

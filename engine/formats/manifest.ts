@@ -29,6 +29,7 @@ const FLUSH_BYTES = 64 * 1024;
 const READ_CHUNK = 64 * 1024;
 /** Room for the entry count in the header: Number.MAX_SAFE_INTEGER has 16 digits. */
 const COUNT_WIDTH = 16;
+const DONE: Promise<void> = Promise.resolve();
 
 export interface ReadManifestResult {
   header: ManifestHeader;
@@ -88,7 +89,21 @@ export class ManifestWriter {
     return this.#count;
   }
 
-  async add(entry: ManifestEntry): Promise<void> {
+  /**
+   * Adds an entry; the returned promise is an already settled one unless the buffer was due to be written.
+   * Not an async function: a pack or a derived manifest adds thousands of entries, and a promise each was
+   * most of the writer's garbage.
+   */
+  add(entry: ManifestEntry): Promise<void> {
+    try {
+      return this.#append(entry) ? this.#flush() : DONE;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Buffers the entry's line; true when the buffer is due to be written. */
+  #append(entry: ManifestEntry): boolean {
     if (this.#closed) throw new Error('manifest writer is closed');
     // The parsed copy holds only the known keys, in the documented order.
     const parsed = parseManifestEntry(entry);
@@ -103,7 +118,7 @@ export class ManifestWriter {
     this.#buf.push(line);
     this.#bufBytes += line.length; // UTF-16 units: only a flush threshold
     this.#count++;
-    if (this.#bufBytes >= FLUSH_BYTES) await this.#flush();
+    return this.#bufBytes >= FLUSH_BYTES;
   }
 
   async #flush(): Promise<void> {
@@ -150,7 +165,13 @@ export async function writeManifest(
 ): Promise<ManifestHeader> {
   const w = await ManifestWriter.open(target, header);
   try {
-    for await (const e of entries) await w.add(e);
+    // A plain iterable (a derived manifest's entries) is walked without a promise per entry.
+    if (Symbol.iterator in entries) {
+      for (const e of entries) {
+        const written = w.add(e);
+        if (written !== DONE) await written;
+      }
+    } else for await (const e of entries) await w.add(e);
   } catch (err) {
     await w.abort();
     throw err;

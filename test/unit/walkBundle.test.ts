@@ -4,7 +4,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { walkBundle, type WalkItem, type WalkProfile } from '../../engine/walk.js';
+import fc from 'fast-check';
+import { sortByBytes, walkBundle, type WalkItem, type WalkProfile } from '../../engine/walk.js';
 
 let root: string;
 let data: string;
@@ -156,5 +157,27 @@ describe('walkBundle', () => {
       await fsp.chmod(locked, 0o700);
       await fsp.rm(locked, { recursive: true });
     }
+  });
+});
+
+describe('sortByBytes', () => {
+  const byBytes = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+  // Names mixing ASCII, U+E000–U+FFFF (after the surrogates in UTF-16, before them in UTF-8) and astral characters.
+  const char = fc.oneof(
+    fc.constantFrom('a', 'B', '.', '-', '0', 'é', 'ø', '\uE000', '\uFF5E', '\uFFFD'),
+    fc.constantFrom('😀', '𝄞', '\u{10FFFF}'),
+    fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 }),
+  );
+  const name = fc.array(char, { minLength: 1, maxLength: 6 }).map((cs) => cs.join(''));
+  it('orders names as their UTF-8 bytes, with or without characters beyond U+FFFF', () => {
+    fc.assert(
+      fc.property(fc.array(name, { maxLength: 30 }), (names) => {
+        expect(sortByBytes([...names])).toEqual([...names].sort(byBytes));
+      }),
+      { numRuns: 500 },
+    );
+  });
+  it('puts U+E000–U+FFFF before astral characters, as UTF-8 does (UTF-16 code units would not)', () => {
+    expect(sortByBytes(['😀', '\uFF5E', 'a'])).toEqual(['a', '\uFF5E', '😀']);
   });
 });
