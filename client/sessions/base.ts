@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import { WithStartWorkflowOperation, type Client, type WorkflowHandle, type WorkflowStartOptions } from '@temporalio/client';
 import { BusinessError } from '../../common/businessError.js';
 import { OhbackupDevice, OhbackupKind, OhbackupState } from '../../common/searchAttributes.js';
 import { ErrorCode } from '../../common/errors.js';
@@ -110,6 +110,10 @@ export abstract class SessionBase implements OpenSession {
   /** Bundles whose onBundleBegin runs now, with the rate the tool set there. */
   private readonly beginning = new Map<string, { sendRate?: number }>();
   private readonly ready: Promise<{ client: Client; handle: WorkflowHandle<SessionWorkflow>; pump: EventPump }>;
+  /** Set once the session's start went out: an append from then on is an update of its own. */
+  private startSent = false;
+  /** An append made before the start went out: it goes with the start, so the workflow takes both in one task. */
+  private firstAppend?: { req: AppendRequest; resolve: (done: Promise<void>) => void };
 
   protected readonly options: SessionOptions;
 
@@ -139,7 +143,7 @@ export abstract class SessionBase implements OpenSession {
     if (!this.options.attachTo) {
       const o = this.options;
       const origin = sessionOrigin(o.target);
-      handle = await client.workflow.start<SessionWorkflow>('sessionWorkflow', {
+      const start: WorkflowStartOptions<SessionWorkflow> = {
         workflowId: this.sessionId,
         taskQueue: this.taskQueue,
         args: [
@@ -170,7 +174,23 @@ export abstract class SessionBase implements OpenSession {
               ],
             }
           : {}),
-      });
+      };
+      // One turn of the event loop first: the tool's appendBundles right after the constructor then rides with the
+      // start (update-with-start), instead of waiting at the server for the workflow's first task and taking a second.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      const first = this.firstAppend;
+      this.firstAppend = undefined;
+      this.startSent = true;
+      if (first) {
+        const operation = new WithStartWorkflowOperation<SessionWorkflow>('sessionWorkflow', { ...start, workflowIdConflictPolicy: 'FAIL' });
+        const update = client.workflow.startUpdateWithStart(appendBundlesUpdate, {
+          args: [first.req],
+          waitForStage: 'ACCEPTED',
+          startWorkflowOperation: operation,
+        });
+        first.resolve(update.then((accepted) => accepted.result()));
+        handle = await operation.workflowHandle();
+      } else handle = await client.workflow.start<SessionWorkflow>('sessionWorkflow', start);
     } else {
       handle = client.workflow.getHandle<SessionWorkflow>(this.sessionId);
       // Resume after what an earlier tool acknowledged, or delivered if it kept a cursor.
@@ -219,12 +239,22 @@ export abstract class SessionBase implements OpenSession {
   }
 
   protected async append(req: AppendRequest): Promise<void> {
+    const withStart = this.rideWithStart(req);
     await this.call(async ({ handle, pump }) => {
-      await handle.executeUpdate(appendBundlesUpdate, { args: [req] });
+      await (withStart ?? handle.executeUpdate(appendBundlesUpdate, { args: [req] }));
       // Only once the session took them (a refused call must not leave them 'appended' in the tool's view);
       // a bundle that already began has its own entry.
       for (const b of req.bundles) if (!pump.bundles.has(b.bundleName)) pump.bundles.set(b.bundleName, 'appended');
     });
+  }
+
+  /** The append's outcome when it goes with the session's start (the start has not gone out yet); else undefined. */
+  private rideWithStart(req: AppendRequest): Promise<void> | undefined {
+    if (this.startSent || this.firstAppend || this.released || this.options.attachTo) return undefined;
+    const done = new Promise<void>((resolve) => (this.firstAppend = { req, resolve: (outcome) => resolve(outcome) }));
+    // A start that fails fails the append through `ready` too: this copy must not reject unobserved meanwhile.
+    done.catch(() => undefined);
+    return done;
   }
 
   getLocalCapabilities(): Promise<FileData> {

@@ -3,17 +3,20 @@
  * request per appendBundles call, one release when the session ends. Called
  * from the session workflow only.
  */
-import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { proxyActivities, proxyLocalActivities, workflowInfo } from '@temporalio/workflow';
 import type { createActivities } from '../../activities/index.js';
 import { deviceKey } from '../../common/deviceKey.js';
 import { ErrorCode, errorInfo, type ErrorInfo } from '../../common/errors.js';
 import type { ClaimAnswer } from '../../common/messages.js';
 
-const claimActivities = proxyActivities<ReturnType<typeof createActivities>>({
+const claimActivityOptions = {
   // The claim waits for the device's claim workflow, which may itself look a holder up.
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '200 ms', maximumInterval: '5 seconds' },
-});
+} as const;
+const claimActivities = proxyActivities<ReturnType<typeof createActivities>>(claimActivityOptions);
+// Needs only the worker's client: it can run inside the session's workflow task, whichever device the session names.
+const localClaimActivities = proxyLocalActivities<ReturnType<typeof createActivities>>(claimActivityOptions);
 
 /** The device this session works on: the device's own task queue when the session names one, else its task queue. */
 function sessionDevice(deviceQueue?: string): string {
@@ -23,13 +26,18 @@ function sessionDevice(deviceQueue?: string): string {
 /**
  * Claims the device bundles `bundleNames` for this session; answers, for each
  * one another running session holds, its 13500013 error. `callNo` numbers the
- * session's appendBundles calls, so a retried claim joins the first attempt.
+ * session's appendBundles calls, so a retried claim joins the first attempt
+ * (also a local one run again after its workflow task was lost).
  */
-export async function claimSessionBundles(bundleNames: string[], callNo: number, deviceQueue?: string): Promise<Map<string, ErrorInfo>> {
+export async function claimSessionBundles(
+  bundleNames: string[],
+  callNo: number,
+  how: { deviceQueue?: string; local: boolean },
+): Promise<Map<string, ErrorInfo>> {
   if (bundleNames.length === 0) return new Map();
   const info = workflowInfo();
-  const answer = await claimActivities.claimBundles({
-    deviceKey: sessionDevice(deviceQueue),
+  const answer = await (how.local ? localClaimActivities : claimActivities).claimBundles({
+    deviceKey: sessionDevice(how.deviceQueue),
     taskQueue: info.taskQueue,
     sessionWorkflowId: info.workflowId,
     bundleNames,

@@ -17,7 +17,9 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   log,
+  patched,
   proxyActivities,
+  proxyLocalActivities,
   proxySinks,
   setCurrentDetails,
   setHandler,
@@ -69,6 +71,13 @@ const quickActivityOptions: ActivityOptions = {
   retry: { initialInterval: '200 ms', nonRetryableErrorTypes: [FAILURE_TYPE] },
 };
 
+/**
+ * From this patch on, an append's checks and claim run as local activities: inside the workflow task that takes
+ * the append, so the children start in that task's completion instead of two activity round trips and a task each
+ * later. Histories from before it replay their regular activities.
+ */
+const LOCAL_APPEND_CHECKS = 'local-append-checks';
+
 const scanActivityOptions: ActivityOptions = {
   startToCloseTimeout: '1 hour',
   heartbeatTimeout: '30 seconds',
@@ -83,6 +92,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   const maxConcurrent = input.maxConcurrentBundles ?? DEFAULTS.maxConcurrentBundles;
   // Every activity here touches the device's files: on a named device's own queue when there is one (undefined: the session's queue).
   const deviceActivities = proxyActivities<ReturnType<typeof createActivities>>({ ...quickActivityOptions, taskQueue: input.deviceTaskQueue });
+  // The session worker's own device only: a named device's files are read on that device's queue.
+  const localDeviceActivities = proxyLocalActivities<ReturnType<typeof createActivities>>(quickActivityOptions);
   const scanActivities = proxyActivities<ReturnType<typeof createActivities>>({ ...scanActivityOptions, taskQueue: input.deviceTaskQueue });
   const session = new SessionState(input.kind, input.carried);
   const lease = new ToolLease(input.toolTimeoutMs ?? DEFAULTS.toolTimeoutMs, Date.now(), input.lease);
@@ -118,8 +129,12 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     appendBundlesUpdate,
     async ({ bundles }) => {
       const callNo = session.countAppend();
+      const local = patched(LOCAL_APPEND_CHECKS);
       // 13500013: a bundle another running session holds on this device begins and ends with that error; the rest run.
-      const [checked, held] = await Promise.all([checkAppended(bundles), claimSessionBundles(session.toClaim(bundles), callNo, input.deviceTaskQueue)]);
+      const [checked, held] = await Promise.all([
+        checkAppended(bundles, local && !input.deviceTaskQueue),
+        claimSessionBundles(session.toClaim(bundles), callNo, { deviceQueue: input.deviceTaskQueue, local }),
+      ]);
       session.add(checked, held);
       markSearch();
     },
@@ -130,10 +145,10 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
    * when its turn comes), so their children begin at once and the session reports their begin itself: no signal
    * and no local activity per bundle. Restore checks (and installs) in each child, under its deadline.
    */
-  async function checkAppended(bundles: AppendedBundle[]): Promise<AppendedBundle[]> {
+  async function checkAppended(bundles: AppendedBundle[], local: boolean): Promise<AppendedBundle[]> {
     const names = input.kind === 'restore' ? [] : session.toClaim(bundles);
     if (names.length === 0) return bundles;
-    const answers = await deviceActivities.prepareBundles({ bundleNames: names, kind: input.kind });
+    const answers = await (local ? localDeviceActivities : deviceActivities).prepareBundles({ bundleNames: names, kind: input.kind });
     const byName = new Map(names.map((name, i) => [name, answers[i]!]));
     return bundles.map((b) => {
       const answer = byName.get(deviceBundleOf(b));
