@@ -447,6 +447,8 @@ async function appendAndWait(
  * Every copy into the set done, and the session released (which also delivers
  * its trailing events: the ends of stopped bundles). A session another client
  * released, or that its tool timeout abandoned, is no error of the run: it says how it ended.
+ * The set's flush to disk runs during the release's round trips (the release
+ * needs nothing of it); what the trailing events brought is flushed after.
  */
 async function finishSet(
   session: { release(): Promise<void> },
@@ -460,6 +462,11 @@ async function finishSet(
   } catch (err) {
     error = { code: ErrorCode.IO_ERROR, message: `Writing the backup set failed: ${(err as Error).message}` };
   }
+  // Its failure is the run's, after the release (a second fsync may not see an error the first reported).
+  const flushing = set.makeDurable().then(
+    () => undefined,
+    (err: Error) => err,
+  );
   try {
     await session.release();
     await set.flush();
@@ -468,9 +475,11 @@ async function finishSet(
     else error ??= errorOf(toBusinessError(err));
     await set.flush().catch(() => undefined);
   }
+  const flushFailure = await flushing;
   try {
     // On disk before the summary can say complete: a power cut after the run reported done takes nothing back.
     await set.makeDurable({ everything: resumed });
+    if (flushFailure) throw flushFailure;
   } catch (err) {
     error ??= { code: ErrorCode.IO_ERROR, message: `Writing the backup set to disk failed: ${(err as Error).message}` };
   }
