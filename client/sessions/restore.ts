@@ -3,13 +3,14 @@ import { z } from 'zod';
 import { BusinessError } from '../../common/businessError.js';
 import { ErrorCode } from '../../common/errors.js';
 import type { BundleRequest } from '../../common/session.js';
-import { getFileHandleUpdate, publishFileUpdate } from '../../common/messages.js';
+import { getFileHandlesUpdate, publishFileUpdate } from '../../common/messages.js';
 import { isPlainUri } from '../../common/rules.js';
 import { readCapabilityFile } from '../capabilities.js';
 import { appMappings } from '../infos.js';
 import { settle } from '../settle.js';
 import { SessionBase, attachOptions, type SessionOptions } from './base.js';
 import { askAgainWhileContinuing } from './continuing.js';
+import { FileHandleBatch } from './fileHandleBatch.js';
 import { InFlightLimit } from './inFlight.js';
 import type { AsyncCallback, FileMeta, GeneralCallbacks } from '../types.js';
 import { BundleListArg, BundleNameArg, InfosArg, checkAppendSize, parseArg } from '../validate.js';
@@ -19,13 +20,17 @@ const FdArg = z.number().int().nonnegative();
 const FileMetaArg = z.object({ bundleName: BundleNameArg, uri: z.string() });
 /** A file name, as the filesystem allows one. */
 const MAX_URI_LENGTH = 255;
-/** getFileHandle and publishFile updates sent at once, under Temporal's 10 per workflow (room left for the session's other calls). */
+/** getFileHandles and publishFile updates sent at once, under Temporal's 10 per workflow (room left for the session's other calls). */
 const UPDATES_IN_FLIGHT = 8;
 
 export class SessionRestore extends SessionBase {
   protected readonly kind = 'restore' as const;
   private appended = false;
   private readonly updates = new InFlightLimit(UPDATES_IN_FLIGHT);
+  /** getFileHandle calls made together travel as one getFileHandles update, asked again while the session continues as new. */
+  private readonly handles = new FileHandleBatch(this.updates, (metas) =>
+    this.call(({ handle }) => askAgainWhileContinuing(() => handle.executeUpdate(getFileHandlesUpdate, { args: [metas] }))),
+  );
 
   constructor(callbacks: GeneralCallbacks, options: SessionOptions = {}) {
     super(callbacks, 'restore', options);
@@ -95,7 +100,7 @@ export class SessionRestore extends SessionBase {
   getFileHandle(fileMeta: FileMeta): Promise<void>;
   getFileHandle(fileMeta: FileMeta, callback?: AsyncCallback<void>): Promise<void> | void {
     const meta = parseArg(FileMetaArg, fileMeta, 'fileMeta');
-    const done = checkUri(meta.uri, false).then(() => this.fileUpdate(getFileHandleUpdate, meta));
+    const done = checkUri(meta.uri, false).then(() => this.handles.ask(meta));
     return settle(done, callback);
   }
 
@@ -104,12 +109,10 @@ export class SessionRestore extends SessionBase {
   publishFile(fileMeta: FileMeta): Promise<void>;
   publishFile(fileMeta: FileMeta, callback?: AsyncCallback<void>): Promise<void> | void {
     const meta = parseArg(FileMetaArg, fileMeta, 'fileMeta');
-    const done = checkUri(meta.uri, true).then(() => this.fileUpdate(publishFileUpdate, meta));
+    const done = checkUri(meta.uri, true).then(() =>
+      this.updates.run(() => this.call(({ handle }) => askAgainWhileContinuing(() => handle.executeUpdate(publishFileUpdate, { args: [meta] })))),
+    );
     return settle(done, callback);
-  }
-  /** A file's update: at most UPDATES_IN_FLIGHT at once, asked again while the session continues as new. */
-  private fileUpdate(update: typeof getFileHandleUpdate | typeof publishFileUpdate, meta: FileMeta): Promise<void> {
-    return this.updates.run(() => this.call(({ handle }) => askAgainWhileContinuing(() => handle.executeUpdate(update, { args: [meta] }))));
   }
 }
 
