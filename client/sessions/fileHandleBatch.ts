@@ -54,3 +54,14 @@ export class FileHandleBatch {
     });
   }
 }
+
+/**
+ * Whether `err` is a session's refusal of an update it has no handler for (an older worker's workflow code, from
+ * before getFileHandles): the SDK rejects such an update, unrecorded, with this message.
+ */
+export function isUnhandledUpdate(err: unknown, name: string): boolean {
+  for (let e: unknown = err; e && typeof e === 'object'; e = (e as { cause?: unknown }).cause) {
+    if (e instanceof Error && e.message === `No registered handler for update: ${name}`) return true;
+  }
+  return false;
+}

@@ -1,16 +1,17 @@
 /** backup.SessionRestore: a restore session (api.md §5). */
 import { z } from 'zod';
 import { BusinessError } from '../../common/businessError.js';
-import { ErrorCode } from '../../common/errors.js';
+import { ErrorCode, type ErrorInfo } from '../../common/errors.js';
+import { toBusinessError } from '../failures.js';
 import type { BundleRequest } from '../../common/session.js';
-import { getFileHandlesUpdate, publishFileUpdate } from '../../common/messages.js';
+import { getFileHandleUpdate, getFileHandlesUpdate, publishFileUpdate, type FileMetaInput } from '../../common/messages.js';
 import { isPlainUri } from '../../common/rules.js';
 import { readCapabilityFile } from '../capabilities.js';
 import { appMappings } from '../infos.js';
 import { settle } from '../settle.js';
 import { SessionBase, attachOptions, type SessionOptions } from './base.js';
 import { askAgainWhileContinuing } from './continuing.js';
-import { FileHandleBatch } from './fileHandleBatch.js';
+import { FileHandleBatch, isUnhandledUpdate } from './fileHandleBatch.js';
 import { InFlightLimit } from './inFlight.js';
 import type { AsyncCallback, FileMeta, GeneralCallbacks } from '../types.js';
 import { BundleListArg, BundleNameArg, InfosArg, checkAppendSize, parseArg } from '../validate.js';
@@ -28,12 +29,39 @@ export class SessionRestore extends SessionBase {
   private appended = false;
   private readonly updates = new InFlightLimit(UPDATES_IN_FLIGHT);
   /** getFileHandle calls made together travel as one getFileHandles update, asked again while the session continues as new. */
-  private readonly handles = new FileHandleBatch(this.updates, (metas) =>
-    this.call(({ handle }) => askAgainWhileContinuing(() => handle.executeUpdate(getFileHandlesUpdate, { args: [metas] }))),
-  );
+  private readonly handles = new FileHandleBatch(this.updates, (metas) => this.askFileHandles(metas));
+  /** The session's workflow code predates getFileHandles (an older worker): one getFileHandle update per file. */
+  private oneUpdatePerFile = false;
 
   constructor(callbacks: GeneralCallbacks, options: SessionOptions = {}) {
     super(callbacks, 'restore', options);
+  }
+
+  private async askFileHandles(metas: FileMetaInput[]): Promise<Array<ErrorInfo | null>> {
+    if (!this.oneUpdatePerFile) {
+      const answers = await this.call(({ handle }) =>
+        askAgainWhileContinuing(() => handle.executeUpdate(getFileHandlesUpdate, { args: [metas] })).catch((err: unknown) => {
+          if (isUnhandledUpdate(err, getFileHandlesUpdate.name)) return undefined;
+          throw err;
+        }),
+      );
+      if (answers) return answers;
+      this.oneUpdatePerFile = true;
+    }
+    // One after another: this batch holds one of the session's update slots.
+    const answers: Array<ErrorInfo | null> = [];
+    for (const meta of metas) {
+      answers.push(
+        await this.call(({ handle }) => askAgainWhileContinuing(() => handle.executeUpdate(getFileHandleUpdate, { args: [meta] }))).then(
+          () => null,
+          (err: unknown) => {
+            const e = toBusinessError(err);
+            return { code: e.code, message: e.message };
+          },
+        ),
+      );
+    }
+    return answers;
   }
 
   /** Binds to a running restore session by its ID (see SessionBackup.attach). */

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { FileHandleBatch } from '../../client/sessions/fileHandleBatch.js';
+import { ApplicationFailure } from '@temporalio/common';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { FileHandleBatch, isUnhandledUpdate } from '../../client/sessions/fileHandleBatch.js';
 import { InFlightLimit } from '../../client/sessions/inFlight.js';
 import { MAX_FILE_HANDLES_PER_UPDATE, type FileMetaInput } from '../../common/messages.js';
 import type { ErrorInfo } from '../../common/errors.js';
@@ -53,5 +55,20 @@ describe('FileHandleBatch', () => {
     const batch = new FileHandleBatch(new InFlightLimit(8), () => Promise.reject(new Error('no answer')));
     const settled = await Promise.allSettled([batch.ask(meta('a')), batch.ask(meta('b'))]);
     expect(settled.map((r) => r.status === 'rejected' && (r.reason as Error).message)).toEqual(['no answer', 'no answer']);
+  });
+});
+
+describe('isUnhandledUpdate', () => {
+  it("tells an older session's refusal of getFileHandles (no handler) from any other failure", () => {
+    // The SDK's shape: the client's WorkflowUpdateFailedError caused by the workflow's rejection.
+    const unhandled = new WorkflowUpdateFailedError(
+      'Workflow Update failed',
+      ApplicationFailure.nonRetryable('No registered handler for update: getFileHandles'),
+    );
+    expect(isUnhandledUpdate(unhandled, 'getFileHandles')).toBe(true);
+    expect(isUnhandledUpdate(unhandled, 'publishFile')).toBe(false);
+    const refused = new WorkflowUpdateFailedError('Workflow Update failed', ApplicationFailure.nonRetryable('getFileHandles takes 1 to 64 files'));
+    expect(isUnhandledUpdate(refused, 'getFileHandles')).toBe(false);
+    expect(isUnhandledUpdate(new Error('unreachable'), 'getFileHandles')).toBe(false);
   });
 });

@@ -187,8 +187,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
           } catch (err) {
             return refusalInfo(err);
           }
-          await makeTarget(meta);
-          return null;
+          // A target that could not be made fails its own file, as its own update would have, not the batch.
+          return makeTarget(meta).then(() => null, targetFailureInfo);
         }),
       ),
     {
@@ -393,6 +393,14 @@ function refusalInfo(err: unknown): ErrorInfo {
   if (err instanceof ApplicationFailure && err.type === FAILURE_TYPE && typeof err.details?.[0] === 'number')
     return { code: err.details[0], message: err.message };
   throw err;
+}
+
+/** A file of a getFileHandles batch whose target failed: the code its failure carries (the tool's reading of a failed update), else 13900042. */
+function targetFailureInfo(err: unknown): ErrorInfo {
+  for (let e: unknown = err; e && typeof e === 'object'; e = (e as { cause?: unknown }).cause) {
+    if (e instanceof ApplicationFailure && e.type === FAILURE_TYPE && typeof e.details?.[0] === 'number') return { code: e.details[0], message: e.message };
+  }
+  return errorInfo(ErrorCode.UNKNOWN, err instanceof Error ? err.message : String(err));
 }
 
 /**
