@@ -36,6 +36,13 @@ export const getBackupDataSizeUpdate = defineUpdate<void, [{ precise: boolean; d
 );
 /** Restore: make a writable target for one file of a bundle; the answer comes as onFileReady. */
 export const getFileHandleUpdate = defineUpdate<void, [FileMetaInput]>('getFileHandle');
+/**
+ * Restore: getFileHandle for several files at once (the tool library gathers the calls made together), one
+ * update instead of one each. The answer is one entry per file, in order: null when asked, or why it was refused.
+ */
+export const getFileHandlesUpdate = defineUpdate<Array<ErrorInfo | null>, [FileMetaInput[]]>('getFileHandles');
+/** The most files one getFileHandles update names. */
+export const MAX_FILE_HANDLES_PER_UPDATE = 64;
 /** Restore: the bundle's files are all written (uri ''); the bundle then unpacks and applies them. */
 export const publishFileUpdate = defineUpdate<void, [FileMetaInput]>('publishFile');
 export const ackSignal = defineSignal<[number]>('ack');

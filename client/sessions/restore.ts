@@ -1,15 +1,17 @@
 /** backup.SessionRestore: a restore session (api.md §5). */
 import { z } from 'zod';
 import { BusinessError } from '../../common/businessError.js';
-import { ErrorCode } from '../../common/errors.js';
+import { ErrorCode, type ErrorInfo } from '../../common/errors.js';
+import { toBusinessError } from '../failures.js';
 import type { BundleRequest } from '../../common/session.js';
-import { getFileHandleUpdate, publishFileUpdate } from '../../common/messages.js';
+import { getFileHandleUpdate, getFileHandlesUpdate, publishFileUpdate, type FileMetaInput } from '../../common/messages.js';
 import { isPlainUri } from '../../common/rules.js';
 import { readCapabilityFile } from '../capabilities.js';
 import { appMappings } from '../infos.js';
 import { settle } from '../settle.js';
 import { SessionBase, attachOptions, type SessionOptions } from './base.js';
 import { askAgainWhileContinuing } from './continuing.js';
+import { FileHandleBatch, isUnhandledUpdate } from './fileHandleBatch.js';
 import { InFlightLimit } from './inFlight.js';
 import type { AsyncCallback, FileMeta, GeneralCallbacks } from '../types.js';
 import { BundleListArg, BundleNameArg, InfosArg, checkAppendSize, parseArg } from '../validate.js';
@@ -19,16 +21,47 @@ const FdArg = z.number().int().nonnegative();
 const FileMetaArg = z.object({ bundleName: BundleNameArg, uri: z.string() });
 /** A file name, as the filesystem allows one. */
 const MAX_URI_LENGTH = 255;
-/** getFileHandle and publishFile updates sent at once, under Temporal's 10 per workflow (room left for the session's other calls). */
+/** getFileHandles and publishFile updates sent at once, under Temporal's 10 per workflow (room left for the session's other calls). */
 const UPDATES_IN_FLIGHT = 8;
 
 export class SessionRestore extends SessionBase {
   protected readonly kind = 'restore' as const;
   private appended = false;
   private readonly updates = new InFlightLimit(UPDATES_IN_FLIGHT);
+  /** getFileHandle calls made together travel as one getFileHandles update, asked again while the session continues as new. */
+  private readonly handles = new FileHandleBatch(this.updates, (metas) => this.askFileHandles(metas));
+  /** The session's workflow code predates getFileHandles (an older worker): one getFileHandle update per file. */
+  private oneUpdatePerFile = false;
 
   constructor(callbacks: GeneralCallbacks, options: SessionOptions = {}) {
     super(callbacks, 'restore', options);
+  }
+
+  private async askFileHandles(metas: FileMetaInput[]): Promise<Array<ErrorInfo | null>> {
+    if (!this.oneUpdatePerFile) {
+      const answers = await this.call(({ handle }) =>
+        askAgainWhileContinuing(() => handle.executeUpdate(getFileHandlesUpdate, { args: [metas] })).catch((err: unknown) => {
+          if (isUnhandledUpdate(err, getFileHandlesUpdate.name)) return undefined;
+          throw err;
+        }),
+      );
+      if (answers) return answers;
+      this.oneUpdatePerFile = true;
+    }
+    // One after another: this batch holds one of the session's update slots.
+    const answers: Array<ErrorInfo | null> = [];
+    for (const meta of metas) {
+      answers.push(
+        await this.call(({ handle }) => askAgainWhileContinuing(() => handle.executeUpdate(getFileHandleUpdate, { args: [meta] }))).then(
+          () => null,
+          (err: unknown) => {
+            const e = toBusinessError(err);
+            return { code: e.code, message: e.message };
+          },
+        ),
+      );
+    }
+    return answers;
   }
 
   /** Binds to a running restore session by its ID (see SessionBackup.attach). */
@@ -95,7 +128,7 @@ export class SessionRestore extends SessionBase {
   getFileHandle(fileMeta: FileMeta): Promise<void>;
   getFileHandle(fileMeta: FileMeta, callback?: AsyncCallback<void>): Promise<void> | void {
     const meta = parseArg(FileMetaArg, fileMeta, 'fileMeta');
-    const done = checkUri(meta.uri, false).then(() => this.fileUpdate(getFileHandleUpdate, meta));
+    const done = checkUri(meta.uri, false).then(() => this.handles.ask(meta));
     return settle(done, callback);
   }
 
@@ -104,12 +137,10 @@ export class SessionRestore extends SessionBase {
   publishFile(fileMeta: FileMeta): Promise<void>;
   publishFile(fileMeta: FileMeta, callback?: AsyncCallback<void>): Promise<void> | void {
     const meta = parseArg(FileMetaArg, fileMeta, 'fileMeta');
-    const done = checkUri(meta.uri, true).then(() => this.fileUpdate(publishFileUpdate, meta));
+    const done = checkUri(meta.uri, true).then(() =>
+      this.updates.run(() => this.call(({ handle }) => askAgainWhileContinuing(() => handle.executeUpdate(publishFileUpdate, { args: [meta] })))),
+    );
     return settle(done, callback);
-  }
-  /** A file's update: at most UPDATES_IN_FLIGHT at once, asked again while the session continues as new. */
-  private fileUpdate(update: typeof getFileHandleUpdate | typeof publishFileUpdate, meta: FileMeta): Promise<void> {
-    return this.updates.run(() => this.call(({ handle }) => askAgainWhileContinuing(() => handle.executeUpdate(update, { args: [meta] }))));
   }
 }
 

@@ -11,7 +11,7 @@ import { loadBundle } from '../../engine/device.js';
 import { writeBundle } from '../helpers/device.js';
 import { compareTrees } from '../helpers/compareTrees.js';
 import { Recorder } from '../helpers/recorder.js';
-import { configureTool, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
+import { configureTool, testClient, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
 import { sha256File } from '../helpers/verifySet.js';
 
 let root: string;
@@ -34,6 +34,16 @@ async function restoreOnto(dataRoot: string, from: string, bundles: string[], ex
   const taskQueue = uniqueTaskQueue('restore');
   configureTool(taskQueue);
   return withWorker({ taskQueue, dataRoot, stateDir: path.join(root, 'state') }, () => restoreFromSet({ from, bundles, ...extra }));
+}
+
+/** Runs `fn` with a worker for a new, empty device; answers the device's data root. */
+async function onEmptyDevice(name: string, fn: (rec: Recorder) => Promise<void>): Promise<string> {
+  const taskQueue = uniqueTaskQueue(`restore-${name}`);
+  configureTool(taskQueue);
+  const target = path.join(root, `${name}-device`);
+  await mkdir(target);
+  await withWorker({ taskQueue, dataRoot: target, stateDir: path.join(root, 'state') }, () => fn(new Recorder()));
+  return target;
 }
 
 beforeAll(async () => {
@@ -117,13 +127,36 @@ describe('SessionRestore', () => {
     expect(JSON.parse(await readFile(path.join(target, 'com.example.docs2', 'bundle.json'), 'utf8')).name).toBe('com.example.docs2');
   });
 
+  it('getFileHandle calls made together travel as one getFileHandles update, each answered on its own', async () => {
+    await onEmptyDevice('batch', async (rec) => {
+      const session = new backup.SessionRestore(rec.callbacks);
+      const capsFd = openSync(path.join(setDir, 'capabilities.json'), 'r');
+      await session.appendBundles(capsFd, ['com.example.docs']);
+      closeSync(capsFd);
+      await rec.until((c) => c.some((x) => x.cb === 'onBundleBegin' && x.bundleName === 'com.example.docs'));
+      const asked = [
+        session.getFileHandle({ bundleName: 'com.example.docs', uri: 'manage.json' }),
+        session.getFileHandle({ bundleName: 'com.example.docs', uri: 'manage.json' }),
+        session.getFileHandle({ bundleName: 'com.example.other', uri: 'x' }),
+        session.getFileHandle({ bundleName: 'com.example.docs', uri: 'part.0.tar' }),
+      ];
+      const settled = await Promise.allSettled(asked);
+      expect(settled.map((r) => (r.status === 'fulfilled' ? 'ok' : (r.reason as { code: number }).code))).toEqual(['ok', 13900020, 13900020, 'ok']);
+      expect((settled[1] as PromiseRejectedResult).reason.message).toMatch(/manage\.json was asked for already/);
+      await rec.until((c) => c.filter((x) => x.cb === 'onFileReady').length === 2);
+      expect(rec.calls.filter((c) => c.cb === 'onFileReady').map((c) => [c.uri, c.code])).toEqual([
+        ['manage.json', undefined],
+        ['part.0.tar', undefined],
+      ]);
+      const history = await (await testClient()).workflow.getHandle(session.sessionId).fetchHistory();
+      const updates = history.events.flatMap((e) => e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name ?? []);
+      expect(updates.filter((u) => u.startsWith('getFileHandle'))).toEqual(['getFileHandles']);
+      await session.release();
+    });
+  });
+
   it('refuses bad input: invalid capability file (13900020), a bundle it lacks (13500001), a bad uri (13900020), a second appendBundles (13900001)', async () => {
-    const taskQueue = uniqueTaskQueue('restore-errors');
-    configureTool(taskQueue);
-    const target = path.join(root, 'err-device');
-    await mkdir(target);
-    const rec = new Recorder();
-    await withWorker({ taskQueue, dataRoot: target, stateDir: path.join(root, 'state') }, async () => {
+    const target = await onEmptyDevice('errors', async (rec) => {
       const bad = path.join(root, 'bad-caps.json');
       await writeFile(bad, '{"backupVersion": 16}');
       const badFd = openSync(bad, 'r');

@@ -1,10 +1,11 @@
 /**
  * Temporal caps the updates one workflow run may take (`history.maxTotalUpdates`, 2 000 by default) and
- * suggests continue-as-new at 90% of it. A restore asks the session for each file's target and publishes
- * it (two updates per handed file), so a large restore lives on that suggestion. Here the server's cap is
- * 40 and it suggests at half, so a restore of 2 bundles × 20 big files (over 80 updates) must continue as
- * new while files are handed over (before, the run took updates until the cap and then hung), and still
- * restore every bundle, whole and once.
+ * suggests continue-as-new at 90% of it. A restore asks the session for its files' targets (the tool library
+ * gathers them, at most 64 files an update) and publishes each bundle, so a large restore lives on that
+ * suggestion. Here the server's cap is 4 and it suggests at half, so a restore of 2 bundles × 20 big files
+ * (the append, the targets, 2 publishes and the release: over 4 updates) must continue as new while files are
+ * handed over (before, the run took updates until the cap and then hung), and still restore every bundle,
+ * whole and once.
  */
 import { mkdir, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
@@ -40,7 +41,7 @@ it('a restore with more updates than the server allows one run continues as new 
   const server = await startDevServer({
     headless: true,
     dbFile: path.join(root, 'temporal.db'),
-    dynamicConfig: ['history.maxTotalUpdates=40', 'history.maxTotalUpdates.suggestContinueAsNewThreshold=0.5'],
+    dynamicConfig: ['history.maxTotalUpdates=4', 'history.maxTotalUpdates.suggestContinueAsNewThreshold=0.5'],
   });
   const connection = await Connection.connect({ address: server.address });
   try {

@@ -38,19 +38,22 @@ import {
   eventsQuery,
   getBackupDataSizeUpdate,
   getFileHandleUpdate,
+  getFileHandlesUpdate,
+  MAX_FILE_HANDLES_PER_UPDATE,
   outcomesQuery,
   publishFileUpdate,
   publishSignal,
   releaseUpdate,
+  type FileMetaInput,
   type SessionStart,
   type SessionWorkflow,
 } from '../../common/messages.js';
 import type { createActivities } from '../../activities/index.js';
-import { CONTINUING_TYPE, ErrorCode, FAILURE_TYPE, errorInfo } from '../../common/errors.js';
+import { CONTINUING_TYPE, ErrorCode, FAILURE_TYPE, errorInfo, type ErrorInfo } from '../../common/errors.js';
 import { DEFAULTS, bundleWorkflowId, type SessionKind, type SessionOutcome, type SessionResult } from '../../common/session.js';
 import type { OhbackupSinks } from '../../common/metrics.js';
 import { deviceLabel } from '../../common/deviceLabel.js';
-import { sessionOutcome } from '../../common/rules.js';
+import { codedFailure, sessionOutcome } from '../../common/rules.js';
 import { searchableBundles } from '../../common/searchAttributes.js';
 import { bundleBackupWorkflow } from '../bundle/backup.js';
 import { bundleRestoreWorkflow } from '../bundle/restore.js';
@@ -166,7 +169,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
   });
   /**
    * Temporal refuses a run more than `history.maxTotalUpdates` updates (2 000; continue-as-new is suggested at 90%),
-   * and a restore takes two per handed file: while this run drains for its continue-as-new, file updates are refused
+   * and a restore takes up to two per handed file (the tool library gathers its getFileHandle calls into getFileHandles
+   * updates, and publishes a bundle once): while this run drains for its continue-as-new, file updates are refused
    * (a refusal is not recorded, so it does not count) and the tool asks the next run. Taking them on would also keep
    * the drain from ending: a restore child closes only after its bundle is published.
    */
@@ -174,17 +178,39 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
     if (drainUntil !== undefined && !session.released)
       throw ApplicationFailure.create({ type: CONTINUING_TYPE, message: 'the session is continuing as new: ask again', nonRetryable: false });
   }
-  setHandler(
-    getFileHandleUpdate,
-    async (meta) => {
-      const slot = session.requestTarget(meta);
-      const target = await deviceActivities.createRestoreTarget({ sessionId: input.sessionId, bundleName: deviceBundleOf(slot.request), uri: meta.uri });
-      session.targetMade(slot, meta.uri, target);
+  /** A file's target, asked for at once (marked asked before the caller's next check), made on the device. */
+  async function makeTarget(meta: FileMetaInput): Promise<void> {
+    const slot = session.requestTarget(meta);
+    const target = await deviceActivities.createRestoreTarget({ sessionId: input.sessionId, bundleName: deviceBundleOf(slot.request), uri: meta.uri });
+    session.targetMade(slot, meta.uri, target);
+  }
+  // One file per update: what tools before getFileHandles send, and what sessions running since then replay.
+  setHandler(getFileHandleUpdate, (meta) => makeTarget(meta), {
+    validator: (meta) => {
+      refuseWhileContinuing();
+      session.checkTargetRequest(meta);
     },
+  });
+  setHandler(
+    getFileHandlesUpdate,
+    (metas) =>
+      // Each file is checked and marked asked before the next one's check (a uri twice in one batch is refused once).
+      Promise.all(
+        metas.map(async (meta) => {
+          try {
+            session.checkTargetRequest(meta);
+          } catch (err) {
+            return refusalInfo(err);
+          }
+          // A target that could not be made fails its own file, as its own update would have, not the batch.
+          return makeTarget(meta).then(() => null, targetFailureInfo);
+        }),
+      ),
     {
-      validator: (meta) => {
+      validator: (metas) => {
         refuseWhileContinuing();
-        session.checkTargetRequest(meta);
+        if (!Array.isArray(metas) || metas.length === 0 || metas.length > MAX_FILE_HANDLES_PER_UPDATE)
+          throw codedFailure(ErrorCode.INVALID_ARGUMENT, `getFileHandles takes 1 to ${MAX_FILE_HANDLES_PER_UPDATE} files`);
       },
     },
   );
@@ -375,6 +401,21 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
       ...(abandoned ? { abandoned } : {}),
     };
   }
+}
+
+/** A file of a getFileHandles batch the session refuses (a coded failure, as its own update would have thrown): its answer. */
+function refusalInfo(err: unknown): ErrorInfo {
+  if (err instanceof ApplicationFailure && err.type === FAILURE_TYPE && typeof err.details?.[0] === 'number')
+    return { code: err.details[0], message: err.message };
+  throw err;
+}
+
+/** A file of a getFileHandles batch whose target failed: the code its failure carries (the tool's reading of a failed update), else 13900042. */
+function targetFailureInfo(err: unknown): ErrorInfo {
+  for (let e: unknown = err; e && typeof e === 'object'; e = (e as { cause?: unknown }).cause) {
+    if (e instanceof ApplicationFailure && e.type === FAILURE_TYPE && typeof e.details?.[0] === 'number') return { code: e.details[0], message: e.message };
+  }
+  return errorInfo(ErrorCode.UNKNOWN, err instanceof Error ? err.message : String(err));
 }
 
 /**
