@@ -1,9 +1,11 @@
 /**
  * The session's start: an appendBundles made right after the constructor goes
- * with the workflow's start (update-with-start), and an append's checks and
- * claim run as local activities inside the workflow task that takes it, so
- * the children start in that task's completion. An append made later is an
- * update of its own; a session from before the change still replays.
+ * with the workflow's start (update-with-start), and a backup append's checks
+ * run as a local activity inside the workflow task that takes it, so the
+ * children start in the task after the claim (a regular activity: a local one
+ * stalled sessions appending at once on a worker with fewer workflow task
+ * slots). An append made later is an update of its own; a session from before
+ * the change still replays.
  */
 import { mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -12,12 +14,13 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, inject, it } from 'vitest';
 import type { Client } from '@temporalio/client';
 import proto from '@temporalio/proto';
-import { Worker } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createActivities } from '../../activities/index.js';
 import { backup } from '../../client/index.js';
 import { BusinessError } from '../../common/businessError.js';
 import { writeBundle } from '../helpers/device.js';
 import { Recorder, type Recorded } from '../helpers/recorder.js';
-import { configureTool, testClient, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
+import { configureTool, temporalAddress, testClient, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
 
 const allEnded = (c: Recorded[]) => c.some((x) => x.cb === 'onAllBundlesEnd');
 const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/histories/session-806cb15.bin');
@@ -51,7 +54,7 @@ function expectRan(rec: Recorder, names: string[]): void {
 }
 
 describe('session start', () => {
-  it('an append right after the constructor is taken in the first workflow task, whose completion starts the children; the checks and claim are local', async () => {
+  it('an append right after the constructor is taken in the first workflow task with its checks (local); the children start once the claim is answered', async () => {
     const names = ['com.start.one', 'com.start.two'];
     const d = await device(names);
     const taskQueue = uniqueTaskQueue('start');
@@ -69,11 +72,18 @@ describe('session start', () => {
       const firstDone = kinds.indexOf('workflowTaskCompleted');
       const secondDone = kinds.indexOf('workflowTaskCompleted', firstDone + 1);
       expect(kinds[firstDone + 1]).toBe('workflowExecutionUpdateAccepted');
+      // The first task's commands: the checks' marker and the claim.
+      const claim = kinds.indexOf('activityTaskScheduled(claimBundles)');
+      expect(claim).toBeGreaterThan(firstDone);
+      expect(claim).toBeLessThan(secondDone);
+      // The children start in the task that takes the claim's answer (an ack signal may take a task before it).
+      const claimDone = kinds.indexOf('activityTaskCompleted', claim);
+      const taskAfterClaim = kinds.indexOf('workflowTaskCompleted', claimDone);
       const firstChild = kinds.indexOf('startChildWorkflowExecutionInitiated');
-      expect(firstChild).toBeGreaterThan(firstDone);
-      expect(firstChild).toBeLessThan(secondDone);
+      expect(claimDone).toBeGreaterThan(claim);
+      expect(firstChild).toBeGreaterThan(taskAfterClaim);
+      expect(kinds.slice(taskAfterClaim + 1, firstChild)).not.toContain('workflowTaskCompleted');
       expect(kinds).not.toContain('activityTaskScheduled(prepareBundles)');
-      expect(kinds).not.toContain('activityTaskScheduled(claimBundles)');
       // The new shape replays too.
       await Worker.runReplayHistory(replayOptions(), await client.workflow.getHandle(session.sessionId).fetchHistory(), session.sessionId);
     });
@@ -105,6 +115,35 @@ describe('session start', () => {
       expect((withAppend as BusinessError).code).toBe((alone as BusinessError).code);
       await session.release();
     });
+  });
+
+  it('sessions appending at once on a worker with fewer workflow task slots than sessions all start (the claim holds no slot while it waits)', async () => {
+    const names = ['com.start.s1', 'com.start.s2', 'com.start.s3', 'com.start.s4'];
+    const d = await device(names);
+    const taskQueue = uniqueTaskQueue('start-slots');
+    configureTool(taskQueue);
+    const connection = await NativeConnection.connect({ address: temporalAddress() });
+    try {
+      const worker = await Worker.create({
+        connection,
+        namespace: 'default',
+        taskQueue,
+        activities: createActivities(d),
+        workflowBundle: { codePath: inject('workflowBundlePath') },
+        // Fewer slots than sessions: a claim that held its session's slot while the claims workflow waited for one stalled here.
+        maxConcurrentWorkflowTaskExecutions: 2,
+      });
+      await worker.runUntil(async () => {
+        const recs = names.map(() => new Recorder());
+        const sessions = recs.map((rec) => new backup.SessionBackup(rec.callbacks));
+        await Promise.all(sessions.map((s, i) => s.appendBundles([names[i]!])));
+        await Promise.all(recs.map((rec) => rec.until(allEnded)));
+        recs.forEach((rec, i) => expectRan(rec, [names[i]!]));
+        await Promise.all(sessions.map((s) => s.release()));
+      });
+    } finally {
+      await connection.close();
+    }
   });
 
   it('a session run by the worker before local checks (806cb15: regular prepareBundles and claimBundles activities) replays', async () => {

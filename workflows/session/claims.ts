@@ -3,20 +3,20 @@
  * request per appendBundles call, one release when the session ends. Called
  * from the session workflow only.
  */
-import { proxyActivities, proxyLocalActivities, workflowInfo } from '@temporalio/workflow';
+import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { createActivities } from '../../activities/index.js';
 import { deviceKey } from '../../common/deviceKey.js';
 import { ErrorCode, errorInfo, type ErrorInfo } from '../../common/errors.js';
 import type { ClaimAnswer } from '../../common/messages.js';
 
-const claimActivityOptions = {
+// A regular activity, never a local one: the claim waits for the device's claim workflow, whose task needs a
+// workflow task slot of a worker on this queue. As a local activity it held its session's slot meanwhile, and as many
+// sessions appending at once as the worker has slots (40 by default) waited for each other forever.
+const claimActivities = proxyActivities<ReturnType<typeof createActivities>>({
   // The claim waits for the device's claim workflow, which may itself look a holder up.
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '200 ms', maximumInterval: '5 seconds' },
-} as const;
-const claimActivities = proxyActivities<ReturnType<typeof createActivities>>(claimActivityOptions);
-// Needs only the worker's client: it can run inside the session's workflow task, whichever device the session names.
-const localClaimActivities = proxyLocalActivities<ReturnType<typeof createActivities>>(claimActivityOptions);
+});
 
 /** The device this session works on: the device's own task queue when the session names one, else its task queue. */
 function sessionDevice(deviceQueue?: string): string {
@@ -26,18 +26,13 @@ function sessionDevice(deviceQueue?: string): string {
 /**
  * Claims the device bundles `bundleNames` for this session; answers, for each
  * one another running session holds, its 13500013 error. `callNo` numbers the
- * session's appendBundles calls, so a retried claim joins the first attempt
- * (also a local one run again after its workflow task was lost).
+ * session's appendBundles calls, so a retried claim joins the first attempt.
  */
-export async function claimSessionBundles(
-  bundleNames: string[],
-  callNo: number,
-  how: { deviceQueue?: string; local: boolean },
-): Promise<Map<string, ErrorInfo>> {
+export async function claimSessionBundles(bundleNames: string[], callNo: number, deviceQueue?: string): Promise<Map<string, ErrorInfo>> {
   if (bundleNames.length === 0) return new Map();
   const info = workflowInfo();
-  const answer = await (how.local ? localClaimActivities : claimActivities).claimBundles({
-    deviceKey: sessionDevice(how.deviceQueue),
+  const answer = await claimActivities.claimBundles({
+    deviceKey: sessionDevice(deviceQueue),
     taskQueue: info.taskQueue,
     sessionWorkflowId: info.workflowId,
     bundleNames,

@@ -75,9 +75,10 @@ const quickActivityOptions: ActivityOptions = {
 };
 
 /**
- * From this patch on, an append's checks and claim run as local activities: inside the workflow task that takes
- * the append, so the children start in that task's completion instead of two activity round trips and a task each
- * later. Histories from before it replay their regular activities.
+ * From this patch on, a backup append's bundle checks run as a local activity (when the session's worker is the
+ * device's): inside the workflow task that takes the append, so the children start in the claim's completion
+ * instead of after a second activity and its task. Histories from before it replay their regular activity. The
+ * claim stays a regular activity (workflows/session/claims.ts says why).
  */
 const LOCAL_APPEND_CHECKS = 'local-append-checks';
 
@@ -136,7 +137,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
       // 13500013: a bundle another running session holds on this device begins and ends with that error; the rest run.
       const [checked, held] = await Promise.all([
         checkAppended(bundles, local && !input.deviceTaskQueue),
-        claimSessionBundles(session.toClaim(bundles), callNo, { deviceQueue: input.deviceTaskQueue, local }),
+        claimSessionBundles(session.toClaim(bundles), callNo, input.deviceTaskQueue),
       ]);
       session.add(checked, held);
       markSearch();
