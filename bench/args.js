@@ -1,4 +1,6 @@
-// Option reading shared by the load and soak scripts: `--name value` pairs, checked numbers.
+// Option reading shared by the bench's scripts: `--name value` pairs with checked numbers (load, soak), and strict
+// parseArgs options (the step scripts).
+import { parseArgs } from 'node:util';
 
 /** Reads `--name value` options from `argv`; a bad number prints why and exits 2 (wrong usage). */
 export function optionReader(argv) {
@@ -17,4 +19,23 @@ export function optionReader(argv) {
     return v;
   };
   return { value, number };
+}
+
+/**
+ * The script's options by node:util's parseArgs, strictly: an unknown or misspelt option prints why and `usage` and
+ * exits 2, --help (-h) prints `usage` and exits 0, so neither ever starts the script's default run.
+ */
+export function strictOptions(usage, options) {
+  let values;
+  try {
+    ({ values } = parseArgs({ options: { ...options, help: { type: 'boolean', short: 'h' } } }));
+  } catch (err) {
+    console.error(`${err.message}\n${usage}`);
+    process.exit(2);
+  }
+  if (values.help) {
+    console.log(usage);
+    process.exit(0);
+  }
+  return values;
 }

@@ -5,7 +5,7 @@
  * reference code travels as a Temporal failure. Pure, safe for workflow code.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { FAILURE_TYPE, errorInfo } from './errors.js';
+import { FAILURE_TYPE, errorInfo, type ErrorInfo } from './errors.js';
 import { DEFAULTS, type BundleOutcome, type SessionOutcome } from './session.js';
 
 /** The longest deadline updateTimer accepts (api.md §4): 4 hours. */
@@ -51,6 +51,14 @@ export function sessionOutcome(bundles: readonly Pick<BundleOutcome, 'state'>[])
 /** A failure that carries a reference code (api.md §6) and is never retried. */
 export function codedFailure(code: number, detail: string): ApplicationFailure {
   return ApplicationFailure.create({ type: FAILURE_TYPE, message: errorInfo(code, detail).message, details: [code], nonRetryable: true });
+}
+
+/** The reference code and message a failure carries, itself or in its causes (codedFailure's, across activities); else undefined. */
+export function codedInfo(err: unknown): ErrorInfo | undefined {
+  for (let e: unknown = err; e && typeof e === 'object'; e = (e as { cause?: unknown }).cause) {
+    if (e instanceof ApplicationFailure && e.type === FAILURE_TYPE && typeof e.details?.[0] === 'number') return { code: e.details[0], message: e.message };
+  }
+  return undefined;
 }
 
 /** What a bundle's pack gave, for its onResultReport. */

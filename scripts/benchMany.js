@@ -17,36 +17,23 @@
 // their medians.
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { writeEmptyBundles, writeRateBundles, writeSmallBundles } from '../bench/dataset.js';
 import { fullBackup, handOverRate, manyBundles } from '../bench/ohbackup.js';
 import { quiesce, temporalCost } from '../bench/temporalCost.js';
 import { cpuMs, killAllSync, startServiceAndWorker } from '../bench/procs.js';
 import { median } from '../bench/report.js';
+import { strictOptions } from '../bench/args.js';
 
 const USAGE = 'Usage: node scripts/benchMany.js [--bundles N] [--small N] [--rate R] [--runs N] [--cpu-prof]';
 
-// Strict: an unknown or misspelt option (even --help) is refused, never the 1 000-bundle run started by default.
-let values;
-try {
-  ({ values } = parseArgs({
-    options: {
-      bundles: { type: 'string' },
-      small: { type: 'string' },
-      rate: { type: 'string' },
-      runs: { type: 'string' },
-      'cpu-prof': { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  }));
-} catch (err) {
-  console.error(`${err.message}\n${USAGE}`);
-  process.exit(2);
-}
-if (values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
+// Strict (bench/args.js): an unknown or misspelt option is refused and --help prints the usage; neither starts the 1 000-bundle run.
+const values = strictOptions(USAGE, {
+  bundles: { type: 'string' },
+  small: { type: 'string' },
+  rate: { type: 'string' },
+  runs: { type: 'string' },
+  'cpu-prof': { type: 'boolean' },
+});
 const count = (name, fallback) => {
   const n = values[name] === undefined ? fallback : Number(values[name]);
   if (!Number.isInteger(n) || n < 0) {

@@ -14,8 +14,8 @@
 // what to read.
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { datasetShape, writeDataset } from '../bench/dataset.js';
+import { strictOptions } from '../bench/args.js';
 import { cpuMs, killAllSync, startServiceAndWorker, startWorkerProcess } from '../bench/procs.js';
 import { getClient } from '../dist/client/connection.js';
 import { restoreFromSet } from '../dist/client/runs/restoreSession.js';
@@ -23,24 +23,11 @@ import { runBackup } from '../dist/client/runs/runBackup.js';
 
 const USAGE = 'Usage: node scripts/traceBackup.js [--quick] [--runs N] [--restore]';
 
-let values;
-try {
-  ({ values } = parseArgs({
-    options: {
-      quick: { type: 'boolean' },
-      runs: { type: 'string' },
-      restore: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  }));
-} catch (err) {
-  console.error(`${err.message}\n${USAGE}`);
-  process.exit(2);
-}
-if (values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
+const values = strictOptions(USAGE, {
+  quick: { type: 'boolean' },
+  runs: { type: 'string' },
+  restore: { type: 'boolean' },
+});
 const runs = values.runs === undefined ? 3 : Number(values.runs);
 if (!Number.isInteger(runs) || runs < 1) {
   console.error(`--runs wants a whole number of at least 1, got ${values.runs}\n${USAGE}`);

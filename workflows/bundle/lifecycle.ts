@@ -23,6 +23,7 @@ import { bundleEventsSignal, updateTimerSignal } from '../../common/messages.js'
 import { ErrorCode, FAILURE_TYPE, errorInfo, type ErrorInfo } from '../../common/errors.js';
 import { DEFAULTS, type BundleRequest, type EventBody, type SessionKind } from '../../common/session.js';
 import { UpdatableDeadline } from './deadline.js';
+import { codedInfo } from '../../common/rules.js';
 
 export interface BundleWorkflowInput {
   sessionId: string;
@@ -144,14 +145,7 @@ export async function runBundleLifecycle(
 
 /** The reference code an activity failure carries, or 13500004 once retries are spent. */
 function failureInfo(err: unknown): ErrorInfo {
-  let e: unknown = err;
-  while (e && typeof e === 'object') {
-    if (e instanceof ApplicationFailure && e.type === FAILURE_TYPE && typeof e.details?.[0] === 'number') {
-      return { code: e.details[0] as number, message: e.message };
-    }
-    e = (e as { cause?: unknown }).cause;
-  }
-  return errorInfo(ErrorCode.EXTENSION_DIED, err instanceof Error ? err.message : String(err));
+  return codedInfo(err) ?? errorInfo(ErrorCode.EXTENSION_DIED, err instanceof Error ? err.message : String(err));
 }
 
 /** Activity options every bundle child uses for its work. */

@@ -53,7 +53,7 @@ import { CONTINUING_TYPE, ErrorCode, FAILURE_TYPE, errorInfo, type ErrorInfo } f
 import { DEFAULTS, bundleWorkflowId, type SessionKind, type SessionOutcome, type SessionResult } from '../../common/session.js';
 import type { OhbackupSinks } from '../../common/metrics.js';
 import { deviceLabel } from '../../common/deviceLabel.js';
-import { codedFailure, sessionOutcome } from '../../common/rules.js';
+import { codedFailure, codedInfo, sessionOutcome } from '../../common/rules.js';
 import { searchableBundles } from '../../common/searchAttributes.js';
 import { bundleBackupWorkflow } from '../bundle/backup.js';
 import { bundleRestoreWorkflow } from '../bundle/restore.js';
@@ -406,17 +406,14 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionResul
 
 /** A file of a getFileHandles batch the session refuses (a coded failure, as its own update would have thrown): its answer. */
 function refusalInfo(err: unknown): ErrorInfo {
-  if (err instanceof ApplicationFailure && err.type === FAILURE_TYPE && typeof err.details?.[0] === 'number')
-    return { code: err.details[0], message: err.message };
-  throw err;
+  const info = codedInfo(err);
+  if (!info) throw err;
+  return info;
 }
 
 /** A file of a getFileHandles batch whose target failed: the code its failure carries (the tool's reading of a failed update), else 13900042. */
 function targetFailureInfo(err: unknown): ErrorInfo {
-  for (let e: unknown = err; e && typeof e === 'object'; e = (e as { cause?: unknown }).cause) {
-    if (e instanceof ApplicationFailure && e.type === FAILURE_TYPE && typeof e.details?.[0] === 'number') return { code: e.details[0], message: e.message };
-  }
-  return errorInfo(ErrorCode.UNKNOWN, err instanceof Error ? err.message : String(err));
+  return codedInfo(err) ?? errorInfo(ErrorCode.UNKNOWN, err instanceof Error ? err.message : String(err));
 }
 
 /**
