@@ -112,8 +112,11 @@ export abstract class SessionBase implements OpenSession {
   private readonly ready: Promise<{ client: Client; handle: WorkflowHandle<SessionWorkflow>; pump: EventPump }>;
   /** Set once the session's start went out: an append from then on is an update of its own. */
   private startSent = false;
-  /** An append made before the start went out: it goes with the start, so the workflow takes both in one task. */
-  private firstAppend?: { req: AppendRequest; resolve: (done: Promise<void>) => void };
+  /**
+   * An append made before the start went out: it goes with the start, so the workflow takes both in one task. Its
+   * request may still be in preparation (an increment checks and copies its base manifests): the start waits for it.
+   */
+  private firstAppend?: { req: Promise<AppendRequest>; resolve: (done: Promise<void>) => void };
 
   protected readonly options: SessionOptions;
 
@@ -181,10 +184,12 @@ export abstract class SessionBase implements OpenSession {
       const first = this.firstAppend;
       this.firstAppend = undefined;
       this.startSent = true;
-      if (first) {
+      // A preparation that fails fails its append (append() awaits it too); the session still starts, without it.
+      const firstReq = await first?.req.catch(() => undefined);
+      if (first && firstReq) {
         const operation = new WithStartWorkflowOperation<SessionWorkflow>('sessionWorkflow', { ...start, workflowIdConflictPolicy: 'FAIL' });
         const update = client.workflow.startUpdateWithStart(appendBundlesUpdate, {
-          args: [first.req],
+          args: [firstReq],
           waitForStage: 'ACCEPTED',
           startWorkflowOperation: operation,
         });
@@ -238,8 +243,14 @@ export abstract class SessionBase implements OpenSession {
     }
   }
 
-  protected async append(req: AppendRequest): Promise<void> {
-    const withStart = this.rideWithStart(req);
+  /**
+   * Sends the append. `req` may be a promise (its preparation): given before the constructor's turn of the event
+   * loop ends, the append still rides with the start, which waits for it.
+   */
+  protected async append(request: AppendRequest | Promise<AppendRequest>): Promise<void> {
+    const prepared = Promise.resolve(request);
+    const withStart = this.rideWithStart(prepared);
+    const req = await prepared;
     await this.call(async ({ handle, pump }) => {
       await (withStart ?? handle.executeUpdate(appendBundlesUpdate, { args: [req] }));
       // Only once the session took them (a refused call must not leave them 'appended' in the tool's view);
@@ -249,7 +260,7 @@ export abstract class SessionBase implements OpenSession {
   }
 
   /** The append's outcome when it goes with the session's start (the start has not gone out yet); else undefined. */
-  private rideWithStart(req: AppendRequest): Promise<void> | undefined {
+  private rideWithStart(req: Promise<AppendRequest>): Promise<void> | undefined {
     if (this.startSent || this.firstAppend || this.released || this.options.attachTo) return undefined;
     const done = new Promise<void>((resolve) => (this.firstAppend = { req, resolve: (outcome) => resolve(outcome) }));
     // A start that fails fails the append through `ready` too: this copy must not reject unobserved meanwhile.

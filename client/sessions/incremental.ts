@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { BusinessError } from '../../common/businessError.js';
 import { readSettings } from '../../config/env.js';
 import { ErrorCode, codeForSystemError, describeCode } from '../../common/errors.js';
+import type { AppendRequest } from '../../common/messages.js';
 import type { BundleRequest } from '../../common/session.js';
 import { checkBaseManifest, copyBaseManifest } from '../baseManifest.js';
 import { SessionBase, attachOptions, type SessionOptions } from './base.js';
@@ -88,41 +89,47 @@ export class IncrementalBackupSession extends SessionBase {
 
   private async appendIncrement(bundles: IncrementalBackupData[], infos?: string[]): Promise<void> {
     if (this.released) throw new BusinessError(ErrorCode.NOT_PERMITTED, 'Operation not permitted: the session was released');
-    const incremental = (b: IncrementalBackupData) => b.lastIncrementalTime !== 0 && b.manifestFd >= 0;
-    // Every base manifest is checked before anything is written: a call refused for one leaves no file behind.
-    await Promise.all(bundles.filter(incremental).map((b) => checkBaseManifest(b.manifestFd, b.bundleName)));
-    const dir = this.transferDir();
     const kept: string[] = [];
     try {
-      const requests: Array<Omit<BundleRequest, 'order' | 'priority'> & { priority?: number }> = [];
-      for (const [i, b] of bundles.entries()) {
-        let baseManifestPath: string | undefined;
-        if (incremental(b)) {
-          await mkdir(dir, { recursive: true, mode: 0o700 });
-          // Its own name per call: a bundle appended again must not overwrite the base its first run reads.
-          baseManifestPath = path.join(dir, `${b.bundleName}.${randomUUID().slice(0, 8)}.base-manifest.jsonl`);
-          kept.push(baseManifestPath);
-          await copyBaseManifest(b.manifestFd, baseManifestPath);
-        }
-        requests.push({
-          bundleName: b.bundleName,
-          info: infos?.[i],
-          priority: b.priority,
-          parameters: b.parameters,
-          lastIncrementalTime: b.lastIncrementalTime,
-          baseManifestPath,
-        });
-      }
-      await this.append({ bundles: requests });
+      // Handed over before the first await: a first append still rides with the session's start, which waits for it.
+      await this.append(this.prepare(bundles, infos, kept));
     } catch (err) {
       const e = err instanceof BusinessError ? err : keepFailure(err);
       // Refused (or never sent): nothing will read the copies. An IPC error leaves it open whether the session took them.
       if (e.code !== ErrorCode.IPC_ERROR) {
         await Promise.all(kept.map((f) => rm(f, { force: true })));
-        if (kept.length) await rmdir(dir).catch(() => undefined);
+        if (kept.length) await rmdir(this.transferDir()).catch(() => undefined);
       }
       throw e;
     }
+  }
+
+  /** The append's request: every base manifest checked, then copied for the worker (each copy's path into `kept`). */
+  private async prepare(bundles: IncrementalBackupData[], infos: string[] | undefined, kept: string[]): Promise<AppendRequest> {
+    const incremental = (b: IncrementalBackupData) => b.lastIncrementalTime !== 0 && b.manifestFd >= 0;
+    // Every base manifest is checked before anything is written: a call refused for one leaves no file behind.
+    await Promise.all(bundles.filter(incremental).map((b) => checkBaseManifest(b.manifestFd, b.bundleName)));
+    const dir = this.transferDir();
+    const requests: Array<Omit<BundleRequest, 'order' | 'priority'> & { priority?: number }> = [];
+    for (const [i, b] of bundles.entries()) {
+      let baseManifestPath: string | undefined;
+      if (incremental(b)) {
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        // Its own name per call: a bundle appended again must not overwrite the base its first run reads.
+        baseManifestPath = path.join(dir, `${b.bundleName}.${randomUUID().slice(0, 8)}.base-manifest.jsonl`);
+        kept.push(baseManifestPath);
+        await copyBaseManifest(b.manifestFd, baseManifestPath);
+      }
+      requests.push({
+        bundleName: b.bundleName,
+        info: infos?.[i],
+        priority: b.priority,
+        parameters: b.parameters,
+        lastIncrementalTime: b.lastIncrementalTime,
+        baseManifestPath,
+      });
+    }
+    return { bundles: requests };
   }
 }
 

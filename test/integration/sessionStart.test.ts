@@ -4,10 +4,12 @@
  * run as a local activity inside the workflow task that takes it, so the
  * children start in the task after the claim (a regular activity: a local one
  * stalled sessions appending at once on a worker with fewer workflow task
- * slots). An append made later is an update of its own; a session from before
- * the change still replays.
+ * slots). An increment's first append rides too, its base manifests prepared
+ * before the start goes out. An append made later is an update of its own; a
+ * session from before the change still replays.
  */
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +19,10 @@ import proto from '@temporalio/proto';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import { backup } from '../../client/index.js';
+import { getClient } from '../../client/connection.js';
 import { BusinessError } from '../../common/businessError.js';
+import { readSettings } from '../../config/env.js';
+import { writeManifest } from '../../engine/formats/manifest.js';
 import { writeBundle } from '../helpers/device.js';
 import { Recorder, type Recorded } from '../helpers/recorder.js';
 import { configureTool, temporalAddress, testClient, uniqueTaskQueue, withWorker } from '../helpers/temporal.js';
@@ -144,6 +149,78 @@ describe('session start', () => {
     } finally {
       await connection.close();
     }
+  });
+
+  it("an increment's first append rides the start too: its base manifests are checked and copied before the start goes out", async () => {
+    const names = ['com.start.incr'];
+    const d = await device(names);
+    const taskQueue = uniqueTaskQueue('start-incr');
+    configureTool(taskQueue);
+    const client = await testClient();
+    const base = path.join(d.stateDir, '..', 'base.jsonl');
+    await writeManifest(base, { bundleName: names[0]!, time: 1_700_000_000 }, [
+      { path: 'gone.txt', kind: 'file', mode: 0o644, size: 1, mtimeMs: 1, sha256: 'ab'.repeat(32) },
+    ]);
+    await withWorker({ taskQueue, ...d }, async () => {
+      // The tool's connection made already: the start would otherwise wait for it, long enough for the manifests.
+      await getClient();
+      const rec = new Recorder();
+      let index = '';
+      const session = new backup.IncrementalBackupSession({
+        ...rec.callbacks,
+        onFileReady: (err, file) => {
+          if (!err && file.uri === 'manage.json') index = readFileSync(file.fd, 'utf8');
+          if (!err && file.manifestFd !== undefined && file.manifestFd >= 0) closeSync(file.manifestFd);
+          rec.callbacks.onFileReady(err, file);
+        },
+      });
+      const fd = openSync(base, 'r');
+      try {
+        await session.appendBundles([{ bundleName: names[0]!, lastIncrementalTime: 1_700_000_000, manifestFd: fd }]);
+      } finally {
+        closeSync(fd);
+      }
+      await rec.until(allEnded);
+      expectRan(rec, names);
+      await session.release();
+
+      const kinds = await historyKinds(client, session.sessionId);
+      expect(kinds[kinds.indexOf('workflowTaskCompleted') + 1]).toBe('workflowExecutionUpdateAccepted');
+      // It ran as an increment against the copied base: the base's file is recorded as deleted.
+      const { incremental } = JSON.parse(index) as { incremental?: { deleted: Array<{ path: string }> } };
+      expect(incremental?.deleted.map((x) => x.path)).toEqual(['gone.txt']);
+    });
+  });
+
+  it("an increment's first append refused for its base manifest (13900020) keeps no copy; the session starts without it and takes a later append", async () => {
+    const names = ['com.start.refused'];
+    const d = await device(names);
+    const taskQueue = uniqueTaskQueue('start-refused');
+    configureTool(taskQueue);
+    const client = await testClient();
+    const bad = path.join(d.stateDir, '..', 'bad.jsonl');
+    await writeFile(bad, 'not a manifest\n');
+    await withWorker({ taskQueue, ...d }, async () => {
+      const rec = new Recorder();
+      const session = new backup.IncrementalBackupSession(rec.callbacks);
+      const fd = openSync(bad, 'r');
+      const err = await session.appendBundles([{ bundleName: names[0]!, lastIncrementalTime: 1_700_000_000, manifestFd: fd }]).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      closeSync(fd);
+      expect(err).toBeInstanceOf(BusinessError);
+      expect((err as BusinessError).code).toBe(13900020);
+      expect(existsSync(path.join(readSettings().stateDir, 'transfer', session.sessionId))).toBe(false);
+      await session.appendBundles([{ bundleName: names[0]!, lastIncrementalTime: 0, manifestFd: -1 }]);
+      await rec.until(allEnded);
+      expectRan(rec, names);
+      await session.release();
+      // The refused one never reached the session: the one append it took is the later one.
+      const { events } = await client.workflow.getHandle(session.sessionId).fetchHistory();
+      const updates = (events ?? []).flatMap((e) => e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name ?? []);
+      expect(updates.filter((n) => n === 'appendBundles')).toHaveLength(1);
+    });
   });
 
   it('a session run by the worker before local checks (806cb15: regular prepareBundles and claimBundles activities) replays', async () => {
