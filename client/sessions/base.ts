@@ -110,7 +110,7 @@ export abstract class SessionBase implements OpenSession {
   /** Bundles whose onBundleBegin runs now, with the rate the tool set there. */
   private readonly beginning = new Map<string, { sendRate?: number }>();
   private readonly ready: Promise<{ client: Client; handle: WorkflowHandle<SessionWorkflow>; pump: EventPump }>;
-  /** Set once the session's start went out: an append from then on is an update of its own. */
+  /** Set once the session's start is on its way (perhaps waiting for the first append's preparation): an append from then on is an update of its own. */
   private startSent = false;
   /**
    * An append made before the start went out: it goes with the start, so the workflow takes both in one task. Its
@@ -244,7 +244,7 @@ export abstract class SessionBase implements OpenSession {
   }
 
   /**
-   * Sends the append. `req` may be a promise (its preparation): given before the constructor's turn of the event
+   * Sends the append. `request` may be a promise (its preparation): given before the constructor's turn of the event
    * loop ends, the append still rides with the start, which waits for it.
    */
   protected async append(request: AppendRequest | Promise<AppendRequest>): Promise<void> {
