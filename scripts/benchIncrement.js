@@ -17,17 +17,31 @@ import proto from '@temporalio/proto';
 import { changeOnePercent, datasetShape, writeDataset } from '../bench/dataset.js';
 import { incrementalRun } from '../bench/increment.js';
 import { cpuMs, killAllSync, settle, startServiceAndWorker } from '../bench/procs.js';
+import { strictOptions } from '../bench/args.js';
 
-const argv = process.argv.slice(2);
-const flag = (name, fallback) => {
-  const i = argv.indexOf(name);
-  return i < 0 ? fallback : Number(argv[i + 1]);
+const USAGE = 'Usage: node scripts/benchIncrement.js [--quick] [--runs N] [--seed N] [--trace] [--cpu-prof]';
+
+// Strict (bench/args.js): an unknown or misspelt option is refused and --help prints the usage; neither starts a run.
+const values = strictOptions(USAGE, {
+  quick: { type: 'boolean' },
+  runs: { type: 'string' },
+  seed: { type: 'string' },
+  trace: { type: 'boolean' },
+  'cpu-prof': { type: 'boolean' },
+});
+const count = (name, fallback) => {
+  const n = values[name] === undefined ? fallback : Number(values[name]);
+  if (!Number.isInteger(n) || n < 0) {
+    console.error(`--${name} wants a whole number, got ${values[name]}\n${USAGE}`);
+    process.exit(2);
+  }
+  return n;
 };
-const quick = argv.includes('--quick');
-const runs = flag('--runs', 3);
-const seed = flag('--seed', 20240601);
-const trace = argv.includes('--trace');
-const cpuProf = argv.includes('--cpu-prof');
+const quick = values.quick === true;
+const runs = count('runs', 3);
+const seed = count('seed', 20240601);
+const trace = values.trace === true;
+const cpuProf = values['cpu-prof'] === true;
 const RATE = 800;
 const TIMEOUT_MS = 10 * 60_000;
 
