@@ -3,20 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { BusinessError } from '../common/businessError.js';
-import { registerBackup } from './commands/backup.js';
-import { registerCompletion } from './commands/completion.js';
-import { registerControl } from './commands/control.js';
-import { registerDev } from './commands/dev.js';
-import { registerRestore } from './commands/restore.js';
-import { registerSampleDevice } from './commands/sampleDevice.js';
-import { registerSchedule } from './commands/schedule/index.js';
-import { registerWorker } from './commands/worker.js';
-import { registerCheck } from './commands/check.js';
-import { registerDiff } from './commands/diff.js';
-import { registerForget } from './commands/forget.js';
-import { registerRepo } from './commands/repo.js';
-import { registerSnapshots } from './commands/snapshots.js';
-import { registerDeviceRuns } from './commands/deviceRun.js';
+import { registerCommands } from './commandTable.js';
 import { jsonRequested, printJsonError } from './output/json.js';
 import { EXIT } from './shared.js';
 
@@ -60,20 +47,7 @@ Settings (environment): OHBACKUP_DATA_ROOT, OHBACKUP_STATE_DIR (default .ohbacku
 (default ohbackup), OHBACKUP_UI_URL, OHBACKUP_REPOSITORY (default: the state folder's repository), RESTIC_PASSWORD_FILE; Temporal's own TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, ...`,
   );
 
-registerDev(program);
-registerWorker(program);
-registerSampleDevice(program);
-registerBackup(program);
-registerRestore(program);
-registerControl(program);
-registerSchedule(program);
-registerCompletion(program);
-registerRepo(program);
-registerSnapshots(program);
-registerCheck(program);
-registerForget(program);
-registerDiff(program);
-registerDeviceRuns(program);
+await registerCommands(program);
 
 let code: number;
 try {

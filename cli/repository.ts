@@ -7,7 +7,6 @@
 import { Option, type Command } from 'commander';
 import { readSettings } from '../config/env.js';
 import { resolveRepositorySpec, type RepositorySpec } from '../config/repository.js';
-import { openRepositorySpec } from '../client/runs/repositoryRuns.js';
 import type { Repository } from '../engine/repository/index.js';
 import { printJson, printJsonError } from './output/json.js';
 import { EXIT } from './shared.js';
@@ -37,7 +36,9 @@ export function repositorySpec(flags: RepoFlags): RepositorySpec {
 }
 
 export function openRepository(flags: RepoFlags): Promise<Repository> {
-  return openRepositorySpec(repositorySpec(flags));
+  const spec = repositorySpec(flags);
+  // Loaded here, not with the module: `backup --out` takes the flags too, and needs none of the repository code.
+  return import('../client/runs/repositoryRuns.js').then(({ openRepositorySpec }) => openRepositorySpec(spec));
 }
 
 /**

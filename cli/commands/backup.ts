@@ -10,7 +10,6 @@ import { backupColumns } from '../output/columns.js';
 import { watchPauses } from '../pauses.js';
 import { formatBackupResult } from '../output/results.js';
 import { TOOL_TIMEOUT_HELP, parseDeviceId, parseDuration, parseIntOption, runCommand, usageError } from '../shared.js';
-import { backupToRepositoryCommand } from './backupRepository.js';
 import { repoOptions } from '../repository.js';
 import { ON_DEVICE_HELP, DETACH_HELP, runDeviceCommand } from './deviceRun.js';
 
@@ -147,7 +146,11 @@ Examples:
         );
       }
       if (opts.device) backup.configure({ device: opts.device });
-      if (opts.out === undefined) return backupToRepositoryCommand(cmd, bundles, opts);
+      if (opts.out === undefined) {
+        // Loaded only for a backup into a repository: a set folder's backup needs none of its code (docs/design/performance.md).
+        const { backupToRepositoryCommand } = await import('./backupRepository.js');
+        return backupToRepositoryCommand(cmd, bundles, opts);
+      }
       if (opts.repo !== undefined || opts.passwordFile !== undefined)
         usageError(cmd, '--out writes a set folder; --repo and --password-file name a repository: give one.');
       const out = opts.out;
