@@ -5,7 +5,7 @@
  * publish the bundle when all are written. runRestore runs one per set of a
  * chain; the tests and the bench call it (or restoreFromSet) directly.
  */
-import { close, copyFile, createReadStream, createWriteStream, existsSync, open } from 'node:fs';
+import { close, copyFile, createReadStream, createWriteStream, existsSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -25,7 +25,6 @@ import type { GeneralCallbacks } from '../types.js';
 import { RUN_CONCURRENT_BUNDLES } from './setup.js';
 import { BundleTally, errorOf, never, watchSessionClosed, whenAborted, type RunSummary } from './tally.js';
 
-const openFd = promisify(open);
 const closeFd = promisify(close);
 const copy = promisify(copyFile);
 
@@ -225,7 +224,9 @@ class SetFeeder {
 
   /** Appends the bundles, waits for their ends and the copies still running, then releases; throws a session failure. */
   async run(infos?: string[]): Promise<void> {
-    const capsFd = await openFd(path.join(this.from, SET_CAPABILITIES), 'r');
+    // Opened synchronously: the append must be made in the constructor's turn to ride with the session's start
+    // (update-with-start); an awaited open lets the start go out alone, and the append waits for its first task.
+    const capsFd = openSync(path.join(this.from, SET_CAPABILITIES), 'r');
     try {
       await this.session.appendBundles(capsFd, [...this.files.keys()], infos);
     } finally {
