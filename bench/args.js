@@ -39,3 +39,13 @@ export function strictOptions(usage, options) {
   }
   return values;
 }
+
+/** Option `name` of strictOptions' `values` as a whole number ≥ 0 (`fallback` when absent); anything else prints why and `usage` and exits 2. */
+export function wholeNumber(values, name, fallback, usage) {
+  const n = values[name] === undefined ? fallback : Number(values[name]);
+  if (!Number.isInteger(n) || n < 0) {
+    console.error(`--${name} wants a whole number, got ${values[name]}\n${usage}`);
+    process.exit(2);
+  }
+  return n;
+}

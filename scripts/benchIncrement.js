@@ -17,7 +17,7 @@ import proto from '@temporalio/proto';
 import { changeOnePercent, datasetShape, writeDataset } from '../bench/dataset.js';
 import { incrementalRun } from '../bench/increment.js';
 import { cpuMs, killAllSync, settle, startServiceAndWorker } from '../bench/procs.js';
-import { strictOptions } from '../bench/args.js';
+import { strictOptions, wholeNumber } from '../bench/args.js';
 
 const USAGE = 'Usage: node scripts/benchIncrement.js [--quick] [--runs N] [--seed N] [--trace] [--cpu-prof]';
 
@@ -29,14 +29,7 @@ const values = strictOptions(USAGE, {
   trace: { type: 'boolean' },
   'cpu-prof': { type: 'boolean' },
 });
-const count = (name, fallback) => {
-  const n = values[name] === undefined ? fallback : Number(values[name]);
-  if (!Number.isInteger(n) || n < 0) {
-    console.error(`--${name} wants a whole number, got ${values[name]}\n${USAGE}`);
-    process.exit(2);
-  }
-  return n;
-};
+const count = (name, fallback) => wholeNumber(values, name, fallback, USAGE);
 const quick = values.quick === true;
 const runs = count('runs', 3);
 const seed = count('seed', 20240601);

@@ -22,7 +22,7 @@ import { fullBackup, handOverRate, manyBundles } from '../bench/ohbackup.js';
 import { quiesce, temporalCost } from '../bench/temporalCost.js';
 import { cpuMs, killAllSync, startServiceAndWorker } from '../bench/procs.js';
 import { median } from '../bench/report.js';
-import { strictOptions } from '../bench/args.js';
+import { strictOptions, wholeNumber } from '../bench/args.js';
 
 const USAGE = 'Usage: node scripts/benchMany.js [--bundles N] [--small N] [--rate R] [--runs N] [--cpu-prof]';
 
@@ -34,14 +34,7 @@ const values = strictOptions(USAGE, {
   runs: { type: 'string' },
   'cpu-prof': { type: 'boolean' },
 });
-const count = (name, fallback) => {
-  const n = values[name] === undefined ? fallback : Number(values[name]);
-  if (!Number.isInteger(n) || n < 0) {
-    console.error(`--${name} wants a whole number, got ${values[name]}\n${USAGE}`);
-    process.exit(2);
-  }
-  return n;
-};
+const count = (name, fallback) => wholeNumber(values, name, fallback, USAGE);
 const small = count('small', 0);
 const rate = count('rate', 0);
 const bundles = small || (rate ? 1 : count('bundles', 1000));
