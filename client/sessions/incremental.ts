@@ -110,11 +110,11 @@ export class IncrementalBackupSession extends SessionBase {
     // Every base manifest is checked before anything is written: a call refused for one leaves no file behind.
     await Promise.all(bundles.filter(incremental).map((b) => checkBaseManifest(b.manifestFd, b.bundleName)));
     const dir = this.transferDir();
+    if (bundles.some(incremental)) await mkdir(dir, { recursive: true, mode: 0o700 });
     const requests: Array<Omit<BundleRequest, 'order' | 'priority'> & { priority?: number }> = [];
     for (const [i, b] of bundles.entries()) {
       let baseManifestPath: string | undefined;
       if (incremental(b)) {
-        await mkdir(dir, { recursive: true, mode: 0o700 });
         // Its own name per call: a bundle appended again must not overwrite the base its first run reads.
         baseManifestPath = path.join(dir, `${b.bundleName}.${randomUUID().slice(0, 8)}.base-manifest.jsonl`);
         kept.push(baseManifestPath);
