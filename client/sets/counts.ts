@@ -7,8 +7,9 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { INDEX_URI, type ManageIndex } from '../../common/manageIndex.js';
-import { readManageIndex } from '../../engine/formats/manageIndex.js';
+import { z } from 'zod';
+import { INDEX_URI, ManageIndexSchema, type ManageIndex } from '../../common/manageIndex.js';
+import { checkIndex, readIndexJson, readManageIndex } from '../../engine/formats/manageIndex.js';
 import { readManifest } from '../../engine/formats/manifest.js';
 import { SET_MANIFEST } from './layout.js';
 
@@ -66,12 +67,20 @@ async function incrementCounts(index: ManageIndex, setDir: string, bundleName: s
   };
 }
 
+/**
+ * What the counts need of a full backup's index: its totals, and whether it is an increment (whose index, of only
+ * what changed, is then checked whole).
+ */
+const CountsViewSchema = ManageIndexSchema.pick({ version: true, totals: true }).extend({ incremental: z.unknown().optional() });
+
 /** The counts of `bundleName` in the set at `setDir` (an increment: of base `baseDir`); null when its index cannot be read. */
 export async function readBundleCounts(setDir: string, bundleName: string, baseDir?: string): Promise<BundleCounts | null> {
   try {
-    const index = await readManageIndex(path.join(setDir, bundleName, INDEX_URI));
-    const { files, dirs, bytes } = index.totals;
-    return { entries: files + dirs, files, dirs, dataBytes: bytes, increment: await incrementCounts(index, setDir, bundleName, baseDir) };
+    const json = await readIndexJson(path.join(setDir, bundleName, INDEX_URI));
+    const view = checkIndex(INDEX_URI, json, CountsViewSchema);
+    const index = view.incremental === undefined ? undefined : checkIndex(INDEX_URI, json, ManageIndexSchema);
+    const { files, dirs, bytes } = view.totals;
+    return { entries: files + dirs, files, dirs, dataBytes: bytes, increment: index ? await incrementCounts(index, setDir, bundleName, baseDir) : null };
   } catch {
     return null;
   }

@@ -5,6 +5,7 @@
  */
 import { constants as fsc, promises as fsp } from 'node:fs';
 import path from 'node:path';
+import type { z } from 'zod';
 import { ManageIndexSchema, type ManageIndex } from '../../common/manageIndex.js';
 import { errnoOf } from '../fsx.js';
 
@@ -14,6 +15,15 @@ export class ManageIndexInvalid extends Error {
 }
 
 export async function readManageIndex(indexPath: string): Promise<ManageIndex> {
+  return checkIndex(path.basename(indexPath), await readIndexJson(indexPath), ManageIndexSchema);
+}
+
+/**
+ * The index as JSON, opened as readManageIndex opens it, for a reader that needs only part of it checked (a
+ * summary's counts: zod's check of every entry is most of reading a full backup's index, and in a fresh process its
+ * first run costs more).
+ */
+export async function readIndexJson(indexPath: string): Promise<unknown> {
   const name = path.basename(indexPath);
   let text: string;
   let fh: fsp.FileHandle;
@@ -31,13 +41,16 @@ export async function readManageIndex(indexPath: string): Promise<ManageIndex> {
   } finally {
     await fh.close();
   }
-  let json: unknown;
   try {
-    json = JSON.parse(text);
+    return JSON.parse(text);
   } catch (err) {
     throw new ManageIndexInvalid(`${name} is not valid JSON: ${(err as Error).message}`);
   }
-  const parsed = ManageIndexSchema.safeParse(json);
+}
+
+/** `json` checked against `schema` (the index's, or a part of it), or ManageIndexInvalid naming the first issues. */
+export function checkIndex<T>(name: string, json: unknown, schema: z.ZodType<T>): T {
+  const parsed = schema.safeParse(json);
   if (!parsed.success) {
     const issues = parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
     throw new ManageIndexInvalid(`${name} is not a valid index: ${issues.join('; ')}`);
