@@ -99,11 +99,20 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   const namespace = client.options.namespace;
   await waitForWorkers(client, queue);
   const named = !resumed && opts.bundles?.length ? [...new Set(opts.bundles)] : undefined;
-  // Bundles named: their capability file alone; the device's others are not walked for their sizes (seconds on a device of many).
-  const caps = resumed?.caps ?? (await readDeviceCapabilities(client, opts.taskQueue ? queue : deviceQueue(), named));
-  const names = resumed ? resumed.summary.bundles.map((b) => b.bundleName) : (named ?? caps.bundleInfos.filter((b) => b.allToBackup).map((b) => b.name));
+  const readCaps = (only?: string[]) => readDeviceCapabilities(client, opts.taskQueue ? queue : deviceQueue(), only);
+  // Bundles named: their capability file alone (the device's others are not walked for their sizes), and only the set
+  // and the estimate need it, so it is read while the session starts. A resumed set that lacks it (killed before it came) reads it again.
+  const capsRead = named ? readCaps(named) : undefined;
+  capsRead?.catch(() => undefined); // Awaited later; not an unhandled rejection meanwhile.
+  const caps = capsRead ? undefined : (resumed?.caps ?? (await readCaps(resumed?.summary.bundles.map((b) => b.bundleName))));
+  const names = resumed ? resumed.summary.bundles.map((b) => b.bundleName) : (named ?? caps!.bundleInfos.filter((b) => b.allToBackup).map((b) => b.name));
   if (!names.length) throw new SetupError('The device reports no backup-able bundles: nothing to back up.', 'failed');
-  checkOutsideData(out, names);
+  try {
+    checkOutsideData(out, names);
+  } catch (err) {
+    await capsRead?.catch(() => undefined);
+    throw err;
+  }
 
   const set = new BackupSetWriter(out);
   const startedAt = resumed ? resumed.summary.time * 1000 : Date.now();
@@ -125,13 +134,28 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   );
   if (resumed) await set.writeJson(SET_SUMMARY, { ...resumed.summary, writer });
   else {
-    // The exclusive create is the claim on the folder: a second backup into it is refused here, before any session starts.
-    await set.init();
-    if (!(await set.claim(SET_SUMMARY, unfinished))) throw new SetupError(`--out ${out} is being written by another backup.`, 'usage');
-    await set.writeJson(SET_CAPABILITIES, caps);
+    try {
+      // The exclusive create is the claim on the folder: a second backup into it is refused here, before any session starts.
+      await set.init();
+      if (!(await set.claim(SET_SUMMARY, unfinished))) throw new SetupError(`--out ${out} is being written by another backup.`, 'usage');
+    } catch (err) {
+      // Its file is unlinked once read: the device's transfer folder keeps nothing of a run refused here.
+      await capsRead?.catch(() => undefined);
+      throw err;
+    }
   }
+  const estimate = new Map<string, number>();
+  const keepCaps = async (c: Capabilities) => {
+    for (const b of c.bundleInfos) estimate.set(b.name, b.spaceOccupied);
+    if (!resumed?.caps) await set.writeJson(SET_CAPABILITIES, c);
+  };
+  if (caps) await keepCaps(caps);
+  // Settles with what failed (the read, or writing it into the set): the run fails with it, as it did before any session started.
+  const capsFailed = capsRead?.then(keepCaps).then(
+    () => undefined,
+    (err: unknown) => ({ err }),
+  );
   const tally = new BundleTally(names);
-  const estimate = new Map(caps.bundleInfos.map((b) => [b.name, b.spaceOccupied]));
   let allEnded!: (err: BusinessError | undefined) => void;
   const ended = new Promise<BusinessError | undefined>((resolve) => (allEnded = resolve));
   // A new session takes the rate as its own (sessionOptions): only an attached one is told per bundle.
@@ -166,26 +190,41 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
     session = Session.attach(sessionId, callbacks, sessionOptions);
   } else session = new Session(callbacks, { ...sessionOptions, sessionId });
   emit({ type: 'start', sessionId, bundles: names, kind, ...(base ? { base: base.dir } : {}), ...(resumed ? { attached: true } : {}) });
-  const waited = await appendAndWait(session, { client, names, base: resumed ? undefined : base, attached: !!resumed, emit, ended, signal: opts.signal });
+  const waited = await appendAndWait(session, {
+    client,
+    names,
+    base: resumed ? undefined : base,
+    attached: !!resumed,
+    emit,
+    ended,
+    stopped: capsFailed,
+    signal: opts.signal,
+  });
   const { interrupted } = waited;
+  // The bundles may all have ended before the capability file came; an interrupted run does not wait for it.
+  const setupFailure = waited.stopped ?? (interrupted || !capsFailed ? undefined : (await capsFailed)?.err);
   const finished = await finishSet(session, set, !!resumed);
   const endedElsewhere = waited.endedElsewhere ?? finished.endedElsewhere;
   if (endedElsewhere) emit({ type: 'notice', message: `The session was ${endedElsewhere}: the set holds what was handed over until then.` });
-  const error = finished.error ?? waited.error;
+  const error = finished.error ?? waited.error ?? (setupFailure !== undefined ? errorOf(toBusinessError(setupFailure)) : undefined);
 
   const summary = tally.closeOut({ error, interrupted, endedElsewhere });
   const failed = summary.bundles.filter((b) => b.state !== 'done').map((b) => b.bundleName);
   const why = interrupted
     ? 'interrupted: the session was released before every bundle ended'
-    : endedElsewhere && failed.length
-      ? `the session was ${endedElsewhere} before every bundle ended`
-      : error
-        ? `the session failed: ${error.message}`
-        : failed.length
-          ? `not every bundle was backed up: ${failed.join(', ')}`
-          : undefined;
+    : setupFailure !== undefined
+      ? `the device's capability file could not be read or kept: ${(setupFailure as Error).message ?? String(setupFailure)}`
+      : endedElsewhere && failed.length
+        ? `the session was ${endedElsewhere} before every bundle ended`
+        : error
+          ? `the session failed: ${error.message}`
+          : failed.length
+            ? `not every bundle was backed up: ${failed.join(', ')}`
+            : undefined;
   await set.writeJson(SET_SUMMARY, setSummary(summary.bundles, why ? { complete: false, why, failed } : { complete: true }));
   set.removeQuietly(SET_CURSOR);
+  // The same failure, message and code, as when the capability file was read before the session.
+  if (setupFailure !== undefined) throw setupFailure;
   return { sessionId, namespace, uiUrl: sessionUiUrl(namespace, sessionId), out, kind, ...(base ? { base: base.dir } : {}), ...summary };
 }
 
@@ -245,7 +284,7 @@ function realOrSelf(p: string): string {
 interface UnfinishedSet {
   dir: string;
   summary: BackupSetSummary;
-  caps: Capabilities;
+  caps?: Capabilities;
   base?: BaseSet;
 }
 
@@ -254,10 +293,12 @@ function readUnfinishedSet(dir: string, sessionId: string): UnfinishedSet {
   const out = path.resolve(dir);
   const usage = (why: string) => new SetupError(`--attach ${sessionId} --out ${out}: ${why}`, 'usage');
   let summary: BackupSetSummary;
-  let caps: Capabilities;
+  let caps: Capabilities | undefined;
   try {
     summary = JSON.parse(readFileSync(path.join(out, SET_SUMMARY), 'utf8')) as BackupSetSummary;
-    caps = CapabilitiesSchema.parse(JSON.parse(readFileSync(path.join(out, SET_CAPABILITIES), 'utf8')));
+    // Absent when the run was killed before the device's file came (it is read while the session starts): read again.
+    const capsFile = path.join(out, SET_CAPABILITIES);
+    caps = existsSync(capsFile) ? CapabilitiesSchema.parse(JSON.parse(readFileSync(capsFile, 'utf8'))) : undefined;
   } catch (err) {
     throw usage(`it is not the set of a backup that was started (${(err as Error).message}).`);
   }
@@ -266,7 +307,7 @@ function readUnfinishedSet(dir: string, sessionId: string): UnfinishedSet {
   const { pid, host } = summary.writer;
   if (host === os.hostname() && pid !== process.pid && processAlive(pid)) throw usage(`process ${pid} is still writing it.`);
   const base = summary.base !== undefined ? readBase(summary.base) : undefined;
-  return { dir: out, summary, caps, ...(base ? { base } : {}) };
+  return { dir: out, summary, ...(caps ? { caps } : {}), ...(base ? { base } : {}) };
 }
 
 /**
@@ -419,9 +460,11 @@ async function appendAndWait(
     attached: boolean;
     emit: Emit;
     ended: Promise<BusinessError | undefined>;
+    /** Settles with what failed beside the session (its capability file), when something did: the wait stops. */
+    stopped?: Promise<{ err: unknown } | undefined>;
     signal?: AbortSignal;
   },
-): Promise<{ error?: ErrorInfo; interrupted: boolean; endedElsewhere?: string }> {
+): Promise<{ error?: ErrorInfo; interrupted: boolean; endedElsewhere?: string; stopped?: unknown }> {
   try {
     if (wait.attached) {
       // Appended by the run that started the session.
@@ -431,7 +474,9 @@ async function appendAndWait(
       wait.ended.then((err) => ({ how: 'ended' as const, err })),
       watchSessionClosed(wait.client, session.sessionId).then((err) => ({ how: 'closed' as const, err })),
       whenAborted(wait.signal).then(() => ({ how: 'aborted' as const, err: undefined })),
+      ...(wait.stopped ? [wait.stopped.then((s) => (s ? { how: 'stopped' as const, err: s.err } : new Promise<never>(() => undefined)))] : []),
     ]);
+    if (first.how === 'stopped') return { interrupted: false, stopped: first.err };
     if (first.how === 'aborted') {
       wait.emit({ type: 'notice', message: 'Interrupted: releasing the session (running bundles are stopped) ...' });
       return { interrupted: true };

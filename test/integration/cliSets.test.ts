@@ -141,6 +141,30 @@ describe('ohbackup backup: completing, claiming and describing its set', () => {
     });
   });
 
+  it("a backup killed before the device's capability file came is completed by --attach, which reads the file again", async () => {
+    const { root, dataRoot, stateDir, taskQueue, env } = await setup('attach-caps');
+    const name = 'com.attach.caps';
+    await writeBundle(dataRoot, { name, files: { ...bigFiles(3), 'small.txt': 'small' } });
+    const out = path.join(root, 'set');
+    await withWorker({ taskQueue, dataRoot, stateDir }, async () => {
+      const first = startOhbackup(['backup', '--out', out, '--rate', '1', name], env);
+      await watch(async () => heldFiles(out, name).some((f) => f.startsWith('file.')) || first.child.exitCode !== null);
+      expect(first.child.exitCode, first.stderr()).toBeNull();
+      const { sessionId } = summaryOf(out);
+      first.child.kill('SIGKILL');
+      await first.exited;
+      // The file is read while the session starts: a run killed that early leaves a set without it.
+      await rm(path.join(out, 'capabilities.json'));
+
+      const attached = await ohbackup(['backup', '--attach', sessionId, '--out', out, '--json'], env);
+      expect(attached.code, attached.stderr).toBe(0);
+      expect(summaryOf(out).complete).toBe(true);
+      expect(await compareBundleSet(out, dataRoot, name)).toEqual([]);
+      const caps = JSON.parse(await readFile(path.join(out, 'capabilities.json'), 'utf8')) as { bundleInfos: Array<{ name: string }> };
+      expect(caps.bundleInfos.map((b) => b.name)).toEqual([name]);
+    });
+  });
+
   it('two backups into one --out at once: one writes a complete set, the other exits 2; --out inside a bundle data/ is refused', async () => {
     const { root, dataRoot, stateDir, taskQueue, env } = await setup('one-out');
     const names = ['com.out.one', 'com.out.two'];
