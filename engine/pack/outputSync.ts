@@ -35,8 +35,13 @@ export class OutputSyncs {
     return p;
   }
 
+  /** Removes an output whose flush failed and throws that flush's error (not a failed removal's). */
   failed(filePath: string, err: Error): never {
-    rmSync(filePath, { force: true });
+    try {
+      rmSync(filePath, { force: true });
+    } catch {
+      // Unlikely in the pack's own folder; the flush's error is the one that tells what went wrong.
+    }
     throw err;
   }
 
