@@ -4,6 +4,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { HandedFile, IndexEntry } from '../../common/manageIndex.js';
 import { FILE_MODE, type OpenedStat } from './options.js';
+import type { OutputSyncs } from './outputSync.js';
 import type { PackProgressMeter } from './progress.js';
 import { changedWhileRead } from './sources.js';
 
@@ -25,11 +26,15 @@ export async function packBigFile(
   outDir: string,
   buf: Buffer,
   progress: PackProgressMeter,
+  syncs: OutputSyncs,
   signal: AbortSignal | undefined,
 ): Promise<{ handed: HandedFile; changed?: string }> {
   const hash = createHash('sha256');
   let size = 0;
-  const out = await fsp.open(path.join(outDir, uri), 'wx', FILE_MODE);
+  const target = path.join(outDir, uri);
+  const out = await fsp.open(target, 'wx', FILE_MODE);
+  // Flushed in the background as it is written, and closed after (outputSync.ts: why a transient output is flushed).
+  const sync = syncs.open(target, out.fd, () => out.close());
   try {
     // Chunks of 256 KiB: a big file costs a few hundred thread-pool round trips, not thousands.
     while (size < st.size) {
@@ -40,11 +45,14 @@ export async function packBigFile(
       hash.update(chunk);
       for (let off = 0; off < bytesRead;) off += (await out.write(chunk, off)).bytesWritten;
       size += bytesRead;
+      sync.wrote(bytesRead);
       progress.add(0, bytesRead);
     }
-  } finally {
-    await out.close();
+  } catch (err) {
+    sync.abort();
+    throw err;
   }
+  sync.finish();
   const sha256 = hash.digest('hex');
   const entry: IndexEntry = { path: rel, kind: 'file', size: size, mode: st.mode, mtimeMs: st.mtimeMs, sha256 };
   progress.add(1, 0);

@@ -88,7 +88,7 @@ export class EntryPacker {
       if (src.size > limits.bigFileBytes) {
         await this.cursor.dropPending(); // its number is taken by this one
         let handed: HandedFile;
-        ({ handed, changed } = await packBigFile(src.fh, item.path, src, out.nextBigFileUri(), this.outDir, this.#scratch, progress, signal));
+        ({ handed, changed } = await packBigFile(src.fh, item.path, src, out.nextBigFileUri(), this.outDir, this.#scratch, progress, out.syncs, signal));
         await out.addBigFile(handed);
         size = handed.size;
         await track?.record(handed.entries[0]!);

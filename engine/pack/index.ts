@@ -16,6 +16,7 @@ import { EntryPacker } from './entryPacker.js';
 import { IncrementRecorder } from './increment.js';
 import type { PackLimits, PackOptions, PackSummary } from './options.js';
 import { PackOutputs } from './outputs.js';
+import { OutputSyncs } from './outputSync.js';
 import { PackProgressMeter } from './progress.js';
 import { configDigest, openOutDir, ResumeCursor, walkKey } from './resume.js';
 
@@ -30,7 +31,8 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
   const loopYield = new LoopYield();
   const { resumed, restartedBecause } = await openOutDir(outDir, opts.resume ?? false, config, progress, signal);
 
-  const out = new PackOutputs(outDir, config, limits, progress, resumed);
+  const syncs = new OutputSyncs();
+  const out = new PackOutputs(outDir, config, limits, progress, resumed, syncs);
   const writer = opts.manifestPath
     ? await ManifestWriter.open(opts.manifestPath, { bundleName: opts.bundleName, time: opts.time ?? Math.floor(Date.now() / 1000) })
     : undefined;
@@ -42,6 +44,7 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
   try {
     for await (const item of walkBundle(opts.dataDir, opts.profile)) {
       signal?.throwIfAborted();
+      syncs.check();
       progress.tick();
       // Without an earlier attempt's outputs (no resume) there is nothing to compare a walk key with.
       const key = cursor.holdsNothing ? undefined : walkKey(item.path);
@@ -57,9 +60,13 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
     }
     await out.closeSlice();
     await cursor.finish();
+    // Every output on disk before the pack reports it: a flush's error is this attempt's (outputSync.ts).
+    await syncs.settle();
   } catch (err) {
     await writer?.abort();
     out.slice?.abort();
+    // No fd left open behind a failed attempt; the error reported is the one that stopped it.
+    await syncs.settle().catch(() => {});
     throw err;
   }
 

@@ -7,6 +7,7 @@
 import path from 'node:path';
 import type { HandedFile, Skipped } from '../../common/manageIndex.js';
 import type { PackLimits } from './options.js';
+import type { OutputSyncs } from './outputSync.js';
 import type { PackProgressMeter } from './progress.js';
 import { lastPath, walkKey, writeDone, type Done, type ResumeState } from './resume.js';
 import { Slice } from './slice.js';
@@ -29,6 +30,8 @@ export class PackOutputs {
     private readonly limits: PackLimits,
     private readonly progress: PackProgressMeter,
     resumed: ResumeState | undefined,
+    /** The early flushes of every output this run writes. */
+    readonly syncs: OutputSyncs,
   ) {
     this.files = resumed?.files ?? [];
     this.skipped = resumed?.skipped ?? [];
@@ -57,7 +60,7 @@ export class PackOutputs {
     if (this.slice && !this.slice.fits(entryBytes, this.limits)) await this.closeSlice();
     if (!this.slice) {
       const uri = `part.${this.#parts++}.tar`;
-      this.slice = new Slice(path.join(this.outDir, uri), uri, this.files.length);
+      this.slice = new Slice(path.join(this.outDir, uri), uri, this.files.length, this.syncs);
       this.files.push(this.slice.handed); // hand-over order = creation order; size/sha256 filled on close
     }
     return this.slice;

@@ -1,10 +1,11 @@
 /** One tar slice `part.<n>.tar` being written, and what an entry costs in one. */
 import { createHash } from 'node:crypto';
-import { closeSync, constants as fsc, openSync, promises as fsp, writeSync } from 'node:fs';
+import { constants as fsc, openSync, promises as fsp, writeSync } from 'node:fs';
 import type { HandedFile, IndexEntry } from '../../common/manageIndex.js';
 import { sliceEntryBlocks } from '../formats/sliceEntry.js';
 import type { WalkEntry } from '../walk.js';
 import { FILE_MODE, WRITE_BATCH_BYTES, type OpenedStat, type PackLimits } from './options.js';
+import type { OutputSync, OutputSyncs } from './outputSync.js';
 import type { PackProgressMeter } from './progress.js';
 import { changedWhileRead } from './sources.js';
 
@@ -37,6 +38,7 @@ export class Slice {
   readonly handed: HandedFile;
   bytes = 2 * BLOCK; // the end-of-archive marker
   readonly #fd: number;
+  readonly #sync: OutputSync;
   readonly #hash = createHash('sha256');
   readonly #buf = Buffer.allocUnsafe(WRITE_BATCH_BYTES);
   #held = 0;
@@ -50,9 +52,11 @@ export class Slice {
     readonly filePath: string,
     uri: string,
     readonly pos: number,
+    syncs: OutputSyncs,
   ) {
     this.handed = { uri, kind: 'tar', size: 0, sha256: '', entries: [] };
     this.#fd = openSync(filePath, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, FILE_MODE);
+    this.#sync = syncs.open(filePath, this.#fd);
   }
 
   fits(entryBytes: number, limits: PackLimits): boolean {
@@ -71,6 +75,7 @@ export class Slice {
     this.#hash.update(buf);
     for (let off = 0; off < buf.length;) off += writeSync(this.#fd, buf, off);
     this.#written += buf.length;
+    this.#sync.wrote(buf.length);
   }
 
   #put(chunk: Buffer): void {
@@ -158,24 +163,23 @@ export class Slice {
     this.#put(ZEROS.subarray(0, 2 * BLOCK)); // the end-of-archive marker
     this.#flush();
     this.#open = false;
-    closeSync(this.#fd);
+    // A resumed attempt re-hashes every output it keeps, so a torn one is repacked: the transfer area needs no
+    // fsync. It is flushed anyway, in the background (outputSync.ts), so that the set's flush of these very
+    // inodes overlaps the packs; the fd is closed once that flush is done.
+    this.#sync.finish();
     this.handed.size = this.#written;
     this.handed.sha256 = this.#hash.digest('hex');
-    // No fsync: a resumed attempt re-hashes every output it keeps, so a torn one is repacked, not trusted.
   }
 
   /**
    * Closes the slice's file after a failure (it is left for the next attempt
-   * to clear). Writes are synchronous: a failed one was thrown to the caller.
+   * to clear), once a flush running on it is done. Writes are synchronous: a
+   * failed one was thrown to the caller.
    */
   abort(): void {
     if (this.#open) {
       this.#open = false;
-      try {
-        closeSync(this.#fd);
-      } catch {
-        // Closing after a failed write; the attempt's error is the one reported.
-      }
+      this.#sync.abort();
     }
   }
 }
