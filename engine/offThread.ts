@@ -143,24 +143,30 @@ class EngineThread {
 }
 
 /**
- * Threads the pool may hold: OHBACKUP_ENGINE_THREADS when set (0: every job on the calling thread,
- * for a device short of memory), else one per core but the main thread's, at least one, at most 3
- * (each costs its own V8 heap). On 2 busy cores none made the worker some 70 MiB smaller at its peak
- * but full backups slower (docs/design/performance.md). Jobs go to the least busy thread, several share one.
+ * Threads the pool may hold for a job of `kind`: OHBACKUP_ENGINE_THREADS when set (0: every job on the
+ * calling thread, for a device short of memory), else one per core but the main thread's, at least one,
+ * at most 3 (each costs its own V8 heap). On 2 busy cores none made the worker some 70 MiB smaller at its
+ * peak but full backups slower, and a second one made them no faster and the worker ~20 MiB bigger at its
+ * peak; a restore's applies take a second one on 2 cores (docs/design/performance.md). Jobs go to the
+ * least busy thread, several share one.
  */
-function poolSize(): number {
+function poolSize(kind: JobKind): number {
   const set = process.env.OHBACKUP_ENGINE_THREADS;
   if (set !== undefined && /^\d+$/.test(set.trim())) return Math.min(Number(set), 8);
   const cores = availableParallelism();
-  return Math.max(1, Math.min(cores - 1, 3));
+  const size = Math.max(1, Math.min(cores - 1, 3));
+  return kind === 'restore' ? Math.max(size, Math.min(cores, 2)) : size;
 }
 /** A thread idle this long ends. */
 const IDLE_MS = 10_000;
 const pool: EngineThread[] = [];
 let nextId = 1;
 
-function pickThread(): EngineThread {
-  if (pool.length < poolSize() && pool.every((t) => t.jobs.size > 0)) {
+function pickThread(kind: JobKind): EngineThread {
+  const size = poolSize(kind);
+  // A pack uses only the threads a pack may start: a restore's extra one, idle until it ends, is not its.
+  const usable = pool.slice(0, size);
+  if (usable.length < size && usable.every((t) => t.jobs.size > 0)) {
     const t = new EngineThread((gone) => {
       const i = pool.indexOf(gone);
       if (i >= 0) pool.splice(i, 1); // a thread that died is replaced by the next job's
@@ -168,7 +174,7 @@ function pickThread(): EngineThread {
     pool.push(t);
     return t;
   }
-  return pool.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
+  return usable.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
 }
 
 /** Threads the pool holds now (a test's view: idle ones end). */
@@ -189,8 +195,8 @@ export function runOffThread<K extends JobKind>(
   const { signal } = hooks;
   if (signal?.aborted) return Promise.reject(signal.reason);
   // Run from the TypeScript sources (the tests' in-process workers), there is no built entry for a thread: run here.
-  if (!import.meta.url.endsWith('.js') || poolSize() === 0) return runJob(kind, opts, signal, hooks.onProgress);
-  const thread = pickThread();
+  if (!import.meta.url.endsWith('.js') || poolSize(kind) === 0) return runJob(kind, opts, signal, hooks.onProgress);
+  const thread = pickThread(kind);
   const id = nextId++;
   return new Promise<Jobs[K]['result']>((resolve, reject) => {
     const onAbort = () => thread.post({ type: 'abort', id });

@@ -140,4 +140,29 @@ describe('runOffThread', () => {
     expect(again.files).toBe(41);
     expect(engineThreads()).toBe(1);
   });
+
+  it('by default gives restores a thread more than packs on 2 cores: two packs at once share one, two restores take two', async () => {
+    const cores = os.availableParallelism();
+    const packThreads = Math.max(1, Math.min(cores - 1, 3));
+    const restoreThreads = Math.max(packThreads, Math.min(cores, 2));
+    const restore = async (name: string) => {
+      const files = path.join(root, `${name}-files`);
+      await fsp.cp(path.join(root, 'out-thread'), files, { recursive: true });
+      await fsp.mkdir(path.join(root, name));
+      const dirs = { dataDir: path.join(root, name, 'data'), stagingDir: path.join(root, name, 'staging') };
+      return runOffThread('restore', { bundleName: 'com.example.thread', restoreDir: files, ...dirs, mode: 'apply' });
+    };
+    delete process.env.OHBACKUP_ENGINE_THREADS;
+    try {
+      await expect.poll(() => engineThreads(), { timeout: 30_000, interval: 500 }).toBe(0);
+      const packs = await Promise.all([runOffThread('pack', job(path.join(root, 'out-two-a'))), runOffThread('pack', job(path.join(root, 'out-two-b')))]);
+      expect(packs.map((p) => p.files)).toEqual([41, 41]);
+      expect(engineThreads()).toBe(Math.min(packThreads, 2));
+      const restores = await Promise.all([restore('two-a'), restore('two-b')]);
+      expect(restores.map((r) => r.files)).toEqual([41, 41]);
+      expect(engineThreads()).toBe(Math.min(restoreThreads, 2));
+    } finally {
+      process.env.OHBACKUP_ENGINE_THREADS = '1';
+    }
+  });
 });
