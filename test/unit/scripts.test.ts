@@ -20,11 +20,16 @@ describe('scripts', () => {
     expect(() => execFileSync(process.execPath, ['--check', file], { cwd: root, stdio: 'pipe' })).not.toThrow();
   });
 
-  it.each(['scripts/bench.js', 'scripts/load.js', 'scripts/soak.js', 'scripts/benchMany.js', 'scripts/benchIncrement.js', 'scripts/traceBackup.js'])(
-    '%s --help prints its usage and exits 0',
-    (file) => {
-      const out = execFileSync(process.execPath, [file, '--help'], { cwd: root, encoding: 'utf8', stdio: 'pipe' });
-      expect(out).toMatch(/Usage|usage/);
-    },
-  );
+  it.each([
+    'scripts/bench.js',
+    'scripts/load.js',
+    'scripts/soak.js',
+    'scripts/benchMany.js',
+    'scripts/benchIncrement.js',
+    'scripts/traceBackup.js',
+    'scripts/benchApply.js',
+  ])('%s --help prints its usage and exits 0', (file) => {
+    const out = execFileSync(process.execPath, [file, '--help'], { cwd: root, encoding: 'utf8', stdio: 'pipe' });
+    expect(out).toMatch(/Usage|usage/);
+  });
 });
