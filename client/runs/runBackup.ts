@@ -107,12 +107,16 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
   const caps = capsRead ? undefined : (resumed?.caps ?? (await readCaps(resumed?.summary.bundles.map((b) => b.bundleName))));
   const names = resumed ? resumed.summary.bundles.map((b) => b.bundleName) : (named ?? caps!.bundleInfos.filter((b) => b.allToBackup).map((b) => b.name));
   if (!names.length) throw new SetupError('The device reports no backup-able bundles: nothing to back up.', 'failed');
-  try {
-    checkOutsideData(out, names);
-  } catch (err) {
-    await capsRead?.catch(() => undefined);
-    throw err;
-  }
+  // A refusal before the session waits for the read: its file is unlinked once read, so the device's transfer folder keeps nothing of the run.
+  const beforeSession = async (step: () => void | Promise<void>) => {
+    try {
+      await step();
+    } catch (err) {
+      await capsRead?.catch(() => undefined);
+      throw err;
+    }
+  };
+  await beforeSession(() => checkOutsideData(out, names));
 
   const set = new BackupSetWriter(out);
   const startedAt = resumed ? resumed.summary.time * 1000 : Date.now();
@@ -133,17 +137,12 @@ export async function runBackup(opts: RunBackupOptions): Promise<BackupRunResult
     { complete: false, why: `unfinished: the backup was still running (pid ${writer.pid} on ${writer.host}) or stopped before it ended`, writer },
   );
   if (resumed) await set.writeJson(SET_SUMMARY, { ...resumed.summary, writer });
-  else {
-    try {
+  else
+    await beforeSession(async () => {
       // The exclusive create is the claim on the folder: a second backup into it is refused here, before any session starts.
       await set.init();
       if (!(await set.claim(SET_SUMMARY, unfinished))) throw new SetupError(`--out ${out} is being written by another backup.`, 'usage');
-    } catch (err) {
-      // Its file is unlinked once read: the device's transfer folder keeps nothing of a run refused here.
-      await capsRead?.catch(() => undefined);
-      throw err;
-    }
-  }
+    });
   const estimate = new Map<string, number>();
   const keepCaps = async (c: Capabilities) => {
     for (const b of c.bundleInfos) estimate.set(b.name, b.spaceOccupied);
