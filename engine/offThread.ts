@@ -1,6 +1,6 @@
 /**
- * Packing and applying a restore off the main thread: a small pool of worker
- * threads (offThreadEntry.ts) runs packBundle and applyRestore, so hashing,
+ * Packing, applying a restore and staging a set off the main thread: a small pool of worker
+ * threads (offThreadEntry.ts) runs packBundle, applyRestore and stageBundleJob, so hashing,
  * slice writing and file creation use the other cores while the main thread
  * keeps Temporal's work (heartbeats, hand-over, polls) going. The job is the
  * same code with the same options; progress, cancellation and errors cross
@@ -11,6 +11,8 @@ import { Worker } from 'node:worker_threads';
 import { readManifest, type ManifestEntry } from './formats/manifest.js';
 import { packBundle, type PackOptions, type PackProgress, type PackSummary } from './pack/index.js';
 import { RestoreRejected, applyRestore, type ApplyRestoreOptions, type ApplyRestoreResult } from './unpack/index.js';
+import { SetMismatch } from './repository/errors.js';
+import { stageBundleJob, type StageBundleJob, type StagedBundle } from './repository/stageBundle.js';
 
 /** packBundle's options as a thread takes them: the base is read there from its manifest file. */
 export type PackJob = Omit<PackOptions, 'onProgress' | 'signal' | 'base' | 'baseDigest'> & { baseManifestPath?: string };
@@ -19,6 +21,8 @@ export type RestoreJob = Omit<ApplyRestoreOptions, 'onProgress' | 'signal'>;
 interface Jobs {
   pack: { opts: PackJob; progress: PackProgress; result: PackSummary };
   restore: { opts: RestoreJob; progress: { files: number; bytes: number }; result: ApplyRestoreResult };
+  /** One bundle of a set staged for a repository (engine/repository/stageSet.ts). */
+  stage: { opts: StageBundleJob; progress: never; result: StagedBundle };
 }
 export type JobKind = keyof Jobs;
 
@@ -35,6 +39,7 @@ export async function runJob<K extends JobKind>(
   onProgress?: (p: Jobs[K]['progress']) => void,
 ): Promise<Jobs[K]['result']> {
   if (kind === 'restore') return applyRestore({ ...(opts as RestoreJob), signal, onProgress });
+  if (kind === 'stage') return stageBundleJob(opts as StageBundleJob, signal);
   const { baseManifestPath, ...rest } = opts as PackJob;
   let base: Map<string, ManifestEntry> | undefined;
   let baseDigest: string | undefined;
@@ -57,13 +62,15 @@ export interface SentError {
   errno?: number;
   syscall?: string;
   path?: string;
+  /** A SetMismatch's bundle. */
+  bundleName?: string;
 }
 
 export function sendableError(err: unknown): SentError {
   if (!(err instanceof Error)) return { name: 'Error', message: String(err) };
   const e = err as Error & Partial<Omit<SentError, 'name' | 'message'>>;
   const out: SentError = { name: e.name, message: e.message, stack: e.stack };
-  for (const k of ['code', 'errno', 'syscall', 'path'] as const) if (e[k] !== undefined) Object.assign(out, { [k]: e[k] });
+  for (const k of ['code', 'errno', 'syscall', 'path', 'bundleName'] as const) if (e[k] !== undefined) Object.assign(out, { [k]: e[k] });
   return out;
 }
 
@@ -73,8 +80,11 @@ function revive(s: SentError): Error {
       ? new RestoreRejected(s.code, s.message)
       : s.name === 'BaseManifestInvalid'
         ? new BaseManifestInvalid(s.message)
-        : Object.assign(new Error(s.message), { name: s.name });
-  for (const k of ['code', 'errno', 'syscall', 'path'] as const) if (s[k] !== undefined && !(err instanceof RestoreRejected)) Object.assign(err, { [k]: s[k] });
+        : s.name === 'SetMismatch'
+          ? new SetMismatch(s.message, s.bundleName)
+          : Object.assign(new Error(s.message), { name: s.name });
+  for (const k of ['code', 'errno', 'syscall', 'path'] as const)
+    if (s[k] !== undefined && !(err instanceof RestoreRejected) && !(err instanceof SetMismatch)) Object.assign(err, { [k]: s[k] });
   if (s.stack) err.stack = s.stack;
   return err;
 }
@@ -147,7 +157,7 @@ class EngineThread {
  * calling thread, for a device short of memory), else one per core but the main thread's, at least one,
  * at most 3 (each costs its own V8 heap). On 2 busy cores none made the worker some 70 MiB smaller at its
  * peak but full backups slower, and a second one made them no faster and the worker ~20 MiB bigger at its
- * peak; a restore's applies take a second one on 2 cores (docs/design/performance.md). Jobs go to the
+ * peak; a restore's applies and a store's staging take a second one on 2 cores (docs/design/performance.md). Jobs go to the
  * least busy thread, several share one.
  */
 function poolSize(kind: JobKind): number {
@@ -155,7 +165,8 @@ function poolSize(kind: JobKind): number {
   if (set !== undefined && /^\d+$/.test(set.trim())) return Math.min(Number(set), 8);
   const cores = availableParallelism();
   const size = Math.max(1, Math.min(cores - 1, 3));
-  return kind === 'restore' ? Math.max(size, Math.min(cores, 2)) : size;
+  // Staging runs in the command's process, beside no pack: it may take both cores too.
+  return kind === 'pack' ? size : Math.max(size, Math.min(cores, 2));
 }
 /** A thread idle this long ends. */
 const IDLE_MS = 10_000;

@@ -81,22 +81,44 @@ export async function backupToRepository(opts: RepositoryBackupOptions): Promise
     // One listing serves the base's resolve and the store (each restic call opens the repository again).
     const listed = base ? await repository.snapshots({ device, signal: run.signal }) : undefined;
     const baseSnapshot = base && listed ? await materializeBase(repository, base, path.join(tmp, 'base'), device, keepStaging, listed) : undefined;
-    const r = await runBackup({ ...run, out: path.join(tmp, 'set'), ...(baseSnapshot ? { base: path.join(tmp, 'base'), incremental: true } : {}) });
-    const { out: _out, base: _base, ...result } = r;
-    const common = { ...result, repository: repository.name, ...(baseSnapshot ? { baseSnapshot } : {}) };
-    if (!r.bundles.some((b) => b.state === 'done')) return common;
+    const setDir = path.join(tmp, 'set');
+    const resultOf = ({ out: _out, base: _base, ...result }: BackupRunResult): RepositoryBackupResult => ({
+      ...result,
+      repository: repository.name,
+      ...(baseSnapshot ? { baseSnapshot } : {}),
+    });
+    let r: BackupRunResult | undefined;
     try {
-      const stored = await repository.storeSet(path.join(tmp, 'set'), { device, ...(baseSnapshot ? { base: baseSnapshot.id } : {}) }, onStoreProgress, {
-        signal: run.signal,
-        // This run's session is new to the repository: the listing above still holds all the store needs.
-        ...(listed ? { snapshots: listed } : {}),
-        // The set is this run's own and removed right after: its big files may move into the kept tree.
-        ...(keepStaging ? { keepStaging, moveBigFiles: true } : {}),
-      });
-      return { ...common, snapshot: stored.snapshot, store: stored.summary };
+      const stored = await repository.storeWhileWriting(
+        { device, ...(baseSnapshot ? { base: baseSnapshot.id } : {}) },
+        async (bundleDone) => {
+          r = await runBackup({
+            ...run,
+            out: setDir,
+            ...(baseSnapshot ? { base: path.join(tmp, 'base'), incremental: true } : {}),
+            // Each bundle whose files are all in the set is staged while the session goes on (the summary has the last word).
+            onProgress: (e) => {
+              if (e.type === 'end' && e.outcome.state === 'done') bundleDone(setDir, e.outcome.bundleName);
+              run.onProgress?.(e);
+            },
+          });
+          return r.bundles.some((b) => b.state === 'done') ? setDir : undefined;
+        },
+        onStoreProgress,
+        {
+          signal: run.signal,
+          // This run's session is new to the repository: the listing above still holds all the store needs.
+          ...(listed ? { snapshots: listed } : {}),
+          // The set is this run's own and removed right after: its big files may move into the kept tree.
+          ...(keepStaging ? { keepStaging, moveBigFiles: true } : {}),
+        },
+      );
+      return { ...resultOf(r!), ...(stored ? { snapshot: stored.snapshot, store: stored.summary } : {}) };
     } catch (err) {
+      // The session's own failures (refused before it began) are the caller's, as they were.
+      if (!r) throw err;
       const error: ErrorInfo = { code: ErrorCode.IO_ERROR, message: `Storing the backup in ${repository.name} failed: ${(err as Error).message}` };
-      return { ...common, error: r.error ?? error, outcome: 'failed' as const };
+      return { ...resultOf(r), error: r.error ?? error, outcome: 'failed' as const };
     }
   });
 }

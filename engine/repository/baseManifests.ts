@@ -18,7 +18,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { ResticFailed } from './errors.js';
 import { runRestic, type ResticContext } from './resticProcess.js';
-import type { StagedRecords } from './stageSet.js';
+import type { StagedRecords } from './stageBundle.js';
 import { SET_MANIFEST, SET_SUMMARY, SetSummarySchema, type SetSummary } from './storedLayout.js';
 
 /** The base's summary as an increment reads it: no base folder of its own, only the bundles the snapshot stores. */

@@ -2,11 +2,12 @@
  * Repositories: ohbackup's backup sessions kept in a restic repository, one
  * snapshot per session, deduplicated and encrypted by restic.
  *
- *   repository.ts     Repository: init/open, storeSet, snapshots, resolve, chain,
+ *   repository.ts     Repository: init/open, storeSet/storeWhileWriting, snapshots, resolve, chain,
  *                     materializeSet/materializeChain, check, forget, diff, copyFrom
  *   storedLayout.ts   what a snapshot holds, and where
  *   snapshotTags.ts   hostname and tags: what restic's own tools show
- *   stageSet.ts       a set folder laid out as a snapshot stores it, checked against its indexes
+ *   stageSet.ts       a set folder laid out as a snapshot stores it (SetStager: bundle by bundle, on engine threads)
+ *   stageBundle.ts    one bundle staged, every entry checked against its index (an engine thread's job)
  *   materialize.ts    a snapshot back into a set folder
  *   bundleRebuilder.ts one bundle's slices and big files re-made byte for byte from its stored files
  *   baseManifests.ts  an increment's base as a set folder of manifests only

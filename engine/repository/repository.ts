@@ -25,7 +25,7 @@ import { findRestic } from './resticBinary.js';
 import { exitError, runRestic, spawnRestic, watchRestic, withStaleLocksRemoved, type ResticContext } from './resticProcess.js';
 import { dumpLines, dumpText, listStored } from './snapshotReader.js';
 import { OHBACKUP_TAG, parseSnapshot, snapshotTags, type SnapshotInfo } from './snapshotTags.js';
-import { readSetSummary, stageSet, type StagedSet } from './stageSet.js';
+import { readSetSummary, SetStager, stageSet, type StageOptions, type StagedSet } from './stageSet.js';
 import { keptTreeKey, withKeptTree, type KeptTree } from './stagingCache.js';
 import { withStagingDir } from './stagingArea.js';
 import { INDEX_FILE, SET_MANIFEST, SET_SUMMARY, type SetSummary } from './storedLayout.js';
@@ -74,6 +74,22 @@ export interface StoreOptions {
    * Only for a set whose session the repository cannot hold yet (a run's own).
    */
   snapshots?: SnapshotInfo[];
+}
+
+/** What storeSet makes of a set before staging it. */
+interface StorePlan {
+  device: string;
+  /** The device's snapshots (the base resolved among them; the kept tree's parent must be one). */
+  all: SnapshotInfo[];
+  base?: SnapshotInfo;
+  tags: string[];
+  time: Date;
+  notStored: string[];
+}
+
+/** The stager's options for a store: a kept tree's records and whether big files may move into it. */
+function stagerOptions(opts: StoreOptions, kept: KeptTree | undefined): StageOptions {
+  return { signal: opts.signal, ...(kept ? { previous: kept.previous, moveBigFiles: opts.moveBigFiles } : {}) };
 }
 
 export interface StoreResult {
@@ -169,6 +185,50 @@ export class Repository {
    * Storing a session that is in the repository already stores nothing.
    */
   async storeSet(setDir: string, meta: StoreMeta, onProgress?: (p: StoreProgress) => void, opts: StoreOptions = {}): Promise<StoreResult> {
+    const plan = await this.#planStore(setDir, meta, opts);
+    if ('existed' in plan) return plan.existed;
+    return this.#withStaging(meta.device, plan.base ? 'increment' : 'full', opts, (stage, kept) =>
+      this.#store(setDir, plan, stage, kept, new SetStager(stage, stagerOptions(opts, kept)), onProgress, opts),
+    );
+  }
+
+  /**
+   * storeSet of a set still being written: `write` runs the session that
+   * writes it into a folder of the caller's and tells `bundleDone` of each
+   * bundle once all its files are in the set, which is then staged while the
+   * session goes on; `write` returns the set's folder once its summary is
+   * written (undefined: nothing to store). The kind of tree (`meta.base`:
+   * an increment) is known before the set is. `write` runs a new session:
+   * the device's snapshots are listed while it runs (or are `opts.snapshots`).
+   */
+  async storeWhileWriting(
+    meta: StoreMeta,
+    write: (bundleDone: (setDir: string, bundle: string) => void) => Promise<string | undefined>,
+    onProgress?: (p: StoreProgress) => void,
+    opts: StoreOptions = {},
+  ): Promise<StoreResult | undefined> {
+    // Listed while the session runs: its session is new, so nothing the store needs can appear in the listing meanwhile.
+    const listing = opts.snapshots ? Promise.resolve(opts.snapshots) : this.snapshots({ device: meta.device, signal: opts.signal });
+    listing.catch(() => undefined); // awaited after the session; not an unhandled rejection meanwhile
+    return this.#withStaging(meta.device, meta.base ? 'increment' : 'full', opts, async (stage, kept) => {
+      const stager = new SetStager(stage, stagerOptions(opts, kept));
+      let setDir: string | undefined;
+      try {
+        setDir = await write((dir, bundle) => stager.bundleDone(dir, bundle));
+      } finally {
+        // Nothing stages into the folder once this returns (it may be removed, or its lock given up).
+        await stager.settle();
+      }
+      if (setDir === undefined) return undefined;
+      const plan = await this.#planStore(setDir, meta, { ...opts, snapshots: await listing });
+      if ('existed' in plan) return plan.existed;
+      if (!plan.base !== !meta.base) throw new RepositoryError(`${setDir}: an increment must name its base snapshot when stored while it is written`);
+      return this.#store(setDir, plan, stage, kept, stager, onProgress, opts);
+    });
+  }
+
+  /** What a store of the set makes (tags, base, time), or the snapshot that holds its session already. */
+  async #planStore(setDir: string, meta: StoreMeta, opts: StoreOptions): Promise<StorePlan | { existed: StoreResult }> {
     const summary = await readSetSummary(setDir);
     const all = opts.snapshots ?? (await this.snapshots({ device: meta.device, signal: opts.signal }));
     const existing = all.find((s) => s.sessionId === summary.sessionId);
@@ -186,7 +246,7 @@ export class Repository {
         filesUnmodified: 0,
         seconds: 0,
       };
-      return { snapshot: existing, summary: zero, bundles: existing.bundles, notStored, existed: true };
+      return { existed: { snapshot: existing, summary: zero, bundles: existing.bundles, notStored, existed: true } };
     }
     const base = await this.baseFor(setDir, summary, meta, all);
     const tags = snapshotTags({
@@ -198,63 +258,73 @@ export class Repository {
       ...(base ? { base: { id: base.id, sessionId: base.sessionId } } : {}),
     });
     const time = Number.isFinite(Date.parse(summary.createdAt)) ? new Date(summary.createdAt) : new Date();
-    const store = async (stage: string, kept?: KeptTree): Promise<StoreResult> => {
-      const stageOpts = {
-        signal: opts.signal,
-        summaryPatch: (s: SetSummary) => {
-          const { base: _b, baseRelative: _r, baseSnapshot: _s, baseSession: _ss, ...rest } = s;
-          return { ...rest, ...(base ? { baseSnapshot: base.id, baseSession: base.sessionId } : {}) } as SetSummary;
-        },
-        ...(kept ? { previous: kept.previous, moveBigFiles: opts.moveBigFiles } : {}),
-      };
-      let staged: StagedSet;
-      try {
-        staged = await stageSet(setDir, stage, stageOpts);
-      } catch (err) {
-        if (!kept || err instanceof SetMismatch || opts.signal?.aborted) throw err;
-        // Something in the kept tree was in the way (a hand in it): stage it afresh once.
-        await fsp.rm(stage, { recursive: true, force: true });
-        await fsp.mkdir(stage, { mode: 0o700 });
-        staged = await stageSet(setDir, stage, { ...stageOpts, previous: new Map() });
-      }
-      let result: StoreSummary | undefined;
-      // The kept tree's last snapshot as parent: restic then skips the files left as they were (same inode, ctime, mtime, size).
-      const parent = kept?.parent && all.some((s) => s.id === kept.parent) ? ['--parent', kept.parent] : [];
-      const args = ['backup', '--json', '--host', meta.device, '--time', resticTime(time), ...tags.flatMap((t) => ['--tag', t]), ...parent, '.'];
-      const r = await runRestic(this.ctx, {
-        args,
-        cwd: stage,
-        env: { RESTIC_PROGRESS_FPS: String(this.options.progressFps ?? 4) },
-        okCodes: [0, 3],
-        signal: opts.signal,
-        onJson: (m) => {
-          const p = parseStatus(m);
-          if (p) onProgress?.(p);
-          result ??= parseSummary(m);
-        },
-      });
-      if (!result) throw new ResticFailed(`restic backup made no snapshot of ${setDir} (it printed no summary)`);
-      if (r.code === 3) {
-        // Some staged file could not be read: that snapshot is not the set. Forget it, never keep half a session.
-        await runRestic(this.ctx, { args: ['forget', result.snapshotId] }).catch(() => undefined);
-        throw new ResticFailed(`restic could not read every staged file of ${setDir}; the snapshot was not kept: ${r.stderr.slice(-3).join(' ')}`, 3);
-      }
-      await kept?.save(staged.records, result.snapshotId);
-      // What `snapshots()` would list for it, without opening the repository once more.
-      const snapshot = parseSnapshot({
-        id: result.snapshotId,
-        time: new Date(Math.floor(time.getTime() / 1000) * 1000).toISOString(),
-        hostname: meta.device,
-        tags,
-        summary: { total_bytes_processed: result.bytesProcessed, data_added: result.dataAdded },
-      })!;
-      return { snapshot, summary: result, bundles: staged.bundles, notStored, existed: false, kept: staged.kept };
-    };
-    const privately = () => withStagingDir('stage', this.options.tempDir, (stage) => store(stage));
+    return { device: meta.device, all, base, tags, time, notStored };
+  }
+
+  /** Runs `fn` with the staging folder: the device's kept tree (`keepStaging`) when it is free, else a private one. */
+  #withStaging<T>(device: string, kind: 'full' | 'increment', opts: StoreOptions, fn: (stage: string, kept?: KeptTree) => Promise<T>): Promise<T> {
+    const privately = () => withStagingDir('stage', this.options.tempDir, (stage) => fn(stage));
     if (!opts.keepStaging) return privately();
-    return withKeptTree(opts.keepStaging, keptTreeKey(meta.device, this.name, base ? 'increment' : 'full'), (kept) =>
-      kept ? store(kept.tree, kept) : privately(),
-    );
+    return withKeptTree(opts.keepStaging, keptTreeKey(device, this.name, kind), (kept) => (kept ? fn(kept.tree, kept) : privately()));
+  }
+
+  /** Stages the set (the rest of it, with a stager that began early) and lets restic store the staging folder. */
+  async #store(
+    setDir: string,
+    plan: StorePlan,
+    stage: string,
+    kept: KeptTree | undefined,
+    stager: SetStager,
+    onProgress: ((p: StoreProgress) => void) | undefined,
+    opts: StoreOptions,
+  ): Promise<StoreResult> {
+    const { base, tags, time, all, notStored } = plan;
+    const summaryPatch = (s: SetSummary) => {
+      const { base: _b, baseRelative: _r, baseSnapshot: _s, baseSession: _ss, ...rest } = s;
+      return { ...rest, ...(base ? { baseSnapshot: base.id, baseSession: base.sessionId } : {}) } as SetSummary;
+    };
+    let staged: StagedSet;
+    try {
+      staged = await stager.finish(setDir, summaryPatch);
+    } catch (err) {
+      if (!kept || err instanceof SetMismatch || opts.signal?.aborted) throw err;
+      // Something in the kept tree was in the way (a hand in it): stage it afresh once.
+      await fsp.rm(stage, { recursive: true, force: true });
+      await fsp.mkdir(stage, { mode: 0o700 });
+      staged = await stageSet(setDir, stage, { ...stagerOptions(opts, kept), previous: new Map(), summaryPatch });
+    }
+    let result: StoreSummary | undefined;
+    // The kept tree's last snapshot as parent: restic then skips the files left as they were (same inode, ctime, mtime, size).
+    const parent = kept?.parent && all.some((s) => s.id === kept.parent) ? ['--parent', kept.parent] : [];
+    const args = ['backup', '--json', '--host', plan.device, '--time', resticTime(time), ...tags.flatMap((t) => ['--tag', t]), ...parent, '.'];
+    const r = await runRestic(this.ctx, {
+      args,
+      cwd: stage,
+      env: { RESTIC_PROGRESS_FPS: String(this.options.progressFps ?? 4) },
+      okCodes: [0, 3],
+      signal: opts.signal,
+      onJson: (m) => {
+        const p = parseStatus(m);
+        if (p) onProgress?.(p);
+        result ??= parseSummary(m);
+      },
+    });
+    if (!result) throw new ResticFailed(`restic backup made no snapshot of ${setDir} (it printed no summary)`);
+    if (r.code === 3) {
+      // Some staged file could not be read: that snapshot is not the set. Forget it, never keep half a session.
+      await runRestic(this.ctx, { args: ['forget', result.snapshotId] }).catch(() => undefined);
+      throw new ResticFailed(`restic could not read every staged file of ${setDir}; the snapshot was not kept: ${r.stderr.slice(-3).join(' ')}`, 3);
+    }
+    await kept?.save(staged.records, result.snapshotId);
+    // What `snapshots()` would list for it, without opening the repository once more.
+    const snapshot = parseSnapshot({
+      id: result.snapshotId,
+      time: new Date(Math.floor(time.getTime() / 1000) * 1000).toISOString(),
+      hostname: plan.device,
+      tags,
+      summary: { total_bytes_processed: result.bytesProcessed, data_added: result.dataAdded },
+    })!;
+    return { snapshot, summary: result, bundles: staged.bundles, notStored, existed: false, kept: staged.kept };
   }
 
   /** The base snapshot of an increment being stored, or undefined for a full one. */

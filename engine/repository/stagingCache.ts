@@ -21,7 +21,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import type { StagedRecord, StagedRecords } from './stageSet.js';
+import type { StagedRecord, StagedRecords } from './stageBundle.js';
 import { alive } from './stagingArea.js';
 
 const STATE = 'state.json';
