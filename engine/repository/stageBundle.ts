@@ -44,8 +44,6 @@ export interface StageBundleJob {
 export interface DeferredBigFile {
   file: string;
   f: HandedFile;
-  data: string;
-  bundle: string;
   checked: StagedRecord;
 }
 
@@ -78,10 +76,8 @@ export async function stageBundleJob(job: StageBundleJob, signal?: AbortSignal):
   };
 }
 
-interface EarlyBundle {
-  dirs: IndexEntry[];
-  deferred: DeferredBigFile[];
-}
+/** What a bundle's staging leaves for the stager to finish. */
+type EarlyBundle = Pick<StagedBundle, 'dirs' | 'deferred'>;
 
 export interface Tally {
   files: number;
@@ -405,17 +401,14 @@ async function checkBigFile(file: string, f: HandedFile, data: string, bundle: s
   const { size, sha } = await hashFile(file);
   if (size !== f.size) throw bad(`has ${size} bytes, the index says ${f.size}`);
   if (sha !== f.sha256) throw bad(`its SHA-256 differs from the index`);
-  early.deferred.push({ file, f, data, bundle, checked: recordOf(before, sha) });
+  early.deferred.push({ file, f, checked: recordOf(before, sha) });
 }
 
 /** An early bundle's big files placed (read again only if they changed since checked), then its folders set again. */
-export async function placeDeferred(early: { dirs: IndexEntry[]; deferred: DeferredBigFile[] }, data: string, staged: Tally): Promise<void> {
+export async function placeDeferred(early: EarlyBundle, bundle: string, data: string, staged: Tally): Promise<void> {
   for (const d of early.deferred) {
-    const st = lstatSync(d.file, { bigint: true, throwIfNoEntry: false });
-    const now = st && recordOf(st, d.checked.sha256);
-    const unchanged =
-      !!now && now.ino === d.checked.ino && now.size === d.checked.size && now.mtimeNs === d.checked.mtimeNs && now.ctimeNs === d.checked.ctimeNs;
-    await placeBigFile(d.file, d.f, d.data, d.bundle, staged, unchanged);
+    const unchanged = await stillHolds(d.file, d.checked, d.checked.sha256, d.checked.size);
+    await placeBigFile(d.file, d.f, data, bundle, staged, unchanged);
   }
   if (early.deferred.length) await setFolders(data, early.dirs);
 }

@@ -180,7 +180,7 @@ export class SetStager {
     for (const bundle of done) {
       signal?.throwIfAborted();
       const early = await this.#bundles.get(bundle);
-      if (early?.deferred.length) await placeDeferred(early, path.join(this.stageDir, bundle, DATA_DIR), staged);
+      if (early?.deferred.length) await placeDeferred(early, bundle, path.join(this.stageDir, bundle, DATA_DIR), staged);
     }
     const stageDir = this.stageDir;
     await fsp.copyFile(path.join(setDir, SET_CAPABILITIES), path.join(stageDir, SET_CAPABILITIES)).catch((err: unknown) => {

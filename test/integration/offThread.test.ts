@@ -1,6 +1,7 @@
 // The engine's thread pool (engine/offThread.ts) runs the built code (dist/): a pack or a restore on a
 // pool thread gives what the same call gives on the main thread, its errors keep their class and errno
-// fields, and aborting stops it with the signal's reason and leaves the pool serving.
+// fields, and aborting stops it with the signal's reason and leaves the pool serving. A set's bundle is
+// staged there too (engine/repository/stageBundle.ts), a mismatch coming back as SetMismatch with its bundle.
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
@@ -10,6 +11,7 @@ import { BaseManifestInvalid, engineThreads, runOffThread } from '../../dist/eng
 import { packBundle } from '../../dist/engine/pack/index.js';
 import { readManifest } from '../../dist/engine/formats/manifest.js';
 import { RestoreRejected } from '../../dist/engine/unpack/index.js';
+import { SetMismatch } from '../../dist/engine/repository/errors.js';
 import { codeForSystemError, ErrorCode } from '../../dist/common/errors.js';
 
 const MiB = 1024 * 1024;
@@ -94,6 +96,29 @@ describe('runOffThread', () => {
     expect(rejected).toBeInstanceOf(RestoreRejected);
     expect((rejected as InstanceType<typeof RestoreRejected>).code).toBe(ErrorCode.UNTAR_FAILED);
     expect(await fsp.readdir(path.join(root, 'r'))).not.toContain('data');
+  });
+
+  it('stages a packed bundle there (big files only checked while its set is written); a bundle that does not match is SetMismatch, naming it', async () => {
+    const set = path.join(root, 'stage-set');
+    await fsp.mkdir(set);
+    await fsp.cp(path.join(root, 'out-thread'), path.join(set, 'com.example.thread'), { recursive: true });
+    const stage = path.join(root, 'stage');
+    await fsp.mkdir(stage);
+    const stageJob = { setDir: set, stageDir: stage, bundle: 'com.example.thread', keptTree: false, move: false, previous: [], deferBigFiles: true };
+    const staged = await runOffThread('stage', stageJob);
+    expect(staged.deferred.map((d) => d.checked.size)).toEqual([3 * MiB]);
+    expect(staged.files).toBe(40); // the small ones; the big one is the stager's to place
+    expect(await fsp.readFile(path.join(stage, 'com.example.thread', 'data', 'd1', 'f1.bin'))).toEqual(await fsp.readFile(path.join(data, 'd1', 'f1.bin')));
+
+    const slice = path.join(set, 'com.example.thread', 'part.0.tar');
+    const bytes = await fsp.readFile(slice);
+    bytes[1024 + 10] ^= 0xff;
+    await fsp.writeFile(slice, bytes);
+    const again = path.join(root, 'stage-again');
+    await fsp.mkdir(again);
+    const err = await runOffThread('stage', { ...stageJob, stageDir: again }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SetMismatch);
+    expect((err as InstanceType<typeof SetMismatch>).bundleName).toBe('com.example.thread');
   });
 
   it('restores the threaded pack: the tree comes back', async () => {
