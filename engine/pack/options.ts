@@ -84,8 +84,9 @@ export interface PackSummary {
 export const FILE_MODE = 0o600;
 export const DIR_MODE = 0o700;
 /**
- * A slice is written this much at a time: each open slice holds a buffer this size, and eight packs
- * at once hold eight (a MiB each cost 6 MiB more of the worker's peak, and was not measurably faster).
+ * A slice is written this much at a time: each open slice holds a buffer this size and one more while
+ * the last is written, so eight packs at once hold sixteen (a MiB each cost 6 MiB more of the worker's
+ * peak, and was not measurably faster).
  */
 export const WRITE_BATCH_BYTES = 256 * 1024;
 /** Files up to this size are read whole by one synchronous read; larger ones are streamed. */

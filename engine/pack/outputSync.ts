@@ -91,18 +91,19 @@ export class OutputSync {
     this.#end(true);
   }
 
-  /** The output is abandoned: closes the fd once a running flush is done. */
-  abort(): void {
-    this.#end(false);
+  /** The output is abandoned: closes the fd once a running flush, and `writing` (a write in flight), are done. */
+  abort(writing?: Promise<void>): void {
+    this.#end(false, writing);
   }
 
-  #end(flush: boolean): void {
+  #end(flush: boolean, writing?: Promise<void>): void {
     if (this.#closed) return;
     this.#closed = true;
     const before = this.#running;
     this.syncs.track(
       (async () => {
         try {
+          await writing;
           await before;
           if (flush) await this.#datasync();
         } finally {

@@ -63,6 +63,9 @@ export class PackOutputs {
       this.slice = new Slice(path.join(this.outDir, uri), uri, this.files.length, this.syncs);
       this.files.push(this.slice.handed); // hand-over order = creation order; size/sha256 filled on close
     }
+    // The slice's last buffer still being written: the next entry waits for it (two buffers per pack at most).
+    const wait = this.slice.room();
+    if (wait) await wait;
     return this.slice;
   }
 
@@ -70,7 +73,7 @@ export class PackOutputs {
   async closeSlice(): Promise<void> {
     const s = this.slice;
     if (!s) return;
-    s.close();
+    await s.close();
     this.slice = undefined;
     const last = walkKey(lastPath(s.handed));
     const skipped = this.skipped;

@@ -1,6 +1,6 @@
 /** One tar slice `part.<n>.tar` being written, and what an entry costs in one. */
 import { createHash } from 'node:crypto';
-import { constants as fsc, openSync, promises as fsp, writeSync } from 'node:fs';
+import { constants as fsc, openSync, promises as fsp, write } from 'node:fs';
 import type { HandedFile, IndexEntry } from '../../common/manageIndex.js';
 import { sliceEntryBlocks } from '../formats/sliceEntry.js';
 import type { WalkEntry } from '../walk.js';
@@ -10,6 +10,10 @@ import type { PackProgressMeter } from './progress.js';
 import { changedWhileRead } from './sources.js';
 
 const BLOCK = 512;
+/** One positional write on the thread pool; resolves with the bytes it wrote (a short write is the caller's to go on). */
+function writeAt(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => write(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+}
 const ZEROS = Buffer.alloc(64 * 1024);
 
 function pad512(n: number): number {
@@ -28,11 +32,11 @@ export function tarEntryBytes(name: string, size: number): number {
 }
 
 /**
- * One open tar slice, written synchronously: headers (tar-stream's encoder,
- * so the bytes are what `tar.pack()` writes), data and padding are gathered
- * in one buffer and written, and hashed, 256 KiB at a time. A page-cache
- * write costs less than a thread-pool round trip, and one hash call on 256 KiB
- * far less than one per 512-byte header.
+ * One open tar slice: headers (tar-stream's encoder, so the bytes are what `tar.pack()` writes), data and padding
+ * are gathered in a buffer and hashed 256 KiB at a time, and each full buffer is written on libuv's thread pool
+ * while the packer fills the next. The copy into the page cache (the pack's largest system time) so runs on the
+ * other core beside the reads and hashing; at most one write per slice is in flight, and `room()` holds the packer
+ * before its next entry while one is, so a pack holds two buffers at most.
  */
 export class Slice {
   readonly handed: HandedFile;
@@ -40,10 +44,16 @@ export class Slice {
   readonly #fd: number;
   readonly #sync: OutputSync;
   readonly #hash = createHash('sha256');
-  readonly #buf = Buffer.allocUnsafe(WRITE_BATCH_BYTES);
+  #buf: Buffer = Buffer.allocUnsafe(WRITE_BATCH_BYTES);
+  /** The buffer of the write in flight, reused once it has landed. */
+  #spare: Buffer | undefined;
   #held = 0;
-  #written = 0;
+  /** Bytes handed to writes so far: the next write's position. */
+  #queued = 0;
+  #writing: Promise<void> | undefined;
+  #failure: Error | undefined;
   #open = true;
+  #ended = false;
 
   /**
    * @param pos the slice's place in the index's list of files
@@ -59,30 +69,60 @@ export class Slice {
     this.#sync = syncs.open(filePath, this.#fd);
   }
 
+  /** Resolves once the slice may take another entry (no write in flight); throws a failed write's error. */
+  room(): Promise<void> | undefined {
+    if (this.#failure) throw this.#failure;
+    return this.#writing;
+  }
+
   fits(entryBytes: number, limits: PackLimits): boolean {
     const n = this.handed.entries.length;
     if (n === 0) return true; // an entry bigger than a slice still goes somewhere
     return n + 1 <= limits.sliceEntries && this.bytes + entryBytes <= limits.sliceBytes;
   }
 
+  /** Hashes the held bytes and writes them at their place, after the write in flight (if any) has landed. */
   #flush(): void {
     if (this.#held === 0) return;
-    this.#writeOut(this.#buf.subarray(0, this.#held));
+    const batch = this.#buf.subarray(0, this.#held);
+    this.#hash.update(batch);
+    const at = this.#queued;
+    this.#queued += batch.length;
+    const before = this.#writing;
+    const full = this.#buf;
+    this.#buf = this.#spare ?? Buffer.allocUnsafe(WRITE_BATCH_BYTES);
+    this.#spare = undefined;
     this.#held = 0;
+    const run = (async () => {
+      await before;
+      if (this.#failure) return;
+      try {
+        for (let off = 0; off < batch.length;) {
+          const n = await writeAt(this.#fd, batch, off, batch.length - off, at + off);
+          if (n === 0) throw Object.assign(new Error(`EIO: a write to ${this.filePath} wrote nothing`), { code: 'EIO', syscall: 'write' });
+          off += n;
+        }
+      } catch (err) {
+        this.#failure ??= err as Error;
+        return;
+      }
+      this.#sync.wrote(batch.length);
+      this.#spare = full;
+    })();
+    this.#writing = run;
+    void run.then(() => {
+      if (this.#writing === run) this.#writing = undefined;
+    });
   }
 
-  #writeOut(buf: Buffer): void {
-    this.#hash.update(buf);
-    for (let off = 0; off < buf.length;) off += writeSync(this.#fd, buf, off);
-    this.#written += buf.length;
-    this.#sync.wrote(buf.length);
-  }
-
+  /** Copies `chunk` into the held buffer, writing each one that fills: the caller may reuse `chunk` at once. */
   #put(chunk: Buffer): void {
-    if (this.#held + chunk.length > this.#buf.length) this.#flush();
-    if (chunk.length > this.#buf.length) return this.#writeOut(chunk); // after what was held
-    chunk.copy(this.#buf, this.#held);
-    this.#held += chunk.length;
+    for (let off = 0; off < chunk.length;) {
+      if (this.#held === this.#buf.length) this.#flush();
+      const n = chunk.copy(this.#buf, this.#held, off);
+      this.#held += n;
+      off += n;
+    }
   }
 
   #pad(size: number): void {
@@ -132,6 +172,8 @@ export class Slice {
       }
       put(chunk);
       read += chunk.length;
+      const wait = this.room();
+      if (wait) await wait;
     }
     if (read < size) {
       sizeReason = `shrank to ${read} bytes, zero-padded to ${size}`;
@@ -159,27 +201,30 @@ export class Slice {
     this.bytes += tarEntryBytes(entry.path, entry.size);
   }
 
-  close(): void {
+  /** Writes the end-of-archive marker, waits for every write, then flushes (in the background) and fills `handed`. */
+  async close(): Promise<void> {
     this.#put(ZEROS.subarray(0, 2 * BLOCK)); // the end-of-archive marker
     this.#flush();
     this.#open = false;
+    await this.#writing;
+    if (this.#failure) throw this.#failure;
     // A resumed attempt re-hashes every output it keeps, so a torn one is repacked: the transfer area needs no
     // fsync. It is flushed anyway, in the background (outputSync.ts), so that the set's flush of these very
     // inodes overlaps the packs; the fd is closed once that flush is done.
+    this.#ended = true;
     this.#sync.finish();
-    this.handed.size = this.#written;
+    this.handed.size = this.#queued;
     this.handed.sha256 = this.#hash.digest('hex');
   }
 
   /**
-   * Closes the slice's file after a failure (it is left for the next attempt
-   * to clear), once a flush running on it is done. Writes are synchronous: a
-   * failed one was thrown to the caller.
+   * Closes the slice's file after a failure (it is left for the next attempt to clear), once the write and any
+   * flush running on it are done. A failed write's error is the caller's to have seen (room or close threw it).
    */
   abort(): void {
-    if (this.#open) {
-      this.#open = false;
-      this.#sync.abort();
-    }
+    this.#open = false;
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#sync.abort(this.#writing);
   }
 }
