@@ -36,7 +36,7 @@ export function tarEntryBytes(name: string, size: number): number {
  * are gathered in a buffer and hashed 256 KiB at a time, and each full buffer is written on libuv's thread pool
  * while the packer fills the next. The copy into the page cache (the pack's largest system time) so runs on the
  * other core beside the reads and hashing; at most one write per slice is in flight, and `room()` holds the packer
- * before its next entry while one is, so a pack holds two buffers at most.
+ * before its next entry while one is, so a pack holds two buffers (three while one entry fills more than one).
  */
 export class Slice {
   readonly handed: HandedFile;

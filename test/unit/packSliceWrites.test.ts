@@ -4,14 +4,15 @@
  * no sidecar, no index and no fd left behind, so that a resumed attempt repacks the slice. `write` is wrapped to
  * cut and to fail it; real files.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync, promises as fsp, readdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, promises as fsp, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { readManageIndex } from '../../engine/formats/manageIndex.js';
 import { packBundle } from '../../engine/pack/index.js';
 import { extractTarEntries } from '../helpers/extractTar.js';
+import { sha256Of } from '../helpers/packedSet.js';
 
 const writes = vi.hoisted(() => ({
   /** Slice writes seen, by file name. */
@@ -45,12 +46,6 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 let root: string;
 let data: string;
-
-async function sha256File(p: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(p)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
 
 beforeAll(async () => {
   root = await fsp.mkdtemp(path.join(os.tmpdir(), 'ohb-slice-writes-'));
@@ -86,13 +81,13 @@ async function expectSlicesHoldTheSource(outDir: string): Promise<void> {
   for (const t of tars) {
     const p = path.join(outDir, t.uri);
     expect(t.size).toBe((await fsp.stat(p)).size);
-    expect(t.sha256).toBe(await sha256File(p));
+    expect(t.sha256).toBe(await sha256Of(p));
     const got = await extractTarEntries(p);
     expect(got.map((g) => g.name)).toEqual(t.entries.map((e) => e.path));
     for (const [i, e] of t.entries.entries()) {
       if (e.kind !== 'file') continue;
       expect(got[i]!.sha256).toBe(e.sha256);
-      expect(e.sha256).toBe(await sha256File(path.join(data, e.path)));
+      expect(e.sha256).toBe(await sha256Of(path.join(data, e.path)));
     }
   }
   expect(tars[0]!.entries.filter((e) => e.kind === 'file')).toHaveLength(42);
