@@ -11,9 +11,13 @@ import type { BundleInstall, SessionKind } from '../common/session.js';
 import { buildCapabilities } from '../engine/capabilities.js';
 import type { Device } from '../engine/device.js';
 import { runHook } from '../engine/hooks.js';
+import { warmEngineThreads } from '../engine/offThread.js';
 import { scanDataSize, type SizeScanItem } from '../engine/scanSize.js';
 import { sessionBundle } from './failures.js';
 import { ProgressReporter } from './progressReporter.js';
+
+/** The engine job a session's bundles will run: their threads start while the session sets up. */
+const engineJobOf = (kind: SessionKind) => (kind === 'restore' ? 'restore' : 'pack');
 
 export type HookResult = { ran: false; output: '' } | { ran: true; output: string; durationMs: number; truncated: boolean };
 
@@ -25,6 +29,7 @@ export function createDeviceActivities(device: Device, stateDir: string) {
     install?: BundleInstall;
   }): Promise<{ ok: true; hooks: HookName[] } | { ok: false; error: ErrorInfo }> {
     const bundle = device.bundle(input.bundleName);
+    warmEngineThreads(engineJobOf(input.kind));
     if (input.kind === 'restore' && input.install) await bundle.install(input.install);
     const loaded = await bundle.profile();
     if (!loaded.ok) return loaded;
@@ -39,6 +44,7 @@ export function createDeviceActivities(device: Device, stateDir: string) {
 
     /** A backup session's check of the bundles of one appendBundles call: one activity for all of them. */
     async prepareBundles(input: { bundleNames: string[]; kind: SessionKind }) {
+      warmEngineThreads(engineJobOf(input.kind));
       const answers: Awaited<ReturnType<typeof prepareBundle>>[] = [];
       // A few at a time: an append of a thousand bundles must not open a thousand profiles at once.
       for (let i = 0; i < input.bundleNames.length; i += 16) {

@@ -2,7 +2,7 @@
 import os from 'node:os';
 import { BACKUP_VERSION, type BundleInfo, type Capabilities } from '../common/capabilities.js';
 import type { Device } from './device.js';
-import { walkBundle } from './walk.js';
+import { walkSteps } from './walk.js';
 
 /** `since` (seconds since the epoch) per bundle: `increSpaceOccupied` counts the bytes changed after it. */
 export async function buildCapabilities(device: Device, only?: Array<{ bundleName: string; lastIncrementalTime: number }>): Promise<Capabilities> {
@@ -15,10 +15,13 @@ export async function buildCapabilities(device: Device, only?: Array<{ bundleNam
     const since = only?.find((b) => b.bundleName === name)?.lastIncrementalTime;
     let space = 0;
     let incre = 0;
-    for await (const item of walkBundle(bundle.paths.data, loaded.config)) {
-      if (item.type !== 'entry' || item.kind !== 'file') continue;
-      space += item.size;
-      if (since !== undefined && item.mtimeMs > since * 1000) incre += item.size;
+    // The walk's synchronous steps (a promise among them is the event loop's turn): it runs beside the packs.
+    for (const item of walkSteps(bundle.paths.data, loaded.config)) {
+      if (item instanceof Promise) await item;
+      else if (item.type === 'entry' && item.kind === 'file') {
+        space += item.size;
+        if (since !== undefined && item.mtimeMs > since * 1000) incre += item.size;
+      }
     }
     infos.push({
       name,

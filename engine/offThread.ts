@@ -140,7 +140,11 @@ class EngineThread {
     this.jobs.delete(id);
     if (this.jobs.size > 0) return;
     this.worker.unref();
-    // An idle thread gives its heap back: a worker between sessions holds none.
+    this.armIdle();
+  }
+
+  /** An idle thread gives its heap back: a worker between sessions holds none. */
+  armIdle(): void {
     this.#idle = setTimeout(() => {
       this.onGone(this); // out of the pool first: no job is given to a thread that is ending
       void this.worker.terminate();
@@ -173,19 +177,31 @@ const IDLE_MS = 10_000;
 const pool: EngineThread[] = [];
 let nextId = 1;
 
+function startThread(): EngineThread {
+  const t = new EngineThread((gone) => {
+    const i = pool.indexOf(gone);
+    if (i >= 0) pool.splice(i, 1); // a thread that died is replaced by the next job's
+  });
+  pool.push(t);
+  return t;
+}
+
 function pickThread(kind: JobKind): EngineThread {
   const size = poolSize(kind);
   // A pack uses only the threads a pack may start: a restore's extra one, idle until it ends, is not its.
   const usable = pool.slice(0, size);
-  if (usable.length < size && usable.every((t) => t.jobs.size > 0)) {
-    const t = new EngineThread((gone) => {
-      const i = pool.indexOf(gone);
-      if (i >= 0) pool.splice(i, 1); // a thread that died is replaced by the next job's
-    });
-    pool.push(t);
-    return t;
-  }
+  if (usable.length < size && usable.every((t) => t.jobs.size > 0)) return startThread();
   return usable.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
+}
+
+/**
+ * Starts the threads jobs of `kind` may take, when the pool lacks them, so that a thread's start (some 0.2 s: its
+ * V8 isolate and the engine's modules) overlaps a session's set-up instead of delaying its first job. Called as a
+ * session's bundles are checked; threads no job comes to end after IDLE_MS, as idle ones do.
+ */
+export function warmEngineThreads(kind: JobKind): void {
+  if (!import.meta.url.endsWith('.js')) return; // the TypeScript sources run their jobs in place
+  for (let n = pool.length; n < poolSize(kind); n++) startThread().armIdle();
 }
 
 /** Threads the pool holds now (a test's view: idle ones end). */

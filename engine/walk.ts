@@ -24,7 +24,7 @@
  * depth-first, a folder before its contents. Memory: one folder's list of
  * names per depth level, plus the chain of not-yet-yielded ancestors.
  */
-import { lstatSync, promises as fsp, readdirSync, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import picomatch from 'picomatch';
 import { LoopYield } from './loopYield.js';
@@ -108,16 +108,30 @@ interface PendingDir {
 }
 
 export async function* walkBundle(dataDir: string, profile: WalkProfile): AsyncGenerator<WalkItem> {
+  for (const step of walkSteps(dataDir, profile)) {
+    if (step instanceof Promise) await step;
+    else yield step;
+  }
+}
+
+/**
+ * The walk as a synchronous generator: its items, and between them, every few milliseconds, a promise the caller
+ * awaits before it asks for the next one (the event loop's turn: a walk of a big tree must let heartbeats through).
+ * A hot caller (the pack) iterates it without a promise per item; walkBundle is the same walk as an async one.
+ */
+export function* walkSteps(dataDir: string, profile: WalkProfile, loopYield = new LoopYield()): Generator<WalkItem | Promise<void>> {
   if (profile.includes !== undefined && profile.includes.length === 0) return;
   const included = profile.includes === undefined ? () => true : folderAwareMatcher(profile.includes);
   const mayContain = profile.includes === undefined ? () => true : containmentTest(profile.includes);
   const excluded = folderAwareMatcher(profile.excludes);
 
-  const rootStat = await fsp.lstat(dataDir).catch((err: unknown) => {
-    if (errnoOf(err) === 'ENOENT') return undefined;
+  let rootStat: Stats;
+  try {
+    rootStat = lstatSync(dataDir);
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return;
     throw err;
-  });
-  if (rootStat === undefined) return;
+  }
   if (!rootStat.isDirectory()) throw new Error(`${dataDir} is not a folder (${specialKind(rootStat)})`);
 
   // Ancestors of the current position, outermost first; those not yet yielded
@@ -142,11 +156,10 @@ export async function* walkBundle(dataDir: string, profile: WalkProfile): AsyncG
   }
   const listing = (abs: string) => sortByBytes(readdirSync(abs));
   const stack: Frame[] = [{ rel: '', abs: dataDir, names: listing(dataDir), next: 0 }];
-  // All of it is synchronous: a walk of a big tree must still let heartbeats and queries through.
-  const loopYield = new LoopYield();
   while (stack.length > 0) {
+    // All of it is synchronous: a walk of a big tree must still let heartbeats and queries through.
     const turn = loopYield.due();
-    if (turn) await turn;
+    if (turn) yield turn;
     const top = stack[stack.length - 1]!;
     if (top.next >= top.names.length) {
       stack.pop();

@@ -1,4 +1,4 @@
-// `node scripts/benchIncrement.js [--quick] [--runs N] [--seed N] [--trace] [--cpu-prof]` (build first)
+// `node scripts/benchIncrement.js [--quick] [--runs N] [--seed N] [--idle S] [--trace] [--cpu-prof]` (build first)
 //
 // The bench's increment step alone (bench/increment.js): a headless dev server, one backup worker
 // process, the bench's data set, an untimed base and one untimed increment (warm-up), then N increments,
@@ -6,6 +6,8 @@
 // prints where each increment's time went: the tool's callbacks and the session's and children's
 // history events, in ms from the session's start. --cpu-prof profiles the worker (every thread, in
 // .ohbackup/bench/increment-prof-<pid>/; each increment's window, monotonic µs, is in its JSON line).
+// --idle S waits S seconds before each timed increment: the worker then starts it idle, as a scheduled
+// increment finds it (its engine threads end after 10 s without a job).
 // The worker's, the server's and the tool's CPU time per increment are printed too (load-independent
 // more than the wall time). To compare two builds, run each in its own tree,
 // alternated; every figure is one line of JSON on stdout.
@@ -19,13 +21,14 @@ import { incrementalRun } from '../bench/increment.js';
 import { cpuMs, killAllSync, settle, startServiceAndWorker } from '../bench/procs.js';
 import { strictOptions, wholeNumber } from '../bench/args.js';
 
-const USAGE = 'Usage: node scripts/benchIncrement.js [--quick] [--runs N] [--seed N] [--trace] [--cpu-prof]';
+const USAGE = 'Usage: node scripts/benchIncrement.js [--quick] [--runs N] [--seed N] [--idle S] [--trace] [--cpu-prof]';
 
 // Strict (bench/args.js): an unknown or misspelt option is refused and --help prints the usage; neither starts a run.
 const values = strictOptions(USAGE, {
   quick: { type: 'boolean' },
   runs: { type: 'string' },
   seed: { type: 'string' },
+  idle: { type: 'string' },
   trace: { type: 'boolean' },
   'cpu-prof': { type: 'boolean' },
 });
@@ -33,6 +36,7 @@ const count = (name, fallback) => wholeNumber(values, name, fallback, USAGE);
 const quick = values.quick === true;
 const runs = count('runs', 3);
 const seed = count('seed', 20240601);
+const idleMs = count('idle', 0) * 1000;
 const trace = values.trace === true;
 const cpuProf = values['cpu-prof'] === true;
 const RATE = 800;
@@ -124,6 +128,7 @@ try {
   for (let r = 0; r < runs; r++) {
     const changed = changeOnePercent(dataset, seed + 1000 + r);
     await settle();
+    if (idleMs) await new Promise((resolve) => setTimeout(resolve, idleMs));
     const cpu0 = [cpuMs(worker.pid), cpuMs(server.process.pid), ownCpu()];
     // The monotonic clock the profiles' timestamps use (µs): the increment's window in them.
     const from = Number(process.hrtime.bigint() / 1000n);

@@ -29,7 +29,8 @@ const FLUSH_BYTES = 64 * 1024;
 const READ_CHUNK = 64 * 1024;
 /** Room for the entry count in the header: Number.MAX_SAFE_INTEGER has 16 digits. */
 const COUNT_WIDTH = 16;
-const DONE: Promise<void> = Promise.resolve();
+/** What `ManifestWriter.add` returns when the entry was only buffered: a caller may skip awaiting it. */
+export const BUFFERED: Promise<void> = Promise.resolve();
 
 export interface ReadManifestResult {
   header: ManifestHeader;
@@ -96,7 +97,7 @@ export class ManifestWriter {
    */
   add(entry: ManifestEntry): Promise<void> {
     try {
-      return this.#append(entry) ? this.#flush() : DONE;
+      return this.#append(entry) ? this.#flush() : BUFFERED;
     } catch (err) {
       return Promise.reject(err);
     }
@@ -169,7 +170,7 @@ export async function writeManifest(
     if (Symbol.iterator in entries) {
       for (const e of entries) {
         const written = w.add(e);
-        if (written !== DONE) await written;
+        if (written !== BUFFERED) await written;
       }
     } else for await (const e of entries) await w.add(e);
   } catch (err) {

@@ -48,13 +48,21 @@ export class EntryPacker {
     await this.recorder?.record(done.handed.entries[0]!);
   }
 
+  /**
+   * An increment's file with its base's size and mtime, recorded without being opened or read: most of an
+   * increment's files. Synchronous, so the pack's loop spends no promise on them: undefined when the file is
+   * not such a one (file() packs it), else the manifest writer's promise (BUFFERED unless it went to disk).
+   */
+  unchanged(item: WalkEntry): Promise<void> | undefined {
+    const b = this.recorder && this.base?.get(item.path);
+    if (b?.kind !== 'file' || b.size !== item.size || b.mtimeMs !== item.mtimeMs) return undefined;
+    return this.recorder!.recordUnchanged(item, b);
+  }
+
+  /** A file unchanged() did not take: packed, or recorded as unchanged once its bytes are seen to be the base's. */
   async file(item: WalkEntry): Promise<void> {
     const { out, recorder: track, limits, progress, signal } = this;
     const b = this.base?.get(item.path);
-    if (track && b?.kind === 'file' && b.size === item.size && b.mtimeMs === item.mtimeMs) {
-      await track.recordUnchanged(item, b); // not opened, not read
-      return;
-    }
     // A small file, read whole by one synchronous read: far cheaper than a stream per file.
     const wholeRead = Math.min(limits.bigFileBytes, WHOLE_READ_BYTES);
     const small = item.size <= wholeRead ? readSmallFile(item.absPath, wholeRead, this.#scratch) : 'big';

@@ -1,7 +1,7 @@
 /** The manifest and incremental bookkeeping of one pack run. */
 import type { Deleted, IndexEntry } from '../../common/manageIndex.js';
 import type { ManifestEntry } from '../../common/manifest.js';
-import type { ManifestWriter } from '../formats/manifest.js';
+import { BUFFERED, type ManifestWriter } from '../formats/manifest.js';
 import { ancestors } from '../fsx.js';
 
 /**
@@ -23,17 +23,22 @@ export class IncrementRecorder {
     if (base) this.#present = new Map();
   }
 
-  async record(e: IndexEntry): Promise<void> {
-    await this.writer?.add(e);
+  /**
+   * Records `e`. Not an async function (an increment records every file of its bundle): the promise is the
+   * manifest writer's, BUFFERED unless its buffer went out to disk.
+   */
+  record(e: IndexEntry): Promise<void> {
+    const written = this.writer ? this.writer.add(e) : BUFFERED;
     this.#present?.set(e.path, e.kind);
+    return written;
   }
 
   /** A file whose bytes are the base's: recorded with the base's hash and its current mode and mtime. */
-  async recordUnchanged(meta: { path: string; mode: number; mtimeMs: number }, b: ManifestEntry): Promise<void> {
+  recordUnchanged(meta: { path: string; mode: number; mtimeMs: number }, b: ManifestEntry): Promise<void> {
     const e: IndexEntry = { path: meta.path, kind: 'file', size: b.size, mode: meta.mode, mtimeMs: meta.mtimeMs, sha256: b.sha256 };
     if (e.mode !== b.mode || e.mtimeMs !== b.mtimeMs) this.touched.push(e);
     this.unchanged++;
-    await this.record(e);
+    return this.record(e);
   }
 
   /** Base entries not recorded as the same kind; below a deleted folder only the folder. */

@@ -8,10 +8,10 @@
 import path from 'node:path';
 import { PACK_LIMITS } from '../../common/device.js';
 import { INDEX_URI, INDEX_VERSION, type ManageIndex } from '../../common/manageIndex.js';
-import { ManifestWriter } from '../formats/manifest.js';
+import { BUFFERED, ManifestWriter } from '../formats/manifest.js';
 import { writeAtomically } from '../fsx.js';
 import { LoopYield } from '../loopYield.js';
-import { walkBundle } from '../walk.js';
+import { walkSteps } from '../walk.js';
 import { EntryPacker } from './entryPacker.js';
 import { IncrementRecorder } from './increment.js';
 import type { PackLimits, PackOptions, PackSummary } from './options.js';
@@ -42,7 +42,12 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
   progress.phase = cursor.scanning ? 'scan' : 'pack';
 
   try {
-    for await (const item of walkBundle(opts.dataDir, opts.profile)) {
+    // The walk's synchronous steps: no promise per item; a promise among them is the event loop's turn.
+    for (const item of walkSteps(opts.dataDir, opts.profile, loopYield)) {
+      if (item instanceof Promise) {
+        await item;
+        continue;
+      }
       signal?.throwIfAborted();
       syncs.check();
       progress.tick();
@@ -56,7 +61,11 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
       if (reusable) await packer.reusedBigFile(reusable);
       else if (item.type === 'skipped') out.skip(item.path, item.reason);
       else if (item.kind === 'dir') await packer.dir(item);
-      else await packer.file(item);
+      else {
+        const recorded = packer.unchanged(item);
+        if (recorded === undefined) await packer.file(item);
+        else if (recorded !== BUFFERED) await recorded;
+      }
     }
     await out.closeSlice();
     await cursor.finish();

@@ -7,7 +7,7 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BaseManifestInvalid, engineThreads, runOffThread } from '../../dist/engine/offThread.js';
+import { BaseManifestInvalid, engineThreads, runOffThread, warmEngineThreads } from '../../dist/engine/offThread.js';
 import { packBundle } from '../../dist/engine/pack/index.js';
 import { readManifest } from '../../dist/engine/formats/manifest.js';
 import { RestoreRejected } from '../../dist/engine/unpack/index.js';
@@ -186,6 +186,25 @@ describe('runOffThread', () => {
       const restores = await Promise.all([restore('two-a'), restore('two-b')]);
       expect(restores.map((r) => r.files)).toEqual([41, 41]);
       expect(engineThreads()).toBe(Math.min(restoreThreads, 2));
+    } finally {
+      process.env.OHBACKUP_ENGINE_THREADS = '1';
+    }
+  });
+
+  it('starts before its jobs the threads a kind may take (warmEngineThreads): a job takes one, and those left unused end idle', async () => {
+    const cores = os.availableParallelism();
+    const restoreThreads = Math.max(Math.max(1, Math.min(cores - 1, 3)), Math.min(cores, 2));
+    delete process.env.OHBACKUP_ENGINE_THREADS;
+    try {
+      await expect.poll(() => engineThreads(), { timeout: 30_000, interval: 500 }).toBe(0);
+      warmEngineThreads('restore');
+      expect(engineThreads()).toBe(restoreThreads);
+      warmEngineThreads('pack'); // a pack's threads are among a restore's
+      expect(engineThreads()).toBe(restoreThreads);
+      const packed = await runOffThread('pack', job(path.join(root, 'out-warmed')));
+      expect(packed.files).toBe(41);
+      expect(engineThreads()).toBe(restoreThreads); // it ran on a warmed thread, none more started
+      await expect.poll(() => engineThreads(), { timeout: 30_000, interval: 500 }).toBe(0);
     } finally {
       process.env.OHBACKUP_ENGINE_THREADS = '1';
     }

@@ -5,7 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { sortByBytes, walkBundle, type WalkItem, type WalkProfile } from '../../engine/walk.js';
+import { LoopYield } from '../../engine/loopYield.js';
+import { sortByBytes, walkBundle, walkSteps, type WalkItem, type WalkProfile } from '../../engine/walk.js';
 
 let root: string;
 let data: string;
@@ -138,6 +139,27 @@ describe('walkBundle', () => {
   it('includes can name an empty folder and top-level files', async () => {
     const items = await walk({ includes: ['empty', '*.txt'], excludes: ['B.txt'] });
     expect(entries(items)).toEqual(['file:a.txt', 'dir:empty', 'file:é.txt']);
+  });
+
+  it('walkSteps is the same walk, synchronous: the turns of the event loop come as promises between its items, where they fell due', async () => {
+    const items = await walk({ excludes: ['b/c.txt'] });
+    // A loop whose turn falls due at every third step: what a walk's steps hold then does not depend on the clock.
+    class EveryThird extends LoopYield {
+      calls = 0;
+      readonly turns: Array<Promise<void>> = [];
+      override due(): Promise<void> | undefined {
+        if (++this.calls % 3 !== 0) return undefined;
+        const turn = Promise.resolve();
+        this.turns.push(turn);
+        return turn;
+      }
+    }
+    const loop = new EveryThird();
+    const steps = [...walkSteps(data, { excludes: ['b/c.txt'] }, loop)];
+    expect(steps.filter((s) => !(s instanceof Promise))).toEqual(items);
+    expect(loop.turns.length).toBeGreaterThan(1);
+    expect(steps.filter((s) => s instanceof Promise)).toEqual(loop.turns);
+    expect(() => [...walkSteps(path.join(data, 'a.txt'), { excludes: [] })]).toThrow(/is not a folder/);
   });
 
   it('a missing data folder is an empty bundle', async () => {
