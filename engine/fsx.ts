@@ -1,10 +1,10 @@
 /**
  * File-system helpers the packer and the unpacker share: atomic writes, fsync,
- * errno tests, a removal that copes with read-only folders, a path's ancestors
- * and one hash-while-copy loop.
+ * errno tests, a removal that copes with read-only folders, a path's ancestors,
+ * one hash-while-copy loop and one positional write of a whole buffer.
  */
 import { createHash } from 'node:crypto';
-import { constants as fsc, promises as fsp, type Stats } from 'node:fs';
+import { constants as fsc, promises as fsp, write, type Stats } from 'node:fs';
 import path from 'node:path';
 
 const FILE_MODE = 0o600;
@@ -25,6 +25,20 @@ export async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
   } catch (err) {
     if (errnoOf(err) === 'ENOENT') return undefined;
     throw err;
+  }
+}
+
+/**
+ * Writes all of `bytes` at `at` (positional writes on the thread pool, going on after a short one). A write of
+ * nothing is an EIO: retrying it would loop for ever.
+ */
+export async function writeAllAt(fd: number, bytes: Buffer, at: number): Promise<void> {
+  for (let off = 0; off < bytes.length;) {
+    const n = await new Promise<number>((resolve, reject) =>
+      write(fd, bytes, off, bytes.length - off, at + off, (err, written) => (err ? reject(err) : resolve(written))),
+    );
+    if (n === 0) throw Object.assign(new Error(`EIO: a write of ${bytes.length - off} bytes at ${at + off} wrote nothing`), { code: 'EIO', syscall: 'write' });
+    off += n;
   }
 }
 

@@ -20,6 +20,7 @@ import {
   type ManifestHeader,
   type ManifestHeaderInit,
 } from '../../common/manifest.js';
+import { writeAllAt } from '../fsx.js';
 
 export { ManifestInvalid } from '../../common/manifest.js';
 export type { ManifestEntry, ManifestHeader, ManifestHeaderInit } from '../../common/manifest.js';
@@ -77,7 +78,7 @@ export class ManifestWriter {
         `"bundleName":${JSON.stringify(init.bundleName)},"time":${init.time},"entries":`;
       const line = `${prefix}${'0'.padEnd(COUNT_WIDTH)}}\n`;
       const bytes = Buffer.from(line);
-      await writeAllAt(fh, bytes, 0);
+      await writeAllAt(fh.fd, bytes, 0);
       return new ManifestWriter(target, tmp, fh, init, Buffer.byteLength(prefix), bytes.length);
     } catch (err) {
       await fh.close().catch(() => {});
@@ -127,7 +128,7 @@ export class ManifestWriter {
     const bytes = Buffer.from(this.#buf.join(''));
     this.#buf = [];
     this.#bufBytes = 0;
-    await writeAllAt(this.fh, bytes, this.#pos);
+    await writeAllAt(this.fh.fd, bytes, this.#pos);
     this.#pos += bytes.length;
   }
 
@@ -137,7 +138,7 @@ export class ManifestWriter {
     this.#closed = true;
     try {
       await this.#flush();
-      await writeAllAt(this.fh, Buffer.from(String(this.#count).padEnd(COUNT_WIDTH)), this.countAt);
+      await writeAllAt(this.fh.fd, Buffer.from(String(this.#count).padEnd(COUNT_WIDTH)), this.countAt);
       // Not fsynced: the worker's copy is transient (the tool keeps its own), and a retried pack rewrites it.
     } catch (err) {
       await this.fh.close().catch(() => {});
@@ -307,12 +308,4 @@ async function* splitLines(chunks: AsyncIterable<Buffer>): AsyncGenerator<string
     }
   }
   if (pendingBytes > 0) yield [dropCr(Buffer.concat(pending).toString('utf8'))];
-}
-
-async function writeAllAt(fh: fsp.FileHandle, bytes: Buffer, at: number): Promise<void> {
-  let off = 0;
-  while (off < bytes.length) {
-    const { bytesWritten } = await fh.write(bytes, off, bytes.length - off, at + off);
-    off += bytesWritten;
-  }
 }

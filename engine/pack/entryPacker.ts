@@ -54,9 +54,10 @@ export class EntryPacker {
    * not such a one (file() packs it), else the manifest writer's promise (BUFFERED unless it went to disk).
    */
   unchanged(item: WalkEntry): Promise<void> | undefined {
-    const b = this.recorder && this.base?.get(item.path);
+    if (!this.recorder) return undefined;
+    const b = this.base?.get(item.path);
     if (b?.kind !== 'file' || b.size !== item.size || b.mtimeMs !== item.mtimeMs) return undefined;
-    return this.recorder!.recordUnchanged(item, b);
+    return this.recorder.recordUnchanged(item, b);
   }
 
   /** A file unchanged() did not take: packed, or recorded as unchanged once its bytes are seen to be the base's. */

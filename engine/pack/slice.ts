@@ -1,8 +1,9 @@
 /** One tar slice `part.<n>.tar` being written, and what an entry costs in one. */
 import { createHash } from 'node:crypto';
-import { constants as fsc, openSync, promises as fsp, write } from 'node:fs';
+import { constants as fsc, openSync, promises as fsp } from 'node:fs';
 import type { HandedFile, IndexEntry } from '../../common/manageIndex.js';
 import { sliceEntryBlocks } from '../formats/sliceEntry.js';
+import { writeAllAt } from '../fsx.js';
 import type { WalkEntry } from '../walk.js';
 import { FILE_MODE, WRITE_BATCH_BYTES, type OpenedStat, type PackLimits } from './options.js';
 import type { OutputSync, OutputSyncs } from './outputSync.js';
@@ -10,10 +11,6 @@ import type { PackProgressMeter } from './progress.js';
 import { changedWhileRead } from './sources.js';
 
 const BLOCK = 512;
-/** One positional write on the thread pool; resolves with the bytes it wrote (a short write is the caller's to go on). */
-function writeAt(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
-  return new Promise((resolve, reject) => write(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
-}
 const ZEROS = Buffer.alloc(64 * 1024);
 
 function pad512(n: number): number {
@@ -97,11 +94,7 @@ export class Slice {
       await before;
       if (this.#failure) return;
       try {
-        for (let off = 0; off < batch.length;) {
-          const n = await writeAt(this.#fd, batch, off, batch.length - off, at + off);
-          if (n === 0) throw Object.assign(new Error(`EIO: a write to ${this.filePath} wrote nothing`), { code: 'EIO', syscall: 'write' });
-          off += n;
-        }
+        await writeAllAt(this.#fd, batch, at);
       } catch (err) {
         this.#failure ??= err as Error;
         return;
