@@ -79,48 +79,112 @@ export async function backupToRepository(opts: RepositoryBackupOptions): Promise
   const keepStaging = stagingDir ?? path.join(readSettings().stateDir, STAGING_DIR);
   return withTemp(tempDir, async (tmp) => {
     // One listing serves the base's resolve and the store (each restic call opens the repository again).
-    const listed = base ? await repository.snapshots({ device, signal: run.signal }) : undefined;
-    const baseSnapshot = base && listed ? await materializeBase(repository, base, path.join(tmp, 'base'), device, keepStaging, listed) : undefined;
-    const setDir = path.join(tmp, 'set');
-    const resultOf = ({ out: _out, base: _base, ...result }: BackupRunResult): RepositoryBackupResult => ({
-      ...result,
-      repository: repository.name,
-      ...(baseSnapshot ? { baseSnapshot } : {}),
-    });
-    let r: BackupRunResult | undefined;
-    try {
-      const stored = await repository.storeWhileWriting(
-        { device, ...(baseSnapshot ? { base: baseSnapshot.id } : {}) },
-        async (bundleDone) => {
-          r = await runBackup({
-            ...run,
-            out: setDir,
-            ...(baseSnapshot ? { base: path.join(tmp, 'base'), incremental: true } : {}),
-            // Each bundle whose files are all in the set is staged while the session goes on (the summary has the last word).
-            onProgress: (e) => {
-              if (e.type === 'end' && e.outcome.state === 'done') bundleDone(setDir, e.outcome.bundleName);
-              run.onProgress?.(e);
-            },
-          });
-          return r.bundles.some((b) => b.state === 'done') ? setDir : undefined;
-        },
-        onStoreProgress,
-        {
-          signal: run.signal,
-          // This run's session is new to the repository: the listing above still holds all the store needs.
-          ...(listed ? { snapshots: listed } : {}),
-          // The set is this run's own and removed right after: its big files may move into the kept tree.
-          ...(keepStaging ? { keepStaging, moveBigFiles: true } : {}),
-        },
-      );
-      return { ...resultOf(r!), ...(stored ? { snapshot: stored.snapshot, store: stored.summary } : {}) };
-    } catch (err) {
-      // The session's own failures (refused before it began) are the caller's, as they were.
-      if (!r) throw err;
-      const error: ErrorInfo = { code: ErrorCode.IO_ERROR, message: `Storing the backup in ${repository.name} failed: ${(err as Error).message}` };
-      return { ...resultOf(r), error: r.error ?? error, outcome: 'failed' as const };
+    const listing = base ? repository.snapshots({ device, signal: run.signal }) : undefined;
+    listing?.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+    // `latest` is, nearly always, what the kept tree stored last: the session starts on that guess while restic
+    // lists (its key derivation alone is half a second), and nothing is stored unless the listing confirms it.
+    const guess =
+      base === 'latest' && keepStaging ? await repository.guessLatestBase(path.join(tmp, 'guess'), { device, keepStaging }).catch(() => undefined) : undefined;
+    if (guess && listing) {
+      const r = await storeRun(repository, device, run, tmp, path.join(tmp, 'guess'), keepStaging, onStoreProgress, {
+        id: guess.id,
+        listing,
+        confirm: (listed) => repository.confirmsGuess(guess, listed, device),
+      });
+      if (r) return r;
+      await rm(path.join(tmp, 'set'), { recursive: true, force: true });
     }
+    const listed = listing ? await listing : undefined;
+    const baseSnapshot = base && listed ? await materializeBase(repository, base, path.join(tmp, 'base'), device, keepStaging, listed) : undefined;
+    return (await storeRun(repository, device, run, tmp, path.join(tmp, 'base'), keepStaging, onStoreProgress, {
+      ...(listed ? { listing: Promise.resolve(listed) } : {}),
+      ...(baseSnapshot ? { id: baseSnapshot.id, confirm: () => baseSnapshot } : {}),
+    }))!;
   });
+}
+
+/** The guess was wrong: `latest` is not the snapshot the session was an increment of. */
+class BaseMoved extends Error {}
+
+/** The listing beside the session failed (no repository, a wrong password): its error is the run's, as before a session. */
+class ListingFailed extends Error {
+  constructor(readonly reason: unknown) {
+    super('the listing failed');
+  }
+}
+
+/**
+ * One session into the set folder, staged while it runs and stored. With a base `id`, an increment of the base in
+ * `baseDir`, which `confirm` must find among the listing once the session is over; when it does not (a guessed
+ * base that is not `latest`), nothing is stored and the result is undefined.
+ */
+async function storeRun(
+  repository: Repository,
+  device: string,
+  run: Omit<RepositoryBackupOptions, 'repository' | 'device' | 'base' | 'tempDir' | 'stagingDir' | 'onStoreProgress'>,
+  tmp: string,
+  baseDir: string,
+  keepStaging: string | false,
+  onStoreProgress: ((p: StoreProgress) => void) | undefined,
+  base: { id?: string; listing?: Promise<SnapshotInfo[]>; confirm?: (listed: SnapshotInfo[]) => SnapshotInfo | undefined },
+): Promise<RepositoryBackupResult | undefined> {
+  const setDir = path.join(tmp, 'set');
+  const { id: baseId, listing, confirm } = base;
+  let baseSnapshot: SnapshotInfo | undefined;
+  const resultOf = ({ out: _out, base: _base, ...result }: BackupRunResult): RepositoryBackupResult => ({
+    ...result,
+    repository: repository.name,
+    ...(baseSnapshot ? { baseSnapshot } : {}),
+  });
+  let r: BackupRunResult | undefined;
+  // A listing that fails stops the session it runs beside: nothing could be stored.
+  const stop = new AbortController();
+  listing?.catch(() => stop.abort());
+  const signal = run.signal ? AbortSignal.any([run.signal, stop.signal]) : stop.signal;
+  try {
+    const stored = await repository.storeWhileWriting(
+      { device, ...(baseId ? { base: baseId } : {}) },
+      async (bundleDone) => {
+        r = await runBackup({
+          ...run,
+          signal,
+          out: setDir,
+          ...(baseId ? { base: baseDir, incremental: true } : {}),
+          // Each bundle whose files are all in the set is staged while the session goes on (the summary has the last word).
+          onProgress: (e) => {
+            if (e.type === 'end' && e.outcome.state === 'done') bundleDone(setDir, e.outcome.bundleName);
+            run.onProgress?.(e);
+          },
+        });
+        if (baseId && confirm) {
+          const listed = listing
+            ? await listing.catch((err: unknown) => {
+                throw new ListingFailed(err);
+              })
+            : [];
+          baseSnapshot = confirm(listed);
+          if (!baseSnapshot) throw new BaseMoved();
+        }
+        return r.bundles.some((b) => b.state === 'done') ? setDir : undefined;
+      },
+      onStoreProgress,
+      {
+        signal: run.signal,
+        // This run's session is new to the repository: the listing still holds all the store needs.
+        ...(listing ? { snapshots: listing } : {}),
+        // The set is this run's own and removed right after: its big files may move into the kept tree.
+        ...(keepStaging ? { keepStaging, moveBigFiles: true } : {}),
+      },
+    );
+    return { ...resultOf(r!), ...(stored ? { snapshot: stored.snapshot, store: stored.summary } : {}) };
+  } catch (err) {
+    if (err instanceof BaseMoved) return undefined;
+    if (err instanceof ListingFailed) throw err.reason;
+    // The session's own failures (refused before it began) are the caller's, as they were.
+    if (!r) throw err;
+    const error: ErrorInfo = { code: ErrorCode.IO_ERROR, message: `Storing the backup in ${repository.name} failed: ${(err as Error).message}` };
+    return { ...resultOf(r), error: r.error ?? error, outcome: 'failed' as const };
+  }
 }
 
 export interface RepositoryRestoreOptions extends RunRestoreOptions, Omit<RestoreRequest, 'from'> {

@@ -78,6 +78,23 @@ export async function materializeBaseManifests(
   }
 }
 
+/** A file of a kept tree, only while it still has its recorded lstat and SHA-256 (else undefined). */
+async function readRecorded(tree: string, records: StagedRecords, rel: string): Promise<Buffer | undefined> {
+  const r = records.get(rel);
+  if (!r) return undefined;
+  const file = path.join(tree, rel);
+  const st = await fsp.lstat(file, { bigint: true }).catch(() => undefined);
+  if (!st || String(st.ino) !== r.ino || Number(st.size) !== r.size || String(st.mtimeNs) !== r.mtimeNs || String(st.ctimeNs) !== r.ctimeNs) return undefined;
+  const bytes = await fsp.readFile(file).catch(() => undefined);
+  return bytes && bytes.length === r.size && createHash('sha256').update(bytes).digest('hex') === r.sha256 ? bytes : undefined;
+}
+
+/** The summary a kept tree was stored with, when it still is what was stored. */
+export async function keptTreeSummary(tree: string, records: StagedRecords): Promise<SetSummary | undefined> {
+  const raw = await readRecorded(tree, records, SET_SUMMARY);
+  return raw && parseSummary(raw);
+}
+
 /**
  * From a kept staging tree whose record names the base snapshot (the caller
  * checks that): undefined, and nothing written, unless every file needed
@@ -90,24 +107,14 @@ export async function baseFromKeptTree(
   outDir: string,
   stored: string[],
 ): Promise<SetSummary | undefined> {
-  const read = async (rel: string): Promise<Buffer | undefined> => {
-    const r = records.get(rel);
-    if (!r) return undefined;
-    const file = path.join(tree, rel);
-    const st = await fsp.lstat(file, { bigint: true }).catch(() => undefined);
-    if (!st || String(st.ino) !== r.ino || Number(st.size) !== r.size || String(st.mtimeNs) !== r.mtimeNs || String(st.ctimeNs) !== r.ctimeNs) return undefined;
-    const bytes = await fsp.readFile(file).catch(() => undefined);
-    return bytes && bytes.length === r.size && createHash('sha256').update(bytes).digest('hex') === r.sha256 ? bytes : undefined;
-  };
-  const raw = await read(SET_SUMMARY);
-  const summary = raw && parseSummary(raw);
+  const summary = await keptTreeSummary(tree, records);
   if (!summary || summary.sessionId !== sessionId) return undefined;
   const manifests = new Map<string, Buffer>();
   for (const b of stored) {
     const rel = path.join(b, SET_MANIFEST);
     // No record: the snapshot stores no manifest of this bundle (the records are exactly what was stored).
     if (!records.has(rel)) continue;
-    const bytes = await read(rel);
+    const bytes = await readRecorded(tree, records, rel);
     if (!bytes) return undefined;
     manifests.set(b, bytes);
   }

@@ -12,7 +12,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { baseFromKeptTree, materializeBaseManifests } from './baseManifests.js';
+import { baseFromKeptTree, keptTreeSummary, materializeBaseManifests } from './baseManifests.js';
 import { chainOf } from './chain.js';
 import { checkBundle, type BundleProblem } from './checkBundles.js';
 import { type RepositoryLocation } from './environment.js';
@@ -72,8 +72,16 @@ export interface StoreOptions {
    * The device's snapshots as the caller has just listed them (the listing
    * that resolved the increment's base): the store does not list them again.
    * Only for a set whose session the repository cannot hold yet (a run's own).
+   * A promise: the listing is still under way (it runs while the session does).
    */
-  snapshots?: SnapshotInfo[];
+  snapshots?: SnapshotInfo[] | Promise<SnapshotInfo[]>;
+}
+
+/** A base guessed from a kept tree (guessLatestBase), until a listing confirms it. */
+export interface GuessedBase {
+  id: string;
+  sessionId: string;
+  bundles: string[];
 }
 
 /** What storeSet makes of a set before staging it. */
@@ -208,7 +216,7 @@ export class Repository {
     opts: StoreOptions = {},
   ): Promise<StoreResult | undefined> {
     // Listed while the session runs: its session is new, so nothing the store needs can appear in the listing meanwhile.
-    const listing = opts.snapshots ? Promise.resolve(opts.snapshots) : this.snapshots({ device: meta.device, signal: opts.signal });
+    const listing = opts.snapshots !== undefined ? Promise.resolve(opts.snapshots) : this.snapshots({ device: meta.device, signal: opts.signal });
     listing.catch(() => undefined); // awaited after the session; not an unhandled rejection meanwhile
     return this.#withStaging(meta.device, meta.base ? 'increment' : 'full', opts, async (stage, kept) => {
       const stager = new SetStager(stage, stagerOptions(opts, kept));
@@ -230,7 +238,7 @@ export class Repository {
   /** What a store of the set makes (tags, base, time), or the snapshot that holds its session already. */
   async #planStore(setDir: string, meta: StoreMeta, opts: StoreOptions): Promise<StorePlan | { existed: StoreResult }> {
     const summary = await readSetSummary(setDir);
-    const all = opts.snapshots ?? (await this.snapshots({ device: meta.device, signal: opts.signal }));
+    const all = (await opts.snapshots) ?? (await this.snapshots({ device: meta.device, signal: opts.signal }));
     const existing = all.find((s) => s.sessionId === summary.sessionId);
     const stored = summary.bundles.filter((b) => b.state === 'done').map((b) => b.bundleName);
     const notStored = summary.bundles.filter((b) => b.state !== 'done').map((b) => b.bundleName);
@@ -471,6 +479,50 @@ export class Repository {
       }
     await materializeBaseManifests(this.ctx, s.id, outDir, s.bundles, opts.signal);
     return { ...s, fromKeptTree: false };
+  }
+
+  /**
+   * The base `latest` most likely is, from the device's kept trees alone (no
+   * restic call, so no key derivation): the newer of the snapshots last
+   * stored from them, its summary and manifests read as materializeBase reads
+   * them (only files that still are what was stored). A guess: list the
+   * repository meanwhile and store the increment only if `confirmsGuess`
+   * says `latest` is this very snapshot.
+   */
+  async guessLatestBase(outDir: string, opts: { device: string; keepStaging: string }): Promise<GuessedBase | undefined> {
+    const candidates: Array<GuessedBase & { kind: 'full' | 'increment'; createdAt: number }> = [];
+    for (const kind of ['increment', 'full'] as const) {
+      const c = await withKeptTree(
+        opts.keepStaging,
+        keptTreeKey(opts.device, this.name, kind),
+        async (kept) => {
+          const summary = kept?.parent ? await keptTreeSummary(kept.tree, kept.previous) : undefined;
+          if (!kept?.parent || !summary) return undefined;
+          const bundles = summary.bundles.filter((b) => b.state === 'done').map((b) => b.bundleName);
+          return { kind, id: kept.parent, sessionId: summary.sessionId, bundles, createdAt: Date.parse(summary.createdAt) };
+        },
+        { onlyIfThere: true },
+      );
+      if (c && Number.isFinite(c.createdAt)) candidates.push(c);
+    }
+    const newest = candidates.sort((a, b) => b.createdAt - a.createdAt)[0];
+    // Two of the same time: which one restic lists last is not known here.
+    if (!newest || candidates.some((c) => c !== newest && c.createdAt === newest.createdAt)) return undefined;
+    const read = await withKeptTree(
+      opts.keepStaging,
+      keptTreeKey(opts.device, this.name, newest.kind),
+      async (kept) => !!kept && kept.parent === newest.id && !!(await baseFromKeptTree(kept.tree, kept.previous, newest.sessionId, outDir, newest.bundles)),
+      { onlyIfThere: true },
+    );
+    return read ? { id: newest.id, sessionId: newest.sessionId, bundles: newest.bundles } : undefined;
+  }
+
+  /** `latest` of the device among `listed`, when it is the guessed base (same snapshot, session and bundles); else undefined. */
+  confirmsGuess(guess: GuessedBase, listed: SnapshotInfo[], device: string): SnapshotInfo | undefined {
+    const pool = listed.filter((s) => s.device === device);
+    const s = pool[pool.length - 1];
+    const same = (a: string[], b: string[]) => a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i]);
+    return s && s.id === guess.id && s.sessionId === guess.sessionId && same(s.bundles, guess.bundles) ? s : undefined;
   }
 
   /** The summary (backup_set.json) a snapshot stores. */

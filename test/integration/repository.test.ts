@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -405,7 +405,7 @@ describe.each<Backend>(['local', 's3'])('repository on %s', (backend) => {
     expect((await repo.check({ readData: true })).ok).toBe(true);
   });
 
-  it('a device backed up into the repository (full, then an increment) restores from it; the password is in no workflow history', async (ctx) => {
+  it('a device backed up into the repository (full, then an increment, then an increment of a snapshot stored without the kept trees) restores from it, a repository gone fails the increment with its own error, and the password is in no workflow history', async (ctx) => {
     if (unavailable) return ctx.skip();
     const started = new Date();
     const dataRoot = path.join(root, `runs-device-${backend}`);
@@ -464,6 +464,47 @@ describe.each<Backend>(['local', 's3'])('repository on %s', (backend) => {
       expect(history).not.toContain(passwordFile);
     }
     expect(scanned).toBeGreaterThan(2);
+
+    // A snapshot stored without the kept trees is latest now: the session that started on the trees' guess is
+    // not stored, and the increment stored is one of that snapshot.
+    const againQueue = uniqueTaskQueue('repo-runs-again');
+    configureTool(againQueue);
+    const { priv, inc2 } = await withWorker({ taskQueue: againQueue, dataRoot, stateDir: path.join(root, `state-runs-again-${backend}`) }, async () => {
+      const priv = await backupToRepository({ repository: repo, device: 'phone-r', incremental: true, stagingDir: false, tempDir: root });
+      await writeFile(path.join(dataRoot, 'com.r.notes', 'data', 'dir', 'b.txt'), 'beta, edited');
+      commands.length = 0;
+      const inc2 = await backupToRepository({ repository: repo, device: 'phone-r', base: 'latest', tempDir: root });
+      return { priv, inc2 };
+    });
+    expect(commands.filter((c) => c === 'snapshots')).toEqual(['snapshots']);
+    expect(commands.filter((c) => c === 'backup')).toEqual(['backup']);
+    expect([priv.outcome, inc2.outcome], JSON.stringify([priv.error, inc2.error])).toEqual(['done', 'done']);
+    expect(inc2.baseSnapshot?.id).toBe(priv.snapshot!.id);
+    expect(inc2.snapshot!.base).toEqual({ id: priv.snapshot!.id, sessionId: priv.sessionId });
+    const target2 = path.join(root, `runs-target2-${backend}`);
+    await mkdir(target2);
+    configureTool(restoreQueue);
+    const r2 = await withWorker({ taskQueue: restoreQueue, dataRoot: target2, stateDir: path.join(root, `state-runs-t2-${backend}`) }, () =>
+      restoreFromRepository({ repository: repo, snapshot: 'latest', device: 'phone-r', tempDir: root }),
+    );
+    expect(r2.snapshots.map((s) => s.id)).toEqual([priv.snapshot!.id, inc2.snapshot!.id]);
+    for (const name of ['com.r.notes', 'com.r.photos']) {
+      expect(await compareTrees(path.join(dataRoot, name, 'data'), path.join(target2, name, 'data'), { excludes: [] })).toEqual([]);
+    }
+    expect((await readdir(root)).filter((x) => x.startsWith('ohbackup-run-'))).toEqual([]);
+
+    // The repository gone: the listing beside the guessed session fails, and that is the run's error, as before.
+    if (backend === 'local') {
+      const moved = `${loc.repository}-moved`;
+      await rename(loc.repository, moved);
+      configureTool(againQueue);
+      const gone = await withWorker({ taskQueue: againQueue, dataRoot, stateDir: path.join(root, `state-runs-again-${backend}`) }, () =>
+        backupToRepository({ repository: repo, device: 'phone-r', base: 'latest', tempDir: root }).catch((e: unknown) => e),
+      );
+      expect(gone).toBeInstanceOf(RepositoryNotFound);
+      await rename(moved, loc.repository);
+      expect((await repo.snapshots()).map((s) => s.id)).toEqual([full.snapshot!.id, inc.snapshot!.id, priv.snapshot!.id, inc2.snapshot!.id]);
+    }
   });
 
   it('dedup: a second full store after changing 1% of the small files adds at most 2% of the first', async (ctx) => {

@@ -247,4 +247,44 @@ describe("an increment's base", () => {
     await repo.storeSet((await set(data, `untrusted-d-${k}`)).dir, { device: 'u1' });
     await expectFromRestic('stale');
   });
+
+  it('is guessed from the newer kept tree with no restic call, and the guess holds only while the listing names it latest', async (ctx) => {
+    if (w.unavailable) return ctx.skip();
+    const { repo, data, cache, tree, k, commands } = await watchedFixture();
+    expect(await repo.guessLatestBase(path.join(w.root, `guess-none-${k}`), { device: 'u1', keepStaging: cache })).toBeUndefined();
+    const a = await repo.storeSet((await set(data, `guess-a-${k}`)).dir, { device: 'u1' }, undefined, { keepStaging: cache });
+    commands.length = 0;
+    const guessed = path.join(w.root, `guess-a-base-${k}`);
+    const guess = await repo.guessLatestBase(guessed, { device: 'u1', keepStaging: cache });
+    expect(commands).toEqual([]);
+    expect(guess).toEqual({ id: a.snapshot.id, sessionId: a.snapshot.sessionId, bundles: [BUNDLE] });
+    const viaRestic = path.join(w.root, `guess-a-restic-${k}`);
+    await repo.materializeBase('latest', viaRestic, { device: 'u1' });
+    expect(await baseFiles(guessed)).toEqual(await baseFiles(viaRestic));
+    expect(repo.confirmsGuess(guess!, await repo.snapshots(), 'u1')?.id).toBe(a.snapshot.id);
+    // Another device's newer snapshot does not move this one's latest.
+    expect(repo.confirmsGuess(guess!, await repo.snapshots(), 'u2')).toBeUndefined();
+
+    // An increment stored from its own tree is newer: the guess follows it.
+    await fsp.writeFile(path.join(data, 's0', 'f000.txt'), 'changed');
+    const inc = await makePackedSet({ bundles: { [BUNDLE]: data }, out: path.join(w.root, `guess-b-${k}`), base: guessed, scratch: w.root });
+    const b = await repo.storeSet(inc.dir, { device: 'u1', base: a.snapshot.id }, undefined, { keepStaging: cache });
+    const guess2 = await repo.guessLatestBase(path.join(w.root, `guess-b-base-${k}`), { device: 'u1', keepStaging: cache });
+    expect(guess2?.id).toBe(b.snapshot.id);
+
+    // A snapshot stored without the trees: the trees still guess the older one, and the listing refuses it.
+    const c = await repo.storeSet((await set(data, `guess-c-${k}`)).dir, { device: 'u1' });
+    const guess3 = await repo.guessLatestBase(path.join(w.root, `guess-c-base-${k}`), { device: 'u1', keepStaging: cache });
+    expect(guess3?.id).toBe(b.snapshot.id);
+    const listed = await repo.snapshots();
+    expect(listed[listed.length - 1]!.id).toBe(c.snapshot.id);
+    expect(repo.confirmsGuess(guess3!, listed, 'u1')).toBeUndefined();
+
+    // A hand in the full tree's summary: that tree guesses nothing (its files are not what was stored).
+    const summary = path.join(tree, 'backup_set.json');
+    await fsp.appendFile(summary, ' ');
+    const k2 = keptTreeKey('u1', repo.name, 'increment');
+    await fsp.rm(path.join(cache, k2), { recursive: true });
+    expect(await repo.guessLatestBase(path.join(w.root, `guess-d-base-${k}`), { device: 'u1', keepStaging: cache })).toBeUndefined();
+  });
 });
