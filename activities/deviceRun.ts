@@ -41,6 +41,8 @@ import type { RunSummary } from '../client/runs/tally.js';
 import type { DeviceConfig } from './index.js';
 
 const setupFailure = (message: string) => ApplicationFailure.nonRetryable(message, DEVICE_RUN_SETUP);
+/** How long a retry waits for the earlier attempt's released session to end (its claims given back) before it starts its own. */
+const EARLIER_SESSION_END_MS = 30_000;
 
 export function snapshotView(s: SnapshotInfo): DeviceRunSnapshot {
   const { tags: _tags, ...view } = s;
@@ -168,10 +170,13 @@ export function createDeviceRunActivities(config: DeviceConfig) {
           return { ...common, outcome: 'done', bundles: [], files: 0, bytes: 0, ...(await answerQuery(repository, req, ctx.cancellationSignal)) };
         }
         if (earlier?.sessionId) {
-          await ctx.client.workflow
-            .getHandle(earlier.sessionId)
-            .executeUpdate(releaseUpdate, { args: [{}] })
-            .catch(() => undefined);
+          const session = ctx.client.workflow.getHandle(earlier.sessionId);
+          await session.executeUpdate(releaseUpdate, { args: [{}] }).catch(() => undefined);
+          // The session gives its bundles' claims back in its last activities, after the update has returned: until it
+          // has ended, this attempt's own session would meet them (13500013). Bounded: a session that cannot end is the claims' timeout's.
+          let bound: NodeJS.Timeout | undefined;
+          await Promise.race([session.result().catch(() => undefined), new Promise((r) => (bound = setTimeout(r, EARLIER_SESSION_END_MS)))]);
+          clearTimeout(bound);
           if (req.kind === 'backup') {
             // The earlier attempt may have stored its snapshot before its worker died.
             const made = (await repository.snapshots({ device: req.device })).find((s) => s.sessionId === earlier.sessionId);

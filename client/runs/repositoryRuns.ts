@@ -138,16 +138,19 @@ async function storeRun(
   });
   let r: BackupRunResult | undefined;
   // A listing that fails stops the session it runs beside: nothing could be stored.
-  const stop = new AbortController();
-  listing?.catch(() => stop.abort());
-  const signal = run.signal ? AbortSignal.any([run.signal, stop.signal]) : stop.signal;
+  let signal = run.signal;
+  if (listing) {
+    const stop = new AbortController();
+    listing.catch(() => stop.abort());
+    signal = run.signal ? AbortSignal.any([run.signal, stop.signal]) : stop.signal;
+  }
   try {
     const stored = await repository.storeWhileWriting(
       { device, ...(baseId ? { base: baseId } : {}) },
       async (bundleDone) => {
         r = await runBackup({
           ...run,
-          signal,
+          ...(signal ? { signal } : {}),
           out: setDir,
           ...(baseId ? { base: baseDir, incremental: true } : {}),
           // Each bundle whose files are all in the set is staged while the session goes on (the summary has the last word).
