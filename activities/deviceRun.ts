@@ -8,8 +8,8 @@
  * heartbeat details, which the operator's command reads.
  *
  * A retry (the worker died mid-run) releases the session of the attempt
- * before it, named in its last heartbeat, so its bundle claims do not refuse
- * the new session (13500013), and runs again: restic never leaves half a
+ * before it, named in its last heartbeat, and waits for it to end, so its
+ * bundle claims do not refuse the new session (13500013), and runs again: restic never leaves half a
  * snapshot, and a snapshot the earlier attempt finished is found by its
  * session and reported instead of being made twice. A restore retried after
  * the earlier attempt began writing replaces what that attempt wrote.
