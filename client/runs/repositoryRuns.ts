@@ -86,9 +86,9 @@ export async function backupToRepository(opts: RepositoryBackupOptions): Promise
     const guess =
       base === 'latest' && keepStaging ? await repository.guessLatestBase(path.join(tmp, 'guess'), { device, keepStaging }).catch(() => undefined) : undefined;
     if (guess && listing) {
-      const r = await storeRun(repository, device, run, tmp, path.join(tmp, 'guess'), keepStaging, onStoreProgress, {
+      const r = await storeRun(repository, device, run, tmp, keepStaging, onStoreProgress, listing, {
         id: guess.id,
-        listing,
+        dir: path.join(tmp, 'guess'),
         confirm: (listed) => repository.confirmsGuess(guess, listed, device),
       });
       if (r) return r;
@@ -96,10 +96,8 @@ export async function backupToRepository(opts: RepositoryBackupOptions): Promise
     }
     const listed = listing ? await listing : undefined;
     const baseSnapshot = base && listed ? await materializeBase(repository, base, path.join(tmp, 'base'), device, keepStaging, listed) : undefined;
-    return (await storeRun(repository, device, run, tmp, path.join(tmp, 'base'), keepStaging, onStoreProgress, {
-      ...(listed ? { listing: Promise.resolve(listed) } : {}),
-      ...(baseSnapshot ? { id: baseSnapshot.id, confirm: () => baseSnapshot } : {}),
-    }))!;
+    const known = baseSnapshot && { id: baseSnapshot.id, dir: path.join(tmp, 'base'), confirm: () => baseSnapshot };
+    return (await storeRun(repository, device, run, tmp, keepStaging, onStoreProgress, listed, known))!;
   });
 }
 
@@ -114,22 +112,22 @@ class ListingFailed extends Error {
 }
 
 /**
- * One session into the set folder, staged while it runs and stored. With a base `id`, an increment of the base in
- * `baseDir`, which `confirm` must find among the listing once the session is over; when it does not (a guessed
- * base that is not `latest`), nothing is stored and the result is undefined.
+ * One session into the set folder, staged while it runs and stored; with `base`, an increment of the base set in
+ * `base.dir`, which `base.confirm` must find among the listing once the session is over. When it does not (a guessed
+ * base that is not `latest`), nothing is stored and the result is undefined. A listing still under way (a promise)
+ * that fails stops the session: nothing could be stored, and its error is the run's.
  */
 async function storeRun(
   repository: Repository,
   device: string,
   run: Omit<RepositoryBackupOptions, 'repository' | 'device' | 'base' | 'tempDir' | 'stagingDir' | 'onStoreProgress'>,
   tmp: string,
-  baseDir: string,
   keepStaging: string | false,
   onStoreProgress: ((p: StoreProgress) => void) | undefined,
-  base: { id?: string; listing?: Promise<SnapshotInfo[]>; confirm?: (listed: SnapshotInfo[]) => SnapshotInfo | undefined },
+  listing: SnapshotInfo[] | Promise<SnapshotInfo[]> | undefined,
+  base: { id: string; dir: string; confirm: (listed: SnapshotInfo[]) => SnapshotInfo | undefined } | undefined,
 ): Promise<RepositoryBackupResult | undefined> {
   const setDir = path.join(tmp, 'set');
-  const { id: baseId, listing, confirm } = base;
   let baseSnapshot: SnapshotInfo | undefined;
   const resultOf = ({ out: _out, base: _base, ...result }: BackupRunResult): RepositoryBackupResult => ({
     ...result,
@@ -137,35 +135,32 @@ async function storeRun(
     ...(baseSnapshot ? { baseSnapshot } : {}),
   });
   let r: BackupRunResult | undefined;
-  // A listing that fails stops the session it runs beside: nothing could be stored.
   let signal = run.signal;
-  if (listing) {
+  if (listing instanceof Promise) {
     const stop = new AbortController();
     listing.catch(() => stop.abort());
     signal = run.signal ? AbortSignal.any([run.signal, stop.signal]) : stop.signal;
   }
   try {
     const stored = await repository.storeWhileWriting(
-      { device, ...(baseId ? { base: baseId } : {}) },
+      { device, ...(base ? { base: base.id } : {}) },
       async (bundleDone) => {
         r = await runBackup({
           ...run,
           ...(signal ? { signal } : {}),
           out: setDir,
-          ...(baseId ? { base: baseDir, incremental: true } : {}),
+          ...(base ? { base: base.dir, incremental: true } : {}),
           // Each bundle whose files are all in the set is staged while the session goes on (the summary has the last word).
           onProgress: (e) => {
             if (e.type === 'end' && e.outcome.state === 'done') bundleDone(setDir, e.outcome.bundleName);
             run.onProgress?.(e);
           },
         });
-        if (baseId && confirm) {
-          const listed = listing
-            ? await listing.catch((err: unknown) => {
-                throw new ListingFailed(err);
-              })
-            : [];
-          baseSnapshot = confirm(listed);
+        if (base) {
+          const listed = await Promise.resolve(listing ?? []).catch((err: unknown) => {
+            throw new ListingFailed(err);
+          });
+          baseSnapshot = base.confirm(listed);
           if (!baseSnapshot) throw new BaseMoved();
         }
         return r.bundles.some((b) => b.state === 'done') ? setDir : undefined;

@@ -392,7 +392,7 @@ export class Repository {
     const all = opts.among ?? (await this.snapshots({ device: opts.device }));
     const pool = opts.device ? all.filter((s) => s.device === opts.device) : all;
     let found: SnapshotInfo[];
-    if (ref === 'latest') found = pool.length ? [pool[pool.length - 1]!] : [];
+    if (ref === 'latest') found = pool.slice(-1);
     else if (ref.startsWith('session:')) found = pool.filter((s) => s.sessionId === ref.slice('session:'.length));
     else found = /^[0-9a-f]{4,64}$/.test(ref) ? pool.filter((s) => s.id.startsWith(ref)) : [];
     const where = `${this.name}${opts.device ? ` (device ${opts.device})` : ''}`;
@@ -519,10 +519,10 @@ export class Repository {
 
   /** `latest` of the device among `listed`, when it is the guessed base (same snapshot, session and bundles); else undefined. */
   confirmsGuess(guess: GuessedBase, listed: SnapshotInfo[], device: string): SnapshotInfo | undefined {
-    const pool = listed.filter((s) => s.device === device);
-    const s = pool[pool.length - 1];
-    const same = (a: string[], b: string[]) => a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i]);
-    return s && s.id === guess.id && s.sessionId === guess.sessionId && same(s.bundles, guess.bundles) ? s : undefined;
+    const s = listed.filter((x) => x.device === device).at(-1); // resolve('latest')'s pick, without its throw on none
+    const bundles = new Set(s?.bundles);
+    const same = bundles.size === guess.bundles.length && guess.bundles.every((b) => bundles.has(b));
+    return s && s.id === guess.id && s.sessionId === guess.sessionId && same ? s : undefined;
   }
 
   /** The summary (backup_set.json) a snapshot stores. */

@@ -468,14 +468,24 @@ describe.each<Backend>(['local', 's3'])('repository on %s', (backend) => {
     // A snapshot stored without the kept trees is latest now: the session that started on the trees' guess is
     // not stored, and the increment stored is one of that snapshot.
     const againQueue = uniqueTaskQueue('repo-runs-again');
+    const starts: string[] = [];
     configureTool(againQueue);
     const { priv, inc2 } = await withWorker({ taskQueue: againQueue, dataRoot, stateDir: path.join(root, `state-runs-again-${backend}`) }, async () => {
       const priv = await backupToRepository({ repository: repo, device: 'phone-r', incremental: true, stagingDir: false, tempDir: root });
       await writeFile(path.join(dataRoot, 'com.r.notes', 'data', 'dir', 'b.txt'), 'beta, edited');
       commands.length = 0;
-      const inc2 = await backupToRepository({ repository: repo, device: 'phone-r', base: 'latest', tempDir: root });
+      const inc2 = await backupToRepository({
+        repository: repo,
+        device: 'phone-r',
+        base: 'latest',
+        tempDir: root,
+        onProgress: (e) => void (e.type === 'start' && starts.push(e.sessionId)),
+      });
       return { priv, inc2 };
     });
+    // Two sessions: the one on the trees' guess (the kept full tree's snapshot), not stored, then the one stored.
+    expect(starts).toHaveLength(2);
+    expect(starts[1]).toBe(inc2.sessionId);
     expect(commands.filter((c) => c === 'snapshots')).toEqual(['snapshots']);
     expect(commands.filter((c) => c === 'backup')).toEqual(['backup']);
     expect([priv.outcome, inc2.outcome], JSON.stringify([priv.error, inc2.error])).toEqual(['done', 'done']);
