@@ -38,7 +38,7 @@ import type { BackupProgressEvent } from '../client/runs/runBackup.js';
 import type { RestoreProgressEvent } from '../client/runs/runRestore.js';
 import { SetupError } from '../client/runs/setup.js';
 import type { RunSummary } from '../client/runs/tally.js';
-import type { DeviceConfig } from './index.js';
+import type { DeviceConfig } from './deviceConfig.js';
 
 const setupFailure = (message: string) => ApplicationFailure.nonRetryable(message, DEVICE_RUN_SETUP);
 /** How long a retry waits for the earlier attempt's released session to end (its claims given back) before it starts its own. */

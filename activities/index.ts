@@ -11,14 +11,10 @@ import { createRestoreActivities } from './restore.js';
 import { runScheduledBackup } from './scheduledBackup.js';
 import { createDeviceRunActivities } from './deviceRun.js';
 
-export type { HookResult } from './device.js';
+import type { DeviceConfig } from './deviceConfig.js';
 
-export interface DeviceConfig {
-  /** The device's data root: one folder per bundle (api.md §7). */
-  dataRoot: string;
-  /** The worker's state folder; capability files for tools are left in its transfer/ area. */
-  stateDir: string;
-}
+export type { HookResult } from './device.js';
+export type { DeviceConfig } from './deviceConfig.js';
 
 export function createActivities(config: DeviceConfig) {
   const device = new Device(config.dataRoot);

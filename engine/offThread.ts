@@ -164,7 +164,7 @@ class EngineThread {
  * peak; a restore's applies and a store's staging take a second one on 2 cores (docs/design/performance.md). Jobs go to the
  * least busy thread, several share one.
  */
-function poolSize(kind: JobKind): number {
+export function poolSize(kind: JobKind): number {
   const set = process.env.OHBACKUP_ENGINE_THREADS;
   if (set !== undefined && /^\d+$/.test(set.trim())) return Math.min(Number(set), 8);
   const cores = availableParallelism();

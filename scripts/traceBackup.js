@@ -1,4 +1,4 @@
-// `node scripts/traceBackup.js [--quick] [--runs N] [--restore]`
+// `node scripts/traceBackup.js [--quick] [--runs N] [--restore] [--keep]`
 //
 // Where a backup's (and a restore's) wall time goes, for the work before an
 // A/B: a headless dev server with a temporary database, a backup worker in
@@ -11,7 +11,11 @@
 // bundle children: tasks, activities, updates, signals, markers), with the
 // workers' and the dev server's CPU time meanwhile. Wall times on a loaded
 // machine say little; the order of the events and the gaps between them are
-// what to read.
+// what to read. --keep leaves the work folder (printed) in place: on an ext4
+// without a journal, as on this project's test machines, creating files within
+// minutes of removing many (the kernel skips recently deleted inodes) costs
+// several times more system time, so runs back to back must not remove their
+// trees in between; remove them after the last.
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { datasetShape, writeDataset } from '../bench/dataset.js';
@@ -21,12 +25,13 @@ import { getClient } from '../dist/client/connection.js';
 import { restoreFromSet } from '../dist/client/runs/restoreSession.js';
 import { runBackup } from '../dist/client/runs/runBackup.js';
 
-const USAGE = 'Usage: node scripts/traceBackup.js [--quick] [--runs N] [--restore]';
+const USAGE = 'Usage: node scripts/traceBackup.js [--quick] [--runs N] [--restore] [--keep]';
 
 const values = strictOptions(USAGE, {
   quick: { type: 'boolean' },
   runs: { type: 'string' },
   restore: { type: 'boolean' },
+  keep: { type: 'boolean' },
 });
 const runs = values.runs === undefined ? 3 : Number(values.runs);
 if (!Number.isInteger(runs) || runs < 1) {
@@ -40,7 +45,8 @@ const dataRoot = path.join(work, 'device');
 mkdirSync(dataRoot, { recursive: true, mode: 0o700 });
 process.on('exit', () => {
   killAllSync();
-  rmSync(work, { recursive: true, force: true });
+  if (values.keep) console.log(`work folder kept: ${work}`);
+  else rmSync(work, { recursive: true, force: true });
 });
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
 

@@ -96,6 +96,15 @@ export async function backupToRepository(opts: RepositoryBackupOptions): Promise
     }
     const listed = listing ? await listing : undefined;
     const baseSnapshot = base && listed ? await materializeBase(repository, base, path.join(tmp, 'base'), device, keepStaging, listed) : undefined;
+    if (guess && baseSnapshot) {
+      // The session just run (and shown, also in the Temporal UI) stored nothing: say why a second one starts.
+      run.onProgress?.({
+        type: 'notice',
+        message:
+          `The kept staging tree's last snapshot ${guess.id.slice(0, 8)} is not the latest of ${device} (${baseSnapshot.shortId} is): ` +
+          `that session's set is dropped and the backup runs again as an increment of ${baseSnapshot.shortId}.`,
+      });
+    }
     const known = baseSnapshot && { id: baseSnapshot.id, dir: path.join(tmp, 'base'), confirm: () => baseSnapshot };
     return (await storeRun(repository, device, run, tmp, keepStaging, onStoreProgress, listed, known))!;
   });

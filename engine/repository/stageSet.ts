@@ -23,7 +23,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { runOffThread } from '../offThread.js';
+import { poolSize, runOffThread } from '../offThread.js';
 import { SetMismatch } from './errors.js';
 import { newTally, placeDeferred, writeRecorded, type StageBundleJob, type StagedBundle, type StagedRecords, type Tally } from './stageBundle.js';
 import { pruneTree } from './stagingCache.js';
@@ -79,13 +79,13 @@ export async function stageSet(setDir: string, stageDir: string, opts: StageOpti
   return new SetStager(stageDir, opts).finish(setDir);
 }
 
-/** Bundles staged at once: one per engine thread a restore's applies may take on 2 cores. */
-const STAGE_LANES = 2;
+/** Bundles staged at once: one per engine thread staging may take (two on 2 cores), one where jobs run in place. */
+const stageLanes = () => Math.max(1, poolSize('stage'));
 
 /**
  * Stages a set bundle by bundle, each on an engine thread (offThread.ts),
- * two at a time: staging is hashing and file creation, and a store otherwise
- * leaves the second core idle. Bundles may be handed over while the session
+ * as many at a time as the pool gives staging: staging is hashing and file
+ * creation, and a store otherwise leaves the other cores idle. Bundles may be handed over while the session
  * that writes the set still runs (`bundleDone`, once all a bundle's files
  * are in the set: its index is the last one kept); their big files are
  * checked where they are and placed by `finish` (moved out of the set early,
@@ -129,7 +129,7 @@ export class SetStager {
       deferBigFiles,
     };
     const run = (async () => {
-      if (this.#running >= STAGE_LANES) await new Promise<void>((go) => this.#waiting.push(go));
+      if (this.#running >= stageLanes()) await new Promise<void>((go) => this.#waiting.push(go));
       this.#running++;
       try {
         if (this.#failure) return undefined;

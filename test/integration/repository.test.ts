@@ -479,13 +479,21 @@ describe.each<Backend>(['local', 's3'])('repository on %s', (backend) => {
         device: 'phone-r',
         base: 'latest',
         tempDir: root,
-        onProgress: (e) => void (e.type === 'start' && starts.push(e.sessionId)),
+        onProgress: (e) => {
+          if (e.type === 'start') starts.push(e.sessionId);
+          if (e.type === 'notice' && e.message.includes('is not the latest')) starts.push(`notice: ${e.message}`);
+        },
       });
       return { priv, inc2 };
     });
-    // Two sessions: the one on the trees' guess (the kept full tree's snapshot), not stored, then the one stored.
-    expect(starts).toHaveLength(2);
-    expect(starts[1]).toBe(inc2.sessionId);
+    // Two sessions: the one on the trees' guess (the kept trees' newer snapshot), not stored, then, after a notice
+    // that names the guess and the latest, the one stored.
+    expect(starts).toHaveLength(3);
+    expect(starts[1]).toBe(
+      `notice: The kept staging tree's last snapshot ${inc.snapshot!.id.slice(0, 8)} is not the latest of phone-r (${priv.snapshot!.shortId} is): ` +
+        `that session's set is dropped and the backup runs again as an increment of ${priv.snapshot!.shortId}.`,
+    );
+    expect(starts[2]).toBe(inc2.sessionId);
     expect(commands.filter((c) => c === 'snapshots')).toEqual(['snapshots']);
     expect(commands.filter((c) => c === 'backup')).toEqual(['backup']);
     expect([priv.outcome, inc2.outcome], JSON.stringify([priv.error, inc2.error])).toEqual(['done', 'done']);
