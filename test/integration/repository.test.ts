@@ -468,7 +468,7 @@ describe.each<Backend>(['local', 's3'])('repository on %s', (backend) => {
     // A snapshot stored without the kept trees is latest now: the session that started on the trees' guess is
     // not stored, and the increment stored is one of that snapshot.
     const againQueue = uniqueTaskQueue('repo-runs-again');
-    const starts: string[] = [];
+    const seen: string[] = [];
     configureTool(againQueue);
     const { priv, inc2 } = await withWorker({ taskQueue: againQueue, dataRoot, stateDir: path.join(root, `state-runs-again-${backend}`) }, async () => {
       const priv = await backupToRepository({ repository: repo, device: 'phone-r', incremental: true, stagingDir: false, tempDir: root });
@@ -480,20 +480,20 @@ describe.each<Backend>(['local', 's3'])('repository on %s', (backend) => {
         base: 'latest',
         tempDir: root,
         onProgress: (e) => {
-          if (e.type === 'start') starts.push(e.sessionId);
-          if (e.type === 'notice' && e.message.includes('is not the latest')) starts.push(`notice: ${e.message}`);
+          if (e.type === 'start') seen.push(e.sessionId);
+          if (e.type === 'notice' && e.message.includes('is not the latest')) seen.push(`notice: ${e.message}`);
         },
       });
       return { priv, inc2 };
     });
     // Two sessions: the one on the trees' guess (the kept trees' newer snapshot), not stored, then, after a notice
     // that names the guess and the latest, the one stored.
-    expect(starts).toHaveLength(3);
-    expect(starts[1]).toBe(
+    expect(seen).toHaveLength(3);
+    expect(seen[1]).toBe(
       `notice: The kept staging tree's last snapshot ${inc.snapshot!.id.slice(0, 8)} is not the latest of phone-r (${priv.snapshot!.shortId} is): ` +
         `that session's set is dropped and the backup runs again as an increment of ${priv.snapshot!.shortId}.`,
     );
-    expect(starts[2]).toBe(inc2.sessionId);
+    expect(seen[2]).toBe(inc2.sessionId);
     expect(commands.filter((c) => c === 'snapshots')).toEqual(['snapshots']);
     expect(commands.filter((c) => c === 'backup')).toEqual(['backup']);
     expect([priv.outcome, inc2.outcome], JSON.stringify([priv.error, inc2.error])).toEqual(['done', 'done']);

@@ -261,9 +261,12 @@ describe("an increment's base", () => {
     const viaRestic = path.join(w.root, `guess-a-restic-${k}`);
     await repo.materializeBase('latest', viaRestic, { device: 'u1' });
     expect(await baseFiles(guessed)).toEqual(await baseFiles(viaRestic));
-    expect(repo.confirmsGuess(guess!, await repo.snapshots(), 'u1')?.id).toBe(a.snapshot.id);
-    // Another device's newer snapshot does not move this one's latest.
-    expect(repo.confirmsGuess(guess!, await repo.snapshots(), 'u2')).toBeUndefined();
+    // Another device's newer snapshot does not move this one's latest, and is no confirmation for that device.
+    await repo.storeSet((await set(data, `guess-other-${k}`)).dir, { device: 'u2' });
+    const withOther = await repo.snapshots();
+    expect(withOther.at(-1)!.device).toBe('u2');
+    expect(repo.confirmsGuess(guess!, withOther, 'u1')?.id).toBe(a.snapshot.id);
+    expect(repo.confirmsGuess(guess!, withOther, 'u2')).toBeUndefined();
 
     // An increment stored from its own tree is newer: the guess follows it.
     await fsp.writeFile(path.join(data, 's0', 'f000.txt'), 'changed');
