@@ -1,6 +1,5 @@
 /** The backup activities: packing a bundle (engine/pack), handing its files over, and cleaning up after. */
 import { rm } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import { ErrorCode } from '../common/errors.js';
 import { bundleEventsSignal, toolBegunQuery } from '../common/messages.js';
@@ -12,9 +11,7 @@ import { asFailure, sessionBundle } from './failures.js';
 import { handOverFiles, type HandOverResult } from './handOver.js';
 import { oneAttemptAtATime } from './oneAttemptAtATime.js';
 import { ProgressReporter } from './progressReporter.js';
-
-/** How often the hand-over asks whether the tool has seen the bundle begin. */
-const TOOL_BEGUN_POLL_MS = 25;
+import { waitForToolBegun } from './toolBegunMarks.js';
 
 export interface PackInput {
   sessionId: string;
@@ -43,17 +40,19 @@ export function createBackupActivities(device: Device) {
         // packing again (a resume rewrites the index) would change them under it. Its heartbeat kept the summary.
         const earlier = ctx.info.heartbeatDetails as { packed?: PackedSummary } | undefined;
         const packed = earlier?.packed ?? (await pack(input));
-        const self = ctx.client.workflow.getHandle(bundleWorkflowId(input.sessionId, input.bundleName));
+        const selfId = bundleWorkflowId(input.sessionId, input.bundleName);
+        const self = ctx.client.workflow.getHandle(selfId);
         // A rate the tool sets in onBundleBegin reaches the bundle before the tool's toolBegun mark does: wait for
-        // that (bounded: a tool that is away must not stall the bundle), then the rate paces the first file.
-        // Queries cost no history.
-        const waitUntil = Date.now() + DEFAULTS.toolBegunWaitMs;
-        let begun = await self.query(toolBegunQuery);
-        while (begun === false && Date.now() < waitUntil) {
-          ctx.heartbeat({ packed });
-          await sleep(TOOL_BEGUN_POLL_MS, undefined, { signal: ctx.cancellationSignal });
-          begun = await self.query(toolBegunQuery);
-        }
+        // that (bounded: a tool that is away must not stall the bundle), then the rate paces the first file. The
+        // mark wakes this wait in-process (toolBegunMarks.ts); asking the child covers one held elsewhere.
+        const begun = await waitForToolBegun({
+          namespace: ctx.info.namespace,
+          workflowId: selfId,
+          waitMs: DEFAULTS.toolBegunWaitMs,
+          signal: ctx.cancellationSignal,
+          ask: () => self.query(toolBegunQuery),
+          onAsk: () => ctx.heartbeat({ packed }),
+        });
         const { bundleName } = input;
         const handed = await handOverFiles(ctx.client, {
           ...handOverPaths(input),

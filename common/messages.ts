@@ -69,8 +69,9 @@ export const sendRateQuery = defineQuery<number>('sendRate');
  * Whether the tool has run the bundle's onBundleBegin (false until it has), then the bundle's send rate, so the
  * hand-over needs no query of its own for it. The tool says so by asking it with `begun` true, once any rate it set
  * in onBundleBegin has landed (updateSendRate): a query, not a signal, so it costs no history and does not wake the
- * bundle's workflow. The mark is kept in memory only, and only this query reads it: no command depends on it, and a
- * bundle replayed meanwhile (evicted from the worker's cache) forgets it, so its hand-over waits out its bound (2 s).
+ * bundle's workflow. The mark is kept in memory only, and only this query reads it: no command depends on it. The
+ * first mark also reaches the worker process that holds the bundle (the ohbackupToolBegun sink), where the pack
+ * activity waits for it (activities/toolBegunMarks.ts); an activity in another process asks this query.
  */
 export const toolBegunQuery = defineQuery<number | false, [begun?: boolean]>('toolBegun');
 /** Restore: the tool has written every file of the bundle (publishFile with uri ''). */

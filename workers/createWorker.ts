@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type DeviceConfig } from '../activities/index.js';
 import { metricsSinks } from '../activities/metrics.js';
+import { toolBegunSinks } from '../activities/toolBegunMarks.js';
 
 export interface OhbackupWorkerOptions extends DeviceConfig {
   connection: NativeConnection;
@@ -37,7 +38,7 @@ export async function createOhbackupWorker(opts: OhbackupWorkerOptions): Promise
     ...(opts.identity ? { identity: opts.identity } : {}),
     ...(opts.maxConcurrentActivities ? { maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities } : {}),
     activities: createActivities({ dataRoot: opts.dataRoot, stateDir: opts.stateDir }),
-    sinks: metricsSinks(),
+    sinks: { ...metricsSinks(), ...toolBegunSinks() },
     ...(opts.workflowBundle
       ? { workflowBundle: opts.workflowBundle }
       : prebuilt

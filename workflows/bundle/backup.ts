@@ -2,9 +2,10 @@
  * One child workflow per bundle of a backup session: check the bundle, run
  * its backup hook, pack it, hand its files over under the send rate.
  */
-import { condition, proxyActivities, proxyLocalActivities, setCurrentDetails, setHandler } from '@temporalio/workflow';
+import { condition, proxyActivities, proxyLocalActivities, proxySinks, setCurrentDetails, setHandler } from '@temporalio/workflow';
 import { sendRateQuery, toolBegunQuery, updateSendRateSignal } from '../../common/messages.js';
 import type { createActivities } from '../../activities/index.js';
+import type { ToolBegunSinks } from '../../common/toolBegunSink.js';
 import { DEFAULTS, processJson } from '../../common/session.js';
 import { backupResultJson, clampSendRate, preferredHook } from '../../common/rules.js';
 import { runPreferredHook } from './hook.js';
@@ -24,9 +25,14 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
   });
   setHandler(sendRateQuery, () => sendRate);
   // In memory, read only by this query (common/messages.ts toolBegunQuery): the tool's mark changes no command.
+  // It also wakes the pack activity's wait in this worker process (a sink: no command either).
+  const { ohbackupToolBegun } = proxySinks<ToolBegunSinks>();
   let toolBegun = false;
   setHandler(toolBegunQuery, (begun) => {
-    if (begun === true) toolBegun = true;
+    if (begun === true && !toolBegun) {
+      toolBegun = true;
+      ohbackupToolBegun.marked(sendRate);
+    }
     return toolBegun ? sendRate : false;
   });
 

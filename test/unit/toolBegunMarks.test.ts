@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import { markToolBegun, waitForToolBegun, type ToolBegunWait } from '../../activities/toolBegunMarks.js';
+
+let n = 0;
+/** A wait on a child of its own; `answers` are what its asks get, in turn (false once they run out). */
+function wait(answers: Array<number | false | Error> = [], over: Partial<ToolBegunWait> = {}) {
+  const workflowId = `session-${++n}/com.example.app`;
+  const asks: number[] = [];
+  const started = Date.now();
+  const promise = waitForToolBegun({
+    namespace: 'default',
+    workflowId,
+    waitMs: 2000,
+    signal: new AbortController().signal,
+    ask: async () => {
+      asks.push(Date.now() - started);
+      const a = answers.shift() ?? false;
+      if (a instanceof Error) throw a;
+      return a;
+    },
+    ...over,
+  });
+  return { workflowId, asks, promise, started };
+}
+
+describe('toolBegunMarks', () => {
+  it('a mark made in this process wakes the wait at once, without asking the child', async () => {
+    const w = wait();
+    setTimeout(() => markToolBegun('default', w.workflowId, 7), 30);
+    expect(await w.promise).toBe(7);
+    expect(w.asks).toEqual([]);
+  });
+
+  it('a mark that came before the wait is kept for it, once', async () => {
+    const id = `session-${++n}/com.example.early`;
+    markToolBegun('default', id, 60);
+    const asks: number[] = [];
+    const opts = { namespace: 'default', workflowId: id, waitMs: 300, signal: new AbortController().signal };
+    expect(await waitForToolBegun({ ...opts, ask: async () => (asks.push(1), false) })).toBe(60);
+    expect(asks).toEqual([]);
+    // Taken: a second wait (a retry of the activity) asks the child itself.
+    expect(await waitForToolBegun({ ...opts, ask: async () => (asks.push(1), false) })).toBe(false);
+    expect(asks.length).toBeGreaterThan(0);
+  });
+
+  it('marks are per namespace and child: another child’s mark does not end this wait', async () => {
+    const w = wait([], { waitMs: 300 });
+    markToolBegun('other-namespace', w.workflowId, 5);
+    markToolBegun('default', `${w.workflowId}.other`, 5);
+    expect(await w.promise).toBe(false);
+  });
+
+  it('a child held by another process is found by asking it', async () => {
+    const w = wait([false, 42]);
+    expect(await w.promise).toBe(42);
+    expect(w.asks).toHaveLength(2);
+  });
+
+  it('a tool that never marks the bundle ends the wait after its bound, with a last ask then', async () => {
+    const w = wait([], { waitMs: 500 });
+    expect(await w.promise).toBe(false);
+    expect(Date.now() - w.started).toBeGreaterThanOrEqual(500);
+    expect(w.asks.at(-1)!).toBeGreaterThanOrEqual(500);
+    // Asked now and then, not every few milliseconds.
+    expect(w.asks.length).toBeLessThanOrEqual(4);
+  });
+
+  it('a failed ask fails the wait; a mark after it changes nothing', async () => {
+    const w = wait([new Error('query failed')]);
+    await expect(w.promise).rejects.toThrow('query failed');
+    markToolBegun('default', w.workflowId, 1);
+  });
+
+  it('cancellation ends the wait with the signal’s reason', async () => {
+    const ac = new AbortController();
+    const w = wait([], { signal: ac.signal });
+    setTimeout(() => ac.abort(new Error('cancelled')), 20);
+    await expect(w.promise).rejects.toThrow('cancelled');
+    // The cancelled wait no longer listens: a later mark is kept for the next wait.
+    markToolBegun('default', w.workflowId, 3);
+    expect(
+      await waitForToolBegun({ namespace: 'default', workflowId: w.workflowId, waitMs: 100, signal: new AbortController().signal, ask: async () => false }),
+    ).toBe(3);
+  });
+});
