@@ -46,8 +46,8 @@ export function createBackupActivities(device: Device) {
         // that (bounded: a tool that is away must not stall the bundle), then the rate paces the first file. The
         // mark wakes this wait in-process (toolBegunMarks.ts); asking the child covers one held elsewhere.
         const begun = await waitForToolBegun({
-          namespace: ctx.info.namespace,
-          workflowId: selfId,
+          // The child that scheduled this activity: the run whose query handler marks it.
+          run: { namespace: ctx.info.namespace, workflowId: selfId, runId: ctx.info.workflowExecution?.runId ?? '' },
           waitMs: DEFAULTS.toolBegunWaitMs,
           signal: ctx.cancellationSignal,
           ask: () => self.query(toolBegunQuery),

@@ -19,11 +19,18 @@ const MAX_UNTAKEN_MARKS = 4096;
 const untaken = new Map<string, number>();
 const waiting = new Map<string, (sendRate: number) => void>();
 
-const keyOf = (namespace: string, workflowId: string) => `${namespace}\n${workflowId}`;
+/** A bundle child's run: its pack activity's workflow execution. */
+export interface ChildRun {
+  namespace: string;
+  workflowId: string;
+  runId: string;
+}
 
-/** The child `workflowId` has the tool's mark: wakes its wait, or keeps the mark for a wait that comes later. */
-export function markToolBegun(namespace: string, workflowId: string, sendRate: number): void {
-  const key = keyOf(namespace, workflowId);
+const keyOf = (run: ChildRun) => `${run.namespace}\n${run.workflowId}\n${run.runId}`;
+
+/** The child has the tool's mark: wakes its wait, or keeps the mark for a wait that comes later. */
+export function markToolBegun(run: ChildRun, sendRate: number): void {
+  const key = keyOf(run);
   const wake = waiting.get(key);
   if (wake) return wake(sendRate);
   untaken.delete(key);
@@ -31,9 +38,14 @@ export function markToolBegun(namespace: string, workflowId: string, sendRate: n
   if (untaken.size > MAX_UNTAKEN_MARKS) untaken.delete(untaken.keys().next().value!);
 }
 
+/** The child's rate changed after its mark: a mark not yet taken starts the hand-over at the new rate (0: paused). */
+export function toolBegunRateChanged(run: ChildRun, sendRate: number): void {
+  const key = keyOf(run);
+  if (untaken.has(key)) untaken.set(key, sendRate);
+}
+
 export interface ToolBegunWait {
-  namespace: string;
-  workflowId: string;
+  run: ChildRun;
   /** How long to wait at most (ms): a tool that is away must not stall the bundle. */
   waitMs: number;
   signal: AbortSignal;
@@ -48,7 +60,7 @@ export interface ToolBegunWait {
  * without (after one last ask). Rejects when `signal` aborts or an ask fails.
  */
 export function waitForToolBegun(w: ToolBegunWait): Promise<number | false> {
-  const key = keyOf(w.namespace, w.workflowId);
+  const key = keyOf(w.run);
   const early = untaken.get(key);
   if (early !== undefined) {
     untaken.delete(key);
@@ -87,11 +99,17 @@ export function waitForToolBegun(w: ToolBegunWait): Promise<number | false> {
   });
 }
 
-/** The worker's side of the ohbackupToolBegun sink. Only a query calls it, and no replay runs queries: nothing is marked twice. */
+/**
+ * The worker's side of the ohbackupToolBegun sink. Let through on replay too, since a query may be answered in the
+ * activation that ends one, but replay itself calls neither: only a query marks a child, and only a marked child
+ * (its mark in memory, so never a replayed one) tells its rate changes.
+ */
 export function toolBegunSinks(): InjectedSinks<ToolBegunSinks> {
+  const run = (info: WorkflowInfo): ChildRun => ({ namespace: info.namespace, workflowId: info.workflowId, runId: info.runId });
   return {
     ohbackupToolBegun: {
-      marked: { fn: (info: WorkflowInfo, sendRate: number) => markToolBegun(info.namespace, info.workflowId, sendRate), callDuringReplay: true },
+      marked: { fn: (info: WorkflowInfo, sendRate: number) => markToolBegun(run(info), sendRate), callDuringReplay: true },
+      rateChanged: { fn: (info: WorkflowInfo, sendRate: number) => toolBegunRateChanged(run(info), sendRate), callDuringReplay: true },
     },
   };
 }

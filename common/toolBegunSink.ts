@@ -11,5 +11,7 @@ export interface ToolBegunSinks extends Sinks {
   ohbackupToolBegun: {
     /** The tool has run onBundleBegin; `sendRate` is the bundle's rate then (any rate it set there included). */
     marked(sendRate: number): void;
+    /** The bundle's rate changed after the mark (updateSendRate): a mark not yet taken carries the new one. */
+    rateChanged(sendRate: number): void;
   };
 }

@@ -1,15 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { markToolBegun, waitForToolBegun, type ToolBegunWait } from '../../activities/toolBegunMarks.js';
+import { markToolBegun, toolBegunRateChanged, waitForToolBegun, type ChildRun, type ToolBegunWait } from '../../activities/toolBegunMarks.js';
 
 let n = 0;
+/** A child run of its own. */
+const newRun = (): ChildRun => ({ namespace: 'default', workflowId: `session-${++n}/com.example.app`, runId: `run-${n}` });
+const never = () => new AbortController().signal;
+
 /** A wait on a child of its own; `answers` are what its asks get, in turn (false once they run out). */
 function wait(answers: Array<number | false | Error> = [], over: Partial<ToolBegunWait> = {}) {
-  const workflowId = `session-${++n}/com.example.app`;
+  const run = newRun();
   const asks: number[] = [];
   const started = Date.now();
   const promise = waitForToolBegun({
-    namespace: 'default',
-    workflowId,
+    run,
     waitMs: 2000,
     signal: new AbortController().signal,
     ask: async () => {
@@ -20,22 +23,22 @@ function wait(answers: Array<number | false | Error> = [], over: Partial<ToolBeg
     },
     ...over,
   });
-  return { workflowId, asks, promise, started };
+  return { run, asks, promise, started };
 }
 
 describe('toolBegunMarks', () => {
   it('a mark made in this process wakes the wait at once, without asking the child', async () => {
     const w = wait();
-    setTimeout(() => markToolBegun('default', w.workflowId, 7), 30);
+    setTimeout(() => markToolBegun(w.run, 7), 30);
     expect(await w.promise).toBe(7);
     expect(w.asks).toEqual([]);
   });
 
   it('a mark that came before the wait is kept for it, once', async () => {
-    const id = `session-${++n}/com.example.early`;
-    markToolBegun('default', id, 60);
+    const run = newRun();
+    markToolBegun(run, 60);
     const asks: number[] = [];
-    const opts = { namespace: 'default', workflowId: id, waitMs: 300, signal: new AbortController().signal };
+    const opts = { run, waitMs: 300, signal: never() };
     expect(await waitForToolBegun({ ...opts, ask: async () => (asks.push(1), false) })).toBe(60);
     expect(asks).toEqual([]);
     // Taken: a second wait (a retry of the activity) asks the child itself.
@@ -43,10 +46,22 @@ describe('toolBegunMarks', () => {
     expect(asks.length).toBeGreaterThan(0);
   });
 
-  it('marks are per namespace and child: another child’s mark does not end this wait', async () => {
+  it('a kept mark carries the rate the bundle has when its wait takes it (a pause set after the mark included)', async () => {
+    const run = newRun();
+    markToolBegun(run, 60);
+    toolBegunRateChanged(run, 0);
+    expect(await waitForToolBegun({ run, waitMs: 300, signal: never(), ask: async () => false })).toBe(0);
+    // Once taken, a rate change keeps nothing: the hand-over follows the bundle's rate itself.
+    toolBegunRateChanged(run, 9);
+    expect(await waitForToolBegun({ run, waitMs: 250, signal: never(), ask: async () => false })).toBe(false);
+  });
+
+  it('marks are per namespace, child and run: another’s mark does not end this wait', async () => {
     const w = wait([], { waitMs: 300 });
-    markToolBegun('other-namespace', w.workflowId, 5);
-    markToolBegun('default', `${w.workflowId}.other`, 5);
+    markToolBegun({ ...w.run, namespace: 'other-namespace' }, 5);
+    markToolBegun({ ...w.run, workflowId: `${w.run.workflowId}.other` }, 5);
+    markToolBegun({ ...w.run, runId: 'an-earlier-run' }, 5);
+    toolBegunRateChanged(w.run, 5);
     expect(await w.promise).toBe(false);
   });
 
@@ -68,7 +83,7 @@ describe('toolBegunMarks', () => {
   it('a failed ask fails the wait; a mark after it changes nothing', async () => {
     const w = wait([new Error('query failed')]);
     await expect(w.promise).rejects.toThrow('query failed');
-    markToolBegun('default', w.workflowId, 1);
+    markToolBegun(w.run, 1);
   });
 
   it('cancellation ends the wait with the signal’s reason', async () => {
@@ -77,9 +92,7 @@ describe('toolBegunMarks', () => {
     setTimeout(() => ac.abort(new Error('cancelled')), 20);
     await expect(w.promise).rejects.toThrow('cancelled');
     // The cancelled wait no longer listens: a later mark is kept for the next wait.
-    markToolBegun('default', w.workflowId, 3);
-    expect(
-      await waitForToolBegun({ namespace: 'default', workflowId: w.workflowId, waitMs: 100, signal: new AbortController().signal, ask: async () => false }),
-    ).toBe(3);
+    markToolBegun(w.run, 3);
+    expect(await waitForToolBegun({ run: w.run, waitMs: 100, signal: never(), ask: async () => false })).toBe(3);
   });
 });

@@ -20,14 +20,16 @@ export async function bundleBackupWorkflow(input: BundleWorkflowInput): Promise<
   const { bundleName } = input.request;
   // The session's rate when its tool set one up front: no updateSendRate signal (a history event and a task) per bundle.
   let sendRate: number = clampSendRate(input.sendRate ?? DEFAULTS.sendRate);
-  setHandler(updateSendRateSignal, (rate) => {
-    sendRate = clampSendRate(rate);
-  });
-  setHandler(sendRateQuery, () => sendRate);
   // In memory, read only by this query (common/messages.ts toolBegunQuery): the tool's mark changes no command.
-  // It also wakes the pack activity's wait in this worker process (a sink: no command either).
+  // It also reaches the pack activity's wait in this worker process, with the rate (a sink: no command either).
   const { ohbackupToolBegun } = proxySinks<ToolBegunSinks>();
   let toolBegun = false;
+  setHandler(updateSendRateSignal, (rate) => {
+    sendRate = clampSendRate(rate);
+    // A mark not yet taken carries the rate the hand-over starts at: keep it the bundle's own (a pause included).
+    if (toolBegun) ohbackupToolBegun.rateChanged(sendRate);
+  });
+  setHandler(sendRateQuery, () => sendRate);
   setHandler(toolBegunQuery, (begun) => {
     if (begun === true && !toolBegun) {
       toolBegun = true;
