@@ -33,7 +33,6 @@ export function markToolBegun(run: ChildRun, sendRate: number): void {
   const key = keyOf(run);
   const wake = waiting.get(key);
   if (wake) return wake(sendRate);
-  untaken.delete(key);
   untaken.set(key, sendRate);
   if (untaken.size > MAX_UNTAKEN_MARKS) untaken.delete(untaken.keys().next().value!);
 }
