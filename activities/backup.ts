@@ -8,7 +8,9 @@ import { DEFAULTS, bundleWorkflowId, type SessionKind } from '../common/session.
 import { MANIFEST_NAME, type Device } from '../engine/device.js';
 import { BaseManifestInvalid, runOffThread } from '../engine/offThread.js';
 import { asFailure, sessionBundle } from './failures.js';
-import { handOverFiles, type HandOverResult } from './handOver.js';
+import { handOverFiles, type HandOverFile, type HandOverResult } from './handOver.js';
+import { heartbeatWhile } from './heartbeatWhile.js';
+import { activityTags, metrics } from './metrics.js';
 import { oneAttemptAtATime } from './oneAttemptAtATime.js';
 import { ProgressReporter } from './progressReporter.js';
 import { waitForToolBegun } from './toolBegunMarks.js';
@@ -39,12 +41,14 @@ export function createBackupActivities(device: Device) {
         // An earlier attempt that got as far as the hand-over packed it all, and the tool may be reading those files:
         // packing again (a resume rewrites the index) would change them under it. Its heartbeat kept the summary.
         const earlier = ctx.info.heartbeatDetails as { packed?: PackedSummary } | undefined;
-        const packed = earlier?.packed ?? (await pack(input));
+        const fresh = earlier?.packed ? undefined : await pack(input);
+        const packed = earlier?.packed ?? fresh!.packed;
         const selfId = bundleWorkflowId(input.sessionId, input.bundleName);
         const self = ctx.client.workflow.getHandle(selfId);
         // A rate the tool sets in onBundleBegin reaches the bundle before the tool's toolBegun mark does: wait for
         // that (bounded: a tool that is away must not stall the bundle), then the rate paces the first file. The
         // mark wakes this wait in-process (toolBegunMarks.ts); asking the child covers one held elsewhere.
+        const waitStarted = performance.now();
         const begun = await waitForToolBegun({
           // The child that scheduled this activity: the run whose query handler marks it.
           run: { namespace: ctx.info.namespace, workflowId: selfId, runId: ctx.info.workflowExecution?.runId ?? '' },
@@ -53,13 +57,16 @@ export function createBackupActivities(device: Device) {
           ask: () => self.query(toolBegunQuery),
           onAsk: () => ctx.heartbeat({ packed }),
         });
+        metrics().toolBegunWaitSeconds.record((performance.now() - waitStarted) / 1000, { ...activityTags(ctx.info), ended_by: begun.by });
         const { bundleName } = input;
         const handed = await handOverFiles(ctx.client, {
           ...handOverPaths(input),
           bundleName,
           from: 0,
+          // The files the pack just made (a retry that skipped it reads them from the index).
+          files: fresh?.handed,
           // The rate toolBegun brought (undefined: the tool is away; the hand-over asks the bundle).
-          sendRate: begun === false ? undefined : begun,
+          sendRate: begun.by === 'bound' ? undefined : begun.sendRate,
           heartbeat: { packed },
           closing: () => [
             {
@@ -109,7 +116,8 @@ export function createBackupActivities(device: Device) {
   }
 
   /** Packs the bundle (engine/pack); a retry resumes from what an earlier attempt completed. */
-  async function pack(input: PackInput): Promise<PackedSummary> {
+  /** `packed` for the workflow (and heartbeats); `handed`, the files to hand over, stays in this process. */
+  async function pack(input: PackInput): Promise<{ packed: PackedSummary; handed: HandOverFile[] }> {
     const ctx = Context.current();
     const bundle = device.bundle(input.bundleName);
     const loaded = await bundle.profile();
@@ -121,6 +129,7 @@ export function createBackupActivities(device: Device) {
     // an earlier attempt completed; the first attempt starts clean.
     const resume = ctx.info.attempt > 1;
     progress.start(resume ? 'packing: resuming' : 'packing: 0 files, 0 bytes');
+    const alive = heartbeatWhile(ctx);
     try {
       // On a thread of the engine's pool: hashing and slice writing on another core.
       const summary = await runOffThread(
@@ -139,7 +148,7 @@ export function createBackupActivities(device: Device) {
         {
           // The heartbeat carries the durable point: { files, bytes, phase, durable }.
           onProgress: (p) => {
-            ctx.heartbeat(p);
+            alive.report(p);
             progress.update(
               p.phase === 'verify'
                 ? `packing: resuming, ${p.durable} packed files checked`
@@ -150,7 +159,7 @@ export function createBackupActivities(device: Device) {
         },
       );
       if (summary.resumed) ctx.log.info('packBundleData resumed', { attempt: ctx.info.attempt, ...summary.resumed });
-      return {
+      const packed: PackedSummary = {
         files: summary.files,
         dirs: summary.dirs,
         bytes: summary.bytes,
@@ -160,12 +169,14 @@ export function createBackupActivities(device: Device) {
         unchanged: summary.unchanged,
         deleted: summary.deleted,
       };
+      return { packed, handed: summary.handed };
     } catch (err) {
       if (err instanceof BaseManifestInvalid) {
         throw codedFailure(ErrorCode.INVALID_ARGUMENT, `the previous manifest of ${input.bundleName} is not valid: ${err.message}`);
       }
       throw asFailure(err, ErrorCode.TAR_FAILED);
     } finally {
+      alive.stop();
       progress.stop();
     }
   }

@@ -22,6 +22,12 @@ export interface HandOverInput {
   bundleName: string;
   /** The folder the bundle was packed into. */
   packDir: string;
+  /**
+   * The packed files in hand-over order (the pack's summary), without manage.json; absent, they are read from the
+   * index (a retry, a resume after a pause). A million-file bundle's index is some 150 MiB of JSON: parsing it on
+   * this thread would stall every other activity's heartbeats and hold it all in memory.
+   */
+  files?: HandOverFile[];
   /** First file to hand over, unless a heartbeat of an earlier attempt says more. */
   from: number;
   /** The bundle's send rate when the workflow scheduled this (saves a first query); read again every RATE_POLL_MS. */
@@ -32,6 +38,12 @@ export interface HandOverInput {
   closing?: () => EventBody[];
   /** More to keep in every heartbeat (what a retry of the activity must know besides the next file). */
   heartbeat?: Record<string, unknown>;
+}
+
+/** What the hand-over needs of a packed file. */
+export interface HandOverFile {
+  uri: string;
+  size: number;
 }
 
 export interface HandOverResult {
@@ -45,9 +57,9 @@ const MAX_BATCHES_IN_FLIGHT = 4;
 
 export async function handOverFiles(client: Client, input: HandOverInput): Promise<HandOverResult> {
   const ctx = Context.current();
-  const index = await readManageIndex(`${input.packDir}/${INDEX_URI}`);
+  const files = input.files ?? (await readManageIndex(`${input.packDir}/${INDEX_URI}`)).files.map((f) => ({ uri: f.uri, size: f.size }));
   const list = [
-    ...index.files.map((f) => ({ uri: f.uri, size: f.size })),
+    ...files,
     // The index goes last: the bundle is complete once the tool holds it (api.md §9).
     { uri: INDEX_URI, size: -1 },
   ];

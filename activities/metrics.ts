@@ -29,6 +29,12 @@ function instruments() {
     ),
     handedFiles: m.createCounter('ohbackup_files_handed_over', 'files', 'files handed over to tools, by device'),
     handedBytes: m.createCounter('ohbackup_bytes_handed_over', 'bytes', 'bytes handed over to tools, by device'),
+    toolBegunWaitSeconds: m.createHistogram(
+      'ohbackup_tool_begun_wait_seconds',
+      'float',
+      's',
+      "a backup bundle's wait for its tool's begun mark before the hand-over, by device and how it ended (ended_by: mark, ask, bound)",
+    ),
     verificationFailures: m.createCounter('ohbackup_restore_verification_failures', 'bundles', 'restores refused by verification, by device'),
     repositoryBytesAdded: m.createCounter(
       'ohbackup_repository_bytes_added',

@@ -4,11 +4,10 @@ import { constants as fsc } from 'node:fs';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { Context } from '@temporalio/activity';
 import { ErrorCode, codeForSystemError, errorInfo, type ErrorInfo } from '../common/errors.js';
-import { INDEX_URI } from '../common/manageIndex.js';
 import { codedFailure, isPlainUri } from '../common/rules.js';
 import type { Device } from '../engine/device.js';
-import { readManageIndex } from '../engine/formats/manageIndex.js';
 import { runOffThread } from '../engine/offThread.js';
+import { heartbeatWhile } from './heartbeatWhile.js';
 import { RestoreRejected } from '../engine/unpack/index.js';
 import { asFailure, sessionBundle } from './failures.js';
 import { oneAttemptAtATime } from './oneAttemptAtATime.js';
@@ -54,13 +53,8 @@ export function createRestoreActivities(device: Device) {
         const work = sessionBundle(device, input.sessionId, input.bundleName).restoreDir(input.sessionId);
         const progress = new ProgressReporter(ctx.client, input.sessionWorkflowId, input.bundleName);
         progress.start('verifying: 0 files, 0 bytes');
+        const alive = heartbeatWhile(ctx);
         try {
-          // An increment (its index lists deletions) is merged into the current data; a full set replaces it.
-          const increment = await readManageIndex(`${work}/files/${INDEX_URI}`).then(
-            (index) => index.incremental !== undefined,
-            () => false, // applyRestore reports the invalid index itself
-          );
-          const tempOnly = loaded.config.fullBackupOnly && !increment;
           // On a thread of the engine's pool: verifying and creating files on another core, bundles side by side.
           return await runOffThread(
             'restore',
@@ -68,9 +62,12 @@ export function createRestoreActivities(device: Device) {
               bundleName: input.bundleName,
               restoreDir: `${work}/files`,
               dataDir: paths.data,
-              // fullBackupOnly: the verified tree stays in the temp area, outside the session's folder so release keeps it.
-              stagingDir: tempOnly ? `${paths.restoreTemp}/restored-${input.sessionId}` : `${work}/staging`,
-              mode: increment ? 'merge' : tempOnly ? 'tempOnly' : 'apply',
+              stagingDir: `${work}/staging`,
+              // The index decides, there (this thread stays free for heartbeats): an increment (its index lists
+              // deletions) is merged into the current data, a full set replaces it.
+              mode: 'byIndex',
+              // fullBackupOnly: a full set's verified tree stays in the temp area, outside the session's folder so release keeps it.
+              ...(loaded.config.fullBackupOnly ? { tempOnlyStagingDir: `${paths.restoreTemp}/restored-${input.sessionId}` } : {}),
               ...(input.keepPrevious ? { keepPreviousAs: `${paths.data}.before-${input.sessionId}` } : {}),
               // In the session's folder: a retry after the swap finds the apply done; released with the session.
               appliedRecord: `${work}/applied.json`,
@@ -78,7 +75,7 @@ export function createRestoreActivities(device: Device) {
             {
               signal: ctx.cancellationSignal,
               onProgress: (p) => {
-                ctx.heartbeat(p);
+                alive.report(p);
                 progress.update(`restoring: ${p.files} files, ${p.bytes} bytes`);
               },
             },
@@ -90,6 +87,7 @@ export function createRestoreActivities(device: Device) {
           }
           throw asFailure(err, ErrorCode.UNTAR_FAILED);
         } finally {
+          alive.stop();
           progress.stop();
         }
       });

@@ -55,18 +55,25 @@ export interface ToolBegunWait {
 }
 
 /**
- * Resolves with the bundle's send rate once the tool has marked it begun, or false once `waitMs` has passed
+ * How a wait ended: `mark`, woken in this process (or the mark was here before it); `ask`, the child's own answer
+ * (it is held by another process); `bound`, no mark within the wait's bound (the tool is away, or its onBundleBegin
+ * slow). The worker counts them (ohbackup_tool_begun_wait_seconds): anything but `mark` delays a bundle.
+ */
+export type ToolBegunWaitEnd = { by: 'mark' | 'ask'; sendRate: number } | { by: 'bound' };
+
+/**
+ * Resolves with the bundle's send rate once the tool has marked it begun, or with `bound` once `waitMs` has passed
  * without (after one last ask). Rejects when `signal` aborts or an ask fails.
  */
-export function waitForToolBegun(w: ToolBegunWait): Promise<number | false> {
+export function waitForToolBegun(w: ToolBegunWait): Promise<ToolBegunWaitEnd> {
   const key = keyOf(w.run);
   const early = untaken.get(key);
   if (early !== undefined) {
     untaken.delete(key);
-    return Promise.resolve(early);
+    return Promise.resolve({ by: 'mark', sendRate: early });
   }
   const until = Date.now() + w.waitMs;
-  return new Promise<number | false>((resolve, reject) => {
+  return new Promise<ToolBegunWaitEnd>((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
     let settled = false;
     const settle = (outcome: () => void) => {
@@ -77,15 +84,16 @@ export function waitForToolBegun(w: ToolBegunWait): Promise<number | false> {
       w.signal.removeEventListener('abort', onAbort);
       outcome();
     };
-    const wake = (sendRate: number) => settle(() => resolve(sendRate));
+    const end = (how: ToolBegunWaitEnd) => settle(() => resolve(how));
+    const wake = (sendRate: number) => end({ by: 'mark', sendRate });
     const onAbort = () => settle(() => reject(w.signal.reason));
     const ask = () => {
       if (settled) return;
       w.onAsk?.();
       w.ask().then(
         (answer) => {
-          if (answer !== false) wake(answer);
-          else if (Date.now() >= until) settle(() => resolve(false));
+          if (answer !== false) end({ by: 'ask', sendRate: answer });
+          else if (Date.now() >= until) end({ by: 'bound' });
           else timer = setTimeout(ask, Math.min(ASK_EVERY_MS, until - Date.now()));
         },
         (err: unknown) => settle(() => reject(err)),

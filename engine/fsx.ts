@@ -65,6 +65,38 @@ export async function writeAtomically(target: string, text: string, sync = true)
   if (sync) await fsyncDir(path.dirname(target));
 }
 
+/**
+ * Text appended to a file through one buffer: written when `flush` is called (a writer flushes once `push` says
+ * the buffer is due), at the byte offset the file has reached. The threshold counts UTF-16 units, a bound only.
+ */
+export class TextAppender {
+  #buf: string[] = [];
+  #units = 0;
+
+  constructor(
+    private readonly fd: number,
+    /** Where the next write goes. */
+    public pos: number,
+    private readonly flushUnits = 1 << 20,
+  ) {}
+
+  /** Buffers `text`; true when the buffer is due to be written. */
+  push(text: string): boolean {
+    this.#buf.push(text);
+    this.#units += text.length;
+    return this.#units >= this.flushUnits;
+  }
+
+  async flush(): Promise<void> {
+    if (this.#buf.length === 0) return;
+    const bytes = Buffer.from(this.#buf.join(''));
+    this.#buf = [];
+    this.#units = 0;
+    await writeAllAt(this.fd, bytes, this.pos);
+    this.pos += bytes.length;
+  }
+}
+
 /** Makes every real folder under `p` (and `p`) 0700, never following links, so it can be removed. */
 async function makeRemovable(p: string): Promise<void> {
   const st = await lstatOrUndefined(p);

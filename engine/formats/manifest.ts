@@ -20,7 +20,7 @@ import {
   type ManifestHeader,
   type ManifestHeaderInit,
 } from '../../common/manifest.js';
-import { writeAllAt } from '../fsx.js';
+import { TextAppender, writeAllAt } from '../fsx.js';
 
 export { ManifestInvalid } from '../../common/manifest.js';
 export type { ManifestEntry, ManifestHeader, ManifestHeaderInit } from '../../common/manifest.js';
@@ -46,9 +46,7 @@ export interface ReadManifestResult {
  * Entries are validated and must have distinct paths (a programming error otherwise).
  */
 export class ManifestWriter {
-  #buf: string[] = [];
-  #bufBytes = 0;
-  #pos: number;
+  readonly #out: TextAppender;
   #count = 0;
   #closed = false;
   readonly #paths = new Set<string>();
@@ -62,7 +60,7 @@ export class ManifestWriter {
     private readonly countAt: number,
     headerBytes: number,
   ) {
-    this.#pos = headerBytes;
+    this.#out = new TextAppender(fh.fd, headerBytes, FLUSH_BYTES);
   }
 
   static async open(target: string, header: ManifestHeaderInit): Promise<ManifestWriter> {
@@ -117,19 +115,12 @@ export class ManifestWriter {
     // JSON.stringify(e)'s line, built by hand: only the path can need escaping (kind and sha256 are
     // checked to be plain words, the numbers finite), and a template costs less than the object walk.
     const line = `{"path":${JSON.stringify(e.path)},"kind":"${e.kind}","mode":${e.mode},"size":${e.size},"mtimeMs":${e.mtimeMs},"sha256":"${e.sha256}"}\n`;
-    this.#buf.push(line);
-    this.#bufBytes += line.length; // UTF-16 units: only a flush threshold
     this.#count++;
-    return this.#bufBytes >= FLUSH_BYTES;
+    return this.#out.push(line);
   }
 
-  async #flush(): Promise<void> {
-    if (this.#buf.length === 0) return;
-    const bytes = Buffer.from(this.#buf.join(''));
-    this.#buf = [];
-    this.#bufBytes = 0;
-    await writeAllAt(this.fh.fd, bytes, this.#pos);
-    this.#pos += bytes.length;
+  #flush(): Promise<void> {
+    return this.#out.flush();
   }
 
   /** Writes the count and renames over the target (atomic for readers). */

@@ -7,9 +7,9 @@
  */
 import path from 'node:path';
 import { PACK_LIMITS } from '../../common/device.js';
-import { INDEX_URI, INDEX_VERSION, type ManageIndex } from '../../common/manageIndex.js';
+import { INDEX_URI } from '../../common/manageIndex.js';
+import { IndexWriter, type IndexTail } from '../formats/manageIndex.js';
 import { BUFFERED, ManifestWriter } from '../formats/manifest.js';
-import { writeAtomically } from '../fsx.js';
 import { LoopYield } from '../loopYield.js';
 import { walkSteps } from '../walk.js';
 import { EntryPacker } from './entryPacker.js';
@@ -32,10 +32,20 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
   const { resumed, restartedBecause } = await openOutDir(outDir, opts.resume ?? false, config, progress, signal);
 
   const syncs = new OutputSyncs();
-  const out = new PackOutputs(outDir, config, limits, progress, resumed, syncs);
-  const writer = opts.manifestPath
-    ? await ManifestWriter.open(opts.manifestPath, { bundleName: opts.bundleName, time: opts.time ?? Math.floor(Date.now() / 1000) })
-    : undefined;
+  const indexPath = path.join(outDir, INDEX_URI);
+  // Written as the outputs complete: the pack keeps only the entries of the one it fills (formats/manageIndex.ts).
+  const indexWriter = await IndexWriter.open(indexPath, opts.bundleName);
+  const out = new PackOutputs(outDir, config, limits, progress, resumed, syncs, indexWriter);
+  let writer: ManifestWriter | undefined;
+  try {
+    writer = opts.manifestPath
+      ? await ManifestWriter.open(opts.manifestPath, { bundleName: opts.bundleName, time: opts.time ?? Math.floor(Date.now() / 1000) })
+      : undefined;
+    await out.writeIndexed(); // what an earlier attempt kept
+  } catch (err) {
+    await indexWriter.abort();
+    throw err;
+  }
   const recorder = base || writer ? new IncrementRecorder(base, writer) : undefined;
   const cursor = new ResumeCursor(resumed, outDir, recorder, base, progress, signal);
   const packer = new EntryPacker(out, cursor, recorder, base, limits, outDir, progress, signal);
@@ -73,6 +83,7 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
     await syncs.settle();
   } catch (err) {
     await writer?.abort();
+    await indexWriter.abort();
     out.slice?.abort();
     // No fd left open behind a failed attempt; the error reported is the one that stopped it.
     await syncs.settle().catch(() => {});
@@ -80,32 +91,24 @@ export async function packBundle(opts: PackOptions): Promise<PackSummary> {
   }
 
   const { files, skipped, totals } = out;
-  const index: ManageIndex = {
-    version: INDEX_VERSION,
-    bundleName: opts.bundleName,
-    createdAt: new Date().toISOString(),
-    files,
-    skipped,
-    totals,
-  };
+  const tail: IndexTail = { skipped, totals, createdAt: new Date().toISOString() };
   const deleted = recorder?.deletions() ?? [];
-  if (base) index.incremental = { baseTime: opts.baseTime ?? 0, deleted, touched: recorder!.touched };
-  if (writer) {
-    try {
-      await writer.close();
-    } catch (err) {
-      await writer.abort();
-      throw err;
-    }
+  if (base) tail.incremental = { baseTime: opts.baseTime ?? 0, deleted, touched: recorder!.touched };
+  try {
+    await writer?.close();
+    // In place at once, not synced: the index lives in the transient transfer area and a retried pack rewrites it.
+    await out.finishIndex(tail);
+  } catch (err) {
+    await writer?.abort();
+    await indexWriter.abort();
+    throw err;
   }
-  const indexPath = path.join(outDir, INDEX_URI);
-  // Atomic, not synced: the index lives in the transient transfer area and a retried pack rewrites it.
-  await writeAtomically(indexPath, JSON.stringify(index), false);
   progress.phase = 'pack';
   progress.emit();
   const summary: PackSummary = {
     ...totals,
     handOver: files.length,
+    handed: files.map((f) => ({ uri: f.uri, size: f.size })),
     skipped: skipped.length,
     indexPath,
   };

@@ -63,6 +63,8 @@ export interface PackSummary {
   bytes: number;
   /** Number of HandedFile records (slices and big files), not counting manage.json. */
   handOver: number;
+  /** Those files in hand-over order, what the hand-over needs of each: it need not read the index. */
+  handed: Array<{ uri: string; size: number }>;
   skipped: number;
   indexPath: string;
   /** Only with `resume`: what was kept from an earlier attempt, or why it was not. */

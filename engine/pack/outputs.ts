@@ -6,6 +6,7 @@
  */
 import path from 'node:path';
 import type { HandedFile, Skipped } from '../../common/manageIndex.js';
+import type { IndexTail, IndexWriter } from '../formats/manageIndex.js';
 import type { PackLimits } from './options.js';
 import type { OutputSyncs } from './outputSync.js';
 import type { PackProgressMeter } from './progress.js';
@@ -13,7 +14,14 @@ import { lastPath, walkKey, writeDone, type Done, type ResumeState } from './res
 import { Slice } from './slice.js';
 
 export class PackOutputs {
+  /**
+   * The handed files so far, in hand-over order. Once a file is in the index (every file before the open
+   * slice, complete), only its record stays here, its entries dropped (`entries: []`): a pack holds the
+   * entries of the outputs it is filling, not the bundle's.
+   */
   readonly files: HandedFile[];
+  /** files[0, #indexed) are written to the index. */
+  #indexed = 0;
   readonly skipped: Skipped[];
   readonly totals = { files: 0, dirs: 0, bytes: 0 };
   /** How many outputs were kept from an earlier attempt. */
@@ -32,8 +40,10 @@ export class PackOutputs {
     resumed: ResumeState | undefined,
     /** The early flushes of every output this run writes. */
     readonly syncs: OutputSyncs,
+    private readonly index: IndexWriter,
   ) {
-    this.files = resumed?.files ?? [];
+    // A copy: the resume cursor reads the kept files' entries from `resumed`, after these go to the index.
+    this.files = [...(resumed?.files ?? [])];
     this.skipped = resumed?.skipped ?? [];
     for (const e of this.files.flatMap((f) => f.entries)) {
       if (e.kind === 'dir') this.totals.dirs++;
@@ -49,6 +59,22 @@ export class PackOutputs {
     this.#parts = resumed?.parts ?? 0;
     this.#bigs = resumed?.bigs ?? 0;
     this.#skippedMark = this.skipped.length;
+  }
+
+  /** Writes the complete files not yet in the index (all before the open slice) and drops their entries here. */
+  async writeIndexed(): Promise<void> {
+    const open = this.slice?.handed;
+    while (this.#indexed < this.files.length && this.files[this.#indexed] !== open) {
+      const f = this.files[this.#indexed]!;
+      await this.index.add(f);
+      this.files[this.#indexed++] = { ...f, entries: [] };
+    }
+  }
+
+  /** Every file in the index, then the rest of it: the index is complete and in place. */
+  async finishIndex(tail: IndexTail): Promise<void> {
+    await this.writeIndexed();
+    await this.index.finish(tail);
   }
 
   skip(p: string, reason: string): void {
@@ -82,6 +108,7 @@ export class PackOutputs {
     await writeDone(this.outDir, { config: this.config, pos: s.pos, skipped: skipped.slice(this.#skippedMark, end), handed: s.handed });
     this.#skippedMark = end;
     this.progress.completed();
+    await this.writeIndexed();
   }
 
   /** The uri the next big file is written to. */
@@ -94,6 +121,7 @@ export class PackOutputs {
     await writeDone(this.outDir, { config: this.config, pos: this.files.length, skipped: [], handed });
     this.files.push(handed);
     this.progress.completed();
+    await this.writeIndexed();
   }
 
   /**
@@ -109,5 +137,6 @@ export class PackOutputs {
     this.totals.bytes += done.handed.size;
     this.progress.add(1, done.handed.size);
     this.progress.completed();
+    await this.writeIndexed();
   }
 }

@@ -18,22 +18,34 @@ import { StagingTree, precheckHanded } from './stagingTree.js';
 import { alreadyApplied, noteSwapping, reclaimBigFiles, recoverInterruptedSwap, resetStaging, swapIn, undoBuild } from './swap.js';
 
 export { RestoreRejected, type ApplyRestoreOptions, type ApplyRestoreResult } from './options.js';
+
+/** A 'byIndex' call as the mode its index asks for: an increment merges, a full set applies (or stays in tempOnlyDir). */
+function resolveByIndex(opts: ApplyRestoreOptions, increment: boolean, tempOnlyDir: string | undefined): ApplyRestoreOptions {
+  if (increment) return { ...opts, mode: 'merge' };
+  return tempOnlyDir ? { ...opts, mode: 'tempOnly', stagingDir: tempOnlyDir } : { ...opts, mode: 'apply' };
+}
 export { unsafePathReason } from './pathRules.js';
 
-export async function applyRestore(opts: ApplyRestoreOptions): Promise<ApplyRestoreResult> {
-  const restoreDir = path.resolve(opts.restoreDir);
-  const dataDir = path.resolve(opts.dataDir);
-  const stagingDir = path.resolve(opts.stagingDir);
-  const { signal } = opts;
-  checkLayout(restoreDir, dataDir, stagingDir);
+export async function applyRestore(given: ApplyRestoreOptions): Promise<ApplyRestoreResult> {
+  const restoreDir = path.resolve(given.restoreDir);
+  const dataDir = path.resolve(given.dataDir);
+  const tempOnlyDir = given.mode === 'byIndex' && given.tempOnlyStagingDir ? path.resolve(given.tempOnlyStagingDir) : undefined;
+  const { signal } = given;
+  checkLayout(restoreDir, dataDir, path.resolve(given.stagingDir));
+  if (tempOnlyDir) checkLayout(restoreDir, dataDir, tempOnlyDir);
   signal?.throwIfAborted();
 
-  const appliedTo = opts.mode === 'tempOnly' ? stagingDir : dataDir;
+  // Where the tree goes (byIndex: either place, until the index is read).
+  const candidates =
+    given.mode === 'byIndex' ? [dataDir, ...(tempOnlyDir ? [tempOnlyDir] : [])] : [given.mode === 'tempOnly' ? path.resolve(given.stagingDir) : dataDir];
   // A retry after an earlier attempt's swap: the tree is in place and its big files are no longer in restoreDir.
-  const done = opts.appliedRecord ? await alreadyApplied(opts.appliedRecord, appliedTo) : undefined;
-  await recoverInterruptedSwap(dataDir, done ? opts.keepPreviousAs : undefined);
+  const done = given.appliedRecord ? await alreadyApplied(given.appliedRecord, candidates) : undefined;
+  await recoverInterruptedSwap(dataDir, done ? given.keepPreviousAs : undefined);
   if (done) return done;
   const index = await readIndex(restoreDir);
+  const opts = given.mode === 'byIndex' ? resolveByIndex(given, index.incremental !== undefined, tempOnlyDir) : given;
+  const stagingDir = path.resolve(opts.stagingDir);
+  const appliedTo = opts.mode === 'tempOnly' ? stagingDir : dataDir;
   if (opts.mode === 'merge' && !index.incremental) throw invalid(`not an increment: ${INDEX_URI} has no "incremental" block (restore it with 'apply')`);
   if (opts.mode === 'apply' && index.incremental) throw invalid(`${INDEX_URI} describes an increment, which only 'merge' can apply`);
   const plan = validateIndex(index, stagingDir, restoreDir);

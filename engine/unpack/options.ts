@@ -14,7 +14,13 @@ export interface ApplyRestoreOptions {
    * 'apply': swap the verified tree into dataDir; 'tempOnly' (fullBackupOnly profiles): leave the verified tree in stagingDir;
    * 'merge': an increment — the current dataDir plus the increment's changes and deletions, swapped into dataDir.
    */
-  mode: 'apply' | 'tempOnly' | 'merge';
+  mode: 'apply' | 'tempOnly' | 'merge' | 'byIndex';
+  /**
+   * Only with 'byIndex', which the index decides once it is read (so that no caller reads a big index just to
+   * choose): an increment is merged, a full set applied; with this, a full set is left here instead ('tempOnly',
+   * for a fullBackupOnly profile) while an increment still merges in stagingDir.
+   */
+  tempOnlyStagingDir?: string;
   /** Keep the tree dataDir held before under this name (a sibling of dataDir) instead of removing it. */
   keepPreviousAs?: string;
   /**

@@ -78,7 +78,7 @@ export async function noteSwapping(record: string, tree: string, result: ApplyRe
  * is the very one it noted. Otherwise undefined, and the record is dropped (the
  * swap never happened, or did not survive a crash: the apply is redone).
  */
-export async function alreadyApplied(record: string, appliedTo: string): Promise<ApplyRestoreResult | undefined> {
+export async function alreadyApplied(record: string, appliedTo: string[]): Promise<ApplyRestoreResult | undefined> {
   let rec: AppliedRecord;
   try {
     rec = JSON.parse(await fsp.readFile(record, 'utf8')) as AppliedRecord;
@@ -87,10 +87,9 @@ export async function alreadyApplied(record: string, appliedTo: string): Promise
     await fsp.rm(record, { force: true });
     return undefined;
   }
-  const st = await lstatOrUndefined(appliedTo);
-  if (st?.isDirectory() && st.dev === rec.dev && st.ino === rec.ino && st.birthtimeMs === rec.birthtimeMs && rec.result.appliedTo === appliedTo) {
-    return rec.result;
-  }
+  const to = rec.result?.appliedTo;
+  const st = typeof to === 'string' && appliedTo.includes(to) ? await lstatOrUndefined(to) : undefined;
+  if (st?.isDirectory() && st.dev === rec.dev && st.ino === rec.ino && st.birthtimeMs === rec.birthtimeMs) return rec.result;
   await fsp.rm(record, { force: true });
   return undefined;
 }

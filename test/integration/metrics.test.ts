@@ -87,6 +87,11 @@ describe('worker metrics', () => {
       expect(lastSuccess).toBeGreaterThanOrEqual(Math.floor(startedAt));
       expect(lastSuccess).toBeLessThanOrEqual(Date.now() / 1000 + 1);
       expect(during).not.toMatch(/bundle_name="com\.m\.(locked|crash)"/);
+      // com.m.one's hand-over waited for the tool's begun mark, and the mark (the child's query, in this worker) woke it:
+      // no ask of the child, no wait to the bound. The other two never reached a hand-over.
+      expect(value(during, /^ohbackup_tool_begun_wait_seconds_count\{[^}]*ended_by="mark"[^}]*\} (\d+)/m)).toBe(1);
+      expect(during).toMatch(new RegExp(`^ohbackup_tool_begun_wait_seconds_count\\{[^}]*${device}[^}]*ended_by="mark"`, 'm'));
+      expect(during).not.toMatch(/^ohbackup_tool_begun_wait_seconds_count\{[^}]*ended_by="(ask|bound)"/m);
       expect(during).not.toMatch(/^ohbackup_sessions_total/m);
 
       // A second session asks for a bundle the first still holds: refused before any child starts (13500013).

@@ -288,6 +288,36 @@ describe('applyRestore: round trip', () => {
     expect(await oldSiblings(l.dataDir)).toEqual([]);
   });
 
+  it("byIndex (the activity's mode) applies a full set, or leaves it in tempOnlyStagingDir; a retry after either finds its result", async () => {
+    const appliedRecord = (l: Layout) => path.join(l.base, 'applied.json');
+    // fullBackupOnly: the verified tree stays in the temp area, dataDir as it was.
+    const l = await layout('by-index-temp');
+    await buildSourceTree(l.src);
+    await pack(l);
+    const want = await snapshot(l.src);
+    await seedOldData(l.dataDir);
+    const before = listing(await snapshot(l.dataDir));
+    const tempDir = path.join(l.base, 'bundle', 'backup', 'restore-temp', 'restored-s1');
+    const asTemp = opts(l, { mode: 'byIndex', tempOnlyStagingDir: tempDir, appliedRecord: appliedRecord(l) });
+    const temp = await applyRestore(asTemp);
+    expect(temp.appliedTo).toBe(tempDir);
+    expect(listing(await snapshot(l.dataDir))).toEqual(before);
+    expectSameTree(await snapshot(tempDir), want);
+    expect(await exists(l.stagingDir)).toBe(false);
+    expect(await applyRestore(asTemp)).toEqual(temp);
+
+    // Otherwise a full set replaces dataDir.
+    const l2 = await layout('by-index-apply');
+    await buildSourceTree(l2.src);
+    await pack(l2);
+    await seedOldData(l2.dataDir);
+    const asApply = opts(l2, { mode: 'byIndex', appliedRecord: appliedRecord(l2) });
+    const applied = await applyRestore(asApply);
+    expect(applied.appliedTo).toBe(l2.dataDir);
+    expectSameTree(await snapshot(l2.dataDir), await snapshot(l2.src));
+    expect(await applyRestore(asApply)).toEqual(applied);
+  });
+
   it('accepts an index whose bundleName differs (app mapping)', async () => {
     const l = await layout('mapping');
     await fsp.mkdir(l.src);

@@ -408,8 +408,8 @@ describe('incremental backup and merge restore', () => {
       expect(await frozen(l.dataDir)).toEqual(before);
       await expect(fsp.lstat(l.stagingDir)).rejects.toMatchObject({ code: 'ENOENT' });
 
-      // The real merge.
-      const r = await restore(l, inc.out, 'merge');
+      // The real merge, as the restore activity asks for it: the index says it is an increment.
+      const r = await restore(l, inc.out, 'byIndex');
       expect(r.appliedTo).toBe(l.dataDir);
       expect(r.merged).toMatchObject({ touched: 2, deleted: 5, copied: 0 });
       expect(r.merged!.linked).toBe(fullTree.filter((e) => e.kind === 'file').length);

@@ -30,7 +30,7 @@ describe('toolBegunMarks', () => {
   it('a mark made in this process wakes the wait at once, without asking the child', async () => {
     const w = wait();
     setTimeout(() => markToolBegun(w.run, 7), 30);
-    expect(await w.promise).toBe(7);
+    expect(await w.promise).toEqual({ by: 'mark', sendRate: 7 });
     expect(w.asks).toEqual([]);
   });
 
@@ -39,10 +39,10 @@ describe('toolBegunMarks', () => {
     markToolBegun(run, 60);
     const asks: number[] = [];
     const opts = { run, waitMs: 300, signal: never() };
-    expect(await waitForToolBegun({ ...opts, ask: async () => (asks.push(1), false) })).toBe(60);
+    expect(await waitForToolBegun({ ...opts, ask: async () => (asks.push(1), false) })).toEqual({ by: 'mark', sendRate: 60 });
     expect(asks).toEqual([]);
     // Taken: a second wait (a retry of the activity) asks the child itself.
-    expect(await waitForToolBegun({ ...opts, ask: async () => (asks.push(1), false) })).toBe(false);
+    expect(await waitForToolBegun({ ...opts, ask: async () => (asks.push(1), false) })).toEqual({ by: 'bound' });
     expect(asks.length).toBeGreaterThan(0);
   });
 
@@ -50,10 +50,10 @@ describe('toolBegunMarks', () => {
     const run = newRun();
     markToolBegun(run, 60);
     toolBegunRateChanged(run, 0);
-    expect(await waitForToolBegun({ run, waitMs: 300, signal: never(), ask: async () => false })).toBe(0);
+    expect(await waitForToolBegun({ run, waitMs: 300, signal: never(), ask: async () => false })).toEqual({ by: 'mark', sendRate: 0 });
     // Once taken, a rate change keeps nothing: the hand-over follows the bundle's rate itself.
     toolBegunRateChanged(run, 9);
-    expect(await waitForToolBegun({ run, waitMs: 250, signal: never(), ask: async () => false })).toBe(false);
+    expect(await waitForToolBegun({ run, waitMs: 250, signal: never(), ask: async () => false })).toEqual({ by: 'bound' });
   });
 
   it('marks are per namespace, child and run: another’s mark does not end this wait', async () => {
@@ -62,18 +62,18 @@ describe('toolBegunMarks', () => {
     markToolBegun({ ...w.run, workflowId: `${w.run.workflowId}.other` }, 5);
     markToolBegun({ ...w.run, runId: 'an-earlier-run' }, 5);
     toolBegunRateChanged(w.run, 5);
-    expect(await w.promise).toBe(false);
+    expect(await w.promise).toEqual({ by: 'bound' });
   });
 
   it('a child held by another process is found by asking it', async () => {
     const w = wait([false, 42]);
-    expect(await w.promise).toBe(42);
+    expect(await w.promise).toEqual({ by: 'ask', sendRate: 42 });
     expect(w.asks).toHaveLength(2);
   });
 
   it('a tool that never marks the bundle ends the wait after its bound, with a last ask then', async () => {
     const w = wait([], { waitMs: 500 });
-    expect(await w.promise).toBe(false);
+    expect(await w.promise).toEqual({ by: 'bound' });
     expect(Date.now() - w.started).toBeGreaterThanOrEqual(500);
     expect(w.asks.at(-1)!).toBeGreaterThanOrEqual(500);
     // Asked now and then, not every few milliseconds.
@@ -92,6 +92,6 @@ describe('toolBegunMarks', () => {
     await expect(w.promise).rejects.toThrow('cancelled');
     // The cancelled wait no longer listens: a later mark is kept for the next wait.
     markToolBegun(w.run, 3);
-    expect(await waitForToolBegun({ run: w.run, waitMs: 100, signal: never(), ask: async () => false })).toBe(3);
+    expect(await waitForToolBegun({ run: w.run, waitMs: 100, signal: never(), ask: async () => false })).toEqual({ by: 'mark', sendRate: 3 });
   });
 });
