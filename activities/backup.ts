@@ -41,8 +41,7 @@ export function createBackupActivities(device: Device) {
         // An earlier attempt that got as far as the hand-over packed it all, and the tool may be reading those files:
         // packing again (a resume rewrites the index) would change them under it. Its heartbeat kept the summary.
         const earlier = ctx.info.heartbeatDetails as { packed?: PackedSummary } | undefined;
-        const fresh = earlier?.packed ? undefined : await pack(input);
-        const packed = earlier?.packed ?? fresh!.packed;
+        const { packed, handed: packedFiles } = earlier?.packed ? { packed: earlier.packed, handed: undefined } : await pack(input);
         const selfId = bundleWorkflowId(input.sessionId, input.bundleName);
         const self = ctx.client.workflow.getHandle(selfId);
         // A rate the tool sets in onBundleBegin reaches the bundle before the tool's toolBegun mark does: wait for
@@ -64,7 +63,7 @@ export function createBackupActivities(device: Device) {
           bundleName,
           from: 0,
           // The files the pack just made (a retry that skipped it reads them from the index).
-          files: fresh?.handed,
+          files: packedFiles,
           // The rate toolBegun brought (undefined: the tool is away; the hand-over asks the bundle).
           sendRate: begun.by === 'bound' ? undefined : begun.sendRate,
           heartbeat: { packed },
@@ -115,8 +114,10 @@ export function createBackupActivities(device: Device) {
     };
   }
 
-  /** Packs the bundle (engine/pack); a retry resumes from what an earlier attempt completed. */
-  /** `packed` for the workflow (and heartbeats); `handed`, the files to hand over, stays in this process. */
+  /**
+   * Packs the bundle (engine/pack); a retry resumes from what an earlier attempt completed. `packed` goes to the
+   * workflow (and heartbeats); `handed`, the files to hand over, stays in this process.
+   */
   async function pack(input: PackInput): Promise<{ packed: PackedSummary; handed: HandOverFile[] }> {
     const ctx = Context.current();
     const bundle = device.bundle(input.bundleName);

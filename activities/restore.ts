@@ -7,9 +7,9 @@ import { ErrorCode, codeForSystemError, errorInfo, type ErrorInfo } from '../com
 import { codedFailure, isPlainUri } from '../common/rules.js';
 import type { Device } from '../engine/device.js';
 import { runOffThread } from '../engine/offThread.js';
-import { heartbeatWhile } from './heartbeatWhile.js';
 import { RestoreRejected } from '../engine/unpack/index.js';
 import { asFailure, sessionBundle } from './failures.js';
+import { heartbeatWhile } from './heartbeatWhile.js';
 import { oneAttemptAtATime } from './oneAttemptAtATime.js';
 import { ProgressReporter } from './progressReporter.js';
 

@@ -72,13 +72,16 @@ export async function writeAtomically(target: string, text: string, sync = true)
 export class TextAppender {
   #buf: string[] = [];
   #units = 0;
+  /** Where the next write goes. */
+  #pos: number;
 
   constructor(
     private readonly fd: number,
-    /** Where the next write goes. */
-    public pos: number,
-    private readonly flushUnits = 1 << 20,
-  ) {}
+    startAt: number,
+    private readonly flushUnits: number,
+  ) {
+    this.#pos = startAt;
+  }
 
   /** Buffers `text`; true when the buffer is due to be written. */
   push(text: string): boolean {
@@ -92,8 +95,8 @@ export class TextAppender {
     const bytes = Buffer.from(this.#buf.join(''));
     this.#buf = [];
     this.#units = 0;
-    await writeAllAt(this.fd, bytes, this.pos);
-    this.pos += bytes.length;
+    await writeAllAt(this.fd, bytes, this.#pos);
+    this.#pos += bytes.length;
   }
 }
 

@@ -18,13 +18,13 @@ import { StagingTree, precheckHanded } from './stagingTree.js';
 import { alreadyApplied, noteSwapping, reclaimBigFiles, recoverInterruptedSwap, resetStaging, swapIn, undoBuild } from './swap.js';
 
 export { RestoreRejected, type ApplyRestoreOptions, type ApplyRestoreResult } from './options.js';
+export { unsafePathReason } from './pathRules.js';
 
 /** A 'byIndex' call as the mode its index asks for: an increment merges, a full set applies (or stays in tempOnlyDir). */
 function resolveByIndex(opts: ApplyRestoreOptions, increment: boolean, tempOnlyDir: string | undefined): ApplyRestoreOptions {
   if (increment) return { ...opts, mode: 'merge' };
   return tempOnlyDir ? { ...opts, mode: 'tempOnly', stagingDir: tempOnlyDir } : { ...opts, mode: 'apply' };
 }
-export { unsafePathReason } from './pathRules.js';
 
 export async function applyRestore(given: ApplyRestoreOptions): Promise<ApplyRestoreResult> {
   const restoreDir = path.resolve(given.restoreDir);
@@ -35,11 +35,10 @@ export async function applyRestore(given: ApplyRestoreOptions): Promise<ApplyRes
   if (tempOnlyDir) checkLayout(restoreDir, dataDir, tempOnlyDir);
   signal?.throwIfAborted();
 
-  // Where the tree goes (byIndex: either place, until the index is read).
-  const candidates =
-    given.mode === 'byIndex' ? [dataDir, ...(tempOnlyDir ? [tempOnlyDir] : [])] : [given.mode === 'tempOnly' ? path.resolve(given.stagingDir) : dataDir];
+  // Where the tree goes: dataDir, or a tempOnly tree's staging folder (byIndex: either, until the index is read).
+  const places = given.mode === 'tempOnly' ? [path.resolve(given.stagingDir)] : [dataDir, ...(tempOnlyDir ? [tempOnlyDir] : [])];
   // A retry after an earlier attempt's swap: the tree is in place and its big files are no longer in restoreDir.
-  const done = given.appliedRecord ? await alreadyApplied(given.appliedRecord, candidates) : undefined;
+  const done = given.appliedRecord ? await alreadyApplied(given.appliedRecord, places) : undefined;
   await recoverInterruptedSwap(dataDir, done ? given.keepPreviousAs : undefined);
   if (done) return done;
   const index = await readIndex(restoreDir);

@@ -74,11 +74,12 @@ export async function noteSwapping(record: string, tree: string, result: ApplyRe
 }
 
 /**
- * An earlier attempt's result when its swap is done: the folder at `appliedTo`
- * is the very one it noted. Otherwise undefined, and the record is dropped (the
+ * An earlier attempt's result when its swap is done: the folder its result names
+ * as `appliedTo` is one of `places` (where this call may put its tree) and the
+ * very one it noted. Otherwise undefined, and the record is dropped (the
  * swap never happened, or did not survive a crash: the apply is redone).
  */
-export async function alreadyApplied(record: string, appliedTo: string[]): Promise<ApplyRestoreResult | undefined> {
+export async function alreadyApplied(record: string, places: string[]): Promise<ApplyRestoreResult | undefined> {
   let rec: AppliedRecord;
   try {
     rec = JSON.parse(await fsp.readFile(record, 'utf8')) as AppliedRecord;
@@ -88,7 +89,7 @@ export async function alreadyApplied(record: string, appliedTo: string[]): Promi
     return undefined;
   }
   const to = rec.result?.appliedTo;
-  const st = typeof to === 'string' && appliedTo.includes(to) ? await lstatOrUndefined(to) : undefined;
+  const st = typeof to === 'string' && places.includes(to) ? await lstatOrUndefined(to) : undefined;
   if (st?.isDirectory() && st.dev === rec.dev && st.ino === rec.ino && st.birthtimeMs === rec.birthtimeMs) return rec.result;
   await fsp.rm(record, { force: true });
   return undefined;
